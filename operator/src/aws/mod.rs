@@ -1,0 +1,228 @@
+//! A narrow view of the cloud: the S3 bucket calls the controller makes, over our own
+//! plain types so that desired state and comparisons never depend on SDK types.
+//!
+//! In: bucket names and settings. Out: what S3 holds, or a classified [`AwsError`].
+//! `s3.rs` implements [`BucketApi`] with aws-sdk-s3 (side effects); `policy.rs` builds policy
+//! documents (pure); `rgw.rs` holds everything specific to Ceph RGW as a backend.
+
+pub mod policy;
+pub mod rgw;
+pub mod s3;
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+
+/// One CORS rule, in canonical form (lists sorted and deduplicated) so that what S3 returns
+/// compares equal to what we asked for whatever order it was stored in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct CorsRule {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<i32>,
+}
+
+impl CorsRule {
+    /// Sorts and deduplicates every list. Header names are case-insensitive, so they are
+    /// lowercased too.
+    pub fn canonical(mut self) -> Self {
+        fn tidy(v: &mut Vec<String>) {
+            v.sort();
+            v.dedup();
+        }
+        for h in self
+            .allowed_headers
+            .iter_mut()
+            .chain(self.expose_headers.iter_mut())
+        {
+            *h = h.to_ascii_lowercase();
+        }
+        tidy(&mut self.allowed_origins);
+        tidy(&mut self.allowed_methods);
+        tidy(&mut self.allowed_headers);
+        tidy(&mut self.expose_headers);
+        self
+    }
+}
+
+/// Canonical form of a whole CORS configuration: each rule canonical, rules sorted.
+pub fn canonical_cors(rules: Vec<CorsRule>) -> Vec<CorsRule> {
+    let mut rules: Vec<CorsRule> = rules.into_iter().map(CorsRule::canonical).collect();
+    rules.sort();
+    rules
+}
+
+/// One lifecycle rule, reduced to what the operator manages. S3 may return a rule's prefix
+/// as `Filter.Prefix` or as the legacy top-level `Prefix`: both land in `prefix`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct LifecycleRule {
+    pub id: String,
+    pub prefix: String,
+    pub enabled: bool,
+    pub abort_incomplete_multipart_upload_days: Option<i32>,
+    pub expiration_days: Option<i32>,
+}
+
+/// Canonical form of a lifecycle configuration: rules sorted by id.
+pub fn canonical_lifecycle(mut rules: Vec<LifecycleRule>) -> Vec<LifecycleRule> {
+    rules.sort();
+    rules
+}
+
+/// The bucket's public-access block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct PublicAccessBlock {
+    pub block_public_acls: bool,
+    pub ignore_public_acls: bool,
+    pub block_public_policy: bool,
+    pub restrict_public_buckets: bool,
+}
+
+/// Default server-side encryption of the bucket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Encryption {
+    SseS3,
+    SseKms { key_id: String },
+}
+
+/// Versioning state as S3 reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Versioning {
+    /// Never enabled.
+    #[default]
+    Off,
+    Enabled,
+    Suspended,
+}
+
+/// Which bucket, and where: S3 clients are regional.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketRef {
+    pub name: String,
+    pub region: String,
+}
+
+/// Result of asking S3 to create a bucket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Created {
+    /// The bucket did not exist and now does.
+    New,
+    /// It already existed and belongs to us: nothing to do.
+    AlreadyOwned,
+}
+
+/// Result of a delete.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deleted {
+    Deleted,
+    /// It was not there: success for a repeatable cleanup.
+    NotFound,
+}
+
+/// Cloud errors, classified so the controller can tell a spec problem from a transient one.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    #[error(
+        "bucket name {0:?} is already taken by another AWS account; set spec.bucketName to another name"
+    )]
+    BucketTaken(String),
+    #[error(
+        "bucket {0:?} is not empty; set spec.emptyOnDelete: true to delete its objects, or remove the objects yourself"
+    )]
+    BucketNotEmpty(String),
+    #[error("{op}: access denied: {message}")]
+    AccessDenied { op: &'static str, message: String },
+    #[error("{op}: this S3 backend does not support it: {message}")]
+    NotSupported { op: &'static str, message: String },
+    #[error("{op}: {code}: {message}")]
+    Api {
+        op: &'static str,
+        code: String,
+        message: String,
+    },
+}
+
+impl AwsError {
+    /// Short label for metrics and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AwsError::BucketTaken(_) => "BucketNameTaken",
+            AwsError::BucketNotEmpty(_) => "BucketNotEmpty",
+            AwsError::AccessDenied { .. } => "AccessDenied",
+            AwsError::NotSupported { .. } => "NotSupported",
+            AwsError::Api { .. } => "AwsApiError",
+        }
+    }
+
+    /// Whether retrying soon can help. Name conflicts, missing permissions and unsupported
+    /// features need a person to act first; they are retried slowly.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AwsError::Api { .. })
+    }
+}
+
+/// The S3 calls the controller makes. Every getter reports "not configured" as an empty
+/// value, never as an error; every setter is idempotent.
+#[async_trait]
+pub trait BucketApi: Send + Sync {
+    /// Creates the bucket; a bucket we already own is success, one owned by someone else
+    /// is [`AwsError::BucketTaken`].
+    async fn create_bucket(&self, bucket: &BucketRef) -> Result<Created, AwsError>;
+    /// Whether the bucket exists (and we can see it).
+    async fn bucket_exists(&self, bucket: &BucketRef) -> Result<bool, AwsError>;
+
+    async fn get_cors(&self, bucket: &BucketRef) -> Result<Vec<CorsRule>, AwsError>;
+    async fn put_cors(&self, bucket: &BucketRef, rules: &[CorsRule]) -> Result<(), AwsError>;
+    async fn delete_cors(&self, bucket: &BucketRef) -> Result<(), AwsError>;
+
+    async fn get_lifecycle(&self, bucket: &BucketRef) -> Result<Vec<LifecycleRule>, AwsError>;
+    async fn put_lifecycle(
+        &self,
+        bucket: &BucketRef,
+        rules: &[LifecycleRule],
+    ) -> Result<(), AwsError>;
+    async fn delete_lifecycle(&self, bucket: &BucketRef) -> Result<(), AwsError>;
+
+    async fn get_public_access_block(
+        &self,
+        bucket: &BucketRef,
+    ) -> Result<Option<PublicAccessBlock>, AwsError>;
+    async fn put_public_access_block(
+        &self,
+        bucket: &BucketRef,
+        pab: PublicAccessBlock,
+    ) -> Result<(), AwsError>;
+
+    /// `Some(true)` when object ownership is `BucketOwnerEnforced` (ACLs disabled).
+    async fn get_acls_disabled(&self, bucket: &BucketRef) -> Result<Option<bool>, AwsError>;
+    async fn put_acls_disabled(&self, bucket: &BucketRef) -> Result<(), AwsError>;
+
+    async fn get_encryption(&self, bucket: &BucketRef) -> Result<Option<Encryption>, AwsError>;
+    async fn put_encryption(&self, bucket: &BucketRef, enc: &Encryption) -> Result<(), AwsError>;
+
+    async fn get_tags(&self, bucket: &BucketRef) -> Result<BTreeMap<String, String>, AwsError>;
+    async fn put_tags(
+        &self,
+        bucket: &BucketRef,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError>;
+
+    async fn get_versioning(&self, bucket: &BucketRef) -> Result<Versioning, AwsError>;
+    async fn put_versioning(&self, bucket: &BucketRef, enabled: bool) -> Result<(), AwsError>;
+
+    /// The bucket policy as JSON, if any.
+    async fn get_policy(&self, bucket: &BucketRef) -> Result<Option<serde_json::Value>, AwsError>;
+    async fn put_policy(
+        &self,
+        bucket: &BucketRef,
+        policy: &serde_json::Value,
+    ) -> Result<(), AwsError>;
+    async fn delete_policy(&self, bucket: &BucketRef) -> Result<(), AwsError>;
+
+    /// Deletes every object, object version and unfinished multipart upload.
+    async fn empty_bucket(&self, bucket: &BucketRef) -> Result<u64, AwsError>;
+    /// Deletes an empty bucket; [`AwsError::BucketNotEmpty`] otherwise.
+    async fn delete_bucket(&self, bucket: &BucketRef) -> Result<Deleted, AwsError>;
+}

@@ -1,0 +1,195 @@
+//! Ceph RADOS Gateway (RGW) as an S3 backend: every difference from AWS that the operator
+//! works around lives here, and only applies with `--s3-backend rgw`.
+//!
+//! In: the backend choice and HTTP responses. Out: what the controller may ask of the
+//! backend, and responses rewritten into the shape the AWS SDK parses.
+//!
+//! Seen on RGW 16 (Pacific):
+//! - `GetPublicAccessBlock` answers with root element `BlockPublicAccessBlockConfiguration`
+//!   instead of `PublicAccessBlockConfiguration`; the SDK cannot parse it. Rewritten here.
+//! - `BlockPublicAcls=true` makes RGW refuse every upload (PutObject, UploadPart, presigned
+//!   PUT), so it is left false there. Uploads carry no ACLs anyway: the signer never signs one.
+//! - Ownership controls are not implemented (`GET ?ownershipControls` lists the bucket).
+//! - Bucket encryption is not implemented (`PUT` answers InvalidArgument). AWS encrypts new
+//!   buckets with SSE-S3 already, so only SSE-KMS needs the call; RGW cannot do it.
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::byte_stream::ByteStream;
+
+use super::PublicAccessBlock;
+
+/// Which S3 implementation the operator talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Backend {
+    /// Amazon S3.
+    #[default]
+    Aws,
+    /// Ceph RADOS Gateway (also what Rook runs on-premises).
+    Rgw,
+}
+
+impl Backend {
+    /// Whether `PutBucketOwnershipControls` exists on this backend.
+    pub fn has_ownership_controls(self) -> bool {
+        self == Backend::Aws
+    }
+
+    /// Whether `PutBucketEncryption` exists on this backend.
+    pub fn has_bucket_encryption(self) -> bool {
+        self == Backend::Aws
+    }
+
+    /// The public-access block to write, given the one wanted.
+    pub fn public_access_block(self, wanted: PublicAccessBlock) -> PublicAccessBlock {
+        match self {
+            Backend::Aws => wanted,
+            Backend::Rgw => PublicAccessBlock {
+                block_public_acls: false,
+                ..wanted
+            },
+        }
+    }
+
+    /// The HTTP client to give the SDK: the default one, wrapped for RGW.
+    pub fn http_client(self) -> Option<SharedHttpClient> {
+        match self {
+            Backend::Aws => None,
+            Backend::Rgw => Some(SharedHttpClient::new(RgwCompatClient {
+                inner: default_client(),
+            })),
+        }
+    }
+}
+
+fn default_client() -> SharedHttpClient {
+    use aws_smithy_http_client::tls;
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .build_https()
+}
+
+/// Rewrites RGW responses the SDK cannot parse. Everything else passes through untouched.
+#[derive(Debug, Clone)]
+struct RgwCompatClient {
+    inner: SharedHttpClient,
+}
+
+impl HttpClient for RgwCompatClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        SharedHttpConnector::new(RgwCompatConnector {
+            inner: self.inner.http_connector(settings, components),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct RgwCompatConnector {
+    inner: SharedHttpConnector,
+}
+
+/// What, if anything, a response to this request needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fix {
+    PublicAccessBlockRoot,
+}
+
+fn fix_for(method: &str, uri: &str) -> Option<Fix> {
+    let query = uri.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    let asks_pab = query
+        .split('&')
+        .any(|p| p == "publicAccessBlock" || p.starts_with("publicAccessBlock="));
+    (method == "GET" && asks_pab).then_some(Fix::PublicAccessBlockRoot)
+}
+
+/// Pure: the body the SDK can parse.
+fn rewrite(fix: Fix, body: &str) -> String {
+    match fix {
+        Fix::PublicAccessBlockRoot => body.replace(
+            "BlockPublicAccessBlockConfiguration",
+            "PublicAccessBlockConfiguration",
+        ),
+    }
+}
+
+impl HttpConnector for RgwCompatConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let fix = fix_for(request.method(), request.uri());
+        let fut = self.inner.call(request);
+        let Some(fix) = fix else { return fut };
+        HttpConnectorFuture::new(async move {
+            let mut response = fut.await?;
+            if !response.status().is_success() {
+                return Ok(response);
+            }
+            let body = std::mem::replace(response.body_mut(), SdkBody::taken());
+            let bytes = ByteStream::new(body)
+                .collect()
+                .await
+                .map_err(|e| {
+                    aws_smithy_runtime_api::client::result::ConnectorError::io(Box::new(e))
+                })?
+                .into_bytes();
+            let fixed = rewrite(fix, &String::from_utf8_lossy(&bytes));
+            response.headers_mut().remove("content-length");
+            *response.body_mut() = SdkBody::from(fixed);
+            Ok(response)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_public_access_block_reads_are_rewritten() {
+        assert_eq!(
+            fix_for("GET", "http://h/b?publicAccessBlock"),
+            Some(Fix::PublicAccessBlockRoot)
+        );
+        assert_eq!(
+            fix_for(
+                "GET",
+                "http://h/b?publicAccessBlock=&x-id=GetPublicAccessBlock"
+            ),
+            Some(Fix::PublicAccessBlockRoot)
+        );
+        assert_eq!(fix_for("PUT", "http://h/b?publicAccessBlock"), None);
+        assert_eq!(fix_for("GET", "http://h/b?cors"), None);
+        assert_eq!(fix_for("GET", "http://h/b/publicAccessBlock"), None);
+    }
+
+    #[test]
+    fn root_element_is_renamed() {
+        let rgw = "<?xml version=\"1.0\"?><BlockPublicAccessBlockConfiguration><BlockPublicAcls>false</BlockPublicAcls></BlockPublicAccessBlockConfiguration>";
+        assert_eq!(
+            rewrite(Fix::PublicAccessBlockRoot, rgw),
+            "<?xml version=\"1.0\"?><PublicAccessBlockConfiguration><BlockPublicAcls>false</BlockPublicAcls></PublicAccessBlockConfiguration>"
+        );
+    }
+
+    #[test]
+    fn rgw_never_blocks_public_acls() {
+        let all = PublicAccessBlock {
+            block_public_acls: true,
+            ignore_public_acls: true,
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        };
+        assert!(!Backend::Rgw.public_access_block(all).block_public_acls);
+        assert!(Backend::Rgw.public_access_block(all).ignore_public_acls);
+        assert_eq!(Backend::Aws.public_access_block(all), all);
+    }
+}

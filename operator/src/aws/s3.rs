@@ -1,0 +1,676 @@
+//! [`BucketApi`] over aws-sdk-s3. Side effects: every method is one or a few S3 calls.
+//!
+//! In: the operator's SDK config and endpoint options. Out: S3 state in our plain types.
+//! "Not configured" answers (NoSuchCORSConfiguration and friends) become empty values here,
+//! so the controller only ever sees real failures as errors.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::types as s3t;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+
+use super::{
+    AwsError, BucketApi, BucketRef, CorsRule, Created, Deleted, Encryption, LifecycleRule,
+    PublicAccessBlock, Versioning,
+};
+
+/// How to reach S3.
+#[derive(Clone, Debug, Default)]
+pub struct S3Options {
+    /// Endpoint of an S3-compatible store; `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
+    pub force_path_style: bool,
+}
+
+/// aws-sdk-s3 clients, one per region, created on first use.
+pub struct S3Buckets {
+    base: aws_config::SdkConfig,
+    options: S3Options,
+    clients: Mutex<HashMap<String, Client>>,
+}
+
+impl S3Buckets {
+    pub fn new(base: aws_config::SdkConfig, options: S3Options) -> Self {
+        Self {
+            base,
+            options,
+            clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn client(&self, region: &str) -> Client {
+        let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
+        clients
+            .entry(region.to_owned())
+            .or_insert_with(|| {
+                let mut b = aws_sdk_s3::config::Builder::from(&self.base)
+                    .region(aws_sdk_s3::config::Region::new(region.to_owned()))
+                    .force_path_style(self.options.force_path_style);
+                if let Some(url) = &self.options.endpoint_url {
+                    // S3-compatible stores reject the SDK's default streaming checksums.
+                    b = b.endpoint_url(url).request_checksum_calculation(
+                        aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+                    );
+                }
+                Client::from_conf(b.build())
+            })
+            .clone()
+    }
+}
+
+fn code_is<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>, codes: &[&str]) -> bool {
+    err.code().is_some_and(|c| codes.contains(&c))
+}
+
+fn status_of<E>(err: &SdkError<E, HttpResponse>) -> Option<u16> {
+    err.raw_response().map(|r| r.status().as_u16())
+}
+
+/// Turns an SDK error into an [`AwsError`].
+pub(crate) fn classify<E>(op: &'static str, err: SdkError<E, HttpResponse>) -> AwsError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = status_of(&err);
+    let code = err.code().map(str::to_owned);
+    let message = err
+        .message()
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    match (code.as_deref(), status) {
+        (Some("AccessDenied" | "AccessDeniedException"), _) | (None, Some(403)) => {
+            AwsError::AccessDenied { op, message }
+        }
+        (Some("NotImplemented"), _) | (None, Some(501)) => AwsError::NotSupported { op, message },
+        _ => AwsError::Api {
+            op,
+            code: code.unwrap_or_else(|| match status {
+                Some(s) => format!("HTTP {s}"),
+                None => "NoResponse".to_owned(),
+            }),
+            message,
+        },
+    }
+}
+
+fn build_err(op: &'static str, e: aws_sdk_s3::error::BuildError) -> AwsError {
+    AwsError::Api {
+        op,
+        code: "InvalidRequest".to_owned(),
+        message: e.to_string(),
+    }
+}
+
+#[async_trait]
+impl BucketApi for S3Buckets {
+    async fn create_bucket(&self, b: &BucketRef) -> Result<Created, AwsError> {
+        let mut req = self.client(&b.region).create_bucket().bucket(&b.name);
+        // us-east-1 is the one region that must not be named as a location constraint.
+        if b.region != "us-east-1" {
+            req = req.create_bucket_configuration(
+                s3t::CreateBucketConfiguration::builder()
+                    .location_constraint(s3t::BucketLocationConstraint::from(b.region.as_str()))
+                    .build(),
+            );
+        }
+        match req.send().await {
+            Ok(_) => Ok(Created::New),
+            Err(e) if code_is(&e, &["BucketAlreadyOwnedByYou"]) => Ok(Created::AlreadyOwned),
+            Err(e) if code_is(&e, &["BucketAlreadyExists"]) || status_of(&e) == Some(409) => {
+                Err(AwsError::BucketTaken(b.name.clone()))
+            }
+            Err(e) => Err(classify("CreateBucket", e)),
+        }
+    }
+
+    async fn bucket_exists(&self, b: &BucketRef) -> Result<bool, AwsError> {
+        match self
+            .client(&b.region)
+            .head_bucket()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if status_of(&e) == Some(404) => Ok(false),
+            Err(e) => Err(classify("HeadBucket", e)),
+        }
+    }
+
+    async fn get_cors(&self, b: &BucketRef) -> Result<Vec<CorsRule>, AwsError> {
+        match self
+            .client(&b.region)
+            .get_bucket_cors()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .cors_rules()
+                .iter()
+                .map(|r| CorsRule {
+                    allowed_origins: r.allowed_origins().to_vec(),
+                    allowed_methods: r.allowed_methods().to_vec(),
+                    allowed_headers: r.allowed_headers().to_vec(),
+                    expose_headers: r.expose_headers().to_vec(),
+                    max_age_seconds: r.max_age_seconds(),
+                })
+                .collect()),
+            Err(e) if code_is(&e, &["NoSuchCORSConfiguration"]) => Ok(Vec::new()),
+            Err(e) => Err(classify("GetBucketCors", e)),
+        }
+    }
+
+    async fn put_cors(&self, b: &BucketRef, rules: &[CorsRule]) -> Result<(), AwsError> {
+        let rules = rules
+            .iter()
+            .map(|r| {
+                s3t::CorsRule::builder()
+                    .set_allowed_origins(Some(r.allowed_origins.clone()))
+                    .set_allowed_methods(Some(r.allowed_methods.clone()))
+                    .set_allowed_headers(Some(r.allowed_headers.clone()))
+                    .set_expose_headers(Some(r.expose_headers.clone()))
+                    .set_max_age_seconds(r.max_age_seconds)
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| build_err("PutBucketCors", e))?;
+        let cfg = s3t::CorsConfiguration::builder()
+            .set_cors_rules(Some(rules))
+            .build()
+            .map_err(|e| build_err("PutBucketCors", e))?;
+        self.client(&b.region)
+            .put_bucket_cors()
+            .bucket(&b.name)
+            .cors_configuration(cfg)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("PutBucketCors", e))
+    }
+
+    async fn delete_cors(&self, b: &BucketRef) -> Result<(), AwsError> {
+        self.client(&b.region)
+            .delete_bucket_cors()
+            .bucket(&b.name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("DeleteBucketCors", e))
+    }
+
+    async fn get_lifecycle(&self, b: &BucketRef) -> Result<Vec<LifecycleRule>, AwsError> {
+        let out = self
+            .client(&b.region)
+            .get_bucket_lifecycle_configuration()
+            .bucket(&b.name)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .rules()
+                .iter()
+                .map(|r| {
+                    #[allow(deprecated)]
+                    let legacy_prefix = r.prefix();
+                    LifecycleRule {
+                        id: r.id().unwrap_or_default().to_owned(),
+                        prefix: r
+                            .filter()
+                            .and_then(|f| f.prefix())
+                            .or(legacy_prefix)
+                            .unwrap_or_default()
+                            .to_owned(),
+                        enabled: *r.status() == s3t::ExpirationStatus::Enabled,
+                        abort_incomplete_multipart_upload_days: r
+                            .abort_incomplete_multipart_upload()
+                            .and_then(|a| a.days_after_initiation()),
+                        expiration_days: r.expiration().and_then(|e| e.days()),
+                    }
+                })
+                .collect()),
+            Err(e) if code_is(&e, &["NoSuchLifecycleConfiguration"]) => Ok(Vec::new()),
+            Err(e) => Err(classify("GetBucketLifecycleConfiguration", e)),
+        }
+    }
+
+    async fn put_lifecycle(&self, b: &BucketRef, rules: &[LifecycleRule]) -> Result<(), AwsError> {
+        const OP: &str = "PutBucketLifecycleConfiguration";
+        let rules = rules
+            .iter()
+            .map(|r| {
+                s3t::LifecycleRule::builder()
+                    .id(&r.id)
+                    .filter(
+                        s3t::LifecycleRuleFilter::builder()
+                            .prefix(&r.prefix)
+                            .build(),
+                    )
+                    .status(if r.enabled {
+                        s3t::ExpirationStatus::Enabled
+                    } else {
+                        s3t::ExpirationStatus::Disabled
+                    })
+                    .set_abort_incomplete_multipart_upload(
+                        r.abort_incomplete_multipart_upload_days.map(|d| {
+                            s3t::AbortIncompleteMultipartUpload::builder()
+                                .days_after_initiation(d)
+                                .build()
+                        }),
+                    )
+                    .set_expiration(
+                        r.expiration_days
+                            .map(|d| s3t::LifecycleExpiration::builder().days(d).build()),
+                    )
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| build_err(OP, e))?;
+        let cfg = s3t::BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| build_err(OP, e))?;
+        self.client(&b.region)
+            .put_bucket_lifecycle_configuration()
+            .bucket(&b.name)
+            .lifecycle_configuration(cfg)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify(OP, e))
+    }
+
+    async fn delete_lifecycle(&self, b: &BucketRef) -> Result<(), AwsError> {
+        self.client(&b.region)
+            .delete_bucket_lifecycle()
+            .bucket(&b.name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("DeleteBucketLifecycle", e))
+    }
+
+    async fn get_public_access_block(
+        &self,
+        b: &BucketRef,
+    ) -> Result<Option<PublicAccessBlock>, AwsError> {
+        let out = self
+            .client(&b.region)
+            .get_public_access_block()
+            .bucket(&b.name)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .public_access_block_configuration()
+                .map(|c| PublicAccessBlock {
+                    block_public_acls: c.block_public_acls().unwrap_or(false),
+                    ignore_public_acls: c.ignore_public_acls().unwrap_or(false),
+                    block_public_policy: c.block_public_policy().unwrap_or(false),
+                    restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
+                })),
+            Err(e) if code_is(&e, &["NoSuchPublicAccessBlockConfiguration"]) => Ok(None),
+            Err(e) => Err(classify("GetPublicAccessBlock", e)),
+        }
+    }
+
+    async fn put_public_access_block(
+        &self,
+        b: &BucketRef,
+        pab: PublicAccessBlock,
+    ) -> Result<(), AwsError> {
+        self.client(&b.region)
+            .put_public_access_block()
+            .bucket(&b.name)
+            .public_access_block_configuration(
+                s3t::PublicAccessBlockConfiguration::builder()
+                    .block_public_acls(pab.block_public_acls)
+                    .ignore_public_acls(pab.ignore_public_acls)
+                    .block_public_policy(pab.block_public_policy)
+                    .restrict_public_buckets(pab.restrict_public_buckets)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("PutPublicAccessBlock", e))
+    }
+
+    async fn get_acls_disabled(&self, b: &BucketRef) -> Result<Option<bool>, AwsError> {
+        let out = self
+            .client(&b.region)
+            .get_bucket_ownership_controls()
+            .bucket(&b.name)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out.ownership_controls().map(|c| {
+                c.rules()
+                    .iter()
+                    .any(|r| *r.object_ownership() == s3t::ObjectOwnership::BucketOwnerEnforced)
+            })),
+            Err(e) if code_is(&e, &["OwnershipControlsNotFoundError"]) => Ok(None),
+            Err(e) => Err(classify("GetBucketOwnershipControls", e)),
+        }
+    }
+
+    async fn put_acls_disabled(&self, b: &BucketRef) -> Result<(), AwsError> {
+        const OP: &str = "PutBucketOwnershipControls";
+        let rule = s3t::OwnershipControlsRule::builder()
+            .object_ownership(s3t::ObjectOwnership::BucketOwnerEnforced)
+            .build()
+            .map_err(|e| build_err(OP, e))?;
+        let controls = s3t::OwnershipControls::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| build_err(OP, e))?;
+        self.client(&b.region)
+            .put_bucket_ownership_controls()
+            .bucket(&b.name)
+            .ownership_controls(controls)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify(OP, e))
+    }
+
+    async fn get_encryption(&self, b: &BucketRef) -> Result<Option<Encryption>, AwsError> {
+        let out = self
+            .client(&b.region)
+            .get_bucket_encryption()
+            .bucket(&b.name)
+            .send()
+            .await;
+        match out {
+            Ok(out) => Ok(out
+                .server_side_encryption_configuration()
+                .and_then(|c| c.rules().first())
+                .and_then(|r| r.apply_server_side_encryption_by_default())
+                .map(|d| match d.sse_algorithm() {
+                    s3t::ServerSideEncryption::Aes256 => Encryption::SseS3,
+                    _ => Encryption::SseKms {
+                        key_id: d.kms_master_key_id().unwrap_or_default().to_owned(),
+                    },
+                })),
+            Err(e) if code_is(&e, &["ServerSideEncryptionConfigurationNotFoundError"]) => Ok(None),
+            Err(e) => Err(classify("GetBucketEncryption", e)),
+        }
+    }
+
+    async fn put_encryption(&self, b: &BucketRef, enc: &Encryption) -> Result<(), AwsError> {
+        const OP: &str = "PutBucketEncryption";
+        let default = match enc {
+            Encryption::SseS3 => s3t::ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(s3t::ServerSideEncryption::Aes256),
+            Encryption::SseKms { key_id } => s3t::ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(s3t::ServerSideEncryption::AwsKms)
+                .kms_master_key_id(key_id),
+        }
+        .build()
+        .map_err(|e| build_err(OP, e))?;
+        let rule = s3t::ServerSideEncryptionRule::builder()
+            .apply_server_side_encryption_by_default(default)
+            // S3 Bucket Keys cut KMS request costs; harmless with SSE-S3.
+            .bucket_key_enabled(matches!(enc, Encryption::SseKms { .. }))
+            .build();
+        let cfg = s3t::ServerSideEncryptionConfiguration::builder()
+            .rules(rule)
+            .build()
+            .map_err(|e| build_err(OP, e))?;
+        self.client(&b.region)
+            .put_bucket_encryption()
+            .bucket(&b.name)
+            .server_side_encryption_configuration(cfg)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify(OP, e))
+    }
+
+    async fn get_tags(&self, b: &BucketRef) -> Result<BTreeMap<String, String>, AwsError> {
+        match self
+            .client(&b.region)
+            .get_bucket_tagging()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out
+                .tag_set()
+                .iter()
+                .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                .collect()),
+            Err(e) if code_is(&e, &["NoSuchTagSet", "NoSuchTagSetError"]) => Ok(BTreeMap::new()),
+            Err(e) => Err(classify("GetBucketTagging", e)),
+        }
+    }
+
+    async fn put_tags(
+        &self,
+        b: &BucketRef,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError> {
+        const OP: &str = "PutBucketTagging";
+        if tags.is_empty() {
+            // An empty TagSet is malformed to S3; no tags means deleting the tagging.
+            return self
+                .client(&b.region)
+                .delete_bucket_tagging()
+                .bucket(&b.name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("DeleteBucketTagging", e));
+        }
+        let set = tags
+            .iter()
+            .map(|(k, v)| s3t::Tag::builder().key(k).value(v).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| build_err(OP, e))?;
+        let tagging = s3t::Tagging::builder()
+            .set_tag_set(Some(set))
+            .build()
+            .map_err(|e| build_err(OP, e))?;
+        self.client(&b.region)
+            .put_bucket_tagging()
+            .bucket(&b.name)
+            .tagging(tagging)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify(OP, e))
+    }
+
+    async fn get_versioning(&self, b: &BucketRef) -> Result<Versioning, AwsError> {
+        let out = self
+            .client(&b.region)
+            .get_bucket_versioning()
+            .bucket(&b.name)
+            .send()
+            .await
+            .map_err(|e| classify("GetBucketVersioning", e))?;
+        Ok(match out.status() {
+            Some(s3t::BucketVersioningStatus::Enabled) => Versioning::Enabled,
+            Some(s3t::BucketVersioningStatus::Suspended) => Versioning::Suspended,
+            _ => Versioning::Off,
+        })
+    }
+
+    async fn put_versioning(&self, b: &BucketRef, enabled: bool) -> Result<(), AwsError> {
+        let status = if enabled {
+            s3t::BucketVersioningStatus::Enabled
+        } else {
+            s3t::BucketVersioningStatus::Suspended
+        };
+        self.client(&b.region)
+            .put_bucket_versioning()
+            .bucket(&b.name)
+            .versioning_configuration(
+                s3t::VersioningConfiguration::builder()
+                    .status(status)
+                    .build(),
+            )
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("PutBucketVersioning", e))
+    }
+
+    async fn get_policy(&self, b: &BucketRef) -> Result<Option<serde_json::Value>, AwsError> {
+        match self
+            .client(&b.region)
+            .get_bucket_policy()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(out) => match out.policy() {
+                None | Some("") => Ok(None),
+                Some(text) => serde_json::from_str(text)
+                    .map(Some)
+                    .map_err(|e| AwsError::Api {
+                        op: "GetBucketPolicy",
+                        code: "InvalidPolicyDocument".to_owned(),
+                        message: e.to_string(),
+                    }),
+            },
+            Err(e) if code_is(&e, &["NoSuchBucketPolicy"]) => Ok(None),
+            Err(e) => Err(classify("GetBucketPolicy", e)),
+        }
+    }
+
+    async fn put_policy(&self, b: &BucketRef, policy: &serde_json::Value) -> Result<(), AwsError> {
+        self.client(&b.region)
+            .put_bucket_policy()
+            .bucket(&b.name)
+            .policy(policy.to_string())
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("PutBucketPolicy", e))
+    }
+
+    async fn delete_policy(&self, b: &BucketRef) -> Result<(), AwsError> {
+        self.client(&b.region)
+            .delete_bucket_policy()
+            .bucket(&b.name)
+            .send()
+            .await
+            .map(drop)
+            .map_err(|e| classify("DeleteBucketPolicy", e))
+    }
+
+    async fn empty_bucket(&self, b: &BucketRef) -> Result<u64, AwsError> {
+        let client = self.client(&b.region);
+        let mut removed = 0u64;
+        // Unfinished multipart uploads hold storage too and block bucket deletion.
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let page = client
+                .list_multipart_uploads()
+                .bucket(&b.name)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("ListMultipartUploads", e))?;
+            for u in page.uploads() {
+                if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
+                    client
+                        .abort_multipart_upload()
+                        .bucket(&b.name)
+                        .key(key)
+                        .upload_id(id)
+                        .send()
+                        .await
+                        .map_err(|e| classify("AbortMultipartUpload", e))?;
+                }
+            }
+            if page.is_truncated() != Some(true) {
+                break;
+            }
+            key_marker = page.next_key_marker().map(str::to_owned);
+            id_marker = page.next_upload_id_marker().map(str::to_owned);
+        }
+        // Versions cover both versioned and unversioned buckets (version id "null").
+        loop {
+            let page = client
+                .list_object_versions()
+                .bucket(&b.name)
+                .send()
+                .await
+                .map_err(|e| classify("ListObjectVersions", e))?;
+            let mut ids = Vec::new();
+            for v in page.versions() {
+                ids.push((v.key().unwrap_or_default(), v.version_id()));
+            }
+            for m in page.delete_markers() {
+                ids.push((m.key().unwrap_or_default(), m.version_id()));
+            }
+            if ids.is_empty() {
+                break;
+            }
+            let objects = ids
+                .into_iter()
+                .map(|(key, version)| {
+                    s3t::ObjectIdentifier::builder()
+                        .key(key)
+                        .set_version_id(version.map(str::to_owned))
+                        .build()
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| build_err("DeleteObjects", e))?;
+            let count = objects.len() as u64;
+            let delete = s3t::Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| build_err("DeleteObjects", e))?;
+            let out = client
+                .delete_objects()
+                .bucket(&b.name)
+                .delete(delete)
+                .send()
+                .await
+                .map_err(|e| classify("DeleteObjects", e))?;
+            if let Some(err) = out.errors().first() {
+                return Err(AwsError::Api {
+                    op: "DeleteObjects",
+                    code: err.code().unwrap_or("Unknown").to_owned(),
+                    message: format!(
+                        "{} ({} objects could not be deleted)",
+                        err.message().unwrap_or_default(),
+                        out.errors().len()
+                    ),
+                });
+            }
+            removed += count;
+        }
+        Ok(removed)
+    }
+
+    async fn delete_bucket(&self, b: &BucketRef) -> Result<Deleted, AwsError> {
+        match self
+            .client(&b.region)
+            .delete_bucket()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deleted::Deleted),
+            Err(e) if code_is(&e, &["NoSuchBucket"]) || status_of(&e) == Some(404) => {
+                Ok(Deleted::NotFound)
+            }
+            Err(e) if code_is(&e, &["BucketNotEmpty"]) => {
+                Err(AwsError::BucketNotEmpty(b.name.clone()))
+            }
+            Err(e) => Err(classify("DeleteBucket", e)),
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! Command line: `uploadbucket-operator [run]` and `uploadbucket-operator crd`.
+//!
+//! In: flags and their environment variables. Out: a running controller and admin server,
+//! or the CRD YAML on stdout.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+use crate::aws::rgw::Backend;
+use crate::aws::s3::{S3Buckets, S3Options};
+use crate::controller::{self, Context, desired::Defaults};
+use crate::metrics::Metrics;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "uploadbucket-operator",
+    version,
+    about = "Kubernetes operator for UploadBucket: S3 buckets for direct browser uploads"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the controller (the default).
+    Run(RunArgs),
+    /// Print the UploadBucket CustomResourceDefinition as YAML.
+    Crd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Region of buckets whose spec names none. Default: the AWS SDK's (AWS_REGION, profile).
+    #[arg(long, env = "UPLOADBUCKET_REGION")]
+    pub region: Option<String>,
+    /// S3 endpoint of an S3-compatible store (e.g. http://rgw.example:7480). Default: AWS.
+    #[arg(long, env = "UPLOADBUCKET_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Path-style S3 addressing, needed by most S3-compatible stores.
+    #[arg(long, env = "UPLOADBUCKET_S3_PATH_STYLE")]
+    pub s3_path_style: bool,
+    /// Which S3 implementation: `aws` or `rgw` (Ceph RADOS Gateway, with its gaps worked around).
+    #[arg(long, env = "UPLOADBUCKET_S3_BACKEND", value_enum, default_value_t = Backend::Aws)]
+    pub s3_backend: Backend,
+    /// Prefix for derived bucket names, e.g. your company name, to keep them globally unique.
+    #[arg(long, env = "UPLOADBUCKET_BUCKET_NAME_PREFIX", default_value = "")]
+    pub bucket_name_prefix: String,
+    /// Seconds between full re-checks of each bucket (repairs drift made behind our back).
+    #[arg(long, env = "UPLOADBUCKET_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..))]
+    pub resync_seconds: u64,
+    /// Watch only this namespace. Default: all namespaces.
+    #[arg(long, env = "UPLOADBUCKET_WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_ADMIN_LISTEN",
+        default_value = "0.0.0.0:8080"
+    )]
+    pub admin_listen: SocketAddr,
+    /// Log as JSON lines instead of text.
+    #[arg(long, env = "UPLOADBUCKET_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Some(Command::Crd) => {
+                print!("{}", crate::crd::crd_yaml());
+                Ok(())
+            }
+            Some(Command::Run(args)) => run(args).await,
+            None => run(self.run).await,
+        }
+    }
+}
+
+fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,kube=warn,aws=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_json);
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &args.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(client) = args.s3_backend.http_client() {
+        loader = loader.http_client(client);
+    }
+    let sdk = loader.load().await;
+    let region = sdk
+        .region()
+        .map(|r| r.to_string())
+        .context("no AWS region: set --region / UPLOADBUCKET_REGION or AWS_REGION")?;
+    let buckets = S3Buckets::new(
+        sdk,
+        S3Options {
+            endpoint_url: args.s3_endpoint.clone(),
+            force_path_style: args.s3_path_style,
+        },
+    );
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let ctx = Arc::new(Context::new(
+        client,
+        Arc::new(buckets),
+        Defaults {
+            region: region.clone(),
+            backend: args.s3_backend,
+            bucket_name_prefix: args.bucket_name_prefix.clone(),
+        },
+        metrics.clone(),
+        Duration::from_secs(args.resync_seconds),
+    ));
+
+    let listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--admin-listen)", args.admin_listen))?;
+    info!(address = %args.admin_listen, %region, backend = ?args.s3_backend, "Admin server listening");
+    let admin = crate::admin::router(crate::admin::AdminState {
+        metrics,
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, admin).await {
+            tracing::error!(error = %e, "Admin server stopped");
+        }
+    });
+    controller::run(ctx, args.watch_namespace, ready).await
+}

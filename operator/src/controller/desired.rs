@@ -1,0 +1,692 @@
+//! What the bucket should look like. Pure: no client, no clock, no I/O.
+//!
+//! In: an `UploadBucket` (spec, metadata, recorded status) and the operator's defaults.
+//! Out: a [`DesiredBucket`] in canonical form, or a [`SpecError`] naming the field at fault
+//! and what is allowed.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use sha2::{Digest, Sha256};
+
+use crate::aws::rgw::Backend;
+use crate::aws::{
+    BucketRef, CorsRule, Encryption, LifecycleRule, PublicAccessBlock, canonical_cors,
+    canonical_lifecycle, policy,
+};
+use crate::crd::{EncryptionType, UploadBucket};
+
+/// Tag keys the operator writes on every bucket it manages.
+pub const TAG_MANAGED_BY: &str = "uploadbucket.io/managed-by";
+pub const TAG_NAMESPACE: &str = "uploadbucket.io/namespace";
+pub const TAG_NAME: &str = "uploadbucket.io/name";
+pub const TAG_UID: &str = "uploadbucket.io/uid";
+pub const MANAGED_BY: &str = "uploadbucket-operator";
+
+/// Lifecycle rule ids the operator owns.
+pub const RULE_ABORT_MULTIPART: &str = "uploadbucket-abort-incomplete-multipart";
+pub const RULE_EXPIRE: &str = "uploadbucket-expire-uploads";
+
+/// The operator's defaults that a spec may leave out.
+#[derive(Clone, Debug)]
+pub struct Defaults {
+    pub region: String,
+    pub backend: Backend,
+    /// Prepended to derived bucket names (e.g. a company prefix), may be empty.
+    pub bucket_name_prefix: String,
+}
+
+/// An invalid spec: a person has to change it. The message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct SpecError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl SpecError {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// The bucket as it should be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredBucket {
+    pub bucket: BucketRef,
+    pub arn: String,
+    pub cors: Vec<CorsRule>,
+    pub lifecycle: Vec<LifecycleRule>,
+    pub public_access_block: PublicAccessBlock,
+    /// Enforce `BucketOwnerEnforced` (ACLs off); false where the backend lacks the API.
+    pub acls_disabled: bool,
+    /// `None`: the backend cannot set it and the spec does not need it.
+    pub encryption: Option<Encryption>,
+    pub tags: BTreeMap<String, String>,
+    pub versioning: bool,
+    /// The bucket policy; `None` removes any.
+    pub policy: Option<serde_json::Value>,
+}
+
+/// The bucket name and region this object manages: what status recorded, else the spec's,
+/// else derived. A spec that tries to move a recorded name is refused.
+pub fn bucket_ref(ub: &UploadBucket, defaults: &Defaults) -> Result<BucketRef, SpecError> {
+    let status = ub.status.as_ref();
+    let recorded_name = status.and_then(|s| s.bucket_name.clone());
+    let recorded_region = status.and_then(|s| s.region.clone());
+    if let Some(name) = &ub.spec.bucket_name {
+        validate_bucket_name(name).map_err(|m| SpecError::new("spec.bucketName", m))?;
+    }
+    if let Some(region) = &ub.spec.region {
+        validate_region(region).map_err(|m| SpecError::new("spec.region", m))?;
+    }
+    let name = match (recorded_name, &ub.spec.bucket_name) {
+        (Some(rec), Some(spec)) if &rec != spec => {
+            return Err(SpecError::new(
+                "spec.bucketName",
+                format!(
+                    "is immutable: this UploadBucket manages bucket {rec:?}; create a new UploadBucket for {spec:?}"
+                ),
+            ));
+        }
+        (Some(rec), _) => rec,
+        (None, Some(spec)) => spec.clone(),
+        (None, None) => derive_bucket_name(ub, &defaults.bucket_name_prefix),
+    };
+    let region = match (recorded_region, &ub.spec.region) {
+        (Some(rec), Some(spec)) if &rec != spec => {
+            return Err(SpecError::new(
+                "spec.region",
+                format!("is immutable: the bucket lives in {rec:?}"),
+            ));
+        }
+        (Some(rec), _) => rec,
+        (None, Some(spec)) => spec.clone(),
+        (None, None) => defaults.region.clone(),
+    };
+    Ok(BucketRef { name, region })
+}
+
+/// `<prefix><namespace>-<name>-<8 hex of sha256(uid)>`, made a valid S3 name of at most 63
+/// characters. The uid makes it unique across clusters and across re-creation, since bucket
+/// names are global.
+pub fn derive_bucket_name(ub: &UploadBucket, prefix: &str) -> String {
+    let uid = ub.uid().unwrap_or_default();
+    let ns = ub.namespace().unwrap_or_default();
+    let hash = hex::encode(Sha256::digest(format!("{ns}/{}/{uid}", ub.name_any())));
+    let suffix = &hash[..8];
+    let raw = format!("{prefix}{ns}-{}", ub.name_any());
+    // Dots are valid but break virtual-hosted TLS, so they become dashes too.
+    let mut base: String = raw
+        .chars()
+        .map(|c| match c.to_ascii_lowercase() {
+            c @ ('a'..='z' | '0'..='9') => c,
+            _ => '-',
+        })
+        .collect();
+    while base.contains("--") {
+        base = base.replace("--", "-");
+    }
+    let base = base.trim_matches('-');
+    let base = if base.starts_with("xn-") || base.starts_with("sthree-") {
+        format!("ub-{base}")
+    } else {
+        base.to_owned()
+    };
+    let keep = 63 - 1 - suffix.len();
+    let base: String = base.chars().take(keep).collect();
+    let base = base.trim_end_matches('-');
+    if base.is_empty() {
+        format!("ub-{suffix}")
+    } else {
+        format!("{base}-{suffix}")
+    }
+}
+
+/// S3's bucket naming rules (general purpose buckets).
+pub fn validate_bucket_name(name: &str) -> Result<(), String> {
+    let allowed = "3-63 characters of lowercase letters, digits, '.' and '-', starting and ending with a letter or digit";
+    if !(3..=63).contains(&name.len()) {
+        return Err(format!(
+            "{name:?} has {} characters; allowed: {allowed}",
+            name.len()
+        ));
+    }
+    let ok_chars = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
+    let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !ok_chars || !ends_ok(name.chars().next()) || !ends_ok(name.chars().last()) {
+        return Err(format!(
+            "{name:?} is not a valid bucket name; allowed: {allowed}"
+        ));
+    }
+    if name.contains("..") || name.contains(".-") || name.contains("-.") {
+        return Err(format!(
+            "{name:?} has adjacent '.'/'-' characters, which S3 refuses"
+        ));
+    }
+    if name.split('.').count() == 4 && name.split('.').all(|p| p.parse::<u8>().is_ok()) {
+        return Err(format!(
+            "{name:?} looks like an IP address, which S3 refuses"
+        ));
+    }
+    for bad in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(bad) {
+            return Err(format!("{name:?} starts with the reserved prefix {bad:?}"));
+        }
+    }
+    for bad in ["-s3alias", "--ol-s3", "--x-s3", ".mrap"] {
+        if name.ends_with(bad) {
+            return Err(format!("{name:?} ends with the reserved suffix {bad:?}"));
+        }
+    }
+    Ok(())
+}
+
+fn validate_region(region: &str) -> Result<(), String> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let ok = parts.len() >= 3
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{region:?} is not an AWS region name such as \"eu-west-1\""
+        ))
+    }
+}
+
+fn validate_origin(origin: &str) -> Result<(), String> {
+    if origin == "*" {
+        return Ok(());
+    }
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    match rest {
+        Some(host)
+            if !host.is_empty() && !host.contains('/') && !host.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(format!(
+            "{origin:?} is not an origin; allowed: \"*\" or scheme://host[:port] such as \"https://app.example.com\" (no path, no trailing slash)"
+        )),
+    }
+}
+
+/// `type/subtype` or `type/*`, lowercase.
+pub fn validate_content_type(ct: &str) -> Result<(), String> {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "!#$&^_.+-".contains(c))
+    };
+    match ct.split_once('/') {
+        Some((t, s)) if token(t) && (s == "*" || token(s)) => Ok(()),
+        _ => Err(format!(
+            "{ct:?} is not a content type; allowed: lowercase \"type/subtype\" or \"type/*\", such as \"image/png\" or \"image/*\""
+        )),
+    }
+}
+
+fn validate_key_prefix(p: &str) -> Result<(), String> {
+    if p.starts_with('/') {
+        return Err(format!("{p:?} must not start with '/'"));
+    }
+    if p.split('/').any(|seg| seg == ".." || seg == ".") {
+        return Err(format!("{p:?} must not contain '.' or '..' path segments"));
+    }
+    if !p.is_empty() && !p.ends_with('/') {
+        return Err(format!(
+            "{p:?} must be empty or end with '/', such as \"uploads/\""
+        ));
+    }
+    if p.chars().any(|c| c.is_control()) {
+        return Err(format!("{p:?} must not contain control characters"));
+    }
+    Ok(())
+}
+
+/// The managed tags merged over the user's.
+pub fn managed_tags(ub: &UploadBucket) -> BTreeMap<String, String> {
+    let mut tags = ub.spec.tags.clone();
+    tags.insert(TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
+    tags.insert(TAG_NAMESPACE.to_owned(), ub.namespace().unwrap_or_default());
+    tags.insert(TAG_NAME.to_owned(), ub.name_any());
+    tags.insert(TAG_UID.to_owned(), ub.uid().unwrap_or_default());
+    tags
+}
+
+/// The whole desired state.
+pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, SpecError> {
+    let spec = &ub.spec;
+    let bucket = bucket_ref(ub, defaults)?;
+
+    for o in &spec.cors.allowed_origins {
+        validate_origin(o).map_err(|m| SpecError::new("spec.cors.allowedOrigins", m))?;
+    }
+    validate_key_prefix(&spec.uploads.key_prefix)
+        .map_err(|m| SpecError::new("spec.uploads.keyPrefix", m))?;
+    if spec.uploads.allowed_content_types.is_empty() {
+        return Err(SpecError::new(
+            "spec.uploads.allowedContentTypes",
+            "must list at least one content type, such as \"image/jpeg\" or \"image/*\"",
+        ));
+    }
+    for ct in &spec.uploads.allowed_content_types {
+        validate_content_type(ct)
+            .map_err(|m| SpecError::new("spec.uploads.allowedContentTypes", m))?;
+    }
+    if !(1..=crate::crd::MAX_SIZE_BYTES_LIMIT).contains(&spec.uploads.max_size_bytes) {
+        return Err(SpecError::new(
+            "spec.uploads.maxSizeBytes",
+            format!(
+                "{} is out of range; allowed: 1 to {} (5 TiB)",
+                spec.uploads.max_size_bytes,
+                crate::crd::MAX_SIZE_BYTES_LIMIT
+            ),
+        ));
+    }
+    if !(1..=crate::crd::MAX_EXPIRES_SECONDS).contains(&spec.uploads.expires_seconds) {
+        return Err(SpecError::new(
+            "spec.uploads.expiresSeconds",
+            format!(
+                "{} is out of range; allowed: 1 to 604800 (7 days)",
+                spec.uploads.expires_seconds
+            ),
+        ));
+    }
+    let tag_count = spec.tags.len();
+    if tag_count > 40 {
+        return Err(SpecError::new(
+            "spec.tags",
+            format!("has {tag_count} tags; allowed: at most 40"),
+        ));
+    }
+    if let Some(k) = spec.tags.keys().find(|k| k.starts_with("uploadbucket.io/")) {
+        return Err(SpecError::new(
+            "spec.tags",
+            format!(
+                "key {k:?} is reserved: keys starting with \"uploadbucket.io/\" belong to the operator"
+            ),
+        ));
+    }
+
+    let encryption = match (spec.encryption.kind, &spec.encryption.kms_key_id) {
+        (EncryptionType::SseKms, None) => {
+            return Err(SpecError::new(
+                "spec.encryption.kmsKeyId",
+                "is required with type SSE-KMS: a KMS key id, alias/... or ARN",
+            ));
+        }
+        (EncryptionType::SseS3, Some(_)) => {
+            return Err(SpecError::new(
+                "spec.encryption.kmsKeyId",
+                "is only allowed with type SSE-KMS",
+            ));
+        }
+        (EncryptionType::SseKms, Some(_)) if !defaults.backend.has_bucket_encryption() => {
+            return Err(SpecError::new(
+                "spec.encryption.type",
+                "SSE-KMS is not supported by this operator's S3 backend (rgw); allowed here: SSE-S3",
+            ));
+        }
+        (EncryptionType::SseKms, Some(key)) => Some(Encryption::SseKms {
+            key_id: key.clone(),
+        }),
+        (EncryptionType::SseS3, None) if defaults.backend.has_bucket_encryption() => {
+            Some(Encryption::SseS3)
+        }
+        (EncryptionType::SseS3, None) => None,
+    };
+
+    let cors = if spec.cors.allowed_origins.is_empty() {
+        Vec::new()
+    } else {
+        let mut expose = spec.cors.expose_headers.clone();
+        expose.push("ETag".to_owned());
+        canonical_cors(vec![CorsRule {
+            allowed_origins: spec.cors.allowed_origins.clone(),
+            allowed_methods: spec
+                .cors
+                .allowed_methods
+                .iter()
+                .map(|m| m.as_str().to_owned())
+                .collect(),
+            allowed_headers: spec.cors.allowed_headers.clone(),
+            expose_headers: expose,
+            max_age_seconds: Some(spec.cors.max_age_seconds),
+        }])
+    };
+
+    let mut lifecycle = Vec::new();
+    if spec.lifecycle.abort_incomplete_multipart_upload_days > 0 {
+        lifecycle.push(LifecycleRule {
+            id: RULE_ABORT_MULTIPART.to_owned(),
+            prefix: String::new(),
+            enabled: true,
+            abort_incomplete_multipart_upload_days: Some(
+                spec.lifecycle.abort_incomplete_multipart_upload_days,
+            ),
+            expiration_days: None,
+        });
+    }
+    if let Some(days) = spec.lifecycle.expiration_days {
+        lifecycle.push(LifecycleRule {
+            id: RULE_EXPIRE.to_owned(),
+            prefix: spec.uploads.key_prefix.clone(),
+            enabled: true,
+            abort_incomplete_multipart_upload_days: None,
+            expiration_days: Some(days),
+        });
+    }
+
+    let public = spec.uploads.public_read;
+    // A public-read bucket policy is refused while BlockPublicPolicy is on, and ignored while
+    // RestrictPublicBuckets is on; ACLs stay blocked either way.
+    let public_access_block = defaults.backend.public_access_block(PublicAccessBlock {
+        block_public_acls: true,
+        ignore_public_acls: true,
+        block_public_policy: !public,
+        restrict_public_buckets: !public,
+    });
+
+    Ok(DesiredBucket {
+        arn: policy::bucket_arn(&bucket.region, &bucket.name),
+        policy: public.then(|| {
+            policy::public_read_policy(&bucket.region, &bucket.name, &spec.uploads.key_prefix)
+        }),
+        cors,
+        lifecycle: canonical_lifecycle(lifecycle),
+        public_access_block,
+        acls_disabled: defaults.backend.has_ownership_controls(),
+        encryption,
+        tags: managed_tags(ub),
+        versioning: spec.versioning,
+        bucket,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{UploadBucketSpec, UploadBucketStatus};
+
+    fn defaults() -> Defaults {
+        Defaults {
+            region: "eu-west-1".into(),
+            backend: Backend::Aws,
+            bucket_name_prefix: String::new(),
+        }
+    }
+
+    fn ub(ns: &str, name: &str, spec: UploadBucketSpec) -> UploadBucket {
+        let mut ub = UploadBucket::new(name, spec);
+        ub.metadata.namespace = Some(ns.into());
+        ub.metadata.uid = Some("0f8fad5b-d9cb-469f-a165-70867728950e".into());
+        ub
+    }
+
+    fn spec(json: serde_json::Value) -> UploadBucketSpec {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn derived_names_are_valid_stable_and_bounded() {
+        let a = derive_bucket_name(&ub("team-a", "avatars", UploadBucketSpec::default()), "");
+        assert!(a.starts_with("team-a-avatars-"), "{a}");
+        assert_eq!(
+            a,
+            derive_bucket_name(&ub("team-a", "avatars", UploadBucketSpec::default()), "")
+        );
+        validate_bucket_name(&a).unwrap();
+
+        let long = derive_bucket_name(
+            &ub(
+                &"n".repeat(63),
+                &"x.y".repeat(80),
+                UploadBucketSpec::default(),
+            ),
+            "acme-",
+        );
+        assert!(long.len() <= 63, "{long}");
+        validate_bucket_name(&long).unwrap();
+        assert!(!long.contains('.'));
+
+        let odd = derive_bucket_name(&ub("xn--a", "-", UploadBucketSpec::default()), "");
+        validate_bucket_name(&odd).unwrap();
+
+        let mut other = ub("team-a", "avatars", UploadBucketSpec::default());
+        other.metadata.uid = Some("another-uid".into());
+        assert_ne!(
+            a,
+            derive_bucket_name(&other, ""),
+            "a re-created object gets a new bucket"
+        );
+    }
+
+    #[test]
+    fn bucket_name_rules() {
+        for ok in ["abc", "my-bucket.v2", "a1b2c3"] {
+            validate_bucket_name(ok).unwrap();
+        }
+        for bad in [
+            "ab",
+            "ABC",
+            "-abc",
+            "abc-",
+            "a..b",
+            "192.168.1.1",
+            "xn--abc",
+            "abc-s3alias",
+            "a_b",
+        ] {
+            assert!(validate_bucket_name(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn full_desired_state() {
+        let u = ub(
+            "shop",
+            "photos",
+            spec(serde_json::json!({
+                "cors": {"allowedOrigins": ["https://shop.example.com"], "exposeHeaders": ["x-amz-request-id"]},
+                "uploads": {"keyPrefix": "photos/", "allowedContentTypes": ["image/*"]},
+                "lifecycle": {"abortIncompleteMultipartUploadDays": 2, "expirationDays": 30},
+                "tags": {"team": "shop"}
+            })),
+        );
+        let d = desired(&u, &defaults()).unwrap();
+        assert_eq!(d.bucket.region, "eu-west-1");
+        assert_eq!(d.arn, format!("arn:aws:s3:::{}", d.bucket.name));
+        assert_eq!(
+            d.cors,
+            vec![CorsRule {
+                allowed_origins: vec!["https://shop.example.com".into()],
+                allowed_methods: vec!["POST".into(), "PUT".into()],
+                allowed_headers: vec!["*".into()],
+                expose_headers: vec!["etag".into(), "x-amz-request-id".into()],
+                max_age_seconds: Some(3000),
+            }]
+        );
+        assert_eq!(d.lifecycle.len(), 2);
+        assert_eq!(d.lifecycle[0].id, RULE_ABORT_MULTIPART);
+        assert_eq!(
+            d.lifecycle[0].abort_incomplete_multipart_upload_days,
+            Some(2)
+        );
+        assert_eq!(d.lifecycle[1].prefix, "photos/");
+        assert_eq!(d.lifecycle[1].expiration_days, Some(30));
+        assert_eq!(
+            d.public_access_block,
+            PublicAccessBlock {
+                block_public_acls: true,
+                ignore_public_acls: true,
+                block_public_policy: true,
+                restrict_public_buckets: true
+            }
+        );
+        assert!(d.acls_disabled);
+        assert_eq!(d.encryption, Some(Encryption::SseS3));
+        assert_eq!(d.policy, None);
+        assert_eq!(d.tags.get("team").map(String::as_str), Some("shop"));
+        assert_eq!(
+            d.tags.get(TAG_UID).map(String::as_str),
+            Some("0f8fad5b-d9cb-469f-a165-70867728950e")
+        );
+        assert_eq!(d.tags.get(TAG_NAMESPACE).map(String::as_str), Some("shop"));
+    }
+
+    #[test]
+    fn no_origins_means_no_cors_and_zero_days_no_abort_rule() {
+        let d = desired(
+            &ub(
+                "a",
+                "b",
+                spec(serde_json::json!({"lifecycle": {"abortIncompleteMultipartUploadDays": 0}})),
+            ),
+            &defaults(),
+        )
+        .unwrap();
+        assert!(d.cors.is_empty());
+        assert!(d.lifecycle.is_empty());
+    }
+
+    #[test]
+    fn public_read_opens_only_the_policy_side() {
+        let d = desired(
+            &ub(
+                "a",
+                "b",
+                spec(serde_json::json!({"uploads": {"publicRead": true}})),
+            ),
+            &defaults(),
+        )
+        .unwrap();
+        assert!(
+            d.public_access_block.block_public_acls && d.public_access_block.ignore_public_acls
+        );
+        assert!(
+            !d.public_access_block.block_public_policy
+                && !d.public_access_block.restrict_public_buckets
+        );
+        let p = d.policy.unwrap();
+        assert_eq!(
+            p["Statement"][0]["Resource"],
+            format!("arn:aws:s3:::{}/uploads/*", d.bucket.name)
+        );
+    }
+
+    #[test]
+    fn rgw_backend_skips_what_it_lacks() {
+        let mut defs = defaults();
+        defs.backend = Backend::Rgw;
+        let d = desired(&ub("a", "b", UploadBucketSpec::default()), &defs).unwrap();
+        assert!(!d.acls_disabled);
+        assert_eq!(d.encryption, None);
+        assert!(!d.public_access_block.block_public_acls);
+        let kms =
+            spec(serde_json::json!({"encryption": {"type": "SSE-KMS", "kmsKeyId": "alias/x"}}));
+        let err = desired(&ub("a", "b", kms), &defs).unwrap_err();
+        assert_eq!(err.field, "spec.encryption.type");
+    }
+
+    #[test]
+    fn invalid_specs_name_the_field() {
+        let cases = [
+            (
+                serde_json::json!({"bucketName": "Bad_Name"}),
+                "spec.bucketName",
+            ),
+            (serde_json::json!({"region": "mars"}), "spec.region"),
+            (
+                serde_json::json!({"cors": {"allowedOrigins": ["https://a.example.com/"]}}),
+                "spec.cors.allowedOrigins",
+            ),
+            (
+                serde_json::json!({"uploads": {"keyPrefix": "/abs/"}}),
+                "spec.uploads.keyPrefix",
+            ),
+            (
+                serde_json::json!({"uploads": {"keyPrefix": "a/../b/"}}),
+                "spec.uploads.keyPrefix",
+            ),
+            (
+                serde_json::json!({"uploads": {"keyPrefix": "noslash"}}),
+                "spec.uploads.keyPrefix",
+            ),
+            (
+                serde_json::json!({"uploads": {"allowedContentTypes": []}}),
+                "spec.uploads.allowedContentTypes",
+            ),
+            (
+                serde_json::json!({"uploads": {"allowedContentTypes": ["jpeg"]}}),
+                "spec.uploads.allowedContentTypes",
+            ),
+            (
+                serde_json::json!({"uploads": {"maxSizeBytes": 0}}),
+                "spec.uploads.maxSizeBytes",
+            ),
+            (
+                serde_json::json!({"uploads": {"expiresSeconds": 604801}}),
+                "spec.uploads.expiresSeconds",
+            ),
+            (
+                serde_json::json!({"tags": {"uploadbucket.io/uid": "x"}}),
+                "spec.tags",
+            ),
+            (
+                serde_json::json!({"encryption": {"type": "SSE-KMS"}}),
+                "spec.encryption.kmsKeyId",
+            ),
+        ];
+        for (json, field) in cases {
+            let err = desired(&ub("a", "b", spec(json.clone())), &defaults()).unwrap_err();
+            assert_eq!(err.field, field, "{json}");
+            assert!(!err.message.is_empty());
+        }
+    }
+
+    #[test]
+    fn recorded_names_win_and_cannot_be_moved() {
+        let mut u = ub("a", "b", UploadBucketSpec::default());
+        u.status = Some(UploadBucketStatus {
+            bucket_name: Some("recorded-bucket".into()),
+            region: Some("us-east-2".into()),
+            ..Default::default()
+        });
+        let r = bucket_ref(&u, &defaults()).unwrap();
+        assert_eq!(
+            r,
+            BucketRef {
+                name: "recorded-bucket".into(),
+                region: "us-east-2".into()
+            }
+        );
+
+        u.spec.bucket_name = Some("someone-elses".into());
+        assert_eq!(
+            bucket_ref(&u, &defaults()).unwrap_err().field,
+            "spec.bucketName"
+        );
+        u.spec.bucket_name = Some("recorded-bucket".into());
+        u.spec.region = Some("eu-central-1".into());
+        assert_eq!(
+            bucket_ref(&u, &defaults()).unwrap_err().field,
+            "spec.region"
+        );
+    }
+}

@@ -1,0 +1,433 @@
+//! The `UploadBucket` API (`uploadbucket.io/v1alpha1`).
+//!
+//! In: nothing (types only). Out: the Rust types the controller reads and the CRD schema
+//! (`uploadbucket-operator crd`). Doc comments here become `kubectl explain` text, so they
+//! are written for the platform engineer who applies the resource.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Default largest object: 10 MiB.
+pub const DEFAULT_MAX_SIZE_BYTES: i64 = 10 * 1024 * 1024;
+/// Default presigned-URL lifetime, as in the original sample.
+pub const DEFAULT_EXPIRES_SECONDS: i64 = 300;
+/// Longest presigned-URL lifetime SigV4 allows (7 days).
+pub const MAX_EXPIRES_SECONDS: i64 = 604_800;
+/// S3's largest object (5 TiB).
+pub const MAX_SIZE_BYTES_LIMIT: i64 = 5 * 1024 * 1024 * 1024 * 1024;
+
+/// An S3 bucket for direct-from-browser uploads, with its CORS rules, public-access block,
+/// encryption and lifecycle kept in shape by the uploadbucket operator.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "uploadbucket.io",
+    version = "v1alpha1",
+    kind = "UploadBucket",
+    plural = "uploadbuckets",
+    shortname = "ub",
+    namespaced,
+    status = "UploadBucketStatus",
+    derive = "PartialEq",
+    derive = "Default",
+    printcolumn(
+        name = "Bucket",
+        type_ = "string",
+        description = "S3 bucket name",
+        json_path = ".status.bucketName"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        description = "Whether the bucket is provisioned as specified",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        priority = 1,
+        description = "Why the bucket is (not) ready",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        description = "Time since creation",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new(
+    "has(self.bucketName) == has(oldSelf.bucketName) && (!has(self.bucketName) || self.bucketName == oldSelf.bucketName)"
+).message("bucketName is immutable: it cannot be set, changed or removed after creation").reason(Reason::FieldValueForbidden).field_path(".bucketName"))]
+#[x_kube(validation = Rule::new(
+    "has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)"
+).message("region is immutable: it cannot be set, changed or removed after creation").reason(Reason::FieldValueForbidden).field_path(".region"))]
+#[serde(rename_all = "camelCase")]
+pub struct UploadBucketSpec {
+    /// Name of the S3 bucket. Default: derived from the namespace and name plus a short hash
+    /// of the object's uid (a valid, globally-unlikely-to-collide S3 name of at most 63
+    /// characters). 3-63 characters of lowercase letters, digits, '.' and '-', starting and
+    /// ending with a letter or digit. Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 3, max = 63),
+        regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+    )]
+    pub bucket_name: Option<String>,
+
+    /// AWS region of the bucket, such as `eu-west-1`. Default: the operator's region.
+    /// Immutable once set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-[a-z0-9]+)+-[0-9]+$"))]
+    pub region: Option<String>,
+
+    /// Which web origins may upload from a browser (the bucket's CORS rules).
+    #[serde(default)]
+    pub cors: CorsSpec,
+
+    /// The rules the signer sidecar enforces on every presigned URL.
+    #[serde(default)]
+    pub uploads: UploadsSpec,
+
+    /// Server-side encryption of stored objects. Default: SSE-S3 (AES256).
+    #[serde(default)]
+    pub encryption: EncryptionSpec,
+
+    /// Lifecycle rules: clean up abandoned multipart uploads, optionally expire objects.
+    #[serde(default)]
+    pub lifecycle: LifecycleSpec,
+
+    /// Keep every version of every object (S3 versioning). Default: false. Once enabled,
+    /// turning it off suspends versioning; S3 cannot disable it again.
+    #[serde(default)]
+    pub versioning: bool,
+
+    /// Extra tags for the bucket. Keys starting with `uploadbucket.io/` are reserved for the
+    /// operator's own ownership tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(k, !k.startsWith('uploadbucket.io/'))").message("tag keys starting with uploadbucket.io/ are reserved for the operator"))]
+    #[x_kube(validation = Rule::new("self.size() <= 40").message("at most 40 tags (S3 allows 50; the operator uses some)"))]
+    pub tags: BTreeMap<String, String>,
+
+    /// What happens to the bucket when this UploadBucket is deleted: `Retain` (default) keeps
+    /// the bucket and its objects; `Delete` removes the bucket if it is empty (see
+    /// `emptyOnDelete`).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// With `deletionPolicy: Delete`, first delete every object, version and unfinished
+    /// multipart upload in the bucket. Default: false, so a bucket holding data is never
+    /// removed by accident: deletion waits, with a condition saying why.
+    #[serde(default)]
+    pub empty_on_delete: bool,
+}
+
+/// Browser-facing CORS rules of the bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsSpec {
+    /// Origins (scheme://host[:port]) allowed to upload from a browser, such as
+    /// `https://app.example.com`. `*` allows any origin. Empty: no browser uploads.
+    #[serde(default)]
+    #[schemars(length(max = 100), inner(regex(pattern = r"^(\*|https?://[^/\s]+)$")))]
+    pub allowed_origins: Vec<String>,
+
+    /// HTTP methods the browser may use. Default: PUT and POST.
+    #[serde(default = "default_methods")]
+    #[schemars(length(min = 1))]
+    pub allowed_methods: Vec<CorsMethod>,
+
+    /// Request headers the browser may send. Default: `*`, because presigned requests carry
+    /// signed headers such as `content-type` that vary by client.
+    #[serde(default = "default_allowed_headers")]
+    pub allowed_headers: Vec<String>,
+
+    /// Response headers readable from JavaScript. `ETag` is always added: multipart uploads
+    /// need it to complete.
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+
+    /// How long a browser may cache a preflight answer, in seconds. Default: 3000.
+    #[serde(default = "default_max_age")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub max_age_seconds: i32,
+}
+
+impl Default for CorsSpec {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            allowed_methods: default_methods(),
+            allowed_headers: default_allowed_headers(),
+            expose_headers: Vec::new(),
+            max_age_seconds: default_max_age(),
+        }
+    }
+}
+
+fn default_methods() -> Vec<CorsMethod> {
+    vec![CorsMethod::Put, CorsMethod::Post]
+}
+fn default_allowed_headers() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+fn default_max_age() -> i32 {
+    3000
+}
+
+/// An HTTP method a browser may use against the bucket.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, JsonSchema,
+)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum CorsMethod {
+    /// Upload with a presigned PUT (single request or multipart part).
+    Put,
+    /// Upload with a presigned POST form.
+    Post,
+    /// Download (needs `uploads.allowDownloads` on the signer side to be useful).
+    Get,
+    /// Metadata requests.
+    Head,
+    /// Delete objects (rarely wanted from a browser).
+    Delete,
+}
+
+impl CorsMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorsMethod::Put => "PUT",
+            CorsMethod::Post => "POST",
+            CorsMethod::Get => "GET",
+            CorsMethod::Head => "HEAD",
+            CorsMethod::Delete => "DELETE",
+        }
+    }
+}
+
+/// Rules the signer sidecar applies to every presigned URL it hands out.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadsSpec {
+    /// Every object key starts with this prefix. Default: `uploads/`. Must be empty or end
+    /// with `/`; no leading `/`, no `..`.
+    #[serde(default = "default_key_prefix")]
+    #[schemars(length(max = 512), regex(pattern = r"^([A-Za-z0-9!_.*'()-]+/)*$"))]
+    #[x_kube(validation = Rule::new("!self.contains('..')").message("keyPrefix must not contain '..'"))]
+    pub key_prefix: String,
+
+    /// Content types a client may upload: exact (`image/png`) or a whole type (`image/*`).
+    /// Default: `image/jpeg`.
+    #[serde(default = "default_content_types")]
+    #[schemars(
+        length(min = 1, max = 64),
+        inner(regex(pattern = r"^[a-z0-9][a-z0-9!#$&^_.+-]*/(\*|[a-z0-9][a-z0-9!#$&^_.+-]*)$"))
+    )]
+    pub allowed_content_types: Vec<String>,
+
+    /// Largest object a client may upload, in bytes. Default: 10485760 (10 MiB).
+    #[serde(default = "default_max_size")]
+    #[schemars(range(min = 1, max = 5497558138880_i64))]
+    pub max_size_bytes: i64,
+
+    /// Lifetime of a presigned URL in seconds. Default: 300. At most 604800 (7 days).
+    #[serde(default = "default_expires")]
+    #[schemars(range(min = 1, max = 604800))]
+    pub expires_seconds: i64,
+
+    /// Let anyone read uploaded objects over plain HTTPS (the original sample's public-read
+    /// ACL). Done with a bucket policy granting `s3:GetObject` on the key prefix only, since
+    /// new buckets have ACLs disabled. Default: false.
+    #[serde(default)]
+    pub public_read: bool,
+}
+
+impl Default for UploadsSpec {
+    fn default() -> Self {
+        Self {
+            key_prefix: default_key_prefix(),
+            allowed_content_types: default_content_types(),
+            max_size_bytes: default_max_size(),
+            expires_seconds: default_expires(),
+            public_read: false,
+        }
+    }
+}
+
+fn default_key_prefix() -> String {
+    "uploads/".to_owned()
+}
+fn default_content_types() -> Vec<String> {
+    vec!["image/jpeg".to_owned()]
+}
+fn default_max_size() -> i64 {
+    DEFAULT_MAX_SIZE_BYTES
+}
+fn default_expires() -> i64 {
+    DEFAULT_EXPIRES_SECONDS
+}
+
+/// Server-side encryption of the bucket's objects.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, KubeSchema)]
+#[x_kube(validation = Rule::new("self.type == 'SSE-KMS' || !has(self.kmsKeyId)").message("kmsKeyId is only allowed with type SSE-KMS"))]
+#[x_kube(validation = Rule::new("self.type != 'SSE-KMS' || has(self.kmsKeyId)").message("type SSE-KMS needs kmsKeyId (a KMS key id, alias or ARN)"))]
+#[serde(rename_all = "camelCase")]
+pub struct EncryptionSpec {
+    /// `SSE-S3` (default; keys managed by S3) or `SSE-KMS` (a KMS key of yours).
+    #[serde(default, rename = "type")]
+    pub kind: EncryptionType,
+    /// KMS key id, alias (`alias/...`) or ARN. Required with, and only with, `SSE-KMS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub kms_key_id: Option<String>,
+}
+
+/// Encryption kind.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum EncryptionType {
+    /// S3-managed keys (AES256). What AWS applies to every new bucket.
+    #[default]
+    #[serde(rename = "SSE-S3")]
+    SseS3,
+    /// AWS KMS keys.
+    #[serde(rename = "SSE-KMS")]
+    SseKms,
+}
+
+/// Lifecycle rules of the bucket.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleSpec {
+    /// Abort multipart uploads still unfinished this many days after they started, so
+    /// abandoned parts stop costing storage. Default: 1. 0 turns the rule off.
+    #[serde(default = "default_abort_days")]
+    #[schemars(range(min = 0, max = 3650))]
+    pub abort_incomplete_multipart_upload_days: i32,
+
+    /// Delete objects under the key prefix this many days after upload. Default: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub expiration_days: Option<i32>,
+}
+
+impl Default for LifecycleSpec {
+    fn default() -> Self {
+        Self {
+            abort_incomplete_multipart_upload_days: default_abort_days(),
+            expiration_days: None,
+        }
+    }
+}
+
+fn default_abort_days() -> i32 {
+    1
+}
+
+/// What deleting the UploadBucket does to the S3 bucket.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the bucket and its objects (default).
+    #[default]
+    Retain,
+    /// Delete the bucket (it must be empty unless `emptyOnDelete` is true).
+    Delete,
+}
+
+/// Observed state, written by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadBucketStatus {
+    /// `Ready` (everything provisioned as specified), `BucketReady`, and `RoleReady`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// The `metadata.generation` the conditions describe.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// The S3 bucket this object manages. Recorded before the bucket is created; deletion acts
+    /// on this name only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_name: Option<String>,
+    /// ARN of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_arn: Option<String>,
+    /// Region of the bucket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+impl UploadBucket {
+    /// The condition of the given type, if any.
+    pub fn condition(&self, type_: &str) -> Option<&Condition> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == type_))
+    }
+}
+
+/// The CRD as YAML, exactly as committed in `crds/`.
+pub fn crd_yaml() -> String {
+    let crd = UploadBucket::crd();
+    let body = serde_yaml::to_string(&crd).expect("CRD serializes to YAML");
+    format!(
+        "# Generated by `uploadbucket-operator crd` from operator/src/crd.rs. Do not edit.\n{body}"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crd_file_is_up_to_date() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../crds/uploadbuckets.uploadbucket.io.yaml"
+        );
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        if std::env::var_os("UPDATE_CRDS").is_some() {
+            std::fs::write(path, crd_yaml()).expect("write CRD");
+            return;
+        }
+        assert!(
+            committed == crd_yaml(),
+            "{path} is stale: run `cargo run -p uploadbucket-operator -- crd > crds/uploadbuckets.uploadbucket.io.yaml` (or UPDATE_CRDS=1 cargo test -p uploadbucket-operator crd_file)"
+        );
+    }
+
+    #[test]
+    fn empty_spec_gets_documented_defaults() {
+        let spec: UploadBucketSpec = serde_json::from_str("{}").unwrap();
+        assert_eq!(spec.uploads.key_prefix, "uploads/");
+        assert_eq!(spec.uploads.allowed_content_types, vec!["image/jpeg"]);
+        assert_eq!(spec.uploads.expires_seconds, 300);
+        assert_eq!(spec.uploads.max_size_bytes, 10 * 1024 * 1024);
+        assert_eq!(
+            spec.cors.allowed_methods,
+            vec![CorsMethod::Put, CorsMethod::Post]
+        );
+        assert_eq!(spec.cors.max_age_seconds, 3000);
+        assert_eq!(spec.lifecycle.abort_incomplete_multipart_upload_days, 1);
+        assert_eq!(spec.deletion_policy, DeletionPolicy::Retain);
+        assert_eq!(spec.encryption.kind, EncryptionType::SseS3);
+        assert!(!spec.empty_on_delete);
+    }
+
+    #[test]
+    fn schema_carries_validation_rules_and_columns() {
+        let yaml = crd_yaml();
+        for needle in [
+            "bucketName is immutable",
+            "region is immutable",
+            "type SSE-KMS needs kmsKeyId",
+            "x-kubernetes-validations",
+            "shortNames:\n    - ub",
+            "jsonPath: .status.bucketName",
+            "maximum: 604800",
+        ] {
+            assert!(yaml.contains(needle), "CRD lacks {needle:?}");
+        }
+    }
+}
