@@ -118,6 +118,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         S3Options {
             endpoint_url: args.s3_endpoint.clone(),
             force_path_style: args.s3_path_style,
+            interceptors: Vec::new(),
         },
     );
     let client = kube::Client::try_default()

@@ -14,6 +14,8 @@ rgw_port=${3:-7480}
 mon_port=${4:-6789}
 access_key=UBTESTADMIN000000000
 secret_key=ubtestadminsecret000000000000000000000000
+other_access_key=UBTESTOTHER000000000
+other_secret_key=ubtestothersecret000000000000000000000000
 
 stop() {
   local d=$1
@@ -111,10 +113,15 @@ radosgw-admin -c "$conf" user create --uid=uploadbucket-test --display-name="upl
   --access-key=$access_key --secret-key=$secret_key >/dev/null
 radosgw-admin -c "$conf" caps add --uid=uploadbucket-test \
   --caps="roles=*;oidc-provider=*;user-policy=*;users=*" >/dev/null
+# A second account, to own buckets "someone else" has taken.
+radosgw-admin -c "$conf" user create --uid=uploadbucket-other --display-name="another account" \
+  --access-key=$other_access_key --secret-key=$other_secret_key >/dev/null
 cat >"$dir/env" <<ENV
 export UPLOADBUCKET_TEST_S3_ENDPOINT=http://127.0.0.1:$rgw_port
 export UPLOADBUCKET_TEST_S3_BACKEND=rgw
 export UPLOADBUCKET_TEST_ACCESS_KEY_ID=$access_key
 export UPLOADBUCKET_TEST_SECRET_ACCESS_KEY=$secret_key
+export UPLOADBUCKET_TEST_OTHER_ACCESS_KEY_ID=$other_access_key
+export UPLOADBUCKET_TEST_OTHER_SECRET_ACCESS_KEY=$other_secret_key
 ENV
 echo "http://127.0.0.1:$rgw_port"

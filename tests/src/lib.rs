@@ -1,1 +1,165 @@
+//! Shared helpers of the end-to-end tests: where the real S3 server is, SDK configs for it,
+//! and a request counter to prove which calls were made.
+//!
+//! The servers are started by `tests/run.sh` (the README's test command), which exports
+//! `UPLOADBUCKET_TEST_*`. Without them, a test prints a loud SKIPPED line and returns, unless
+//! `UPLOADBUCKET_REQUIRE_SERVERS=1` (set by `tests/run.sh` and CI), where it fails instead.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use aws_credential_types::Credentials;
+use aws_sdk_s3::config::{Intercept, RuntimeComponents, SharedInterceptor};
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
+use aws_smithy_types::config_bag::ConfigBag;
+use uploadbucket_operator::aws::rgw::Backend;
+use uploadbucket_operator::aws::s3::{S3Buckets, S3Options};
+
+/// The S3/IAM/STS server under test.
+#[derive(Clone, Debug)]
+pub struct S3Server {
+    pub endpoint: String,
+    pub backend: Backend,
+    pub access_key: String,
+    pub secret_key: String,
+    pub other_access_key: String,
+    pub other_secret_key: String,
+}
+
+/// The server from the environment, or `None` after printing why the test is skipped.
+/// Panics when servers are required but missing.
+pub fn s3_server(test: &str) -> Option<S3Server> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match (
+        var("UPLOADBUCKET_TEST_S3_ENDPOINT"),
+        var("UPLOADBUCKET_TEST_ACCESS_KEY_ID"),
+        var("UPLOADBUCKET_TEST_SECRET_ACCESS_KEY"),
+    ) {
+        (Some(endpoint), Some(access_key), Some(secret_key)) => Some(S3Server {
+            endpoint,
+            backend: match var("UPLOADBUCKET_TEST_S3_BACKEND").as_deref() {
+                Some("aws") => Backend::Aws,
+                _ => Backend::Rgw,
+            },
+            access_key,
+            secret_key,
+            other_access_key: var("UPLOADBUCKET_TEST_OTHER_ACCESS_KEY_ID").unwrap_or_default(),
+            other_secret_key: var("UPLOADBUCKET_TEST_OTHER_SECRET_ACCESS_KEY").unwrap_or_default(),
+        }),
+        _ => {
+            assert!(
+                var("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+                "{test}: UPLOADBUCKET_REQUIRE_SERVERS is set but no S3 server is configured; run tests/run.sh"
+            );
+            eprintln!(
+                "\n*** SKIPPED {test}: no S3 server (UPLOADBUCKET_TEST_S3_ENDPOINT unset). Run tests/run.sh to start Ceph RGW. ***\n"
+            );
+            None
+        }
+    }
+}
+
+impl S3Server {
+    /// SDK config with the given static keys, region us-east-1, and the backend's HTTP client.
+    pub async fn sdk_config(&self, access_key: &str, secret_key: &str) -> aws_config::SdkConfig {
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                access_key,
+                secret_key,
+                None,
+                None,
+                "uploadbucket-tests",
+            ));
+        if let Some(client) = self.backend.http_client() {
+            loader = loader.http_client(client);
+        }
+        loader.load().await
+    }
+
+    /// The operator's [`S3Buckets`] against this server, with a request counter.
+    pub async fn buckets(&self) -> (S3Buckets, RequestCounter) {
+        let counter = RequestCounter::default();
+        let sdk = self.sdk_config(&self.access_key, &self.secret_key).await;
+        let buckets = S3Buckets::new(
+            sdk,
+            S3Options {
+                endpoint_url: Some(self.endpoint.clone()),
+                force_path_style: true,
+                interceptors: vec![SharedInterceptor::new(counter.clone())],
+            },
+        );
+        (buckets, counter)
+    }
+
+    /// A plain aws-sdk-s3 client (no operator code) to look at, or tamper with, what is stored.
+    pub async fn raw_client(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
+        let sdk = self.sdk_config(access_key, secret_key).await;
+        let conf = aws_sdk_s3::config::Builder::from(&sdk)
+            .endpoint_url(&self.endpoint)
+            .force_path_style(true)
+            .request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            )
+            .build();
+        aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+/// Counts HTTP requests by whether they can change anything (anything but GET and HEAD).
+#[derive(Clone, Debug, Default)]
+pub struct RequestCounter {
+    reads: Arc<AtomicUsize>,
+    writes: Arc<AtomicUsize>,
+    log: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl RequestCounter {
+    pub fn writes(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+    pub fn reads(&self) -> usize {
+        self.reads.load(Ordering::SeqCst)
+    }
+    /// `METHOD path?query` of every write so far.
+    pub fn write_log(&self) -> Vec<String> {
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+}
+
+impl Intercept for RequestCounter {
+    fn name(&self) -> &'static str {
+        "RequestCounter"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let req = context.request();
+        match req.method() {
+            "GET" | "HEAD" => {
+                self.reads.fetch_add(1, Ordering::SeqCst);
+            }
+            m => {
+                self.writes.fetch_add(1, Ordering::SeqCst);
+                if let Ok(mut log) = self.log.lock() {
+                    log.push(format!("{m} {}", req.uri()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A bucket name unique to this test run.
+pub fn unique_name(base: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{base}-{:x}", nanos % 0xffff_ffff)
+}

@@ -25,6 +25,8 @@ pub struct S3Options {
     pub endpoint_url: Option<String>,
     /// Path-style addressing (`endpoint/bucket/key`), needed by most S3-compatible stores.
     pub force_path_style: bool,
+    /// Extra SDK interceptors on every client (tests count requests with one).
+    pub interceptors: Vec<aws_sdk_s3::config::SharedInterceptor>,
 }
 
 /// aws-sdk-s3 clients, one per region, created on first use.
@@ -57,6 +59,9 @@ impl S3Buckets {
                         aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
                     );
                 }
+                for i in &self.options.interceptors {
+                    b.push_interceptor(i.clone());
+                }
                 Client::from_conf(b.build())
             })
             .clone()
@@ -78,11 +83,13 @@ where
 {
     let status = status_of(&err);
     let code = err.code().map(str::to_owned);
-    let message = err
-        .message()
-        .filter(|m| !m.is_empty())
-        .map(str::to_owned)
-        .unwrap_or_else(|| DisplayErrorContext(&err).to_string());
+    // A service error without a message still has its status; only errors without any
+    // response (DNS, TLS, timeouts) need the full error chain to be understood.
+    let message = match (err.message().filter(|m| !m.is_empty()), status) {
+        (Some(m), _) => m.to_owned(),
+        (None, Some(s)) => format!("HTTP {s} without an error message"),
+        (None, None) => DisplayErrorContext(&err).to_string(),
+    };
     match (code.as_deref(), status) {
         (Some("AccessDenied" | "AccessDeniedException"), _) | (None, Some(403)) => {
             AwsError::AccessDenied { op, message }

@@ -46,7 +46,14 @@ pub async fn apply(
 
     // HEAD first: on AWS, CreateBucket on a bucket we own outside us-east-1 is a write that
     // answers BucketAlreadyOwnedByYou; HEAD keeps the no-op reconcile free of writes.
-    if !api.bucket_exists(b).await? {
+    // A bucket owned by another account answers HEAD with 403, as does our own without
+    // s3:ListBucket; CreateBucket tells the two apart (BucketAlreadyExists vs ...OwnedByYou).
+    let exists = match api.bucket_exists(b).await {
+        Ok(exists) => exists,
+        Err(AwsError::AccessDenied { .. }) => false,
+        Err(e) => return Err(e.into()),
+    };
+    if !exists {
         report.created = api.create_bucket(b).await? == Created::New;
     }
 

@@ -412,3 +412,6 @@ pub async fn run(
     info!("Controller stopped");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,661 @@
+//! Reconcile paths against kube's mocked API server (`tower-test`) and an in-memory S3.
+//!
+//! Both the fake API server and the fake S3 append to one timeline, so tests can check what
+//! happened and in which order (e.g. the bucket name reaches status before CreateBucket).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::{Request, Response};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::aws::rgw::Backend;
+use crate::aws::{
+    CorsRule, Created, Deleted, Encryption, LifecycleRule, PublicAccessBlock, Versioning,
+};
+use crate::crd::{UploadBucketSpec, UploadBucketStatus};
+
+type Timeline = Arc<Mutex<Vec<String>>>;
+
+#[derive(Default, Clone)]
+struct FakeBucket {
+    cors: Vec<CorsRule>,
+    lifecycle: Vec<LifecycleRule>,
+    pab: Option<PublicAccessBlock>,
+    acls_disabled: Option<bool>,
+    encryption: Option<Encryption>,
+    tags: BTreeMap<String, String>,
+    versioning: Versioning,
+    policy: Option<Value>,
+    objects: u64,
+}
+
+/// In-memory S3 that logs every write to the timeline.
+#[derive(Default)]
+struct FakeS3 {
+    buckets: Mutex<HashMap<String, FakeBucket>>,
+    taken: HashSet<String>,
+    timeline: Timeline,
+}
+
+impl FakeS3 {
+    fn write(&self, what: &str, b: &BucketRef) {
+        self.timeline
+            .lock()
+            .unwrap()
+            .push(format!("s3 {what} {}", b.name));
+    }
+    fn with<T>(&self, b: &BucketRef, f: impl FnOnce(&mut FakeBucket) -> T) -> Result<T, AwsError> {
+        let mut all = self.buckets.lock().unwrap();
+        let bucket = all.get_mut(&b.name).ok_or_else(|| AwsError::Api {
+            op: "fake",
+            code: "NoSuchBucket".into(),
+            message: b.name.clone(),
+        })?;
+        Ok(f(bucket))
+    }
+    fn writes(&self) -> usize {
+        self.timeline
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("s3 "))
+            .count()
+    }
+}
+
+#[async_trait]
+impl BucketApi for FakeS3 {
+    async fn create_bucket(&self, b: &BucketRef) -> Result<Created, AwsError> {
+        if self.taken.contains(&b.name) {
+            return Err(AwsError::BucketTaken(b.name.clone()));
+        }
+        self.write("CreateBucket", b);
+        let mut all = self.buckets.lock().unwrap();
+        if all.contains_key(&b.name) {
+            return Ok(Created::AlreadyOwned);
+        }
+        all.insert(b.name.clone(), FakeBucket::default());
+        Ok(Created::New)
+    }
+    async fn bucket_exists(&self, b: &BucketRef) -> Result<bool, AwsError> {
+        if self.taken.contains(&b.name) {
+            return Err(AwsError::AccessDenied {
+                op: "HeadBucket",
+                message: "HTTP 403".into(),
+            });
+        }
+        Ok(self.buckets.lock().unwrap().contains_key(&b.name))
+    }
+    async fn get_cors(&self, b: &BucketRef) -> Result<Vec<CorsRule>, AwsError> {
+        self.with(b, |x| x.cors.clone())
+    }
+    async fn put_cors(&self, b: &BucketRef, rules: &[CorsRule]) -> Result<(), AwsError> {
+        self.write("PutBucketCors", b);
+        self.with(b, |x| x.cors = rules.to_vec())
+    }
+    async fn delete_cors(&self, b: &BucketRef) -> Result<(), AwsError> {
+        self.write("DeleteBucketCors", b);
+        self.with(b, |x| x.cors.clear())
+    }
+    async fn get_lifecycle(&self, b: &BucketRef) -> Result<Vec<LifecycleRule>, AwsError> {
+        self.with(b, |x| x.lifecycle.clone())
+    }
+    async fn put_lifecycle(&self, b: &BucketRef, rules: &[LifecycleRule]) -> Result<(), AwsError> {
+        self.write("PutBucketLifecycleConfiguration", b);
+        self.with(b, |x| x.lifecycle = rules.to_vec())
+    }
+    async fn delete_lifecycle(&self, b: &BucketRef) -> Result<(), AwsError> {
+        self.write("DeleteBucketLifecycle", b);
+        self.with(b, |x| x.lifecycle.clear())
+    }
+    async fn get_public_access_block(
+        &self,
+        b: &BucketRef,
+    ) -> Result<Option<PublicAccessBlock>, AwsError> {
+        self.with(b, |x| x.pab)
+    }
+    async fn put_public_access_block(
+        &self,
+        b: &BucketRef,
+        pab: PublicAccessBlock,
+    ) -> Result<(), AwsError> {
+        self.write("PutPublicAccessBlock", b);
+        self.with(b, |x| x.pab = Some(pab))
+    }
+    async fn get_acls_disabled(&self, b: &BucketRef) -> Result<Option<bool>, AwsError> {
+        self.with(b, |x| x.acls_disabled)
+    }
+    async fn put_acls_disabled(&self, b: &BucketRef) -> Result<(), AwsError> {
+        self.write("PutBucketOwnershipControls", b);
+        self.with(b, |x| x.acls_disabled = Some(true))
+    }
+    async fn get_encryption(&self, b: &BucketRef) -> Result<Option<Encryption>, AwsError> {
+        self.with(b, |x| x.encryption.clone())
+    }
+    async fn put_encryption(&self, b: &BucketRef, enc: &Encryption) -> Result<(), AwsError> {
+        self.write("PutBucketEncryption", b);
+        self.with(b, |x| x.encryption = Some(enc.clone()))
+    }
+    async fn get_tags(&self, b: &BucketRef) -> Result<BTreeMap<String, String>, AwsError> {
+        self.with(b, |x| x.tags.clone())
+    }
+    async fn put_tags(
+        &self,
+        b: &BucketRef,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<(), AwsError> {
+        self.write("PutBucketTagging", b);
+        self.with(b, |x| x.tags = tags.clone())
+    }
+    async fn get_versioning(&self, b: &BucketRef) -> Result<Versioning, AwsError> {
+        self.with(b, |x| x.versioning)
+    }
+    async fn put_versioning(&self, b: &BucketRef, enabled: bool) -> Result<(), AwsError> {
+        self.write("PutBucketVersioning", b);
+        self.with(b, |x| {
+            x.versioning = if enabled {
+                Versioning::Enabled
+            } else {
+                Versioning::Suspended
+            }
+        })
+    }
+    async fn get_policy(&self, b: &BucketRef) -> Result<Option<Value>, AwsError> {
+        self.with(b, |x| x.policy.clone())
+    }
+    async fn put_policy(&self, b: &BucketRef, policy: &Value) -> Result<(), AwsError> {
+        self.write("PutBucketPolicy", b);
+        self.with(b, |x| x.policy = Some(policy.clone()))
+    }
+    async fn delete_policy(&self, b: &BucketRef) -> Result<(), AwsError> {
+        self.write("DeleteBucketPolicy", b);
+        self.with(b, |x| x.policy = None)
+    }
+    async fn empty_bucket(&self, b: &BucketRef) -> Result<u64, AwsError> {
+        self.write("EmptyBucket", b);
+        self.with(b, |x| std::mem::take(&mut x.objects))
+    }
+    async fn delete_bucket(&self, b: &BucketRef) -> Result<Deleted, AwsError> {
+        let mut all = self.buckets.lock().unwrap();
+        match all.get(&b.name) {
+            None => Ok(Deleted::NotFound),
+            Some(x) if x.objects > 0 => Err(AwsError::BucketNotEmpty(b.name.clone())),
+            Some(_) => {
+                all.remove(&b.name);
+                drop(all);
+                self.write("DeleteBucket", b);
+                Ok(Deleted::Deleted)
+            }
+        }
+    }
+}
+
+/// A request the fake API server saw.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    body: Value,
+}
+
+/// Fake API server: answers status patches by echoing the object with the new status,
+/// finalizer patches with the object, event creation with the event; records every request.
+fn mock_api(obj: UploadBucket, timeline: Timeline) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        let mut current = serde_json::to_value(&obj).unwrap();
+        while let Some((request, send)) = handle.next_request().await {
+            let method = request.method().to_string();
+            let path = request.uri().path().to_owned();
+            let bytes = request.into_body().collect_bytes().await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            let kind = if path.ends_with("/events") {
+                "event"
+            } else if path.ends_with("/status") {
+                "status"
+            } else {
+                "object"
+            };
+            let note = body.get("note").and_then(Value::as_str).unwrap_or_default();
+            timeline
+                .lock()
+                .unwrap()
+                .push(format!("kube {method} {kind} {note}").trim_end().to_owned());
+            seen2.lock().unwrap().push(Seen {
+                method: method.clone(),
+                path: path.clone(),
+                body: body.clone(),
+            });
+            let reply = match kind {
+                "event" => body,
+                "status" => {
+                    current["status"] = body["status"].clone();
+                    current.clone()
+                }
+                _ => {
+                    // A JSON patch of metadata.finalizers: apply it the simple way.
+                    if let Some(ops) = body.as_array() {
+                        for op in ops {
+                            if op["path"] == "/metadata/finalizers" && op["op"] != "test" {
+                                current["metadata"]["finalizers"] = op["value"].clone();
+                            }
+                        }
+                    }
+                    current.clone()
+                }
+            };
+            send.send_response(
+                Response::builder()
+                    .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    (Client::new(service, "shop"), seen)
+}
+
+fn ub(spec: Value) -> UploadBucket {
+    let spec: UploadBucketSpec = serde_json::from_value(spec).unwrap();
+    let mut ub = UploadBucket::new("photos", spec);
+    ub.metadata.namespace = Some("shop".into());
+    ub.metadata.uid = Some("5a1b0a7e-0000-4000-8000-000000000001".into());
+    ub.metadata.generation = Some(3);
+    ub.metadata.resource_version = Some("100".into());
+    ub.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    ub
+}
+
+struct Harness {
+    ctx: Arc<Context>,
+    s3: Arc<FakeS3>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    timeline: Timeline,
+}
+
+fn harness(obj: &UploadBucket, s3: FakeS3) -> Harness {
+    let timeline = s3.timeline.clone();
+    let s3 = Arc::new(s3);
+    let (client, seen) = mock_api(obj.clone(), timeline.clone());
+    let defaults = Defaults {
+        region: "eu-west-1".into(),
+        backend: Backend::Aws,
+        bucket_name_prefix: String::new(),
+    };
+    let ctx = Arc::new(Context::new(
+        client,
+        s3.clone(),
+        defaults,
+        Arc::new(Metrics::default()),
+        Duration::from_secs(300),
+    ));
+    Harness {
+        ctx,
+        s3,
+        seen,
+        timeline,
+    }
+}
+
+impl Harness {
+    fn status_patches(&self) -> Vec<Value> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path.ends_with("/status"))
+            .map(|s| s.body.clone())
+            .collect()
+    }
+    fn events(&self) -> Vec<(String, String, String)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|s| s.path.ends_with("/events"))
+            .map(|s| {
+                let f = |k: &str| s.body[k].as_str().unwrap_or_default().to_owned();
+                (f("type"), f("reason"), f("note"))
+            })
+            .collect()
+    }
+    fn timeline(&self) -> Vec<String> {
+        self.timeline.lock().unwrap().clone()
+    }
+}
+
+fn condition<'a>(patch: &'a Value, type_: &str) -> &'a Value {
+    patch["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+#[tokio::test]
+async fn new_object_records_names_first_then_provisions_and_reports() {
+    let obj = ub(json!({"cors": {"allowedOrigins": ["https://shop.example.com"]}}));
+    let h = harness(&obj, FakeS3::default());
+    let action = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+
+    let timeline = h.timeline();
+    let first_status = timeline
+        .iter()
+        .position(|l| l == "kube PATCH status")
+        .expect("status patch");
+    let create = timeline
+        .iter()
+        .position(|l| l.starts_with("s3 CreateBucket"))
+        .expect("create");
+    assert!(
+        first_status < create,
+        "names must be recorded before creation: {timeline:#?}"
+    );
+
+    let patches = h.status_patches();
+    assert_eq!(patches.len(), 2, "{patches:#?}");
+    let name = patches[0]["status"]["bucketName"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(name.starts_with("shop-photos-"), "{name}");
+    assert_eq!(condition(&patches[0], "Ready")["reason"], "Provisioning");
+    assert_eq!(patches[0]["apiVersion"], "uploadbucket.io/v1alpha1");
+    assert_eq!(patches[0]["kind"], "UploadBucket");
+
+    let done = &patches[1];
+    assert_eq!(done["status"]["bucketName"], name.as_str());
+    assert_eq!(done["status"]["bucketArn"], format!("arn:aws:s3:::{name}"));
+    assert_eq!(done["status"]["region"], "eu-west-1");
+    assert_eq!(done["status"]["observedGeneration"], 3);
+    for t in ["Ready", "BucketReady"] {
+        assert_eq!(condition(done, t)["status"], "True", "{t}");
+        assert_eq!(condition(done, t)["reason"], "Provisioned", "{t}");
+        assert_eq!(condition(done, t)["observedGeneration"], 3, "{t}");
+    }
+
+    let events = h.events();
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Created" && n.contains(&name)),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Updated" && n.contains("cors")),
+        "{events:?}"
+    );
+
+    let bucket = h.s3.buckets.lock().unwrap()[&name].clone();
+    assert_eq!(
+        bucket.cors[0].allowed_origins,
+        vec!["https://shop.example.com"]
+    );
+    assert_eq!(bucket.acls_disabled, Some(true));
+    // No configuration means the S3 default (SSE-S3): nothing to write.
+    assert_eq!(bucket.encryption, None);
+    assert_eq!(h.ctx.metrics.reconciles.get(), 1);
+}
+
+#[tokio::test]
+async fn second_reconcile_of_a_provisioned_object_writes_nothing_anywhere() {
+    let obj = ub(json!({"cors": {"allowedOrigins": ["https://shop.example.com"]}}));
+    let first = harness(&obj, FakeS3::default());
+    reconcile(Arc::new(obj.clone()), first.ctx.clone())
+        .await
+        .expect("first");
+    // The object as the API server now holds it, and the S3 state the first run left.
+    let mut provisioned = obj.clone();
+    let last = first.status_patches().pop().unwrap();
+    provisioned.status =
+        Some(serde_json::from_value::<UploadBucketStatus>(last["status"].clone()).unwrap());
+    let s3 = FakeS3 {
+        buckets: Mutex::new(first.s3.buckets.lock().unwrap().clone()),
+        ..Default::default()
+    };
+
+    let h = harness(&provisioned, s3);
+    reconcile(Arc::new(provisioned), h.ctx.clone())
+        .await
+        .expect("second");
+    assert_eq!(h.s3.writes(), 0, "{:#?}", h.timeline());
+    assert!(
+        h.seen.lock().unwrap().is_empty(),
+        "no status write, no event: {:#?}",
+        h.timeline()
+    );
+}
+
+#[tokio::test]
+async fn object_without_finalizer_gets_one_and_nothing_else() {
+    let mut obj = ub(json!({}));
+    obj.metadata.finalizers = None;
+    let h = harness(&obj, FakeS3::default());
+    let action = reconcile(Arc::new(obj), h.ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    let seen = h.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:#?}");
+    assert_eq!(seen[0].method, "PATCH");
+    assert!(
+        seen[0].body.to_string().contains(FINALIZER),
+        "{:?}",
+        seen[0].body
+    );
+    assert_eq!(h.s3.writes(), 0);
+}
+
+#[tokio::test]
+async fn invalid_spec_is_a_condition_and_a_warning_and_waits_for_a_change() {
+    let obj = ub(json!({"cors": {"allowedOrigins": ["https://shop.example.com/path"]}}));
+    let h = harness(&obj, FakeS3::default());
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "InvalidSpec");
+    assert!(
+        err.to_string().contains("spec.cors.allowedOrigins"),
+        "{err}"
+    );
+
+    let patches = h.status_patches();
+    let last = patches.last().expect("status written");
+    let ready = condition(last, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.cors.allowedOrigins")
+    );
+    let events = h.events();
+    assert!(
+        events
+            .iter()
+            .any(|(t, r, n)| t == "Warning" && r == "InvalidSpec" && n.contains("allowedOrigins")),
+        "{events:?}"
+    );
+    assert_eq!(
+        h.s3.writes(),
+        0,
+        "nothing may be created from an invalid spec"
+    );
+
+    let action = error_policy(Arc::new(obj), &err, h.ctx.clone());
+    assert_eq!(action, Action::await_change());
+    assert!(
+        h.ctx
+            .metrics
+            .encode()
+            .contains("uploadbucket_reconcile_failures_total{reason=\"InvalidSpec\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn taken_name_is_a_clear_condition_and_slow_retry() {
+    let obj = ub(json!({"bucketName": "someone-elses-bucket"}));
+    let s3 = FakeS3 {
+        taken: ["someone-elses-bucket".to_owned()].into(),
+        ..Default::default()
+    };
+    let h = harness(&obj, s3);
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketNameTaken");
+    let last = h.status_patches().pop().unwrap();
+    assert_eq!(condition(&last, "BucketReady")["reason"], "BucketNameTaken");
+    assert!(
+        condition(&last, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.bucketName")
+    );
+    assert_eq!(
+        error_policy(Arc::new(obj), &err, h.ctx.clone()),
+        Action::requeue(MAX_BACKOFF)
+    );
+}
+
+#[tokio::test]
+async fn transient_failures_back_off_exponentially() {
+    let obj = Arc::new(ub(json!({})));
+    let h = harness(&obj, FakeS3::default());
+    let err = Error::Aws(AwsError::Api {
+        op: "PutBucketCors",
+        code: "SlowDown".into(),
+        message: "x".into(),
+    });
+    let delays: Vec<Action> = (0..3)
+        .map(|_| error_policy(obj.clone(), &err, h.ctx.clone()))
+        .collect();
+    assert_eq!(
+        delays,
+        vec![
+            Action::requeue(Duration::from_secs(1)),
+            Action::requeue(Duration::from_secs(2)),
+            Action::requeue(Duration::from_secs(4)),
+        ]
+    );
+    for _ in 0..20 {
+        error_policy(obj.clone(), &err, h.ctx.clone());
+    }
+    assert_eq!(
+        error_policy(obj.clone(), &err, h.ctx.clone()),
+        Action::requeue(MAX_BACKOFF)
+    );
+}
+
+fn deleting(spec: Value, bucket: &str) -> UploadBucket {
+    let mut obj = ub(spec);
+    obj.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
+    obj.status = Some(UploadBucketStatus {
+        bucket_name: Some(bucket.into()),
+        region: Some("eu-west-1".into()),
+        ..Default::default()
+    });
+    obj
+}
+
+fn s3_with(bucket: &str, objects: u64) -> FakeS3 {
+    FakeS3 {
+        buckets: Mutex::new(
+            [(
+                bucket.to_owned(),
+                FakeBucket {
+                    objects,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn delete_policy_removes_the_recorded_bucket_then_the_finalizer() {
+    // The spec names another bucket: cleanup must act on status only.
+    let obj = deleting(
+        json!({"deletionPolicy": "Delete", "bucketName": "not-this-one"}),
+        "recorded-bucket",
+    );
+    let h = harness(&obj, s3_with("recorded-bucket", 0));
+    h.s3.buckets
+        .lock()
+        .unwrap()
+        .insert("not-this-one".into(), FakeBucket::default());
+    reconcile(Arc::new(obj), h.ctx.clone())
+        .await
+        .expect("cleanup");
+    let buckets = h.s3.buckets.lock().unwrap().clone();
+    assert!(!buckets.contains_key("recorded-bucket"));
+    assert!(buckets.contains_key("not-this-one"));
+    let timeline = h.timeline();
+    let deleted = timeline
+        .iter()
+        .position(|l| l == "s3 DeleteBucket recorded-bucket")
+        .expect("deleted");
+    let unfinalized = timeline
+        .iter()
+        .position(|l| l == "kube PATCH object")
+        .expect("finalizer removed");
+    assert!(deleted < unfinalized, "{timeline:#?}");
+    assert!(
+        h.events()
+            .iter()
+            .any(|(t, r, _)| t == "Normal" && r == "Deleted")
+    );
+}
+
+#[tokio::test]
+async fn non_empty_bucket_blocks_deletion_with_a_condition() {
+    let obj = deleting(json!({"deletionPolicy": "Delete"}), "full-bucket");
+    let h = harness(&obj, s3_with("full-bucket", 3));
+    let err = reconcile(Arc::new(obj), h.ctx.clone()).await.unwrap_err();
+    assert_eq!(err.reason(), "BucketNotEmpty");
+    assert!(h.s3.buckets.lock().unwrap().contains_key("full-bucket"));
+    let last = h.status_patches().pop().expect("status");
+    assert!(
+        condition(&last, "Ready")["message"]
+            .as_str()
+            .unwrap()
+            .contains("emptyOnDelete")
+    );
+    assert!(
+        !h.timeline().iter().any(|l| l == "kube PATCH object"),
+        "finalizer must stay"
+    );
+}
+
+#[tokio::test]
+async fn retain_keeps_the_bucket_and_releases_the_finalizer() {
+    let obj = deleting(json!({}), "kept-bucket");
+    let h = harness(&obj, s3_with("kept-bucket", 5));
+    reconcile(Arc::new(obj), h.ctx.clone())
+        .await
+        .expect("cleanup");
+    assert!(h.s3.buckets.lock().unwrap().contains_key("kept-bucket"));
+    assert!(h.timeline().iter().any(|l| l == "kube PATCH object"));
+    assert!(
+        h.events()
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Retained" && n.contains("kept-bucket"))
+    );
+}

@@ -1,0 +1,386 @@
+//! The operator's bucket reconciliation against a real S3 server (Ceph RGW, started by
+//! tests/run.sh): what apply writes, that a second apply writes nothing, drift repair,
+//! CORS preflights answered by the bucket's rules, and both deletion policies.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::primitives::ByteStream;
+use uploadbucket_operator::aws::{BucketApi, BucketRef, CorsRule, PublicAccessBlock};
+use uploadbucket_operator::controller::apply::{ApplyError, apply};
+use uploadbucket_operator::controller::cleanup::{CleanupOutcome, cleanup};
+use uploadbucket_operator::controller::desired::{Defaults, TAG_UID, desired};
+use uploadbucket_operator::crd::{DeletionPolicy, UploadBucket, UploadBucketSpec};
+use uploadbucket_tests::{S3Server, s3_server, unique_name};
+
+const ALLOWED: &str = "http://app.allowed.test";
+const OTHER: &str = "http://evil.other.test";
+
+fn object(bucket: &str, uid: &str, spec: serde_json::Value) -> UploadBucket {
+    let mut spec: UploadBucketSpec = serde_json::from_value(spec).expect("spec");
+    spec.bucket_name = Some(bucket.to_owned());
+    let mut ub = UploadBucket::new("photos", spec);
+    ub.metadata.namespace = Some("shop".into());
+    ub.metadata.uid = Some(uid.into());
+    ub
+}
+
+fn defaults(server: &S3Server) -> Defaults {
+    Defaults {
+        region: "us-east-1".into(),
+        backend: server.backend,
+        bucket_name_prefix: String::new(),
+    }
+}
+
+async fn preflight(server: &S3Server, bucket: &str, origin: &str) -> (u16, Option<String>) {
+    let resp = reqwest::Client::new()
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/{bucket}/uploads/x.jpg", server.endpoint),
+        )
+        .header("Origin", origin)
+        .header("Access-Control-Request-Method", "PUT")
+        .header("Access-Control-Request-Headers", "content-type")
+        .send()
+        .await
+        .expect("preflight");
+    let allow = resp
+        .headers()
+        .get("access-control-allow-origin")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    (resp.status().as_u16(), allow)
+}
+
+#[tokio::test]
+async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
+    let Some(server) = s3_server("apply_writes_exactly_the_spec_then_nothing_and_repairs_drift")
+    else {
+        return;
+    };
+    let (buckets, counter) = server.buckets().await;
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let name = unique_name("ub-apply");
+    let uid = "11111111-2222-3333-4444-555555555555";
+    let ub = object(
+        &name,
+        uid,
+        serde_json::json!({
+            "cors": {"allowedOrigins": [ALLOWED], "exposeHeaders": ["x-amz-request-id"], "maxAgeSeconds": 600},
+            "uploads": {"keyPrefix": "uploads/"},
+            "lifecycle": {"abortIncompleteMultipartUploadDays": 2, "expirationDays": 30},
+            "tags": {"team": "shop"}
+        }),
+    );
+    let d = desired(&ub, &defaults(&server)).expect("desired");
+
+    // First apply: creates and configures.
+    let report = apply(&buckets, &d, uid).await.expect("first apply");
+    assert!(report.created, "bucket should be new: {report:?}");
+    for setting in ["tags", "publicAccessBlock", "cors", "lifecycle"] {
+        assert!(
+            report.changed.contains(&setting),
+            "{setting} not written: {report:?}"
+        );
+    }
+
+    // What S3 holds, read with a plain SDK client.
+    let cors = raw
+        .get_bucket_cors()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("get cors");
+    assert_eq!(cors.cors_rules().len(), 1);
+    let rule = &cors.cors_rules()[0];
+    assert_eq!(rule.allowed_origins(), [ALLOWED]);
+    let mut methods = rule.allowed_methods().to_vec();
+    methods.sort();
+    assert_eq!(methods, ["POST", "PUT"]);
+    assert_eq!(rule.allowed_headers(), ["*"]);
+    let mut expose: Vec<String> = rule
+        .expose_headers()
+        .iter()
+        .map(|h| h.to_ascii_lowercase())
+        .collect();
+    expose.sort();
+    assert_eq!(expose, ["etag", "x-amz-request-id"]);
+    assert_eq!(rule.max_age_seconds(), Some(600));
+
+    let b = BucketRef {
+        name: name.clone(),
+        region: "us-east-1".into(),
+    };
+    let lifecycle = buckets.get_lifecycle(&b).await.expect("lifecycle");
+    assert_eq!(lifecycle, d.lifecycle, "lifecycle rules as asked");
+    assert_eq!(lifecycle.len(), 2);
+    let pab = buckets.get_public_access_block(&b).await.expect("pab");
+    assert_eq!(
+        pab,
+        Some(PublicAccessBlock {
+            // RGW 16 refuses every upload with BlockPublicAcls on; see aws/rgw.rs.
+            block_public_acls: false,
+            ignore_public_acls: true,
+            block_public_policy: true,
+            restrict_public_buckets: true,
+        })
+    );
+    let tags: BTreeMap<String, String> = raw
+        .get_bucket_tagging()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("tags")
+        .tag_set()
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    assert_eq!(tags.get("team").map(String::as_str), Some("shop"));
+    assert_eq!(tags.get(TAG_UID).map(String::as_str), Some(uid));
+    assert_eq!(
+        tags.get("uploadbucket.io/namespace").map(String::as_str),
+        Some("shop")
+    );
+
+    // Browsers: the allowed origin's preflight is answered, another origin's is refused.
+    let (status, allow) = preflight(&server, &name, ALLOWED).await;
+    assert_eq!((status, allow.as_deref()), (200, Some(ALLOWED)));
+    let (status, allow) = preflight(&server, &name, OTHER).await;
+    assert_eq!(allow, None, "other origin must not be allowed");
+    assert!(
+        status >= 400,
+        "other origin preflight should be refused, got {status}"
+    );
+
+    // Second apply with nothing changed: reads only.
+    let (w0, r0) = (counter.writes(), counter.reads());
+    let report = apply(&buckets, &d, uid).await.expect("second apply");
+    assert!(!report.created && report.changed.is_empty(), "{report:?}");
+    assert_eq!(
+        counter.writes(),
+        w0,
+        "no-op apply wrote: {:?}",
+        &counter.write_log()[w0..]
+    );
+    assert!(
+        counter.reads() > r0,
+        "the no-op apply must still read the bucket"
+    );
+
+    // Drift: CORS deleted behind our back comes back, and only CORS is written.
+    raw.delete_bucket_cors()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("delete cors");
+    let (status, _) = preflight(&server, &name, ALLOWED).await;
+    assert!(status >= 400, "without CORS the preflight fails");
+    let w0 = counter.writes();
+    let report = apply(&buckets, &d, uid).await.expect("repair");
+    assert_eq!(report.changed, vec!["cors"]);
+    assert_eq!(counter.writes(), w0 + 1, "{:?}", &counter.write_log()[w0..]);
+    let (status, allow) = preflight(&server, &name, ALLOWED).await;
+    assert_eq!((status, allow.as_deref()), (200, Some(ALLOWED)));
+
+    // A spec change touches only what changed.
+    let mut ub2 = ub.clone();
+    ub2.spec.cors.allowed_origins.push(OTHER.to_owned());
+    let d2 = desired(&ub2, &defaults(&server)).expect("desired 2");
+    let report = apply(&buckets, &d2, uid).await.expect("update");
+    assert_eq!(report.changed, vec!["cors"]);
+    let (status, allow) = preflight(&server, &name, OTHER).await;
+    assert_eq!((status, allow.as_deref()), (200, Some(OTHER)));
+    let current = buckets.get_cors(&b).await.expect("cors");
+    assert_eq!(
+        uploadbucket_operator::aws::canonical_cors(current),
+        vec![
+            CorsRule {
+                allowed_origins: vec![OTHER.into(), ALLOWED.into()],
+                ..d2.cors[0].clone()
+            }
+            .canonical()
+        ]
+    );
+
+    // Another UploadBucket may not take over this bucket.
+    let err = apply(&buckets, &d, "99999999-0000-0000-0000-000000000000")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ApplyError::ManagedByOther { .. }), "{err}");
+    assert!(err.to_string().contains("shop/photos"), "{err}");
+
+    // Retain: the bucket stays, released (our tags removed), and cleanup repeats fine.
+    let out = cleanup(&buckets, Some(&b), DeletionPolicy::Retain, false, uid)
+        .await
+        .expect("retain");
+    assert_eq!(out, CleanupOutcome::Retained);
+    assert!(
+        buckets.bucket_exists(&b).await.expect("exists"),
+        "Retain must keep the bucket"
+    );
+    let tags = buckets.get_tags(&b).await.expect("tags");
+    assert!(
+        !tags.contains_key(TAG_UID) && tags.get("team").map(String::as_str) == Some("shop"),
+        "{tags:?}"
+    );
+    assert_eq!(
+        cleanup(&buckets, Some(&b), DeletionPolicy::Retain, false, uid)
+            .await
+            .expect("again"),
+        CleanupOutcome::Retained
+    );
+
+    // Delete, non-empty bucket, not asked to empty it: refused with a clear error, data kept.
+    raw.put_object()
+        .bucket(&name)
+        .key("uploads/a.jpg")
+        .body(ByteStream::from_static(b"jpeg"))
+        .send()
+        .await
+        .expect("put object");
+    let err = cleanup(&buckets, Some(&b), DeletionPolicy::Delete, false, uid)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketNotEmpty", "{err}");
+    assert!(err.to_string().contains("emptyOnDelete"), "{err}");
+    assert!(buckets.bucket_exists(&b).await.expect("exists"));
+
+    // Delete with emptyOnDelete: gone; again: already gone.
+    let out = cleanup(&buckets, Some(&b), DeletionPolicy::Delete, true, uid)
+        .await
+        .expect("delete");
+    assert_eq!(out, CleanupOutcome::Deleted { objects: 1 });
+    assert!(!buckets.bucket_exists(&b).await.expect("exists"));
+    let out = cleanup(&buckets, Some(&b), DeletionPolicy::Delete, true, uid)
+        .await
+        .expect("delete again");
+    assert_eq!(out, CleanupOutcome::AlreadyGone);
+    assert_eq!(
+        cleanup(&buckets, None, DeletionPolicy::Delete, true, uid)
+            .await
+            .expect("none"),
+        CleanupOutcome::NothingRecorded
+    );
+}
+
+#[tokio::test]
+async fn a_name_taken_by_another_account_is_a_clear_error() {
+    let Some(server) = s3_server("a_name_taken_by_another_account_is_a_clear_error") else {
+        return;
+    };
+    let name = unique_name("ub-taken");
+    let other = server
+        .raw_client(&server.other_access_key, &server.other_secret_key)
+        .await;
+    other
+        .create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("other account creates bucket");
+
+    let (buckets, _) = server.buckets().await;
+    let ub = object(&name, "uid-taken", serde_json::json!({}));
+    let d = desired(&ub, &defaults(&server)).expect("desired");
+    let err = apply(&buckets, &d, "uid-taken").await.unwrap_err();
+    let ApplyError::Aws(aws) = &err else {
+        panic!("unexpected {err}")
+    };
+    assert_eq!(aws.reason(), "BucketNameTaken", "{err}");
+    assert!(
+        !aws.is_transient(),
+        "a taken name must not be retried fast: {err}"
+    );
+    assert!(
+        err.to_string().contains(&name) && err.to_string().contains("spec.bucketName"),
+        "{err}"
+    );
+    // Nothing of ours was written onto their bucket.
+    let tags = other.get_bucket_tagging().bucket(&name).send().await;
+    assert!(tags.map(|t| t.tag_set().is_empty()).unwrap_or(true));
+}
+
+#[tokio::test]
+async fn public_read_serves_the_prefix_only() {
+    let Some(server) = s3_server("public_read_serves_the_prefix_only") else {
+        return;
+    };
+    let (buckets, counter) = server.buckets().await;
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let name = unique_name("ub-public");
+    let uid = "uid-public";
+    let ub = object(
+        &name,
+        uid,
+        serde_json::json!({"uploads": {"publicRead": true}}),
+    );
+    let d = desired(&ub, &defaults(&server)).expect("desired");
+    let report = apply(&buckets, &d, uid).await.expect("apply");
+    assert!(report.changed.contains(&"policy"), "{report:?}");
+
+    for key in ["uploads/pic.jpg", "private/secret.txt"] {
+        raw.put_object()
+            .bucket(&name)
+            .key(key)
+            .body(ByteStream::from_static(b"data"))
+            .send()
+            .await
+            .expect("put");
+    }
+    let http = reqwest::Client::new();
+    let public = http
+        .get(format!("{}/{name}/uploads/pic.jpg", server.endpoint))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        public.status().as_u16(),
+        200,
+        "anonymous GET under the prefix"
+    );
+    let private = http
+        .get(format!("{}/{name}/private/secret.txt", server.endpoint))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(
+        private.status().as_u16(),
+        403,
+        "anonymous GET outside the prefix"
+    );
+
+    let w0 = counter.writes();
+    assert!(
+        apply(&buckets, &d, uid)
+            .await
+            .expect("again")
+            .changed
+            .is_empty()
+    );
+    assert_eq!(counter.writes(), w0, "{:?}", &counter.write_log()[w0..]);
+
+    // Turning publicRead off removes our policy.
+    let mut closed = ub.clone();
+    closed.spec.uploads.public_read = false;
+    let d2 = desired(&closed, &defaults(&server)).expect("desired");
+    let report = apply(&buckets, &d2, uid).await.expect("close");
+    assert!(report.changed.contains(&"policy"), "{report:?}");
+    let gone = http
+        .get(format!("{}/{name}/uploads/pic.jpg", server.endpoint))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(gone.status().as_u16(), 403);
+
+    let b = BucketRef {
+        name,
+        region: "us-east-1".into(),
+    };
+    cleanup(&buckets, Some(&b), DeletionPolicy::Delete, true, uid)
+        .await
+        .expect("cleanup");
+}
