@@ -1,0 +1,144 @@
+//! Command line: `uploadbucket-sidecar [serve]` and `uploadbucket-sidecar config`.
+//!
+//! In: flags and the env contract. Out: a running signer, or the effective configuration.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tracing::info;
+
+use crate::config::Config;
+use crate::credentials::CachedCredentials;
+use crate::presign::{Endpoint, Presigner};
+use crate::store::S3Store;
+use crate::{AppState, app};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "uploadbucket-sidecar",
+    version,
+    about = "Presigned-URL signer for direct browser uploads to S3"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Serve the signer (the default).
+    Serve(ServeArgs),
+    /// Validate the configuration and print it as JSON.
+    Config(ServeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: Config,
+    /// Log as JSON lines.
+    #[arg(long, env = "UPLOADBUCKET_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Cli {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Some(Command::Config(args)) => {
+                let config = resolve(args.config)?;
+                println!("{}", serde_json::to_string_pretty(&config)?);
+                Ok(())
+            }
+            Some(Command::Serve(args)) => serve(args).await,
+            None => serve(self.serve).await,
+        }
+    }
+}
+
+fn resolve(config: Config) -> anyhow::Result<Config> {
+    Ok(config.validate(std::env::var("AWS_REGION").ok())?)
+}
+
+pub fn init_tracing(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,aws=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().flatten_event(true).init();
+    } else {
+        builder.init();
+    }
+}
+
+/// The endpoint signed URLs point at.
+pub fn endpoint(config: &Config) -> anyhow::Result<Endpoint> {
+    match &config.endpoint_url {
+        Some(url) => Endpoint::parse(url, config.path_style)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", crate::config::ENV_ENDPOINT)),
+        None if config.path_style => Ok(Endpoint {
+            path_style: true,
+            ..Endpoint::aws(config.region())
+        }),
+        None => Ok(Endpoint::aws(config.region())),
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing(args.log_json);
+    let config = resolve(args.config)?;
+    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(config.region().to_owned()))
+        .load()
+        .await;
+    let provider = sdk
+        .credentials_provider()
+        .context("no AWS credentials provider (set AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, or AWS_ACCESS_KEY_ID)")?;
+    // Refresh early enough that a URL signed now lives its full lifetime.
+    let margin = Duration::from_secs(config.expires_seconds + 60);
+    let credentials = Arc::new(CachedCredentials::new(provider, margin));
+    let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.path_style);
+    if let Some(url) = &config.endpoint_url {
+        s3 = s3.endpoint_url(url).request_checksum_calculation(
+            aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+        );
+    }
+    let store = Arc::new(S3Store {
+        client: aws_sdk_s3::Client::from_conf(s3.build()),
+        bucket: config.bucket.clone(),
+    });
+    let presigner = Presigner::new(&config.bucket, config.region(), endpoint(&config)?);
+    let listen = config.listen;
+    let state = AppState::new(config.clone(), presigner, credentials, store);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen} ({})", crate::config::ENV_LISTEN))?;
+    info!(address = %listen, bucket = %config.bucket, region = config.region(), "Signer listening");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown())
+        .await
+        .context("server failed")
+}
+
+/// Resolves on SIGTERM (pod shutdown) or Ctrl-C.
+pub async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    info!("Shutting down");
+}

@@ -1,0 +1,335 @@
+//! The sidecar's configuration: the env contract between the operator's webhook (which
+//! writes these variables into the injected container) and the sidecar (which parses them).
+//!
+//! In: flags and environment variables. Out: a validated [`Config`], or an error naming the
+//! variable and what it allows. Kept free of heavy dependencies: the operator builds it with
+//! the sidecar's default features off.
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+/// Default largest object: 10 MiB.
+pub const DEFAULT_MAX_SIZE_BYTES: u64 = 10 * 1024 * 1024;
+/// Default URL lifetime, as in the original sample.
+pub const DEFAULT_EXPIRES_SECONDS: u64 = 300;
+/// SigV4 presigned URLs live at most 7 days.
+pub const MAX_EXPIRES_SECONDS: u64 = 604_800;
+/// Default listen address: loopback, so only containers of the same pod can sign.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8787";
+
+pub const ENV_BUCKET: &str = "UPLOADBUCKET_BUCKET";
+pub const ENV_REGION: &str = "UPLOADBUCKET_REGION";
+pub const ENV_LISTEN: &str = "UPLOADBUCKET_LISTEN";
+pub const ENV_KEY_PREFIX: &str = "UPLOADBUCKET_KEY_PREFIX";
+pub const ENV_ALLOWED_CONTENT_TYPES: &str = "UPLOADBUCKET_ALLOWED_CONTENT_TYPES";
+pub const ENV_MAX_SIZE_BYTES: &str = "UPLOADBUCKET_MAX_SIZE_BYTES";
+pub const ENV_EXPIRES_SECONDS: &str = "UPLOADBUCKET_EXPIRES_SECONDS";
+pub const ENV_ENDPOINT: &str = "AWS_ENDPOINT_URL_S3";
+pub const ENV_PATH_STYLE: &str = "UPLOADBUCKET_PATH_STYLE";
+pub const ENV_ALLOW_NON_LOOPBACK: &str = "UPLOADBUCKET_ALLOW_NON_LOOPBACK";
+pub const ENV_METADATA_KEYS: &str = "UPLOADBUCKET_ALLOWED_METADATA";
+
+/// Signing rules and where to listen. Every field is a `--flag` and an environment variable.
+#[derive(Args, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// Bucket to sign uploads for.
+    #[arg(long, env = ENV_BUCKET)]
+    pub bucket: String,
+
+    /// Region of the bucket. Default: AWS_REGION.
+    #[arg(long, env = ENV_REGION)]
+    pub region: Option<String>,
+
+    /// Address to serve on. Loopback only unless --allow-non-loopback.
+    #[arg(long, env = ENV_LISTEN, default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Prefix of every object key: empty or ending in '/'.
+    #[arg(long, env = ENV_KEY_PREFIX, default_value = "uploads/")]
+    pub key_prefix: String,
+
+    /// Content types clients may upload, comma-separated: exact (image/png) or type/* (image/*).
+    #[arg(long, env = ENV_ALLOWED_CONTENT_TYPES, default_value = "image/jpeg", value_delimiter = ',')]
+    pub allowed_content_types: Vec<String>,
+
+    /// Largest object in bytes.
+    #[arg(long, env = ENV_MAX_SIZE_BYTES, default_value_t = DEFAULT_MAX_SIZE_BYTES)]
+    pub max_size_bytes: u64,
+
+    /// Lifetime of presigned URLs in seconds (1..604800).
+    #[arg(long, env = ENV_EXPIRES_SECONDS, default_value_t = DEFAULT_EXPIRES_SECONDS)]
+    pub expires_seconds: u64,
+
+    /// S3 endpoint of an S3-compatible store (e.g. http://127.0.0.1:7480). Default: AWS.
+    #[arg(long = "endpoint-url", env = ENV_ENDPOINT)]
+    pub endpoint_url: Option<String>,
+
+    /// Path-style URLs (endpoint/bucket/key), for S3-compatible stores.
+    #[arg(long, env = ENV_PATH_STYLE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub path_style: bool,
+
+    /// Allow listening on a non-loopback address (then anything that reaches it may sign).
+    #[arg(long, env = ENV_ALLOW_NON_LOOPBACK, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub allow_non_loopback: bool,
+
+    /// Metadata keys clients may set (x-amz-meta-*), comma-separated. Empty: no metadata.
+    #[arg(long, env = ENV_METADATA_KEYS, value_delimiter = ',')]
+    pub allowed_metadata: Vec<String>,
+}
+
+/// A configuration value that cannot work.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{var}: {message}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub message: String,
+}
+
+fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        message: message.into(),
+    }
+}
+
+/// `type/subtype` or `type/*`, lowercase token characters.
+pub fn valid_content_type_pattern(ct: &str) -> bool {
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "!#$&^_.+-".contains(c))
+    };
+    matches!(ct.split_once('/'), Some((t, s)) if token(t) && (s == "*" || token(s)))
+}
+
+impl Config {
+    /// Checks every rule; `aws_region` is the `AWS_REGION` fallback.
+    pub fn validate(mut self, aws_region: Option<String>) -> Result<Self, ConfigError> {
+        if self.bucket.trim().is_empty() {
+            return Err(err(
+                ENV_BUCKET,
+                "is required: the bucket to sign uploads for",
+            ));
+        }
+        self.region = self
+            .region
+            .filter(|r| !r.is_empty())
+            .or(aws_region.filter(|r| !r.is_empty()));
+        if self.region.is_none() {
+            return Err(err(
+                ENV_REGION,
+                "is required (or AWS_REGION): the bucket's region, such as eu-west-1",
+            ));
+        }
+        if !self.listen.ip().is_loopback() && !self.allow_non_loopback {
+            return Err(err(
+                ENV_LISTEN,
+                format!(
+                    "{} is not a loopback address; anything that reaches it could sign uploads. Use 127.0.0.1, or set {ENV_ALLOW_NON_LOOPBACK}=true",
+                    self.listen
+                ),
+            ));
+        }
+        let p = &self.key_prefix;
+        if p.starts_with('/')
+            || p.split('/').any(|s| s == ".." || s == ".")
+            || (!p.is_empty() && !p.ends_with('/'))
+            || p.chars().any(char::is_control)
+        {
+            return Err(err(
+                ENV_KEY_PREFIX,
+                format!(
+                    "{p:?} must be empty or end with '/', with no leading '/' and no '.' or '..' segments"
+                ),
+            ));
+        }
+        self.allowed_content_types = self
+            .allowed_content_types
+            .iter()
+            .map(|c| c.trim().to_ascii_lowercase())
+            .filter(|c| !c.is_empty())
+            .collect();
+        if self.allowed_content_types.is_empty() {
+            return Err(err(
+                ENV_ALLOWED_CONTENT_TYPES,
+                "must list at least one content type, such as image/jpeg or image/*",
+            ));
+        }
+        if let Some(bad) = self
+            .allowed_content_types
+            .iter()
+            .find(|c| !valid_content_type_pattern(c))
+        {
+            return Err(err(
+                ENV_ALLOWED_CONTENT_TYPES,
+                format!("{bad:?} is not type/subtype or type/*"),
+            ));
+        }
+        if self.max_size_bytes == 0 {
+            return Err(err(ENV_MAX_SIZE_BYTES, "must be at least 1"));
+        }
+        if !(1..=MAX_EXPIRES_SECONDS).contains(&self.expires_seconds) {
+            return Err(err(
+                ENV_EXPIRES_SECONDS,
+                format!(
+                    "{} is out of range; allowed: 1 to {MAX_EXPIRES_SECONDS}",
+                    self.expires_seconds
+                ),
+            ));
+        }
+        self.allowed_metadata = self
+            .allowed_metadata
+            .iter()
+            .map(|k| k.trim().to_ascii_lowercase())
+            .filter(|k| !k.is_empty())
+            .collect();
+        if let Some(bad) = self.allowed_metadata.iter().find(|k| {
+            !k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        }) {
+            return Err(err(
+                ENV_METADATA_KEYS,
+                format!("{bad:?} may only hold letters, digits, '-' and '_'"),
+            ));
+        }
+        Ok(self)
+    }
+
+    /// The environment variables that make the sidecar parse back exactly this config.
+    /// The webhook writes these into the injected container.
+    pub fn to_env(&self) -> Vec<(&'static str, String)> {
+        let mut env = vec![
+            (ENV_BUCKET, self.bucket.clone()),
+            (ENV_LISTEN, self.listen.to_string()),
+            (ENV_KEY_PREFIX, self.key_prefix.clone()),
+            (
+                ENV_ALLOWED_CONTENT_TYPES,
+                self.allowed_content_types.join(","),
+            ),
+            (ENV_MAX_SIZE_BYTES, self.max_size_bytes.to_string()),
+            (ENV_EXPIRES_SECONDS, self.expires_seconds.to_string()),
+            (ENV_PATH_STYLE, self.path_style.to_string()),
+        ];
+        if let Some(r) = &self.region {
+            env.push((ENV_REGION, r.clone()));
+        }
+        if let Some(e) = &self.endpoint_url {
+            env.push((ENV_ENDPOINT, e.clone()));
+        }
+        if self.allow_non_loopback {
+            env.push((ENV_ALLOW_NON_LOOPBACK, "true".into()));
+        }
+        if !self.allowed_metadata.is_empty() {
+            env.push((ENV_METADATA_KEYS, self.allowed_metadata.join(",")));
+        }
+        env
+    }
+
+    /// Whether `ct` (already lowercased, no parameters) is allowed.
+    pub fn allows_content_type(&self, ct: &str) -> bool {
+        self.allowed_content_types
+            .iter()
+            .any(|p| match p.strip_suffix("/*") {
+                Some(major) => ct.split_once('/').is_some_and(|(m, _)| m == major),
+                None => p == ct,
+            })
+    }
+
+    /// The region (validated configs always have one).
+    pub fn region(&self) -> &str {
+        self.region.as_deref().unwrap_or("us-east-1")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        config: Config,
+    }
+
+    fn parse(args: &[&str]) -> Config {
+        let mut all = vec!["sidecar"];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).expect("parse").config
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let c = parse(&["--bucket", "b"])
+            .validate(Some("eu-west-1".into()))
+            .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8787");
+        assert_eq!(c.key_prefix, "uploads/");
+        assert_eq!(c.allowed_content_types, vec!["image/jpeg"]);
+        assert_eq!(c.max_size_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.expires_seconds, 300);
+        assert_eq!(c.region(), "eu-west-1");
+        assert!(!c.path_style);
+    }
+
+    #[test]
+    fn content_type_patterns() {
+        let c = parse(&[
+            "--bucket",
+            "b",
+            "--allowed-content-types",
+            "image/*,application/pdf",
+        ])
+        .validate(Some("r-x-1".into()))
+        .unwrap();
+        assert!(c.allows_content_type("image/png"));
+        assert!(c.allows_content_type("application/pdf"));
+        assert!(!c.allows_content_type("application/json"));
+        assert!(!c.allows_content_type("imagex/png"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let cases: [(&[&str], &str); 6] = [
+            (&["--bucket", ""], ENV_BUCKET),
+            (&["--bucket", "b", "--listen", "0.0.0.0:8787"], ENV_LISTEN),
+            (&["--bucket", "b", "--key-prefix", "../x/"], ENV_KEY_PREFIX),
+            (
+                &["--bucket", "b", "--allowed-content-types", "jpeg"],
+                ENV_ALLOWED_CONTENT_TYPES,
+            ),
+            (
+                &["--bucket", "b", "--expires-seconds", "604801"],
+                ENV_EXPIRES_SECONDS,
+            ),
+            (
+                &["--bucket", "b", "--max-size-bytes", "0"],
+                ENV_MAX_SIZE_BYTES,
+            ),
+        ];
+        for (args, var) in cases {
+            let e = parse(args).validate(Some("eu-west-1".into())).unwrap_err();
+            assert_eq!(e.var, var, "{args:?}: {e}");
+        }
+        assert_eq!(
+            parse(&["--bucket", "b"]).validate(None).unwrap_err().var,
+            ENV_REGION
+        );
+    }
+
+    #[test]
+    fn non_loopback_only_when_told() {
+        let c = parse(&[
+            "--bucket",
+            "b",
+            "--listen",
+            "0.0.0.0:8787",
+            "--allow-non-loopback",
+        ])
+        .validate(Some("eu-west-1".into()));
+        assert!(c.is_ok());
+    }
+}

@@ -1,0 +1,122 @@
+//! Object keys. Pure.
+//!
+//! In: the configured prefix, the client's filename (untrusted) and content type. Out: a key
+//! `prefix + random id + safe extension`. The filename only ever contributes a short
+//! alphanumeric extension, so no client input can leave the prefix or smuggle `..`, `/`,
+//! control characters or unicode tricks into the key.
+
+/// Longest extension kept from a filename.
+const MAX_EXT: usize = 10;
+
+/// The extension of a filename, if it is short and alphanumeric; lowercased.
+pub fn extension_of(filename: &str) -> Option<String> {
+    let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
+    let (stem, ext) = base.rsplit_once('.')?;
+    if stem.is_empty()
+        || ext.is_empty()
+        || ext.len() > MAX_EXT
+        || !ext.chars().all(|c| c.is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    Some(ext.to_ascii_lowercase())
+}
+
+/// A conventional extension for common content types.
+pub fn extension_for(content_type: &str) -> Option<&'static str> {
+    Some(match content_type {
+        "image/jpeg" => "jpg",
+        "image/png" => "png",
+        "image/gif" => "gif",
+        "image/webp" => "webp",
+        "image/avif" => "avif",
+        "image/heic" => "heic",
+        "image/svg+xml" => "svg",
+        "application/pdf" => "pdf",
+        "text/plain" => "txt",
+        "text/csv" => "csv",
+        "application/json" => "json",
+        "application/zip" => "zip",
+        "video/mp4" => "mp4",
+        "video/quicktime" => "mov",
+        "audio/mpeg" => "mp3",
+        _ => return None,
+    })
+}
+
+/// `prefix + id [+ "." + ext]`; the extension from the filename, else from the content type.
+pub fn build_key(prefix: &str, id: &str, filename: Option<&str>, content_type: &str) -> String {
+    let ext = filename
+        .and_then(extension_of)
+        .or_else(|| extension_for(content_type).map(str::to_owned));
+    match ext {
+        Some(ext) => format!("{prefix}{id}.{ext}"),
+        None => format!("{prefix}{id}"),
+    }
+}
+
+/// Whether `key` is one this signer could have made: under the prefix, with a plain id and
+/// extension. Used to refuse multipart calls on keys a client made up.
+pub fn is_our_key(prefix: &str, key: &str) -> bool {
+    let Some(rest) = key.strip_prefix(prefix) else {
+        return false;
+    };
+    let (id, ext) = rest.split_once('.').unwrap_or((rest, "x"));
+    !id.is_empty()
+        && id.len() <= 64
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        && !ext.is_empty()
+        && ext.len() <= MAX_EXT
+        && ext.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+/// A fresh random id: 128 bits as 32 lowercase hex characters.
+pub fn random_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn extensions() {
+        assert_eq!(extension_of("cat.JPG").as_deref(), Some("jpg"));
+        assert_eq!(extension_of("../../etc/passwd"), None);
+        assert_eq!(extension_of("a/b/c.tar.gz").as_deref(), Some("gz"));
+        assert_eq!(extension_of(".bashrc"), None);
+        assert_eq!(extension_of("x.p/hp"), None);
+        assert_eq!(extension_of("x.ph p"), None);
+        assert_eq!(extension_of("x.é"), None);
+        assert_eq!(extension_of("x.verylongextension"), None);
+        assert_eq!(
+            extension_of("C:\\Users\\me\\pic.png").as_deref(),
+            Some("png")
+        );
+    }
+
+    #[test]
+    fn keys() {
+        assert_eq!(
+            build_key("uploads/", "abc", Some("cat.png"), "image/png"),
+            "uploads/abc.png"
+        );
+        assert_eq!(
+            build_key("uploads/", "abc", None, "image/jpeg"),
+            "uploads/abc.jpg"
+        );
+        assert_eq!(
+            build_key("", "abc", Some("../x"), "application/x-unknown"),
+            "abc"
+        );
+        assert!(is_our_key("uploads/", "uploads/0123abcd.jpg"));
+        assert!(is_our_key("uploads/", "uploads/0123abcd"));
+        assert!(!is_our_key("uploads/", "other/0123abcd.jpg"));
+        assert!(!is_our_key("uploads/", "uploads/../x.jpg"));
+        assert!(!is_our_key("uploads/", "uploads/a/b.jpg"));
+        assert!(!is_our_key("uploads/", "uploads/"));
+        let id = random_id();
+        assert_eq!(id.len(), 32);
+        assert_ne!(id, random_id());
+    }
+}

@@ -1,0 +1,133 @@
+//! The HTTP surface: `app(state) -> Router`, so tests drive it with `oneshot` and the binary
+//! serves it. Side effects live behind the trait objects in [`AppState`].
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+
+use crate::config::Config;
+use crate::credentials::CredentialSource;
+use crate::error::AppError;
+use crate::metrics::{Metrics, Route};
+use crate::presign::Presigner;
+use crate::store::ObjectStore;
+use crate::{multipart, uploads};
+
+/// Everything a handler needs.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub presigner: Presigner,
+    pub credentials: Arc<dyn CredentialSource>,
+    pub store: Arc<dyn ObjectStore>,
+    pub metrics: Metrics,
+    /// The clock; tests pin it.
+    pub now: fn() -> SystemTime,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(
+        config: Config,
+        presigner: Presigner,
+        credentials: Arc<dyn CredentialSource>,
+        store: Arc<dyn ObjectStore>,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            config,
+            presigner,
+            credentials,
+            store,
+            metrics: Metrics::default(),
+            now: SystemTime::now,
+        }))
+    }
+
+    /// The same state with another clock (tests).
+    pub fn with_clock(self, now: fn() -> SystemTime) -> Self {
+        let inner = Arc::try_unwrap(self.0)
+            .unwrap_or_else(|_| panic!("with_clock before sharing the state"));
+        Self(Arc::new(Inner { now, ..inner }))
+    }
+}
+
+/// The router.
+pub fn app(state: AppState) -> Router {
+    let multipart_routes = Router::new()
+        .route("/", post(multipart::create))
+        .route(
+            "/{upload_id}",
+            get(multipart::list).delete(multipart::abort),
+        )
+        .route("/{upload_id}/batch", get(multipart::sign_batch))
+        .route("/{upload_id}/complete", post(multipart::complete))
+        .route("/{upload_id}/{part}", get(multipart::sign_one));
+    Router::new()
+        .route("/uploads", post(uploads::create).get(uploads::legacy))
+        .route("/s3/params", get(uploads::uppy_params))
+        .nest("/s3/multipart", multipart_routes.clone())
+        .nest("/uploads/multipart", multipart_routes)
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+async fn not_found() -> AppError {
+    AppError::with_status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        "no such endpoint; see POST /uploads, GET /uploads, /s3/params and /s3/multipart",
+    )
+}
+
+/// Ready when credentials can be had.
+async fn readyz(State(state): State<AppState>) -> Result<&'static str, AppError> {
+    uploads::credentials(&state).await?;
+    Ok("ready\n")
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+}
+
+/// Counts and times every request by route and outcome.
+async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| Route::of(p.as_str()))
+        .unwrap_or(Route::Other);
+    let route = match (route, req.method() == axum::http::Method::GET) {
+        (Route::Uploads, true) => Route::LegacyUploads,
+        (r, _) => r,
+    };
+    let started = Instant::now();
+    let response = next.run(req).await;
+    state
+        .metrics
+        .record(route, response.status().as_u16(), started.elapsed());
+    response
+}

@@ -1,0 +1,360 @@
+//! `POST /uploads`, `GET /uploads` (drop-in for the original Lambda) and `GET /s3/params`
+//! (Uppy's single-upload call).
+//!
+//! In: the app's JSON request. Out: a presigned PUT URL or POST form, with the rules of the
+//! bucket (content type, size, key prefix, expiry) signed into it so S3 enforces them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::AppError;
+use crate::keys;
+use crate::presign::{Credentials, PostInput, PresignInput, rfc3339};
+
+/// S3's limit on user metadata (keys plus values).
+const MAX_METADATA_BYTES: usize = 2048;
+
+/// Body of `POST /uploads`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CreateUpload {
+    /// Only its extension is used.
+    pub filename: Option<String>,
+    pub content_type: Option<String>,
+    /// Exact size in bytes; signed as content-length when given (PUT).
+    pub size: Option<u64>,
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// `PUT` (default) or `POST` (a form with a size range).
+    pub method: Option<String>,
+}
+
+/// Turns a JSON extractor rejection into our error shape.
+pub fn json_error(rej: JsonRejection) -> AppError {
+    match rej {
+        JsonRejection::MissingJsonContentType(_) => AppError::with_status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            "send the request body as JSON with header content-type: application/json",
+        ),
+        other => AppError::bad_request("InvalidJson", other.body_text()),
+    }
+}
+
+fn query_error(rej: QueryRejection) -> AppError {
+    AppError::bad_request("InvalidQuery", rej.body_text())
+}
+
+/// Validates a client's content type against the allowed list. Returns the lowercase
+/// media type to sign, without parameters.
+pub fn check_content_type(state: &AppState, ct: Option<&str>) -> Result<String, AppError> {
+    let allowed = || state.config.allowed_content_types.join(", ");
+    let Some(ct) = ct.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Err(AppError::bad_request(
+            "MissingContentType",
+            format!("contentType is required; allowed: {}", allowed()),
+        ));
+    };
+    let media = ct
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    if !crate::config::valid_content_type_pattern(&media) || media.ends_with("/*") {
+        return Err(AppError::bad_request(
+            "InvalidContentType",
+            format!("contentType {ct:?} is not a media type such as image/jpeg"),
+        ));
+    }
+    if !state.config.allows_content_type(&media) {
+        return Err(AppError::bad_request(
+            "ContentTypeNotAllowed",
+            format!(
+                "contentType {media:?} is not allowed; allowed: {}",
+                allowed()
+            ),
+        ));
+    }
+    Ok(media)
+}
+
+/// Validates metadata against the allowed keys and S3's limits.
+pub fn check_metadata(
+    state: &AppState,
+    metadata: Option<&BTreeMap<String, String>>,
+) -> Result<Vec<(String, String)>, AppError> {
+    let Some(metadata) = metadata.filter(|m| !m.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let allowed = &state.config.allowed_metadata;
+    let mut total = 0;
+    let mut out = Vec::with_capacity(metadata.len());
+    for (k, v) in metadata {
+        let key = k.to_ascii_lowercase();
+        if !allowed.contains(&key) {
+            let msg = if allowed.is_empty() {
+                "metadata is not allowed by this signer (UPLOADBUCKET_ALLOWED_METADATA is empty)"
+                    .to_owned()
+            } else {
+                format!(
+                    "metadata key {k:?} is not allowed; allowed: {}",
+                    allowed.join(", ")
+                )
+            };
+            return Err(AppError::bad_request("MetadataNotAllowed", msg));
+        }
+        if !v.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
+            return Err(AppError::bad_request(
+                "InvalidMetadata",
+                format!("metadata.{key}: values must be printable ASCII"),
+            ));
+        }
+        total += key.len() + v.len();
+        out.push((key, v.clone()));
+    }
+    if total > MAX_METADATA_BYTES {
+        return Err(AppError::bad_request(
+            "InvalidMetadata",
+            format!("metadata is {total} bytes; S3 allows at most {MAX_METADATA_BYTES}"),
+        ));
+    }
+    Ok(out)
+}
+
+pub fn check_size(state: &AppState, size: Option<u64>) -> Result<(), AppError> {
+    match size {
+        Some(0) => Err(AppError::bad_request(
+            "InvalidSize",
+            "size must be at least 1 byte",
+        )),
+        Some(n) if n > state.config.max_size_bytes => Err(AppError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TooLarge",
+            format!(
+                "size {n} exceeds the maximum of {} bytes",
+                state.config.max_size_bytes
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// The URL lifetime: the configured one, cut short if the credentials expire sooner.
+pub fn lifetime(
+    state: &AppState,
+    creds: &Credentials,
+) -> Result<(std::time::SystemTime, Duration), AppError> {
+    let now = (state.now)();
+    let mut expires = Duration::from_secs(state.config.expires_seconds);
+    if let Some(exp) = creds.expiry {
+        let left = exp.duration_since(now).unwrap_or_default();
+        if left < Duration::from_secs(1) {
+            return Err(AppError::unavailable(
+                "credentials",
+                "credentials have expired",
+            ));
+        }
+        expires = expires.min(Duration::from_secs(left.as_secs()));
+    }
+    Ok((now, expires))
+}
+
+pub async fn credentials(state: &AppState) -> Result<Credentials, AppError> {
+    state
+        .credentials
+        .credentials()
+        .await
+        .map_err(|e| AppError::unavailable("credentials", e))
+}
+
+/// `POST /uploads`.
+pub async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CreateUpload>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), AppError> {
+    let Json(req) = body.map_err(json_error)?;
+    let content_type = check_content_type(&state, req.content_type.as_deref())?;
+    check_size(&state, req.size)?;
+    let metadata = check_metadata(&state, req.metadata.as_ref())?;
+    let method = req.method.as_deref().unwrap_or("PUT").to_ascii_uppercase();
+    if method != "PUT" && method != "POST" {
+        return Err(AppError::bad_request(
+            "InvalidMethod",
+            format!(
+                "method {:?} is not supported; allowed: PUT, POST",
+                req.method.unwrap_or_default()
+            ),
+        ));
+    }
+    let key = keys::build_key(
+        &state.config.key_prefix,
+        &keys::random_id(),
+        req.filename.as_deref(),
+        &content_type,
+    );
+    let creds = credentials(&state).await?;
+    let (now, expires) = lifetime(&state, &creds)?;
+    let expires_at = rfc3339(now + expires);
+
+    if method == "POST" {
+        let max = req.size.unwrap_or(state.config.max_size_bytes);
+        let input = PostInput {
+            key: &key,
+            content_type: &content_type,
+            max_size: max,
+            metadata: &metadata,
+            expires,
+        };
+        let form = state.presigner.presign_post(&creds, now, &input);
+        let fields: serde_json::Map<String, Value> = form
+            .fields
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        return Ok((
+            StatusCode::CREATED,
+            Json(json!({
+                "method": "POST",
+                "url": form.url,
+                "fields": fields,
+                "key": key,
+                "expiresAt": expires_at,
+                "maxSizeBytes": max,
+            })),
+        ));
+    }
+
+    let size = req.size.map(|s| s.to_string());
+    let meta_names: Vec<String> = metadata
+        .iter()
+        .map(|(k, _)| format!("x-amz-meta-{k}"))
+        .collect();
+    let mut headers: Vec<(&str, &str)> = vec![("content-type", content_type.as_str())];
+    if let Some(size) = &size {
+        headers.push(("content-length", size));
+    }
+    for ((_, v), name) in metadata.iter().zip(&meta_names) {
+        headers.push((name, v));
+    }
+    let url = state.presigner.presign(
+        &creds,
+        now,
+        &PresignInput {
+            method: "PUT",
+            key: &key,
+            params: &[("x-id", "PutObject")],
+            headers: &headers,
+            expires,
+        },
+    );
+    // The browser sets content-length itself; it must not be sent as a header from JS.
+    let client_headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .filter(|(k, _)| *k != "content-length")
+        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+        .collect();
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "method": "PUT",
+            "uploadURL": url,
+            "headers": client_headers,
+            "key": key,
+            "expiresAt": expires_at,
+        })),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LegacyQuery {
+    content_type: Option<String>,
+}
+
+/// `GET /uploads?contentType=...`: `{uploadURL, Key}` like the original Lambda's
+/// `getSignedURL`, so existing front ends keep working. The default type is the first
+/// exact allowed type (the sample's `image/jpeg`).
+pub async fn legacy(
+    State(state): State<AppState>,
+    query: Result<Query<LegacyQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = query.map_err(query_error)?;
+    let default = state
+        .config
+        .allowed_content_types
+        .iter()
+        .find(|c| !c.ends_with("/*"))
+        .cloned();
+    let ct = q.content_type.or(default);
+    let content_type = check_content_type(&state, ct.as_deref())?;
+    let key = keys::build_key(
+        &state.config.key_prefix,
+        &keys::random_id(),
+        None,
+        &content_type,
+    );
+    let creds = credentials(&state).await?;
+    let (now, expires) = lifetime(&state, &creds)?;
+    let url = state.presigner.presign(
+        &creds,
+        now,
+        &PresignInput {
+            method: "PUT",
+            key: &key,
+            params: &[("x-id", "PutObject")],
+            headers: &[("content-type", &content_type)],
+            expires,
+        },
+    );
+    Ok(Json(json!({"uploadURL": url, "Key": key})))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ParamsQuery {
+    filename: Option<String>,
+    #[serde(rename = "type")]
+    content_type: Option<String>,
+}
+
+/// `GET /s3/params?filename=&type=`: Uppy's `getUploadParameters` shape.
+pub async fn uppy_params(
+    State(state): State<AppState>,
+    query: Result<Query<ParamsQuery>, QueryRejection>,
+) -> Result<Json<Value>, AppError> {
+    let Query(q) = query.map_err(query_error)?;
+    let content_type = check_content_type(&state, q.content_type.as_deref())?;
+    let key = keys::build_key(
+        &state.config.key_prefix,
+        &keys::random_id(),
+        q.filename.as_deref(),
+        &content_type,
+    );
+    let creds = credentials(&state).await?;
+    let (now, expires) = lifetime(&state, &creds)?;
+    let url = state.presigner.presign(
+        &creds,
+        now,
+        &PresignInput {
+            method: "PUT",
+            key: &key,
+            params: &[("x-id", "PutObject")],
+            headers: &[("content-type", &content_type)],
+            expires,
+        },
+    );
+    Ok(Json(json!({
+        "method": "PUT",
+        "url": url,
+        "fields": {},
+        "headers": {"content-type": content_type},
+        "key": key,
+    })))
+}
