@@ -120,3 +120,23 @@ mod tests {
         assert_ne!(id, random_id());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+        /// Whatever the client sends as filename, the key stays under the prefix, is plain
+        /// ASCII without path tricks, and is recognised as ours.
+        #[test]
+        fn keys_never_escape_the_prefix(filename in proptest::option::of(".{0,80}"), ct in "[a-z]{1,8}/[a-z0-9.+-]{1,12}") {
+            let key = build_key("uploads/", &random_id(), filename.as_deref(), &ct);
+            let rest = key.strip_prefix("uploads/").expect("prefix");
+            prop_assert!(!rest.contains('/') && !rest.contains("..") && !rest.contains('\\'));
+            prop_assert!(rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'));
+            prop_assert!(is_our_key("uploads/", &key), "{}", key);
+        }
+    }
+}

@@ -163,3 +163,70 @@ pub fn unique_name(base: &str) -> String {
         .unwrap_or_default();
     format!("{base}-{:x}", nanos % 0xffff_ffff)
 }
+
+/// Path of a workspace binary (built by `cargo build --workspace`, which tests/run.sh does).
+pub fn bin_path(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not built; run `cargo build --workspace` (tests/run.sh does) before these tests",
+        path.display()
+    );
+    path
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed when dropped.
+pub struct Child(pub std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `uploadbucket-sidecar` against the test server with the given extra env, and waits
+/// until it answers `/healthz`. Returns the process and its base URL.
+pub async fn start_sidecar(
+    server: &S3Server,
+    bucket: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
+    let port = free_port();
+    let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("UPLOADBUCKET_BUCKET", bucket)
+        .env("UPLOADBUCKET_REGION", "us-east-1")
+        .env("UPLOADBUCKET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("AWS_ENDPOINT_URL_S3", &server.endpoint)
+        .env("UPLOADBUCKET_PATH_STYLE", "true")
+        .env("AWS_ACCESS_KEY_ID", &server.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = Child(cmd.spawn().expect("spawn uploadbucket-sidecar"));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.get(format!("{base}/healthz")).send().await.is_ok() {
+            return (child, base);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    panic!("uploadbucket-sidecar did not start on {base}");
+}

@@ -1,0 +1,612 @@
+//! The HTTP API through `app(state)` with `oneshot`: a fake S3 store, fixed credentials and
+//! a pinned clock. Real S3 behaviour is covered by tests/tests/sidecar_rgw.rs.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+use uploadbucket_sidecar::config::Config;
+use uploadbucket_sidecar::credentials::{CredentialSource, StaticCredentials};
+use uploadbucket_sidecar::presign::{Credentials, Endpoint, Presigner};
+use uploadbucket_sidecar::store::{ObjectStore, Part, StoreError};
+use uploadbucket_sidecar::{AppState, app};
+
+const NOW: u64 = 1_700_000_000;
+
+fn now() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(NOW)
+}
+
+#[derive(Default)]
+struct FakeStore {
+    uploads: Mutex<HashMap<String, (String, Vec<Part>)>>,
+    calls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl ObjectStore for FakeStore {
+    async fn create_multipart(
+        &self,
+        key: &str,
+        content_type: &str,
+        _m: &[(String, String)],
+    ) -> Result<String, StoreError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("create {key} {content_type}"));
+        let id = format!("upload-{}", self.uploads.lock().unwrap().len() + 1);
+        self.uploads
+            .lock()
+            .unwrap()
+            .insert(id.clone(), (key.to_owned(), Vec::new()));
+        Ok(id)
+    }
+    async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>, StoreError> {
+        match self.uploads.lock().unwrap().get(upload_id) {
+            Some((k, parts)) if k == key => Ok(parts.clone()),
+            _ => Err(StoreError::NoSuchUpload),
+        }
+    }
+    async fn complete_multipart(
+        &self,
+        key: &str,
+        upload_id: &str,
+        _parts: &[Part],
+    ) -> Result<(), StoreError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("complete {key} {upload_id}"));
+        self.uploads
+            .lock()
+            .unwrap()
+            .remove(upload_id)
+            .map(drop)
+            .ok_or(StoreError::NoSuchUpload)
+    }
+    async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("abort {key} {upload_id}"));
+        self.uploads.lock().unwrap().remove(upload_id);
+        Ok(())
+    }
+}
+
+struct Failing;
+
+#[async_trait]
+impl CredentialSource for Failing {
+    async fn credentials(&self) -> Result<Credentials, String> {
+        Err("secret internal detail: token file /var/run/x unreadable".into())
+    }
+}
+
+fn config() -> Config {
+    Config {
+        bucket: "photos".into(),
+        region: Some("eu-west-1".into()),
+        listen: "127.0.0.1:8787".parse().unwrap(),
+        key_prefix: "uploads/".into(),
+        allowed_content_types: vec!["image/jpeg".into(), "image/*".into()],
+        max_size_bytes: 1000,
+        expires_seconds: 300,
+        endpoint_url: None,
+        path_style: false,
+        allow_non_loopback: false,
+        allowed_metadata: vec!["user-id".into()],
+    }
+}
+
+fn creds(expiry: Option<SystemTime>) -> Credentials {
+    Credentials {
+        access_key_id: "AKIATEST".into(),
+        secret_access_key: "secret".into(),
+        session_token: Some("session".into()),
+        expiry,
+    }
+}
+
+fn state_with(creds: Arc<dyn CredentialSource>, store: Arc<FakeStore>) -> AppState {
+    AppState::new(
+        config(),
+        Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
+        creds,
+        store,
+    )
+    .with_clock(now)
+}
+
+fn state() -> (AppState, Arc<FakeStore>) {
+    let store = Arc::new(FakeStore::default());
+    (
+        state_with(Arc::new(StaticCredentials(creds(None))), store.clone()),
+        store,
+    )
+}
+
+async fn call(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app(state.clone())
+        .oneshot(req.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+    (status, value)
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url.split_once('?')?
+        .1
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{name}=")).map(str::to_owned))
+}
+
+#[tokio::test]
+async fn put_url_signs_type_and_size_under_the_prefix() {
+    let (s, _) = state();
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"filename": "../../etc/cat.JPG", "contentType": "image/jpeg", "size": 999})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["method"], "PUT");
+    let key = body["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("uploads/") && key.ends_with(".jpg") && !key.contains(".."),
+        "{key}"
+    );
+    assert_eq!(key.len(), "uploads/".len() + 32 + 4);
+    let url = body["uploadURL"].as_str().unwrap();
+    assert!(
+        url.starts_with(&format!(
+            "https://photos.s3.eu-west-1.amazonaws.com/{key}?x-id=PutObject&"
+        )),
+        "{url}"
+    );
+    assert_eq!(
+        query_param(url, "X-Amz-SignedHeaders").as_deref(),
+        Some("content-length%3Bcontent-type%3Bhost")
+    );
+    assert_eq!(query_param(url, "X-Amz-Expires").as_deref(), Some("300"));
+    assert_eq!(
+        query_param(url, "X-Amz-Security-Token").as_deref(),
+        Some("session")
+    );
+    assert_eq!(body["headers"], json!({"content-type": "image/jpeg"}));
+    assert_eq!(body["expiresAt"], "2023-11-14T22:18:20Z");
+}
+
+#[tokio::test]
+async fn expiry_is_cut_to_the_credentials_lifetime() {
+    let store = Arc::new(FakeStore::default());
+    let s = state_with(
+        Arc::new(StaticCredentials(creds(Some(
+            now() + Duration::from_secs(100),
+        )))),
+        store,
+    );
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/png"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        query_param(body["uploadURL"].as_str().unwrap(), "X-Amz-Expires").as_deref(),
+        Some("100")
+    );
+    assert_eq!(body["expiresAt"], "2023-11-14T22:15:00Z");
+    assert!(body["key"].as_str().unwrap().ends_with(".png"));
+}
+
+#[tokio::test]
+async fn refusals_are_json_and_name_the_field() {
+    let (s, _) = state();
+    let cases = [
+        (
+            json!({"contentType": "application/pdf"}),
+            StatusCode::BAD_REQUEST,
+            "ContentTypeNotAllowed",
+            "image/jpeg, image/*",
+        ),
+        (
+            json!({}),
+            StatusCode::BAD_REQUEST,
+            "MissingContentType",
+            "contentType is required",
+        ),
+        (
+            json!({"contentType": "jpeg"}),
+            StatusCode::BAD_REQUEST,
+            "InvalidContentType",
+            "contentType",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "size": 1001}),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TooLarge",
+            "maximum of 1000",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "size": 0}),
+            StatusCode::BAD_REQUEST,
+            "InvalidSize",
+            "size",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "content_type": "x"}),
+            StatusCode::BAD_REQUEST,
+            "InvalidJson",
+            "content_type",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "method": "GET"}),
+            StatusCode::BAD_REQUEST,
+            "InvalidMethod",
+            "PUT, POST",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "metadata": {"owner": "x"}}),
+            StatusCode::BAD_REQUEST,
+            "MetadataNotAllowed",
+            "user-id",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "metadata": {"user-id": "é"}}),
+            StatusCode::BAD_REQUEST,
+            "InvalidMetadata",
+            "ASCII",
+        ),
+    ];
+    for (req, status, code, needle) in cases {
+        let (got, body) = call(&s, "POST", "/uploads", Some(req.clone())).await;
+        assert_eq!(got, status, "{req} -> {body}");
+        assert_eq!(body["error"]["code"], code, "{req} -> {body}");
+        let msg = body["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(needle),
+            "{req}: message {msg:?} lacks {needle:?}"
+        );
+    }
+    // Not JSON at all.
+    let resp = app(s.clone())
+        .oneshot(
+            Request::post("/uploads")
+                .header("content-type", "text/plain")
+                .body(Body::from("hi"))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (status, body) = call(&s, "GET", "/nope", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NotFound"))
+    );
+}
+
+#[tokio::test]
+async fn post_form_carries_the_size_range_and_exact_key() {
+    let (s, _) = state();
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/webp", "method": "POST", "metadata": {"user-id": "42"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["url"], "https://photos.s3.eu-west-1.amazonaws.com/");
+    assert_eq!(body["maxSizeBytes"], 1000);
+    let fields = &body["fields"];
+    assert_eq!(fields["key"], body["key"]);
+    assert_eq!(fields["Content-Type"], "image/webp");
+    assert_eq!(fields["x-amz-meta-user-id"], "42");
+    assert_eq!(fields["x-amz-security-token"], "session");
+    use base64::Engine as _;
+    let policy: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(fields["policy"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let conds = policy["conditions"].as_array().unwrap();
+    assert!(
+        conds.contains(&json!(["content-length-range", 1, 1000])),
+        "{policy}"
+    );
+    assert!(conds.contains(&json!({"key": body["key"]})), "{policy}");
+    assert_eq!(policy["expiration"], "2023-11-14T22:18:20Z");
+}
+
+#[tokio::test]
+async fn legacy_lambda_shape_and_uppy_params() {
+    let (s, _) = state();
+    let (status, body) = call(&s, "GET", "/uploads", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["Key"].as_str().unwrap().starts_with("uploads/"));
+    assert!(
+        body["Key"].as_str().unwrap().ends_with(".jpg"),
+        "default type is image/jpeg"
+    );
+    assert!(
+        body["uploadURL"]
+            .as_str()
+            .unwrap()
+            .contains("X-Amz-SignedHeaders=content-type%3Bhost")
+    );
+    let (status, body) = call(&s, "GET", "/uploads?contentType=text/html", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ContentTypeNotAllowed"))
+    );
+
+    let (status, body) = call(&s, "GET", "/s3/params?filename=a.gif&type=image/gif", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["method"], "PUT");
+    assert_eq!(body["headers"]["content-type"], "image/gif");
+    assert!(body["url"].as_str().unwrap().contains(".gif?"));
+}
+
+#[tokio::test]
+async fn multipart_cycle_in_uppy_shapes() {
+    let (s, store) = state();
+    let (status, created) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"filename": "big.jpg", "type": "image/jpeg", "metadata": {}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    assert_eq!(
+        store.calls.lock().unwrap()[0],
+        format!("create {key} image/jpeg")
+    );
+
+    let (status, one) = call(&s, "GET", &format!("/s3/multipart/{id}/2?key={key}"), None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    let url = one["url"].as_str().unwrap();
+    assert!(
+        url.contains("x-id=UploadPart&partNumber=2&uploadId=upload-1&"),
+        "{url}"
+    );
+    assert_eq!(one["expires"], 300);
+
+    let (status, batch) = call(
+        &s,
+        "GET",
+        &format!("/uploads/multipart/{id}/batch?key={key}&partNumbers=1,2,3"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    assert_eq!(batch["presignedUrls"].as_object().unwrap().len(), 3);
+    assert!(
+        batch["presignedUrls"]["3"]
+            .as_str()
+            .unwrap()
+            .contains("partNumber=3")
+    );
+
+    // Parts "uploaded" by the client, as S3 would list them.
+    store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = vec![
+        Part {
+            number: 1,
+            size: 600,
+            etag: "\"a\"".into(),
+        },
+        Part {
+            number: 2,
+            size: 300,
+            etag: "\"b\"".into(),
+        },
+    ];
+    let (status, parts) = call(&s, "GET", &format!("/s3/multipart/{id}?key={key}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        parts,
+        json!([{"PartNumber": 1, "Size": 600, "ETag": "\"a\""}, {"PartNumber": 2, "Size": 300, "ETag": "\"b\""}])
+    );
+
+    let (status, done) = call(
+        &s,
+        "POST",
+        &format!("/s3/multipart/{id}/complete?key={key}"),
+        Some(json!({"parts": [{"PartNumber": 2, "ETag": "\"b\""}, {"PartNumber": 1, "ETag": "\"a\""}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{done}");
+    assert_eq!(
+        done["location"],
+        format!("https://photos.s3.eu-west-1.amazonaws.com/{key}")
+    );
+    assert_eq!(done["key"], key.as_str());
+}
+
+#[tokio::test]
+async fn multipart_over_the_limit_is_aborted_at_complete() {
+    let (s, store) = state();
+    let (_, created) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg"})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = vec![
+        Part {
+            number: 1,
+            size: 800,
+            etag: "a".into(),
+        },
+        Part {
+            number: 2,
+            size: 800,
+            etag: "b".into(),
+        },
+    ];
+    let (status, body) = call(
+        &s,
+        "POST",
+        &format!("/s3/multipart/{id}/complete?key={key}"),
+        Some(json!({"parts": [{"PartNumber": 1, "ETag": "a"}, {"PartNumber": 2, "ETag": "b"}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1600 bytes")
+    );
+    let calls = store.calls.lock().unwrap().clone();
+    assert!(calls.contains(&format!("abort {key} {id}")), "{calls:?}");
+    assert!(
+        !calls.iter().any(|c| c.starts_with("complete")),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn multipart_refuses_foreign_keys_bad_parts_and_unknown_uploads() {
+    let (s, _) = state();
+    let (status, body) = call(&s, "GET", "/s3/multipart/x/1?key=other/secret.jpg", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidKey"))
+    );
+    let (status, body) = call(&s, "GET", "/s3/multipart/x/1?key=uploads/../x.jpg", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidKey"))
+    );
+    let (status, body) = call(&s, "GET", "/s3/multipart/x/0?key=uploads/abc.jpg", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("InvalidPartNumber"))
+    );
+    let (status, body) = call(&s, "GET", "/s3/multipart/x/1", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("MissingKey"))
+    );
+    let (status, body) = call(&s, "GET", "/s3/multipart/nope?key=uploads/abc.jpg", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("NoSuchUpload"))
+    );
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "video/mp4"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ContentTypeNotAllowed"))
+    );
+    let (status, _) = call(&s, "DELETE", "/s3/multipart/nope?key=uploads/abc.jpg", None).await;
+    assert_eq!(status, StatusCode::OK, "abort is idempotent");
+}
+
+#[tokio::test]
+async fn failing_credentials_are_503_without_internals() {
+    let s = state_with(Arc::new(Failing), Arc::new(FakeStore::default()));
+    for (method, uri, body) in [
+        ("GET", "/readyz", None),
+        (
+            "POST",
+            "/uploads",
+            Some(json!({"contentType": "image/jpeg"})),
+        ),
+    ] {
+        let (status, body) = call(&s, method, uri, body).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{uri}: {body}");
+        assert_eq!(body["error"]["code"], "Unavailable");
+        assert!(
+            !body.to_string().contains("secret internal detail"),
+            "{body}"
+        );
+    }
+    let (status, _) = call(&s, "GET", "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_route_and_outcome() {
+    let (s, _) = state();
+    call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg"})),
+    )
+    .await;
+    call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "text/plain"})),
+    )
+    .await;
+    call(&s, "GET", "/uploads", None).await;
+    let (status, text) = call(&s, "GET", "/metrics", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let text = text.as_str().unwrap();
+    assert!(
+        text.contains("uploadbucket_signer_requests_total{route=\"Uploads\",outcome=\"Ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "uploadbucket_signer_requests_total{route=\"Uploads\",outcome=\"ClientError\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "uploadbucket_signer_requests_total{route=\"LegacyUploads\",outcome=\"Ok\"} 1"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("uploadbucket_signer_request_duration_seconds_count{route=\"Uploads\"} 2"),
+        "{text}"
+    );
+}

@@ -1,0 +1,85 @@
+//! The env contract round-trips through the real binary: what `Config::to_env` writes (the
+//! webhook injects exactly this), `uploadbucket-sidecar config` parses back unchanged.
+
+use uploadbucket_sidecar::config::Config;
+use uploadbucket_tests::bin_path;
+
+fn parse_back(env: &[(&'static str, String)]) -> Result<Config, String> {
+    let out = std::process::Command::new(bin_path("uploadbucket-sidecar"))
+        .arg("config")
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .expect("run uploadbucket-sidecar config");
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).expect("config JSON"))
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn every_field_round_trips() {
+    let configs = [
+        Config {
+            bucket: "shop-avatars-3f9c1a2b".into(),
+            region: Some("eu-west-1".into()),
+            listen: "127.0.0.1:8787".parse().unwrap(),
+            key_prefix: "avatars/".into(),
+            allowed_content_types: vec![
+                "image/jpeg".into(),
+                "image/*".into(),
+                "application/pdf".into(),
+            ],
+            max_size_bytes: 5 * 1024 * 1024,
+            expires_seconds: 600,
+            endpoint_url: None,
+            path_style: false,
+            allow_non_loopback: false,
+            allowed_metadata: Vec::new(),
+        },
+        Config {
+            bucket: "b".repeat(3),
+            region: Some("us-east-1".into()),
+            listen: "0.0.0.0:9000".parse().unwrap(),
+            key_prefix: String::new(),
+            allowed_content_types: vec!["video/*".into()],
+            max_size_bytes: 1,
+            expires_seconds: 604_800,
+            endpoint_url: Some("http://rgw.storage.svc:7480".into()),
+            path_style: true,
+            allow_non_loopback: true,
+            allowed_metadata: vec!["user-id".into(), "album".into()],
+        },
+    ];
+    for config in configs {
+        let back = parse_back(&config.to_env()).expect("parses");
+        assert_eq!(back, config);
+    }
+}
+
+#[test]
+fn a_bad_value_names_the_variable() {
+    let mut env = vec![
+        ("UPLOADBUCKET_BUCKET", "b".to_owned()),
+        ("AWS_REGION", "eu-west-1".to_owned()),
+    ];
+    env.push(("UPLOADBUCKET_EXPIRES_SECONDS", "999999".to_owned()));
+    let err = parse_back(&env).unwrap_err();
+    assert!(
+        err.contains("UPLOADBUCKET_EXPIRES_SECONDS") && err.contains("604800"),
+        "{err}"
+    );
+    let err = parse_back(&[("AWS_REGION", "eu-west-1".to_owned())]).unwrap_err();
+    assert!(
+        err.contains("UPLOADBUCKET_BUCKET") || err.contains("--bucket"),
+        "{err}"
+    );
+    // AWS_REGION is the region's fallback.
+    let c = parse_back(&[
+        ("UPLOADBUCKET_BUCKET", "b".to_owned()),
+        ("AWS_REGION", "ap-south-1".to_owned()),
+    ])
+    .unwrap();
+    assert_eq!(c.region.as_deref(), Some("ap-south-1"));
+}

@@ -1,0 +1,340 @@
+//! The signer as a real process against Ceph RGW: PUT, POST form and multipart uploads land;
+//! wrong content type, wrong size, tampered key, expired URL and oversize POST are refused
+//! by the S3 server itself.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uploadbucket_tests::{S3Server, s3_server, start_sidecar, unique_name};
+
+async fn bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let name = unique_name("ub-signer");
+    raw.create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    (name, raw)
+}
+
+async fn sign(http: &reqwest::Client, base: &str, req: Value) -> Value {
+    let resp = http
+        .post(format!("{base}/uploads"))
+        .json(&req)
+        .send()
+        .await
+        .expect("sidecar");
+    let status = resp.status();
+    let body: Value = resp.json().await.expect("json");
+    assert_eq!(status.as_u16(), 201, "{body}");
+    body
+}
+
+async fn put(
+    http: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let resp = http
+        .put(url)
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("put");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+const ENV: [(&str, &str); 2] = [
+    ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg,image/png"),
+    ("UPLOADBUCKET_MAX_SIZE_BYTES", "12582912"),
+];
+
+#[tokio::test]
+async fn put_urls_work_and_the_server_enforces_what_was_signed() {
+    let Some(server) = s3_server("put_urls_work_and_the_server_enforces_what_was_signed") else {
+        return;
+    };
+    let (name, raw) = bucket(&server).await;
+    let (_child, base) = start_sidecar(&server, &name, &ENV).await;
+    let http = reqwest::Client::new();
+
+    let signed = sign(
+        &http,
+        &base,
+        json!({"filename": "cat.jpg", "contentType": "image/jpeg", "size": 1024}),
+    )
+    .await;
+    let url = signed["uploadURL"].as_str().unwrap();
+    let key = signed["key"].as_str().unwrap();
+
+    // Wrong content type, wrong size, tampered key: refused by RGW, nothing stored.
+    let (status, _) = put(&http, url, "image/png", vec![7; 1024]).await;
+    assert_eq!(status, 403, "wrong content type must be refused");
+    let (status, _) = put(&http, url, "image/jpeg", vec![7; 1025]).await;
+    assert!(
+        status == 403 || status == 400,
+        "wrong size must be refused, got {status}"
+    );
+    let tampered = url.replacen(key, &format!("{key}x"), 1);
+    let (status, _) = put(&http, &tampered, "image/jpeg", vec![7; 1024]).await;
+    assert_eq!(status, 403, "tampered key must be refused");
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key(key)
+            .send()
+            .await
+            .is_err(),
+        "nothing stored yet"
+    );
+
+    // The real upload lands with the signed type under the prefix.
+    let (status, text) = put(&http, url, "image/jpeg", vec![7; 1024]).await;
+    assert_eq!(status, 200, "{text}");
+    let head = raw
+        .head_object()
+        .bucket(&name)
+        .key(key)
+        .send()
+        .await
+        .expect("object stored");
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+    assert_eq!(head.content_length(), Some(1024));
+    assert!(key.starts_with("uploads/") && key.ends_with(".jpg"));
+
+    // The Lambda-compatible GET works as before.
+    let legacy: Value = http
+        .get(format!("{base}/uploads?contentType=image/png"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (status, text) = put(
+        &http,
+        legacy["uploadURL"].as_str().unwrap(),
+        "image/png",
+        b"png".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key(legacy["Key"].as_str().unwrap())
+            .send()
+            .await
+            .is_ok()
+    );
+
+    // The sidecar refuses a type the bucket does not allow before anything is signed.
+    let resp = http
+        .post(format!("{base}/uploads"))
+        .json(&json!({"contentType": "text/html"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+}
+
+#[tokio::test]
+async fn expired_urls_are_refused() {
+    let Some(server) = s3_server("expired_urls_are_refused") else {
+        return;
+    };
+    let (name, raw) = bucket(&server).await;
+    let mut env = ENV.to_vec();
+    env.push(("UPLOADBUCKET_EXPIRES_SECONDS", "1"));
+    let (_child, base) = start_sidecar(&server, &name, &env).await;
+    let http = reqwest::Client::new();
+    let signed = sign(&http, &base, json!({"contentType": "image/jpeg"})).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let (status, text) = put(
+        &http,
+        signed["uploadURL"].as_str().unwrap(),
+        "image/jpeg",
+        b"late".to_vec(),
+    )
+    .await;
+    assert_eq!(status, 403, "{text}");
+    let key = signed["key"].as_str().unwrap();
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key(key)
+            .send()
+            .await
+            .is_err()
+    );
+}
+
+async fn post_form(http: &reqwest::Client, signed: &Value, data: Vec<u8>) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in signed["fields"].as_object().unwrap() {
+        form = form.text(k.clone(), v.as_str().unwrap().to_owned());
+    }
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(data).file_name("upload.png"),
+    );
+    let resp = http
+        .post(signed["url"].as_str().unwrap())
+        .multipart(form)
+        .send()
+        .await
+        .expect("post");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn post_forms_land_and_oversize_is_refused_by_the_server() {
+    let Some(server) = s3_server("post_forms_land_and_oversize_is_refused_by_the_server") else {
+        return;
+    };
+    let (name, raw) = bucket(&server).await;
+    let (_child, base) = start_sidecar(&server, &name, &ENV).await;
+    let http = reqwest::Client::new();
+
+    let signed = sign(
+        &http,
+        &base,
+        json!({"contentType": "image/png", "method": "POST", "size": 2000}),
+    )
+    .await;
+    let (status, text) = post_form(&http, &signed, vec![1; 2001]).await;
+    assert!(
+        status == 400 || status == 403,
+        "oversize POST must be refused, got {status}: {text}"
+    );
+    assert!(text.contains("EntityTooLarge") || status == 403, "{text}");
+    let key = signed["key"].as_str().unwrap();
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key(key)
+            .send()
+            .await
+            .is_err(),
+        "nothing stored"
+    );
+
+    let (status, text) = post_form(&http, &signed, vec![1; 1500]).await;
+    assert!((200..300).contains(&status), "{status}: {text}");
+    let head = raw
+        .head_object()
+        .bucket(&name)
+        .key(key)
+        .send()
+        .await
+        .expect("stored");
+    assert_eq!(head.content_type(), Some("image/png"));
+    assert_eq!(head.content_length(), Some(1500));
+
+    // A form whose content type is changed by the client breaks the policy.
+    let mut tampered = sign(
+        &http,
+        &base,
+        json!({"contentType": "image/png", "method": "POST"}),
+    )
+    .await;
+    tampered["fields"]["Content-Type"] = json!("text/html");
+    let (status, _) = post_form(&http, &tampered, b"<script>".to_vec()).await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn multipart_upload_of_seven_mib_completes() {
+    let Some(server) = s3_server("multipart_upload_of_seven_mib_completes") else {
+        return;
+    };
+    let (name, raw) = bucket(&server).await;
+    let (_child, base) = start_sidecar(&server, &name, &ENV).await;
+    let http = reqwest::Client::new();
+
+    let created: Value = http
+        .post(format!("{base}/s3/multipart"))
+        .json(&json!({"filename": "big.jpg", "type": "image/jpeg", "metadata": {}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().expect("key").to_owned();
+    let id = created["uploadId"].as_str().expect("uploadId").to_owned();
+    let q = |s: &str| {
+        s.replace('+', "%2B")
+            .replace('/', "%2F")
+            .replace('=', "%3D")
+    };
+
+    let batch: Value = http
+        .get(format!(
+            "{base}/s3/multipart/{}/batch?key={key}&partNumbers=1,2",
+            q(&id)
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let sizes = [5 * 1024 * 1024, 2 * 1024 * 1024];
+    let mut parts = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let n = i + 1;
+        let url = batch["presignedUrls"][n.to_string()]
+            .as_str()
+            .expect("part url");
+        let resp = http
+            .put(url)
+            .body(vec![n as u8; *size])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        parts.push(json!({"PartNumber": n, "ETag": etag}));
+    }
+    let listed: Value = http
+        .get(format!("{base}/s3/multipart/{}?key={key}", q(&id)))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    let resp = http
+        .post(format!("{base}/s3/multipart/{}/complete?key={key}", q(&id)))
+        .json(&json!({"parts": parts}))
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let done: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{done}");
+    assert!(done["location"].as_str().unwrap().ends_with(&key));
+    let head = raw
+        .head_object()
+        .bucket(&name)
+        .key(&key)
+        .send()
+        .await
+        .expect("stored");
+    assert_eq!(head.content_length(), Some(7 * 1024 * 1024));
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+}
