@@ -23,7 +23,7 @@ use crate::metrics::Metrics;
     version,
     about = "Kubernetes operator for UploadBucket: S3 buckets for direct browser uploads"
 )]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

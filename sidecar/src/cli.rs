@@ -21,7 +21,7 @@ use crate::{AppState, app};
     version,
     about = "Presigned-URL signer for direct browser uploads to S3"
 )]
-#[command(args_conflicts_with_subcommands = true)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -35,6 +35,9 @@ enum Command {
     Serve(ServeArgs),
     /// Validate the configuration and print it as JSON.
     Config(ServeArgs),
+    /// Local dev mode: an embedded S3-compatible store, the signer and a demo upload page.
+    #[cfg(feature = "dev")]
+    Dev(crate::dev::DevArgs),
 }
 
 #[derive(Args, Debug, Clone)]
@@ -44,6 +47,10 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "UPLOADBUCKET_LOG_JSON")]
     pub log_json: bool,
+    /// Which presigner serves POST /uploads PUT URLs: `fast` (default) or `sdk` (aws-sdk-s3's,
+    /// kept only as the benchmark baseline).
+    #[arg(long, env = "UPLOADBUCKET_SIGNER", default_value = "fast", value_parser = ["fast", "sdk"], hide = true)]
+    pub signer: String,
 }
 
 impl Cli {
@@ -55,6 +62,11 @@ impl Cli {
                 Ok(())
             }
             Some(Command::Serve(args)) => serve(args).await,
+            #[cfg(feature = "dev")]
+            Some(Command::Dev(args)) => {
+                init_tracing(false);
+                crate::dev::run(args).await
+            }
             None => serve(self.serve).await,
         }
     }
@@ -114,7 +126,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     });
     let presigner = Presigner::new(&config.bucket, config.region(), endpoint(&config)?);
     let listen = config.listen;
-    let state = AppState::new(config.clone(), presigner, credentials, store);
+    let mut state = AppState::new(config.clone(), presigner, credentials, store.clone());
+    if args.signer == "sdk" {
+        state = state.with_sdk_signer(store.client.clone());
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ({})", crate::config::ENV_LISTEN))?;

@@ -35,8 +35,9 @@ pub const ENV_METADATA_KEYS: &str = "UPLOADBUCKET_ALLOWED_METADATA";
 #[derive(Args, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Config {
-    /// Bucket to sign uploads for.
-    #[arg(long, env = ENV_BUCKET)]
+    /// Bucket to sign uploads for (required; checked by `validate` so the error names the
+    /// variable, and so subcommands that do not sign need not give it).
+    #[arg(long, env = ENV_BUCKET, default_value = "", hide_default_value = true)]
     pub bucket: String,
 
     /// Region of the bucket. Default: AWS_REGION.

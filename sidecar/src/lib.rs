@@ -11,6 +11,8 @@ pub mod cli;
 
 #[cfg(feature = "server")]
 pub mod credentials;
+#[cfg(feature = "dev")]
+pub mod dev;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]

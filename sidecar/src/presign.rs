@@ -104,6 +104,9 @@ struct SigningKey {
     credential_query: String,
     /// `20231114/eu-west-1/s3/aws4_request`.
     scope: String,
+    /// The session token as given and query-encoded (long for STS credentials: encoded once).
+    token: Option<String>,
+    token_query: Option<String>,
 }
 
 /// The presigner for one bucket.
@@ -111,6 +114,11 @@ pub struct Presigner {
     bucket: String,
     region: String,
     endpoint: Endpoint,
+    /// Host header value and `scheme://host`, computed once.
+    host: String,
+    origin: String,
+    /// What precedes the encoded key in the path: `/bucket/` (path style) or `/`.
+    path_prefix: String,
     key: RwLock<Option<Arc<SigningKey>>>,
 }
 
@@ -181,6 +189,42 @@ pub fn amz_dates(t: SystemTime) -> (String, String) {
     )
 }
 
+/// Lowercase hex of 32 bytes, on the stack.
+fn hex_bytes(bytes: &[u8]) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [b'0'; 64];
+    for (i, b) in bytes.iter().take(32).enumerate() {
+        out[2 * i] = HEX[(b >> 4) as usize];
+        out[2 * i + 1] = HEX[(b & 15) as usize];
+    }
+    out
+}
+
+/// `20231114T221320Z` and `20231114` without allocating.
+fn amz_date_bytes(t: SystemTime) -> ([u8; 16], [u8; 8]) {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    let mut out = *b"00000000T000000Z";
+    let put = |out: &mut [u8; 16], at: usize, width: usize, mut v: u64| {
+        for i in (0..width).rev() {
+            out[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(&mut out, 0, 4, y.max(0) as u64);
+    put(&mut out, 4, 2, u64::from(m));
+    put(&mut out, 6, 2, u64::from(d));
+    put(&mut out, 9, 2, hh);
+    put(&mut out, 11, 2, mm);
+    put(&mut out, 13, 2, ss);
+    let mut date = [0u8; 8];
+    date.copy_from_slice(&out[..8]);
+    (out, date)
+}
+
 /// RFC 3339 UTC (`2023-11-14T22:13:20Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = t
@@ -215,10 +259,21 @@ fn hmac(key: &[u8], data: &[u8]) -> [u8; 32] {
 
 impl Presigner {
     pub fn new(bucket: &str, region: &str, endpoint: Endpoint) -> Self {
+        let (host, path_prefix) = if endpoint.path_style {
+            (
+                endpoint.authority.clone(),
+                format!("/{}/", uri_encode(bucket, false)),
+            )
+        } else {
+            (format!("{bucket}.{}", endpoint.authority), "/".to_owned())
+        };
         Self {
+            origin: format!("{}://{host}", endpoint.scheme),
             bucket: bucket.to_owned(),
             region: region.to_owned(),
             endpoint,
+            host,
+            path_prefix,
             key: RwLock::new(None),
         }
     }
@@ -234,6 +289,7 @@ impl Presigner {
             && k.date == date
             && k.access_key_id == creds.access_key_id
             && k.secret == creds.secret_access_key
+            && k.token == creds.session_token
         {
             return k.clone();
         }
@@ -252,6 +308,8 @@ impl Presigner {
             mac: HmacSha256::new_from_slice(&k_signing).expect("HMAC takes any key length"),
             credential_query: uri_encode(&format!("{}/{scope}", creds.access_key_id), false),
             scope,
+            token: creds.session_token.clone(),
+            token_query: creds.session_token.as_deref().map(|t| uri_encode(t, false)),
         });
         if let Ok(mut guard) = self.key.write() {
             *guard = Some(key.clone());
@@ -259,134 +317,141 @@ impl Presigner {
         key
     }
 
-    /// `(scheme://authority, host header, path)` of an object.
-    fn location(&self, key: &str) -> (String, String) {
-        let e = &self.endpoint;
-        let mut path = String::with_capacity(self.bucket.len() + key.len() * 3 / 2 + 2);
-        let host = if e.path_style {
-            path.push('/');
-            path.push_str(&self.bucket);
-            e.authority.clone()
-        } else {
-            format!("{}.{}", self.bucket, e.authority)
-        };
-        path.push('/');
-        uri_encode_into(&mut path, key, true);
-        (host, path)
-    }
-
     /// The URL to POST forms to.
     pub fn bucket_url(&self) -> String {
-        let e = &self.endpoint;
-        if e.path_style {
-            format!("{}://{}/{}", e.scheme, e.authority, self.bucket)
+        if self.endpoint.path_style {
+            format!("{}/{}", self.origin, self.bucket)
         } else {
-            format!("{}://{}.{}/", e.scheme, self.bucket, e.authority)
+            format!("{}/", self.origin)
         }
     }
 
-    /// A presigned URL.
+    /// A presigned URL. The canonical request is streamed into the hash rather than built,
+    /// and the URL is the only string allocated besides the short signed-headers list.
     pub fn presign(
         &self,
         creds: &Credentials,
         now: SystemTime,
         input: &PresignInput<'_>,
     ) -> String {
-        let (amz_date, date) = amz_dates(now);
-        let sk = self.signing_key(creds, &date);
-        let (host, path) = self.location(input.key);
+        let (amz_date, date) = amz_date_bytes(now);
+        let amz_date = std::str::from_utf8(&amz_date).unwrap_or_default();
+        let date = std::str::from_utf8(&date).unwrap_or_default();
+        let sk = self.signing_key(creds, date);
 
         // Signed headers: host plus the given ones, sorted by name.
         let mut headers: Vec<(&str, &str)> = Vec::with_capacity(input.headers.len() + 1);
-        headers.push(("host", host.as_str()));
+        headers.push(("host", self.host.as_str()));
         headers.extend(input.headers.iter().copied());
         headers.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        let mut signed_headers = String::with_capacity(64);
+
+        let mut url = String::with_capacity(
+            self.origin.len()
+                + input.key.len() * 3
+                + sk.credential_query.len()
+                + sk.token_query.as_ref().map_or(0, String::len)
+                + 320,
+        );
+        url.push_str(&self.origin);
+        let path_start = url.len();
+        url.push_str(&self.path_prefix);
+        uri_encode_into(&mut url, input.key, true);
+        let path_end = url.len();
+        url.push('?');
+
+        // Operation parameters first in the URL, as the SDK orders them; in the canonical
+        // query they sort after every X-Amz-* name (lowercase initials sort after 'X').
+        let params_start = url.len();
+        let mut params: Vec<(usize, usize, usize)> = Vec::with_capacity(input.params.len());
+        for (k, v) in input.params {
+            debug_assert!(
+                k.as_bytes()[0] > b'X',
+                "operation parameter {k} would sort among X-Amz-*"
+            );
+            let ks = url.len();
+            uri_encode_into(&mut url, k, false);
+            let ke = url.len();
+            url.push('=');
+            uri_encode_into(&mut url, v, false);
+            params.push((ks, ke, url.len()));
+            url.push('&');
+        }
+        let params_end = url.len();
+        url.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        url.push_str(&sk.credential_query);
+        url.push_str("&X-Amz-Date=");
+        url.push_str(amz_date);
+        url.push_str("&X-Amz-Expires=");
+        let _ = write!(url, "{}", input.expires.as_secs());
+        let sh_start = url.len();
+        url.push_str("&X-Amz-SignedHeaders=");
         for (i, (name, _)) in headers.iter().enumerate() {
             if i > 0 {
-                signed_headers.push(';');
+                url.push_str("%3B");
             }
-            signed_headers.push_str(name);
+            url.push_str(name);
         }
+        let sh_end = url.len();
 
-        // Query parameters in URL order: operation params, then the SigV4 ones.
-        let expires = input.expires.as_secs().to_string();
-        let signed_headers_q = uri_encode(&signed_headers, false);
-        let mut query: Vec<(String, String)> = Vec::with_capacity(input.params.len() + 6);
-        for (k, v) in input.params {
-            query.push((uri_encode(k, false), uri_encode(v, false)));
+        let mut h = Sha256::new();
+        h.update(input.method.as_bytes());
+        h.update(b"\n");
+        h.update(&url.as_bytes()[path_start..path_end]);
+        h.update(b"\n");
+        // X-Amz-Algorithm .. X-Amz-Expires, then the token, then SignedHeaders.
+        h.update(&url.as_bytes()[params_end..sh_start]);
+        if let Some(tq) = &sk.token_query {
+            h.update(b"&X-Amz-Security-Token=");
+            h.update(tq.as_bytes());
         }
-        query.push(("X-Amz-Algorithm".into(), "AWS4-HMAC-SHA256".into()));
-        query.push(("X-Amz-Credential".into(), sk.credential_query.clone()));
-        query.push(("X-Amz-Date".into(), amz_date.clone()));
-        query.push(("X-Amz-Expires".into(), expires));
-        query.push(("X-Amz-SignedHeaders".into(), signed_headers_q));
-
-        // The session token is signed, yet placed after the signature in the URL, as the
-        // SDK does.
-        let token = creds
-            .session_token
-            .as_deref()
-            .map(|t| ("X-Amz-Security-Token".to_owned(), uri_encode(t, false)));
-        let mut sorted: Vec<&(String, String)> = query.iter().chain(token.as_ref()).collect();
-        sorted.sort_unstable();
-        let mut canonical = String::with_capacity(512 + path.len());
-        canonical.push_str(input.method);
-        canonical.push('\n');
-        canonical.push_str(&path);
-        canonical.push('\n');
-        for (i, (k, v)) in sorted.iter().enumerate() {
-            if i > 0 {
-                canonical.push('&');
-            }
-            canonical.push_str(k);
-            canonical.push('=');
-            canonical.push_str(v);
+        h.update(&url.as_bytes()[sh_start..sh_end]);
+        let mut sorted = params.clone();
+        sorted.sort_unstable_by(|a, b| {
+            url[a.0..a.1]
+                .cmp(&url[b.0..b.1])
+                .then(url[a.1..a.2].cmp(&url[b.1..b.2]))
+        });
+        for (ks, _, ve) in &sorted {
+            h.update(b"&");
+            h.update(&url.as_bytes()[*ks..*ve]);
         }
-        canonical.push('\n');
+        h.update(b"\n");
         for (name, value) in &headers {
-            canonical.push_str(name);
-            canonical.push(':');
-            canonical.push_str(value.trim());
-            canonical.push('\n');
+            h.update(name.as_bytes());
+            h.update(b":");
+            h.update(value.trim().as_bytes());
+            h.update(b"\n");
         }
-        canonical.push('\n');
-        canonical.push_str(&signed_headers);
-        canonical.push_str("\nUNSIGNED-PAYLOAD");
-
-        let signature = self.sign(&sk, &amz_date, &canonical);
-
-        let mut url = String::with_capacity(canonical.len() + 200);
-        let _ = write!(url, "{}://{host}{path}?", self.endpoint.scheme);
-        for (k, v) in &query {
-            url.push_str(k);
-            url.push('=');
-            url.push_str(v);
-            url.push('&');
+        h.update(b"\n");
+        for (i, (name, _)) in headers.iter().enumerate() {
+            if i > 0 {
+                h.update(b";");
+            }
+            h.update(name.as_bytes());
         }
-        url.push_str("X-Amz-Signature=");
-        url.push_str(&signature);
-        if let Some((k, v)) = &token {
-            url.push('&');
-            url.push_str(k);
-            url.push('=');
-            url.push_str(v);
+        h.update(b"\nUNSIGNED-PAYLOAD");
+        debug_assert!(params_start <= params_end);
+
+        let signature = self.sign(&sk, amz_date, &h.finalize());
+        url.push_str("&X-Amz-Signature=");
+        url.push_str(std::str::from_utf8(&signature).unwrap_or_default());
+        if let Some(tq) = &sk.token_query {
+            url.push_str("&X-Amz-Security-Token=");
+            url.push_str(tq);
         }
         url
     }
 
-    fn sign(&self, sk: &SigningKey, amz_date: &str, canonical: &str) -> String {
-        let hash = Sha256::digest(canonical.as_bytes());
-        let mut sts = String::with_capacity(128);
-        sts.push_str("AWS4-HMAC-SHA256\n");
-        sts.push_str(amz_date);
-        sts.push('\n');
-        sts.push_str(&sk.scope);
-        sts.push('\n');
-        sts.push_str(&hex::encode(hash));
+    /// Hex HMAC of the string to sign, fed straight into the keyed MAC.
+    fn sign(&self, sk: &SigningKey, amz_date: &str, canonical_hash: &[u8]) -> [u8; 64] {
         let mut mac = sk.mac.clone();
-        mac.update(sts.as_bytes());
-        hex::encode(mac.finalize().into_bytes())
+        mac.update(b"AWS4-HMAC-SHA256\n");
+        mac.update(amz_date.as_bytes());
+        mac.update(b"\n");
+        mac.update(sk.scope.as_bytes());
+        mac.update(b"\n");
+        mac.update(&hex_bytes(canonical_hash));
+        hex_bytes(&mac.finalize().into_bytes())
     }
 
     /// A presigned POST form for exactly `key` and `content_type`, 1..=`max_size` bytes.
@@ -434,7 +499,8 @@ impl Presigner {
         let policy_b64 = base64::engine::general_purpose::STANDARD.encode(policy.to_string());
         let mut mac = sk.mac.clone();
         mac.update(policy_b64.as_bytes());
-        let signature = hex::encode(mac.finalize().into_bytes());
+        let signature =
+            String::from_utf8_lossy(&hex_bytes(&mac.finalize().into_bytes())).into_owned();
         fields.push(("policy".into(), policy_b64));
         fields.push(("x-amz-signature".into(), signature));
         PostForm {

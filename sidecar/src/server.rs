@@ -31,6 +31,9 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The clock; tests pin it.
     pub now: fn() -> SystemTime,
+    /// Presign `POST /uploads` PUT URLs with aws-sdk-s3 instead of the fast signer. Only for
+    /// benchmarking the two against each other (`--signer sdk`).
+    pub sdk_signer: Option<aws_sdk_s3::Client>,
 }
 
 impl std::ops::Deref for AppState {
@@ -54,6 +57,17 @@ impl AppState {
             store,
             metrics: Metrics::default(),
             now: SystemTime::now,
+            sdk_signer: None,
+        }))
+    }
+
+    /// The same state presigning PUTs with aws-sdk-s3 (benchmark baseline).
+    pub fn with_sdk_signer(self, client: aws_sdk_s3::Client) -> Self {
+        let inner = Arc::try_unwrap(self.0)
+            .unwrap_or_else(|_| panic!("with_sdk_signer before sharing the state"));
+        Self(Arc::new(Inner {
+            sdk_signer: Some(client),
+            ..inner
         }))
     }
 

@@ -244,17 +244,31 @@ pub async fn create(
     for ((_, v), name) in metadata.iter().zip(&meta_names) {
         headers.push((name, v));
     }
-    let url = state.presigner.presign(
-        &creds,
-        now,
-        &PresignInput {
-            method: "PUT",
-            key: &key,
-            params: &[("x-id", "PutObject")],
-            headers: &headers,
-            expires,
-        },
-    );
+    let url = match &state.sdk_signer {
+        Some(_) => {
+            sdk_presign_put(
+                &state,
+                &key,
+                &content_type,
+                req.size,
+                &metadata,
+                now,
+                expires,
+            )
+            .await?
+        }
+        None => state.presigner.presign(
+            &creds,
+            now,
+            &PresignInput {
+                method: "PUT",
+                key: &key,
+                params: &[("x-id", "PutObject")],
+                headers: &headers,
+                expires,
+            },
+        ),
+    };
     // The browser sets content-length itself; it must not be sent as a header from JS.
     let client_headers: serde_json::Map<String, Value> = headers
         .iter()
@@ -271,6 +285,40 @@ pub async fn create(
             "expiresAt": expires_at,
         })),
     ))
+}
+
+/// The benchmark baseline: the same PUT presigned by aws-sdk-s3.
+async fn sdk_presign_put(
+    state: &AppState,
+    key: &str,
+    content_type: &str,
+    size: Option<u64>,
+    metadata: &[(String, String)],
+    now: std::time::SystemTime,
+    expires: Duration,
+) -> Result<String, AppError> {
+    let client = state
+        .sdk_signer
+        .as_ref()
+        .ok_or_else(|| AppError::internal("SDK presign", "no SDK client"))?;
+    let cfg = aws_sdk_s3::presigning::PresigningConfig::builder()
+        .start_time(now)
+        .expires_in(expires)
+        .build()
+        .map_err(|e| AppError::internal("presigning config", e))?;
+    let mut req = client
+        .put_object()
+        .bucket(state.presigner.bucket())
+        .key(key)
+        .content_type(content_type)
+        .set_content_length(size.and_then(|s| i64::try_from(s).ok()));
+    for (k, v) in metadata {
+        req = req.metadata(k, v);
+    }
+    req.presigned(cfg)
+        .await
+        .map(|p| p.uri().to_owned())
+        .map_err(|e| AppError::internal("SDK presign", aws_sdk_s3::error::DisplayErrorContext(e)))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,0 +1,156 @@
+// uploadbucket browser client: ask your backend (which proxies the signer sidecar) for a
+// presigned URL, then send the file straight to S3. Plain JavaScript, no build step.
+//
+//   import { uploadFile } from './upload.js';
+//   const { key } = await uploadFile(file, { api: '/api/uploads', onProgress: p => ... });
+//
+// Methods: 'PUT' (one request, exact size signed), 'POST' (form with a size range: the
+// storage refuses files over the limit), 'multipart' (large files in 8 MiB parts), or
+// 'auto' (multipart from 16 MiB, PUT below). Errors are UploadError with a message a person
+// can read and a `code`.
+
+export class UploadError extends Error {
+  constructor(message, code) {
+    super(message);
+    this.name = 'UploadError';
+    this.code = code;
+  }
+}
+
+const PART_SIZE = 8 * 1024 * 1024;
+const MULTIPART_FROM = 16 * 1024 * 1024;
+
+function mb(bytes) {
+  return `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
+}
+
+// Calls the signer (through your backend) and turns its JSON errors into UploadError.
+async function api(url, options) {
+  let res;
+  try {
+    res = await fetch(url, options);
+  } catch (e) {
+    throw new UploadError('Could not reach the server to start the upload. Check your connection.', 'Network');
+  }
+  let body = null;
+  try {
+    body = await res.json();
+  } catch (e) {
+    /* not JSON */
+  }
+  if (!res.ok) {
+    const code = body && body.error ? body.error.code : `HTTP${res.status}`;
+    const message = body && body.error ? body.error.message : `The server answered ${res.status}.`;
+    const friendly = {
+      ContentTypeNotAllowed: `This kind of file is not accepted. ${message}`,
+      TooLarge: `This file is too large. ${message}`,
+      Unavailable: 'Uploads are unavailable right now. Please try again in a moment.',
+    }[code];
+    throw new UploadError(friendly || message, code);
+  }
+  return body;
+}
+
+// Reads S3's XML error code, if any.
+function s3ErrorCode(xhr) {
+  const m = /<Code>([^<]+)<\/Code>/.exec(xhr.responseText || '');
+  return m ? m[1] : '';
+}
+
+function storageError(xhr, limit) {
+  const code = s3ErrorCode(xhr);
+  const text = xhr.responseText || '';
+  if (code === 'EntityTooLarge' || /too large/i.test(text)) {
+    return new UploadError(`This file is too large${limit ? ` (the limit is ${mb(limit)})` : ''}.`, 'TooLarge');
+  }
+  if (/expired/i.test(text) || code === 'ExpiredToken') {
+    return new UploadError('The upload link expired before the upload started. Please try again.', 'Expired');
+  }
+  if (xhr.status === 403) {
+    return new UploadError('The storage refused the file: it does not match what was allowed (type or size), or the link expired.', code || 'Forbidden');
+  }
+  return new UploadError(`The storage refused the upload (${xhr.status}${code ? ` ${code}` : ''}).`, code || `HTTP${xhr.status}`);
+}
+
+// One HTTP request with upload progress (fetch cannot report upload progress).
+function send(method, url, { headers = {}, body, onProgress, limit }) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open(method, url);
+    for (const [k, v] of Object.entries(headers)) xhr.setRequestHeader(k, v);
+    if (onProgress) xhr.upload.onprogress = (e) => e.lengthComputable && onProgress(e.loaded, e.total);
+    xhr.onload = () => (xhr.status >= 200 && xhr.status < 300 ? resolve(xhr) : reject(storageError(xhr, limit)));
+    xhr.onerror = () =>
+      reject(new UploadError('Could not reach the storage: network error, or this site is not allowed to upload there (CORS).', 'Network'));
+    xhr.send(body);
+  });
+}
+
+async function uploadPut(file, opts) {
+  const signed = await api(opts.api, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ filename: file.name, contentType: file.type, size: file.size }),
+  });
+  await send('PUT', signed.uploadURL, { headers: signed.headers, body: file, onProgress: opts.onProgress });
+  return { key: signed.key, method: 'PUT' };
+}
+
+async function uploadPost(file, opts) {
+  const signed = await api(opts.api, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ filename: file.name, contentType: file.type, method: 'POST' }),
+  });
+  const form = new FormData();
+  for (const [k, v] of Object.entries(signed.fields)) form.append(k, v);
+  form.append('file', file); // must come last
+  await send('POST', signed.url, { body: form, onProgress: opts.onProgress, limit: signed.maxSizeBytes });
+  return { key: signed.key, method: 'POST' };
+}
+
+async function uploadMultipart(file, opts) {
+  const base = `${opts.api}/multipart`;
+  const json = { 'content-type': 'application/json' };
+  const { key, uploadId } = await api(base, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify({ filename: file.name, type: file.type, size: file.size }),
+  });
+  const id = encodeURIComponent(uploadId);
+  const k = encodeURIComponent(key);
+  try {
+    const count = Math.max(1, Math.ceil(file.size / PART_SIZE));
+    const numbers = Array.from({ length: count }, (_, i) => i + 1);
+    const { presignedUrls } = await api(`${base}/${id}/batch?key=${k}&partNumbers=${numbers.join(',')}`);
+    const parts = [];
+    let done = 0;
+    for (const n of numbers) {
+      const chunk = file.slice((n - 1) * PART_SIZE, Math.min(n * PART_SIZE, file.size));
+      const xhr = await send('PUT', presignedUrls[n], {
+        body: chunk,
+        onProgress: (loaded) => opts.onProgress && opts.onProgress(done + loaded, file.size),
+      });
+      done += chunk.size;
+      const etag = xhr.getResponseHeader('ETag');
+      if (!etag) throw new UploadError('The storage did not expose the ETag header (check the bucket CORS rules).', 'NoETag');
+      parts.push({ PartNumber: n, ETag: etag });
+    }
+    await api(`${base}/${id}/complete?key=${k}`, { method: 'POST', headers: json, body: JSON.stringify({ parts }) });
+  } catch (e) {
+    // Leave nothing half-uploaded behind.
+    fetch(`${base}/${id}?key=${k}`, { method: 'DELETE' }).catch(() => {});
+    throw e;
+  }
+  return { key, method: 'multipart' };
+}
+
+export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 'auto', onProgress } = {}) {
+  if (!file) throw new UploadError('Choose a file first.', 'NoFile');
+  if (!file.type) throw new UploadError('The browser could not tell the file type; try a file with a usual extension.', 'NoType');
+  const opts = { api: apiUrl, onProgress };
+  const m = method === 'auto' ? (file.size >= MULTIPART_FROM ? 'multipart' : 'PUT') : method;
+  if (m === 'POST') return uploadPost(file, opts);
+  if (m === 'multipart') return uploadMultipart(file, opts);
+  return uploadPut(file, opts);
+}

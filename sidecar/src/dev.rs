@@ -1,0 +1,254 @@
+//! `uploadbucket-sidecar dev`: everything on one machine, no cloud account, no cluster.
+//!
+//! In: a data folder and the usual signing rules. Out: an embedded S3-compatible store on
+//! 127.0.0.1 (s3s + s3s-fs: real SigV4 checks, files on disk, so uploads survive restarts)
+//! answering CORS for the demo page's origin, the signer pointed at it with dev credentials,
+//! and the demo upload page at `/`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, header};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use clap::Args;
+use serde_json::json;
+use tower_http::cors::{AllowOrigin, Any, CorsLayer};
+use tracing::info;
+
+use crate::config::Config;
+use crate::credentials::StaticCredentials;
+use crate::error::AppError;
+use crate::presign::{Credentials, Endpoint, Presigner};
+use crate::store::S3Store;
+use crate::{AppState, app};
+
+/// Credentials of the embedded store. Local only: the store listens on loopback.
+pub const DEV_ACCESS_KEY: &str = "UPLOADBUCKETDEVKEY00";
+pub const DEV_SECRET_KEY: &str = "uploadbucket-dev-secret-key-not-for-production";
+
+const PAGE: &str = include_str!("../web/dev.html");
+const UPLOAD_JS: &str = include_str!("../../examples/web/upload.js");
+
+#[derive(Args, Debug, Clone)]
+pub struct DevArgs {
+    /// Folder the uploaded files are stored in (one sub-folder per bucket).
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_DEV_DATA_DIR",
+        default_value = ".uploadbucket-dev"
+    )]
+    pub data_dir: PathBuf,
+    /// Address of the signer and the demo page.
+    #[arg(long, env = "UPLOADBUCKET_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Address of the embedded S3-compatible store.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_DEV_S3_LISTEN",
+        default_value = "127.0.0.1:8788"
+    )]
+    pub s3_listen: SocketAddr,
+    /// Bucket name in the embedded store.
+    #[arg(long, env = "UPLOADBUCKET_BUCKET", default_value = "dev-uploads")]
+    pub bucket: String,
+    #[arg(long, env = "UPLOADBUCKET_KEY_PREFIX", default_value = "uploads/")]
+    pub key_prefix: String,
+    /// Content types the signer allows (comma list, exact or type/*).
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_ALLOWED_CONTENT_TYPES",
+        default_value = "image/*,application/pdf,text/plain,video/*",
+        value_delimiter = ','
+    )]
+    pub allowed_content_types: Vec<String>,
+    /// Largest object in bytes (default 100 MiB, so multipart can be tried).
+    #[arg(long, env = "UPLOADBUCKET_MAX_SIZE_BYTES", default_value_t = 100 * 1024 * 1024)]
+    pub max_size_bytes: u64,
+    #[arg(long, env = "UPLOADBUCKET_EXPIRES_SECONDS", default_value_t = 300)]
+    pub expires_seconds: u64,
+    /// Extra browser origins the store answers CORS for (the demo page's is always there),
+    /// e.g. your front end's dev server: http://localhost:3000
+    #[arg(long, env = "UPLOADBUCKET_DEV_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+}
+
+/// The origins a browser page of this dev setup can have.
+fn origins(args: &DevArgs) -> Vec<String> {
+    let port = args.listen.port();
+    let mut o = vec![
+        format!("http://{}", args.listen),
+        format!("http://localhost:{port}"),
+        format!("http://127.0.0.1:{port}"),
+    ];
+    o.extend(args.allowed_origins.iter().cloned());
+    o.sort();
+    o.dedup();
+    o
+}
+
+/// Serves the embedded store until the process ends.
+async fn serve_store(args: &DevArgs) -> anyhow::Result<()> {
+    let bucket_dir = args.data_dir.join(&args.bucket);
+    std::fs::create_dir_all(&bucket_dir)
+        .with_context(|| format!("cannot create {}", bucket_dir.display()))?;
+    let fs = s3s_fs::FileSystem::new(&args.data_dir)
+        .map_err(|e| anyhow::anyhow!("dev store at {}: {e:?}", args.data_dir.display()))?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    builder.set_auth(s3s::auth::SimpleAuth::from_single(
+        DEV_ACCESS_KEY,
+        DEV_SECRET_KEY,
+    ));
+    let service = builder.build();
+    let service = tower::ServiceBuilder::new()
+        .map_err(|e: s3s::HttpError| std::io::Error::other(format!("{e:?}")))
+        .service(service);
+    let service = axum::error_handling::HandleError::new(service, |e: std::io::Error| async move {
+        (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    });
+    let allowed: Vec<HeaderValue> = origins(args)
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    // s3s-fs answers no CORS itself; the browser needs it in front, as a real bucket's rules would.
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(allowed))
+        .allow_methods([Method::PUT, Method::POST, Method::GET, Method::HEAD])
+        .allow_headers(Any)
+        .expose_headers([header::ETAG])
+        .max_age(std::time::Duration::from_secs(600));
+    let router = Router::new().fallback_service(service).layer(cors);
+    let listener = tokio::net::TcpListener::bind(args.s3_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--s3-listen)", args.s3_listen))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "Dev store stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Runs dev mode until Ctrl-C.
+pub async fn run(args: DevArgs) -> anyhow::Result<()> {
+    serve_store(&args).await?;
+    let endpoint = format!("http://{}", args.s3_listen);
+    let config = Config {
+        bucket: args.bucket.clone(),
+        region: Some("us-east-1".into()),
+        listen: args.listen,
+        key_prefix: args.key_prefix.clone(),
+        allowed_content_types: args.allowed_content_types.clone(),
+        max_size_bytes: args.max_size_bytes,
+        expires_seconds: args.expires_seconds,
+        endpoint_url: Some(endpoint.clone()),
+        path_style: true,
+        allow_non_loopback: false,
+        allowed_metadata: Vec::new(),
+    }
+    .validate(None)?;
+    let creds = Credentials {
+        access_key_id: DEV_ACCESS_KEY.into(),
+        secret_access_key: DEV_SECRET_KEY.into(),
+        session_token: None,
+        expiry: None,
+    };
+    let s3 = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            DEV_ACCESS_KEY,
+            DEV_SECRET_KEY,
+            None,
+            None,
+            "dev",
+        ))
+        .endpoint_url(&endpoint)
+        .force_path_style(true)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    let store = Arc::new(S3Store {
+        client: aws_sdk_s3::Client::from_conf(s3),
+        bucket: config.bucket.clone(),
+    });
+    let presigner = Presigner::new(
+        &config.bucket,
+        "us-east-1",
+        Endpoint::parse(&endpoint, true).map_err(anyhow::Error::msg)?,
+    );
+    let state = AppState::new(
+        config.clone(),
+        presigner,
+        Arc::new(StaticCredentials(creds)),
+        store.clone(),
+    );
+    let router = app(state).merge(
+        Router::new()
+            .route("/", get(|| async { Html(PAGE) }))
+            .route(
+                "/upload.js",
+                get(|| async {
+                    (
+                        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                        UPLOAD_JS,
+                    )
+                }),
+            )
+            .route("/dev/objects", get(list_objects))
+            .with_state(store),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let data = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
+    println!(
+        "\nuploadbucket dev mode\n  upload page:  http://{listen}/\n  signer API:   http://{listen}/uploads\n  local S3:     {endpoint} (bucket {bucket})\n  files land in {dir}\n  allowed: {types}, up to {max} bytes\nPress Ctrl-C to stop.\n",
+        listen = args.listen,
+        bucket = args.bucket,
+        dir = data.join(&args.bucket).display(),
+        types = config.allowed_content_types.join(", "),
+        max = config.max_size_bytes,
+    );
+    info!(address = %args.listen, store = %endpoint, "Dev mode running");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(crate::cli::shutdown())
+        .await
+        .context("server failed")
+}
+
+/// What is in the dev bucket, newest first.
+async fn list_objects(State(store): State<Arc<S3Store>>) -> Result<impl IntoResponse, AppError> {
+    let out = store
+        .client
+        .list_objects_v2()
+        .bucket(&store.bucket)
+        .send()
+        .await
+        .map_err(|e| {
+            AppError::internal(
+                "dev store listing",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+    let mut objects: Vec<(String, i64, String)> = out
+        .contents()
+        .iter()
+        .map(|o| {
+            (
+                o.key().unwrap_or_default().to_owned(),
+                o.size().unwrap_or_default(),
+                o.last_modified().map(|t| t.to_string()).unwrap_or_default(),
+            )
+        })
+        .collect();
+    objects.sort_by(|a, b| b.2.cmp(&a.2));
+    let list: Vec<_> = objects
+        .into_iter()
+        .map(|(key, size, modified)| json!({"key": key, "size": size, "lastModified": modified}))
+        .collect();
+    Ok(axum::Json(json!({"bucket": store.bucket, "objects": list})))
+}

@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# Signer benchmarks, all figures from one run on this machine:
+#  1. criterion: the fast presigner vs the cached-key ceiling vs aws-sdk-s3's presigner;
+#  2. wrk: POST /uploads req/s at concurrency 1, 16, 64, fast signer vs `--signer sdk`;
+#  3. resident memory of the sidecar idle and under load.
+# Prints a markdown table and checks the targets (signer >= 0.7x the ceiling,
+# /uploads >= 3x the SDK build at every concurrency, RSS idle <= 10 MiB); exits 1 if missed.
+#   tests/bench.sh            (about 2 minutes after the release build)
+#   BENCH_SECONDS=10 tests/bench.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${BENCH_SECONDS:-5}
+
+if ! command -v wrk >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null
+fi
+
+echo "== building (release)" >&2
+cargo build --release -q -p uploadbucket-sidecar
+target=${CARGO_TARGET_DIR:-target}
+bin=$target/release/uploadbucket-sidecar
+
+echo "== criterion: presign" >&2
+cargo bench -q -p uploadbucket-sidecar --bench presign -- --noplot >/dev/null 2>&1
+est() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mean']['point_estimate'])" "$target/criterion/presign/$1/new/estimates.json"; }
+fast_ns=$(est fast); limit_ns=$(est cached_key_limit); sdk_ns=$(est sdk)
+
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+cat >"$work/post.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = '{"filename":"cat.jpg","contentType":"image/jpeg","size":1048576}'
+LUA
+
+rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+
+# Runs one sidecar mode; prints "idle_kib rps1 rps16 rps64 peak_kib".
+run_mode() {
+  local mode=$1 port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  env -i PATH="$PATH" UPLOADBUCKET_BUCKET=bench-bucket UPLOADBUCKET_REGION=eu-west-1 \
+    UPLOADBUCKET_LISTEN=127.0.0.1:$port UPLOADBUCKET_SIGNER="$mode" \
+    AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000 AWS_SECRET_ACCESS_KEY=benchsecretbenchsecretbenchsecret00000000 \
+    AWS_EC2_METADATA_DISABLED=true RUST_LOG=warn "$bin" >"$work/$mode.log" 2>&1 &
+  local pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.05; done
+  curl -sf -X POST -H 'content-type: application/json' -d '{"contentType":"image/jpeg"}' "http://127.0.0.1:$port/uploads" >/dev/null
+  sleep 1
+  local idle; idle=$(rss_kib "$pid")
+  local out="$idle" peak=0
+  for c in 1 16 64; do
+    ( while kill -0 "$pid" 2>/dev/null; do rss_kib "$pid"; sleep 0.2; done ) >"$work/rss-$mode-$c" &
+    local sampler=$!
+    local rps
+    rps=$(wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${secs}s" -s "$work/post.lua" "http://127.0.0.1:$port/uploads" | awk '/Requests\/sec/ {print $2}')
+    kill "$sampler" 2>/dev/null || true
+    local p; p=$(sort -n "$work/rss-$mode-$c" | tail -1)
+    [ "${p:-0}" -gt "$peak" ] && peak=$p
+    out="$out $rps"
+  done
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+  echo "$out $peak"
+}
+
+echo "== wrk: fast signer" >&2
+read -r f_idle f1 f16 f64 f_peak < <(run_mode fast)
+echo "== wrk: aws-sdk-s3 signer" >&2
+read -r s_idle s1 s16 s64 s_peak < <(run_mode sdk)
+
+python3 - "$fast_ns" "$limit_ns" "$sdk_ns" "$f_idle" "$f1" "$f16" "$f64" "$f_peak" "$s_idle" "$s1" "$s16" "$s64" "$s_peak" "$secs" <<'PY'
+import sys
+a = sys.argv[1:]
+fast, limit, sdk = map(float, a[0:3])
+f_idle, f1, f16, f64, f_peak = float(a[3]), float(a[4]), float(a[5]), float(a[6]), float(a[7])
+s_idle, s1, s16, s64, s_peak = float(a[8]), float(a[9]), float(a[10]), float(a[11]), float(a[12])
+secs = a[13]
+ok = True
+def check(cond):
+    global ok
+    ok = ok and cond
+    return "yes" if cond else "NO"
+print(f"\n## Signer benchmark ({secs}s per wrk run, 2 cores, load generator on the same machine)\n")
+print("| measure | fast signer | aws-sdk-s3 | ratio | target | met |")
+print("|---|---|---|---|---|---|")
+print(f"| presigns/s, one thread (criterion) | {1e9/fast:,.0f} | {1e9/sdk:,.0f} | {sdk/fast:.1f}x | - | - |")
+r = limit / fast
+print(f"| fast signer vs cached-key ceiling ({1e9/limit:,.0f}/s) | | | {r:.2f}x | >= 0.7x | {check(r >= 0.7)} |")
+for c, f, s in ((1, f1, s1), (16, f16, s16), (64, f64, s64)):
+    print(f"| POST /uploads req/s, concurrency {c} | {f:,.0f} | {s:,.0f} | {f/s:.1f}x | >= 3x | {check(f/s >= 3)} |")
+print(f"| RSS idle | {f_idle/1024:.1f} MiB | {s_idle/1024:.1f} MiB | | <= 10 MiB | {check(f_idle/1024 <= 10)} |")
+print(f"| RSS peak under load | {f_peak/1024:.1f} MiB | {s_peak/1024:.1f} MiB | | - | - |")
+print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
+sys.exit(0 if ok else 1)
+PY

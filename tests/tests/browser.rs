@@ -1,0 +1,424 @@
+//! Real uploads from headless Chromium (Debian `chromium`) through examples/web/upload.js:
+//! against Ceph RGW with the bucket's CORS set by the operator's own code, and against the
+//! sidecar's dev mode. A small "app backend" (this test) serves the page and proxies
+//! `/api/uploads` to the sidecar, as a real app would. Screenshots go to tests/artifacts/.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use uploadbucket_operator::aws::BucketApi;
+use uploadbucket_operator::controller::apply::apply;
+use uploadbucket_operator::controller::desired::{Defaults, desired};
+use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
+use uploadbucket_tests::{Child, bin_path, free_port, s3_server, start_sidecar, unique_name};
+
+const MIB: usize = 1024 * 1024;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+fn chromium() -> Option<PathBuf> {
+    for c in ["chromium", "chromium-browser", "google-chrome"] {
+        if let Ok(out) = Command::new("which").arg(c).output()
+            && out.status.success()
+        {
+            return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+        }
+    }
+    assert!(
+        std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+        "UPLOADBUCKET_REQUIRE_SERVERS is set but chromium is not installed (tests/scripts/install-deps.sh installs it)"
+    );
+    eprintln!(
+        "\n*** SKIPPED browser tests: chromium not installed (apt-get install chromium) ***\n"
+    );
+    None
+}
+
+/// The app backend: the test page, upload.js, and `/api/*` proxied to the signer.
+async fn app_backend(signer: String, port: u16) -> (String, tokio::task::JoinHandle<()>) {
+    #[derive(Clone)]
+    struct Backend {
+        signer: Arc<String>,
+        http: reqwest::Client,
+    }
+    async fn page() -> impl IntoResponse {
+        let html =
+            std::fs::read_to_string(repo().join("tests/web/harness.html")).expect("harness.html");
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html)
+    }
+    async fn script() -> impl IntoResponse {
+        let js = std::fs::read_to_string(repo().join("examples/web/upload.js")).expect("upload.js");
+        (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            js,
+        )
+    }
+    async fn proxy(State(b): State<Backend>, req: Request) -> Response {
+        // /api/uploads[/...]?q -> signer /uploads[/...]?q
+        let path_q = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_default();
+        let target = format!("{}{}", b.signer, path_q.trim_start_matches("/api"));
+        let method = req.method().clone();
+        let ct = req.headers().get(header::CONTENT_TYPE).cloned();
+        let body = axum::body::to_bytes(req.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        let mut out = b.http.request(method, target).body(body);
+        if let Some(ct) = ct {
+            out = out.header(header::CONTENT_TYPE, ct);
+        }
+        match out.send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let bytes = resp.bytes().await.unwrap_or_default();
+                Response::builder()
+                    .status(status)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(bytes))
+                    .unwrap()
+            }
+            Err(_) => StatusCode::BAD_GATEWAY.into_response(),
+        }
+    }
+    let state = Backend {
+        signer: Arc::new(signer),
+        http: reqwest::Client::new(),
+    };
+    let router = Router::new()
+        .route("/", get(page))
+        .route("/upload.js", get(script))
+        .fallback(proxy)
+        .with_state(state);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("bind");
+    let handle = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (format!("http://127.0.0.1:{port}"), handle)
+}
+
+/// Loads the page in headless Chromium until the upload settles; returns the #result JSON
+/// and saves a screenshot of the final state.
+async fn run_page(chromium: &Path, url: &str, shot: &str) -> Value {
+    let artifacts = repo().join("tests/artifacts");
+    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
+    let chromium = chromium.to_path_buf();
+    let url_owned = url.to_owned();
+    let run = move |extra: Vec<String>| {
+        let profile = tempdir();
+        let mut cmd = Command::new(&chromium);
+        cmd.args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=30000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(extra)
+        .arg(&url_owned);
+        let out = cmd.output().expect("run chromium");
+        let _ = std::fs::remove_dir_all(&profile);
+        out
+    };
+    let shot_path = artifacts.join(format!("{shot}.png"));
+    let shot_check = shot_path.clone();
+    let (dom, shot) = tokio::task::spawn_blocking(move || {
+        let dom = run(vec!["--dump-dom".into()]);
+        let shot = run(vec![
+            format!("--screenshot={}", shot_path.display()),
+            "--window-size=900,420".into(),
+        ]);
+        (dom, shot)
+    })
+    .await
+    .expect("chromium task");
+    assert!(
+        shot_check.exists(),
+        "no screenshot {}: {}",
+        shot_check.display(),
+        String::from_utf8_lossy(&shot.stderr)
+    );
+    let html = String::from_utf8_lossy(&dom.stdout);
+    let result = html
+        .split("<pre id=\"result\">")
+        .nth(1)
+        .and_then(|r| r.split("</pre>").next())
+        .unwrap_or_default()
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">");
+    serde_json::from_str(&result).unwrap_or_else(|_| {
+        panic!(
+            "no result in the page for {url}: stderr {}\nDOM: {}",
+            String::from_utf8_lossy(&dom.stderr),
+            &html[..html.len().min(2000)]
+        )
+    })
+}
+
+fn tempdir() -> PathBuf {
+    let d = std::env::temp_dir().join(unique_name("ub-chromium"));
+    std::fs::create_dir_all(&d).expect("tempdir");
+    d
+}
+
+#[tokio::test]
+async fn browser_uploads_against_rgw_with_operator_cors() {
+    let Some(server) = s3_server("browser_uploads_against_rgw_with_operator_cors") else {
+        return;
+    };
+    let Some(chromium) = chromium() else { return };
+
+    let signer_port_env = ("UPLOADBUCKET_MAX_SIZE_BYTES", "12582912");
+    // Two app origins: one listed in the bucket's CORS rules, one not.
+    let name = unique_name("ub-browser");
+    let (sidecar, signer) = start_sidecar(
+        &server,
+        &name,
+        &[
+            signer_port_env,
+            ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
+        ],
+    )
+    .await;
+    let (allowed, _a) = app_backend(signer.clone(), free_port()).await;
+    let (other, _b) = app_backend(signer.clone(), free_port()).await;
+
+    // The bucket, with CORS for the allowed origin, made by the operator's own code.
+    let (buckets, _) = server.buckets().await;
+    let spec: UploadBucketSpec = serde_json::from_value(serde_json::json!({
+        "bucketName": name,
+        "cors": {"allowedOrigins": [allowed]},
+        "uploads": {"allowedContentTypes": ["image/jpeg"], "maxSizeBytes": 12582912}
+    }))
+    .expect("spec");
+    let mut ub = UploadBucket::new("browser", spec);
+    ub.metadata.namespace = Some("e2e".into());
+    ub.metadata.uid = Some("browser-uid".into());
+    let defaults = Defaults {
+        region: "us-east-1".into(),
+        backend: server.backend,
+        bucket_name_prefix: String::new(),
+    };
+    apply(
+        &buckets,
+        &desired(&ub, &defaults).expect("desired"),
+        "browser-uid",
+    )
+    .await
+    .expect("apply");
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let count = || async {
+        raw.list_objects_v2()
+            .bucket(&name)
+            .send()
+            .await
+            .map(|o| o.contents().len())
+            .unwrap_or(0)
+    };
+
+    // PUT from the allowed origin.
+    let r = run_page(
+        &chromium,
+        &format!("{allowed}/?method=PUT&size=200000"),
+        "rgw-put-ok",
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let key = r["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("uploads/") && key.ends_with(".jpg"),
+        "{key}"
+    );
+    let head = raw
+        .head_object()
+        .bucket(&name)
+        .key(key)
+        .send()
+        .await
+        .expect("PUT object stored");
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+    assert_eq!(head.content_length(), Some(200_000));
+
+    // POST form from the allowed origin.
+    let r = run_page(
+        &chromium,
+        &format!("{allowed}/?method=POST&size=300000"),
+        "rgw-post-ok",
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let head = raw
+        .head_object()
+        .bucket(&name)
+        .key(r["key"].as_str().unwrap())
+        .send()
+        .await
+        .expect("POST object stored");
+    assert_eq!(head.content_type(), Some("image/jpeg"));
+    assert_eq!(head.content_length(), Some(300_000));
+
+    // Multipart, 11 MiB in two parts: needs the ETag exposed by CORS.
+    let r = run_page(
+        &chromium,
+        &format!("{allowed}/?method=multipart&size={}", 11 * MIB),
+        "rgw-multipart-ok",
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let head = raw
+        .head_object()
+        .bucket(&name)
+        .key(r["key"].as_str().unwrap())
+        .send()
+        .await
+        .expect("multipart object");
+    assert_eq!(head.content_length(), Some((11 * MIB) as i64));
+
+    // Another origin: the preflight is refused, nothing is stored.
+    let before = count().await;
+    let r = run_page(
+        &chromium,
+        &format!("{other}/?method=PUT&size=1000"),
+        "rgw-other-origin-blocked",
+    )
+    .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["code"], "Network", "{r}");
+    assert_eq!(
+        count().await,
+        before,
+        "nothing may be stored from a foreign origin"
+    );
+
+    // Over the size limit through the POST form: S3 refuses, the page says so.
+    let r = run_page(
+        &chromium,
+        &format!("{allowed}/?method=POST&size={}", 13 * MIB),
+        "rgw-post-too-large",
+    )
+    .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["code"], "TooLarge", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("too large"), "{r}");
+    assert_eq!(count().await, before);
+
+    drop(sidecar);
+    let b = uploadbucket_operator::aws::BucketRef {
+        name: name.clone(),
+        region: "us-east-1".into(),
+    };
+    buckets.empty_bucket(&b).await.expect("empty");
+    buckets.delete_bucket(&b).await.expect("delete");
+}
+
+#[tokio::test]
+async fn browser_uploads_against_dev_mode() {
+    let Some(chromium) = chromium() else { return };
+    let data = tempdir();
+    let (listen, s3) = (free_port(), free_port());
+    // The test's app backend gets a port first, so dev mode can allow its origin.
+    let page_port = free_port();
+    let page_origin = format!("http://127.0.0.1:{page_port}");
+    let child = Child(
+        Command::new(bin_path("uploadbucket-sidecar"))
+            .args(["dev", "--data-dir"])
+            .arg(&data)
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{listen}"),
+                "--s3-listen",
+                &format!("127.0.0.1:{s3}"),
+            ])
+            .args(["--allowed-origins", &page_origin])
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start dev mode"),
+    );
+    let signer = format!("http://127.0.0.1:{listen}");
+    let http = reqwest::Client::new();
+    let mut up = false;
+    for _ in 0..200 {
+        if http.get(format!("{signer}/healthz")).send().await.is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+    assert!(up, "dev mode did not start");
+    // The demo page itself is served.
+    let page = http
+        .get(format!("{signer}/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("uploadbucket") && page.contains("upload.js"));
+
+    // Serve the harness on the allowed origin's port.
+    let (origin, _h) = app_backend(signer.clone(), page_port).await;
+    assert_eq!(origin, page_origin);
+
+    for (method, size) in [
+        ("PUT", 150_000usize),
+        ("POST", 250_000),
+        ("multipart", 9 * MIB),
+    ] {
+        let r = run_page(
+            &chromium,
+            &format!("{origin}/?method={method}&size={size}"),
+            &format!("dev-{method}-ok"),
+        )
+        .await;
+        assert_eq!(r["ok"], true, "{method}: {r}");
+        let key = r["key"].as_str().unwrap();
+        let file = data.join("dev-uploads").join(key);
+        let meta =
+            std::fs::metadata(&file).unwrap_or_else(|_| panic!("{} not on disk", file.display()));
+        assert_eq!(meta.len() as usize, size, "{method}");
+    }
+    let listed: Value = http
+        .get(format!("{signer}/dev/objects"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    // Each page load runs twice (DOM dump, then screenshot): six uploads.
+    assert_eq!(
+        listed["objects"].as_array().map(Vec::len),
+        Some(6),
+        "{listed}"
+    );
+    drop(child);
+    let _ = std::fs::remove_dir_all(&data);
+}
