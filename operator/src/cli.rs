@@ -72,6 +72,79 @@ pub struct RunArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "UPLOADBUCKET_LOG_JSON")]
     pub log_json: bool,
+    /// IAM ARN of the cluster's OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>).
+    /// Enables an IRSA role per UploadBucket. Without it (and without --oidc-issuer) no roles
+    /// are managed.
+    #[arg(long, env = "UPLOADBUCKET_OIDC_PROVIDER_ARN")]
+    pub oidc_provider_arn: Option<String>,
+    /// The cluster's service-account issuer (e.g. https://oidc.eks.eu-west-1.amazonaws.com/id/ABC),
+    /// when the provider ARN is not given: the ARN is built with the account id.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_OIDC_ISSUER",
+        conflicts_with = "oidc_provider_arn"
+    )]
+    pub oidc_issuer: Option<String>,
+    /// AWS account id for --oidc-issuer. Default: asked of STS (GetCallerIdentity).
+    #[arg(long, env = "UPLOADBUCKET_AWS_ACCOUNT_ID")]
+    pub aws_account_id: Option<String>,
+    /// IAM path of the roles the operator creates.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_IAM_ROLE_PATH",
+        default_value = "/uploadbucket/"
+    )]
+    pub iam_role_path: String,
+    /// ARN of a permissions boundary policy attached to every role.
+    #[arg(long, env = "UPLOADBUCKET_IAM_PERMISSIONS_BOUNDARY")]
+    pub iam_permissions_boundary: Option<String>,
+    /// IAM endpoint of an IAM-compatible service (e.g. Ceph RGW). Default: AWS.
+    #[arg(long, env = "UPLOADBUCKET_IAM_ENDPOINT")]
+    pub iam_endpoint: Option<String>,
+}
+
+/// The OIDC provider ARN and issuer from the flags, asking STS for the account if needed.
+async fn irsa_settings(
+    args: &RunArgs,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<Option<crate::controller::role::IrsaSettings>> {
+    let arn = match (&args.oidc_provider_arn, &args.oidc_issuer) {
+        (Some(arn), _) => arn.clone(),
+        (None, Some(issuer)) => {
+            let account = match &args.aws_account_id {
+                Some(a) => a.clone(),
+                None => aws_sdk_sts::Client::new(sdk)
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .context("cannot discover the AWS account id (STS GetCallerIdentity); set --aws-account-id")?
+                    .account()
+                    .context("STS returned no account id; set --aws-account-id")?
+                    .to_owned(),
+            };
+            let host_path = issuer.trim_start_matches("https://").trim_end_matches('/');
+            format!(
+                "arn:{}:iam::{account}:oidc-provider/{host_path}",
+                crate::aws::policy::partition(sdk.region().map(|r| r.as_ref()).unwrap_or(""))
+            )
+        }
+        (None, None) => return Ok(None),
+    };
+    let issuer = crate::aws::policy::issuer_of_provider(&arn)
+        .with_context(|| format!("--oidc-provider-arn {arn:?} is not an OIDC provider ARN (arn:aws:iam::<account>:oidc-provider/<issuer>)"))?
+        .to_owned();
+    let path = &args.iam_role_path;
+    anyhow::ensure!(
+        path.starts_with('/') && path.ends_with('/'),
+        "--iam-role-path {path:?} must start and end with '/'"
+    );
+    Ok(Some(crate::controller::role::IrsaSettings {
+        provider_arn: arn,
+        issuer,
+        role_path: path.clone(),
+        permissions_boundary: args.iam_permissions_boundary.clone(),
+        tag_roles: args.s3_backend.has_role_tags(),
+    }))
 }
 
 impl Cli {
@@ -114,19 +187,23 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|r| r.to_string())
         .context("no AWS region: set --region / UPLOADBUCKET_REGION or AWS_REGION")?;
     let buckets = S3Buckets::new(
-        sdk,
+        sdk.clone(),
         S3Options {
             endpoint_url: args.s3_endpoint.clone(),
             force_path_style: args.s3_path_style,
             interceptors: Vec::new(),
         },
     );
+    let irsa = irsa_settings(&args, &sdk).await?;
+    let iam = irsa
+        .as_ref()
+        .map(|_| crate::aws::iam::IamRoles::new(&sdk, args.iam_endpoint.as_deref()));
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
     let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client,
         Arc::new(buckets),
         Defaults {
@@ -136,7 +213,15 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         metrics.clone(),
         Duration::from_secs(args.resync_seconds),
-    ));
+    );
+    match (iam, irsa) {
+        (Some(iam), Some(settings)) => {
+            info!(provider = %settings.provider_arn, "IRSA roles enabled");
+            ctx = ctx.with_irsa(Arc::new(iam), settings);
+        }
+        _ => info!("IRSA roles disabled (no --oidc-provider-arn)"),
+    }
+    let ctx = Arc::new(ctx);
 
     let listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await

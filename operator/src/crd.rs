@@ -125,6 +125,20 @@ pub struct UploadBucketSpec {
     /// removed by accident: deletion waits, with a condition saying why.
     #[serde(default)]
     pub empty_on_delete: bool,
+
+    /// Service accounts of this namespace whose pods may use the bucket's IAM role (IRSA).
+    /// Default: every service account of the namespace. Anyone who can create pods in a
+    /// namespace can run them as any of its service accounts, so the namespace is the real
+    /// boundary; naming accounts narrows it for pods you do not write yourself.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(
+        length(max = 50),
+        inner(
+            regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"),
+            length(max = 253)
+        )
+    )]
+    pub service_account_names: Vec<String>,
 }
 
 /// Browser-facing CORS rules of the bucket.
@@ -245,6 +259,11 @@ pub struct UploadsSpec {
     /// new buckets have ACLs disabled. Default: false.
     #[serde(default)]
     pub public_read: bool,
+
+    /// Let pods using the bucket's IAM role read objects under the key prefix (`s3:GetObject`,
+    /// e.g. to sign download URLs). Default: false: the role can only upload.
+    #[serde(default)]
+    pub allow_downloads: bool,
 }
 
 impl Default for UploadsSpec {
@@ -255,6 +274,7 @@ impl Default for UploadsSpec {
             max_size_bytes: default_max_size(),
             expires_seconds: default_expires(),
             public_read: false,
+            allow_downloads: false,
         }
     }
 }
@@ -358,6 +378,13 @@ pub struct UploadBucketStatus {
     /// Region of the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
+    /// The IAM role pods assume through IRSA. Recorded before the role is created; deletion
+    /// acts on this name only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_name: Option<String>,
+    /// ARN of that role: what `AWS_ROLE_ARN` is set to in injected pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
 }
 
 impl UploadBucket {

@@ -120,15 +120,12 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
         );
     }
-    let store = Arc::new(S3Store {
-        client: aws_sdk_s3::Client::from_conf(s3.build()),
-        bucket: config.bucket.clone(),
-    });
+    let store = Arc::new(S3Store::new(s3.build(), config.bucket.clone()));
     let presigner = Presigner::new(&config.bucket, config.region(), endpoint(&config)?);
     let listen = config.listen;
     let mut state = AppState::new(config.clone(), presigner, credentials, store.clone());
     if args.signer == "sdk" {
-        state = state.with_sdk_signer(store.client.clone());
+        state = state.with_sdk_signer(store.client().clone());
     }
     let listener = tokio::net::TcpListener::bind(listen)
         .await

@@ -171,10 +171,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .force_path_style(true)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
         .build();
-    let store = Arc::new(S3Store {
-        client: aws_sdk_s3::Client::from_conf(s3),
-        bucket: config.bucket.clone(),
-    });
+    let store = Arc::new(S3Store::new(s3, config.bucket.clone()));
     let presigner = Presigner::new(
         &config.bucket,
         "us-east-1",
@@ -223,7 +220,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
 /// What is in the dev bucket, newest first.
 async fn list_objects(State(store): State<Arc<S3Store>>) -> Result<impl IntoResponse, AppError> {
     let out = store
-        .client
+        .client()
         .list_objects_v2()
         .bucket(&store.bucket)
         .send()

@@ -49,10 +49,27 @@ pub trait ObjectStore: Send + Sync {
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
 }
 
-/// [`ObjectStore`] over aws-sdk-s3.
+/// [`ObjectStore`] over aws-sdk-s3. The client is built on first use: most signers never
+/// make an S3 call (only multipart does), and an unused client is memory for nothing.
 pub struct S3Store {
-    pub client: aws_sdk_s3::Client,
+    config: aws_sdk_s3::Config,
+    client: std::sync::OnceLock<aws_sdk_s3::Client>,
     pub bucket: String,
+}
+
+impl S3Store {
+    pub fn new(config: aws_sdk_s3::Config, bucket: impl Into<String>) -> Self {
+        Self {
+            config,
+            client: std::sync::OnceLock::new(),
+            bucket: bucket.into(),
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_s3::Client {
+        self.client
+            .get_or_init(|| aws_sdk_s3::Client::from_conf(self.config.clone()))
+    }
 }
 
 fn classify<E, R>(err: SdkError<E, R>) -> StoreError
@@ -79,7 +96,7 @@ impl ObjectStore for S3Store {
         metadata: &[(String, String)],
     ) -> Result<String, StoreError> {
         let mut req = self
-            .client
+            .client()
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -98,7 +115,7 @@ impl ObjectStore for S3Store {
         let mut marker: Option<String> = None;
         loop {
             let out = self
-                .client
+                .client()
                 .list_parts()
                 .bucket(&self.bucket)
                 .key(key)
@@ -141,7 +158,7 @@ impl ObjectStore for S3Store {
                     .collect(),
             ))
             .build();
-        self.client
+        self.client()
             .complete_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
@@ -155,7 +172,7 @@ impl ObjectStore for S3Store {
 
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError> {
         match self
-            .client
+            .client()
             .abort_multipart_upload()
             .bucket(&self.bucket)
             .key(key)

@@ -140,14 +140,25 @@ impl Intercept for RequestCounter {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let req = context.request();
+        // IAM and STS speak the query protocol: every call is a POST; reads are Get*/List*.
+        let body = req.body().bytes().unwrap_or_default();
+        let query_read = body.starts_with(b"Action=Get") || body.starts_with(b"Action=List");
         match req.method() {
+            _ if query_read => {
+                self.reads.fetch_add(1, Ordering::SeqCst);
+            }
             "GET" | "HEAD" => {
                 self.reads.fetch_add(1, Ordering::SeqCst);
             }
             m => {
                 self.writes.fetch_add(1, Ordering::SeqCst);
                 if let Ok(mut log) = self.log.lock() {
-                    log.push(format!("{m} {}", req.uri()));
+                    let action = String::from_utf8_lossy(body)
+                        .split('&')
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned();
+                    log.push(format!("{m} {} {action}", req.uri()));
                 }
             }
         }

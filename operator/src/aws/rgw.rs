@@ -12,6 +12,12 @@
 //! - Ownership controls are not implemented (`GET ?ownershipControls` lists the bucket).
 //! - Bucket encryption is not implemented (`PUT` answers InvalidArgument). AWS encrypts new
 //!   buckets with SSE-S3 already, so only SSE-KMS needs the call; RGW cannot do it.
+//! - IAM answers put `<ResponseMetadata>` before `<XxxResult>` and errors come back as a bare
+//!   S3-style `<Error>`; the SDK parses neither. Both are rewritten here (metadata dropped,
+//!   errors wrapped in `<ErrorResponse>`), which also types IAM errors (`NoSuchEntity`).
+//! - A role with tags cannot be assumed unless its trust policy also allows `sts:TagSession`
+//!   (RGW treats role tags as session tags); roles are created untagged there.
+//! - IAM returns policy documents as plain JSON, not URL-encoded (`iam::decode_policy` takes both).
 
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -37,6 +43,11 @@ pub enum Backend {
 impl Backend {
     /// Whether `PutBucketOwnershipControls` exists on this backend.
     pub fn has_ownership_controls(self) -> bool {
+        self == Backend::Aws
+    }
+
+    /// Whether roles may carry tags without changing what their trust policy must allow.
+    pub fn has_role_tags(self) -> bool {
         self == Backend::Aws
     }
 
@@ -103,6 +114,7 @@ struct RgwCompatConnector {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Fix {
     PublicAccessBlockRoot,
+    IamQuery,
 }
 
 fn fix_for(method: &str, uri: &str) -> Option<Fix> {
@@ -113,6 +125,11 @@ fn fix_for(method: &str, uri: &str) -> Option<Fix> {
     (method == "GET" && asks_pab).then_some(Fix::PublicAccessBlockRoot)
 }
 
+/// IAM and STS speak the query protocol: a form body starting with `Action=`.
+fn is_query_protocol(body: Option<&[u8]>) -> bool {
+    body.is_some_and(|b| b.starts_with(b"Action="))
+}
+
 /// Pure: the body the SDK can parse.
 fn rewrite(fix: Fix, body: &str) -> String {
     match fix {
@@ -120,17 +137,40 @@ fn rewrite(fix: Fix, body: &str) -> String {
             "BlockPublicAccessBlockConfiguration",
             "PublicAccessBlockConfiguration",
         ),
+        Fix::IamQuery => {
+            let mut out = body.to_owned();
+            if let (Some(start), Some(end)) = (
+                out.find("<ResponseMetadata>"),
+                out.find("</ResponseMetadata>"),
+            ) {
+                if start < end {
+                    out.replace_range(start..end + "</ResponseMetadata>".len(), "");
+                }
+            }
+            let root = out
+                .trim_start()
+                .strip_prefix("<?xml")
+                .map_or(out.trim_start(), |rest| {
+                    rest.split_once("?>").map_or(rest, |(_, r)| r).trim_start()
+                });
+            if root.starts_with("<Error>") {
+                let root = root.to_owned();
+                out = format!("<ErrorResponse>{root}</ErrorResponse>");
+            }
+            out
+        }
     }
 }
 
 impl HttpConnector for RgwCompatConnector {
     fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let fix = fix_for(request.method(), request.uri());
+        let fix = fix_for(request.method(), request.uri())
+            .or_else(|| is_query_protocol(request.body().bytes()).then_some(Fix::IamQuery));
         let fut = self.inner.call(request);
         let Some(fix) = fix else { return fut };
         HttpConnectorFuture::new(async move {
             let mut response = fut.await?;
-            if !response.status().is_success() {
+            if !response.status().is_success() && fix != Fix::IamQuery {
                 return Ok(response);
             }
             let body = std::mem::replace(response.body_mut(), SdkBody::taken());
@@ -178,6 +218,26 @@ mod tests {
             rewrite(Fix::PublicAccessBlockRoot, rgw),
             "<?xml version=\"1.0\"?><PublicAccessBlockConfiguration><BlockPublicAcls>false</BlockPublicAcls></PublicAccessBlockConfiguration>"
         );
+    }
+
+    #[test]
+    fn iam_answers_are_reshaped() {
+        let ok = "<?xml version=\"1.0\"?><GetRoleResponse><ResponseMetadata><RequestId>tx1</RequestId></ResponseMetadata><GetRoleResult><Role/></GetRoleResult></GetRoleResponse>";
+        assert_eq!(
+            rewrite(Fix::IamQuery, ok),
+            "<?xml version=\"1.0\"?><GetRoleResponse><GetRoleResult><Role/></GetRoleResult></GetRoleResponse>"
+        );
+        let err =
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>NoSuchEntity</Code></Error>";
+        assert_eq!(
+            rewrite(Fix::IamQuery, err),
+            "<ErrorResponse><Error><Code>NoSuchEntity</Code></Error></ErrorResponse>"
+        );
+        assert!(is_query_protocol(Some(
+            b"Action=GetRole&Version=2010-05-08"
+        )));
+        assert!(!is_query_protocol(Some(b"<CORSConfiguration/>")));
+        assert!(!is_query_protocol(None));
     }
 
     #[test]

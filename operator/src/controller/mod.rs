@@ -7,6 +7,7 @@
 pub mod apply;
 pub mod cleanup;
 pub mod desired;
+pub mod role;
 pub mod status;
 
 use std::collections::HashMap;
@@ -22,13 +23,15 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, instrument, warn};
 
+use crate::aws::iam::IamApi;
 use crate::aws::{AwsError, BucketApi, BucketRef};
 use crate::crd::UploadBucket;
 use crate::metrics::Metrics;
 use apply::{ApplyError, ApplyReport};
 use cleanup::CleanupOutcome;
 use desired::{Defaults, SpecError};
-use status::{BUCKET_READY, CondSpec, READY};
+use role::{IrsaSettings, RoleReport};
+use status::{BUCKET_READY, CondSpec, READY, ROLE_READY};
 
 /// Finalizer that keeps the object until cleanup has run.
 pub const FINALIZER: &str = "uploadbucket.io/cleanup";
@@ -45,6 +48,8 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Periodic re-check of every bucket, which repairs drift made behind our back.
     pub resync: Duration,
+    /// IRSA roles, when the cluster's OIDC provider is configured.
+    pub irsa: Option<(Arc<dyn IamApi>, IrsaSettings)>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -68,8 +73,15 @@ impl Context {
             defaults,
             metrics,
             resync,
+            irsa: None,
             failures: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Manage an IRSA role per UploadBucket too.
+    pub fn with_irsa(mut self, iam: Arc<dyn IamApi>, settings: IrsaSettings) -> Self {
+        self.irsa = Some((iam, settings));
+        self
     }
 
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
@@ -173,23 +185,33 @@ async fn apply_object(
     api: &Api<UploadBucket>,
 ) -> Result<Action, Error> {
     match provision(ub, ctx, api).await {
-        Ok((bucket, report)) => {
+        Ok((bucket, report, role)) => {
             ctx.failures().remove(&key(ub));
             let mut st = ub.status.clone().unwrap_or_default();
-            record_names(&mut st, &bucket);
+            record_names(
+                &mut st,
+                &bucket,
+                ctx.irsa.as_ref().map(|_| role::role_name(ub)),
+            );
             let msg = format!(
                 "Bucket {} in {} is provisioned as specified",
                 bucket.name, bucket.region
             );
-            status::set_conditions(
-                &mut st,
-                &[
-                    CondSpec::new(READY, true, "Provisioned", msg.clone()),
-                    CondSpec::new(BUCKET_READY, true, "Provisioned", msg),
-                ],
-                ub.metadata.generation,
-                Timestamp::now(),
-            );
+            let mut conds = vec![
+                CondSpec::new(READY, true, "Provisioned", msg.clone()),
+                CondSpec::new(BUCKET_READY, true, "Provisioned", msg),
+            ];
+            if let Some(role) = &role {
+                st.role_arn = Some(role.arn.clone());
+                conds[0].message = format!("{}; pods assume role {}", conds[0].message, role.arn);
+                conds.push(CondSpec::new(
+                    ROLE_READY,
+                    true,
+                    "Provisioned",
+                    format!("Role {} is provisioned as specified", role.arn),
+                ));
+            }
+            status::set_conditions(&mut st, &conds, ub.metadata.generation, Timestamp::now());
             if status::differs(ub.status.as_ref(), &st) {
                 status::patch_status(api, ub, &st).await?;
             }
@@ -221,15 +243,38 @@ async fn apply_object(
                 )
                 .await;
             }
+            if let Some(role) = role.filter(|r| r.created || !r.changed.is_empty()) {
+                let what = if role.created {
+                    "Created role".to_owned()
+                } else {
+                    format!("Set {} on role", role.changed.join(", "))
+                };
+                info!(role = %role.arn, "{what}");
+                publish(
+                    ctx,
+                    ub,
+                    EventType::Normal,
+                    if role.created { "Created" } else { "Updated" },
+                    "Provision",
+                    format!("{what} {}", role.arn),
+                )
+                .await;
+            }
             Ok(Action::requeue(ctx.resync))
         }
-        Err(error) => {
+        Err((stage, error)) => {
             let mut st = ub.status.clone().unwrap_or_default();
             let reason = error.reason();
             let message = error.to_string();
             let mut conds = vec![CondSpec::new(READY, false, reason, message.clone())];
-            if !matches!(error, Error::Kube(_)) {
-                conds.push(CondSpec::new(BUCKET_READY, false, reason, message.clone()));
+            match stage {
+                Stage::Kube => {}
+                Stage::Bucket => {
+                    conds.push(CondSpec::new(BUCKET_READY, false, reason, message.clone()))
+                }
+                Stage::Role => {
+                    conds.push(CondSpec::new(ROLE_READY, false, reason, message.clone()))
+                }
             }
             status::set_conditions(&mut st, &conds, ub.metadata.generation, Timestamp::now());
             if status::differs(ub.status.as_ref(), &st)
@@ -243,24 +288,38 @@ async fn apply_object(
     }
 }
 
-fn record_names(st: &mut crate::crd::UploadBucketStatus, bucket: &BucketRef) {
+fn record_names(st: &mut crate::crd::UploadBucketStatus, bucket: &BucketRef, role: Option<String>) {
     st.bucket_name = Some(bucket.name.clone());
     st.region = Some(bucket.region.clone());
     st.bucket_arn = Some(crate::aws::policy::bucket_arn(&bucket.region, &bucket.name));
+    if role.is_some() {
+        st.role_name = role;
+    }
+}
+
+/// Which part of provisioning failed, for the conditions.
+#[derive(Clone, Copy, Debug)]
+enum Stage {
+    Kube,
+    Bucket,
+    Role,
 }
 
 async fn provision(
     ub: &UploadBucket,
     ctx: &Context,
     api: &Api<UploadBucket>,
-) -> Result<(BucketRef, ApplyReport), Error> {
-    let bucket = desired::bucket_ref(ub, &ctx.defaults)?;
-    let recorded = ub.status.as_ref().and_then(|s| s.bucket_name.as_ref());
-    if recorded.is_none() {
+) -> Result<(BucketRef, ApplyReport, Option<RoleReport>), (Stage, Error)> {
+    let bucket = desired::bucket_ref(ub, &ctx.defaults).map_err(|e| (Stage::Bucket, e.into()))?;
+    let role_name = ctx.irsa.as_ref().map(|_| role::role_name(ub));
+    let st0 = ub.status.as_ref();
+    let recorded = st0
+        .is_some_and(|s| s.bucket_name.is_some() && (role_name.is_none() || s.role_name.is_some()));
+    if !recorded {
         // Names go to status before anything exists in AWS, so cleanup can always find
         // what this object may have created, even if the operator dies mid-way.
         let mut st = ub.status.clone().unwrap_or_default();
-        record_names(&mut st, &bucket);
+        record_names(&mut st, &bucket, role_name.clone());
         status::set_conditions(
             &mut st,
             &[CondSpec::new(
@@ -272,13 +331,29 @@ async fn provision(
             ub.metadata.generation,
             Timestamp::now(),
         );
-        status::patch_status(api, ub, &st).await?;
+        status::patch_status(api, ub, &st)
+            .await
+            .map_err(|e| (Stage::Kube, e.into()))?;
     }
-    let d = desired::desired(ub, &ctx.defaults)?;
+    let d = desired::desired(ub, &ctx.defaults).map_err(|e| (Stage::Bucket, e.into()))?;
     let report = apply::apply(&*ctx.buckets, &d, &ub.uid().unwrap_or_default())
         .instrument(info_span!("apply", bucket = %d.bucket.name))
-        .await?;
-    Ok((bucket, report))
+        .await
+        .map_err(|e| (Stage::Bucket, e.into()))?;
+    let role = match &ctx.irsa {
+        None => None,
+        Some((iam, settings)) => {
+            let r =
+                role::desired_role(ub, &bucket, settings).map_err(|e| (Stage::Role, e.into()))?;
+            Some(
+                role::apply_role(&**iam, &r, settings)
+                    .instrument(info_span!("role", role = %r.name))
+                    .await
+                    .map_err(|e| (Stage::Role, e.into()))?,
+            )
+        }
+    };
+    Ok((bucket, report, role))
 }
 
 async fn cleanup_object(
@@ -296,6 +371,38 @@ async fn cleanup_object(
             }),
             _ => None,
         });
+    if let Some((iam, _)) = &ctx.irsa {
+        let recorded_role = ub.status.as_ref().and_then(|s| s.role_name.as_deref());
+        match role::cleanup_role(&**iam, recorded_role).await {
+            Ok(crate::aws::Deleted::Deleted) => {
+                let name = recorded_role.unwrap_or_default();
+                info!(role = name, "Deleted role");
+                publish(
+                    ctx,
+                    ub,
+                    EventType::Normal,
+                    "Deleted",
+                    "Cleanup",
+                    format!("Deleted role {name}"),
+                )
+                .await;
+            }
+            Ok(crate::aws::Deleted::NotFound) => {}
+            Err(e) => {
+                let error = Error::Aws(e);
+                publish(
+                    ctx,
+                    ub,
+                    EventType::Warning,
+                    error.reason(),
+                    "Cleanup",
+                    error.to_string(),
+                )
+                .await;
+                return Err(error);
+            }
+        }
+    }
     let outcome = cleanup::cleanup(
         &*ctx.buckets,
         recorded.as_ref(),

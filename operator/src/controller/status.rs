@@ -13,6 +13,7 @@ use crate::crd::{UploadBucket, UploadBucketStatus};
 
 pub const READY: &str = "Ready";
 pub const BUCKET_READY: &str = "BucketReady";
+pub const ROLE_READY: &str = "RoleReady";
 
 /// Field manager for every write the operator makes.
 pub const FIELD_MANAGER: &str = "uploadbucket-operator";
@@ -75,7 +76,8 @@ pub fn set_conditions(
     let rank = |t: &str| match t {
         READY => 0,
         BUCKET_READY => 1,
-        _ => 2,
+        ROLE_READY => 2,
+        _ => 3,
     };
     status.conditions.sort_by(|a, b| {
         rank(&a.type_)

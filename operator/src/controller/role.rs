@@ -1,0 +1,254 @@
+//! The IRSA role of an UploadBucket: desired state (pure), apply and cleanup (side effects,
+//! through [`IamApi`]).
+//!
+//! In: the UploadBucket, its bucket, and the cluster's OIDC provider. Out: a role pods
+//! assume with their projected service-account token, allowed only the upload actions on
+//! `bucket/prefix*`. Read, compare canonically, write only what differs.
+
+use std::collections::BTreeMap;
+
+use kube::ResourceExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::aws::iam::{IamApi, NewRole};
+use crate::aws::{AwsError, BucketRef, Deleted, policy};
+use crate::crd::UploadBucket;
+
+use super::desired::SpecError;
+
+/// How roles are made in this cluster.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IrsaSettings {
+    /// IAM ARN of the cluster's OIDC provider.
+    pub provider_arn: String,
+    /// Its issuer (host/path), as used in condition keys.
+    pub issuer: String,
+    /// IAM path of every role, e.g. `/uploadbucket/`.
+    pub role_path: String,
+    pub permissions_boundary: Option<String>,
+    /// Tag roles as managed (off where the backend cannot, see `aws::rgw`).
+    pub tag_roles: bool,
+}
+
+/// The role as it should be.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DesiredRole {
+    pub name: String,
+    pub trust_policy: Value,
+    pub policy: Value,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// `ub-<namespace>-<name>-<8 hex of sha256(ns/name/uid)>`, at most 64 characters of the
+/// ones IAM allows.
+pub fn derive_role_name(ub: &UploadBucket) -> String {
+    let ns = ub.namespace().unwrap_or_default();
+    let hash = hex::encode(Sha256::digest(format!(
+        "{ns}/{}/{}",
+        ub.name_any(),
+        ub.uid().unwrap_or_default()
+    )));
+    let base: String = format!("ub-{ns}-{}", ub.name_any())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64 - 9)
+        .collect();
+    format!("{base}-{}", &hash[..8])
+}
+
+/// The role name: the one recorded in status, else derived.
+pub fn role_name(ub: &UploadBucket) -> String {
+    ub.status
+        .as_ref()
+        .and_then(|s| s.role_name.clone())
+        .unwrap_or_else(|| derive_role_name(ub))
+}
+
+/// Pure: the desired role for an UploadBucket whose bucket is `bucket`.
+pub fn desired_role(
+    ub: &UploadBucket,
+    bucket: &BucketRef,
+    irsa: &IrsaSettings,
+) -> Result<DesiredRole, SpecError> {
+    for sa in &ub.spec.service_account_names {
+        let ok = !sa.is_empty()
+            && sa.len() <= 253
+            && sa
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+            && sa.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && sa.ends_with(|c: char| c.is_ascii_alphanumeric());
+        if !ok {
+            return Err(SpecError {
+                field: "spec.serviceAccountNames",
+                message: format!(
+                    "{sa:?} is not a service account name (lowercase letters, digits, '-' and '.')"
+                ),
+            });
+        }
+    }
+    let ns = ub.namespace().unwrap_or_default();
+    let mut tags = BTreeMap::new();
+    if irsa.tag_roles {
+        tags.insert(
+            super::desired::TAG_MANAGED_BY.to_owned(),
+            super::desired::MANAGED_BY.to_owned(),
+        );
+        tags.insert(super::desired::TAG_NAMESPACE.to_owned(), ns.clone());
+        tags.insert(super::desired::TAG_NAME.to_owned(), ub.name_any());
+        tags.insert(
+            super::desired::TAG_UID.to_owned(),
+            ub.uid().unwrap_or_default(),
+        );
+    }
+    Ok(DesiredRole {
+        name: role_name(ub),
+        trust_policy: policy::trust_policy(
+            &irsa.provider_arn,
+            &irsa.issuer,
+            &ns,
+            &ub.spec.service_account_names,
+        ),
+        policy: policy::role_policy(
+            &bucket.region,
+            &bucket.name,
+            &ub.spec.uploads.key_prefix,
+            ub.spec.uploads.allow_downloads,
+        ),
+        tags,
+    })
+}
+
+/// What an apply of the role did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RoleReport {
+    pub arn: String,
+    pub created: bool,
+    pub changed: Vec<&'static str>,
+}
+
+/// Brings the role in line with `d`.
+pub async fn apply_role(
+    iam: &dyn IamApi,
+    d: &DesiredRole,
+    irsa: &IrsaSettings,
+) -> Result<RoleReport, AwsError> {
+    let mut report = RoleReport::default();
+    let role = match iam.get_role(&d.name).await? {
+        Some(role) => role,
+        None => {
+            report.created = true;
+            iam.create_role(&NewRole {
+                name: &d.name,
+                path: &irsa.role_path,
+                trust_policy: &d.trust_policy,
+                permissions_boundary: irsa.permissions_boundary.as_deref(),
+                tags: &d.tags,
+                description: "Upload role of an UploadBucket (managed by uploadbucket-operator)",
+            })
+            .await?
+        }
+    };
+    report.arn = role.arn.clone();
+    if !report.created
+        && policy::canonical(&role.trust_policy) != policy::canonical(&d.trust_policy)
+    {
+        iam.update_trust_policy(&d.name, &d.trust_policy).await?;
+        report.changed.push("trustPolicy");
+    }
+    let current = iam
+        .get_role_policy(&d.name, policy::ROLE_POLICY_NAME)
+        .await?;
+    if current.as_ref().map(policy::canonical) != Some(policy::canonical(&d.policy)) {
+        iam.put_role_policy(&d.name, policy::ROLE_POLICY_NAME, &d.policy)
+            .await?;
+        report.changed.push("permissionPolicy");
+    }
+    Ok(report)
+}
+
+/// Deletes the role recorded in status: its inline policies first (IAM refuses to delete a
+/// role that has any), then the role. Not found is success.
+pub async fn cleanup_role(iam: &dyn IamApi, recorded: Option<&str>) -> Result<Deleted, AwsError> {
+    let Some(name) = recorded else {
+        return Ok(Deleted::NotFound);
+    };
+    for p in iam.list_role_policies(name).await? {
+        iam.delete_role_policy(name, &p).await?;
+    }
+    // ListRolePolicies may come back empty on some backends; ours is known by name.
+    iam.delete_role_policy(name, policy::ROLE_POLICY_NAME)
+        .await?;
+    iam.delete_role(name).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::UploadBucketSpec;
+
+    fn ub(ns: &str, name: &str) -> UploadBucket {
+        let mut ub = UploadBucket::new(name, UploadBucketSpec::default());
+        ub.metadata.namespace = Some(ns.into());
+        ub.metadata.uid = Some("uid-1".into());
+        ub
+    }
+
+    #[test]
+    fn role_names_are_valid_bounded_and_stable() {
+        let a = derive_role_name(&ub("shop", "avatars"));
+        assert!(
+            a.starts_with("ub-shop-avatars-") && a.len() == "ub-shop-avatars-".len() + 8,
+            "{a}"
+        );
+        assert_eq!(a, derive_role_name(&ub("shop", "avatars")));
+        let long = derive_role_name(&ub(&"n".repeat(63), &"x".repeat(200)));
+        assert!(long.len() <= 64, "{long}");
+        assert!(
+            long.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+=,.@_-".contains(c))
+        );
+    }
+
+    #[test]
+    fn desired_role_scopes_to_namespace_and_prefix() {
+        let irsa = IrsaSettings {
+            provider_arn: "arn:aws:iam::1:oidc-provider/issuer.example/id/X".into(),
+            issuer: "issuer.example/id/X".into(),
+            role_path: "/uploadbucket/".into(),
+            permissions_boundary: None,
+            tag_roles: true,
+        };
+        let mut u = ub("shop", "avatars");
+        u.spec.service_account_names = vec!["web".into()];
+        let b = BucketRef {
+            name: "bkt".into(),
+            region: "eu-west-1".into(),
+        };
+        let d = desired_role(&u, &b, &irsa).unwrap();
+        assert_eq!(
+            d.trust_policy["Statement"][0]["Condition"]["StringEquals"]["issuer.example/id/X:sub"],
+            serde_json::json!(["system:serviceaccount:shop:web"])
+        );
+        assert_eq!(
+            d.policy["Statement"][0]["Resource"],
+            "arn:aws:s3:::bkt/uploads/*"
+        );
+        assert_eq!(
+            d.tags.get("uploadbucket.io/uid").map(String::as_str),
+            Some("uid-1")
+        );
+        u.spec.service_account_names = vec!["Bad_Name".into()];
+        assert_eq!(
+            desired_role(&u, &b, &irsa).unwrap_err().field,
+            "spec.serviceAccountNames"
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! IRSA end to end on Ceph RGW's IAM and STS. The test plays the cluster's service-account
+//! issuer (OIDC discovery + JWKS with an RSA key made by `openssl`, tokens with the claims of
+//! a projected service-account token), registers it as the OIDC provider, lets the operator
+//! create the UploadBucket's bucket and role, then proves what the role can and cannot do.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use axum::Router;
+use axum::routing::get;
+use base64::Engine as _;
+use serde_json::json;
+use uploadbucket_operator::aws::iam::{IamApi, IamRoles};
+use uploadbucket_operator::aws::{BucketRef, Deleted};
+use uploadbucket_operator::controller::apply::apply;
+use uploadbucket_operator::controller::desired::{Defaults, desired};
+use uploadbucket_operator::controller::role::{
+    IrsaSettings, apply_role, cleanup_role, desired_role,
+};
+use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
+use uploadbucket_sidecar::presign::{Credentials, Endpoint, PresignInput, Presigner};
+use uploadbucket_tests::{RequestCounter, S3Server, free_port, s3_server, unique_name};
+
+const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+fn openssl(dir: &Path, args: &[&str]) -> Vec<u8> {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// A service-account issuer: RSA key, self-signed certificate, discovery and JWKS.
+struct Issuer {
+    dir: PathBuf,
+    url: String,
+    thumbprint: String,
+    _server: tokio::task::JoinHandle<()>,
+}
+
+impl Issuer {
+    async fn start() -> Self {
+        let dir = std::env::temp_dir().join(unique_name("ub-issuer"));
+        std::fs::create_dir_all(&dir).unwrap();
+        openssl(
+            &dir,
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-keyout",
+                "key.pem",
+                "-out",
+                "cert.pem",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=uploadbucket-test-issuer",
+            ],
+        );
+        let der = openssl(&dir, &["x509", "-in", "cert.pem", "-outform", "DER"]);
+        let fp = String::from_utf8(openssl(
+            &dir,
+            &["x509", "-in", "cert.pem", "-noout", "-fingerprint", "-sha1"],
+        ))
+        .unwrap();
+        let thumbprint = fp
+            .trim()
+            .rsplit('=')
+            .next()
+            .unwrap()
+            .replace(':', "")
+            .to_ascii_lowercase();
+        let modulus = String::from_utf8(openssl(
+            &dir,
+            &["rsa", "-in", "key.pem", "-noout", "-modulus"],
+        ))
+        .unwrap();
+        let hex_n = modulus.trim().trim_start_matches("Modulus=");
+        let n: Vec<u8> = (0..hex_n.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex_n[i..i + 2], 16).unwrap())
+            .collect();
+        let port = free_port();
+        let url = format!("http://127.0.0.1:{port}");
+        let discovery = json!({
+            "issuer": url,
+            "jwks_uri": format!("{url}/openid/v1/jwks"),
+            "response_types_supported": ["id_token"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256"],
+        });
+        let jwks = json!({"keys": [{
+            "kty": "RSA", "alg": "RS256", "use": "sig", "kid": "k1",
+            "n": B64URL.encode(&n), "e": "AQAB",
+            "x5c": [base64::engine::general_purpose::STANDARD.encode(&der)],
+        }]});
+        let router = Router::new()
+            .route(
+                "/.well-known/openid-configuration",
+                get(move || async move { axum::Json(discovery.clone()) }),
+            )
+            .route(
+                "/openid/v1/jwks",
+                get(move || async move { axum::Json(jwks.clone()) }),
+            );
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .unwrap();
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Issuer {
+            dir,
+            url,
+            thumbprint,
+            _server: server,
+        }
+    }
+
+    /// A projected service-account token for `namespace/sa`.
+    fn token(&self, namespace: &str, sa: &str, audience: &str, expires_in: i64) -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let header = json!({"alg": "RS256", "kid": "k1", "typ": "JWT"});
+        let claims = json!({
+            "iss": self.url,
+            "sub": format!("system:serviceaccount:{namespace}:{sa}"),
+            "aud": [audience],
+            "iat": now - 60,
+            "nbf": now - 60,
+            "exp": now + expires_in,
+            "kubernetes.io": {"namespace": namespace, "serviceaccount": {"name": sa, "uid": "00000000-0000-0000-0000-000000000001"}},
+        });
+        let signing_input = format!(
+            "{}.{}",
+            B64URL.encode(header.to_string()),
+            B64URL.encode(claims.to_string())
+        );
+        let input = self.dir.join(unique_name("jwt"));
+        std::fs::write(&input, &signing_input).unwrap();
+        let sig = openssl(
+            &self.dir,
+            &[
+                "dgst",
+                "-sha256",
+                "-sign",
+                "key.pem",
+                input.to_str().unwrap(),
+            ],
+        );
+        format!("{signing_input}.{}", B64URL.encode(sig))
+    }
+}
+
+async fn assume(server: &S3Server, role_arn: &str, token: &str) -> Result<Credentials, String> {
+    let mut conf = aws_sdk_sts::config::Builder::new()
+        .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
+        .region(aws_sdk_sts::config::Region::new("us-east-1"))
+        .endpoint_url(&server.endpoint);
+    if let Some(http) = server.backend.http_client() {
+        conf = conf.http_client(http);
+    }
+    let sts = aws_sdk_sts::Client::from_conf(conf.build());
+    let out = sts
+        .assume_role_with_web_identity()
+        .role_arn(role_arn)
+        .role_session_name("uploadbucket-test")
+        .web_identity_token(token)
+        .send()
+        .await
+        .map_err(|e| format!("{}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
+    let c = out.credentials().ok_or("no credentials")?;
+    Ok(Credentials {
+        access_key_id: c.access_key_id().to_owned(),
+        secret_access_key: c.secret_access_key().to_owned(),
+        session_token: Some(c.session_token().to_owned()),
+        expiry: None,
+    })
+}
+
+fn s3_as(server: &S3Server, c: &Credentials) -> aws_sdk_s3::Client {
+    let conf = aws_sdk_s3::config::Builder::new()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_s3::config::Credentials::new(
+            &c.access_key_id,
+            &c.secret_access_key,
+            c.session_token.clone(),
+            None,
+            "irsa",
+        ))
+        .endpoint_url(&server.endpoint)
+        .force_path_style(true)
+        .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+#[tokio::test]
+async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
+    let Some(server) = s3_server("pods_assume_the_role_and_may_only_upload_under_the_prefix")
+    else {
+        return;
+    };
+    let issuer = Issuer::start().await;
+    let sdk = server
+        .sdk_config(&server.access_key, &server.secret_key)
+        .await;
+
+    // Once per cluster: register the service-account issuer as an OIDC provider.
+    let iam_sdk = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&sdk)
+            .endpoint_url(&server.endpoint)
+            .build(),
+    );
+    let provider = iam_sdk
+        .create_open_id_connect_provider()
+        .url(&issuer.url)
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list(&issuer.thumbprint)
+        .send()
+        .await
+        .expect("create OIDC provider");
+    let provider_arn = provider
+        .open_id_connect_provider_arn()
+        .expect("provider arn")
+        .to_owned();
+    let issuer_host = issuer.url.trim_start_matches("http://").to_owned();
+    let settings = IrsaSettings {
+        provider_arn: provider_arn.clone(),
+        issuer: issuer_host,
+        role_path: "/uploadbucket/".into(),
+        permissions_boundary: None,
+        tag_roles: server.backend.has_role_tags(),
+    };
+
+    // The operator: bucket, then role.
+    let (buckets, _) = server.buckets().await;
+    let name = unique_name("ub-irsa");
+    let spec: UploadBucketSpec =
+        serde_json::from_value(json!({"bucketName": name, "serviceAccountNames": ["web"]}))
+            .unwrap();
+    let mut ub = UploadBucket::new("photos", spec);
+    ub.metadata.namespace = Some("shop".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    let defaults = Defaults {
+        region: "us-east-1".into(),
+        backend: server.backend,
+        bucket_name_prefix: String::new(),
+    };
+    apply(
+        &buckets,
+        &desired(&ub, &defaults).unwrap(),
+        ub.metadata.uid.as_deref().unwrap(),
+    )
+    .await
+    .expect("bucket");
+    let bucket = BucketRef {
+        name: name.clone(),
+        region: "us-east-1".into(),
+    };
+
+    let counter = RequestCounter::default();
+    let iam_conf = aws_sdk_iam::config::Builder::from(&sdk)
+        .endpoint_url(&server.endpoint)
+        .interceptor(counter.clone())
+        .build();
+    let iam = IamRoles::from_conf(iam_conf);
+    let role = desired_role(&ub, &bucket, &settings).unwrap();
+    let report = apply_role(&iam, &role, &settings).await.expect("role");
+    assert!(report.created, "{report:?}");
+    assert!(report.arn.contains(&role.name), "{}", report.arn);
+    let stored = iam
+        .get_role_policy(&role.name, "uploadbucket-access")
+        .await
+        .expect("policy")
+        .expect("policy stored");
+    assert_eq!(
+        uploadbucket_operator::aws::policy::canonical(&stored),
+        uploadbucket_operator::aws::policy::canonical(&role.policy)
+    );
+
+    // Second apply: reads only.
+    let w0 = counter.writes();
+    let again = apply_role(&iam, &role, &settings).await.expect("again");
+    assert!(!again.created && again.changed.is_empty(), "{again:?}");
+    assert_eq!(
+        counter.writes(),
+        w0,
+        "no-op role apply wrote: {:?}",
+        &counter.write_log()[w0..]
+    );
+
+    // An allowed service account's token assumes the role.
+    let creds = assume(
+        &server,
+        &report.arn,
+        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
+    )
+    .await
+    .expect("assume as shop/web");
+    let s3 = s3_as(&server, &creds);
+    s3.put_object()
+        .bucket(&name)
+        .key("uploads/ok.jpg")
+        .content_type("image/jpeg")
+        .body(ByteStream::from_static(b"jpeg"))
+        .send()
+        .await
+        .expect("PUT under the prefix");
+
+    // ... also through a presigned URL from the signer's own presigner.
+    let presigner = Presigner::new(
+        &name,
+        "us-east-1",
+        Endpoint::parse(&server.endpoint, true).unwrap(),
+    );
+    let url = presigner.presign(
+        &creds,
+        SystemTime::now(),
+        &PresignInput {
+            method: "PUT",
+            key: "uploads/presigned.jpg",
+            params: &[("x-id", "PutObject")],
+            headers: &[("content-type", "image/jpeg")],
+            expires: Duration::from_secs(60),
+        },
+    );
+    assert!(url.contains("X-Amz-Security-Token="));
+    let resp = reqwest::Client::new()
+        .put(&url)
+        .header("content-type", "image/jpeg")
+        .body("jpeg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+
+    // ... and is denied outside the prefix, on another bucket, and GET.
+    let outside = s3
+        .put_object()
+        .bucket(&name)
+        .key("private/x.jpg")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert!(outside.is_err(), "PUT outside the prefix must be denied");
+    let other_bucket = unique_name("ub-irsa-other");
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    raw.create_bucket()
+        .bucket(&other_bucket)
+        .send()
+        .await
+        .unwrap();
+    let elsewhere = s3
+        .put_object()
+        .bucket(&other_bucket)
+        .key("uploads/x.jpg")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await;
+    assert!(elsewhere.is_err(), "PUT on another bucket must be denied");
+    let get = s3
+        .get_object()
+        .bucket(&name)
+        .key("uploads/ok.jpg")
+        .send()
+        .await;
+    assert!(get.is_err(), "GET must be denied without allowDownloads");
+
+    // STS refuses another service account, another audience, an expired token.
+    for (what, token) in [
+        (
+            "other service account",
+            issuer.token("shop", "intruder", "sts.amazonaws.com", 600),
+        ),
+        (
+            "other namespace",
+            issuer.token("other", "web", "sts.amazonaws.com", 600),
+        ),
+        (
+            "other audience",
+            issuer.token("shop", "web", "https://kubernetes.default.svc", 600),
+        ),
+        (
+            "expired",
+            issuer.token("shop", "web", "sts.amazonaws.com", -120),
+        ),
+    ] {
+        assert!(
+            assume(&server, &report.arn, &token).await.is_err(),
+            "STS accepted a token for {what}"
+        );
+    }
+
+    // A spec change (downloads on) updates the policy in place, and GET then works.
+    let mut ub2 = ub.clone();
+    ub2.spec.uploads.allow_downloads = true;
+    let role2 = desired_role(&ub2, &bucket, &settings).unwrap();
+    let changed = apply_role(&iam, &role2, &settings).await.expect("update");
+    assert_eq!(changed.changed, vec!["permissionPolicy"]);
+    let creds2 = assume(
+        &server,
+        &report.arn,
+        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
+    )
+    .await
+    .expect("assume again");
+    s3_as(&server, &creds2)
+        .get_object()
+        .bucket(&name)
+        .key("uploads/ok.jpg")
+        .send()
+        .await
+        .expect("GET with downloads on");
+
+    // Delete: the role is gone; again: not found.
+    assert_eq!(
+        cleanup_role(&iam, Some(&role.name))
+            .await
+            .expect("delete role"),
+        Deleted::Deleted
+    );
+    assert!(iam.get_role(&role.name).await.expect("get").is_none());
+    assert_eq!(
+        cleanup_role(&iam, Some(&role.name)).await.expect("again"),
+        Deleted::NotFound
+    );
+    let _ = std::fs::remove_dir_all(&issuer.dir);
+}
