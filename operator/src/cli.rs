@@ -34,7 +34,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Run the controller (the default).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the UploadBucket CustomResourceDefinition as YAML.
     Crd,
 }
@@ -154,7 +154,7 @@ impl Cli {
                 print!("{}", crate::crd::crd_yaml());
                 Ok(())
             }
-            Some(Command::Run(args)) => run(args).await,
+            Some(Command::Run(args)) => run(*args).await,
             None => run(self.run).await,
         }
     }

@@ -142,10 +142,9 @@ fn rewrite(fix: Fix, body: &str) -> String {
             if let (Some(start), Some(end)) = (
                 out.find("<ResponseMetadata>"),
                 out.find("</ResponseMetadata>"),
-            ) {
-                if start < end {
-                    out.replace_range(start..end + "</ResponseMetadata>".len(), "");
-                }
+            ) && start < end
+            {
+                out.replace_range(start..end + "</ResponseMetadata>".len(), "");
             }
             let root = out
                 .trim_start()
