@@ -660,30 +660,47 @@ async fn retain_keeps_the_bucket_and_releases_the_finalizer() {
     );
 }
 
+/// A fake role: trust policy and inline policies by name.
+type FakeRole = (Value, BTreeMap<String, Value>);
+
 /// In-memory IAM that logs writes to the timeline.
 #[derive(Default)]
 struct FakeIam {
-    roles: Mutex<HashMap<String, (Value, BTreeMap<String, Value>)>>,
+    roles: Mutex<HashMap<String, FakeRole>>,
     timeline: Timeline,
 }
 
 impl FakeIam {
     fn write(&self, what: &str, name: &str) {
-        self.timeline.lock().unwrap().push(format!("iam {what} {name}"));
+        self.timeline
+            .lock()
+            .unwrap()
+            .push(format!("iam {what} {name}"));
     }
 }
 
 #[async_trait]
 impl crate::aws::iam::IamApi for FakeIam {
     async fn get_role(&self, name: &str) -> Result<Option<crate::aws::iam::Role>, AwsError> {
-        Ok(self.roles.lock().unwrap().get(name).map(|(trust, _)| crate::aws::iam::Role {
-            arn: format!("arn:aws:iam::123456789012:role/uploadbucket/{name}"),
-            trust_policy: trust.clone(),
-        }))
+        Ok(self
+            .roles
+            .lock()
+            .unwrap()
+            .get(name)
+            .map(|(trust, _)| crate::aws::iam::Role {
+                arn: format!("arn:aws:iam::123456789012:role/uploadbucket/{name}"),
+                trust_policy: trust.clone(),
+            }))
     }
-    async fn create_role(&self, role: &crate::aws::iam::NewRole<'_>) -> Result<crate::aws::iam::Role, AwsError> {
+    async fn create_role(
+        &self,
+        role: &crate::aws::iam::NewRole<'_>,
+    ) -> Result<crate::aws::iam::Role, AwsError> {
         self.write("CreateRole", role.name);
-        self.roles.lock().unwrap().insert(role.name.to_owned(), (role.trust_policy.clone(), BTreeMap::new()));
+        self.roles.lock().unwrap().insert(
+            role.name.to_owned(),
+            (role.trust_policy.clone(), BTreeMap::new()),
+        );
         Ok(self.get_role(role.name).await?.unwrap())
     }
     async fn update_trust_policy(&self, name: &str, policy: &Value) -> Result<(), AwsError> {
@@ -692,21 +709,46 @@ impl crate::aws::iam::IamApi for FakeIam {
         Ok(())
     }
     async fn get_role_policy(&self, role: &str, policy: &str) -> Result<Option<Value>, AwsError> {
-        Ok(self.roles.lock().unwrap().get(role).and_then(|r| r.1.get(policy).cloned()))
+        Ok(self
+            .roles
+            .lock()
+            .unwrap()
+            .get(role)
+            .and_then(|r| r.1.get(policy).cloned()))
     }
-    async fn put_role_policy(&self, role: &str, policy: &str, document: &Value) -> Result<(), AwsError> {
+    async fn put_role_policy(
+        &self,
+        role: &str,
+        policy: &str,
+        document: &Value,
+    ) -> Result<(), AwsError> {
         self.write("PutRolePolicy", role);
-        self.roles.lock().unwrap().get_mut(role).unwrap().1.insert(policy.to_owned(), document.clone());
+        self.roles
+            .lock()
+            .unwrap()
+            .get_mut(role)
+            .unwrap()
+            .1
+            .insert(policy.to_owned(), document.clone());
         Ok(())
     }
     async fn list_role_policies(&self, role: &str) -> Result<Vec<String>, AwsError> {
-        Ok(self.roles.lock().unwrap().get(role).map(|r| r.1.keys().cloned().collect()).unwrap_or_default())
+        Ok(self
+            .roles
+            .lock()
+            .unwrap()
+            .get(role)
+            .map(|r| r.1.keys().cloned().collect())
+            .unwrap_or_default())
     }
     async fn delete_role_policy(&self, role: &str, policy: &str) -> Result<(), AwsError> {
         if let Some(r) = self.roles.lock().unwrap().get_mut(role)
             && r.1.remove(policy).is_some()
         {
-            self.timeline.lock().unwrap().push(format!("iam DeleteRolePolicy {role}"));
+            self.timeline
+                .lock()
+                .unwrap()
+                .push(format!("iam DeleteRolePolicy {role}"));
         }
         Ok(())
     }
@@ -714,7 +756,10 @@ impl crate::aws::iam::IamApi for FakeIam {
         let removed = self.roles.lock().unwrap().remove(name);
         match removed {
             Some((_, policies)) => {
-                assert!(policies.is_empty(), "IAM refuses to delete a role with inline policies");
+                assert!(
+                    policies.is_empty(),
+                    "IAM refuses to delete a role with inline policies"
+                );
                 self.write("DeleteRole", name);
                 Ok(Deleted::Deleted)
             }
@@ -737,20 +782,39 @@ fn irsa_settings() -> role::IrsaSettings {
 async fn irsa_role_is_recorded_first_then_created_and_reported() {
     let obj = ub(json!({"serviceAccountNames": ["web"]}));
     let mut h = harness(&obj, FakeS3::default());
-    let iam = Arc::new(FakeIam { timeline: h.timeline.clone(), ..Default::default() });
-    let ctx = Arc::into_inner(h.ctx).expect("sole owner").with_irsa(iam.clone(), irsa_settings());
+    let iam = Arc::new(FakeIam {
+        timeline: h.timeline.clone(),
+        ..Default::default()
+    });
+    let ctx = Arc::into_inner(h.ctx)
+        .expect("sole owner")
+        .with_irsa(iam.clone(), irsa_settings());
     h.ctx = Arc::new(ctx);
-    reconcile(Arc::new(obj.clone()), h.ctx.clone()).await.expect("reconcile");
+    reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .expect("reconcile");
 
     let timeline = h.timeline();
-    let recorded = timeline.iter().position(|l| l == "kube PATCH status").expect("status patch");
-    let created = timeline.iter().position(|l| l.starts_with("iam CreateRole")).expect("role created");
+    let recorded = timeline
+        .iter()
+        .position(|l| l == "kube PATCH status")
+        .expect("status patch");
+    let created = timeline
+        .iter()
+        .position(|l| l.starts_with("iam CreateRole"))
+        .expect("role created");
     assert!(recorded < created, "{timeline:#?}");
     let patches = h.status_patches();
-    let role_name = patches[0]["status"]["roleName"].as_str().expect("role name recorded first").to_owned();
+    let role_name = patches[0]["status"]["roleName"]
+        .as_str()
+        .expect("role name recorded first")
+        .to_owned();
     assert!(role_name.starts_with("ub-shop-photos-"), "{role_name}");
     let last = patches.last().unwrap();
-    assert_eq!(last["status"]["roleArn"], format!("arn:aws:iam::123456789012:role/uploadbucket/{role_name}"));
+    assert_eq!(
+        last["status"]["roleArn"],
+        format!("arn:aws:iam::123456789012:role/uploadbucket/{role_name}")
+    );
     assert_eq!(condition(last, "RoleReady")["status"], "True");
     assert_eq!(condition(last, "Ready")["status"], "True");
     let policy = iam.roles.lock().unwrap()[&role_name].1["uploadbucket-access"].clone();
@@ -758,12 +822,22 @@ async fn irsa_role_is_recorded_first_then_created_and_reported() {
 
     // Deleting the object deletes the role (policies first), whatever the bucket's policy.
     let mut gone = obj.clone();
-    gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()));
+    gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
     gone.status = serde_json::from_value(last["status"].clone()).unwrap();
-    reconcile(Arc::new(gone), h.ctx.clone()).await.expect("cleanup");
+    reconcile(Arc::new(gone), h.ctx.clone())
+        .await
+        .expect("cleanup");
     assert!(iam.roles.lock().unwrap().is_empty());
     let timeline = h.timeline();
-    let p = timeline.iter().position(|l| l.starts_with("iam DeleteRolePolicy")).expect("policy deleted");
-    let r = timeline.iter().position(|l| l.starts_with("iam DeleteRole ")).expect("role deleted");
+    let p = timeline
+        .iter()
+        .position(|l| l.starts_with("iam DeleteRolePolicy"))
+        .expect("policy deleted");
+    let r = timeline
+        .iter()
+        .position(|l| l.starts_with("iam DeleteRole "))
+        .expect("role deleted");
     assert!(p < r, "{timeline:#?}");
 }
