@@ -76,15 +76,28 @@ fn resolve(config: Config) -> anyhow::Result<Config> {
     Ok(config.validate(std::env::var("AWS_REGION").ok())?)
 }
 
+/// Logging: `RUST_LOG` as `target=level` pairs (e.g. `info,aws=warn`). A plain target
+/// filter rather than `EnvFilter`: a sidecar beside every pod keeps its startup small.
 pub fn init_tracing(json: bool) {
-    use tracing_subscriber::EnvFilter;
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,aws=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let default = || {
+        "info,aws=warn"
+            .parse::<Targets>()
+            .expect("valid default filter")
+    };
+    let filter = std::env::var("RUST_LOG")
+        .ok()
+        .and_then(|v| v.parse::<Targets>().ok())
+        .unwrap_or_else(default);
+    let registry = tracing_subscriber::registry().with(filter);
     if json {
-        builder.json().flatten_event(true).init();
+        registry
+            .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
+            .init();
     } else {
-        builder.init();
+        registry.with(tracing_subscriber::fmt::layer()).init();
     }
 }
 

@@ -321,6 +321,23 @@ async fn sdk_presign_put(
         .map_err(|e| AppError::internal("SDK presign", aws_sdk_s3::error::DisplayErrorContext(e)))
 }
 
+/// A PUT URL signing only the content type (the Lambda and Uppy shapes carry no size).
+async fn presign_put(state: &AppState, key: &str, content_type: &str) -> Result<String, AppError> {
+    let creds = credentials(state).await?;
+    let (now, expires) = lifetime(state, &creds)?;
+    Ok(state.presigner.presign(
+        &creds,
+        now,
+        &PresignInput {
+            method: "PUT",
+            key,
+            params: &[("x-id", "PutObject")],
+            headers: &[("content-type", content_type)],
+            expires,
+        },
+    ))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LegacyQuery {
@@ -349,19 +366,7 @@ pub async fn legacy(
         None,
         &content_type,
     );
-    let creds = credentials(&state).await?;
-    let (now, expires) = lifetime(&state, &creds)?;
-    let url = state.presigner.presign(
-        &creds,
-        now,
-        &PresignInput {
-            method: "PUT",
-            key: &key,
-            params: &[("x-id", "PutObject")],
-            headers: &[("content-type", &content_type)],
-            expires,
-        },
-    );
+    let url = presign_put(&state, &key, &content_type).await?;
     Ok(Json(json!({"uploadURL": url, "Key": key})))
 }
 
@@ -385,19 +390,7 @@ pub async fn uppy_params(
         q.filename.as_deref(),
         &content_type,
     );
-    let creds = credentials(&state).await?;
-    let (now, expires) = lifetime(&state, &creds)?;
-    let url = state.presigner.presign(
-        &creds,
-        now,
-        &PresignInput {
-            method: "PUT",
-            key: &key,
-            params: &[("x-id", "PutObject")],
-            headers: &[("content-type", &content_type)],
-            expires,
-        },
-    );
+    let url = presign_put(&state, &key, &content_type).await?;
     Ok(Json(json!({
         "method": "PUT",
         "url": url,

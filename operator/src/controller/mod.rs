@@ -388,19 +388,7 @@ async fn cleanup_object(
                 .await;
             }
             Ok(crate::aws::Deleted::NotFound) => {}
-            Err(e) => {
-                let error = Error::Aws(e);
-                publish(
-                    ctx,
-                    ub,
-                    EventType::Warning,
-                    error.reason(),
-                    "Cleanup",
-                    error.to_string(),
-                )
-                .await;
-                return Err(error);
-            }
+            Err(e) => return Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
         }
     }
     let outcome = cleanup::cleanup(
@@ -433,37 +421,40 @@ async fn cleanup_object(
             ctx.failures().remove(&key(ub));
             Ok(Action::await_change())
         }
-        Err(e) => {
-            let error = Error::Aws(e);
-            let mut st = ub.status.clone().unwrap_or_default();
-            status::set_conditions(
-                &mut st,
-                &[CondSpec::new(
-                    READY,
-                    false,
-                    error.reason(),
-                    format!("Deletion is waiting: {error}"),
-                )],
-                ub.metadata.generation,
-                Timestamp::now(),
-            );
-            if status::differs(ub.status.as_ref(), &st)
-                && let Err(e) = status::patch_status(api, ub, &st).await
-            {
-                warn!(error = %e, "Could not write status");
-            }
-            publish(
-                ctx,
-                ub,
-                EventType::Warning,
-                error.reason(),
-                "Cleanup",
-                error.to_string(),
-            )
-            .await;
-            Err(error)
-        }
+        Err(e) => Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
     }
+}
+
+/// A failed cleanup: the Ready condition says what deletion waits for, with a Warning.
+async fn cleanup_failed(
+    ctx: &Context,
+    ub: &UploadBucket,
+    api: &Api<UploadBucket>,
+    error: Error,
+) -> Error {
+    let mut st = ub.status.clone().unwrap_or_default();
+    let message = format!("Deletion is waiting: {error}");
+    status::set_conditions(
+        &mut st,
+        &[CondSpec::new(READY, false, error.reason(), message)],
+        ub.metadata.generation,
+        Timestamp::now(),
+    );
+    if status::differs(ub.status.as_ref(), &st)
+        && let Err(e) = status::patch_status(api, ub, &st).await
+    {
+        warn!(error = %e, "Could not write status");
+    }
+    publish(
+        ctx,
+        ub,
+        EventType::Warning,
+        error.reason(),
+        "Cleanup",
+        error.to_string(),
+    )
+    .await;
+    error
 }
 
 /// Publishes an Event; a failure to do so is logged, never fatal.
