@@ -47,3 +47,43 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
         s.metrics.encode(),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    async fn get(router: Router, path: &str) -> (StatusCode, String) {
+        let resp = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn health_readiness_and_metrics() {
+        let state = AdminState {
+            metrics: Arc::new(Metrics::default()),
+            ready: Arc::new(AtomicBool::new(false)),
+        };
+        let r = router(state.clone());
+        assert_eq!(get(r.clone(), "/healthz").await.0, StatusCode::OK);
+        assert_eq!(
+            get(r.clone(), "/readyz").await.0,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        state.ready.store(true, Ordering::Relaxed);
+        assert_eq!(get(r.clone(), "/readyz").await.0, StatusCode::OK);
+        state.metrics.reconciles.inc();
+        let (status, text) = get(r, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(text.contains("uploadbucket_reconciles_total 1"), "{text}");
+    }
+}
