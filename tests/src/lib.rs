@@ -232,12 +232,18 @@ pub async fn start_sidecar(
     }
     let child = Child(cmd.spawn().expect("spawn uploadbucket-sidecar"));
     let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
+    (child, base)
+}
+
+/// Waits up to 5 s for `{base}/healthz` to answer.
+pub async fn wait_healthy(base: &str) {
     let http = reqwest::Client::new();
     for _ in 0..200 {
         if http.get(format!("{base}/healthz")).send().await.is_ok() {
-            return (child, base);
+            return;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    panic!("uploadbucket-sidecar did not start on {base}");
+    panic!("nothing answered {base}/healthz within 5 s");
 }

@@ -18,7 +18,9 @@ use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::controller::apply::apply;
 use uploadbucket_operator::controller::desired::{Defaults, desired};
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::{Child, bin_path, free_port, s3_server, start_sidecar, unique_name};
+use uploadbucket_tests::{
+    Child, bin_path, free_port, s3_server, start_sidecar, unique_name, wait_healthy,
+};
 
 const MIB: usize = 1024 * 1024;
 
@@ -362,16 +364,9 @@ async fn browser_uploads_against_dev_mode() {
             .expect("start dev mode"),
     );
     let signer = format!("http://127.0.0.1:{listen}");
+    wait_healthy(&signer).await;
     let http = reqwest::Client::new();
-    let mut up = false;
-    for _ in 0..200 {
-        if http.get(format!("{signer}/healthz")).send().await.is_ok() {
-            up = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
-    }
-    assert!(up, "dev mode did not start");
+
     // The demo page itself is served.
     let page = http
         .get(format!("{signer}/"))
