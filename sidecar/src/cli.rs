@@ -127,13 +127,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // Refresh early enough that a URL signed now lives its full lifetime.
     let margin = Duration::from_secs(config.expires_seconds + 60);
     let credentials = Arc::new(CachedCredentials::new(provider, margin));
-    let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(config.path_style);
-    if let Some(url) = &config.endpoint_url {
-        s3 = s3.endpoint_url(url).request_checksum_calculation(
-            aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
-        );
-    }
-    let store = Arc::new(S3Store::new(s3.build(), config.bucket.clone()));
+    let (path_style, endpoint_url) = (config.path_style, config.endpoint_url.clone());
+    let make_s3_config = move || {
+        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);
+        if let Some(url) = &endpoint_url {
+            s3 = s3.endpoint_url(url).request_checksum_calculation(
+                aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+            );
+        }
+        s3.build()
+    };
+    let store = Arc::new(S3Store::new(make_s3_config, config.bucket.clone()));
     let presigner = Presigner::new(&config.bucket, config.region(), endpoint(&config)?);
     let listen = config.listen;
     let mut state = AppState::new(config.clone(), presigner, credentials, store.clone());

@@ -171,7 +171,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .force_path_style(true)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
         .build();
-    let store = Arc::new(S3Store::new(s3, config.bucket.clone()));
+    let store = Arc::new(S3Store::new(move || s3.clone(), config.bucket.clone()));
     let presigner = Presigner::new(
         &config.bucket,
         "us-east-1",

@@ -52,15 +52,19 @@ pub trait ObjectStore: Send + Sync {
 /// [`ObjectStore`] over aws-sdk-s3. The client is built on first use: most signers never
 /// make an S3 call (only multipart does), and an unused client is memory for nothing.
 pub struct S3Store {
-    config: aws_sdk_s3::Config,
+    /// Builds the client configuration; even that is deferred to first use.
+    make_config: Box<dyn Fn() -> aws_sdk_s3::Config + Send + Sync>,
     client: std::sync::OnceLock<aws_sdk_s3::Client>,
     pub bucket: String,
 }
 
 impl S3Store {
-    pub fn new(config: aws_sdk_s3::Config, bucket: impl Into<String>) -> Self {
+    pub fn new(
+        make_config: impl Fn() -> aws_sdk_s3::Config + Send + Sync + 'static,
+        bucket: impl Into<String>,
+    ) -> Self {
         Self {
-            config,
+            make_config: Box::new(make_config),
             client: std::sync::OnceLock::new(),
             bucket: bucket.into(),
         }
@@ -68,7 +72,7 @@ impl S3Store {
 
     pub fn client(&self) -> &aws_sdk_s3::Client {
         self.client
-            .get_or_init(|| aws_sdk_s3::Client::from_conf(self.config.clone()))
+            .get_or_init(|| aws_sdk_s3::Client::from_conf((self.make_config)()))
     }
 }
 
