@@ -91,7 +91,7 @@ r = limit / fast
 print(f"| fast signer vs cached-key ceiling ({1e9/limit:,.0f}/s) | | | {r:.2f}x | >= 0.7x | {check(r >= 0.7)} |")
 for c, f, s in ((1, f1, s1), (16, f16, s16), (64, f64, s64)):
     print(f"| POST /uploads req/s, concurrency {c} | {f:,.0f} | {s:,.0f} | {f/s:.2f}x | >= 3x | {check(f/s >= 3)} |")
-print(f"| RSS idle | {f_idle/1024:.1f} MiB | {s_idle/1024:.1f} MiB | | <= 10 MiB | {check(f_idle/1024 <= 10)} |")
+print(f"| RSS idle | {f_idle/1024:.2f} MiB | {s_idle/1024:.2f} MiB | | <= 10 MiB | {check(f_idle/1024 <= 10)} |")
 print(f"| RSS peak under load | {f_peak/1024:.1f} MiB | {s_peak/1024:.1f} MiB | | - | - |")
 print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
 sys.exit(0 if ok else 1)
