@@ -247,3 +247,27 @@ pub async fn wait_healthy(base: &str) {
     }
     panic!("nothing answered {base}/healthz within 5 s");
 }
+
+/// Asserts that `bucket/key` is stored with this content type and size.
+pub async fn assert_stored(
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    content_type: &str,
+    size: i64,
+) {
+    let head = raw
+        .head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "{bucket}/{key} not stored: {}",
+                aws_sdk_s3::error::DisplayErrorContext(e)
+            )
+        });
+    assert_eq!(head.content_type(), Some(content_type), "{key}");
+    assert_eq!(head.content_length(), Some(size), "{key}");
+}

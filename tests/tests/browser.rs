@@ -19,7 +19,7 @@ use uploadbucket_operator::controller::apply::apply;
 use uploadbucket_operator::controller::desired::{Defaults, desired};
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::{
-    Child, bin_path, free_port, s3_server, start_sidecar, unique_name, wait_healthy,
+    Child, assert_stored, bin_path, free_port, s3_server, start_sidecar, unique_name, wait_healthy,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -257,15 +257,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
         key.starts_with("uploads/") && key.ends_with(".jpg"),
         "{key}"
     );
-    let head = raw
-        .head_object()
-        .bucket(&name)
-        .key(key)
-        .send()
-        .await
-        .expect("PUT object stored");
-    assert_eq!(head.content_type(), Some("image/jpeg"));
-    assert_eq!(head.content_length(), Some(200_000));
+    assert_stored(&raw, &name, key, "image/jpeg", 200_000).await;
 
     // POST form from the allowed origin.
     let r = run_page(
@@ -275,15 +267,14 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
-    let head = raw
-        .head_object()
-        .bucket(&name)
-        .key(r["key"].as_str().unwrap())
-        .send()
-        .await
-        .expect("POST object stored");
-    assert_eq!(head.content_type(), Some("image/jpeg"));
-    assert_eq!(head.content_length(), Some(300_000));
+    assert_stored(
+        &raw,
+        &name,
+        r["key"].as_str().unwrap(),
+        "image/jpeg",
+        300_000,
+    )
+    .await;
 
     // Multipart, 11 MiB in two parts: needs the ETag exposed by CORS.
     let r = run_page(
@@ -293,14 +284,14 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
-    let head = raw
-        .head_object()
-        .bucket(&name)
-        .key(r["key"].as_str().unwrap())
-        .send()
-        .await
-        .expect("multipart object");
-    assert_eq!(head.content_length(), Some((11 * MIB) as i64));
+    assert_stored(
+        &raw,
+        &name,
+        r["key"].as_str().unwrap(),
+        "image/jpeg",
+        (11 * MIB) as i64,
+    )
+    .await;
 
     // Another origin: the preflight is refused, nothing is stored.
     let before = count().await;

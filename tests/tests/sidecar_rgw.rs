@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use uploadbucket_tests::{S3Server, s3_server, start_sidecar, unique_name};
+use uploadbucket_tests::{S3Server, assert_stored, s3_server, start_sidecar, unique_name};
 
 async fn bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
     let raw = server
@@ -99,15 +99,7 @@ async fn put_urls_work_and_the_server_enforces_what_was_signed() {
     // The real upload lands with the signed type under the prefix.
     let (status, text) = put(&http, url, "image/jpeg", vec![7; 1024]).await;
     assert_eq!(status, 200, "{text}");
-    let head = raw
-        .head_object()
-        .bucket(&name)
-        .key(key)
-        .send()
-        .await
-        .expect("object stored");
-    assert_eq!(head.content_type(), Some("image/jpeg"));
-    assert_eq!(head.content_length(), Some(1024));
+    assert_stored(&raw, &name, key, "image/jpeg", 1024).await;
     assert!(key.starts_with("uploads/") && key.ends_with(".jpg"));
 
     // The Lambda-compatible GET works as before.
@@ -232,15 +224,7 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
 
     let (status, text) = post_form(&http, &signed, vec![1; 1500]).await;
     assert!((200..300).contains(&status), "{status}: {text}");
-    let head = raw
-        .head_object()
-        .bucket(&name)
-        .key(key)
-        .send()
-        .await
-        .expect("stored");
-    assert_eq!(head.content_type(), Some("image/png"));
-    assert_eq!(head.content_length(), Some(1500));
+    assert_stored(&raw, &name, key, "image/png", 1500).await;
 
     // A form whose content type is changed by the client breaks the policy.
     let mut tampered = sign(
@@ -328,13 +312,5 @@ async fn multipart_upload_of_seven_mib_completes() {
     let done: Value = resp.json().await.unwrap();
     assert_eq!(status, 200, "{done}");
     assert!(done["location"].as_str().unwrap().ends_with(&key));
-    let head = raw
-        .head_object()
-        .bucket(&name)
-        .key(&key)
-        .send()
-        .await
-        .expect("stored");
-    assert_eq!(head.content_length(), Some(7 * 1024 * 1024));
-    assert_eq!(head.content_type(), Some("image/jpeg"));
+    assert_stored(&raw, &name, &key, "image/jpeg", 7 * 1024 * 1024).await;
 }
