@@ -16,8 +16,8 @@ if ! command -v wrk >/dev/null; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null
 fi
 
-echo "== building (release)" >&2
-cargo build --release -q -p uploadbucket-sidecar
+echo "== building (release, the pod build: no dev store)" >&2
+cargo build --release -q -p uploadbucket-sidecar --no-default-features --features server
 target=${CARGO_TARGET_DIR:-target}
 bin=$target/release/uploadbucket-sidecar
 

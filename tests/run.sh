@@ -19,6 +19,7 @@ for arg in "$@"; do
 done
 
 tests/scripts/install-deps.sh
+export PATH="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}:$PATH"
 
 work=${UPLOADBUCKET_TEST_DIR:-$(mktemp -d -t uploadbucket-tests.XXXXXX)}
 mkdir -p "$work"

@@ -101,6 +101,77 @@ pub struct RunArgs {
     /// IAM endpoint of an IAM-compatible service (e.g. Ceph RGW). Default: AWS.
     #[arg(long, env = "UPLOADBUCKET_IAM_ENDPOINT")]
     pub iam_endpoint: Option<String>,
+    #[command(flatten)]
+    pub webhook: WebhookArgs,
+}
+
+/// The sidecar-injecting admission webhook.
+#[derive(Args, Debug, Clone)]
+pub struct WebhookArgs {
+    /// Directory with the webhook's serving certificate (tls.crt, tls.key), e.g. a mounted
+    /// kubernetes.io/tls Secret; re-read when it changes. Without it the webhook is off.
+    #[arg(long, env = "UPLOADBUCKET_WEBHOOK_CERT_DIR")]
+    pub webhook_cert_dir: Option<std::path::PathBuf>,
+    /// Address the webhook serves HTTPS on.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_WEBHOOK_LISTEN",
+        default_value = "0.0.0.0:8443"
+    )]
+    pub webhook_listen: SocketAddr,
+    /// Image of the injected signer.
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_IMAGE", default_value = concat!("uploadbucket/sidecar:", env!("CARGO_PKG_VERSION")))]
+    pub sidecar_image: String,
+    /// imagePullPolicy of the injected signer (Always, IfNotPresent, Never). Default: Kubernetes'.
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_IMAGE_PULL_POLICY", value_parser = ["Always", "IfNotPresent", "Never"])]
+    pub sidecar_image_pull_policy: Option<String>,
+    /// Inject a native sidecar (init container with restartPolicy Always; Kubernetes 1.29+),
+    /// which starts before the app and outlives it. `false` adds a plain container.
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_NATIVE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub sidecar_native: bool,
+    /// S3 endpoint the signer writes into URLs; browsers must reach it. Default: --s3-endpoint.
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_S3_ENDPOINT")]
+    pub sidecar_s3_endpoint: Option<String>,
+    /// STS endpoint the signer exchanges its token at (S3-compatible stores). Default: AWS.
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_STS_ENDPOINT")]
+    pub sidecar_sts_endpoint: Option<String>,
+    /// Lifetime of the signer's projected service-account token (the kubelet renews it).
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_TOKEN_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(600..))]
+    pub sidecar_token_seconds: i64,
+    /// Memory limit of the signer.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_SIDECAR_MEMORY_LIMIT",
+        default_value = "64Mi"
+    )]
+    pub sidecar_memory_limit: String,
+}
+
+impl WebhookArgs {
+    /// Injection settings; `irsa` says whether the operator manages roles, and the S3
+    /// flags are the defaults for the signer's endpoint.
+    pub fn settings(
+        &self,
+        irsa: bool,
+        s3_endpoint: Option<&str>,
+        s3_path_style: bool,
+    ) -> crate::webhook::inject::Settings {
+        crate::webhook::inject::Settings {
+            image: self.sidecar_image.clone(),
+            image_pull_policy: self.sidecar_image_pull_policy.clone(),
+            native_sidecar: self.sidecar_native,
+            irsa,
+            token_expiration_seconds: self.sidecar_token_seconds,
+            endpoint_url: self
+                .sidecar_s3_endpoint
+                .clone()
+                .or(s3_endpoint.map(str::to_owned)),
+            path_style: s3_path_style,
+            sts_endpoint_url: self.sidecar_sts_endpoint.clone(),
+            memory_limit: self.sidecar_memory_limit.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// The OIDC provider ARN and issuer from the flags, asking STS for the account if needed.
@@ -221,7 +292,36 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
         _ => info!("IRSA roles disabled (no --oidc-provider-arn)"),
     }
+    let irsa_on = ctx.irsa.is_some();
     let ctx = Arc::new(ctx);
+
+    if let Some(dir) = &args.webhook.webhook_cert_dir {
+        let certs = Arc::new(
+            crate::webhook::tls::CertStore::load(dir)
+                .context("cannot load the webhook certificate (--webhook-cert-dir)")?,
+        );
+        let settings =
+            args.webhook
+                .settings(irsa_on, args.s3_endpoint.as_deref(), args.s3_path_style);
+        let state = crate::webhook::WebhookState {
+            settings: Arc::new(settings),
+            lookup: Arc::new(crate::webhook::KubeLookup(ctx.client.clone())),
+            metrics: metrics.clone(),
+        };
+        let listen = args.webhook.webhook_listen;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen on {listen} (--webhook-listen)"))?;
+        info!(address = %listen, image = %args.webhook.sidecar_image, "Webhook listening");
+        tokio::spawn(crate::webhook::tls::serve(
+            listener,
+            crate::webhook::router(state),
+            certs,
+            Duration::from_secs(30),
+        ));
+    } else {
+        info!("Webhook disabled (no --webhook-cert-dir)");
+    }
 
     let listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await

@@ -410,20 +410,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crd_file_is_up_to_date() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../crds/uploadbuckets.uploadbucket.io.yaml"
-        );
-        let committed = std::fs::read_to_string(path).unwrap_or_default();
-        if std::env::var_os("UPDATE_CRDS").is_some() {
-            std::fs::write(path, crd_yaml()).expect("write CRD");
-            return;
+    fn crd_files_are_up_to_date() {
+        // The CRD directory and the chart's copy (Helm installs `crds/` before templates).
+        for path in [
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../crds/uploadbuckets.uploadbucket.io.yaml"
+            ),
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../charts/uploadbucket-operator/crds/uploadbuckets.uploadbucket.io.yaml"
+            ),
+        ] {
+            let committed = std::fs::read_to_string(path).unwrap_or_default();
+            if std::env::var_os("UPDATE_CRDS").is_some() {
+                std::fs::write(path, crd_yaml()).expect("write CRD");
+                continue;
+            }
+            assert!(
+                committed == crd_yaml(),
+                "{path} is stale: run `UPDATE_CRDS=1 cargo test -p uploadbucket-operator crd_files` (or `cargo run -p uploadbucket-operator -- crd` into both files)"
+            );
         }
-        assert!(
-            committed == crd_yaml(),
-            "{path} is stale: run `cargo run -p uploadbucket-operator -- crd > crds/uploadbuckets.uploadbucket.io.yaml` (or UPDATE_CRDS=1 cargo test -p uploadbucket-operator crd_file)"
-        );
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! uploadbucket operator: reconciles `UploadBucket` objects into S3 buckets (and, in later
-//! parts, IAM roles and the signer-sidecar webhook).
+//! uploadbucket operator: reconciles `UploadBucket` objects into S3 buckets and IAM roles,
+//! and injects the signer sidecar into pods that ask for it (mutating admission webhook).
 
 pub mod admin;
 pub mod aws;
@@ -7,3 +7,4 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod metrics;
+pub mod webhook;

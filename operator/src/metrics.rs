@@ -15,12 +15,18 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
-/// The controller's metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// The controller's and the webhook's metrics.
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
     pub failures: Family<ReasonLabels, Counter>,
     pub duration: Histogram,
+    pub webhook_reviews: Family<OutcomeLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -46,11 +52,18 @@ impl Default for Metrics {
             "Time taken by one reconciliation",
             duration.clone(),
         );
+        let webhook_reviews = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "webhook_reviews",
+            "Pod admission reviews, by outcome (injected, skipped, denied, invalid)",
+            webhook_reviews.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
+            webhook_reviews,
         }
     }
 }
@@ -61,6 +74,12 @@ impl Metrics {
             .get_or_create(&ReasonLabels {
                 reason: reason.to_owned(),
             })
+            .inc();
+    }
+
+    pub fn webhook(&self, outcome: &'static str) {
+        self.webhook_reviews
+            .get_or_create(&OutcomeLabels { outcome })
             .inc();
     }
 

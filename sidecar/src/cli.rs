@@ -1,4 +1,5 @@
-//! Command line: `uploadbucket-sidecar [serve]` and `uploadbucket-sidecar config`.
+//! Command line: `uploadbucket-sidecar [serve]`, `config`, `probe URL` and (with the `dev`
+//! feature) `dev`.
 //!
 //! In: flags and the env contract. Out: a running signer, or the effective configuration.
 
@@ -38,6 +39,12 @@ enum Command {
     /// Local dev mode: an embedded S3-compatible store, the signer and a demo upload page.
     #[cfg(feature = "dev")]
     Dev(crate::dev::DevArgs),
+    /// GET a loopback URL of the signer and exit 0 on a 2xx: the container's probe (the
+    /// kubelet cannot reach a pod's loopback itself).
+    Probe {
+        /// e.g. http://127.0.0.1:8787/healthz
+        url: String,
+    },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -67,9 +74,43 @@ impl Cli {
                 init_tracing(false);
                 crate::dev::run(args).await
             }
+            Some(Command::Probe { url }) => probe(&url).await,
             None => serve(self.serve).await,
         }
     }
+}
+
+/// One HTTP/1.0 GET to a loopback address; Ok when the answer is 2xx.
+async fn probe(url: &str) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url
+        .strip_prefix("http://")
+        .with_context(|| format!("{url:?}: only http:// URLs can be probed"))?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let address: std::net::SocketAddr = authority
+        .parse()
+        .with_context(|| format!("{url:?}: the host must be an IP address and port"))?;
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: {authority}\r\n\r\n").as_bytes())
+            .await?;
+        let mut answer = Vec::new();
+        stream.take(64 * 1024).read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(5), exchange)
+        .await
+        .with_context(|| format!("{url}: no answer within 5 s"))?
+        .with_context(|| format!("{url}: cannot connect"))?;
+    let text = String::from_utf8_lossy(&answer);
+    let status_line = text.lines().next().unwrap_or("");
+    let code = status_line.split_whitespace().nth(1).unwrap_or("");
+    anyhow::ensure!(code.starts_with('2'), "{url}: {status_line}");
+    Ok(())
 }
 
 fn resolve(config: Config) -> anyhow::Result<Config> {

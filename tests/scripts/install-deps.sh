@@ -3,7 +3,20 @@
 # with sudo). Idempotent: installs nothing when everything is present.
 #   Ceph RGW (S3 + IAM + STS) for the integration tests: radosgw ceph-mon ceph-osd
 #   headless Chromium for the browser tests: chromium
+#   helm for the chart tests: built from its Go module into ~/.cache/uploadbucket/bin
 set -euo pipefail
+
+# helm: no distribution package; `go install` from the Go module proxy (a few minutes, once).
+HELM_VERSION=v3.22.0
+bin="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}"
+if ! "$bin/helm" version >/dev/null 2>&1; then
+  command -v go >/dev/null || { echo "install-deps: Go is needed to build helm (https://go.dev/dl)" >&2; exit 1; }
+  echo "install-deps: building helm $HELM_VERSION into $bin (once)" >&2
+  mkdir -p "$bin"
+  log=$(mktemp)
+  GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  rm -f "$log"
+fi
 
 need=()
 for pair in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd uuidgen:uuid-runtime curl:curl chromium:chromium; do

@@ -1,0 +1,455 @@
+//! Sidecar injection, pure: a Pod and the UploadBucket it names in, a JSON patch (or a
+//! refusal a person can act on) out. No client, no clock; the handler in `mod.rs` looks the
+//! UploadBucket up and turns the outcome into an AdmissionResponse.
+//!
+//! What a pod annotated `uploadbucket.io/inject: <name>` gets:
+//! - a container `uploadbucket-signer` (a native sidecar: an init container with
+//!   `restartPolicy: Always`, so it is listening before the app starts and stops after it),
+//!   configured through the sidecar's env contract from the UploadBucket's spec and status;
+//! - a projected service-account token with audience `sts.amazonaws.com`, mounted into the
+//!   signer only, plus `AWS_ROLE_ARN` / `AWS_WEB_IDENTITY_TOKEN_FILE` (IRSA);
+//! - `UPLOADBUCKET_SIGNER_URL` in every app container, so apps need not hard-code the port;
+//! - the annotation `uploadbucket.io/injected: <bucket>` for whoever reads the pod later.
+
+use std::collections::BTreeMap;
+
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation};
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, ExecAction, PodSpec, Probe, ProjectedVolumeSource,
+    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume,
+    VolumeMount, VolumeProjection,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use serde_json::{Value, json};
+use uploadbucket_sidecar::config::{Config, DEFAULT_LISTEN, ENV_REGION};
+
+use crate::controller::status::{BUCKET_READY, ROLE_READY};
+use crate::crd::UploadBucket;
+
+/// Pod annotation naming the UploadBucket (in the pod's namespace) to sign for.
+pub const ANNOTATION_INJECT: &str = "uploadbucket.io/inject";
+/// Optional pod annotation: the loopback port the signer listens on (default 8787).
+pub const ANNOTATION_PORT: &str = "uploadbucket.io/port";
+/// Set on injected pods: the bucket the signer signs for.
+pub const ANNOTATION_INJECTED: &str = "uploadbucket.io/injected";
+/// Name of the injected container.
+pub const CONTAINER_NAME: &str = "uploadbucket-signer";
+/// Name of the projected token volume.
+pub const TOKEN_VOLUME: &str = "uploadbucket-token";
+/// Where the token is mounted in the signer.
+pub const TOKEN_DIR: &str = "/var/run/secrets/uploadbucket.io/serviceaccount";
+/// Env var pointing app containers at the signer.
+pub const ENV_SIGNER_URL: &str = "UPLOADBUCKET_SIGNER_URL";
+/// Default port of the signer.
+pub const DEFAULT_PORT: u16 = 8787;
+
+/// How injected containers look; from the operator's flags.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Image of the signer.
+    pub image: String,
+    /// `imagePullPolicy` of the signer; `None` leaves Kubernetes' default.
+    pub image_pull_policy: Option<String>,
+    /// Inject as a native sidecar (init container with `restartPolicy: Always`, Kubernetes
+    /// 1.29+) rather than as a plain container.
+    pub native_sidecar: bool,
+    /// Whether the operator manages IRSA roles: then the pod gets the role and a token.
+    pub irsa: bool,
+    /// Audience of the projected token (what STS expects).
+    pub token_audience: String,
+    /// Lifetime of the projected token; the kubelet renews it at 80%.
+    pub token_expiration_seconds: i64,
+    /// S3 endpoint written into signed URLs (S3-compatible stores); `None` for AWS.
+    pub endpoint_url: Option<String>,
+    /// Path-style URLs (S3-compatible stores).
+    pub path_style: bool,
+    /// STS endpoint for the web-identity exchange (S3-compatible stores); `None` for AWS.
+    pub sts_endpoint_url: Option<String>,
+    /// Requests and limits of the signer.
+    pub cpu_request: String,
+    pub memory_request: String,
+    pub memory_limit: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            image: "uploadbucket/sidecar:latest".into(),
+            image_pull_policy: None,
+            native_sidecar: true,
+            irsa: true,
+            token_audience: "sts.amazonaws.com".into(),
+            token_expiration_seconds: 86_400,
+            endpoint_url: None,
+            path_style: false,
+            sts_endpoint_url: None,
+            cpu_request: "10m".into(),
+            memory_request: "16Mi".into(),
+            memory_limit: "64Mi".into(),
+        }
+    }
+}
+
+/// What to do with a pod.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The pod does not ask for a signer.
+    NotRequested,
+    /// The pod already has the signer (re-invocation, or a pod created from an injected
+    /// pod's spec): nothing to add.
+    AlreadyInjected,
+    /// Admit with this patch.
+    Inject(Patch),
+    /// Refuse the pod, with a message saying what to change.
+    Deny(String),
+}
+
+/// The UploadBucket name a pod asks for, if it asks.
+pub fn requested(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .annotations
+        .as_ref()?
+        .get(ANNOTATION_INJECT)
+        .map(String::as_str)
+}
+
+/// Decides what `pod` (in `namespace`) gets, given the UploadBucket its annotation names
+/// (`None` when there is no such object).
+pub fn inject(
+    pod: &Pod,
+    namespace: &str,
+    bucket: Option<&UploadBucket>,
+    settings: &Settings,
+) -> Outcome {
+    let Some(name) = requested(pod) else {
+        return Outcome::NotRequested;
+    };
+    let Some(spec) = pod.spec.as_ref() else {
+        return Outcome::Deny("the pod has no spec".into());
+    };
+    if has_signer(spec) {
+        return Outcome::AlreadyInjected;
+    }
+    match plan(pod, spec, namespace, name, bucket, settings) {
+        Ok(patch) => Outcome::Inject(patch),
+        Err(message) => Outcome::Deny(message),
+    }
+}
+
+fn has_signer(spec: &PodSpec) -> bool {
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .any(|c| c.name == CONTAINER_NAME)
+}
+
+fn plan(
+    pod: &Pod,
+    spec: &PodSpec,
+    namespace: &str,
+    name: &str,
+    bucket: Option<&UploadBucket>,
+    settings: &Settings,
+) -> Result<Patch, String> {
+    let name = name.trim();
+    if !valid_object_name(name) {
+        return Err(format!(
+            "annotation {ANNOTATION_INJECT}: {name:?} is not an UploadBucket name; it must name an UploadBucket in namespace {namespace:?} (lowercase letters, digits, '-' and '.')"
+        ));
+    }
+    let Some(ub) = bucket else {
+        return Err(format!(
+            "annotation {ANNOTATION_INJECT}: namespace {namespace:?} has no UploadBucket {name:?}; create it first (kubectl get uploadbuckets -n {namespace}) or fix the annotation"
+        ));
+    };
+    let port = port(pod)?;
+    check_port_free(spec, port)?;
+    if spec
+        .volumes
+        .iter()
+        .flatten()
+        .any(|v| v.name == TOKEN_VOLUME)
+    {
+        return Err(format!(
+            "the pod already has a volume named {TOKEN_VOLUME:?}, which the signer needs; rename that volume"
+        ));
+    }
+    let service_account = spec
+        .service_account_name
+        .as_deref()
+        .filter(|s| !s.is_empty())
+        .unwrap_or("default");
+    let allowed = &ub.spec.service_account_names;
+    if !allowed.is_empty() && !allowed.iter().any(|a| a == service_account) {
+        return Err(format!(
+            "service account {service_account:?} may not use UploadBucket {namespace}/{name}: its spec.serviceAccountNames allows {}; run the pod as one of them (spec.serviceAccountName) or add {service_account:?} to that list",
+            allowed.join(", ")
+        ));
+    }
+    let status = ub.status.clone().unwrap_or_default();
+    let (Some(bucket_name), Some(region)) = (status.bucket_name.clone(), status.region.clone())
+    else {
+        return Err(not_ready(namespace, name, ub, "has no bucket yet"));
+    };
+    if !condition_true(ub, BUCKET_READY) {
+        return Err(not_ready(namespace, name, ub, "has no usable bucket"));
+    }
+    let role_arn = if settings.irsa {
+        match (&status.role_arn, condition_true(ub, ROLE_READY)) {
+            (Some(arn), true) => Some(arn.clone()),
+            _ => return Err(not_ready(namespace, name, ub, "has no IAM role yet")),
+        }
+    } else {
+        None
+    };
+
+    let config = Config {
+        bucket: bucket_name.clone(),
+        region: Some(region.clone()),
+        listen: format!("127.0.0.1:{port}")
+            .parse()
+            .expect("loopback address"),
+        key_prefix: ub.spec.uploads.key_prefix.clone(),
+        allowed_content_types: ub.spec.uploads.allowed_content_types.clone(),
+        max_size_bytes: ub.spec.uploads.max_size_bytes.max(1) as u64,
+        expires_seconds: ub.spec.uploads.expires_seconds.max(1) as u64,
+        endpoint_url: settings.endpoint_url.clone(),
+        path_style: settings.path_style,
+        allow_non_loopback: false,
+        allowed_metadata: Vec::new(),
+    };
+    let container = signer_container(&config, &region, role_arn.as_deref(), port, settings);
+
+    let mut ops = Vec::new();
+    let add = |ops: &mut Vec<PatchOperation>, path: &[&str], value: Value| {
+        ops.push(PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(path.iter().copied()),
+            value,
+        }));
+    };
+    let container = serde_json::to_value(container).expect("container serializes");
+    match (settings.native_sidecar, spec.init_containers.as_ref()) {
+        // First among init containers: the others may want to upload too.
+        (true, Some(inits)) if !inits.is_empty() => {
+            add(&mut ops, &["spec", "initContainers", "0"], container)
+        }
+        (true, _) => add(&mut ops, &["spec", "initContainers"], json!([container])),
+        (false, _) => add(&mut ops, &["spec", "containers", "-"], container),
+    }
+    if role_arn.is_some() {
+        let volume = serde_json::to_value(token_volume(settings)).expect("volume serializes");
+        match spec.volumes.as_ref() {
+            Some(v) if !v.is_empty() => add(&mut ops, &["spec", "volumes", "-"], volume),
+            _ => add(&mut ops, &["spec", "volumes"], json!([volume])),
+        }
+    }
+    let url = format!("http://127.0.0.1:{port}");
+    for (i, c) in spec.containers.iter().enumerate() {
+        if c.env.iter().flatten().any(|e| e.name == ENV_SIGNER_URL) {
+            continue;
+        }
+        let env = json!({"name": ENV_SIGNER_URL, "value": url});
+        let index = i.to_string();
+        match c.env.as_ref() {
+            Some(e) if !e.is_empty() => {
+                add(&mut ops, &["spec", "containers", &index, "env", "-"], env)
+            }
+            _ => add(
+                &mut ops,
+                &["spec", "containers", &index, "env"],
+                json!([env]),
+            ),
+        }
+    }
+    // `requested` found an annotation, so the map exists.
+    add(
+        &mut ops,
+        &["metadata", "annotations", ANNOTATION_INJECTED],
+        json!(bucket_name),
+    );
+    Ok(Patch(ops))
+}
+
+fn not_ready(namespace: &str, name: &str, ub: &UploadBucket, what: &str) -> String {
+    let why = ub
+        .condition(crate::controller::status::READY)
+        .map(|c| format!(" (Ready={}, {}: {})", c.status, c.reason, c.message))
+        .unwrap_or_default();
+    format!(
+        "UploadBucket {namespace}/{name} {what}{why}; the pod is refused until it is ready (kubectl get uploadbucket {name} -n {namespace}); its controller will retry"
+    )
+}
+
+fn condition_true(ub: &UploadBucket, type_: &str) -> bool {
+    ub.condition(type_).is_some_and(|c| c.status == "True")
+}
+
+/// RFC 1123 subdomain, as object names are.
+fn valid_object_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.ends_with(|c: char| c.is_ascii_alphanumeric())
+}
+
+fn port(pod: &Pod) -> Result<u16, String> {
+    let Some(raw) = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_PORT))
+    else {
+        return Ok(DEFAULT_PORT);
+    };
+    match raw.trim().parse::<u16>() {
+        Ok(p) if p >= 1024 => Ok(p),
+        _ => Err(format!(
+            "annotation {ANNOTATION_PORT}: {raw:?} is not a port the signer can use; allowed: 1024 to 65535 (the signer runs as non-root)"
+        )),
+    }
+}
+
+fn check_port_free(spec: &PodSpec, port: u16) -> Result<(), String> {
+    let taken = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| {
+            c.ports
+                .iter()
+                .flatten()
+                .any(|p| p.container_port == i32::from(port))
+        });
+    match taken {
+        Some(c) => Err(format!(
+            "container {:?} already uses port {port}, where the signer would listen; pick another with the annotation {ANNOTATION_PORT}",
+            c.name
+        )),
+        None => Ok(()),
+    }
+}
+
+fn env(name: &str, value: impl Into<String>) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value: Some(value.into()),
+        ..Default::default()
+    }
+}
+
+fn signer_container(
+    config: &Config,
+    region: &str,
+    role_arn: Option<&str>,
+    port: u16,
+    settings: &Settings,
+) -> Container {
+    let mut vars: Vec<EnvVar> = config
+        .to_env()
+        .into_iter()
+        .map(|(k, v)| env(k, v))
+        .collect();
+    debug_assert!(vars.iter().any(|e| e.name == ENV_REGION));
+    vars.push(env("AWS_REGION", region));
+    let mut mounts = None;
+    if let Some(arn) = role_arn {
+        vars.push(env("AWS_ROLE_ARN", arn));
+        vars.push(env(
+            "AWS_WEB_IDENTITY_TOKEN_FILE",
+            format!("{TOKEN_DIR}/token"),
+        ));
+        mounts = Some(vec![VolumeMount {
+            name: TOKEN_VOLUME.into(),
+            mount_path: TOKEN_DIR.into(),
+            read_only: Some(true),
+            ..Default::default()
+        }]);
+    }
+    if let Some(sts) = &settings.sts_endpoint_url {
+        vars.push(env("AWS_ENDPOINT_URL_STS", sts.clone()));
+    }
+    // No instance metadata in a pod that has its own identity: fail fast instead.
+    vars.push(env("AWS_EC2_METADATA_DISABLED", "true"));
+    let listen = config.listen.to_string();
+    debug_assert!(port != DEFAULT_PORT || listen == DEFAULT_LISTEN);
+    // The kubelet probes from the node, which cannot reach the pod's loopback, so the
+    // probe runs inside the container.
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        exec: Some(ExecAction {
+            command: Some(vec![
+                "/uploadbucket-sidecar".into(),
+                "probe".into(),
+                format!("http://{listen}{path}"),
+            ]),
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(2),
+        ..Default::default()
+    };
+    let quantity = |s: &str| Quantity(s.to_owned());
+    Container {
+        name: CONTAINER_NAME.into(),
+        image: Some(settings.image.clone()),
+        image_pull_policy: settings.image_pull_policy.clone(),
+        args: Some(vec!["serve".into()]),
+        env: Some(vars),
+        volume_mounts: mounts,
+        restart_policy: settings.native_sidecar.then(|| "Always".to_owned()),
+        // The app starts once the signer listens (native sidecars hold the next container
+        // until their startup probe passes).
+        startup_probe: Some(probe("/healthz", 1, 30)),
+        liveness_probe: Some(probe("/healthz", 10, 3)),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), quantity(&settings.cpu_request)),
+                ("memory".into(), quantity(&settings.memory_request)),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".into(),
+                quantity(&settings.memory_limit),
+            )])),
+            ..Default::default()
+        }),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            capabilities: Some(Capabilities {
+                drop: Some(vec!["ALL".into()]),
+                ..Default::default()
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn token_volume(settings: &Settings) -> Volume {
+    Volume {
+        name: TOKEN_VOLUME.into(),
+        projected: Some(ProjectedVolumeSource {
+            sources: Some(vec![VolumeProjection {
+                service_account_token: Some(ServiceAccountTokenProjection {
+                    audience: Some(settings.token_audience.clone()),
+                    expiration_seconds: Some(settings.token_expiration_seconds),
+                    path: "token".into(),
+                }),
+                ..Default::default()
+            }]),
+            default_mode: None,
+        }),
+        ..Default::default()
+    }
+}

@@ -1,0 +1,157 @@
+//! The mutating admission webhook: `POST /mutate` with an AdmissionReview of a Pod in, an
+//! AdmissionReview with a JSON patch (or a denial) out. Side effects: one read of the
+//! UploadBucket the pod names. The decision itself is [`inject::inject`], pure.
+//!
+//! Never a 5xx: a review that cannot be read is answered `invalid`, a failed lookup is a
+//! denial saying what failed (the pod's controller retries), so the API server always gets
+//! an answer it can show to the person creating the pod.
+
+pub mod inject;
+pub mod tls;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
+use kube::core::DynamicObject;
+use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview, Operation};
+use tracing::{info, warn};
+
+use crate::crd::UploadBucket;
+use crate::metrics::Metrics;
+use inject::{Outcome, Settings};
+
+/// Reads the UploadBucket a pod names.
+#[async_trait]
+pub trait BucketLookup: Send + Sync {
+    /// `Ok(None)` when there is no such object.
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<UploadBucket>, String>;
+}
+
+/// [`BucketLookup`] through the Kubernetes API.
+pub struct KubeLookup(pub kube::Client);
+
+#[async_trait]
+impl BucketLookup for KubeLookup {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<UploadBucket>, String> {
+        Api::<UploadBucket>::namespaced(self.0.clone(), namespace)
+            .get_opt(name)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+#[derive(Clone)]
+pub struct WebhookState {
+    pub settings: Arc<Settings>,
+    pub lookup: Arc<dyn BucketLookup>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// `/mutate` and a plain `/healthz` (for the API server's TLS checks and probes).
+pub fn router(state: WebhookState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+async fn mutate(
+    State(state): State<WebhookState>,
+    body: axum::body::Bytes,
+) -> Json<AdmissionReview<DynamicObject>> {
+    let review: AdmissionReview<Pod> = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!(error = %e, "Unreadable admission review");
+            state.metrics.webhook("invalid");
+            return Json(
+                AdmissionResponse::invalid(format!("not an AdmissionReview of a Pod: {e}"))
+                    .into_review(),
+            );
+        }
+    };
+    let request: AdmissionRequest<Pod> = match review.try_into() {
+        Ok(r) => r,
+        Err(_) => {
+            state.metrics.webhook("invalid");
+            return Json(
+                AdmissionResponse::invalid("the AdmissionReview has no request").into_review(),
+            );
+        }
+    };
+    Json(review_pod(&state, &request).await.into_review())
+}
+
+/// The answer for one request.
+pub async fn review_pod(
+    state: &WebhookState,
+    request: &AdmissionRequest<Pod>,
+) -> AdmissionResponse {
+    let response = AdmissionResponse::from(request);
+    let pod = match (&request.operation, &request.object) {
+        (Operation::Create, Some(pod)) => pod,
+        // Registered for CREATE only; anything else passes untouched.
+        _ => return response,
+    };
+    let Some(wanted) = inject::requested(pod) else {
+        state.metrics.webhook("skipped");
+        return response;
+    };
+    let namespace = request
+        .namespace
+        .clone()
+        .or_else(|| pod.metadata.namespace.clone())
+        .unwrap_or_default();
+    let pod_name = pod
+        .metadata
+        .name
+        .clone()
+        .or_else(|| pod.metadata.generate_name.clone().map(|g| format!("{g}*")))
+        .unwrap_or_default();
+    let bucket = if wanted.trim().is_empty() {
+        None
+    } else {
+        match state.lookup.get(&namespace, wanted.trim()).await {
+            Ok(b) => b,
+            Err(e) => {
+                warn!(%namespace, pod = %pod_name, bucket = wanted, error = %e, "Cannot read UploadBucket");
+                state.metrics.webhook("denied");
+                return response.deny(format!(
+                    "uploadbucket: cannot read UploadBucket {namespace}/{wanted} to inject the signer ({e}); try again"
+                ));
+            }
+        }
+    };
+    match inject::inject(pod, &namespace, bucket.as_ref(), &state.settings) {
+        Outcome::NotRequested | Outcome::AlreadyInjected => {
+            state.metrics.webhook("skipped");
+            response
+        }
+        Outcome::Deny(message) => {
+            info!(%namespace, pod = %pod_name, bucket = wanted, %message, "Pod refused");
+            state.metrics.webhook("denied");
+            response.deny(format!("uploadbucket: {message}"))
+        }
+        Outcome::Inject(patch) => match response.clone().with_patch(patch) {
+            Ok(r) => {
+                info!(%namespace, pod = %pod_name, bucket = wanted, "Signer injected");
+                state.metrics.webhook("injected");
+                r
+            }
+            Err(e) => {
+                warn!(error = %e, "Cannot serialize patch");
+                state.metrics.webhook("denied");
+                response
+                    .deny("uploadbucket: internal error building the patch; see the operator log")
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,626 @@
+//! Golden tests for injection (`testdata/pod-*.yaml` in, `*.patch.json` out; regenerate with
+//! `UPDATE_GOLDEN=1 cargo test -p uploadbucket-operator webhook`) and the `/mutate` handler.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use axum::body::Body;
+use base64::Engine as _;
+use http::Request;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use super::inject::{self, Outcome, Settings};
+use super::*;
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn buckets() -> Vec<UploadBucket> {
+    let text = std::fs::read_to_string(testdata().join("uploadbuckets.yaml")).unwrap();
+    serde_yaml::Deserializer::from_str(&text)
+        .map(|doc| UploadBucket::deserialize(doc).expect("UploadBucket fixture"))
+        .collect()
+}
+
+fn find<'a>(all: &'a [UploadBucket], ns: &str, name: &str) -> Option<&'a UploadBucket> {
+    all.iter().find(|b| {
+        b.metadata.namespace.as_deref() == Some(ns) && b.metadata.name.as_deref() == Some(name)
+    })
+}
+
+fn settings() -> Settings {
+    Settings {
+        image: "uploadbucket/sidecar:test".into(),
+        ..Settings::default()
+    }
+}
+
+fn pods() -> Vec<(String, Pod)> {
+    let mut files: Vec<_> = std::fs::read_dir(testdata())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            n.starts_with("pod-") && n.ends_with(".yaml")
+        })
+        .collect();
+    files.sort();
+    assert!(files.len() >= 9, "golden pods missing: {files:?}");
+    files
+        .into_iter()
+        .map(|p| {
+            let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+            let pod: Pod = serde_yaml::from_str(&std::fs::read_to_string(&p).unwrap())
+                .unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (stem, pod)
+        })
+        .collect()
+}
+
+fn decide(pod: &Pod, all: &[UploadBucket]) -> Outcome {
+    let ns = pod.metadata.namespace.clone().unwrap();
+    let bucket = inject::requested(pod).and_then(|name| find(all, &ns, name));
+    inject::inject(pod, &ns, bucket, &settings())
+}
+
+fn outcome_json(outcome: &Outcome) -> Value {
+    match outcome {
+        Outcome::NotRequested => json!({"outcome": "not-requested"}),
+        Outcome::AlreadyInjected => json!({"outcome": "already-injected"}),
+        Outcome::Deny(message) => json!({"outcome": "denied", "message": message}),
+        Outcome::Inject(patch) => serde_json::to_value(patch).unwrap(),
+    }
+}
+
+#[test]
+fn golden_patches() {
+    let all = buckets();
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut stale = Vec::new();
+    for (stem, pod) in pods() {
+        let got = serde_json::to_string_pretty(&outcome_json(&decide(&pod, &all))).unwrap() + "\n";
+        let path = testdata().join(format!("{stem}.patch.json"));
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        if got != want {
+            if update {
+                std::fs::write(&path, &got).unwrap();
+            } else {
+                stale.push(format!("--- {}\n{got}", path.display()));
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "golden files differ (UPDATE_GOLDEN=1 rewrites them; review the diff):\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn every_refusal_says_what_to_change() {
+    let all = buckets();
+    let denied: Vec<(String, String)> = pods()
+        .into_iter()
+        .filter_map(|(stem, pod)| match decide(&pod, &all) {
+            Outcome::Deny(m) => Some((stem, m)),
+            _ => None,
+        })
+        .collect();
+    let expect = [
+        (
+            "pod-unknown-bucket",
+            ["no UploadBucket \"fotos\"", "fix the annotation"],
+        ),
+        (
+            "pod-wrong-service-account",
+            ["service account \"default\"", "web, worker"],
+        ),
+        ("pod-bad-port", ["uploadbucket.io/port", "1024 to 65535"]),
+        (
+            "pod-port-taken",
+            [
+                "container \"app\" already uses port 8787",
+                "uploadbucket.io/port",
+            ],
+        ),
+        (
+            "pod-bucket-not-ready",
+            ["shop/pending has no usable bucket", "lacks s3:CreateBucket"],
+        ),
+    ];
+    assert_eq!(denied.len(), expect.len(), "{denied:#?}");
+    for (stem, needles) in expect {
+        let message = &denied
+            .iter()
+            .find(|(s, _)| s == stem)
+            .unwrap_or_else(|| panic!("{stem} not denied"))
+            .1;
+        for n in needles {
+            assert!(message.contains(n), "{stem}: {message:?} lacks {n:?}");
+        }
+    }
+}
+
+fn apply(pod: &Pod, patch: &json_patch::Patch) -> Pod {
+    let mut doc = serde_json::to_value(pod).unwrap();
+    json_patch::patch(&mut doc, patch).expect("patch applies to the pod it was made for");
+    serde_json::from_value(doc).expect("patched pod is a Pod")
+}
+
+fn env_of<'a>(c: &'a k8s_openapi::api::core::v1::Container, name: &str) -> Vec<&'a str> {
+    c.env
+        .iter()
+        .flatten()
+        .filter(|e| e.name == name)
+        .map(|e| e.value.as_deref().unwrap_or(""))
+        .collect()
+}
+
+#[test]
+fn patched_pods_have_one_signer_and_reinvocation_adds_nothing() {
+    let all = buckets();
+    let mut injected = 0;
+    for (stem, pod) in pods() {
+        let Outcome::Inject(patch) = decide(&pod, &all) else {
+            continue;
+        };
+        injected += 1;
+        let patched = apply(&pod, &patch);
+        let spec = patched.spec.as_ref().unwrap();
+        let signers: Vec<_> = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .filter(|c| c.name == inject::CONTAINER_NAME)
+            .collect();
+        assert_eq!(signers.len(), 1, "{stem}");
+        let signer = signers[0];
+        // Native sidecar, first among init containers, so it runs before them.
+        assert_eq!(
+            spec.init_containers.as_ref().unwrap()[0].name,
+            inject::CONTAINER_NAME,
+            "{stem}"
+        );
+        assert_eq!(signer.restart_policy.as_deref(), Some("Always"));
+        assert_eq!(
+            env_of(signer, "UPLOADBUCKET_BUCKET"),
+            ["shop-photos-3f9a1c"]
+        );
+        assert_eq!(
+            env_of(signer, "AWS_ROLE_ARN"),
+            ["arn:aws:iam::123456789012:role/uploadbucket/ub-shop-photos-3f9a1c"]
+        );
+        assert_eq!(
+            env_of(signer, "UPLOADBUCKET_ALLOWED_CONTENT_TYPES"),
+            ["image/jpeg,image/png"]
+        );
+        // The token reaches the signer only.
+        let token_mounts = spec
+            .init_containers
+            .iter()
+            .flatten()
+            .chain(&spec.containers)
+            .filter(|c| {
+                c.volume_mounts
+                    .iter()
+                    .flatten()
+                    .any(|m| m.name == inject::TOKEN_VOLUME)
+            })
+            .count();
+        assert_eq!(token_mounts, 1, "{stem}");
+        let token_volumes: Vec<_> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| v.name == inject::TOKEN_VOLUME)
+            .collect();
+        assert_eq!(token_volumes.len(), 1, "{stem}");
+        let projection = token_volumes[0]
+            .projected
+            .as_ref()
+            .unwrap()
+            .sources
+            .as_ref()
+            .unwrap()[0]
+            .service_account_token
+            .as_ref()
+            .unwrap();
+        assert_eq!(projection.audience.as_deref(), Some("sts.amazonaws.com"));
+        // Every app container finds the signer, once.
+        for c in &spec.containers {
+            assert_eq!(
+                env_of(c, inject::ENV_SIGNER_URL).len(),
+                1,
+                "{stem}/{}",
+                c.name
+            );
+        }
+        // Whatever was there is still there.
+        assert_eq!(
+            spec.containers.len(),
+            pod.spec.as_ref().unwrap().containers.len()
+        );
+        assert_eq!(
+            spec.volumes.iter().flatten().count(),
+            pod.spec.as_ref().unwrap().volumes.iter().flatten().count() + 1
+        );
+        assert_eq!(decide(&patched, &all), Outcome::AlreadyInjected, "{stem}");
+    }
+    assert_eq!(injected, 2);
+}
+
+#[test]
+fn port_annotation_moves_the_signer_and_the_app_url() {
+    let all = buckets();
+    let (_, pod) = pods()
+        .into_iter()
+        .find(|(s, _)| s == "pod-existing-lists")
+        .unwrap();
+    let Outcome::Inject(patch) = decide(&pod, &all) else {
+        panic!("not injected")
+    };
+    let patched = apply(&pod, &patch);
+    let spec = patched.spec.unwrap();
+    let signer = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(env_of(signer, "UPLOADBUCKET_LISTEN"), ["127.0.0.1:9090"]);
+    let app = &spec.containers[0];
+    assert_eq!(
+        env_of(app, inject::ENV_SIGNER_URL),
+        ["http://127.0.0.1:9090"]
+    );
+    assert_eq!(env_of(app, "LOG_LEVEL"), ["info"]);
+}
+
+#[test]
+fn without_irsa_there_is_no_role_and_no_token() {
+    let all = buckets();
+    let (_, pod) = pods().into_iter().find(|(s, _)| s == "pod-basic").unwrap();
+    let s = Settings {
+        irsa: false,
+        native_sidecar: false,
+        ..settings()
+    };
+    let Outcome::Inject(patch) = inject::inject(&pod, "shop", find(&all, "shop", "photos"), &s)
+    else {
+        panic!("not injected")
+    };
+    let patched = apply(&pod, &patch);
+    let spec = patched.spec.unwrap();
+    assert!(spec.volumes.is_none());
+    let signer = spec
+        .containers
+        .iter()
+        .find(|c| c.name == inject::CONTAINER_NAME)
+        .unwrap();
+    assert!(signer.restart_policy.is_none());
+    assert!(env_of(signer, "AWS_ROLE_ARN").is_empty());
+    assert!(signer.volume_mounts.is_none());
+}
+
+#[test]
+fn a_bucket_without_a_role_is_not_ready_when_irsa_is_on() {
+    let mut all = buckets();
+    let photos = all
+        .iter_mut()
+        .find(|b| b.metadata.name.as_deref() == Some("photos"))
+        .unwrap();
+    photos.status.as_mut().unwrap().role_arn = None;
+    let (_, pod) = pods().into_iter().find(|(s, _)| s == "pod-basic").unwrap();
+    match decide(&pod, &all) {
+        Outcome::Deny(m) => assert!(m.contains("has no IAM role yet"), "{m}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+// ----- the HTTP handler -----
+
+struct FixtureLookup {
+    buckets: Vec<UploadBucket>,
+    fail: bool,
+    calls: Mutex<Vec<String>>,
+}
+
+#[async_trait]
+impl BucketLookup for FixtureLookup {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<UploadBucket>, String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("{namespace}/{name}"));
+        if self.fail {
+            return Err("connection refused".into());
+        }
+        Ok(find(&self.buckets, namespace, name).cloned())
+    }
+}
+
+fn state(fail: bool) -> (WebhookState, Arc<FixtureLookup>) {
+    let lookup = Arc::new(FixtureLookup {
+        buckets: buckets(),
+        fail,
+        calls: Mutex::new(Vec::new()),
+    });
+    (
+        WebhookState {
+            settings: Arc::new(settings()),
+            lookup: lookup.clone(),
+            metrics: Arc::new(Metrics::default()),
+        },
+        lookup,
+    )
+}
+
+fn review(pod: &Pod, operation: &str) -> Value {
+    json!({
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "", "version": "v1", "kind": "Pod"},
+            "resource": {"group": "", "version": "v1", "resource": "pods"},
+            "requestKind": {"group": "", "version": "v1", "kind": "Pod"},
+            "requestResource": {"group": "", "version": "v1", "resource": "pods"},
+            "namespace": "shop",
+            "operation": operation,
+            "userInfo": {"username": "system:serviceaccount:kube-system:replicaset-controller"},
+            "object": pod,
+            "oldObject": null,
+            "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    })
+}
+
+async fn post(state: WebhookState, body: String) -> (http::StatusCode, Value) {
+    let response = router(state)
+        .oneshot(
+            Request::post("/mutate")
+                .header("content-type", "application/json")
+                .body(Body::from(body))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+fn pod(stem: &str) -> Pod {
+    pods().into_iter().find(|(s, _)| s == stem).unwrap().1
+}
+
+#[tokio::test]
+async fn mutate_answers_with_the_golden_patch() {
+    let (state, lookup) = state(false);
+    let metrics = state.metrics.clone();
+    let (status, body) = post(state, review(&pod("pod-basic"), "CREATE").to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(body["kind"], "AdmissionReview");
+    let response = &body["response"];
+    assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
+    assert_eq!(response["allowed"], true);
+    assert_eq!(response["patchType"], "JSONPatch");
+    // kube serializes the patch bytes as a JSON array of numbers, which the API server's
+    // Go decoder reads into []byte as it would a base64 string; accept either.
+    let patch: Vec<u8> = match &response["patch"] {
+        Value::String(b64) => base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+        Value::Array(bytes) => bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
+        other => panic!("patch is {other}"),
+    };
+    let golden: Value = serde_json::from_str(
+        &std::fs::read_to_string(testdata().join("pod-basic.patch.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&patch).unwrap(), golden);
+    assert_eq!(*lookup.calls.lock().unwrap(), ["shop/photos"]);
+    assert!(
+        metrics
+            .encode()
+            .contains("uploadbucket_webhook_reviews_total{outcome=\"injected\"} 1")
+    );
+}
+
+#[tokio::test]
+async fn mutate_denies_with_the_reason() {
+    let (state, _) = state(false);
+    let (status, body) = post(
+        state,
+        review(&pod("pod-wrong-service-account"), "CREATE").to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response"]["allowed"], false);
+    let message = body["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("uploadbucket: service account \"default\""),
+        "{message}"
+    );
+    assert!(body["response"].get("patch").is_none());
+}
+
+#[tokio::test]
+async fn mutate_skips_pods_without_the_annotation_and_updates() {
+    let (state, lookup) = state(false);
+    let (_, body) = post(
+        state.clone(),
+        review(&pod("pod-not-requested"), "CREATE").to_string(),
+    )
+    .await;
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"].get("patch").is_none());
+    let (_, body) = post(state, review(&pod("pod-basic"), "UPDATE").to_string()).await;
+    assert_eq!(body["response"]["allowed"], true);
+    assert!(body["response"].get("patch").is_none());
+    assert!(
+        lookup.calls.lock().unwrap().is_empty(),
+        "no lookups for pods that do not ask"
+    );
+}
+
+#[tokio::test]
+async fn a_failed_lookup_is_a_denial_not_a_5xx() {
+    let (state, _) = state(true);
+    let (status, body) = post(state, review(&pod("pod-basic"), "CREATE").to_string()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response"]["allowed"], false);
+    let message = body["response"]["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot read UploadBucket shop/photos")
+            && message.contains("connection refused"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn garbage_is_answered_invalid() {
+    let (state, _) = state(false);
+    let metrics = state.metrics.clone();
+    let (status, body) = post(state.clone(), "{not json".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["response"]["allowed"], false);
+    assert_eq!(body["response"]["status"]["reason"], "InvalidRequest");
+    let (_, body) = post(
+        state,
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string(),
+    )
+    .await;
+    assert_eq!(body["response"]["allowed"], false);
+    assert!(
+        metrics
+            .encode()
+            .contains("uploadbucket_webhook_reviews_total{outcome=\"invalid\"} 2")
+    );
+}
+
+// ----- TLS -----
+
+fn write_cert(dir: &Path, names: &[&str]) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert =
+        rcgen::CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    cert.pem()
+}
+
+#[test]
+fn bad_certificate_files_name_the_file() {
+    let dir = tempdir();
+    assert!(matches!(
+        tls::CertStore::load(&dir),
+        Err(tls::TlsError::Read { .. })
+    ));
+    std::fs::write(dir.join("tls.crt"), "hello").unwrap();
+    std::fs::write(dir.join("tls.key"), "world").unwrap();
+    let e = tls::CertStore::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("tls.crt") && e.contains("no CERTIFICATE"), "{e}");
+    // A key that does not belong to the certificate.
+    write_cert(&dir, &["a.example"]);
+    let other = rcgen::KeyPair::generate().unwrap();
+    std::fs::write(dir.join("tls.key"), other.serialize_pem()).unwrap();
+    let e = tls::CertStore::load(&dir).unwrap_err().to_string();
+    assert!(e.contains("tls.key") && e.contains("does not match"), "{e}");
+}
+
+#[test]
+fn reload_swaps_only_on_change() {
+    let dir = tempdir();
+    write_cert(&dir, &["a.example"]);
+    let store = tls::CertStore::load(&dir).unwrap();
+    assert!(!store.reload().unwrap());
+    write_cert(&dir, &["b.example"]);
+    assert!(store.reload().unwrap());
+    std::fs::write(dir.join("tls.key"), "broken").unwrap();
+    assert!(store.reload().is_err(), "a broken update is reported");
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ub-webhook-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::SeqCst)
+}
+
+#[tokio::test]
+async fn serves_mutate_over_tls_and_picks_up_a_rotated_certificate() {
+    let dir = tempdir();
+    let first = write_cert(&dir, &["webhook.test"]);
+    std::fs::write(dir.join("ca-1.pem"), &first).unwrap();
+    let certs = Arc::new(tls::CertStore::load(&dir).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (state, _) = state(false);
+    let server = tokio::spawn(tls::serve(
+        listener,
+        router(state),
+        certs,
+        std::time::Duration::from_millis(200),
+    ));
+    let body = dir.join("review.json");
+    std::fs::write(&body, review(&pod("pod-basic"), "CREATE").to_string()).unwrap();
+    let (d, b) = (dir.clone(), body.clone());
+    let (ok, stdout, stderr) = tokio::task::spawn_blocking(move || curl(&d, &b, port, "ca-1.pem"))
+        .await
+        .unwrap();
+    assert!(ok, "{stderr}");
+    let answer: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(answer["response"]["allowed"], true);
+    assert_eq!(answer["response"]["patchType"], "JSONPatch");
+
+    // Rotate: the new certificate is served without a restart; the old CA no longer verifies.
+    let second = write_cert(&dir, &["webhook.test"]);
+    std::fs::write(dir.join("ca-2.pem"), &second).unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    let (d, b) = (dir.clone(), body.clone());
+    let (ok_new, _, stderr_new) =
+        tokio::task::spawn_blocking(move || curl(&d, &b, port, "ca-2.pem"))
+            .await
+            .unwrap();
+    assert!(ok_new, "{stderr_new}");
+    let (d, b) = (dir.clone(), body.clone());
+    let (ok_old, _, _) = tokio::task::spawn_blocking(move || curl(&d, &b, port, "ca-1.pem"))
+        .await
+        .unwrap();
+    assert!(!ok_old, "the replaced certificate is no longer served");
+    server.abort();
+}
+
+/// POSTs the review file with curl, trusting only `ca`; (success, stdout, stderr).
+fn curl(dir: &Path, body: &Path, port: u16, ca: &str) -> (bool, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--http1.1", "--cacert"])
+        .arg(dir.join(ca))
+        .args(["--resolve", &format!("webhook.test:{port}:127.0.0.1")])
+        .args(["-H", "content-type: application/json", "--data-binary"])
+        .arg(format!("@{}", body.display()))
+        .arg(format!("https://webhook.test:{port}/mutate"))
+        .output()
+        .expect("curl runs (tests/run.sh installs it)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

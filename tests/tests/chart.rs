@@ -1,0 +1,358 @@
+//! The Helm chart, rendered by the real `helm` (tests/run.sh installs it): it lints, it
+//! renders for each certificate source, every setting it passes the operator is a flag the
+//! operator has, the webhook configuration says what DESIGN.md promises, and the generated
+//! certificate is signed by the CA the API server is told to trust.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use serde::Deserialize;
+use serde_yaml::Value;
+use uploadbucket_tests::bin_path;
+
+fn chart() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator")
+}
+
+/// The helm binary, or `None` after a loud SKIPPED (a failure when servers are required).
+fn helm(test: &str) -> Option<PathBuf> {
+    let candidates = [
+        std::env::var_os("HELM").map(PathBuf::from),
+        Some(PathBuf::from("helm")),
+        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/uploadbucket/bin/helm")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if Command::new(&c)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(c);
+        }
+    }
+    assert!(
+        std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+        "{test}: helm not found; tests/scripts/install-deps.sh installs it"
+    );
+    eprintln!("\n*** SKIPPED {test}: no helm binary (tests/run.sh installs one). ***\n");
+    None
+}
+
+fn render(helm: &Path, sets: &[&str]) -> Result<Vec<Value>, String> {
+    let mut cmd = Command::new(helm);
+    // helm built from source assumes Kubernetes 1.20; the chart needs 1.29+.
+    cmd.args([
+        "template",
+        "ub",
+        "--namespace",
+        "uploadbucket-system",
+        "--include-crds",
+        "--kube-version",
+        KUBE_VERSION,
+    ])
+    .arg(chart());
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().expect("run helm");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    let text = String::from_utf8(out.stdout).unwrap();
+    Ok(serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect())
+}
+
+fn of_kind<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str) -> Vec<T> {
+    docs.iter()
+        .filter(|d| d["kind"].as_str() == Some(kind))
+        .map(|d| serde_yaml::from_value(d.clone()).unwrap_or_else(|e| panic!("{kind}: {e}")))
+        .collect()
+}
+
+const KUBE_VERSION: &str = "1.33.0";
+const IRSA: &str = "irsa.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC";
+
+#[test]
+fn lints_clean() {
+    let Some(helm) = helm("chart::lints_clean") else {
+        return;
+    };
+    let out = Command::new(&helm)
+        .args(["lint", "--strict", "--kube-version", KUBE_VERSION])
+        .arg(chart())
+        .args(["--set", "aws.region=eu-west-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn default_render_has_every_piece() {
+    let Some(helm) = helm("chart::default_render_has_every_piece") else {
+        return;
+    };
+    let docs = render(&helm, &["aws.region=eu-west-1", IRSA]).unwrap();
+    let kinds: BTreeSet<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for k in [
+        "CustomResourceDefinition",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "Deployment",
+        "Secret",
+        "MutatingWebhookConfiguration",
+    ] {
+        assert!(kinds.contains(k), "{k} missing from {kinds:?}");
+    }
+    // The chart's CRD is the generated one.
+    let crd = docs
+        .iter()
+        .find(|d| d["kind"] == "CustomResourceDefinition")
+        .unwrap();
+    let generated: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("../../crds/uploadbuckets.uploadbucket.io.yaml"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(crd, &generated);
+
+    let role: ClusterRole = of_kind(&docs, "ClusterRole").remove(0);
+    let can = |resource: &str, verb: &str| {
+        role.rules.iter().flatten().any(|r| {
+            r.resources.iter().flatten().any(|x| x == resource) && r.verbs.iter().any(|v| v == verb)
+        })
+    };
+    for (resource, verb) in [
+        ("uploadbuckets", "watch"),
+        ("uploadbuckets", "patch"),
+        ("uploadbuckets/status", "patch"),
+        ("uploadbuckets/finalizers", "update"),
+        ("events", "create"),
+    ] {
+        assert!(can(resource, verb), "ClusterRole cannot {verb} {resource}");
+    }
+}
+
+#[test]
+fn every_env_the_chart_sets_is_an_operator_flag() {
+    let Some(helm) = helm("chart::every_env_the_chart_sets_is_an_operator_flag") else {
+        return;
+    };
+    let help = Command::new(bin_path("uploadbucket-operator"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let docs = render(
+        &helm,
+        &[
+            "aws.region=eu-west-1",
+            IRSA,
+            "aws.s3Endpoint=http://rgw:7480",
+            "aws.s3PathStyle=true",
+            "aws.iamEndpoint=http://rgw:7480",
+            "aws.bucketNamePrefix=acme",
+            "irsa.permissionsBoundary=arn:aws:iam::123456789012:policy/boundary",
+            "watchNamespace=shop",
+            "sidecar.image.pullPolicy=Always",
+            "sidecar.s3Endpoint=https://s3.example.com",
+            "sidecar.stsEndpoint=https://sts.example.com",
+        ],
+    )
+    .unwrap();
+    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
+    let container = &deploy.spec.unwrap().template.spec.unwrap().containers[0];
+    let names: Vec<String> = container
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert!(names.len() >= 20, "{names:?}");
+    for name in &names {
+        assert!(
+            help.contains(&format!("[env: {name}=")),
+            "the chart sets {name}, which `uploadbucket-operator run` does not read"
+        );
+    }
+    // And the operator accepts the values themselves: it gets past its flags and settings
+    // to the point where it looks for a cluster (there is none here).
+    let out = Command::new(bin_path("uploadbucket-operator"))
+        .arg("run")
+        .env_clear()
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(
+            container
+                .env
+                .iter()
+                .flatten()
+                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
+        )
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("no Kubernetes client configuration"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn webhook_configuration_and_certificate() {
+    let Some(helm) = helm("chart::webhook_configuration_and_certificate") else {
+        return;
+    };
+    let docs = render(
+        &helm,
+        &[
+            "aws.region=eu-west-1",
+            "webhook.excludeNamespaces={monitoring}",
+        ],
+    )
+    .unwrap();
+    let mwc: MutatingWebhookConfiguration =
+        of_kind(&docs, "MutatingWebhookConfiguration").remove(0);
+    let hook = &mwc.webhooks.as_ref().unwrap()[0];
+    assert_eq!(hook.admission_review_versions, ["v1"]);
+    assert_eq!(hook.side_effects, "None");
+    assert_eq!(hook.failure_policy.as_deref(), Some("Fail"));
+    assert_eq!(hook.reinvocation_policy.as_deref(), Some("IfNeeded"));
+    assert_eq!(hook.timeout_seconds, Some(10));
+    let rule = &hook.rules.as_ref().unwrap()[0];
+    assert_eq!(rule.operations.as_deref(), Some(&["CREATE".to_owned()][..]));
+    assert_eq!(rule.resources.as_deref(), Some(&["pods".to_owned()][..]));
+    let excluded = &hook
+        .namespace_selector
+        .as_ref()
+        .unwrap()
+        .match_expressions
+        .as_ref()
+        .unwrap()[0];
+    assert_eq!(excluded.operator, "NotIn");
+    assert_eq!(
+        excluded.values.as_deref().unwrap(),
+        ["kube-system", "uploadbucket-system", "monitoring"]
+    );
+    let condition = &hook.match_conditions.as_ref().unwrap()[0];
+    assert!(
+        condition
+            .expression
+            .contains("'uploadbucket.io/inject' in object.metadata.annotations")
+    );
+    let service = hook.client_config.service.as_ref().unwrap();
+    assert_eq!(
+        (service.name.as_str(), service.path.as_deref(), service.port),
+        ("ub-uploadbucket-operator", Some("/mutate"), Some(443))
+    );
+
+    // The serving certificate is for the Service's DNS name and signed by caBundle.
+    let secret: Secret = of_kind(&docs, "Secret").remove(0);
+    let data = secret.data.unwrap();
+    let dir = std::env::temp_dir().join(format!("ub-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("ca.pem"),
+        &hook.client_config.ca_bundle.as_ref().unwrap().0,
+    )
+    .unwrap();
+    std::fs::write(dir.join("tls.crt"), &data["tls.crt"].0).unwrap();
+    std::fs::write(dir.join("tls.key"), &data["tls.key"].0).unwrap();
+    let verify = Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(dir.join("ca.pem"))
+        .args([
+            "-verify_hostname",
+            "ub-uploadbucket-operator.uploadbucket-system.svc",
+        ])
+        .arg(dir.join("tls.crt"))
+        .output()
+        .expect("openssl");
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    // ...and the operator's own TLS loader accepts the pair.
+    uploadbucket_operator::webhook::tls::CertStore::load(&dir)
+        .expect("operator loads the chart's certificate");
+
+    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
+    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    let volume = &pod.volumes.as_ref().unwrap()[0];
+    assert_eq!(
+        volume.secret.as_ref().unwrap().secret_name.as_deref(),
+        secret.metadata.name.as_deref()
+    );
+}
+
+#[test]
+fn other_certificate_sources_and_bad_values() {
+    let Some(helm) = helm("chart::other_certificate_sources_and_bad_values") else {
+        return;
+    };
+    let docs = render(
+        &helm,
+        &[
+            "aws.region=eu-west-1",
+            "webhook.certificate.source=cert-manager",
+        ],
+    )
+    .unwrap();
+    let kinds: Vec<&str> = docs.iter().filter_map(|d| d["kind"].as_str()).collect();
+    assert!(
+        kinds.contains(&"Certificate") && kinds.contains(&"Issuer"),
+        "{kinds:?}"
+    );
+    assert!(!kinds.contains(&"Secret"));
+    let mwc = docs
+        .iter()
+        .find(|d| d["kind"] == "MutatingWebhookConfiguration")
+        .unwrap();
+    assert_eq!(
+        mwc["metadata"]["annotations"]["cert-manager.io/inject-ca-from"].as_str(),
+        Some("uploadbucket-system/ub-uploadbucket-operator-webhook")
+    );
+
+    let err = render(&helm, &["webhook.certificate.source=secret"]).unwrap_err();
+    assert!(
+        err.contains("webhook.certificate.existingSecret is required"),
+        "{err}"
+    );
+    let err = render(&helm, &["webhook.certificate.source=vault"]).unwrap_err();
+    assert!(
+        err.contains("\"vault\" is not supported; allowed: helm, cert-manager, secret"),
+        "{err}"
+    );
+
+    let docs = render(&helm, &["webhook.enabled=false"]).unwrap();
+    assert!(
+        docs.iter()
+            .all(|d| d["kind"] != "MutatingWebhookConfiguration" && d["kind"] != "Secret")
+    );
+    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
+    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    assert!(pod.volumes.is_none());
+    assert!(
+        !pod.containers[0]
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "UPLOADBUCKET_WEBHOOK_CERT_DIR")
+    );
+}

@@ -1,0 +1,182 @@
+//! The container the webhook injects, run for real: its env (made by the operator's pure
+//! `inject` from an UploadBucket) parsed by the sidecar binary gives exactly the bucket's
+//! rules, the signer it starts enforces them, and its probe command works.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Container, Pod};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use uploadbucket_operator::crd::UploadBucket;
+use uploadbucket_operator::webhook::inject::{self, Outcome, Settings};
+use uploadbucket_sidecar::config::Config;
+use uploadbucket_tests::{Child, bin_path, free_port, wait_healthy};
+
+fn testdata(file: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../operator/testdata")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The signer container injected into testdata/pod-basic.yaml for UploadBucket shop/photos.
+fn injected_signer() -> Container {
+    let pod: Pod = serde_yaml::from_str(&testdata("pod-basic.yaml")).unwrap();
+    let photos = serde_yaml::Deserializer::from_str(&testdata("uploadbuckets.yaml"))
+        .map(|d| UploadBucket::deserialize(d).unwrap())
+        .find(|b| b.metadata.name.as_deref() == Some("photos"))
+        .unwrap();
+    let settings = Settings {
+        image: "uploadbucket/sidecar:test".into(),
+        ..Settings::default()
+    };
+    let Outcome::Inject(patch) = inject::inject(&pod, "shop", Some(&photos), &settings) else {
+        panic!("pod-basic is injected")
+    };
+    let mut doc = serde_json::to_value(&pod).unwrap();
+    json_patch::patch(&mut doc, &patch).unwrap();
+    let pod: Pod = serde_json::from_value(doc).unwrap();
+    pod.spec
+        .unwrap()
+        .init_containers
+        .unwrap()
+        .into_iter()
+        .find(|c| c.name == inject::CONTAINER_NAME)
+        .unwrap()
+}
+
+fn env_map(c: &Container) -> BTreeMap<String, String> {
+    c.env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect()
+}
+
+#[test]
+fn injected_env_parses_to_the_bucket_rules() {
+    let env = env_map(&injected_signer());
+    let out = std::process::Command::new(bin_path("uploadbucket-sidecar"))
+        .arg("config")
+        .env_clear()
+        .envs(&env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Config = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config.bucket, "shop-photos-3f9a1c");
+    assert_eq!(config.region.as_deref(), Some("eu-west-1"));
+    assert_eq!(config.key_prefix, "avatars/");
+    assert_eq!(config.allowed_content_types, ["image/jpeg", "image/png"]);
+    assert_eq!(config.max_size_bytes, 5_242_880);
+    assert_eq!(config.expires_seconds, 120);
+    assert_eq!(config.listen.to_string(), "127.0.0.1:8787");
+    assert!(!config.allow_non_loopback);
+    assert_eq!(
+        env["AWS_WEB_IDENTITY_TOKEN_FILE"],
+        "/var/run/secrets/uploadbucket.io/serviceaccount/token"
+    );
+}
+
+/// Runs the container's probe command (its binary path swapped for the built one).
+fn run_probe(container: &Container, url: &str) -> (bool, String) {
+    let command = container
+        .startup_probe
+        .as_ref()
+        .and_then(|p| p.exec.as_ref())
+        .and_then(|e| e.command.clone())
+        .expect("exec startup probe");
+    assert_eq!(command[..2], ["/uploadbucket-sidecar", "probe"]);
+    let out = std::process::Command::new(bin_path("uploadbucket-sidecar"))
+        .arg("probe")
+        .arg(url)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
+    let signer = injected_signer();
+    let mut env = env_map(&signer);
+    let port = free_port();
+    // Same container, with test credentials instead of a projected token, on a free port.
+    env.remove("AWS_ROLE_ARN");
+    env.remove("AWS_WEB_IDENTITY_TOKEN_FILE");
+    env.insert("UPLOADBUCKET_LISTEN".into(), format!("127.0.0.1:{port}"));
+    env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLEINJECTED00".into());
+    env.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        "injectedsecretinjectedsecretinjected0000".into(),
+    );
+    let _child = Child(
+        std::process::Command::new(bin_path("uploadbucket-sidecar"))
+            .args(signer.args.clone().unwrap_or_default())
+            .env_clear()
+            .envs(&env)
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    wait_healthy(&base).await;
+
+    let (ok, stderr) = run_probe(&signer, &format!("{base}/healthz"));
+    assert!(ok, "{stderr}");
+    let closed = free_port();
+    let (ok, stderr) = run_probe(&signer, &format!("http://127.0.0.1:{closed}/healthz"));
+    assert!(!ok);
+    assert!(stderr.contains("cannot connect"), "{stderr}");
+    let (ok, stderr) = run_probe(&signer, &format!("{base}/no-such-path"));
+    assert!(!ok);
+    assert!(stderr.contains("404"), "{stderr}");
+
+    let http = reqwest::Client::new();
+    let refused = http
+        .post(format!("{base}/uploads"))
+        .json(&json!({"contentType": "application/pdf", "filename": "cv.pdf"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: Value = refused.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("image/jpeg, image/png"),
+        "{body}"
+    );
+    let too_big = http
+        .post(format!("{base}/uploads"))
+        .json(&json!({"contentType": "image/png", "size": 5_242_881}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_big.status(), 413);
+    let ok = http
+        .post(format!("{base}/uploads"))
+        .json(&json!({"contentType": "image/png", "filename": "me.png", "size": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+    let body: Value = ok.json().await.unwrap();
+    assert!(
+        body["key"].as_str().unwrap().starts_with("avatars/"),
+        "{body}"
+    );
+    let url = body["uploadURL"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://shop-photos-3f9a1c.s3.eu-west-1.amazonaws.com/avatars/"),
+        "{url}"
+    );
+    assert!(url.contains("X-Amz-Expires=120"), "{url}");
+}
