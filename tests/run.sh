@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and controller tests, and the end-to-end
-# tests against a real S3/IAM/STS server (Ceph RGW) that this script installs and starts.
+# tests against a real S3/IAM/STS server (Ceph RGW) and a real Kubernetes API server
+# (etcd + kube-apiserver) that this script installs and starts.
 #
 #   tests/run.sh            everything
 #   tests/run.sh --no-lint  skip cargo fmt/clippy
@@ -26,6 +27,7 @@ mkdir -p "$work"
 cleanup() {
   status=$?
   tests/scripts/rgw.sh stop "$work/rgw" || true
+  tests/scripts/kube.sh stop "$work/kube" || true
   [ $status -eq 0 ] || echo "tests/run.sh: failed; server logs are in $work" >&2
 }
 trap cleanup EXIT
@@ -46,6 +48,11 @@ echo "== starting Ceph RGW"
 tests/scripts/rgw.sh start "$work/rgw" "$(free_port)" "$(free_port)"
 # shellcheck disable=SC1091
 source "$work/rgw/env"
+
+echo "== starting etcd + kube-apiserver"
+tests/scripts/kube.sh start "$work/kube"
+# shellcheck disable=SC1091
+source "$work/kube/env"
 export UPLOADBUCKET_REQUIRE_SERVERS=1
 # The credential chain must never reach for instance metadata on a test machine.
 export AWS_EC2_METADATA_DISABLED=true

@@ -218,8 +218,16 @@ async fn irsa_settings(
     }))
 }
 
+/// Makes ring rustls' process-wide provider. The binary links both ring (kube's client) and
+/// aws-lc-rs (the AWS SDK's), and with two providers compiled in rustls will not pick one:
+/// kube's TLS client would panic at its first connection. Repeatable.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
+        install_crypto_provider();
         match self.command {
             Some(Command::Crd) => {
                 print!("{}", crate::crd::crd_yaml());

@@ -1,0 +1,495 @@
+//! Against a real Kubernetes API server (tests/run.sh starts etcd + kube-apiserver with
+//! tests/scripts/kube.sh; any cluster works through `UPLOADBUCKET_TEST_KUBECONFIG`): the
+//! CRD's schema and CEL rules as the API server enforces them, and the operator binary
+//! reconciling an UploadBucket into an RGW bucket, injecting the signer into pods through a
+//! real admission webhook call, refusing a pod with a readable message, and cleaning up
+//! through its finalizer.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt};
+use serde_json::json;
+use uploadbucket_operator::crd::UploadBucket;
+use uploadbucket_tests::{Child, bin_path, free_port, s3_server, unique_name};
+
+/// A client for the test cluster, or `None` after a loud SKIPPED (a failure when servers
+/// are required).
+async fn cluster(test: &str) -> Option<(Client, String)> {
+    uploadbucket_operator::cli::install_crypto_provider();
+    let path = std::env::var("UPLOADBUCKET_TEST_KUBECONFIG")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let Some(path) = path else {
+        assert!(
+            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+            "{test}: UPLOADBUCKET_REQUIRE_SERVERS is set but UPLOADBUCKET_TEST_KUBECONFIG is not; run tests/run.sh"
+        );
+        eprintln!(
+            "\n*** SKIPPED {test}: no Kubernetes API server (UPLOADBUCKET_TEST_KUBECONFIG unset). tests/run.sh starts one; or point it at any cluster's kubeconfig. ***\n"
+        );
+        return None;
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kubeconfig");
+    Some((Client::try_from(config).expect("client"), path))
+}
+
+async fn ensure_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "uploadbuckets.uploadbucket.io",
+        &PatchParams::apply("uploadbucket-tests").force(),
+        &Patch::Apply(UploadBucket::crd()),
+    )
+    .await
+    .expect("apply CRD");
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        "uploadbuckets.uploadbucket.io",
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(30), established)
+        .await
+        .expect("CRD established within 30 s")
+        .unwrap();
+}
+
+async fn namespace(client: &Client, base: &str) -> String {
+    let name = unique_name(base);
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .expect("create namespace");
+    name
+}
+
+fn api_error(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+#[tokio::test]
+async fn the_api_server_enforces_the_schema_and_cel_rules() {
+    let Some((client, _)) =
+        cluster("cluster::the_api_server_enforces_the_schema_and_cel_rules").await
+    else {
+        return;
+    };
+    ensure_crd(&client).await;
+    let ns = namespace(&client, "ub-schema").await;
+    let api: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
+    let make = |name: &str, spec: serde_json::Value| -> UploadBucket {
+        serde_json::from_value(json!({
+            "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
+            "metadata": {"name": name}, "spec": spec
+        }))
+        .unwrap()
+    };
+    let origins = json!({"allowedOrigins": ["https://shop.example.com"]});
+    let cases = [
+        (
+            json!({"cors": origins, "uploads": {"maxSizeBytes": 0}}),
+            "spec.uploads.maxSizeBytes",
+        ),
+        (
+            json!({"cors": origins, "uploads": {"allowedContentTypes": ["jpeg"]}}),
+            "spec.uploads.allowedContentTypes[0]",
+        ),
+        (
+            json!({"cors": origins, "encryption": {"type": "SSE-KMS"}}),
+            "kmsKeyId",
+        ),
+        (
+            json!({"cors": origins, "uploads": {"keyPrefix": "a/../b/"}}),
+            "keyPrefix must not contain '..'",
+        ),
+    ];
+    for (i, (spec, needle)) in cases.into_iter().enumerate() {
+        let e = api
+            .create(
+                &PostParams::default(),
+                &make(&format!("bad-{i}"), spec.clone()),
+            )
+            .await
+            .map(|_| ())
+            .map_err(api_error)
+            .expect_err(&format!("{spec} must be refused"));
+        assert!(e.contains(needle), "{spec}: {e}");
+    }
+    let ok = api
+        .create(
+            &PostParams::default(),
+            &make(
+                "fine",
+                json!({"cors": origins, "bucketName": "shop-fine-bucket"}),
+            ),
+        )
+        .await
+        .expect("a valid UploadBucket is accepted");
+    assert_eq!(ok.spec.uploads.key_prefix, "uploads/", "defaults applied");
+    let e = api
+        .patch(
+            "fine",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"bucketName": "another-name"}})),
+        )
+        .await
+        .map(|_| ())
+        .map_err(api_error)
+        .expect_err("bucketName is immutable");
+    assert!(e.contains("bucketName is immutable"), "{e}");
+    // Printer columns are served.
+    let out = std::process::Command::new("kubectl")
+        .args(["get", "uploadbuckets", "-n", &ns])
+        .env(
+            "KUBECONFIG",
+            std::env::var("UPLOADBUCKET_TEST_KUBECONFIG").unwrap(),
+        )
+        .output()
+        .expect("kubectl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("BUCKET") && text.contains("READY") && text.contains("fine"),
+        "{text}"
+    );
+}
+
+fn is_local(kubeconfig: &str) -> bool {
+    std::fs::read_to_string(kubeconfig)
+        .map(|k| {
+            k.contains("server: https://127.0.0.1:") || k.contains("server: https://localhost:")
+        })
+        .unwrap_or(false)
+}
+
+fn webhook_certificate(dir: &std::path::Path) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    cert.pem()
+}
+
+async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn pod(name: &str, annotations: serde_json::Value, service_account: Option<&str>) -> Pod {
+    let mut spec = json!({"containers": [{"name": "app", "image": "shop/web:1.4"}]});
+    if let Some(sa) = service_account {
+        spec["serviceAccountName"] = json!(sa);
+    }
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "annotations": annotations}, "spec": spec}),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn the_operator_provisions_injects_refuses_and_cleans_up() {
+    let test = "cluster::the_operator_provisions_injects_refuses_and_cleans_up";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    if !is_local(&kubeconfig) {
+        eprintln!(
+            "\n*** SKIPPED {test}: the API server is not on this host, so it cannot call a webhook served by this test. ***\n"
+        );
+        return;
+    }
+    ensure_crd(&client).await;
+    let ns = namespace(&client, "ub-e2e").await;
+    Api::<ServiceAccount>::namespaced(client.clone(), &ns)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "web"}})).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    // The operator binary: RGW as S3, this cluster, its webhook on a loopback port.
+    let work = std::env::temp_dir().join(unique_name("ub-cluster"));
+    let ca = webhook_certificate(&work.join("webhook"));
+    let (webhook_port, admin_port) = (free_port(), free_port());
+    let _operator = Child(
+        std::process::Command::new(bin_path("uploadbucket-operator"))
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", &kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", &server.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("UPLOADBUCKET_REGION", "us-east-1")
+            .env("UPLOADBUCKET_S3_BACKEND", "rgw")
+            .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
+            .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
+            .env("UPLOADBUCKET_WATCH_NAMESPACE", &ns)
+            .env(
+                "UPLOADBUCKET_ADMIN_LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
+            .env("UPLOADBUCKET_WEBHOOK_CERT_DIR", work.join("webhook"))
+            .env(
+                "UPLOADBUCKET_WEBHOOK_LISTEN",
+                format!("127.0.0.1:{webhook_port}"),
+            )
+            .env("UPLOADBUCKET_SIDECAR_IMAGE", "uploadbucket/sidecar:test")
+            .env("RUST_LOG", "info,kube=warn,aws=warn")
+            .spawn()
+            .expect("start the operator"),
+    );
+
+    // The webhook as the chart registers it, but by URL and for this namespace only.
+    let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let hook_name = format!("{ns}-inject");
+    let hook: MutatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": hook_name},
+        "webhooks": [{
+            "name": "inject.uploadbucket.io",
+            "admissionReviewVersions": ["v1"],
+            "sideEffects": "None",
+            "failurePolicy": "Fail",
+            "reinvocationPolicy": "IfNeeded",
+            "timeoutSeconds": 10,
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
+            "matchConditions": [{"name": "asks-for-a-signer", "expression": "has(object.metadata.annotations) && 'uploadbucket.io/inject' in object.metadata.annotations"}],
+            "clientConfig": {
+                "url": format!("https://127.0.0.1:{webhook_port}/mutate"),
+                "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca.as_bytes())
+            }
+        }]
+    }))
+    .unwrap();
+    hooks
+        .create(&PostParams::default(), &hook)
+        .await
+        .expect("register the webhook");
+
+    // Provision.
+    let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
+    let ub: UploadBucket = serde_json::from_value(json!({
+        "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
+        "metadata": {"name": "photos"},
+        "spec": {
+            "cors": {"allowedOrigins": ["https://shop.example.com"]},
+            "uploads": {"keyPrefix": "avatars/", "allowedContentTypes": ["image/png"], "maxSizeBytes": 1048576},
+            "serviceAccountNames": ["web"],
+            "deletionPolicy": "Delete",
+            "emptyOnDelete": true
+        }
+    }))
+    .unwrap();
+    ubs.create(&PostParams::default(), &ub).await.unwrap();
+    let ready = wait_for("Ready=True", 90, || {
+        let ubs = ubs.clone();
+        async move {
+            let ub = ubs.get("photos").await.ok()?;
+            (ub.condition("Ready")?.status == "True").then_some(ub)
+        }
+    })
+    .await;
+    let bucket = ready.status.as_ref().unwrap().bucket_name.clone().unwrap();
+    assert_eq!(
+        ready.metadata.finalizers.as_deref(),
+        Some(&["uploadbucket.io/cleanup".to_owned()][..])
+    );
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let cors = raw
+        .get_bucket_cors()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("bucket has CORS");
+    assert_eq!(
+        cors.cors_rules()[0].allowed_origins(),
+        ["https://shop.example.com"]
+    );
+
+    // Inject.
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let created = pods
+        .create(
+            &PostParams::default(),
+            &pod(
+                "web-0",
+                json!({"uploadbucket.io/inject": "photos"}),
+                Some("web"),
+            ),
+        )
+        .await
+        .expect("an annotated pod is admitted");
+    let spec = created.spec.as_ref().unwrap();
+    let signer = &spec.init_containers.as_ref().expect("signer injected")[0];
+    assert_eq!(signer.name, "uploadbucket-signer");
+    assert_eq!(signer.restart_policy.as_deref(), Some("Always"));
+    assert_eq!(signer.image.as_deref(), Some("uploadbucket/sidecar:test"));
+    let env: BTreeMap<_, _> = signer
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.as_str(), e.value.as_deref().unwrap_or("")))
+        .collect();
+    assert_eq!(env["UPLOADBUCKET_BUCKET"], bucket);
+    assert_eq!(env["UPLOADBUCKET_KEY_PREFIX"], "avatars/");
+    assert_eq!(env["UPLOADBUCKET_ALLOWED_CONTENT_TYPES"], "image/png");
+    assert_eq!(env["AWS_ENDPOINT_URL_S3"], server.endpoint);
+    assert!(
+        !env.contains_key("AWS_ROLE_ARN"),
+        "no IRSA configured, no role"
+    );
+    let app_env = spec.containers[0].env.as_ref().unwrap();
+    assert!(app_env.iter().any(|e| e.name == "UPLOADBUCKET_SIGNER_URL"
+        && e.value.as_deref() == Some("http://127.0.0.1:8787")));
+    assert_eq!(
+        created
+            .metadata
+            .annotations
+            .as_ref()
+            .unwrap()
+            .get("uploadbucket.io/injected"),
+        Some(&bucket)
+    );
+
+    // Dry run goes through the webhook too (sideEffects: None) and stores nothing.
+    let dry = pods
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &pod(
+                "web-dry",
+                json!({"uploadbucket.io/inject": "photos"}),
+                Some("web"),
+            ),
+        )
+        .await
+        .unwrap();
+    assert!(dry.spec.unwrap().init_containers.is_some());
+    assert!(pods.get_opt("web-dry").await.unwrap().is_none());
+
+    // Refuse, with the reason.
+    let refused = pods
+        .create(
+            &PostParams::default(),
+            &pod(
+                "intruder",
+                json!({"uploadbucket.io/inject": "photos"}),
+                None,
+            ),
+        )
+        .await
+        .map(|_| ())
+        .map_err(api_error)
+        .expect_err("a pod with a service account not allowed is refused");
+    assert!(
+        refused.contains("inject.uploadbucket.io")
+            && refused.contains("service account \"default\" may not use UploadBucket"),
+        "{refused}"
+    );
+    let refused = pods
+        .create(
+            &PostParams::default(),
+            &pod(
+                "typo",
+                json!({"uploadbucket.io/inject": "fotos"}),
+                Some("web"),
+            ),
+        )
+        .await
+        .map(|_| ())
+        .map_err(api_error)
+        .expect_err("a pod naming no UploadBucket is refused");
+    assert!(
+        refused.contains("has no UploadBucket \"fotos\""),
+        "{refused}"
+    );
+
+    // Pods that do not ask are not touched (matchConditions keep them from the webhook).
+    let plain = pods
+        .create(
+            &PostParams::default(),
+            &pod("plain", json!({"team": "storefront"}), None),
+        )
+        .await
+        .unwrap();
+    assert!(plain.spec.unwrap().init_containers.is_none());
+
+    let metrics = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("uploadbucket_webhook_reviews_total{outcome=\"injected\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("uploadbucket_webhook_reviews_total{outcome=\"denied\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("outcome=\"skipped\""),
+        "unannotated pods never reach the webhook: {metrics}"
+    );
+
+    // Clean up through the finalizer: the bucket goes, then the object.
+    ubs.delete("photos", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the UploadBucket to be gone", 60, || {
+        let ubs = ubs.clone();
+        async move { ubs.get_opt("photos").await.ok()?.is_none().then_some(()) }
+    })
+    .await;
+    assert!(
+        raw.head_bucket().bucket(&bucket).send().await.is_err(),
+        "bucket {bucket} deleted"
+    );
+    hooks
+        .delete(&hook_name, &DeleteParams::default())
+        .await
+        .unwrap();
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
