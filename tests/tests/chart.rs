@@ -340,6 +340,25 @@ fn other_certificate_sources_and_bad_values() {
         "{err}"
     );
 
+    let docs = render(&helm, &["metrics.serviceMonitor=true"]).unwrap();
+    let monitor = docs
+        .iter()
+        .find(|d| d["kind"] == "ServiceMonitor")
+        .expect("ServiceMonitor");
+    assert_eq!(
+        monitor["spec"]["endpoints"][0]["port"].as_str(),
+        Some("metrics")
+    );
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    assert!(
+        service["spec"]["ports"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .any(|p| p["name"] == "metrics"),
+        "the Service has the port the ServiceMonitor scrapes"
+    );
+
     let docs = render(&helm, &["webhook.enabled=false"]).unwrap();
     assert!(
         docs.iter()
