@@ -316,6 +316,42 @@ fn a_bucket_without_a_role_is_not_ready_when_irsa_is_on() {
     }
 }
 
+#[test]
+fn the_example_app_is_injected_for_the_example_bucket() {
+    let read = |f: &str| {
+        std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../examples")
+                .join(f),
+        )
+        .unwrap()
+    };
+    let mut ub: UploadBucket = serde_yaml::from_str(&read("uploadbucket.yaml")).unwrap();
+    // As the operator leaves it once provisioned.
+    ub.status = find(&buckets(), "shop", "photos").unwrap().status.clone();
+    let deployment: k8s_openapi::api::apps::v1::Deployment =
+        serde_yaml::Deserializer::from_str(&read("app.yaml"))
+            .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+            .find(|d| d["kind"] == "Deployment")
+            .map(|d| serde_yaml::from_value(d).unwrap())
+            .unwrap();
+    let template = deployment.spec.unwrap().template;
+    let pod = Pod {
+        metadata: template.metadata.unwrap_or_default(),
+        spec: template.spec,
+        ..Default::default()
+    };
+    let Outcome::Inject(patch) = inject::inject(&pod, "shop", Some(&ub), &settings()) else {
+        panic!("examples/app.yaml is not injected")
+    };
+    let patched = apply(&pod, &patch);
+    let signer = &patched.spec.unwrap().init_containers.unwrap()[0];
+    assert_eq!(
+        env_of(signer, "UPLOADBUCKET_ALLOWED_CONTENT_TYPES"),
+        ["image/jpeg,image/png,image/webp"]
+    );
+}
+
 // ----- the HTTP handler -----
 
 struct FixtureLookup {
