@@ -336,9 +336,28 @@ fn other_certificate_sources_and_bad_values() {
     );
     let err = render(&helm, &["webhook.certificate.source=vault"]).unwrap_err();
     assert!(
-        err.contains("\"vault\" is not supported; allowed: helm, cert-manager, secret"),
+        err.contains("/webhook/certificate/source")
+            && err.contains("'helm', 'cert-manager', 'secret'"),
         "{err}"
     );
+
+    // values.schema.json refuses bad values before anything renders, naming the value.
+    for (set, needle) in [
+        ("webhook.timeoutSeconds=99", "/webhook/timeoutSeconds"),
+        ("aws.s3Backend=minio", "/aws/s3Backend"),
+        ("replicaCount=2", "/replicaCount"),
+        (
+            "irsa.oidcProviderArn=oidc.example.com",
+            "/irsa/oidcProviderArn",
+        ),
+        (
+            "sidecar.tokenExpirationSeconds=60",
+            "/sidecar/tokenExpirationSeconds",
+        ),
+    ] {
+        let err = render(&helm, &[set]).unwrap_err();
+        assert!(err.contains(needle), "{set}: {err}");
+    }
 
     let docs = render(&helm, &["metrics.serviceMonitor=true"]).unwrap();
     let monitor = docs

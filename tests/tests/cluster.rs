@@ -493,3 +493,90 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .delete(&ns, &DeleteParams::default())
         .await;
 }
+
+#[tokio::test]
+async fn the_api_server_accepts_every_object_the_chart_renders() {
+    let test = "cluster::the_api_server_accepts_every_object_the_chart_renders";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let helm = [std::path::PathBuf::from("helm")]
+        .into_iter()
+        .chain(
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/uploadbucket/bin/helm")),
+        )
+        .find(|h| {
+            std::process::Command::new(h)
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+    let Some(helm) = helm else {
+        assert!(
+            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+            "{test}: helm not found"
+        );
+        eprintln!("\n*** SKIPPED {test}: no helm binary (tests/run.sh installs one). ***\n");
+        return;
+    };
+    let ns = namespace(&client, "ub-chart").await;
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator");
+    let rendered = std::process::Command::new(&helm)
+        .args([
+            "template",
+            "ub",
+            "--namespace",
+            &ns,
+            "--kube-version",
+            "1.37.0",
+        ])
+        .arg(&chart)
+        .args([
+            "--set",
+            "aws.region=eu-west-1",
+            "--set",
+            "irsa.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.example.com",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        rendered.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rendered.stderr)
+    );
+    let file = std::env::temp_dir().join(format!("{ns}.yaml"));
+    std::fs::write(&file, &rendered.stdout).unwrap();
+    // Server-side dry run: schema validation and admission of every object, nothing stored.
+    let out = std::process::Command::new("kubectl")
+        .args(["apply", "--dry-run=server", "-n", &ns, "-f"])
+        .arg(&file)
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .expect("kubectl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for kind in [
+        "serviceaccount",
+        "clusterrole",
+        "clusterrolebinding",
+        "service",
+        "deployment",
+        "secret",
+        "mutatingwebhookconfiguration",
+    ] {
+        assert!(
+            stdout.contains(&format!("{kind}.")) || stdout.contains(&format!("{kind}/")),
+            "{kind} not applied: {stdout}"
+        );
+    }
+    assert!(stdout.contains("(server dry run)"), "{stdout}");
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
