@@ -2,8 +2,8 @@
 //! tests/scripts/kube.sh; any cluster works through `UPLOADBUCKET_TEST_KUBECONFIG`): the
 //! CRD's schema and CEL rules as the API server enforces them, and the operator binary
 //! reconciling an UploadBucket into an RGW bucket, injecting the signer into pods through a
-//! real admission webhook call, refusing a pod with a readable message, and cleaning up
-//! through its finalizer.
+//! real admission webhook call (with its IRSA role and projected token), refusing a pod
+//! with a readable message, and cleaning up bucket and role through its finalizer.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -241,7 +241,28 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .await
         .unwrap();
 
-    // The operator binary: RGW as S3, this cluster, its webhook on a loopback port.
+    // IRSA: an OIDC provider registered in RGW's IAM, as once per cluster.
+    let sdk = server
+        .sdk_config(&server.access_key, &server.secret_key)
+        .await;
+    let iam = aws_sdk_iam::Client::from_conf(
+        aws_sdk_iam::config::Builder::from(&sdk)
+            .endpoint_url(&server.endpoint)
+            .build(),
+    );
+    let provider_arn = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://{ns}.issuer.test"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("0123456789abcdef0123456789abcdef01234567")
+        .send()
+        .await
+        .expect("register an OIDC provider")
+        .open_id_connect_provider_arn()
+        .unwrap()
+        .to_owned();
+
+    // The operator binary: RGW as S3, IAM and STS, this cluster, its webhook on a loopback port.
     let work = std::env::temp_dir().join(unique_name("ub-cluster"));
     let ca = webhook_certificate(&work.join("webhook"));
     let (webhook_port, admin_port) = (free_port(), free_port());
@@ -259,6 +280,9 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
             .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
             .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
             .env("UPLOADBUCKET_WATCH_NAMESPACE", &ns)
+            .env("UPLOADBUCKET_OIDC_PROVIDER_ARN", &provider_arn)
+            .env("UPLOADBUCKET_IAM_ENDPOINT", &server.endpoint)
+            .env("UPLOADBUCKET_SIDECAR_STS_ENDPOINT", &server.endpoint)
             .env(
                 "UPLOADBUCKET_ADMIN_LISTEN",
                 format!("127.0.0.1:{admin_port}"),
@@ -324,7 +348,13 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         }
     })
     .await;
-    let bucket = ready.status.as_ref().unwrap().bucket_name.clone().unwrap();
+    let status = ready.status.clone().unwrap();
+    let bucket = status.bucket_name.clone().unwrap();
+    let role_arn = status.role_arn.clone().expect("status.roleArn");
+    assert_eq!(
+        ready.condition("RoleReady").map(|c| c.status.as_str()),
+        Some("True")
+    );
     assert_eq!(
         ready.metadata.finalizers.as_deref(),
         Some(&["uploadbucket.io/cleanup".to_owned()][..])
@@ -371,9 +401,38 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     assert_eq!(env["UPLOADBUCKET_KEY_PREFIX"], "avatars/");
     assert_eq!(env["UPLOADBUCKET_ALLOWED_CONTENT_TYPES"], "image/png");
     assert_eq!(env["AWS_ENDPOINT_URL_S3"], server.endpoint);
+    assert_eq!(env["AWS_ROLE_ARN"], role_arn);
+    assert_eq!(env["AWS_ENDPOINT_URL_STS"], server.endpoint);
+    assert_eq!(
+        env["AWS_WEB_IDENTITY_TOKEN_FILE"],
+        "/var/run/secrets/uploadbucket.io/serviceaccount/token"
+    );
+    // The API server accepted the projected token volume, mounted in the signer only.
+    let token = spec
+        .volumes
+        .iter()
+        .flatten()
+        .find(|v| v.name == "uploadbucket-token")
+        .and_then(|v| v.projected.as_ref())
+        .expect("projected token volume");
+    let projection = token.sources.as_ref().unwrap()[0]
+        .service_account_token
+        .as_ref()
+        .unwrap();
+    assert_eq!(projection.audience.as_deref(), Some("sts.amazonaws.com"));
     assert!(
-        !env.contains_key("AWS_ROLE_ARN"),
-        "no IRSA configured, no role"
+        signer
+            .volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == "uploadbucket-token")
+    );
+    assert!(
+        spec.containers[0]
+            .volume_mounts
+            .iter()
+            .flatten()
+            .all(|m| m.name != "uploadbucket-token")
     );
     let app_env = spec.containers[0].env.as_ref().unwrap();
     assert!(app_env.iter().any(|e| e.name == "UPLOADBUCKET_SIGNER_URL"
