@@ -271,3 +271,28 @@ pub async fn assert_stored(
     assert_eq!(head.content_type(), Some(content_type), "{key}");
     assert_eq!(head.content_length(), Some(size), "{key}");
 }
+
+/// The helm binary, or `None` after a loud SKIPPED (a failure when servers are required).
+pub fn helm(test: &str) -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var_os("HELM").map(std::path::PathBuf::from),
+        Some(std::path::PathBuf::from("helm")),
+        std::env::var_os("HOME")
+            .map(|h| std::path::PathBuf::from(h).join(".cache/uploadbucket/bin/helm")),
+    ];
+    for c in candidates.into_iter().flatten() {
+        if std::process::Command::new(&c)
+            .arg("version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            return Some(c);
+        }
+    }
+    assert!(
+        std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+        "{test}: helm not found; tests/scripts/install-deps.sh installs it"
+    );
+    eprintln!("\n*** SKIPPED {test}: no helm binary (tests/run.sh installs one). ***\n");
+    None
+}

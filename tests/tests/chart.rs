@@ -13,34 +13,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde::Deserialize;
 use serde_yaml::Value;
-use uploadbucket_tests::bin_path;
+use uploadbucket_tests::{bin_path, helm};
 
 fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator")
-}
-
-/// The helm binary, or `None` after a loud SKIPPED (a failure when servers are required).
-fn helm(test: &str) -> Option<PathBuf> {
-    let candidates = [
-        std::env::var_os("HELM").map(PathBuf::from),
-        Some(PathBuf::from("helm")),
-        std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/uploadbucket/bin/helm")),
-    ];
-    for c in candidates.into_iter().flatten() {
-        if Command::new(&c)
-            .arg("version")
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            return Some(c);
-        }
-    }
-    assert!(
-        std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-        "{test}: helm not found; tests/scripts/install-deps.sh installs it"
-    );
-    eprintln!("\n*** SKIPPED {test}: no helm binary (tests/run.sh installs one). ***\n");
-    None
 }
 
 fn render(helm: &Path, sets: &[&str]) -> Result<Vec<Value>, String> {

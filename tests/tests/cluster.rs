@@ -559,24 +559,7 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
     let Some((client, kubeconfig)) = cluster(test).await else {
         return;
     };
-    let helm = [std::path::PathBuf::from("helm")]
-        .into_iter()
-        .chain(
-            std::env::var_os("HOME")
-                .map(|h| std::path::PathBuf::from(h).join(".cache/uploadbucket/bin/helm")),
-        )
-        .find(|h| {
-            std::process::Command::new(h)
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        });
-    let Some(helm) = helm else {
-        assert!(
-            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-            "{test}: helm not found"
-        );
-        eprintln!("\n*** SKIPPED {test}: no helm binary (tests/run.sh installs one). ***\n");
+    let Some(helm) = uploadbucket_tests::helm(test) else {
         return;
     };
     let ns = namespace(&client, "ub-chart").await;
