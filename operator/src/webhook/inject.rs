@@ -23,7 +23,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Value, json};
-use uploadbucket_sidecar::config::{Config, DEFAULT_LISTEN, ENV_REGION};
+use uploadbucket_sidecar::config::Config;
 
 use crate::controller::status::{BUCKET_READY, ROLE_READY};
 use crate::crd::UploadBucket;
@@ -220,7 +220,7 @@ fn plan(
         allow_non_loopback: false,
         allowed_metadata: Vec::new(),
     };
-    let container = signer_container(&config, &region, role_arn.as_deref(), port, settings);
+    let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 
     let mut ops = Vec::new();
     let add = |ops: &mut Vec<PatchOperation>, path: &[&str], value: Value| {
@@ -346,7 +346,6 @@ fn signer_container(
     config: &Config,
     region: &str,
     role_arn: Option<&str>,
-    port: u16,
     settings: &Settings,
 ) -> Container {
     let mut vars: Vec<EnvVar> = config
@@ -354,7 +353,7 @@ fn signer_container(
         .into_iter()
         .map(|(k, v)| env(k, v))
         .collect();
-    debug_assert!(vars.iter().any(|e| e.name == ENV_REGION));
+    // The SDK's own region (STS is called in the bucket's region).
     vars.push(env("AWS_REGION", region));
     let mut mounts = None;
     if let Some(arn) = role_arn {
@@ -376,7 +375,6 @@ fn signer_container(
     // No instance metadata in a pod that has its own identity: fail fast instead.
     vars.push(env("AWS_EC2_METADATA_DISABLED", "true"));
     let listen = config.listen.to_string();
-    debug_assert!(port != DEFAULT_PORT || listen == DEFAULT_LISTEN);
     // The kubelet probes from the node, which cannot reach the pod's loopback, so the
     // probe runs inside the container.
     let probe = |path: &str, period: i32, failures: i32| Probe {
