@@ -138,13 +138,29 @@ pub struct WebhookArgs {
     /// Lifetime of the signer's projected service-account token (the kubelet renews it).
     #[arg(long, env = "UPLOADBUCKET_SIDECAR_TOKEN_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(600..))]
     pub sidecar_token_seconds: i64,
-    /// Memory limit of the signer.
+    /// Memory limit of the signer (a Kubernetes quantity such as 64Mi).
     #[arg(
         long,
         env = "UPLOADBUCKET_SIDECAR_MEMORY_LIMIT",
-        default_value = "64Mi"
+        default_value = "64Mi",
+        value_parser = memory_quantity
     )]
     pub sidecar_memory_limit: String,
+}
+
+/// Checked here, where the error names the flag, rather than by the API server refusing
+/// every injected pod.
+fn memory_quantity(s: &str) -> Result<String, String> {
+    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let suffix = &s[digits.len()..];
+    let number_ok = !digits.is_empty() && digits.parse::<f64>().is_ok_and(|n| n > 0.0);
+    if number_ok && ["", "k", "M", "G", "Ki", "Mi", "Gi"].contains(&suffix) {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a memory quantity; use a number with Ki, Mi, Gi, k, M or G, such as 64Mi"
+        ))
+    }
 }
 
 impl WebhookArgs {
@@ -345,4 +361,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
     controller::run(ctx, args.watch_namespace, ready).await
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn memory_quantities() {
+        for ok in ["64Mi", "128M", "1Gi", "67108864", "0.5Gi"] {
+            assert_eq!(super::memory_quantity(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["64MB", "", "Mi", "-1Mi", "lots"] {
+            let e = super::memory_quantity(bad).unwrap_err();
+            assert!(e.contains("such as 64Mi"), "{bad}: {e}");
+        }
+    }
 }
