@@ -101,6 +101,23 @@ pub struct RunArgs {
     /// IAM endpoint of an IAM-compatible service (e.g. Ceph RGW). Default: AWS.
     #[arg(long, env = "UPLOADBUCKET_IAM_ENDPOINT")]
     pub iam_endpoint: Option<String>,
+    /// Elect a leader through a Lease, so that several replicas can run: each serves the
+    /// webhook, only the leader reconciles. A leader that loses its Lease exits.
+    #[arg(long, env = "UPLOADBUCKET_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the leader Lease. Default: POD_NAMESPACE, else `default`.
+    #[arg(long, env = "UPLOADBUCKET_LEADER_ELECTION_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader Lease.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_LEADER_ELECTION_LEASE",
+        default_value = "uploadbucket-operator"
+    )]
+    pub leader_election_lease: String,
+    /// Seconds a leader holds the Lease without renewing it; a standby takes over after that.
+    #[arg(long, env = "UPLOADBUCKET_LEADER_ELECTION_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
+    pub leader_election_lease_seconds: u64,
     #[command(flatten)]
     pub webhook: WebhookArgs,
 }
@@ -360,7 +377,57 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "Admin server stopped");
         }
     });
-    controller::run(ctx, args.watch_namespace, ready).await
+    if !args.leader_election {
+        return controller::run(ctx, args.watch_namespace, ready).await;
+    }
+    lead(ctx, &args, ready).await
+}
+
+/// Waits for the leader Lease, then runs the controller for as long as it is held.
+async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+    let namespace = args
+        .leader_election_namespace
+        .clone()
+        .or_else(|| std::env::var("POD_NAMESPACE").ok())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let identity = ["POD_NAME", "HOSTNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| format!("uploadbucket-operator-{}", std::process::id()));
+    let lease = &args.leader_election_lease;
+    let seconds = args.leader_election_lease_seconds;
+    let manager = kube_lease_manager::LeaseManagerBuilder::new(ctx.client.clone(), lease)
+        .with_namespace(&namespace)
+        .with_identity(&identity)
+        .with_duration(seconds)
+        .with_grace((seconds / 5).max(1))
+        .build()
+        .await
+        .with_context(|| {
+            format!(
+                "cannot use the leader Lease {namespace}/{lease} (coordination.k8s.io; check RBAC)"
+            )
+        })?;
+    let (mut leading, task) = manager.watch().await;
+    // A standby serves the webhook, so it is ready too.
+    ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    info!(%identity, lease = %format!("{namespace}/{lease}"), "Waiting to lead");
+    while !*leading.borrow_and_update() {
+        leading.changed().await.context("leader election stopped")?;
+    }
+    info!(%identity, "Leading: starting the controller");
+    let lost = async { while leading.changed().await.is_ok() && *leading.borrow() {} };
+    let result = tokio::select! {
+        r = controller::run(ctx, args.watch_namespace.clone(), ready) => r,
+        () = lost => Err(anyhow::anyhow!(
+            "lost the leader Lease {namespace}/{lease}; exiting so that only one replica reconciles"
+        )),
+    };
+    // Closing the channel releases the Lease, so a standby takes over at once.
+    drop(leading);
+    let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    result
 }
 
 #[cfg(test)]

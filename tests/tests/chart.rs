@@ -159,7 +159,9 @@ fn every_env_the_chart_sets_is_an_operator_flag() {
         .map(|e| e.name.clone())
         .collect();
     assert!(names.len() >= 20, "{names:?}");
-    for name in &names {
+    // The downward-API pair is read by leader election (identity, Lease namespace), not flags.
+    assert!(names.iter().any(|n| n == "POD_NAME") && names.iter().any(|n| n == "POD_NAMESPACE"));
+    for name in names.iter().filter(|n| !n.starts_with("POD_")) {
         assert!(
             help.contains(&format!("[env: {name}=")),
             "the chart sets {name}, which `uploadbucket-operator run` does not read"
@@ -321,7 +323,11 @@ fn other_certificate_sources_and_bad_values() {
     for (set, needle) in [
         ("webhook.timeoutSeconds=99", "/webhook/timeoutSeconds"),
         ("aws.s3Backend=minio", "/aws/s3Backend"),
-        ("replicaCount=2", "/replicaCount"),
+        ("replicaCount=-1", "/replicaCount"),
+        (
+            "leaderElection.leaseSeconds=1",
+            "/leaderElection/leaseSeconds",
+        ),
         (
             "irsa.oidcProviderArn=oidc.example.com",
             "/irsa/oidcProviderArn",
@@ -334,6 +340,25 @@ fn other_certificate_sources_and_bad_values() {
         let err = render(&helm, &[set]).unwrap_err();
         assert!(err.contains(needle), "{set}: {err}");
     }
+
+    let err = render(&helm, &["replicaCount=2", "leaderElection.enabled=false"]).unwrap_err();
+    assert!(
+        err.contains("replicaCount > 1 needs leaderElection.enabled"),
+        "{err}"
+    );
+    let docs = render(&helm, &["replicaCount=3"]).unwrap();
+    let lease_role = docs
+        .iter()
+        .find(|d| d["kind"] == "Role")
+        .expect("a Role for the leader Lease");
+    assert_eq!(
+        lease_role["rules"][0]["resources"][0].as_str(),
+        Some("leases")
+    );
+    assert_eq!(
+        lease_role["metadata"]["namespace"].as_str(),
+        Some("uploadbucket-system")
+    );
 
     let docs = render(&helm, &["metrics.serviceMonitor=true"]).unwrap();
     let monitor = docs

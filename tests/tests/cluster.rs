@@ -205,6 +205,61 @@ async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     }
 }
 
+/// Waits until the UploadBucket is Ready=True; returns it.
+async fn wait_ready(ubs: &Api<UploadBucket>, name: &str) -> UploadBucket {
+    wait_for(&format!("{name} Ready=True"), 90, || {
+        let ubs = ubs.clone();
+        async move {
+            let ub = ubs.get(name).await.ok()?;
+            (ub.condition("Ready")?.status == "True").then_some(ub)
+        }
+    })
+    .await
+}
+
+/// Waits until the UploadBucket is gone (its finalizer has run).
+async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
+    wait_for(&format!("{name} to be gone"), 60, || {
+        let ubs = ubs.clone();
+        async move { ubs.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+}
+
+/// Starts `uploadbucket-operator run` against this cluster and RGW, watching `ns`, with
+/// its admin server on `admin_port` and the extra settings given.
+fn start_operator(
+    kubeconfig: &str,
+    server: &uploadbucket_tests::S3Server,
+    ns: &str,
+    admin_port: u16,
+    extra: &[(&str, String)],
+) -> Child {
+    Child(
+        std::process::Command::new(bin_path("uploadbucket-operator"))
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", &server.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("UPLOADBUCKET_REGION", "us-east-1")
+            .env("UPLOADBUCKET_S3_BACKEND", "rgw")
+            .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
+            .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
+            .env("UPLOADBUCKET_WATCH_NAMESPACE", ns)
+            .env(
+                "UPLOADBUCKET_ADMIN_LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
+            .env("RUST_LOG", "info,kube=warn,aws=warn")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .spawn()
+            .expect("start the operator"),
+    )
+}
+
 fn pod(name: &str, annotations: serde_json::Value, service_account: Option<&str>) -> Pod {
     let mut spec = json!({"containers": [{"name": "app", "image": "shop/web:1.4"}]});
     if let Some(sa) = service_account {
@@ -266,36 +321,28 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     let work = std::env::temp_dir().join(unique_name("ub-cluster"));
     let ca = webhook_certificate(&work.join("webhook"));
     let (webhook_port, admin_port) = (free_port(), free_port());
-    let _operator = Child(
-        std::process::Command::new(bin_path("uploadbucket-operator"))
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &kubeconfig)
-            .env("AWS_ACCESS_KEY_ID", &server.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("UPLOADBUCKET_REGION", "us-east-1")
-            .env("UPLOADBUCKET_S3_BACKEND", "rgw")
-            .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
-            .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
-            .env("UPLOADBUCKET_WATCH_NAMESPACE", &ns)
-            .env("UPLOADBUCKET_OIDC_PROVIDER_ARN", &provider_arn)
-            .env("UPLOADBUCKET_IAM_ENDPOINT", &server.endpoint)
-            .env("UPLOADBUCKET_SIDECAR_STS_ENDPOINT", &server.endpoint)
-            .env(
-                "UPLOADBUCKET_ADMIN_LISTEN",
-                format!("127.0.0.1:{admin_port}"),
-            )
-            .env("UPLOADBUCKET_WEBHOOK_CERT_DIR", work.join("webhook"))
-            .env(
+    let _operator = start_operator(
+        &kubeconfig,
+        &server,
+        &ns,
+        admin_port,
+        &[
+            ("UPLOADBUCKET_OIDC_PROVIDER_ARN", provider_arn.clone()),
+            ("UPLOADBUCKET_IAM_ENDPOINT", server.endpoint.clone()),
+            ("UPLOADBUCKET_SIDECAR_STS_ENDPOINT", server.endpoint.clone()),
+            (
+                "UPLOADBUCKET_WEBHOOK_CERT_DIR",
+                work.join("webhook").display().to_string(),
+            ),
+            (
                 "UPLOADBUCKET_WEBHOOK_LISTEN",
                 format!("127.0.0.1:{webhook_port}"),
-            )
-            .env("UPLOADBUCKET_SIDECAR_IMAGE", "uploadbucket/sidecar:test")
-            .env("RUST_LOG", "info,kube=warn,aws=warn")
-            .spawn()
-            .expect("start the operator"),
+            ),
+            (
+                "UPLOADBUCKET_SIDECAR_IMAGE",
+                "uploadbucket/sidecar:test".into(),
+            ),
+        ],
     );
 
     // The webhook as the chart registers it, but by URL and for this namespace only.
@@ -340,14 +387,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     }))
     .unwrap();
     ubs.create(&PostParams::default(), &ub).await.unwrap();
-    let ready = wait_for("Ready=True", 90, || {
-        let ubs = ubs.clone();
-        async move {
-            let ub = ubs.get("photos").await.ok()?;
-            (ub.condition("Ready")?.status == "True").then_some(ub)
-        }
-    })
-    .await;
+    let ready = wait_ready(&ubs, "photos").await;
     let status = ready.status.clone().unwrap();
     let bucket = status.bucket_name.clone().unwrap();
     let role_arn = status.role_arn.clone().expect("status.roleArn");
@@ -535,11 +575,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     ubs.delete("photos", &DeleteParams::default())
         .await
         .unwrap();
-    wait_for("the UploadBucket to be gone", 60, || {
-        let ubs = ubs.clone();
-        async move { ubs.get_opt("photos").await.ok()?.is_none().then_some(()) }
-    })
-    .await;
+    wait_gone(&ubs, "photos").await;
     assert!(
         raw.head_bucket().bucket(&bucket).send().await.is_err(),
         "bucket {bucket} deleted"
@@ -618,6 +654,127 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         );
     }
     assert!(stdout.contains("(server dry run)"), "{stdout}");
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+/// An operator replica with leader election (a 3 s Lease in `ns`).
+fn operator_with_lease(
+    kubeconfig: &str,
+    server: &uploadbucket_tests::S3Server,
+    ns: &str,
+    identity: &str,
+    admin_port: u16,
+) -> Child {
+    start_operator(
+        kubeconfig,
+        server,
+        ns,
+        admin_port,
+        &[
+            ("UPLOADBUCKET_LEADER_ELECTION", "true".into()),
+            ("UPLOADBUCKET_LEADER_ELECTION_NAMESPACE", ns.into()),
+            ("UPLOADBUCKET_LEADER_ELECTION_LEASE_SECONDS", "3".into()),
+            ("POD_NAME", identity.into()),
+        ],
+    )
+}
+
+async fn reconciles(admin_port: u16) -> u64 {
+    let text = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("uploadbucket_reconciles_total "))
+        .map(|v| v.trim().parse().unwrap())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() {
+    let test = "cluster::with_leader_election_one_replica_reconciles_and_a_standby_takes_over";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    ensure_crd(&client).await;
+    let ns = namespace(&client, "ub-lease").await;
+    let (port_a, port_b) = (free_port(), free_port());
+    let mut first = operator_with_lease(&kubeconfig, &server, &ns, "replica-a", port_a);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    let holder = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
+        leases
+            .get_opt("uploadbucket-operator")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    wait_for("replica-a to lead", 30, || {
+        let leases = leases.clone();
+        async move { (holder(leases).await? == "replica-a").then_some(()) }
+    })
+    .await;
+    let _second = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", port_b);
+    uploadbucket_tests::wait_healthy(&format!("http://127.0.0.1:{port_b}")).await;
+
+    let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
+    let ub: UploadBucket = serde_json::from_value(json!({
+        "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
+        "metadata": {"name": "docs"},
+        "spec": {"cors": {"allowedOrigins": ["https://a.example.com"]}, "deletionPolicy": "Delete"}
+    }))
+    .unwrap();
+    ubs.create(&PostParams::default(), &ub).await.unwrap();
+    let ready = wait_ready(&ubs, "docs").await;
+    let bucket = ready.status.unwrap().bucket_name.unwrap();
+    assert!(reconciles(port_a).await > 0, "the leader reconciles");
+    assert_eq!(reconciles(port_b).await, 0, "the standby does not");
+    // The standby is ready all the same: it serves the webhook.
+    let standby_ready = reqwest::get(format!("http://127.0.0.1:{port_b}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(standby_ready.status(), 200);
+
+    // The leader dies without releasing the Lease: the standby takes over once it expires
+    // and picks up a change made meanwhile.
+    first.0.kill().unwrap();
+    let _ = first.0.wait();
+    ubs.patch(
+        "docs",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"cors": {"allowedOrigins": ["https://b.example.com"]}}})),
+    )
+    .await
+    .unwrap();
+    wait_for("replica-b to lead", 30, || {
+        let leases = leases.clone();
+        async move { (holder(leases).await? == "replica-b").then_some(()) }
+    })
+    .await;
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    wait_for("the new leader to apply the CORS change", 30, || {
+        let raw = raw.clone();
+        let bucket = bucket.clone();
+        async move {
+            let cors = raw.get_bucket_cors().bucket(&bucket).send().await.ok()?;
+            (cors.cors_rules()[0].allowed_origins() == ["https://b.example.com"]).then_some(())
+        }
+    })
+    .await;
+    assert!(reconciles(port_b).await > 0);
+
+    ubs.delete("docs", &DeleteParams::default()).await.unwrap();
+    wait_gone(&ubs, "docs").await;
     let _ = Api::<Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
         .await;
