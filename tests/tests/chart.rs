@@ -94,6 +94,10 @@ fn default_render_has_every_piece() {
     ] {
         assert!(kinds.contains(k), "{k} missing from {kinds:?}");
     }
+    assert!(
+        !kinds.contains("PodDisruptionBudget"),
+        "one replica cannot keep one available"
+    );
     // The chart's CRD is the generated one.
     let crd = docs
         .iter()
@@ -355,6 +359,11 @@ fn other_certificate_sources_and_bad_values() {
         lease_role["rules"][0]["resources"][0].as_str(),
         Some("leases")
     );
+    let pdb = docs
+        .iter()
+        .find(|d| d["kind"] == "PodDisruptionBudget")
+        .expect("a PodDisruptionBudget with several replicas");
+    assert_eq!(pdb["spec"]["minAvailable"].as_u64(), Some(1));
     assert_eq!(
         lease_role["metadata"]["namespace"].as_str(),
         Some("uploadbucket-system")
