@@ -396,6 +396,14 @@ fn other_certificate_sources_and_bad_values() {
     let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
     let pod = deploy.spec.unwrap().template.spec.unwrap();
     assert!(pod.volumes.is_none());
+    let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
+    let ports: Vec<&str> = service["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(ports, ["metrics"], "no webhook port without the webhook");
     assert!(
         !pod.containers[0]
             .env
