@@ -129,9 +129,15 @@ EOF
 }
 
 stop() {
-  local dir=$1
+  local dir=$1 pid
+  # The API server first (while etcd still answers, or its shutdown hangs), then etcd; each
+  # gets 10 s to exit on SIGTERM before SIGKILL.
   for p in kube-apiserver etcd; do
-    [ -f "$dir/$p.pid" ] && kill "$(cat "$dir/$p.pid")" 2>/dev/null || true
+    [ -f "$dir/$p.pid" ] || continue
+    pid=$(cat "$dir/$p.pid")
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null || true
   done
 }
 
