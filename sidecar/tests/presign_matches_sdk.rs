@@ -212,7 +212,9 @@ async fn tricky_keys_match_the_sdk() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
     #[test]
-    fn any_key_matches_the_sdk(key in "\\PC{1,40}", secs in 1_500_000_000u64..2_000_000_000, expires in 1u64..604_800, size in proptest::option::of(1i64..5_000_000_000)) {
+    // The SDK refuses a key that is all whitespace ("A required field was not set"); the
+    // sidecar never makes one (its keys are prefix + random id), so such keys are not compared.
+    fn any_key_matches_the_sdk(key in "\\PC{1,40}".prop_filter("the SDK refuses all-whitespace keys", |k| !k.trim().is_empty()), secs in 1_500_000_000u64..2_000_000_000, expires in 1u64..604_800, size in proptest::option::of(1i64..5_000_000_000)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(compare_put(&key, "image/png", size, None, at(secs), expires));
     }
