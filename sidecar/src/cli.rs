@@ -58,9 +58,24 @@ pub struct ServeArgs {
     /// kept only as the benchmark baseline).
     #[arg(long, env = "UPLOADBUCKET_SIGNER", default_value = "fast", value_parser = ["fast", "sdk"], hide = true)]
     pub signer: String,
+    /// Worker threads of the async runtime (1-64). A signature takes microseconds, so two
+    /// threads serve tens of thousands of requests a second; the default keeps a sidecar on a
+    /// many-core node from starting a thread per core.
+    #[arg(long, env = "UPLOADBUCKET_WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub worker_threads: u8,
 }
 
 impl Cli {
+    /// How many runtime worker threads the command wants.
+    pub fn worker_threads(&self) -> usize {
+        let args = match &self.command {
+            Some(Command::Serve(args) | Command::Config(args)) => args,
+            Some(_) => return 2,
+            None => &self.serve,
+        };
+        usize::from(args.worker_threads)
+    }
+
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Some(Command::Config(args)) => {

@@ -11,7 +11,8 @@ use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use serde::Deserialize;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -179,7 +180,7 @@ pub async fn credentials(state: &AppState) -> Result<Credentials, AppError> {
 pub async fn create(
     State(state): State<AppState>,
     body: Result<Json<CreateUpload>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), AppError> {
+) -> Result<Response, AppError> {
     let Json(req) = body.map_err(json_error)?;
     let content_type = check_content_type(&state, req.content_type.as_deref())?;
     check_size(&state, req.size)?;
@@ -229,7 +230,8 @@ pub async fn create(
                 "expiresAt": expires_at,
                 "maxSizeBytes": max,
             })),
-        ));
+        )
+            .into_response());
     }
 
     let size = req.size.map(|s| s.to_string());
@@ -269,22 +271,44 @@ pub async fn create(
             },
         ),
     };
-    // The browser sets content-length itself; it must not be sent as a header from JS.
-    let client_headers: serde_json::Map<String, Value> = headers
-        .iter()
-        .filter(|(k, _)| *k != "content-length")
-        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
-        .collect();
     Ok((
         StatusCode::CREATED,
-        Json(json!({
-            "method": "PUT",
-            "uploadURL": url,
-            "headers": client_headers,
-            "key": key,
-            "expiresAt": expires_at,
-        })),
-    ))
+        Json(PutUpload {
+            method: "PUT",
+            upload_url: &url,
+            headers: ClientHeaders(&headers),
+            key: &key,
+            expires_at: &expires_at,
+        }),
+    )
+        .into_response())
+}
+
+/// The answer to a PUT request; serialized straight from borrowed parts (the hot path).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PutUpload<'a> {
+    method: &'static str,
+    #[serde(rename = "uploadURL")]
+    upload_url: &'a str,
+    headers: ClientHeaders<'a>,
+    key: &'a str,
+    expires_at: &'a str,
+}
+
+/// The signed headers the client must send, as a JSON object. The browser sets
+/// content-length itself (JS may not), so it is left out.
+struct ClientHeaders<'a>(&'a [(&'a str, &'a str)]);
+
+impl Serialize for ClientHeaders<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(
+            self.0
+                .iter()
+                .filter(|(k, _)| *k != "content-length")
+                .map(|(k, v)| (k, v)),
+        )
+    }
 }
 
 /// The benchmark baseline: the same PUT presigned by aws-sdk-s3.

@@ -83,3 +83,42 @@ fn a_bad_value_names_the_variable() {
     .unwrap();
     assert_eq!(c.region.as_deref(), Some("ap-south-1"));
 }
+
+/// The runtime's worker threads: bounded by `UPLOADBUCKET_WORKER_THREADS` (default 2, so a
+/// sidecar on a many-core node does not start a thread per core), and a bad value is refused
+/// naming the flag and the range.
+#[tokio::test]
+async fn worker_threads_follow_the_setting() {
+    let base_env = [
+        ("UPLOADBUCKET_BUCKET", "b".to_owned()),
+        ("AWS_REGION", "eu-west-1".to_owned()),
+    ];
+    for bad in ["0", "65", "two"] {
+        let mut env = base_env.to_vec();
+        env.push(("UPLOADBUCKET_WORKER_THREADS", bad.to_owned()));
+        let err = parse_back(&env).unwrap_err();
+        assert!(err.contains("--worker-threads"), "{bad}: {err}");
+    }
+    for (setting, want) in [(None, 2), (Some("1"), 1), (Some("5"), 5)] {
+        let port = uploadbucket_tests::free_port();
+        let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
+        cmd.env_clear()
+            .envs(base_env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("UPLOADBUCKET_LISTEN", format!("127.0.0.1:{port}"))
+            .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+            .env("AWS_SECRET_ACCESS_KEY", "secret")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("RUST_LOG", "warn");
+        if let Some(n) = setting {
+            cmd.env("UPLOADBUCKET_WORKER_THREADS", n);
+        }
+        let child = uploadbucket_tests::Child(cmd.spawn().expect("spawn the sidecar"));
+        uploadbucket_tests::wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", child.0.id())).expect("/proc");
+        let workers = tasks
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .filter(|name| name.starts_with("tokio-r"))
+            .count();
+        assert_eq!(workers, want, "UPLOADBUCKET_WORKER_THREADS={setting:?}");
+    }
+}
