@@ -16,6 +16,9 @@ use crate::presign::{Endpoint, Presigner};
 use crate::store::S3Store;
 use crate::{AppState, app};
 
+/// Runtime worker threads unless `--worker-threads` says otherwise.
+pub const DEFAULT_WORKER_THREADS: u8 = 2;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "uploadbucket-sidecar",
@@ -61,7 +64,7 @@ pub struct ServeArgs {
     /// Worker threads of the async runtime (1-64). A signature takes microseconds, so two
     /// threads serve tens of thousands of requests a second; the default keeps a sidecar on a
     /// many-core node from starting a thread per core.
-    #[arg(long, env = "UPLOADBUCKET_WORKER_THREADS", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=64))]
+    #[arg(long, env = "UPLOADBUCKET_WORKER_THREADS", default_value_t = DEFAULT_WORKER_THREADS, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub worker_threads: u8,
 }
 
@@ -70,7 +73,7 @@ impl Cli {
     pub fn worker_threads(&self) -> usize {
         let args = match &self.command {
             Some(Command::Serve(args) | Command::Config(args)) => args,
-            Some(_) => return 2,
+            Some(_) => return usize::from(DEFAULT_WORKER_THREADS),
             None => &self.serve,
         };
         usize::from(args.worker_threads)
