@@ -71,11 +71,14 @@ wrk_run() {
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 declare -A rps
 for c in 1 16 64; do
-  echo "== wrk: concurrency $c, $rounds rounds of fast then aws-sdk-s3" >&2
+  echo "== wrk: concurrency $c, $rounds rounds of both modes, the first one alternating" >&2
   f=(); s=()
-  for _ in $(seq 1 "$rounds"); do
-    f+=("$(wrk_run fast "$c")")
-    s+=("$(wrk_run sdk "$c")")
+  for round in $(seq 1 "$rounds"); do
+    if [ $((round % 2)) = 1 ]; then
+      f+=("$(wrk_run fast "$c")"); s+=("$(wrk_run sdk "$c")")
+    else
+      s+=("$(wrk_run sdk "$c")"); f+=("$(wrk_run fast "$c")")
+    fi
   done
   rps[fast,$c]=$(median "${f[@]}"); rps[sdk,$c]=$(median "${s[@]}")
   echo "   fast ${f[*]} | sdk ${s[*]}" >&2

@@ -332,8 +332,9 @@ impl Presigner {
         }
     }
 
-    /// A presigned URL. The URL is the only allocation: the signed headers and parameters
-    /// sit on the stack, the canonical request in a reused per-thread buffer.
+    /// A presigned URL. The URL is the only allocation: the signed headers (up to 8) and
+    /// parameters (up to 4) sit on the stack, the canonical request in a reused per-thread
+    /// buffer.
     pub fn presign(
         &self,
         creds: &Credentials,
