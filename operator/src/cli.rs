@@ -53,9 +53,17 @@ pub struct RunArgs {
     /// Which S3 implementation: `aws` or `rgw` (Ceph RADOS Gateway, with its gaps worked around).
     #[arg(long, env = "UPLOADBUCKET_S3_BACKEND", value_enum, default_value_t = Backend::Aws)]
     pub s3_backend: Backend,
-    /// Prefix for derived bucket names, e.g. your company name, to keep them globally unique.
-    #[arg(long, env = "UPLOADBUCKET_BUCKET_NAME_PREFIX", default_value = "")]
+    /// Prefix of every bucket name, e.g. your company name: derived names get it, and a
+    /// `spec.bucketName` without it is refused. Scope the operator's IAM policy to it
+    /// (`arn:aws:s3:::<prefix>*`).
+    #[arg(long, env = "UPLOADBUCKET_BUCKET_NAME_PREFIX", default_value = "", value_parser = name_prefix)]
     pub bucket_name_prefix: String,
+    /// Existing buckets an UploadBucket may adopt (with `spec.adoptExistingBucket: true`),
+    /// comma-separated names or patterns with `*` (e.g. `legacy-photos,media-*`). Default:
+    /// none. Any namespace that may create UploadBuckets can adopt a listed bucket that no
+    /// other UploadBucket manages, so list only buckets meant for tenants.
+    #[arg(long, env = "UPLOADBUCKET_ADOPTABLE_BUCKETS", value_delimiter = ',', value_parser = adoptable_pattern)]
+    pub adoptable_buckets: Vec<String>,
     /// Seconds between full re-checks of each bucket (repairs drift made behind our back).
     #[arg(long, env = "UPLOADBUCKET_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..))]
     pub resync_seconds: u64,
@@ -163,6 +171,38 @@ pub struct WebhookArgs {
         value_parser = memory_quantity
     )]
     pub sidecar_memory_limit: String,
+}
+
+/// A bucket-name prefix: characters S3 allows in names, at most 40 so derived names keep
+/// room for the namespace, name and hash.
+fn name_prefix(s: &str) -> Result<String, String> {
+    let ok = s.len() <= 40
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && (s.is_empty() || s.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a bucket-name prefix; allowed: up to 40 lowercase letters, digits, '-' and '.', starting with a letter or digit, such as \"acme-\""
+        ))
+    }
+}
+
+/// A bucket name or a pattern of one with `*`.
+fn adoptable_pattern(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    let ok = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.' || c == '*'
+        });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "{s:?} is not a bucket name or pattern; allowed: lowercase letters, digits, '-', '.' and '*' for any run of characters, such as \"legacy-*\""
+        ))
+    }
 }
 
 /// Checked here, where the error names the flag, rather than by the API server refusing
@@ -304,6 +344,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             endpoint_url: args.s3_endpoint.clone(),
             force_path_style: args.s3_path_style,
             interceptors: Vec::new(),
+            tags_on_create: args.s3_backend.has_create_bucket_tags(),
         },
     );
     let irsa = irsa_settings(&args, &sdk).await?;
@@ -322,6 +363,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             region: region.clone(),
             backend: args.s3_backend,
             bucket_name_prefix: args.bucket_name_prefix.clone(),
+            adoptable_buckets: args.adoptable_buckets.clone(),
         },
         metrics.clone(),
         Duration::from_secs(args.resync_seconds),
@@ -418,10 +460,14 @@ async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyh
     }
     info!(%identity, "Leading: starting the controller");
     let lost = async { while leading.changed().await.is_ok() && *leading.borrow() {} };
+    let unsure = renewal_watchdog(ctx.client.clone(), &namespace, lease, &identity, seconds);
     let result = tokio::select! {
-        r = controller::run(ctx, args.watch_namespace.clone(), ready) => r,
+        r = controller::run(ctx.clone(), args.watch_namespace.clone(), ready) => r,
         () = lost => Err(anyhow::anyhow!(
             "lost the leader Lease {namespace}/{lease}; exiting so that only one replica reconciles"
+        )),
+        () = unsure => Err(anyhow::anyhow!(
+            "could not confirm the leader Lease {namespace}/{lease} was renewed in time; stopping before a standby may take it, so that only one replica reconciles"
         )),
     };
     // Closing the channel releases the Lease, so a standby takes over at once.
@@ -430,8 +476,74 @@ async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyh
     result
 }
 
+/// Resolves when this replica can no longer be sure it holds the Lease. The lease manager
+/// keeps trying to renew while the API server is unreachable without telling anyone, and a
+/// standby takes the Lease once `renewTime + leaseDuration` has passed; so the leader reads
+/// the Lease itself and gives up at [`give_up_after`] of the last renewal it saw, before that.
+async fn renewal_watchdog(
+    client: kube::Client,
+    namespace: &str,
+    lease: &str,
+    identity: &str,
+    duration: u64,
+) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let leases: kube::Api<Lease> = kube::Api::namespaced(client, namespace);
+    let poll = Duration::from_millis(500);
+    // Just acquired: renewed now, as far as we know.
+    let mut deadline = tokio::time::Instant::now() + give_up_after(duration);
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        let read = tokio::time::timeout(left.min(Duration::from_secs(2)), leases.get(lease)).await;
+        if let Ok(Ok(l)) = read {
+            let spec = l.spec.unwrap_or_default();
+            if spec.holder_identity.as_deref() != Some(identity) {
+                return;
+            }
+            if let Some(renewed) = spec.renew_time {
+                let renewed: std::time::SystemTime = renewed.0.into();
+                let age = std::time::SystemTime::now()
+                    .duration_since(renewed)
+                    .unwrap_or_default();
+                let seen = tokio::time::Instant::now()
+                    .checked_sub(age)
+                    .unwrap_or_else(tokio::time::Instant::now);
+                deadline = deadline.max(seen + give_up_after(duration));
+            }
+        }
+        tokio::time::sleep(
+            poll.min(deadline.saturating_duration_since(tokio::time::Instant::now())),
+        )
+        .await;
+    }
+}
+
+/// How long after its last renewal a leader stops: the renewal is due `grace` before expiry
+/// (a fifth of the duration, at least 1 s), and the leader gives up halfway through that
+/// grace, well before a standby may take over.
+fn give_up_after(duration: u64) -> Duration {
+    let grace = Duration::from_secs((duration / 5).max(1));
+    Duration::from_secs(duration) - grace / 2
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_leader_gives_up_after_the_renewal_is_due_and_before_expiry() {
+        for duration in [2u64, 15, 60, 300] {
+            let stop = super::give_up_after(duration);
+            let renewal_due = std::time::Duration::from_secs(duration - (duration / 5).max(1));
+            assert!(stop > renewal_due, "{duration}: {stop:?}");
+            assert!(
+                stop < std::time::Duration::from_secs(duration),
+                "{duration}"
+            );
+        }
+    }
+
     #[test]
     fn memory_quantities() {
         for ok in ["64Mi", "128M", "1Gi", "67108864", "0.5Gi"] {

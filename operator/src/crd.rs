@@ -67,18 +67,33 @@ pub const MAX_SIZE_BYTES_LIMIT: i64 = 5 * 1024 * 1024 * 1024 * 1024;
 #[x_kube(validation = Rule::new(
     "has(self.region) == has(oldSelf.region) && (!has(self.region) || self.region == oldSelf.region)"
 ).message("region is immutable: it cannot be set, changed or removed after creation").reason(Reason::FieldValueForbidden).field_path(".region"))]
+#[x_kube(validation = Rule::new("!has(self.adoptExistingBucket) || !self.adoptExistingBucket || has(self.bucketName)").message("adoptExistingBucket needs bucketName: the existing bucket to adopt").field_path(".adoptExistingBucket"))]
+#[x_kube(validation = Rule::new("!has(self.adoptExistingBucket) || !self.adoptExistingBucket || !has(self.deletionPolicy) || self.deletionPolicy == 'Retain'").message("an adopted bucket is never deleted by the operator: deletionPolicy must be Retain with adoptExistingBucket").field_path(".deletionPolicy"))]
+#[x_kube(validation = Rule::new("!has(self.bucketName) || !(self.bucketName.startsWith('xn--') || self.bucketName.startsWith('sthree-') || self.bucketName.startsWith('amzn-s3-demo-') || self.bucketName.endsWith('-s3alias') || self.bucketName.endsWith('--ol-s3') || self.bucketName.endsWith('--x-s3') || self.bucketName.endsWith('.mrap') || self.bucketName.contains('..') || self.bucketName.contains('.-') || self.bucketName.contains('-.') || self.bucketName.matches('^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$'))").message("bucketName is a name S3 refuses: no IP-address form, no 'xn--', 'sthree-' or 'amzn-s3-demo-' prefix, no '-s3alias', '--ol-s3', '--x-s3' or '.mrap' suffix, no '..', '.-' or '-.'").reason(Reason::FieldValueInvalid).field_path(".bucketName"))]
 #[serde(rename_all = "camelCase")]
 pub struct UploadBucketSpec {
-    /// Name of the S3 bucket. Default: derived from the namespace and name plus a short hash
-    /// of the object's uid (a valid, globally-unlikely-to-collide S3 name of at most 63
-    /// characters). 3-63 characters of lowercase letters, digits, '.' and '-', starting and
-    /// ending with a letter or digit. Immutable once set.
+    /// Name of the S3 bucket. Default: derived from the operator's bucket-name prefix, the
+    /// namespace and name, plus a short hash of the object's uid (a valid,
+    /// globally-unlikely-to-collide S3 name of at most 63 characters). 3-63 characters of
+    /// lowercase letters, digits, '.' and '-', starting and ending with a letter or digit; no
+    /// IP-address form, no `xn--`/`sthree-` prefix, no `-s3alias`/`--ol-s3` suffix. When the
+    /// operator has a bucket-name prefix, the name must start with it. A bucket that already
+    /// exists is never taken over: it must have been created by this object, or be adopted
+    /// (see `adoptExistingBucket`). Immutable once set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(
         length(min = 3, max = 63),
         regex(pattern = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
     )]
     pub bucket_name: Option<String>,
+
+    /// Take over management of the existing bucket named in `bucketName`. Allowed only for
+    /// names the cluster admin lists in the operator's `--adoptable-buckets`. An adopted
+    /// bucket is never emptied or deleted by the operator; the operator adds its own tags,
+    /// CORS rule, lifecycle rules and policy statements beside everyone else's, and removes
+    /// only those when this object is deleted. Default: false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_existing_bucket: bool,
 
     /// AWS region of the bucket, such as `eu-west-1`. Default: the operator's region.
     /// Immutable once set.
@@ -368,18 +383,29 @@ pub struct UploadBucketStatus {
     /// The `metadata.generation` the conditions describe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// The S3 bucket this object manages. Recorded before the bucket is created; deletion acts
-    /// on this name only.
+    /// The S3 bucket this object manages. Recorded only once the operator has proven the
+    /// bucket is this object's (it created it, or the bucket carries this object's uid tag);
+    /// every later action re-checks that tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_name: Option<String>,
+    /// A bucket the operator is creating for this object under a name derived from its uid,
+    /// recorded just before CreateBucket so that a restart mid-create still recognizes it.
+    /// Never by itself a licence to write or delete: the name must also be this object's
+    /// derived name and the bucket untagged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creating_bucket: Option<String>,
+    /// Keys of `spec.tags` the operator last wrote, so that a key dropped from the spec is
+    /// removed from the bucket while tags set by anyone else stay.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub managed_tag_keys: Vec<String>,
     /// ARN of the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_arn: Option<String>,
     /// Region of the bucket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
-    /// The IAM role pods assume through IRSA. Recorded before the role is created; deletion
-    /// acts on this name only.
+    /// The IAM role pods assume through IRSA, named from this object's namespace, name and
+    /// uid. Recorded once the role exists; deletion acts only on that derived name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_name: Option<String>,
     /// ARN of that role: what `AWS_ROLE_ARN` is set to in injected pods.

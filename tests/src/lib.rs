@@ -88,6 +88,7 @@ impl S3Server {
                 endpoint_url: Some(self.endpoint.clone()),
                 force_path_style: true,
                 interceptors: vec![SharedInterceptor::new(counter.clone())],
+                tags_on_create: self.backend.has_create_bucket_tags(),
             },
         );
         (buckets, counter)
@@ -118,6 +119,10 @@ pub struct RequestCounter {
 impl RequestCounter {
     pub fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
+    }
+    /// Every request, reads and writes.
+    pub fn total(&self) -> usize {
+        self.reads() + self.writes()
     }
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::SeqCst)
@@ -295,4 +300,45 @@ pub fn helm(test: &str) -> Option<std::path::PathBuf> {
     );
     eprintln!("\n*** SKIPPED {test}: no helm binary (tests/run.sh installs one). ***\n");
     None
+}
+
+/// The operator's bucket step for `ub` as a reconcile runs it (resolve names, prove the
+/// bucket is `ub`'s, apply), without the API server: the intent is not written anywhere.
+pub async fn provision(
+    api: &dyn uploadbucket_operator::aws::BucketApi,
+    ub: &uploadbucket_operator::crd::UploadBucket,
+    defaults: &uploadbucket_operator::controller::desired::Defaults,
+) -> Result<
+    uploadbucket_operator::controller::apply::ApplyReport,
+    uploadbucket_operator::controller::Error,
+> {
+    uploadbucket_operator::controller::provision_bucket(api, ub, defaults, async |_| Ok(()))
+        .await
+        .map(|(_, _, report)| report)
+        .map_err(|f| f.error)
+}
+
+/// Cleanup of `ub`'s bucket as deleting it runs it, with status naming `ub`'s bucket (its
+/// `spec.bucketName`) as provisioned.
+pub async fn clean_up(
+    api: &dyn uploadbucket_operator::aws::BucketApi,
+    ub: &uploadbucket_operator::crd::UploadBucket,
+    defaults: &uploadbucket_operator::controller::desired::Defaults,
+    policy: uploadbucket_operator::crd::DeletionPolicy,
+    empty_on_delete: bool,
+) -> Result<
+    uploadbucket_operator::controller::cleanup::CleanupOutcome,
+    uploadbucket_operator::controller::claim::ClaimError,
+> {
+    use uploadbucket_operator::controller::{claim::Claimant, cleanup, desired};
+    let mut recorded = ub.clone();
+    let st = recorded.status.get_or_insert_with(Default::default);
+    st.bucket_name = ub.spec.bucket_name.clone();
+    st.region = Some(defaults.region.clone());
+    let names = desired::recorded_names(&recorded, defaults);
+    let uid = ub.metadata.uid.clone().unwrap_or_default();
+    let who = names
+        .as_ref()
+        .map(|n| Claimant::new(n, &uid, None, defaults));
+    cleanup::cleanup(api, who.as_ref(), policy, empty_on_delete).await
 }

@@ -15,8 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
-use uploadbucket_operator::controller::apply::apply;
-use uploadbucket_operator::controller::desired::{Defaults, desired};
+use uploadbucket_operator::controller::desired::Defaults;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::{
     Child, assert_stored, bin_path, free_port, s3_server, start_sidecar, unique_name, wait_healthy,
@@ -224,14 +223,11 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
         region: "us-east-1".into(),
         backend: server.backend,
         bucket_name_prefix: String::new(),
+        adoptable_buckets: Vec::new(),
     };
-    apply(
-        &buckets,
-        &desired(&ub, &defaults).expect("desired"),
-        "browser-uid",
-    )
-    .await
-    .expect("apply");
+    uploadbucket_tests::provision(&buckets, &ub, &defaults)
+        .await
+        .expect("provision");
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
         .await;

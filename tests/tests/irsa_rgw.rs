@@ -14,8 +14,7 @@ use base64::Engine as _;
 use serde_json::json;
 use uploadbucket_operator::aws::iam::{IamApi, IamRoles};
 use uploadbucket_operator::aws::{BucketRef, Deleted};
-use uploadbucket_operator::controller::apply::apply;
-use uploadbucket_operator::controller::desired::{Defaults, desired};
+use uploadbucket_operator::controller::desired::Defaults;
 use uploadbucket_operator::controller::role::{
     IrsaSettings, apply_role, cleanup_role, desired_role,
 };
@@ -261,14 +260,11 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
         region: "us-east-1".into(),
         backend: server.backend,
         bucket_name_prefix: String::new(),
+        adoptable_buckets: Vec::new(),
     };
-    apply(
-        &buckets,
-        &desired(&ub, &defaults).unwrap(),
-        ub.metadata.uid.as_deref().unwrap(),
-    )
-    .await
-    .expect("bucket");
+    uploadbucket_tests::provision(&buckets, &ub, &defaults)
+        .await
+        .expect("bucket");
     let bucket = BucketRef {
         name: name.clone(),
         region: "us-east-1".into(),
@@ -437,14 +433,12 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
 
     // Delete: the role is gone; again: not found.
     assert_eq!(
-        cleanup_role(&iam, Some(&role.name))
-            .await
-            .expect("delete role"),
+        cleanup_role(&iam, &role.name).await.expect("delete role"),
         Deleted::Deleted
     );
     assert!(iam.get_role(&role.name).await.expect("get").is_none());
     assert_eq!(
-        cleanup_role(&iam, Some(&role.name)).await.expect("again"),
+        cleanup_role(&iam, &role.name).await.expect("again"),
         Deleted::NotFound
     );
     let _ = std::fs::remove_dir_all(&issuer.dir);

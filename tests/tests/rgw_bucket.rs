@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 
 use aws_sdk_s3::primitives::ByteStream;
 use uploadbucket_operator::aws::{BucketApi, BucketRef, CorsRule, PublicAccessBlock};
-use uploadbucket_operator::controller::apply::{ApplyError, apply};
-use uploadbucket_operator::controller::cleanup::{CleanupOutcome, cleanup};
-use uploadbucket_operator::controller::desired::{Defaults, TAG_UID, desired};
+use uploadbucket_operator::controller::cleanup::CleanupOutcome;
+use uploadbucket_operator::controller::desired::{Defaults, TAG_UID, desired, ownership_tags};
 use uploadbucket_operator::crd::{DeletionPolicy, UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::{S3Server, s3_server, unique_name};
+use uploadbucket_tests::{S3Server, clean_up, provision, s3_server, unique_name};
 
 const ALLOWED: &str = "http://app.allowed.test";
 const OTHER: &str = "http://evil.other.test";
@@ -24,11 +23,27 @@ fn object(bucket: &str, uid: &str, spec: serde_json::Value) -> UploadBucket {
     ub
 }
 
+/// Puts `ub`'s ownership tags back on its bucket with a plain client, as if never released.
+async fn provision_as_owner(raw: &aws_sdk_s3::Client, bucket: &str, ub: &UploadBucket) {
+    use aws_sdk_s3::types::{Tag, Tagging};
+    let tags = ownership_tags(ub, false)
+        .into_iter()
+        .map(|(k, v)| Tag::builder().key(k).value(v).build().unwrap())
+        .collect();
+    raw.put_bucket_tagging()
+        .bucket(bucket)
+        .tagging(Tagging::builder().set_tag_set(Some(tags)).build().unwrap())
+        .send()
+        .await
+        .expect("tag as ours");
+}
+
 fn defaults(server: &S3Server) -> Defaults {
     Defaults {
         region: "us-east-1".into(),
         backend: server.backend,
         bucket_name_prefix: String::new(),
+        adoptable_buckets: Vec::new(),
     }
 }
 
@@ -77,7 +92,9 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
     let d = desired(&ub, &defaults(&server)).expect("desired");
 
     // First apply: creates and configures.
-    let report = apply(&buckets, &d, uid).await.expect("first apply");
+    let report = provision(&buckets, &ub, &defaults(&server))
+        .await
+        .expect("first apply");
     assert!(report.created, "bucket should be new: {report:?}");
     for setting in ["tags", "publicAccessBlock", "cors", "lifecycle"] {
         assert!(
@@ -156,7 +173,9 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
 
     // Second apply with nothing changed: reads only.
     let (w0, r0) = (counter.writes(), counter.reads());
-    let report = apply(&buckets, &d, uid).await.expect("second apply");
+    let report = provision(&buckets, &ub, &defaults(&server))
+        .await
+        .expect("second apply");
     assert!(!report.created && report.changed.is_empty(), "{report:?}");
     assert_eq!(
         counter.writes(),
@@ -178,7 +197,9 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
     let (status, _) = preflight(&server, &name, ALLOWED).await;
     assert!(status >= 400, "without CORS the preflight fails");
     let w0 = counter.writes();
-    let report = apply(&buckets, &d, uid).await.expect("repair");
+    let report = provision(&buckets, &ub, &defaults(&server))
+        .await
+        .expect("repair");
     assert_eq!(report.changed, vec!["cors"]);
     assert_eq!(counter.writes(), w0 + 1, "{:?}", &counter.write_log()[w0..]);
     let (status, allow) = preflight(&server, &name, ALLOWED).await;
@@ -188,7 +209,9 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
     let mut ub2 = ub.clone();
     ub2.spec.cors.allowed_origins.push(OTHER.to_owned());
     let d2 = desired(&ub2, &defaults(&server)).expect("desired 2");
-    let report = apply(&buckets, &d2, uid).await.expect("update");
+    let report = provision(&buckets, &ub2, &defaults(&server))
+        .await
+        .expect("update");
     assert_eq!(report.changed, vec!["cors"]);
     let (status, allow) = preflight(&server, &name, OTHER).await;
     assert_eq!((status, allow.as_deref()), (200, Some(OTHER)));
@@ -205,16 +228,51 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
     );
 
     // Another UploadBucket may not take over this bucket.
-    let err = apply(&buckets, &d, "99999999-0000-0000-0000-000000000000")
+    let mut intruder = ub.clone();
+    intruder.metadata.namespace = Some("evil".into());
+    intruder.metadata.uid = Some("99999999-0000-0000-0000-000000000000".into());
+    let w0 = counter.writes();
+    let err = provision(&buckets, &intruder, &defaults(&server))
         .await
         .unwrap_err();
-    assert!(matches!(err, ApplyError::ManagedByOther { .. }), "{err}");
-    assert!(err.to_string().contains("shop/photos"), "{err}");
+    assert_eq!(err.reason(), "BucketManagedByOther", "{err}");
+    assert!(
+        !err.to_string().contains("shop"),
+        "names no other namespace: {err}"
+    );
+    assert_eq!(counter.writes(), w0, "{:?}", &counter.write_log()[w0..]);
 
-    // Retain: the bucket stays, released (our tags removed), and cleanup repeats fine.
-    let out = cleanup(&buckets, Some(&b), DeletionPolicy::Retain, false, uid)
+    // Delete, non-empty bucket, not asked to empty it: refused with a clear error, data kept.
+    raw.put_object()
+        .bucket(&name)
+        .key("uploads/a.jpg")
+        .body(ByteStream::from_static(b"jpeg"))
+        .send()
         .await
-        .expect("retain");
+        .expect("put object");
+    let err = clean_up(
+        &buckets,
+        &ub,
+        &defaults(&server),
+        DeletionPolicy::Delete,
+        false,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.reason(), "BucketNotEmpty", "{err}");
+    assert!(err.to_string().contains("emptyOnDelete"), "{err}");
+    assert!(buckets.bucket_exists(&b).await.expect("exists"));
+
+    // Retain: the bucket stays, released (our tags removed, the user's kept).
+    let out = clean_up(
+        &buckets,
+        &ub,
+        &defaults(&server),
+        DeletionPolicy::Retain,
+        false,
+    )
+    .await
+    .expect("retain");
     assert_eq!(out, CleanupOutcome::Retained);
     assert!(
         buckets.bucket_exists(&b).await.expect("exists"),
@@ -225,44 +283,69 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
         !tags.contains_key(TAG_UID) && tags.get("team").map(String::as_str) == Some("shop"),
         "{tags:?}"
     );
-    assert_eq!(
-        cleanup(&buckets, Some(&b), DeletionPolicy::Retain, false, uid)
+    // Released, it is nobody's: cleanup completes and touches nothing, whatever the policy.
+    let w0 = counter.writes();
+    for (policy, empty) in [
+        (DeletionPolicy::Retain, false),
+        (DeletionPolicy::Delete, true),
+    ] {
+        let out = clean_up(&buckets, &ub, &defaults(&server), policy, empty)
             .await
-            .expect("again"),
-        CleanupOutcome::Retained
+            .expect("released");
+        assert!(matches!(out, CleanupOutcome::NotOurs(_)), "{out:?}");
+    }
+    assert_eq!(counter.writes(), w0, "{:?}", &counter.write_log()[w0..]);
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key("uploads/a.jpg")
+            .send()
+            .await
+            .is_ok(),
+        "the released bucket keeps its data"
     );
 
-    // Delete, non-empty bucket, not asked to empty it: refused with a clear error, data kept.
-    raw.put_object()
-        .bucket(&name)
-        .key("uploads/a.jpg")
-        .body(ByteStream::from_static(b"jpeg"))
-        .send()
-        .await
-        .expect("put object");
-    let err = cleanup(&buckets, Some(&b), DeletionPolicy::Delete, false, uid)
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "BucketNotEmpty", "{err}");
-    assert!(err.to_string().contains("emptyOnDelete"), "{err}");
-    assert!(buckets.bucket_exists(&b).await.expect("exists"));
-
-    // Delete with emptyOnDelete: gone; again: already gone.
-    let out = cleanup(&buckets, Some(&b), DeletionPolicy::Delete, true, uid)
-        .await
-        .expect("delete");
+    // Tagged as ours again (as before the release), Delete with emptyOnDelete: gone; again:
+    // already gone.
+    provision_as_owner(&raw, &name, &ub).await;
+    let out = clean_up(
+        &buckets,
+        &ub,
+        &defaults(&server),
+        DeletionPolicy::Delete,
+        true,
+    )
+    .await
+    .expect("delete");
     assert_eq!(out, CleanupOutcome::Deleted { objects: 1 });
     assert!(!buckets.bucket_exists(&b).await.expect("exists"));
-    let out = cleanup(&buckets, Some(&b), DeletionPolicy::Delete, true, uid)
-        .await
-        .expect("delete again");
+    let out = clean_up(
+        &buckets,
+        &ub,
+        &defaults(&server),
+        DeletionPolicy::Delete,
+        true,
+    )
+    .await
+    .expect("delete again");
     assert_eq!(out, CleanupOutcome::AlreadyGone);
+    // An object that never got a bucket: nothing to do, and no S3 call.
+    let mut never = ub.clone();
+    never.spec.bucket_name = None;
+    let calls = counter.total();
     assert_eq!(
-        cleanup(&buckets, None, DeletionPolicy::Delete, true, uid)
-            .await
-            .expect("none"),
+        clean_up(
+            &buckets,
+            &never,
+            &defaults(&server),
+            DeletionPolicy::Delete,
+            true
+        )
+        .await
+        .expect("none"),
         CleanupOutcome::NothingRecorded
     );
+    assert_eq!(counter.total(), calls);
 }
 
 #[tokio::test]
@@ -283,23 +366,26 @@ async fn a_name_taken_by_another_account_is_a_clear_error() {
 
     let (buckets, _) = server.buckets().await;
     let ub = object(&name, "uid-taken", serde_json::json!({}));
-    let d = desired(&ub, &defaults(&server)).expect("desired");
-    let err = apply(&buckets, &d, "uid-taken").await.unwrap_err();
-    let ApplyError::Aws(aws) = &err else {
-        panic!("unexpected {err}")
-    };
-    assert_eq!(aws.reason(), "BucketNameTaken", "{err}");
-    assert!(
-        !aws.is_transient(),
-        "a taken name must not be retried fast: {err}"
-    );
+    let err = provision(&buckets, &ub, &defaults(&server))
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketNameTaken", "{err}");
     assert!(
         err.to_string().contains(&name) && err.to_string().contains("spec.bucketName"),
         "{err}"
     );
-    // Nothing of ours was written onto their bucket.
-    let tags = other.get_bucket_tagging().bucket(&name).send().await;
-    assert!(tags.map(|t| t.tag_set().is_empty()).unwrap_or(true));
+    // Nothing of ours was written onto their bucket: it still has no tags at all.
+    let tags = other
+        .get_bucket_tagging()
+        .bucket(&name)
+        .send()
+        .await
+        .expect_err("their bucket has no tagging");
+    assert_eq!(
+        aws_sdk_s3::error::ProvideErrorMetadata::code(&tags),
+        Some("NoSuchTagSet"),
+        "{tags:?}"
+    );
 }
 
 #[tokio::test]
@@ -318,8 +404,9 @@ async fn public_read_serves_the_prefix_only() {
         uid,
         serde_json::json!({"uploads": {"publicRead": true}}),
     );
-    let d = desired(&ub, &defaults(&server)).expect("desired");
-    let report = apply(&buckets, &d, uid).await.expect("apply");
+    let report = provision(&buckets, &ub, &defaults(&server))
+        .await
+        .expect("apply");
     assert!(report.changed.contains(&"policy"), "{report:?}");
 
     for key in ["uploads/pic.jpg", "private/secret.txt"] {
@@ -355,7 +442,7 @@ async fn public_read_serves_the_prefix_only() {
 
     let w0 = counter.writes();
     assert!(
-        apply(&buckets, &d, uid)
+        provision(&buckets, &ub, &defaults(&server))
             .await
             .expect("again")
             .changed
@@ -366,8 +453,9 @@ async fn public_read_serves_the_prefix_only() {
     // Turning publicRead off removes our policy.
     let mut closed = ub.clone();
     closed.spec.uploads.public_read = false;
-    let d2 = desired(&closed, &defaults(&server)).expect("desired");
-    let report = apply(&buckets, &d2, uid).await.expect("close");
+    let report = provision(&buckets, &closed, &defaults(&server))
+        .await
+        .expect("close");
     assert!(report.changed.contains(&"policy"), "{report:?}");
     let gone = http
         .get(format!("{}/{name}/uploads/pic.jpg", server.endpoint))
@@ -376,11 +464,13 @@ async fn public_read_serves_the_prefix_only() {
         .expect("get");
     assert_eq!(gone.status().as_u16(), 403);
 
-    let b = BucketRef {
-        name,
-        region: "us-east-1".into(),
-    };
-    cleanup(&buckets, Some(&b), DeletionPolicy::Delete, true, uid)
-        .await
-        .expect("cleanup");
+    clean_up(
+        &buckets,
+        &ub,
+        &defaults(&server),
+        DeletionPolicy::Delete,
+        true,
+    )
+    .await
+    .expect("cleanup");
 }

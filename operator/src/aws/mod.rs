@@ -14,10 +14,20 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 
+/// Ids of the CORS and lifecycle rules the operator writes start with this; a rule with any
+/// other id (or none) belongs to someone else and is kept as it is.
+pub const OWN_ID_PREFIX: &str = "uploadbucket-";
+
+/// Whether a rule id is one of the operator's.
+pub fn is_own_id(id: Option<&str>) -> bool {
+    id.is_some_and(|id| id.starts_with(OWN_ID_PREFIX))
+}
+
 /// One CORS rule, in canonical form (lists sorted and deduplicated) so that what S3 returns
 /// compares equal to what we asked for whatever order it was stored in.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct CorsRule {
+    pub id: String,
     pub allowed_origins: Vec<String>,
     pub allowed_methods: Vec<String>,
     pub allowed_headers: Vec<String>,
@@ -170,21 +180,31 @@ impl AwsError {
 pub trait BucketApi: Send + Sync {
     /// Creates the bucket; a bucket we already own is success, one owned by someone else
     /// is [`AwsError::BucketTaken`].
-    async fn create_bucket(&self, bucket: &BucketRef) -> Result<Created, AwsError>;
+    /// `tags` go into the CreateBucket request itself where the backend supports it, so the
+    /// bucket is never without its ownership tags.
+    async fn create_bucket(
+        &self,
+        bucket: &BucketRef,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Created, AwsError>;
     /// Whether the bucket exists (and we can see it).
     async fn bucket_exists(&self, bucket: &BucketRef) -> Result<bool, AwsError>;
 
+    /// The operator's own CORS rules (ids starting with [`OWN_ID_PREFIX`]).
     async fn get_cors(&self, bucket: &BucketRef) -> Result<Vec<CorsRule>, AwsError>;
+    /// Replaces the operator's own CORS rules with `rules`, keeping everyone else's exactly
+    /// as they are; the configuration is deleted when no rule is left.
     async fn put_cors(&self, bucket: &BucketRef, rules: &[CorsRule]) -> Result<(), AwsError>;
-    async fn delete_cors(&self, bucket: &BucketRef) -> Result<(), AwsError>;
 
+    /// The operator's own lifecycle rules (ids starting with [`OWN_ID_PREFIX`]).
     async fn get_lifecycle(&self, bucket: &BucketRef) -> Result<Vec<LifecycleRule>, AwsError>;
+    /// Replaces the operator's own lifecycle rules with `rules`, keeping everyone else's
+    /// exactly as they are; the configuration is deleted when no rule is left.
     async fn put_lifecycle(
         &self,
         bucket: &BucketRef,
         rules: &[LifecycleRule],
     ) -> Result<(), AwsError>;
-    async fn delete_lifecycle(&self, bucket: &BucketRef) -> Result<(), AwsError>;
 
     async fn get_public_access_block(
         &self,

@@ -27,8 +27,66 @@ pub fn objects_arn(region: &str, bucket: &str, prefix: &str) -> String {
     format!("{}/{prefix}*", bucket_arn(region, bucket))
 }
 
+/// Every bucket-policy statement the operator writes has a Sid starting with this; any other
+/// statement belongs to someone else and is kept as it is.
+pub const OWN_SID_PREFIX: &str = "UploadBucket";
+
 /// Statement id of the public-read grant, so it can be recognised among others.
 pub const PUBLIC_READ_SID: &str = "UploadBucketPublicRead";
+
+fn statements(policy: &Value) -> Vec<Value> {
+    match policy.get("Statement") {
+        Some(Value::Array(items)) => items.clone(),
+        Some(one @ Value::Object(_)) => vec![one.clone()],
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a bucket-policy statement is one the operator wrote.
+pub fn is_own_statement(statement: &Value) -> bool {
+    statement
+        .get("Sid")
+        .and_then(Value::as_str)
+        .is_some_and(|sid| sid.starts_with(OWN_SID_PREFIX))
+}
+
+/// The operator's statements in a bucket policy, in canonical form.
+pub fn own_statements(policy: Option<&Value>) -> Vec<Value> {
+    let mut own: Vec<Value> = policy
+        .map(statements)
+        .unwrap_or_default()
+        .iter()
+        .filter(|s| is_own_statement(s))
+        .map(canonical)
+        .collect();
+    own.sort_by_key(|s| s.to_string());
+    own
+}
+
+/// `current` with the operator's statements replaced by `ours` and everyone else's kept, in
+/// their order and byte for byte; `None` when no statement remains (the policy is deleted).
+pub fn merge_statements(current: Option<&Value>, ours: &[Value]) -> Option<Value> {
+    let mut merged: Vec<Value> = current
+        .map(statements)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|s| !is_own_statement(s))
+        .collect();
+    merged.extend(ours.iter().cloned());
+    if merged.is_empty() {
+        return None;
+    }
+    let mut doc = match current {
+        Some(Value::Object(map)) => Value::Object(map.clone()),
+        _ => json!({}),
+    };
+    doc["Version"] = doc
+        .get("Version")
+        .cloned()
+        .unwrap_or_else(|| json!("2012-10-17"));
+    doc["Statement"] = Value::Array(merged);
+    Some(doc)
+}
 
 /// Bucket policy letting anyone GET objects under the key prefix, and nothing else.
 pub fn public_read_policy(region: &str, bucket: &str, prefix: &str) -> Value {
@@ -96,7 +154,13 @@ pub const ROLE_POLICY_NAME: &str = "uploadbucket-access";
 
 /// Permission policy of an upload role: what signing needs, on `bucket/prefix*` only.
 /// `s3:PutObject` also covers creating and completing multipart uploads.
-pub fn role_policy(region: &str, bucket: &str, prefix: &str, downloads: bool) -> Value {
+pub fn role_policy(
+    region: &str,
+    bucket: &str,
+    prefix: &str,
+    downloads: bool,
+    kms: Option<&KmsKey>,
+) -> Value {
     let objects = objects_arn(region, bucket, prefix);
     let mut statements = vec![json!({
         "Sid": "SignUploads",
@@ -112,7 +176,67 @@ pub fn role_policy(region: &str, bucket: &str, prefix: &str, downloads: bool) ->
             "Resource": objects,
         }));
     }
+    if let Some(key) = kms {
+        statements.push(key.statement(region));
+    }
     json!({ "Version": "2012-10-17", "Statement": statements })
+}
+
+/// The KMS key of an SSE-KMS bucket, as the spec names it (key id, key ARN, `alias/...` or
+/// alias ARN), with the account that owns it when the spec gives no ARN.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KmsKey<'a> {
+    pub key: &'a str,
+    pub account: &'a str,
+}
+
+impl KmsKey<'_> {
+    /// What an upload to the bucket needs of its key: S3 asks KMS for a data key on PutObject
+    /// and CreateMultipartUpload, and to decrypt it again for every UploadPart. Granted on that
+    /// key only; a key named by alias is matched through `kms:ResourceAliases`, since an alias
+    /// ARN as a Resource authorizes nothing.
+    pub fn statement(&self, region: &str) -> Value {
+        let part = partition(region);
+        let actions = json!(["kms:Decrypt", "kms:GenerateDataKey"]);
+        let alias = |region: &str, account: &str, alias: &str| {
+            json!({
+                "Sid": "UseBucketKey",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": format!("arn:{part}:kms:{region}:{account}:key/*"),
+                "Condition": {"ForAnyValue:StringEquals": {"kms:ResourceAliases": alias}},
+            })
+        };
+        if let Some(rest) = self.key.strip_prefix("arn:") {
+            // arn:<partition>:kms:<region>:<account>:key/<id> | alias/<name>
+            let fields: Vec<&str> = rest.splitn(5, ':').collect();
+            if let [_, _, key_region, account, resource] = fields[..]
+                && resource.starts_with("alias/")
+            {
+                return alias(key_region, account, resource);
+            }
+            return json!({
+                "Sid": "UseBucketKey",
+                "Effect": "Allow",
+                "Action": actions,
+                "Resource": self.key,
+            });
+        }
+        if self.key.starts_with("alias/") {
+            return alias(region, self.account, self.key);
+        }
+        json!({
+            "Sid": "UseBucketKey",
+            "Effect": "Allow",
+            "Action": actions,
+            "Resource": format!("arn:{part}:kms:{region}:{}:key/{}", self.account, self.key),
+        })
+    }
+}
+
+/// The account id in an IAM ARN (`arn:aws:iam::123456789012:oidc-provider/...`).
+pub fn account_of(arn: &str) -> Option<&str> {
+    arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
 /// Canonical form for comparison: one-element arrays become their element, arrays of
@@ -202,7 +326,7 @@ mod tests {
 
     #[test]
     fn role_policy_is_limited_to_the_prefix() {
-        let p = role_policy("eu-west-1", "b1", "uploads/", false);
+        let p = role_policy("eu-west-1", "b1", "uploads/", false, None);
         assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
         assert_eq!(p["Statement"][0]["Resource"], "arn:aws:s3:::b1/uploads/*");
         assert_eq!(
@@ -218,7 +342,7 @@ mod tests {
             !p.to_string().contains("arn:aws:s3:::b1\""),
             "no bucket-level rights"
         );
-        let d = role_policy("eu-west-1", "b1", "uploads/", true);
+        let d = role_policy("eu-west-1", "b1", "uploads/", true, None);
         assert_eq!(d["Statement"][1]["Action"], "s3:GetObject");
         assert_eq!(d["Statement"][1]["Resource"], "arn:aws:s3:::b1/uploads/*");
     }
@@ -240,5 +364,93 @@ mod tests {
         let other = json!({"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":"*",
             "Action":["s3:PutObject"],"Resource":"arn:aws:s3:::b/p/*"}]});
         assert_ne!(canonical(&ours), canonical(&other));
+    }
+    #[test]
+    fn merging_keeps_foreign_statements_byte_for_byte() {
+        let deny_http = json!({
+            "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*",
+            "Action": "s3:*", "Resource": ["arn:aws:s3:::b", "arn:aws:s3:::b/*"],
+            "Condition": {"Bool": {"aws:SecureTransport": "false"}}
+        });
+        let current = json!({"Version": "2012-10-17", "Id": "finance", "Statement": [
+            deny_http.clone(),
+            {"Sid": "UploadBucketPublicRead", "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": "arn:aws:s3:::b/old/*"},
+        ]});
+        let ours = statements(&public_read_policy("us-east-1", "b", "new/"));
+        let merged = merge_statements(Some(&current), &ours).unwrap();
+        assert_eq!(merged["Id"], "finance");
+        assert_eq!(merged["Statement"][0], deny_http);
+        assert_eq!(merged["Statement"][1]["Resource"], "arn:aws:s3:::b/new/*");
+        assert_eq!(merged["Statement"].as_array().unwrap().len(), 2);
+        assert_eq!(own_statements(Some(&merged)), vec![canonical(&ours[0])]);
+
+        // Removing ours leaves theirs; removing the last statement deletes the policy.
+        let released = merge_statements(Some(&merged), &[]).unwrap();
+        assert_eq!(released["Statement"], json!([deny_http]));
+        assert_eq!(
+            merge_statements(Some(&released), &[]),
+            Some(released.clone())
+        );
+        let only_ours = public_read_policy("us-east-1", "b", "new/");
+        assert_eq!(merge_statements(Some(&only_ours), &[]), None);
+        assert_eq!(merge_statements(None, &[]), None);
+        // A single statement given as an object, not a list, is still someone else's.
+        let single = json!({"Version": "2012-10-17", "Statement": deny_http});
+        assert_eq!(
+            merge_statements(Some(&single), &ours).unwrap()["Statement"][0]["Sid"],
+            "DenyInsecureTransport"
+        );
+    }
+
+    #[test]
+    fn kms_grants_name_the_key_only() {
+        let account = "123456789012";
+        let by_id = KmsKey {
+            key: "1234abcd-12ab-34cd-56ef-1234567890ab",
+            account,
+        };
+        let s = by_id.statement("eu-west-1");
+        assert_eq!(
+            s["Resource"],
+            "arn:aws:kms:eu-west-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+        );
+        assert_eq!(s["Action"], json!(["kms:Decrypt", "kms:GenerateDataKey"]));
+        let arn = "arn:aws:kms:eu-central-1:999999999999:key/abcd";
+        assert_eq!(
+            KmsKey { key: arn, account }.statement("eu-west-1")["Resource"],
+            arn
+        );
+        let alias = KmsKey {
+            key: "alias/uploads",
+            account,
+        }
+        .statement("cn-north-1");
+        assert_eq!(
+            alias["Resource"],
+            "arn:aws-cn:kms:cn-north-1:123456789012:key/*"
+        );
+        assert_eq!(
+            alias["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"],
+            "alias/uploads"
+        );
+        let alias_arn = KmsKey {
+            key: "arn:aws:kms:us-west-2:555555555555:alias/x",
+            account,
+        }
+        .statement("eu-west-1");
+        assert_eq!(
+            alias_arn["Resource"],
+            "arn:aws:kms:us-west-2:555555555555:key/*"
+        );
+        assert_eq!(
+            alias_arn["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"],
+            "alias/x"
+        );
+        let p = role_policy("eu-west-1", "b", "u/", false, Some(&by_id));
+        assert_eq!(p["Statement"][1]["Sid"], "UseBucketKey");
+        assert_eq!(
+            account_of("arn:aws:iam::123456789012:oidc-provider/x"),
+            Some(account)
+        );
     }
 }

@@ -51,6 +51,12 @@ impl Backend {
         self == Backend::Aws
     }
 
+    /// Whether CreateBucket takes the bucket's tags (`CreateBucketConfiguration.Tags`, AWS
+    /// since 2025), which closes the window between creating a bucket and tagging it as ours.
+    pub fn has_create_bucket_tags(self) -> bool {
+        self == Backend::Aws
+    }
+
     /// Whether `PutBucketEncryption` exists on this backend.
     pub fn has_bucket_encryption(self) -> bool {
         self == Backend::Aws

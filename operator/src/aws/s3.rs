@@ -15,7 +15,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::{
     AwsError, BucketApi, BucketRef, CorsRule, Created, Deleted, Encryption, LifecycleRule,
-    PublicAccessBlock, Versioning,
+    PublicAccessBlock, Versioning, is_own_id,
 };
 
 /// How to reach S3.
@@ -27,6 +27,8 @@ pub struct S3Options {
     pub force_path_style: bool,
     /// Extra SDK interceptors on every client (tests count requests with one).
     pub interceptors: Vec<aws_sdk_s3::config::SharedInterceptor>,
+    /// Send the ownership tags inside CreateBucket (AWS; see [`Backend::has_create_bucket_tags`]).
+    pub tags_on_create: bool,
 }
 
 /// aws-sdk-s3 clients, one per region, created on first use.
@@ -42,6 +44,36 @@ impl S3Buckets {
             base,
             options,
             clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every CORS rule of the bucket, the operator's and everyone else's, as S3 holds them.
+    async fn all_cors(&self, b: &BucketRef) -> Result<Vec<s3t::CorsRule>, AwsError> {
+        match self
+            .client(&b.region)
+            .get_bucket_cors()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.cors_rules().to_vec()),
+            Err(e) if code_is(&e, &["NoSuchCORSConfiguration"]) => Ok(Vec::new()),
+            Err(e) => Err(classify("GetBucketCors", e)),
+        }
+    }
+
+    /// Every lifecycle rule of the bucket, the operator's and everyone else's.
+    async fn all_lifecycle(&self, b: &BucketRef) -> Result<Vec<s3t::LifecycleRule>, AwsError> {
+        match self
+            .client(&b.region)
+            .get_bucket_lifecycle_configuration()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(out.rules().to_vec()),
+            Err(e) if code_is(&e, &["NoSuchLifecycleConfiguration"]) => Ok(Vec::new()),
+            Err(e) => Err(classify("GetBucketLifecycleConfiguration", e)),
         }
     }
 
@@ -116,15 +148,30 @@ fn build_err(op: &'static str, e: aws_sdk_s3::error::BuildError) -> AwsError {
 
 #[async_trait]
 impl BucketApi for S3Buckets {
-    async fn create_bucket(&self, b: &BucketRef) -> Result<Created, AwsError> {
-        let mut req = self.client(&b.region).create_bucket().bucket(&b.name);
+    async fn create_bucket(
+        &self,
+        b: &BucketRef,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Created, AwsError> {
+        let mut cfg = s3t::CreateBucketConfiguration::builder();
+        let mut any = false;
         // us-east-1 is the one region that must not be named as a location constraint.
         if b.region != "us-east-1" {
-            req = req.create_bucket_configuration(
-                s3t::CreateBucketConfiguration::builder()
-                    .location_constraint(s3t::BucketLocationConstraint::from(b.region.as_str()))
-                    .build(),
-            );
+            cfg = cfg.location_constraint(s3t::BucketLocationConstraint::from(b.region.as_str()));
+            any = true;
+        }
+        if self.options.tags_on_create && !tags.is_empty() {
+            let set = tags
+                .iter()
+                .map(|(k, v)| s3t::Tag::builder().key(k).value(v).build())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| build_err("CreateBucket", e))?;
+            cfg = cfg.set_tags(Some(set));
+            any = true;
+        }
+        let mut req = self.client(&b.region).create_bucket().bucket(&b.name);
+        if any {
+            req = req.create_bucket_configuration(cfg.build());
         }
         match req.send().await {
             Ok(_) => Ok(Created::New),
@@ -151,47 +198,57 @@ impl BucketApi for S3Buckets {
     }
 
     async fn get_cors(&self, b: &BucketRef) -> Result<Vec<CorsRule>, AwsError> {
-        match self
-            .client(&b.region)
-            .get_bucket_cors()
-            .bucket(&b.name)
-            .send()
-            .await
-        {
-            Ok(out) => Ok(out
-                .cors_rules()
-                .iter()
-                .map(|r| CorsRule {
-                    allowed_origins: r.allowed_origins().to_vec(),
-                    allowed_methods: r.allowed_methods().to_vec(),
-                    allowed_headers: r.allowed_headers().to_vec(),
-                    expose_headers: r.expose_headers().to_vec(),
-                    max_age_seconds: r.max_age_seconds(),
-                })
-                .collect()),
-            Err(e) if code_is(&e, &["NoSuchCORSConfiguration"]) => Ok(Vec::new()),
-            Err(e) => Err(classify("GetBucketCors", e)),
-        }
+        Ok(self
+            .all_cors(b)
+            .await?
+            .iter()
+            .filter(|r| is_own_id(r.id()))
+            .map(|r| CorsRule {
+                id: r.id().unwrap_or_default().to_owned(),
+                allowed_origins: r.allowed_origins().to_vec(),
+                allowed_methods: r.allowed_methods().to_vec(),
+                allowed_headers: r.allowed_headers().to_vec(),
+                expose_headers: r.expose_headers().to_vec(),
+                max_age_seconds: r.max_age_seconds(),
+            })
+            .collect())
     }
 
     async fn put_cors(&self, b: &BucketRef, rules: &[CorsRule]) -> Result<(), AwsError> {
-        let rules = rules
-            .iter()
-            .map(|r| {
+        const OP: &str = "PutBucketCors";
+        let mut all: Vec<s3t::CorsRule> = self
+            .all_cors(b)
+            .await?
+            .into_iter()
+            .filter(|r| !is_own_id(r.id()))
+            .collect();
+        for r in rules {
+            all.push(
                 s3t::CorsRule::builder()
+                    .id(&r.id)
                     .set_allowed_origins(Some(r.allowed_origins.clone()))
                     .set_allowed_methods(Some(r.allowed_methods.clone()))
                     .set_allowed_headers(Some(r.allowed_headers.clone()))
                     .set_expose_headers(Some(r.expose_headers.clone()))
                     .set_max_age_seconds(r.max_age_seconds)
                     .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| build_err("PutBucketCors", e))?;
+                    .map_err(|e| build_err(OP, e))?,
+            );
+        }
+        if all.is_empty() {
+            return self
+                .client(&b.region)
+                .delete_bucket_cors()
+                .bucket(&b.name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("DeleteBucketCors", e));
+        }
         let cfg = s3t::CorsConfiguration::builder()
-            .set_cors_rules(Some(rules))
+            .set_cors_rules(Some(all))
             .build()
-            .map_err(|e| build_err("PutBucketCors", e))?;
+            .map_err(|e| build_err(OP, e))?;
         self.client(&b.region)
             .put_bucket_cors()
             .bucket(&b.name)
@@ -199,59 +256,46 @@ impl BucketApi for S3Buckets {
             .send()
             .await
             .map(drop)
-            .map_err(|e| classify("PutBucketCors", e))
-    }
-
-    async fn delete_cors(&self, b: &BucketRef) -> Result<(), AwsError> {
-        self.client(&b.region)
-            .delete_bucket_cors()
-            .bucket(&b.name)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| classify("DeleteBucketCors", e))
+            .map_err(|e| classify(OP, e))
     }
 
     async fn get_lifecycle(&self, b: &BucketRef) -> Result<Vec<LifecycleRule>, AwsError> {
-        let out = self
-            .client(&b.region)
-            .get_bucket_lifecycle_configuration()
-            .bucket(&b.name)
-            .send()
-            .await;
-        match out {
-            Ok(out) => Ok(out
-                .rules()
-                .iter()
-                .map(|r| {
-                    #[allow(deprecated)]
-                    let legacy_prefix = r.prefix();
-                    LifecycleRule {
-                        id: r.id().unwrap_or_default().to_owned(),
-                        prefix: r
-                            .filter()
-                            .and_then(|f| f.prefix())
-                            .or(legacy_prefix)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        enabled: *r.status() == s3t::ExpirationStatus::Enabled,
-                        abort_incomplete_multipart_upload_days: r
-                            .abort_incomplete_multipart_upload()
-                            .and_then(|a| a.days_after_initiation()),
-                        expiration_days: r.expiration().and_then(|e| e.days()),
-                    }
-                })
-                .collect()),
-            Err(e) if code_is(&e, &["NoSuchLifecycleConfiguration"]) => Ok(Vec::new()),
-            Err(e) => Err(classify("GetBucketLifecycleConfiguration", e)),
-        }
+        Ok(self
+            .all_lifecycle(b)
+            .await?
+            .iter()
+            .filter(|r| is_own_id(r.id()))
+            .map(|r| {
+                #[allow(deprecated)]
+                let legacy_prefix = r.prefix();
+                LifecycleRule {
+                    id: r.id().unwrap_or_default().to_owned(),
+                    prefix: r
+                        .filter()
+                        .and_then(|f| f.prefix())
+                        .or(legacy_prefix)
+                        .unwrap_or_default()
+                        .to_owned(),
+                    enabled: *r.status() == s3t::ExpirationStatus::Enabled,
+                    abort_incomplete_multipart_upload_days: r
+                        .abort_incomplete_multipart_upload()
+                        .and_then(|a| a.days_after_initiation()),
+                    expiration_days: r.expiration().and_then(|e| e.days()),
+                }
+            })
+            .collect())
     }
 
     async fn put_lifecycle(&self, b: &BucketRef, rules: &[LifecycleRule]) -> Result<(), AwsError> {
         const OP: &str = "PutBucketLifecycleConfiguration";
-        let rules = rules
-            .iter()
-            .map(|r| {
+        let mut all: Vec<s3t::LifecycleRule> = self
+            .all_lifecycle(b)
+            .await?
+            .into_iter()
+            .filter(|r| !is_own_id(r.id()))
+            .collect();
+        for r in rules {
+            all.push(
                 s3t::LifecycleRule::builder()
                     .id(&r.id)
                     .filter(
@@ -276,11 +320,21 @@ impl BucketApi for S3Buckets {
                             .map(|d| s3t::LifecycleExpiration::builder().days(d).build()),
                     )
                     .build()
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| build_err(OP, e))?;
+                    .map_err(|e| build_err(OP, e))?,
+            );
+        }
+        if all.is_empty() {
+            return self
+                .client(&b.region)
+                .delete_bucket_lifecycle()
+                .bucket(&b.name)
+                .send()
+                .await
+                .map(drop)
+                .map_err(|e| classify("DeleteBucketLifecycle", e));
+        }
         let cfg = s3t::BucketLifecycleConfiguration::builder()
-            .set_rules(Some(rules))
+            .set_rules(Some(all))
             .build()
             .map_err(|e| build_err(OP, e))?;
         self.client(&b.region)
@@ -291,16 +345,6 @@ impl BucketApi for S3Buckets {
             .await
             .map(drop)
             .map_err(|e| classify(OP, e))
-    }
-
-    async fn delete_lifecycle(&self, b: &BucketRef) -> Result<(), AwsError> {
-        self.client(&b.region)
-            .delete_bucket_lifecycle()
-            .bucket(&b.name)
-            .send()
-            .await
-            .map(drop)
-            .map_err(|e| classify("DeleteBucketLifecycle", e))
     }
 
     async fn get_public_access_block(

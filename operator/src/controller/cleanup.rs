@@ -1,67 +1,139 @@
 //! What deleting an UploadBucket does to its bucket. Side effects: S3 calls.
 //!
-//! In: the bucket recorded in status (never a name from the spec, which a user could point
-//! at someone else's bucket) and the deletion policy. Out: what happened. Repeatable: a
+//! In: the bucket name status recorded (or the intent to create one), the ownership rule of
+//! `claim`, and the deletion policy. Out: what happened. Nothing is touched unless the bucket
+//! is proven ours, re-checked right before every destructive call; a bucket that is not ours,
+//! or that S3 will not show us (403), is left alone and the deletion completes. Repeatable: a
 //! bucket already gone is success, and so is an object whose apply never ran.
 
 use std::collections::BTreeMap;
 
-use crate::aws::{AwsError, BucketApi, BucketRef, Deleted};
+use tracing::warn;
+
+use crate::aws::{BucketApi, Deleted, policy};
 use crate::crd::DeletionPolicy;
 
-use super::desired::{TAG_MANAGED_BY, TAG_NAME, TAG_NAMESPACE, TAG_UID};
+use super::claim::{ClaimError, Claimant, Owned, still_ours};
+use super::desired::RESERVED_TAG_PREFIX;
 
 /// What cleanup did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CleanupOutcome {
-    /// Nothing was ever created (no bucket recorded in status).
+    /// No bucket was ever proven ours or about to be created: nothing to do.
     NothingRecorded,
+    /// The bucket turned out not to be ours (or S3 would not tell): left untouched.
+    NotOurs(String),
     /// `Retain`: the bucket stays, released from this object (ownership tags removed).
     Retained,
+    /// An adopted bucket: the operator's own tags, rules and statements removed, the rest
+    /// (and every object) kept.
+    Released,
     /// `Delete`: the bucket is gone (`objects` were deleted first).
     Deleted { objects: u64 },
     /// `Delete`: it was already gone.
     AlreadyGone,
 }
 
+/// Cleans up `who`'s bucket; `recorded`: whether status names a bucket or an intent at all.
 pub async fn cleanup(
     api: &dyn BucketApi,
-    recorded: Option<&BucketRef>,
+    who: Option<&Claimant<'_>>,
     policy: DeletionPolicy,
     empty_on_delete: bool,
-    uid: &str,
-) -> Result<CleanupOutcome, AwsError> {
-    let Some(b) = recorded else {
+) -> Result<CleanupOutcome, ClaimError> {
+    let Some(who) = who else {
         return Ok(CleanupOutcome::NothingRecorded);
     };
+    let owned = match still_ours(api, who).await {
+        Ok(Some(owned)) => owned,
+        Ok(None) => return Ok(CleanupOutcome::AlreadyGone),
+        Err(e @ ClaimError::Aws(crate::aws::AwsError::AccessDenied { .. })) => {
+            warn!(error = %e, "Cannot prove the bucket is ours; leaving it untouched");
+            return Ok(CleanupOutcome::NotOurs(e.to_string()));
+        }
+        Err(e) if e.not_ours() => return Ok(CleanupOutcome::NotOurs(e.to_string())),
+        Err(e) => return Err(e),
+    };
+    let b = &who.names.bucket;
+    if owned.adopted {
+        release(api, who).await?;
+        return Ok(CleanupOutcome::Released);
+    }
     match policy {
         DeletionPolicy::Retain => {
-            if !api.bucket_exists(b).await? {
-                return Ok(CleanupOutcome::Retained);
-            }
-            // Drop our ownership tags, so a later UploadBucket may adopt the bucket by name.
-            let tags = api.get_tags(b).await?;
-            if tags.get(TAG_UID).is_some_and(|u| u == uid) {
-                let kept: BTreeMap<String, String> = tags
-                    .into_iter()
-                    .filter(|(k, _)| {
-                        ![TAG_MANAGED_BY, TAG_NAMESPACE, TAG_NAME, TAG_UID].contains(&k.as_str())
-                    })
-                    .collect();
-                api.put_tags(b, &kept).await?;
-            }
+            // Drop our ownership tags: the bucket is nobody's again (adopting it takes the
+            // cluster admin's allowlist).
+            put_tags_without_ours(api, who, owned).await?;
             Ok(CleanupOutcome::Retained)
         }
         DeletionPolicy::Delete => {
-            let objects = if empty_on_delete && api.bucket_exists(b).await? {
+            let objects = if empty_on_delete {
                 api.empty_bucket(b).await?
             } else {
                 0
             };
+            // Emptying can take long; the bucket must still be ours when it goes.
+            if still_ours(api, who).await?.is_none() {
+                return Ok(CleanupOutcome::AlreadyGone);
+            }
             match api.delete_bucket(b).await? {
                 Deleted::Deleted => Ok(CleanupOutcome::Deleted { objects }),
                 Deleted::NotFound => Ok(CleanupOutcome::AlreadyGone),
             }
         }
     }
+}
+
+/// Removes what the operator added to an adopted bucket, each removal after a re-check:
+/// its CORS rule, lifecycle rules, policy statements, and last its tags.
+async fn release(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<(), ClaimError> {
+    let b = &who.names.bucket;
+    if !api.get_cors(b).await?.is_empty() {
+        recheck(api, who).await?;
+        api.put_cors(b, &[]).await?;
+    }
+    if !api.get_lifecycle(b).await?.is_empty() {
+        recheck(api, who).await?;
+        api.put_lifecycle(b, &[]).await?;
+    }
+    let current = api.get_policy(b).await?;
+    if !policy::own_statements(current.as_ref()).is_empty() {
+        recheck(api, who).await?;
+        match policy::merge_statements(current.as_ref(), &[]) {
+            Some(doc) => api.put_policy(b, &doc).await?,
+            None => api.delete_policy(b).await?,
+        }
+    }
+    let owned = recheck(api, who).await?;
+    put_tags_without_ours(api, who, owned).await
+}
+
+async fn recheck(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<Owned, ClaimError> {
+    still_ours(api, who).await?.ok_or_else(|| {
+        ClaimError::Aws(crate::aws::AwsError::Api {
+            op: "HeadBucket",
+            code: "NoSuchBucket".into(),
+            message: format!(
+                "bucket {:?} disappeared during cleanup",
+                who.names.bucket.name
+            ),
+        })
+    })
+}
+
+async fn put_tags_without_ours(
+    api: &dyn BucketApi,
+    who: &Claimant<'_>,
+    owned: Owned,
+) -> Result<(), ClaimError> {
+    let kept: BTreeMap<String, String> = owned
+        .tags
+        .iter()
+        .filter(|(k, _)| !k.starts_with(RESERVED_TAG_PREFIX))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if kept != owned.tags {
+        api.put_tags(&who.names.bucket, &kept).await?;
+    }
+    Ok(())
 }

@@ -1,8 +1,9 @@
 //! What the bucket should look like. Pure: no client, no clock, no I/O.
 //!
 //! In: an `UploadBucket` (spec, metadata, recorded status) and the operator's defaults.
-//! Out: a [`DesiredBucket`] in canonical form, or a [`SpecError`] naming the field at fault
-//! and what is allowed.
+//! Out: the names it may use ([`resolve`]) and a [`DesiredBucket`] in canonical form, or a
+//! [`SpecError`] naming the field at fault and what is allowed. Nothing here decides that a
+//! bucket is this object's: that is `claim`'s job, against what S3 holds.
 
 use std::collections::BTreeMap;
 
@@ -21,19 +22,56 @@ pub const TAG_MANAGED_BY: &str = "uploadbucket.io/managed-by";
 pub const TAG_NAMESPACE: &str = "uploadbucket.io/namespace";
 pub const TAG_NAME: &str = "uploadbucket.io/name";
 pub const TAG_UID: &str = "uploadbucket.io/uid";
+/// `"true"` on a bucket the operator adopted rather than created: it is never emptied or
+/// deleted, and versioning is never suspended on it.
+pub const TAG_ADOPTED: &str = "uploadbucket.io/adopted";
 pub const MANAGED_BY: &str = "uploadbucket-operator";
+/// Tag keys starting with this belong to the operator (and are refused in `spec.tags`).
+pub const RESERVED_TAG_PREFIX: &str = "uploadbucket.io/";
 
-/// Lifecycle rule ids the operator owns.
+/// Lifecycle and CORS rule ids the operator owns (all start with `aws::OWN_ID_PREFIX`).
 pub const RULE_ABORT_MULTIPART: &str = "uploadbucket-abort-incomplete-multipart";
 pub const RULE_EXPIRE: &str = "uploadbucket-expire-uploads";
+pub const RULE_CORS: &str = "uploadbucket-cors";
 
 /// The operator's defaults that a spec may leave out.
 #[derive(Clone, Debug)]
 pub struct Defaults {
     pub region: String,
     pub backend: Backend,
-    /// Prepended to derived bucket names (e.g. a company prefix), may be empty.
+    /// Prepended to derived bucket names (e.g. a company prefix), may be empty. When set,
+    /// names a spec chooses must start with it too.
     pub bucket_name_prefix: String,
+    /// Existing buckets the cluster admin allows an UploadBucket to adopt: exact names or
+    /// patterns where `*` stands for any run of characters. Empty: no adoption.
+    pub adoptable_buckets: Vec<String>,
+}
+
+impl Defaults {
+    /// Whether the admin allows adopting the bucket `name`.
+    pub fn may_adopt(&self, name: &str) -> bool {
+        self.adoptable_buckets.iter().any(|p| glob_match(p, name))
+    }
+}
+
+/// `*`-only glob: `legacy-*` matches `legacy-photos`; `*` matches everything.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or_default();
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
+    for part in middle {
+        match rest.find(part) {
+            Some(i) => rest = &rest[i + part.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
 }
 
 /// An invalid spec: a person has to change it. The message names the field.
@@ -65,14 +103,91 @@ pub struct DesiredBucket {
     pub acls_disabled: bool,
     /// `None`: the backend cannot set it and the spec does not need it.
     pub encryption: Option<Encryption>,
-    pub tags: BTreeMap<String, String>,
+    /// `spec.tags`; the ownership tags come from [`ownership_tags`].
+    pub spec_tags: BTreeMap<String, String>,
     pub versioning: bool,
-    /// The bucket policy; `None` removes any.
-    pub policy: Option<serde_json::Value>,
+    /// The operator's bucket-policy statements (Sids starting with
+    /// `policy::OWN_SID_PREFIX`), canonical and sorted; others' statements are never here.
+    pub policy_statements: Vec<serde_json::Value>,
+}
+
+/// The names one reconcile works with. Pure data: none of it is proof of ownership.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Names {
+    pub bucket: BucketRef,
+    /// The name is this object's own derived name (no `spec.bucketName`), whose uid hash no
+    /// other object can produce.
+    pub derived: bool,
+    /// The spec asks to adopt an existing bucket.
+    pub adopt: bool,
+    /// The IAM role name, always derived from namespace, name and uid.
+    pub role: String,
+}
+
+/// Pure: the bucket and role names of `ub`, or the spec field at fault.
+pub fn resolve(ub: &UploadBucket, defaults: &Defaults) -> Result<Names, SpecError> {
+    let bucket = bucket_ref(ub, defaults)?;
+    let spec = &ub.spec;
+    if spec.adopt_existing_bucket {
+        if spec.bucket_name.is_none() {
+            return Err(SpecError::new(
+                "spec.adoptExistingBucket",
+                "needs spec.bucketName: the existing bucket to adopt",
+            ));
+        }
+        if spec.deletion_policy != crate::crd::DeletionPolicy::Retain {
+            return Err(SpecError::new(
+                "spec.deletionPolicy",
+                "must be Retain with spec.adoptExistingBucket: the operator never deletes a bucket it adopted",
+            ));
+        }
+    } else if let Some(name) = &spec.bucket_name {
+        let prefix = &defaults.bucket_name_prefix;
+        if !name.starts_with(prefix.as_str()) {
+            return Err(SpecError::new(
+                "spec.bucketName",
+                format!(
+                    "{name:?} must start with {prefix:?}: the cluster admin limits this operator to bucket names with that prefix"
+                ),
+            ));
+        }
+    }
+    let derived = spec.bucket_name.is_none()
+        && bucket.name == derive_bucket_name(ub, &defaults.bucket_name_prefix);
+    Ok(Names {
+        bucket,
+        derived,
+        adopt: spec.adopt_existing_bucket,
+        role: super::role::derive_role_name(ub),
+    })
+}
+
+/// Pure: the names cleanup works with: the bucket status recorded as proven, else the one it
+/// recorded as being created; `None` when neither (nothing was ever provisioned). Unlike
+/// [`resolve`], a spec that became invalid does not stop a deletion.
+pub fn recorded_names(ub: &UploadBucket, defaults: &Defaults) -> Option<Names> {
+    let st = ub.status.as_ref()?;
+    let name = st
+        .bucket_name
+        .clone()
+        .or_else(|| st.creating_bucket.clone())?;
+    let region = st
+        .region
+        .clone()
+        .or_else(|| ub.spec.region.clone())
+        .unwrap_or_else(|| defaults.region.clone());
+    Some(Names {
+        derived: ub.spec.bucket_name.is_none()
+            && name == derive_bucket_name(ub, &defaults.bucket_name_prefix),
+        bucket: BucketRef { name, region },
+        adopt: ub.spec.adopt_existing_bucket,
+        role: super::role::derive_role_name(ub),
+    })
 }
 
 /// The bucket name and region this object manages: what status recorded, else the spec's,
-/// else derived. A spec that tries to move a recorded name is refused.
+/// else derived. A spec that tries to move a recorded name is refused. A recorded name is no
+/// proof of ownership (status can be written by others); `claim` checks the bucket itself.
 pub fn bucket_ref(ub: &UploadBucket, defaults: &Defaults) -> Result<BucketRef, SpecError> {
     let status = ub.status.as_ref();
     let recorded_name = status.and_then(|s| s.bucket_name.clone());
@@ -259,13 +374,35 @@ fn validate_key_prefix(p: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The managed tags merged over the user's.
-pub fn managed_tags(ub: &UploadBucket) -> BTreeMap<String, String> {
-    let mut tags = ub.spec.tags.clone();
+/// The tags that mark a bucket as this object's.
+pub fn ownership_tags(ub: &UploadBucket, adopted: bool) -> BTreeMap<String, String> {
+    let mut tags = BTreeMap::new();
     tags.insert(TAG_MANAGED_BY.to_owned(), MANAGED_BY.to_owned());
     tags.insert(TAG_NAMESPACE.to_owned(), ub.namespace().unwrap_or_default());
     tags.insert(TAG_NAME.to_owned(), ub.name_any());
     tags.insert(TAG_UID.to_owned(), ub.uid().unwrap_or_default());
+    if adopted {
+        tags.insert(TAG_ADOPTED.to_owned(), "true".to_owned());
+    }
+    tags
+}
+
+/// Pure: the bucket's tags with ours set: `current` minus every reserved key and every
+/// `dropped` key (spec tags the operator wrote before and the spec no longer has), plus
+/// `ownership` and `spec_tags`. Tags anyone else set stay.
+pub fn merge_tags(
+    current: &BTreeMap<String, String>,
+    ownership: &BTreeMap<String, String>,
+    spec_tags: &BTreeMap<String, String>,
+    dropped: &[String],
+) -> BTreeMap<String, String> {
+    let mut tags: BTreeMap<String, String> = current
+        .iter()
+        .filter(|(k, _)| !k.starts_with(RESERVED_TAG_PREFIX) && !dropped.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tags.extend(spec_tags.iter().map(|(k, v)| (k.clone(), v.clone())));
+    tags.extend(ownership.iter().map(|(k, v)| (k.clone(), v.clone())));
     tags
 }
 
@@ -358,6 +495,7 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
         let mut expose = spec.cors.expose_headers.clone();
         expose.push("ETag".to_owned());
         canonical_cors(vec![CorsRule {
+            id: RULE_CORS.to_owned(),
             allowed_origins: spec.cors.allowed_origins.clone(),
             allowed_methods: spec
                 .cors
@@ -403,17 +541,18 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
         restrict_public_buckets: !public,
     });
 
+    let public_policy = public.then(|| {
+        policy::public_read_policy(&bucket.region, &bucket.name, &spec.uploads.key_prefix)
+    });
     Ok(DesiredBucket {
         arn: policy::bucket_arn(&bucket.region, &bucket.name),
-        policy: public.then(|| {
-            policy::public_read_policy(&bucket.region, &bucket.name, &spec.uploads.key_prefix)
-        }),
+        policy_statements: policy::own_statements(public_policy.as_ref()),
         cors,
         lifecycle: canonical_lifecycle(lifecycle),
         public_access_block,
         acls_disabled: defaults.backend.has_ownership_controls(),
         encryption,
-        tags: managed_tags(ub),
+        spec_tags: spec.tags.clone(),
         versioning: spec.versioning,
         bucket,
     })
@@ -429,6 +568,7 @@ mod tests {
             region: "eu-west-1".into(),
             backend: Backend::Aws,
             bucket_name_prefix: String::new(),
+            adoptable_buckets: Vec::new(),
         }
     }
 
@@ -515,6 +655,7 @@ mod tests {
         assert_eq!(
             d.cors,
             vec![CorsRule {
+                id: RULE_CORS.into(),
                 allowed_origins: vec!["https://shop.example.com".into()],
                 allowed_methods: vec!["POST".into(), "PUT".into()],
                 allowed_headers: vec!["*".into()],
@@ -541,13 +682,21 @@ mod tests {
         );
         assert!(d.acls_disabled);
         assert_eq!(d.encryption, Some(Encryption::SseS3));
-        assert_eq!(d.policy, None);
-        assert_eq!(d.tags.get("team").map(String::as_str), Some("shop"));
+        assert!(d.policy_statements.is_empty());
+        assert_eq!(d.spec_tags.get("team").map(String::as_str), Some("shop"));
+        let own = ownership_tags(&u, false);
         assert_eq!(
-            d.tags.get(TAG_UID).map(String::as_str),
+            own.get(TAG_UID).map(String::as_str),
             Some("0f8fad5b-d9cb-469f-a165-70867728950e")
         );
-        assert_eq!(d.tags.get(TAG_NAMESPACE).map(String::as_str), Some("shop"));
+        assert_eq!(own.get(TAG_NAMESPACE).map(String::as_str), Some("shop"));
+        assert_eq!(own.get(TAG_ADOPTED), None);
+        assert_eq!(
+            ownership_tags(&u, true)
+                .get(TAG_ADOPTED)
+                .map(String::as_str),
+            Some("true")
+        );
     }
 
     #[test]
@@ -583,9 +732,9 @@ mod tests {
             !d.public_access_block.block_public_policy
                 && !d.public_access_block.restrict_public_buckets
         );
-        let p = d.policy.unwrap();
+        assert_eq!(d.policy_statements.len(), 1);
         assert_eq!(
-            p["Statement"][0]["Resource"],
+            d.policy_statements[0]["Resource"],
             format!("arn:aws:s3:::{}/uploads/*", d.bucket.name)
         );
     }
@@ -688,5 +837,107 @@ mod tests {
             bucket_ref(&u, &defaults()).unwrap_err().field,
             "spec.region"
         );
+    }
+
+    #[test]
+    fn chosen_names_must_carry_the_admins_prefix_unless_adopted() {
+        let mut defs = defaults();
+        defs.bucket_name_prefix = "acme-".into();
+        let chosen = |name: &str, adopt: bool| {
+            let mut u = ub("a", "b", UploadBucketSpec::default());
+            u.spec.bucket_name = Some(name.into());
+            u.spec.adopt_existing_bucket = adopt;
+            u
+        };
+        let err = resolve(&chosen("finance-data", false), &defs).unwrap_err();
+        assert_eq!(err.field, "spec.bucketName");
+        assert!(err.message.contains("\"acme-\""), "{}", err.message);
+        let ok = resolve(&chosen("acme-photos", false), &defs).unwrap();
+        assert!(!ok.derived && !ok.adopt);
+        // Adoption is governed by the admin's allowlist instead (checked by `claim`).
+        assert!(resolve(&chosen("finance-data", true), &defs).unwrap().adopt);
+        // Derived names get the prefix and are recognised as this object's own.
+        let derived = resolve(&ub("a", "b", UploadBucketSpec::default()), &defs).unwrap();
+        assert!(derived.derived && derived.bucket.name.starts_with("acme-a-b-"));
+        // Adoption needs a name and Retain.
+        let mut u = ub("a", "b", UploadBucketSpec::default());
+        u.spec.adopt_existing_bucket = true;
+        assert_eq!(
+            resolve(&u, &defs).unwrap_err().field,
+            "spec.adoptExistingBucket"
+        );
+        let mut u = chosen("finance-data", true);
+        u.spec.deletion_policy = crate::crd::DeletionPolicy::Delete;
+        assert_eq!(resolve(&u, &defs).unwrap_err().field, "spec.deletionPolicy");
+    }
+
+    #[test]
+    fn names_s3_refuses_are_refused() {
+        for bad in [
+            "192.168.5.4",
+            "xn--bucket",
+            "sthree-bucket",
+            "bucket-s3alias",
+            "bucket--ol-s3",
+            "a..b",
+            "a.-b",
+            "a-.b",
+        ] {
+            let mut u = ub("a", "b", UploadBucketSpec::default());
+            u.spec.bucket_name = Some(bad.into());
+            let err = resolve(&u, &defaults()).unwrap_err();
+            assert_eq!(err.field, "spec.bucketName", "{bad}");
+        }
+    }
+
+    #[test]
+    fn tags_of_others_stay_and_dropped_spec_tags_go() {
+        let t = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        let current = t(&[
+            ("team", "finance"),
+            ("old-spec-tag", "x"),
+            (TAG_UID, "stale"),
+            ("uploadbucket.io/whatever", "y"),
+        ]);
+        let merged = merge_tags(
+            &current,
+            &t(&[(TAG_UID, "u1")]),
+            &t(&[("env", "prod")]),
+            &["old-spec-tag".to_owned()],
+        );
+        assert_eq!(
+            merged,
+            t(&[("team", "finance"), ("env", "prod"), (TAG_UID, "u1")])
+        );
+    }
+
+    #[test]
+    fn adoptable_patterns() {
+        for (p, n, ok) in [
+            ("legacy-photos", "legacy-photos", true),
+            ("legacy-photos", "legacy-photos2", false),
+            ("legacy-*", "legacy-photos", true),
+            ("legacy-*", "legacy-", true),
+            ("legacy-*", "finance-legacy-x", false),
+            ("*-media", "shop-media", true),
+            ("*-media", "shop-media-x", false),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "acb", false),
+            ("*", "anything", true),
+        ] {
+            assert_eq!(glob_match(p, n), ok, "{p} vs {n}");
+        }
+        let mut defs = defaults();
+        assert!(
+            !defs.may_adopt("legacy-photos"),
+            "nothing is adoptable by default"
+        );
+        defs.adoptable_buckets = vec!["legacy-*".into()];
+        assert!(defs.may_adopt("legacy-photos"));
     }
 }

@@ -1,10 +1,13 @@
 //! The UploadBucket controller: reconcile = finalizer(apply | cleanup).
 //!
 //! In: UploadBucket watch events. Out: S3 calls (through [`BucketApi`]), status written with
-//! server-side apply, Events, metrics. Apply is fetch -> [`desired`] (pure) -> [`apply`]
-//! (side effects) -> [`status`]; cleanup acts on the names recorded in status only.
+//! server-side apply, Events, metrics. A pass reads top-down: resolve names
+//! ([`desired::resolve`], pure) -> prove the bucket is this object's ([`claim`], the one place
+//! a bucket becomes ours) -> [`apply`] (side effects) -> the role -> one status write
+//! ([`next_status`]). Cleanup acts only on a bucket [`claim`] proves ours again.
 
 pub mod apply;
+pub mod claim;
 pub mod cleanup;
 pub mod desired;
 pub mod role;
@@ -25,11 +28,12 @@ use tracing::{Instrument, debug, info, info_span, instrument, warn};
 
 use crate::aws::iam::IamApi;
 use crate::aws::{AwsError, BucketApi, BucketRef};
-use crate::crd::UploadBucket;
+use crate::crd::{UploadBucket, UploadBucketStatus};
 use crate::metrics::Metrics;
-use apply::{ApplyError, ApplyReport};
+use apply::ApplyReport;
+use claim::{ClaimError, Claimant, Owned, Ownership};
 use cleanup::CleanupOutcome;
-use desired::{Defaults, SpecError};
+use desired::{Defaults, Names, SpecError};
 use role::{IrsaSettings, RoleReport};
 use status::{BUCKET_READY, CondSpec, READY, ROLE_READY};
 
@@ -95,7 +99,7 @@ pub enum Error {
     #[error("invalid spec: {0}")]
     InvalidSpec(#[from] SpecError),
     #[error(transparent)]
-    Apply(#[from] ApplyError),
+    Claim(#[from] ClaimError),
     #[error(transparent)]
     Aws(#[from] AwsError),
     #[error("Kubernetes API: {0}")]
@@ -109,8 +113,8 @@ impl Error {
     pub fn reason(&self) -> &'static str {
         match self {
             Error::InvalidSpec(_) => "InvalidSpec",
-            Error::Apply(ApplyError::Aws(e)) | Error::Aws(e) => e.reason(),
-            Error::Apply(ApplyError::ManagedByOther { .. }) => "BucketManagedByOther",
+            Error::Claim(e) => e.reason(),
+            Error::Aws(e) => e.reason(),
             Error::Kube(_) => "KubeApiError",
             Error::Finalizer(_) => "FinalizerError",
         }
@@ -119,8 +123,10 @@ impl Error {
     /// How long to wait before retrying; `None`: wait for the object to change.
     fn retry(&self) -> Option<Retry> {
         match self {
-            Error::InvalidSpec(_) | Error::Apply(ApplyError::ManagedByOther { .. }) => None,
-            Error::Apply(ApplyError::Aws(e)) | Error::Aws(e) if !e.is_transient() => {
+            Error::InvalidSpec(_) => None,
+            // Not ours: check back rarely (reads only) in case the bucket is released.
+            Error::Claim(e) if e.not_ours() => Some(Retry::Slow),
+            Error::Claim(ClaimError::Aws(e)) | Error::Aws(e) if !e.is_transient() => {
                 Some(Retry::Slow)
             }
             _ => Some(Retry::Backoff),
@@ -184,24 +190,222 @@ async fn apply_object(
     ctx: &Context,
     api: &Api<UploadBucket>,
 ) -> Result<Action, Error> {
-    match provision(ub, ctx, api).await {
-        Ok((bucket, report, role)) => {
+    let result = provision(ub, ctx, api).await;
+    let (st, events) = next_status(ub, ctx, &result);
+    if status::differs(ub.status.as_ref(), &st)
+        && let Err(e) = status::patch_status(api, ub, &st).await
+    {
+        warn!(error = %e, "Could not write status");
+        if result.is_ok() {
+            return Err(e.into());
+        }
+    }
+    for (type_, reason, note) in events {
+        publish(ctx, ub, type_, reason, "Provision", note).await;
+    }
+    match result {
+        Ok(_) => {
             ctx.failures().remove(&key(ub));
-            let mut st = ub.status.clone().unwrap_or_default();
-            record_names(
-                &mut st,
-                &bucket,
-                ctx.irsa.as_ref().map(|_| role::role_name(ub)),
+            Ok(Action::requeue(ctx.resync))
+        }
+        Err(failure) => Err(failure.error),
+    }
+}
+
+/// What one provisioning pass achieved.
+struct Provisioned {
+    names: Names,
+    adopted: bool,
+    report: ApplyReport,
+    role: Option<RoleReport>,
+}
+
+/// Why a pass stopped, and how far it got: `proven` is set once the bucket was proven ours,
+/// so status may record it even when a later step failed.
+pub struct Failure {
+    pub stage: Stage,
+    pub error: Error,
+    pub proven: Option<Names>,
+}
+
+impl Failure {
+    fn at(stage: Stage, proven: Option<&Names>) -> impl FnOnce(Error) -> Failure {
+        let proven = proven.cloned();
+        move |error| Failure {
+            stage,
+            error,
+            proven,
+        }
+    }
+}
+
+/// Which part of provisioning failed, for the conditions.
+#[derive(Clone, Copy, Debug)]
+pub enum Stage {
+    Kube,
+    Bucket,
+    Role,
+}
+
+/// resolve names (pure) -> claim the bucket -> apply it -> the role. Status is written once,
+/// by the caller, except for the intent recorded right before AWS gets something new.
+async fn provision(
+    ub: &UploadBucket,
+    ctx: &Context,
+    api: &Api<UploadBucket>,
+) -> Result<Provisioned, Failure> {
+    let role_wanted = ctx.irsa.as_ref().map(|_| role::derive_role_name(ub));
+    let recorded_role = ub.status.as_ref().and_then(|s| s.role_name.clone());
+    let intent = async |creating: Option<&BucketRef>| -> Result<(), Error> {
+        // Names reach status before anything new exists in AWS, so cleanup can find what
+        // this object may have created even if the operator dies mid-way. Neither is a
+        // licence to act by itself: see `claim`.
+        if creating.is_none() && recorded_role == role_wanted {
+            return Ok(());
+        }
+        let mut st = ub.status.clone().unwrap_or_default();
+        if let Some(b) = creating {
+            st.creating_bucket = Some(b.name.clone());
+            st.region = Some(b.region.clone());
+        }
+        st.role_name = role_wanted.clone().or(st.role_name);
+        status::set_conditions(
+            &mut st,
+            &[CondSpec::new(
+                READY,
+                false,
+                "Provisioning",
+                "Provisioning the bucket",
+            )],
+            ub.metadata.generation,
+            Timestamp::now(),
+        );
+        status::patch_status(api, ub, &st).await?;
+        Ok(())
+    };
+    let (names, owned, report) = provision_bucket(&*ctx.buckets, ub, &ctx.defaults, intent)
+        .instrument(info_span!("bucket"))
+        .await?;
+    let role = match &ctx.irsa {
+        None => None,
+        Some((iam, settings)) => {
+            let fail = Failure::at(Stage::Role, Some(&names));
+            let r = role::desired_role(ub, &names.bucket, settings).map_err(|e| fail(e.into()))?;
+            let fail = Failure::at(Stage::Role, Some(&names));
+            Some(
+                role::apply_role(&**iam, &r, settings)
+                    .instrument(info_span!("role", role = %r.name))
+                    .await
+                    .map_err(|e| fail(e.into()))?,
+            )
+        }
+    };
+    Ok(Provisioned {
+        names,
+        adopted: owned.adopted,
+        report,
+        role,
+    })
+}
+
+/// The bucket half of a pass: resolve (pure), claim, apply. `record_intent` runs right before
+/// the first call that may create something (with the bucket about to be created under this
+/// object's derived name, if any); tests pass a no-op.
+pub async fn provision_bucket(
+    api: &dyn BucketApi,
+    ub: &UploadBucket,
+    defaults: &Defaults,
+    record_intent: impl AsyncFnOnce(Option<&BucketRef>) -> Result<(), Error>,
+) -> Result<(Names, Owned, ApplyReport), Failure> {
+    let invalid = Failure::at(Stage::Bucket, None);
+    let names = desired::resolve(ub, defaults).map_err(|e| invalid(e.into()))?;
+    let d =
+        desired::desired(ub, defaults).map_err(|e| Failure::at(Stage::Bucket, None)(e.into()))?;
+    let uid = ub.uid().unwrap_or_default();
+    let intent = ub
+        .status
+        .as_ref()
+        .and_then(|s| s.creating_bucket.as_deref());
+    let who = Claimant::new(&names, &uid, intent, defaults);
+    let not_proven = |e: ClaimError| Failure::at(Stage::Bucket, None)(e.into());
+    let owned = match claim::inspect(api, &who).await.map_err(not_proven)? {
+        Ownership::Ours(owned) => {
+            record_intent(None)
+                .await
+                .map_err(|e| Failure::at(Stage::Kube, None)(e))?;
+            owned
+        }
+        Ownership::Absent => {
+            record_intent(names.derived.then_some(&names.bucket))
+                .await
+                .map_err(|e| Failure::at(Stage::Kube, None)(e))?;
+            let who = Claimant::new(
+                &names,
+                &uid,
+                names.derived.then_some(names.bucket.name.as_str()),
+                defaults,
             );
+            let tags = desired::ownership_tags(ub, false);
+            claim::create(api, &who, &tags)
+                .await
+                .map_err(|e| Failure::at(Stage::Bucket, None)(e.into()))?
+        }
+    };
+    let dropped: Vec<String> = ub
+        .status
+        .as_ref()
+        .map(|s| s.managed_tag_keys.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|k| !d.spec_tags.contains_key(k))
+        .collect();
+    let who = Claimant::new(
+        &names,
+        &uid,
+        intent.or(names.derived.then_some(names.bucket.name.as_str())),
+        defaults,
+    );
+    let ownership = desired::ownership_tags(ub, owned.adopted);
+    let report = apply::apply(api, &who, &owned, &d, &ownership, &dropped)
+        .await
+        .map_err(|e| Failure::at(Stage::Bucket, Some(&names))(e.into()))?;
+    Ok((names, owned, report))
+}
+
+/// The one status write of a pass, and the Events to publish with it.
+fn next_status(
+    ub: &UploadBucket,
+    ctx: &Context,
+    result: &Result<Provisioned, Failure>,
+) -> (UploadBucketStatus, Vec<(EventType, &'static str, String)>) {
+    let mut st = ub.status.clone().unwrap_or_default();
+    let mut events = Vec::new();
+    let record = |st: &mut UploadBucketStatus, names: &Names| {
+        st.bucket_name = Some(names.bucket.name.clone());
+        st.region = Some(names.bucket.region.clone());
+        st.bucket_arn = Some(crate::aws::policy::bucket_arn(
+            &names.bucket.region,
+            &names.bucket.name,
+        ));
+        st.creating_bucket = None;
+        st.managed_tag_keys = ub.spec.tags.keys().cloned().collect();
+    };
+    let now = Timestamp::now();
+    match result {
+        Ok(p) => {
+            record(&mut st, &p.names);
+            let bucket = &p.names.bucket;
+            let how = if p.adopted { "adopted and " } else { "" };
             let msg = format!(
-                "Bucket {} in {} is provisioned as specified",
+                "Bucket {} in {} is {how}provisioned as specified",
                 bucket.name, bucket.region
             );
             let mut conds = vec![
                 CondSpec::new(READY, true, "Provisioned", msg.clone()),
                 CondSpec::new(BUCKET_READY, true, "Provisioned", msg),
             ];
-            if let Some(role) = &role {
+            if let Some(role) = &p.role {
+                st.role_name = Some(p.names.role.clone());
                 st.role_arn = Some(role.arn.clone());
                 conds[0].message = format!("{}; pods assume role {}", conds[0].message, role.arn);
                 conds.push(CondSpec::new(
@@ -211,63 +415,60 @@ async fn apply_object(
                     format!("Role {} is provisioned as specified", role.arn),
                 ));
             }
-            status::set_conditions(&mut st, &conds, ub.metadata.generation, Timestamp::now());
-            if status::differs(ub.status.as_ref(), &st) {
-                status::patch_status(api, ub, &st).await?;
-            }
-            if report.created {
+            status::set_conditions(&mut st, &conds, ub.metadata.generation, now);
+            if p.report.created {
                 info!(bucket = %bucket.name, "Created bucket");
-                publish(
-                    ctx,
-                    ub,
+                events.push((
                     EventType::Normal,
                     "Created",
-                    "Provision",
                     format!("Created bucket {}", bucket.name),
-                )
-                .await;
+                ));
             }
-            if !report.changed.is_empty() {
-                info!(bucket = %bucket.name, changed = ?report.changed, "Updated bucket");
-                publish(
-                    ctx,
-                    ub,
+            if !p.report.changed.is_empty() {
+                info!(bucket = %bucket.name, changed = ?p.report.changed, "Updated bucket");
+                events.push((
                     EventType::Normal,
                     "Updated",
-                    "Provision",
                     format!(
                         "Set {} on bucket {}",
-                        report.changed.join(", "),
+                        p.report.changed.join(", "),
                         bucket.name
                     ),
-                )
-                .await;
+                ));
             }
-            if let Some(role) = role.filter(|r| r.created || !r.changed.is_empty()) {
+            if let Some(role) = p
+                .role
+                .as_ref()
+                .filter(|r| r.created || !r.changed.is_empty())
+            {
                 let what = if role.created {
                     "Created role".to_owned()
                 } else {
                     format!("Set {} on role", role.changed.join(", "))
                 };
                 info!(role = %role.arn, "{what}");
-                publish(
-                    ctx,
-                    ub,
+                events.push((
                     EventType::Normal,
                     if role.created { "Created" } else { "Updated" },
-                    "Provision",
                     format!("{what} {}", role.arn),
-                )
-                .await;
+                ));
             }
-            Ok(Action::requeue(ctx.resync))
         }
-        Err((stage, error)) => {
-            let mut st = ub.status.clone().unwrap_or_default();
-            let reason = error.reason();
-            let message = error.to_string();
+        Err(f) => {
+            if let Some(names) = &f.proven {
+                record(&mut st, names);
+            }
+            if let Error::Claim(c) = &f.error
+                && c.not_ours()
+            {
+                // Status names only buckets proven ours.
+                st.bucket_name = None;
+                st.bucket_arn = None;
+            }
+            let reason = f.error.reason();
+            let message = f.error.to_string();
             let mut conds = vec![CondSpec::new(READY, false, reason, message.clone())];
-            match stage {
+            match f.stage {
                 Stage::Kube => {}
                 Stage::Bucket => {
                     conds.push(CondSpec::new(BUCKET_READY, false, reason, message.clone()))
@@ -276,84 +477,12 @@ async fn apply_object(
                     conds.push(CondSpec::new(ROLE_READY, false, reason, message.clone()))
                 }
             }
-            status::set_conditions(&mut st, &conds, ub.metadata.generation, Timestamp::now());
-            if status::differs(ub.status.as_ref(), &st)
-                && let Err(e) = status::patch_status(api, ub, &st).await
-            {
-                warn!(error = %e, "Could not write status");
-            }
-            publish(ctx, ub, EventType::Warning, reason, "Provision", message).await;
-            Err(error)
+            status::set_conditions(&mut st, &conds, ub.metadata.generation, now);
+            events.push((EventType::Warning, reason, message));
         }
     }
-}
-
-fn record_names(st: &mut crate::crd::UploadBucketStatus, bucket: &BucketRef, role: Option<String>) {
-    st.bucket_name = Some(bucket.name.clone());
-    st.region = Some(bucket.region.clone());
-    st.bucket_arn = Some(crate::aws::policy::bucket_arn(&bucket.region, &bucket.name));
-    if role.is_some() {
-        st.role_name = role;
-    }
-}
-
-/// Which part of provisioning failed, for the conditions.
-#[derive(Clone, Copy, Debug)]
-enum Stage {
-    Kube,
-    Bucket,
-    Role,
-}
-
-async fn provision(
-    ub: &UploadBucket,
-    ctx: &Context,
-    api: &Api<UploadBucket>,
-) -> Result<(BucketRef, ApplyReport, Option<RoleReport>), (Stage, Error)> {
-    let bucket = desired::bucket_ref(ub, &ctx.defaults).map_err(|e| (Stage::Bucket, e.into()))?;
-    let role_name = ctx.irsa.as_ref().map(|_| role::role_name(ub));
-    let st0 = ub.status.as_ref();
-    let recorded = st0
-        .is_some_and(|s| s.bucket_name.is_some() && (role_name.is_none() || s.role_name.is_some()));
-    if !recorded {
-        // Names go to status before anything exists in AWS, so cleanup can always find
-        // what this object may have created, even if the operator dies mid-way.
-        let mut st = ub.status.clone().unwrap_or_default();
-        record_names(&mut st, &bucket, role_name.clone());
-        status::set_conditions(
-            &mut st,
-            &[CondSpec::new(
-                READY,
-                false,
-                "Provisioning",
-                format!("Provisioning bucket {}", bucket.name),
-            )],
-            ub.metadata.generation,
-            Timestamp::now(),
-        );
-        status::patch_status(api, ub, &st)
-            .await
-            .map_err(|e| (Stage::Kube, e.into()))?;
-    }
-    let d = desired::desired(ub, &ctx.defaults).map_err(|e| (Stage::Bucket, e.into()))?;
-    let report = apply::apply(&*ctx.buckets, &d, &ub.uid().unwrap_or_default())
-        .instrument(info_span!("apply", bucket = %d.bucket.name))
-        .await
-        .map_err(|e| (Stage::Bucket, e.into()))?;
-    let role = match &ctx.irsa {
-        None => None,
-        Some((iam, settings)) => {
-            let r =
-                role::desired_role(ub, &bucket, settings).map_err(|e| (Stage::Role, e.into()))?;
-            Some(
-                role::apply_role(&**iam, &r, settings)
-                    .instrument(info_span!("role", role = %r.name))
-                    .await
-                    .map_err(|e| (Stage::Role, e.into()))?,
-            )
-        }
-    };
-    Ok((bucket, report, role))
+    let _ = ctx;
+    (st, events)
 }
 
 async fn cleanup_object(
@@ -361,67 +490,98 @@ async fn cleanup_object(
     ctx: &Context,
     api: &Api<UploadBucket>,
 ) -> Result<Action, Error> {
-    let recorded = ub
-        .status
-        .as_ref()
-        .and_then(|s| match (&s.bucket_name, &s.region) {
-            (Some(name), Some(region)) => Some(BucketRef {
-                name: name.clone(),
-                region: region.clone(),
-            }),
-            _ => None,
-        });
     if let Some((iam, _)) = &ctx.irsa {
-        let recorded_role = ub.status.as_ref().and_then(|s| s.role_name.as_deref());
-        match role::cleanup_role(&**iam, recorded_role).await {
-            Ok(crate::aws::Deleted::Deleted) => {
-                let name = recorded_role.unwrap_or_default();
-                info!(role = name, "Deleted role");
-                publish(
-                    ctx,
-                    ub,
-                    EventType::Normal,
-                    "Deleted",
-                    "Cleanup",
-                    format!("Deleted role {name}"),
-                )
-                .await;
+        // Only the role named from this object's own uid, and only once status says it was
+        // about to be made: a name written into status by anyone else is ignored.
+        let derived = role::derive_role_name(ub);
+        let recorded = ub.status.as_ref().and_then(|s| s.role_name.as_deref());
+        if recorded.is_some_and(|r| r != derived) {
+            warn!(
+                recorded,
+                "Ignoring a role name in status that is not this object's"
+            );
+        }
+        if recorded == Some(derived.as_str()) {
+            match role::cleanup_role(&**iam, &derived).await {
+                Ok(crate::aws::Deleted::Deleted) => {
+                    info!(role = %derived, "Deleted role");
+                    publish(
+                        ctx,
+                        ub,
+                        EventType::Normal,
+                        "Deleted",
+                        "Cleanup",
+                        format!("Deleted role {derived}"),
+                    )
+                    .await;
+                }
+                Ok(crate::aws::Deleted::NotFound) => {}
+                Err(e) => return Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
             }
-            Ok(crate::aws::Deleted::NotFound) => {}
-            Err(e) => return Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
         }
     }
+    let names = desired::recorded_names(ub, &ctx.defaults);
+    let uid = ub.uid().unwrap_or_default();
+    let intent = ub
+        .status
+        .as_ref()
+        .and_then(|s| s.creating_bucket.as_deref());
+    let who = names
+        .as_ref()
+        .map(|n| Claimant::new(n, &uid, intent, &ctx.defaults));
     let outcome = cleanup::cleanup(
         &*ctx.buckets,
-        recorded.as_ref(),
+        who.as_ref(),
         ub.spec.deletion_policy,
         ub.spec.empty_on_delete,
-        &ub.uid().unwrap_or_default(),
     )
     .await;
-    let name = recorded.as_ref().map(|b| b.name.as_str()).unwrap_or("-");
+    let name = names
+        .as_ref()
+        .map(|n| n.bucket.name.as_str())
+        .unwrap_or("-");
     match outcome {
         Ok(outcome) => {
-            let note = match outcome {
-                CleanupOutcome::NothingRecorded => {
-                    "No bucket was created; nothing to clean up".to_owned()
-                }
-                CleanupOutcome::Retained => format!("Kept bucket {name} (deletionPolicy Retain)"),
-                CleanupOutcome::Deleted { objects } => {
-                    format!("Deleted bucket {name} and {objects} objects in it")
-                }
-                CleanupOutcome::AlreadyGone => format!("Bucket {name} was already gone"),
+            let (type_, reason, note) = match &outcome {
+                CleanupOutcome::NothingRecorded => (
+                    EventType::Normal,
+                    "Deleted",
+                    "No bucket was provisioned for this object; nothing to clean up".to_owned(),
+                ),
+                CleanupOutcome::NotOurs(why) => (
+                    EventType::Warning,
+                    "LeftUntouched",
+                    format!("Left bucket {name} untouched: {why}"),
+                ),
+                CleanupOutcome::Retained => (
+                    EventType::Normal,
+                    "Retained",
+                    format!("Kept bucket {name} (deletionPolicy Retain)"),
+                ),
+                CleanupOutcome::Released => (
+                    EventType::Normal,
+                    "Released",
+                    format!(
+                        "Released adopted bucket {name}: removed the operator's tags, rules and policy statements, kept everything else"
+                    ),
+                ),
+                CleanupOutcome::Deleted { objects } => (
+                    EventType::Normal,
+                    "Deleted",
+                    format!("Deleted bucket {name} and {objects} objects in it"),
+                ),
+                CleanupOutcome::AlreadyGone => (
+                    EventType::Normal,
+                    "Deleted",
+                    format!("Bucket {name} was already gone"),
+                ),
             };
             info!(bucket = name, "{note}");
-            let reason = match outcome {
-                CleanupOutcome::Retained => "Retained",
-                _ => "Deleted",
-            };
-            publish(ctx, ub, EventType::Normal, reason, "Cleanup", note).await;
+            publish(ctx, ub, type_, reason, "Cleanup", note).await;
             ctx.failures().remove(&key(ub));
             Ok(Action::await_change())
         }
-        Err(e) => Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
+        Err(e) => Err(cleanup_failed(ctx, ub, api, Error::Claim(e)).await),
     }
 }
 

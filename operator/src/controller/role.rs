@@ -63,14 +63,6 @@ pub fn derive_role_name(ub: &UploadBucket) -> String {
     format!("{base}-{}", &hash[..8])
 }
 
-/// The role name: the one recorded in status, else derived.
-pub fn role_name(ub: &UploadBucket) -> String {
-    ub.status
-        .as_ref()
-        .and_then(|s| s.role_name.clone())
-        .unwrap_or_else(|| derive_role_name(ub))
-}
-
 /// Pure: the desired role for an UploadBucket whose bucket is `bucket`.
 pub fn desired_role(
     ub: &UploadBucket,
@@ -95,6 +87,18 @@ pub fn desired_role(
         }
     }
     let ns = ub.namespace().unwrap_or_default();
+    // Uploads to an SSE-KMS bucket need its key; the key's account defaults to the cluster's
+    // (the OIDC provider's).
+    let kms = ub
+        .spec
+        .encryption
+        .kms_key_id
+        .as_deref()
+        .filter(|_| ub.spec.encryption.kind == crate::crd::EncryptionType::SseKms)
+        .map(|key| policy::KmsKey {
+            key,
+            account: policy::account_of(&irsa.provider_arn).unwrap_or_default(),
+        });
     let mut tags = BTreeMap::new();
     if irsa.tag_roles {
         tags.insert(
@@ -109,7 +113,7 @@ pub fn desired_role(
         );
     }
     Ok(DesiredRole {
-        name: role_name(ub),
+        name: derive_role_name(ub),
         trust_policy: policy::trust_policy(
             &irsa.provider_arn,
             &irsa.issuer,
@@ -121,6 +125,7 @@ pub fn desired_role(
             &bucket.name,
             &ub.spec.uploads.key_prefix,
             ub.spec.uploads.allow_downloads,
+            kms.as_ref(),
         ),
         tags,
     })
@@ -174,12 +179,9 @@ pub async fn apply_role(
     Ok(report)
 }
 
-/// Deletes the role recorded in status: its inline policies first (IAM refuses to delete a
-/// role that has any), then the role. Not found is success.
-pub async fn cleanup_role(iam: &dyn IamApi, recorded: Option<&str>) -> Result<Deleted, AwsError> {
-    let Some(name) = recorded else {
-        return Ok(Deleted::NotFound);
-    };
+/// Deletes the role `name` (this object's derived name): its inline policies first (IAM
+/// refuses to delete a role that has any), then the role. Not found is success.
+pub async fn cleanup_role(iam: &dyn IamApi, name: &str) -> Result<Deleted, AwsError> {
     for p in iam.list_role_policies(name).await? {
         iam.delete_role_policy(name, &p).await?;
     }

@@ -25,8 +25,10 @@ type Timeline = Arc<Mutex<Vec<String>>>;
 
 #[derive(Default, Clone)]
 struct FakeBucket {
+    /// The operator's rules; `foreign_lifecycle` is everyone else's, which the S3 layer keeps.
     cors: Vec<CorsRule>,
     lifecycle: Vec<LifecycleRule>,
+    foreign_lifecycle: Vec<LifecycleRule>,
     pab: Option<PublicAccessBlock>,
     acls_disabled: Option<bool>,
     encryption: Option<Encryption>,
@@ -52,6 +54,10 @@ impl FakeS3 {
             .push(format!("s3 {what} {}", b.name));
     }
     fn with<T>(&self, b: &BucketRef, f: impl FnOnce(&mut FakeBucket) -> T) -> Result<T, AwsError> {
+        self.timeline
+            .lock()
+            .unwrap()
+            .push(format!("s3-read {}", b.name));
         let mut all = self.buckets.lock().unwrap();
         let bucket = all.get_mut(&b.name).ok_or_else(|| AwsError::Api {
             op: "fake",
@@ -59,6 +65,15 @@ impl FakeS3 {
             message: b.name.clone(),
         })?;
         Ok(f(bucket))
+    }
+    /// Every S3 call, reads included.
+    fn calls(&self) -> usize {
+        self.timeline
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.starts_with("s3"))
+            .count()
     }
     fn writes(&self) -> usize {
         self.timeline
@@ -72,7 +87,11 @@ impl FakeS3 {
 
 #[async_trait]
 impl BucketApi for FakeS3 {
-    async fn create_bucket(&self, b: &BucketRef) -> Result<Created, AwsError> {
+    async fn create_bucket(
+        &self,
+        b: &BucketRef,
+        tags: &BTreeMap<String, String>,
+    ) -> Result<Created, AwsError> {
         if self.taken.contains(&b.name) {
             return Err(AwsError::BucketTaken(b.name.clone()));
         }
@@ -81,10 +100,21 @@ impl BucketApi for FakeS3 {
         if all.contains_key(&b.name) {
             return Ok(Created::AlreadyOwned);
         }
-        all.insert(b.name.clone(), FakeBucket::default());
+        // As with --s3-backend aws: the tags come with the bucket.
+        all.insert(
+            b.name.clone(),
+            FakeBucket {
+                tags: tags.clone(),
+                ..Default::default()
+            },
+        );
         Ok(Created::New)
     }
     async fn bucket_exists(&self, b: &BucketRef) -> Result<bool, AwsError> {
+        self.timeline
+            .lock()
+            .unwrap()
+            .push(format!("s3-read {}", b.name));
         if self.taken.contains(&b.name) {
             return Err(AwsError::AccessDenied {
                 op: "HeadBucket",
@@ -100,20 +130,12 @@ impl BucketApi for FakeS3 {
         self.write("PutBucketCors", b);
         self.with(b, |x| x.cors = rules.to_vec())
     }
-    async fn delete_cors(&self, b: &BucketRef) -> Result<(), AwsError> {
-        self.write("DeleteBucketCors", b);
-        self.with(b, |x| x.cors.clear())
-    }
     async fn get_lifecycle(&self, b: &BucketRef) -> Result<Vec<LifecycleRule>, AwsError> {
         self.with(b, |x| x.lifecycle.clone())
     }
     async fn put_lifecycle(&self, b: &BucketRef, rules: &[LifecycleRule]) -> Result<(), AwsError> {
         self.write("PutBucketLifecycleConfiguration", b);
         self.with(b, |x| x.lifecycle = rules.to_vec())
-    }
-    async fn delete_lifecycle(&self, b: &BucketRef) -> Result<(), AwsError> {
-        self.write("DeleteBucketLifecycle", b);
-        self.with(b, |x| x.lifecycle.clear())
     }
     async fn get_public_access_block(
         &self,
@@ -289,6 +311,7 @@ fn harness(obj: &UploadBucket, s3: FakeS3) -> Harness {
         region: "eu-west-1".into(),
         backend: Backend::Aws,
         bucket_name_prefix: String::new(),
+        adoptable_buckets: vec!["legacy-*".into()],
     };
     let ctx = Arc::new(Context::new(
         client,
@@ -359,16 +382,22 @@ async fn new_object_records_names_first_then_provisions_and_reports() {
         .expect("create");
     assert!(
         first_status < create,
-        "names must be recorded before creation: {timeline:#?}"
+        "the intent must be recorded before creation: {timeline:#?}"
     );
 
     let patches = h.status_patches();
     assert_eq!(patches.len(), 2, "{patches:#?}");
-    let name = patches[0]["status"]["bucketName"]
+    let name = patches[0]["status"]["creatingBucket"]
         .as_str()
         .unwrap()
         .to_owned();
     assert!(name.starts_with("shop-photos-"), "{name}");
+    assert_eq!(
+        patches[0]["status"].get("bucketName"),
+        None,
+        "a bucket name is recorded only once the bucket is proven ours"
+    );
+    assert_eq!(patches[1]["status"].get("creatingBucket"), None);
     assert_eq!(condition(&patches[0], "Ready")["reason"], "Provisioning");
     assert_eq!(patches[0]["apiVersion"], "uploadbucket.io/v1alpha1");
     assert_eq!(patches[0]["kind"], "UploadBucket");
@@ -573,13 +602,44 @@ fn deleting(spec: Value, bucket: &str) -> UploadBucket {
     obj
 }
 
+/// S3 holding `bucket` with `objects`, tagged as the test object's.
 fn s3_with(bucket: &str, objects: u64) -> FakeS3 {
+    s3_with_tags(bucket, objects, &ub(json!({})), false)
+}
+
+fn s3_with_tags(bucket: &str, objects: u64, owner: &UploadBucket, adopted: bool) -> FakeS3 {
     FakeS3 {
         buckets: Mutex::new(
             [(
                 bucket.to_owned(),
                 FakeBucket {
                     objects,
+                    tags: desired::ownership_tags(owner, adopted),
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// S3 holding `bucket` that nobody manages: someone's tag, lifecycle rule and policy.
+fn s3_with_foreign(bucket: &str, objects: u64) -> FakeS3 {
+    FakeS3 {
+        buckets: Mutex::new(
+            [(
+                bucket.to_owned(),
+                FakeBucket {
+                    objects,
+                    tags: [("team".to_owned(), "finance".to_owned())].into(),
+                    foreign_lifecycle: vec![LifecycleRule {
+                        id: "finance-archive".into(),
+                        expiration_days: Some(365),
+                        enabled: true,
+                        ..Default::default()
+                    }],
+                    policy: Some(json!({"Version": "2012-10-17", "Statement": [{"Sid": "DenyHttp", "Effect": "Deny", "Principal": "*", "Action": "s3:*", "Resource": "arn:aws:s3:::x/*", "Condition": {"Bool": {"aws:SecureTransport": "false"}}}]})),
                     ..Default::default()
                 },
             )]
@@ -840,4 +900,257 @@ async fn irsa_role_is_recorded_first_then_created_and_reported() {
         .position(|l| l.starts_with("iam DeleteRole "))
         .expect("role deleted");
     assert!(p < r, "{timeline:#?}");
+}
+
+/// `obj` being deleted with `status`, against the S3 state `h` left behind.
+fn delete_after(
+    h: &Harness,
+    obj: &UploadBucket,
+    status: UploadBucketStatus,
+) -> (UploadBucket, Harness) {
+    let mut gone = obj.clone();
+    gone.status = Some(status);
+    gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
+    let next = harness(
+        &gone,
+        FakeS3 {
+            buckets: Mutex::new(h.s3.buckets.lock().unwrap().clone()),
+            ..Default::default()
+        },
+    );
+    (gone, next)
+}
+
+/// A hostile object of another namespace, asking for the worst.
+fn hostile(bucket: &str) -> UploadBucket {
+    let mut obj = ub(json!({
+        "bucketName": bucket,
+        "uploads": {"keyPrefix": "", "publicRead": true},
+        "cors": {"allowedOrigins": ["https://evil.example"]},
+        "deletionPolicy": "Delete",
+        "emptyOnDelete": true
+    }));
+    obj.metadata.namespace = Some("evil".into());
+    obj.metadata.uid = Some("e0000000-0000-4000-8000-00000000000e".into());
+    obj
+}
+
+#[tokio::test]
+async fn an_unmanaged_bucket_named_in_the_spec_is_never_written_and_deletion_touches_nothing() {
+    let obj = hostile("finance-data");
+    let h = harness(&obj, s3_with_foreign("finance-data", 3));
+    let before = h.s3.buckets.lock().unwrap()["finance-data"].clone();
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketExists");
+    assert_eq!(h.s3.writes(), 0, "{:#?}", h.timeline());
+    let last = h.status_patches().pop().expect("status");
+    assert_eq!(condition(&last, "Ready")["reason"], "BucketExists");
+    assert_eq!(condition(&last, "BucketReady")["status"], "False");
+    assert_eq!(last["status"].get("bucketName"), None, "{last:#}");
+    assert_eq!(last["status"].get("creatingBucket"), None, "{last:#}");
+    assert_eq!(
+        error_policy(Arc::new(obj.clone()), &err, h.ctx.clone()),
+        Action::requeue(MAX_BACKOFF)
+    );
+
+    // Delete it with the status the operator wrote: done at once, no S3 call at all.
+    let (gone, d) = delete_after(
+        &h,
+        &obj,
+        serde_json::from_value(last["status"].clone()).unwrap(),
+    );
+    reconcile(Arc::new(gone), d.ctx.clone())
+        .await
+        .expect("cleanup");
+    assert_eq!(d.s3.calls(), 0, "{:#?}", d.timeline());
+    assert!(d.timeline().iter().any(|l| l == "kube PATCH object"));
+    let after = d.s3.buckets.lock().unwrap()["finance-data"].clone();
+    assert_eq!(after.tags, before.tags);
+    assert_eq!(after.foreign_lifecycle, before.foreign_lifecycle);
+    assert_eq!(after.policy, before.policy);
+    assert_eq!(after.objects, 3);
+}
+
+#[tokio::test]
+async fn another_objects_bucket_is_refused_without_naming_it_and_a_forged_status_deletes_nothing() {
+    let victim = ub(json!({}));
+    let obj = hostile("shop-avatars");
+    let h = harness(&obj, s3_with_tags("shop-avatars", 7, &victim, false));
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketManagedByOther");
+    assert_eq!(h.s3.writes(), 0);
+    let message = err.to_string();
+    for secret in [
+        "shop/photos",
+        "photos",
+        victim.metadata.uid.as_deref().unwrap(),
+    ] {
+        assert!(!message.contains(secret), "{message}");
+    }
+
+    // Status forged to name the victim's bucket (and the victim's role): deletion leaves
+    // both alone and completes.
+    let mut forged = obj.clone();
+    forged.status = Some(UploadBucketStatus {
+        bucket_name: Some("shop-avatars".into()),
+        creating_bucket: Some("shop-avatars".into()),
+        region: Some("eu-west-1".into()),
+        role_name: Some(role::derive_role_name(&victim)),
+        ..Default::default()
+    });
+    forged.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+    );
+    let d = harness(&forged, s3_with_tags("shop-avatars", 7, &victim, false));
+    reconcile(Arc::new(forged), d.ctx.clone())
+        .await
+        .expect("cleanup completes");
+    assert_eq!(d.s3.writes(), 0, "{:#?}", d.timeline());
+    assert_eq!(d.s3.buckets.lock().unwrap()["shop-avatars"].objects, 7);
+    assert!(d.timeline().iter().any(|l| l == "kube PATCH object"));
+    assert!(
+        d.events()
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "LeftUntouched"),
+        "{:?}",
+        d.events()
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_created_before_a_crash_is_recognised_only_under_the_derived_name() {
+    let obj = ub(json!({}));
+    let name = desired::derive_bucket_name(&obj, "");
+    // The operator recorded the intent, created the bucket and died before tagging it.
+    let mut resumed = obj.clone();
+    resumed.status = Some(UploadBucketStatus {
+        creating_bucket: Some(name.clone()),
+        region: Some("eu-west-1".into()),
+        ..Default::default()
+    });
+    let untagged = || FakeS3 {
+        buckets: Mutex::new([(name.clone(), FakeBucket::default())].into()),
+        ..Default::default()
+    };
+    let h = harness(&resumed, untagged());
+    reconcile(Arc::new(resumed.clone()), h.ctx.clone())
+        .await
+        .expect("resumes");
+    let tags = h.s3.buckets.lock().unwrap()[&name].tags.clone();
+    assert_eq!(
+        tags.get(desired::TAG_UID),
+        obj.metadata.uid.as_ref(),
+        "tagged as ours"
+    );
+
+    // Without the intent the same untagged bucket is not ours...
+    let h = harness(&obj, untagged());
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketExists");
+    assert_eq!(h.s3.writes(), 0);
+    // ...nor is an intent any licence for a name the user chose.
+    let mut chosen = resumed.clone();
+    chosen.spec.bucket_name = Some(name.clone());
+    let h = harness(&chosen, untagged());
+    let err = reconcile(Arc::new(chosen), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketExists");
+    assert_eq!(h.s3.writes(), 0);
+}
+
+#[tokio::test]
+async fn adoption_needs_the_admin_and_the_spec_and_keeps_everyone_elses_settings() {
+    // The harness allows `legacy-*`. The spec does not ask: refused.
+    let plain = ub(json!({"bucketName": "legacy-photos"}));
+    let h = harness(&plain, s3_with_foreign("legacy-photos", 2));
+    let err = reconcile(Arc::new(plain), h.ctx.clone()).await.unwrap_err();
+    assert_eq!(err.reason(), "BucketExists");
+    assert_eq!(h.s3.writes(), 0);
+    // The spec asks, the admin does not list it: refused before any S3 call.
+    let asks = ub(json!({"bucketName": "finance-data", "adoptExistingBucket": true}));
+    let h = harness(&asks, s3_with_foreign("finance-data", 2));
+    let err = reconcile(Arc::new(asks), h.ctx.clone()).await.unwrap_err();
+    assert_eq!(err.reason(), "AdoptionNotAllowed");
+    assert_eq!(h.s3.calls(), 0);
+
+    // Both: adopted, with everyone else's settings kept.
+    let obj = ub(json!({
+        "bucketName": "legacy-photos", "adoptExistingBucket": true,
+        "uploads": {"publicRead": true}, "cors": {"allowedOrigins": ["https://shop.example.com"]},
+        "lifecycle": {"expirationDays": 30}, "versioning": false
+    }));
+    let s3 = s3_with_foreign("legacy-photos", 2);
+    s3.buckets
+        .lock()
+        .unwrap()
+        .get_mut("legacy-photos")
+        .unwrap()
+        .versioning = Versioning::Enabled;
+    let h = harness(&obj, s3);
+    reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .expect("adopted");
+    let b = h.s3.buckets.lock().unwrap()["legacy-photos"].clone();
+    assert_eq!(b.tags.get("team").map(String::as_str), Some("finance"));
+    assert_eq!(
+        b.tags.get(desired::TAG_ADOPTED).map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(b.foreign_lifecycle[0].id, "finance-archive");
+    assert_eq!(b.lifecycle.len(), 2);
+    let statements = b.policy.as_ref().unwrap()["Statement"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(statements.len(), 2);
+    assert_eq!(statements[0]["Sid"], "DenyHttp");
+    assert_eq!(
+        b.versioning,
+        Versioning::Enabled,
+        "never suspended on an adopted bucket"
+    );
+    assert_eq!(
+        b.pab, None,
+        "bucket-wide settings of an adopted bucket are left alone"
+    );
+
+    // Deleting it releases: ours removed, theirs and every object kept.
+    let (gone, d) = delete_after(
+        &h,
+        &obj,
+        UploadBucketStatus {
+            bucket_name: Some("legacy-photos".into()),
+            region: Some("eu-west-1".into()),
+            ..Default::default()
+        },
+    );
+    reconcile(Arc::new(gone), d.ctx.clone())
+        .await
+        .expect("released");
+    let b = d.s3.buckets.lock().unwrap()["legacy-photos"].clone();
+    assert_eq!(b.objects, 2);
+    assert!(b.lifecycle.is_empty() && b.cors.is_empty());
+    assert_eq!(b.foreign_lifecycle[0].id, "finance-archive");
+    assert_eq!(
+        b.tags,
+        [("team".to_owned(), "finance".to_owned())].into(),
+        "only our tags removed"
+    );
+    assert_eq!(
+        b.policy.as_ref().unwrap()["Statement"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(d.events().iter().any(|(_, r, _)| r == "Released"));
 }

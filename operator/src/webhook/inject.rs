@@ -164,6 +164,26 @@ fn plan(
             "annotation {ANNOTATION_INJECT}: namespace {namespace:?} has no UploadBucket {name:?}; create it first (kubectl get uploadbuckets -n {namespace}) or fix the annotation"
         ));
     };
+    if spec.host_network == Some(true) {
+        return Err(format!(
+            "the pod uses hostNetwork, so the signer would listen on the node's 127.0.0.1 and every process on the node could have upload URLs signed; remove hostNetwork: true from the pod, or remove the {ANNOTATION_INJECT} annotation"
+        ));
+    }
+    let containers = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten());
+    if let Some(c) = containers.clone().find(|c| {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .any(|m| m.name == TOKEN_VOLUME)
+    }) {
+        return Err(format!(
+            "container {:?} mounts the volume {TOKEN_VOLUME:?}, which holds the signer's AWS web-identity token and is for the signer only; remove that volumeMount (the app asks the signer at $UPLOADBUCKET_SIGNER_URL instead)",
+            c.name
+        ));
+    }
     let port = port(pod)?;
     check_port_free(spec, port)?;
     if spec

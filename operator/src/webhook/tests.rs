@@ -130,6 +130,17 @@ fn every_refusal_says_what_to_change() {
             "pod-bucket-not-ready",
             ["shop/pending has no usable bucket", "lacks s3:CreateBucket"],
         ),
+        (
+            "pod-host-network",
+            ["hostNetwork", "remove hostNetwork: true"],
+        ),
+        (
+            "pod-mounts-token",
+            [
+                "container \"app\" mounts the volume \"uploadbucket-token\"",
+                "remove that volumeMount",
+            ],
+        ),
     ];
     assert_eq!(denied.len(), expect.len(), "{denied:#?}");
     for (stem, needles) in expect {
