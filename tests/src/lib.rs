@@ -5,6 +5,8 @@
 //! `UPLOADBUCKET_TEST_*`. Without them, a test prints a loud SKIPPED line and returns, unless
 //! `UPLOADBUCKET_REQUIRE_SERVERS=1` (set by `tests/run.sh` and CI), where it fails instead.
 
+pub mod cluster;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -340,5 +342,96 @@ pub async fn clean_up(
     let who = names
         .as_ref()
         .map(|n| Claimant::new(n, &uid, None, defaults));
-    cleanup::cleanup(api, who.as_ref(), policy, empty_on_delete).await
+    let spec_tag_keys: Vec<String> = ub.spec.tags.keys().cloned().collect();
+    cleanup::cleanup(api, who.as_ref(), policy, empty_on_delete, &spec_tag_keys).await
+}
+
+/// Everything a bucket's owner would notice, read with a plain aws-sdk-s3 client (no operator
+/// code): tags, lifecycle, CORS, policy, versioning and every object version. Two snapshots
+/// compare equal only when nothing of the bucket changed.
+#[derive(Debug, PartialEq)]
+pub struct BucketSnapshot {
+    pub tags: Vec<(String, String)>,
+    pub lifecycle: String,
+    pub cors: String,
+    pub policy: Option<String>,
+    pub versioning: String,
+    pub objects: Vec<(String, String, String, i64)>,
+}
+
+impl BucketSnapshot {
+    /// Reads it; panics on any error except "not configured" answers.
+    pub async fn of(raw: &aws_sdk_s3::Client, bucket: &str) -> Self {
+        use aws_sdk_s3::error::ProvideErrorMetadata;
+        let absent = |code: Option<&str>, codes: &[&str]| code.is_some_and(|c| codes.contains(&c));
+        let tags = match raw.get_bucket_tagging().bucket(bucket).send().await {
+            Ok(t) => {
+                let mut v: Vec<_> = t
+                    .tag_set()
+                    .iter()
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                    .collect();
+                v.sort();
+                v
+            }
+            Err(e) if absent(e.code(), &["NoSuchTagSet", "NoSuchTagSetError"]) => Vec::new(),
+            Err(e) => panic!("GetBucketTagging {bucket}: {e:?}"),
+        };
+        let lifecycle = match raw
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(l) => format!("{:?}", l.rules()),
+            Err(e) if absent(e.code(), &["NoSuchLifecycleConfiguration"]) => String::new(),
+            Err(e) => panic!("GetBucketLifecycleConfiguration {bucket}: {e:?}"),
+        };
+        let cors = match raw.get_bucket_cors().bucket(bucket).send().await {
+            Ok(c) => format!("{:?}", c.cors_rules()),
+            Err(e) if absent(e.code(), &["NoSuchCORSConfiguration"]) => String::new(),
+            Err(e) => panic!("GetBucketCors {bucket}: {e:?}"),
+        };
+        let policy = match raw.get_bucket_policy().bucket(bucket).send().await {
+            Ok(p) => p.policy().map(str::to_owned),
+            Err(e) if absent(e.code(), &["NoSuchBucketPolicy"]) => None,
+            Err(e) => panic!("GetBucketPolicy {bucket}: {e:?}"),
+        };
+        let versioning = raw
+            .get_bucket_versioning()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GetBucketVersioning {bucket}: {e:?}"))
+            .status()
+            .map(|s| s.as_str().to_owned())
+            .unwrap_or_default();
+        let listed = raw
+            .list_object_versions()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("ListObjectVersions {bucket}: {e:?}"));
+        let mut objects: Vec<_> = listed
+            .versions()
+            .iter()
+            .map(|v| {
+                (
+                    v.key().unwrap_or_default().to_owned(),
+                    v.version_id().unwrap_or_default().to_owned(),
+                    v.e_tag().unwrap_or_default().to_owned(),
+                    v.size().unwrap_or_default(),
+                )
+            })
+            .collect();
+        objects.sort();
+        Self {
+            tags,
+            lifecycle,
+            cors,
+            policy,
+            versioning,
+            objects,
+        }
+    }
 }

@@ -6,79 +6,18 @@
 //! with a readable message, and cleaning up bucket and role through its finalizer.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, CustomResourceExt};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
-use uploadbucket_tests::{Child, bin_path, free_port, s3_server, unique_name};
-
-/// A client for the test cluster, or `None` after a loud SKIPPED (a failure when servers
-/// are required).
-async fn cluster(test: &str) -> Option<(Client, String)> {
-    uploadbucket_operator::cli::install_crypto_provider();
-    let path = std::env::var("UPLOADBUCKET_TEST_KUBECONFIG")
-        .ok()
-        .filter(|p| !p.is_empty());
-    let Some(path) = path else {
-        assert!(
-            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-            "{test}: UPLOADBUCKET_REQUIRE_SERVERS is set but UPLOADBUCKET_TEST_KUBECONFIG is not; run tests/run.sh"
-        );
-        eprintln!(
-            "\n*** SKIPPED {test}: no Kubernetes API server (UPLOADBUCKET_TEST_KUBECONFIG unset). tests/run.sh starts one; or point it at any cluster's kubeconfig. ***\n"
-        );
-        return None;
-    };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-        .await
-        .expect("kubeconfig");
-    Some((Client::try_from(config).expect("client"), path))
-}
-
-async fn ensure_crd(client: &Client) {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    crds.patch(
-        "uploadbuckets.uploadbucket.io",
-        &PatchParams::apply("uploadbucket-tests").force(),
-        &Patch::Apply(UploadBucket::crd()),
-    )
-    .await
-    .expect("apply CRD");
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        "uploadbuckets.uploadbucket.io",
-        kube::runtime::wait::conditions::is_crd_established(),
-    );
-    tokio::time::timeout(Duration::from_secs(30), established)
-        .await
-        .expect("CRD established within 30 s")
-        .unwrap();
-}
-
-async fn namespace(client: &Client, base: &str) -> String {
-    let name = unique_name(base);
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
-        )
-        .await
-        .expect("create namespace");
-    name
-}
-
-fn api_error(e: kube::Error) -> String {
-    match e {
-        kube::Error::Api(status) => status.message,
-        other => panic!("expected an API error, got {other}"),
-    }
-}
+use uploadbucket_tests::cluster::{
+    api_error, cluster, ensure_crd, is_local, namespace, pod, start_operator, wait_for, wait_gone,
+    wait_ready, webhook_certificate,
+};
+use uploadbucket_tests::{Child, free_port, s3_server, unique_name};
 
 #[tokio::test]
 async fn the_api_server_enforces_the_schema_and_cel_rules() {
@@ -115,7 +54,37 @@ async fn the_api_server_enforces_the_schema_and_cel_rules() {
             json!({"cors": origins, "uploads": {"keyPrefix": "a/../b/"}}),
             "keyPrefix must not contain '..'",
         ),
+        (
+            json!({"adoptExistingBucket": true}),
+            "adoptExistingBucket needs bucketName",
+        ),
+        (
+            json!({"bucketName": "legacy-photos", "adoptExistingBucket": true, "deletionPolicy": "Delete"}),
+            "deletionPolicy must be Retain with adoptExistingBucket",
+        ),
     ];
+    // Names S3 refuses, each refused by the API server with the rule spelled out.
+    let names = [
+        "192.168.1.1",
+        "xn--photos",
+        "sthree-photos",
+        "amzn-s3-demo-photos",
+        "photos-s3alias",
+        "photos--ol-s3",
+        "photos--x-s3",
+        "photos.mrap",
+        "a..b",
+        "a.-b",
+        "a-.b",
+    ];
+    let cases: Vec<_> = cases
+        .into_iter()
+        .chain(
+            names
+                .into_iter()
+                .map(|n| (json!({"bucketName": n}), "bucketName is a name S3 refuses")),
+        )
+        .collect();
     for (i, (spec, needle)) in cases.into_iter().enumerate() {
         let e = api
             .create(
@@ -164,111 +133,6 @@ async fn the_api_server_enforces_the_schema_and_cel_rules() {
         text.contains("BUCKET") && text.contains("READY") && text.contains("fine"),
         "{text}"
     );
-}
-
-fn is_local(kubeconfig: &str) -> bool {
-    std::fs::read_to_string(kubeconfig)
-        .map(|k| {
-            k.contains("server: https://127.0.0.1:") || k.contains("server: https://localhost:")
-        })
-        .unwrap_or(false)
-}
-
-fn webhook_certificate(dir: &std::path::Path) -> String {
-    let key = rcgen::KeyPair::generate().unwrap();
-    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .subject_alt_names
-        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
-    let cert = params.self_signed(&key).unwrap();
-    std::fs::create_dir_all(dir).unwrap();
-    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
-    cert.pem()
-}
-
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
-    what: &str,
-    secs: u64,
-    mut f: impl FnMut() -> F,
-) -> T {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {secs} s waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Waits until the UploadBucket is Ready=True; returns it.
-async fn wait_ready(ubs: &Api<UploadBucket>, name: &str) -> UploadBucket {
-    wait_for(&format!("{name} Ready=True"), 90, || {
-        let ubs = ubs.clone();
-        async move {
-            let ub = ubs.get(name).await.ok()?;
-            (ub.condition("Ready")?.status == "True").then_some(ub)
-        }
-    })
-    .await
-}
-
-/// Waits until the UploadBucket is gone (its finalizer has run).
-async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
-    wait_for(&format!("{name} to be gone"), 60, || {
-        let ubs = ubs.clone();
-        async move { ubs.get_opt(name).await.ok()?.is_none().then_some(()) }
-    })
-    .await
-}
-
-/// Starts `uploadbucket-operator run` against this cluster and RGW, watching `ns`, with
-/// its admin server on `admin_port` and the extra settings given.
-fn start_operator(
-    kubeconfig: &str,
-    server: &uploadbucket_tests::S3Server,
-    ns: &str,
-    admin_port: u16,
-    extra: &[(&str, String)],
-) -> Child {
-    Child(
-        std::process::Command::new(bin_path("uploadbucket-operator"))
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", kubeconfig)
-            .env("AWS_ACCESS_KEY_ID", &server.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("UPLOADBUCKET_REGION", "us-east-1")
-            .env("UPLOADBUCKET_S3_BACKEND", "rgw")
-            .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
-            .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
-            .env("UPLOADBUCKET_WATCH_NAMESPACE", ns)
-            .env(
-                "UPLOADBUCKET_ADMIN_LISTEN",
-                format!("127.0.0.1:{admin_port}"),
-            )
-            .env("RUST_LOG", "info,kube=warn,aws=warn")
-            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-            .spawn()
-            .expect("start the operator"),
-    )
-}
-
-fn pod(name: &str, annotations: serde_json::Value, service_account: Option<&str>) -> Pod {
-    let mut spec = json!({"containers": [{"name": "app", "image": "shop/web:1.4"}]});
-    if let Some(sa) = service_account {
-        spec["serviceAccountName"] = json!(sa);
-    }
-    serde_json::from_value(
-        json!({"metadata": {"name": name, "annotations": annotations}, "spec": spec}),
-    )
-    .unwrap()
 }
 
 #[tokio::test]
@@ -541,6 +405,39 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         refused.contains("has no UploadBucket \"fotos\""),
         "{refused}"
     );
+    // A pod on the node's network, and an app container reaching for the signer's token.
+    let mut on_host = pod(
+        "on-host",
+        json!({"uploadbucket.io/inject": "photos"}),
+        Some("web"),
+    );
+    on_host.spec.as_mut().unwrap().host_network = Some(true);
+    let mut thief = pod(
+        "thief",
+        json!({"uploadbucket.io/inject": "photos"}),
+        Some("web"),
+    );
+    thief.spec.as_mut().unwrap().containers[0].volume_mounts = Some(vec![
+        serde_json::from_value(json!({"name": "uploadbucket-token", "mountPath": "/stolen"}))
+            .unwrap(),
+    ]);
+    for (p, needle) in [
+        (on_host, "remove hostNetwork: true"),
+        (
+            thief,
+            "container \"app\" mounts the volume \"uploadbucket-token\"",
+        ),
+    ] {
+        let name = p.metadata.name.clone().unwrap();
+        let refused = pods
+            .create(&PostParams::default(), &p)
+            .await
+            .map(|_| ())
+            .map_err(api_error)
+            .expect_err(&name);
+        assert!(refused.contains(needle), "{name}: {refused}");
+        assert!(pods.get_opt(&name).await.unwrap().is_none());
+    }
 
     // Pods that do not ask are not touched (matchConditions keep them from the webhook).
     let plain = pods
@@ -563,7 +460,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("uploadbucket_webhook_reviews_total{outcome=\"denied\"} 2"),
+        metrics.contains("uploadbucket_webhook_reviews_total{outcome=\"denied\"} 4"),
         "{metrics}"
     );
     assert!(

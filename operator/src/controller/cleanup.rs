@@ -34,12 +34,14 @@ pub enum CleanupOutcome {
     AlreadyGone,
 }
 
-/// Cleans up `who`'s bucket; `recorded`: whether status names a bucket or an intent at all.
+/// Cleans up `who`'s bucket (`None`: status names no bucket and no intent). `spec_tag_keys`:
+/// the keys of `spec.tags` the operator wrote, removed when an adopted bucket is released.
 pub async fn cleanup(
     api: &dyn BucketApi,
     who: Option<&Claimant<'_>>,
     policy: DeletionPolicy,
     empty_on_delete: bool,
+    spec_tag_keys: &[String],
 ) -> Result<CleanupOutcome, ClaimError> {
     let Some(who) = who else {
         return Ok(CleanupOutcome::NothingRecorded);
@@ -56,14 +58,14 @@ pub async fn cleanup(
     };
     let b = &who.names.bucket;
     if owned.adopted {
-        release(api, who).await?;
+        release(api, who, spec_tag_keys).await?;
         return Ok(CleanupOutcome::Released);
     }
     match policy {
         DeletionPolicy::Retain => {
             // Drop our ownership tags: the bucket is nobody's again (adopting it takes the
             // cluster admin's allowlist).
-            put_tags_without_ours(api, who, owned).await?;
+            put_tags_without_ours(api, who, owned, &[]).await?;
             Ok(CleanupOutcome::Retained)
         }
         DeletionPolicy::Delete => {
@@ -85,8 +87,12 @@ pub async fn cleanup(
 }
 
 /// Removes what the operator added to an adopted bucket, each removal after a re-check:
-/// its CORS rule, lifecycle rules, policy statements, and last its tags.
-async fn release(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<(), ClaimError> {
+/// its CORS rule, lifecycle rules, policy statements, and last its tags (ownership and spec).
+async fn release(
+    api: &dyn BucketApi,
+    who: &Claimant<'_>,
+    spec_tag_keys: &[String],
+) -> Result<(), ClaimError> {
     let b = &who.names.bucket;
     if !api.get_cors(b).await?.is_empty() {
         recheck(api, who).await?;
@@ -105,7 +111,7 @@ async fn release(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<(), ClaimErr
         }
     }
     let owned = recheck(api, who).await?;
-    put_tags_without_ours(api, who, owned).await
+    put_tags_without_ours(api, who, owned, spec_tag_keys).await
 }
 
 async fn recheck(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<Owned, ClaimError> {
@@ -121,15 +127,17 @@ async fn recheck(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<Owned, Claim
     })
 }
 
+/// Drops the ownership tags and `also` from the bucket's tags.
 async fn put_tags_without_ours(
     api: &dyn BucketApi,
     who: &Claimant<'_>,
     owned: Owned,
+    also: &[String],
 ) -> Result<(), ClaimError> {
     let kept: BTreeMap<String, String> = owned
         .tags
         .iter()
-        .filter(|(k, _)| !k.starts_with(RESERVED_TAG_PREFIX))
+        .filter(|(k, _)| !k.starts_with(RESERVED_TAG_PREFIX) && !also.contains(k))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     if kept != owned.tags {

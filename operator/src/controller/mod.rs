@@ -529,11 +529,16 @@ async fn cleanup_object(
     let who = names
         .as_ref()
         .map(|n| Claimant::new(n, &uid, intent, &ctx.defaults));
+    let mut spec_tag_keys: Vec<String> = ub.spec.tags.keys().cloned().collect();
+    if let Some(st) = &ub.status {
+        spec_tag_keys.extend(st.managed_tag_keys.iter().cloned());
+    }
     let outcome = cleanup::cleanup(
         &*ctx.buckets,
         who.as_ref(),
         ub.spec.deletion_policy,
         ub.spec.empty_on_delete,
+        &spec_tag_keys,
     )
     .await;
     let name = names

@@ -1086,7 +1086,7 @@ async fn adoption_needs_the_admin_and_the_spec_and_keeps_everyone_elses_settings
     let obj = ub(json!({
         "bucketName": "legacy-photos", "adoptExistingBucket": true,
         "uploads": {"publicRead": true}, "cors": {"allowedOrigins": ["https://shop.example.com"]},
-        "lifecycle": {"expirationDays": 30}, "versioning": false
+        "lifecycle": {"expirationDays": 30}, "versioning": false, "tags": {"app": "shop"}
     }));
     let s3 = s3_with_foreign("legacy-photos", 2);
     s3.buckets

@@ -1,0 +1,181 @@
+//! Helpers of the tests against a real Kubernetes API server: a client for it (or a loud
+//! skip), the CRD, namespaces, waiting for conditions, and the operator binary as a process.
+
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Patch, PatchParams, PostParams};
+use kube::{Api, Client, CustomResourceExt};
+use serde_json::json;
+use uploadbucket_operator::crd::UploadBucket;
+
+use crate::{Child, bin_path, unique_name};
+
+/// A client for the test cluster, or `None` after a loud SKIPPED (a failure when servers
+/// are required).
+pub async fn cluster(test: &str) -> Option<(Client, String)> {
+    uploadbucket_operator::cli::install_crypto_provider();
+    let path = std::env::var("UPLOADBUCKET_TEST_KUBECONFIG")
+        .ok()
+        .filter(|p| !p.is_empty());
+    let Some(path) = path else {
+        assert!(
+            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+            "{test}: UPLOADBUCKET_REQUIRE_SERVERS is set but UPLOADBUCKET_TEST_KUBECONFIG is not; run tests/run.sh"
+        );
+        eprintln!(
+            "\n*** SKIPPED {test}: no Kubernetes API server (UPLOADBUCKET_TEST_KUBECONFIG unset). tests/run.sh starts one; or point it at any cluster's kubeconfig. ***\n"
+        );
+        return None;
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+        .await
+        .expect("kubeconfig");
+    Some((Client::try_from(config).expect("client"), path))
+}
+
+pub async fn ensure_crd(client: &Client) {
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    crds.patch(
+        "uploadbuckets.uploadbucket.io",
+        &PatchParams::apply("uploadbucket-tests").force(),
+        &Patch::Apply(UploadBucket::crd()),
+    )
+    .await
+    .expect("apply CRD");
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        "uploadbuckets.uploadbucket.io",
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(Duration::from_secs(30), established)
+        .await
+        .expect("CRD established within 30 s")
+        .unwrap();
+}
+
+pub async fn namespace(client: &Client, base: &str) -> String {
+    let name = unique_name(base);
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": name}})).unwrap(),
+        )
+        .await
+        .expect("create namespace");
+    name
+}
+
+pub fn api_error(e: kube::Error) -> String {
+    match e {
+        kube::Error::Api(status) => status.message,
+        other => panic!("expected an API error, got {other}"),
+    }
+}
+
+pub fn is_local(kubeconfig: &str) -> bool {
+    std::fs::read_to_string(kubeconfig)
+        .map(|k| {
+            k.contains("server: https://127.0.0.1:") || k.contains("server: https://localhost:")
+        })
+        .unwrap_or(false)
+}
+
+pub fn webhook_certificate(dir: &std::path::Path) -> String {
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .subject_alt_names
+        .push(rcgen::SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.self_signed(&key).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    cert.pem()
+}
+
+pub async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits until the UploadBucket is Ready=True; returns it.
+pub async fn wait_ready(ubs: &Api<UploadBucket>, name: &str) -> UploadBucket {
+    wait_for(&format!("{name} Ready=True"), 90, || {
+        let ubs = ubs.clone();
+        async move {
+            let ub = ubs.get(name).await.ok()?;
+            (ub.condition("Ready")?.status == "True").then_some(ub)
+        }
+    })
+    .await
+}
+
+/// Waits until the UploadBucket is gone (its finalizer has run).
+pub async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
+    wait_for(&format!("{name} to be gone"), 60, || {
+        let ubs = ubs.clone();
+        async move { ubs.get_opt(name).await.ok()?.is_none().then_some(()) }
+    })
+    .await
+}
+
+/// Starts `uploadbucket-operator run` against this cluster and RGW, watching `ns` (every
+/// namespace with `""`), with its admin server on `admin_port` and the extra settings given.
+pub fn start_operator(
+    kubeconfig: &str,
+    server: &crate::S3Server,
+    ns: &str,
+    admin_port: u16,
+    extra: &[(&str, String)],
+) -> Child {
+    Child(
+        std::process::Command::new(bin_path("uploadbucket-operator"))
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("AWS_ACCESS_KEY_ID", &server.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("UPLOADBUCKET_REGION", "us-east-1")
+            .env("UPLOADBUCKET_S3_BACKEND", "rgw")
+            .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
+            .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
+            .envs((!ns.is_empty()).then_some(("UPLOADBUCKET_WATCH_NAMESPACE", ns)))
+            .env(
+                "UPLOADBUCKET_ADMIN_LISTEN",
+                format!("127.0.0.1:{admin_port}"),
+            )
+            .env("RUST_LOG", "info,kube=warn,aws=warn")
+            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
+            .spawn()
+            .expect("start the operator"),
+    )
+}
+
+pub fn pod(name: &str, annotations: serde_json::Value, service_account: Option<&str>) -> Pod {
+    let mut spec = json!({"containers": [{"name": "app", "image": "shop/web:1.4"}]});
+    if let Some(sa) = service_account {
+        spec["serviceAccountName"] = json!(sa);
+    }
+    serde_json::from_value(
+        json!({"metadata": {"name": name, "annotations": annotations}, "spec": spec}),
+    )
+    .unwrap()
+}

@@ -1,0 +1,381 @@
+//! Tenancy, tried as a hostile namespace would, against the operator binary on a real
+//! kube-apiserver and Ceph RGW (both started by tests/run.sh): an UploadBucket that names
+//! somebody else's bucket, unmanaged or another UploadBucket's, with `Delete`,
+//! `emptyOnDelete`, `publicRead` and an empty key prefix, must leave that bucket exactly as it
+//! was, before and after the hostile object is deleted. Adoption takes both the admin's
+//! allowlist and the spec's request, and releasing an adopted bucket leaves it as it was.
+//! Every bucket is read back with a plain S3 client ([`BucketSnapshot`]), not operator code.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types as s3t;
+use kube::Api;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+use uploadbucket_operator::crd::UploadBucket;
+use uploadbucket_tests::cluster::{
+    cluster, ensure_crd, namespace, start_operator, wait_for, wait_gone, wait_ready,
+};
+use uploadbucket_tests::{BucketSnapshot, free_port, s3_server, unique_name};
+
+/// A bucket of the account that no UploadBucket manages, with settings of its own (someone
+/// else's tag, lifecycle rule, CORS rule and policy statement), versioning on and objects.
+async fn foreign_bucket(raw: &aws_sdk_s3::Client, name: &str, objects: usize) {
+    raw.create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("create");
+    raw.put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(
+            s3t::VersioningConfiguration::builder()
+                .status(s3t::BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+    for i in 0..objects {
+        raw.put_object()
+            .bucket(name)
+            .key(format!("reports/{i}.csv"))
+            .body(ByteStream::from(format!("q{i},1000\n").into_bytes()))
+            .send()
+            .await
+            .expect("object");
+    }
+    raw.put_bucket_tagging()
+        .bucket(name)
+        .tagging(
+            s3t::Tagging::builder()
+                .tag_set(
+                    s3t::Tag::builder()
+                        .key("team")
+                        .value("finance")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("tags");
+    raw.put_bucket_lifecycle_configuration()
+        .bucket(name)
+        .lifecycle_configuration(
+            s3t::BucketLifecycleConfiguration::builder()
+                .rules(
+                    s3t::LifecycleRule::builder()
+                        .id("finance-archive")
+                        .filter(
+                            s3t::LifecycleRuleFilter::builder()
+                                .prefix("archive/")
+                                .build(),
+                        )
+                        .status(s3t::ExpirationStatus::Enabled)
+                        .expiration(s3t::LifecycleExpiration::builder().days(365).build())
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("lifecycle");
+    raw.put_bucket_cors()
+        .bucket(name)
+        .cors_configuration(
+            s3t::CorsConfiguration::builder()
+                .cors_rules(
+                    s3t::CorsRule::builder()
+                        .id("finance-app")
+                        .allowed_origins("https://finance.example")
+                        .allowed_methods("GET")
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .expect("cors");
+    let policy = json!({"Version": "2012-10-17", "Statement": [{
+        "Sid": "FinanceAuditorsRead", "Effect": "Allow",
+        "Principal": {"AWS": ["arn:aws:iam:::user/uploadbucket-other"]},
+        "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{name}/reports/*")
+    }]});
+    raw.put_bucket_policy()
+        .bucket(name)
+        .policy(policy.to_string())
+        .send()
+        .await
+        .expect("policy");
+}
+
+fn object(name: &str, spec: serde_json::Value) -> UploadBucket {
+    serde_json::from_value(json!({
+        "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .unwrap()
+}
+
+/// The worst a hostile object can ask for, aimed at `bucket`.
+fn hostile(name: &str, bucket: &str) -> UploadBucket {
+    object(
+        name,
+        json!({
+            "bucketName": bucket,
+            "uploads": {"keyPrefix": "", "publicRead": true},
+            "cors": {"allowedOrigins": ["https://evil.example"]},
+            "versioning": false,
+            "deletionPolicy": "Delete",
+            "emptyOnDelete": true
+        }),
+    )
+}
+
+/// Waits until `name` is Ready=False for `reason`; returns the object.
+async fn wait_refused(ubs: &Api<UploadBucket>, name: &str, reason: &str) -> UploadBucket {
+    wait_for(&format!("{name} Ready=False/{reason}"), 60, || {
+        let ubs = ubs.clone();
+        async move {
+            let ub = ubs.get(name).await.ok()?;
+            let ready = ub.condition("Ready")?;
+            (ready.status == "False" && ready.reason == reason).then_some(ub)
+        }
+    })
+    .await
+}
+
+/// Deletes `name` and waits for its finalizer to let go, within a minute.
+async fn delete_and_wait(ubs: &Api<UploadBucket>, name: &str) {
+    ubs.delete(name, &DeleteParams::default()).await.unwrap();
+    wait_gone(ubs, name).await;
+}
+
+#[tokio::test]
+async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
+    let test = "tenancy::no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    ensure_crd(&client).await;
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    // The admin's policy: every bucket name carries this prefix; `<prefix>legacy-*` may be
+    // adopted.
+    let prefix = format!("{}-", unique_name("tn"));
+    let shop = namespace(&client, "shop").await;
+    let evil = namespace(&client, "evil").await;
+    let _operator = start_operator(
+        &kubeconfig,
+        &server,
+        "",
+        free_port(),
+        &[
+            ("UPLOADBUCKET_BUCKET_NAME_PREFIX", prefix.clone()),
+            (
+                "UPLOADBUCKET_ADOPTABLE_BUCKETS",
+                format!("{prefix}legacy-*"),
+            ),
+        ],
+    );
+    let shop_ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &shop);
+    let evil_ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &evil);
+    let create = |api: &Api<UploadBucket>, ub: UploadBucket| {
+        let api = api.clone();
+        async move { api.create(&PostParams::default(), &ub).await.unwrap() }
+    };
+
+    // The legitimate tenant: shop/avatars, with data in its bucket.
+    create(
+        &shop_ubs,
+        object(
+            "avatars",
+            json!({"cors": {"allowedOrigins": ["https://shop.example.com"]}, "uploads": {"keyPrefix": "avatars/"}}),
+        ),
+    )
+    .await;
+    let avatars = wait_ready(&shop_ubs, "avatars").await;
+    let avatars_bucket = avatars
+        .status
+        .as_ref()
+        .unwrap()
+        .bucket_name
+        .clone()
+        .unwrap();
+    assert!(avatars_bucket.starts_with(&prefix), "{avatars_bucket}");
+    for key in ["avatars/a.jpg", "avatars/b.jpg"] {
+        raw.put_object()
+            .bucket(&avatars_bucket)
+            .key(key)
+            .body(ByteStream::from_static(b"\xff\xd8\xff"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let avatars_before = BucketSnapshot::of(&raw, &avatars_bucket).await;
+    let avatars_ready_since = avatars
+        .condition("Ready")
+        .unwrap()
+        .last_transition_time
+        .clone();
+
+    // An unmanaged bucket of the account, inside the admin's prefix.
+    let finance = format!("{prefix}finance");
+    foreign_bucket(&raw, &finance, 3).await;
+    let finance_before = BucketSnapshot::of(&raw, &finance).await;
+    assert_eq!(finance_before.objects.len(), 3);
+
+    // Attack 1: take over the unmanaged bucket, then delete the object to wipe it.
+    create(&evil_ubs, hostile("grab-finance", &finance)).await;
+    let refused = wait_refused(&evil_ubs, "grab-finance", "BucketExists").await;
+    let st = refused.status.clone().unwrap();
+    assert_eq!(
+        st.bucket_name, None,
+        "status names only buckets proven ours"
+    );
+    assert_eq!(st.role_name, None);
+    assert_eq!(
+        refused.condition("BucketReady").map(|c| c.status.as_str()),
+        Some("False")
+    );
+    assert_eq!(BucketSnapshot::of(&raw, &finance).await, finance_before);
+    delete_and_wait(&evil_ubs, "grab-finance").await;
+    assert_eq!(BucketSnapshot::of(&raw, &finance).await, finance_before);
+
+    // Attack 2: the same with another namespace's bucket.
+    create(&evil_ubs, hostile("grab-avatars", &avatars_bucket)).await;
+    let refused = wait_refused(&evil_ubs, "grab-avatars", "BucketManagedByOther").await;
+    let message = refused.condition("Ready").unwrap().message.clone();
+    for secret in [
+        format!("{shop}/avatars"),
+        avatars.metadata.uid.clone().unwrap(),
+    ] {
+        assert!(!message.contains(&secret), "{message}");
+    }
+    assert_eq!(refused.status.unwrap().bucket_name, None);
+    assert_eq!(
+        BucketSnapshot::of(&raw, &avatars_bucket).await,
+        avatars_before
+    );
+    delete_and_wait(&evil_ubs, "grab-avatars").await;
+    assert_eq!(
+        BucketSnapshot::of(&raw, &avatars_bucket).await,
+        avatars_before
+    );
+    let after = shop_ubs.get("avatars").await.unwrap();
+    let ready = after.condition("Ready").unwrap();
+    assert_eq!(ready.status, "True", "{ready:?}");
+    assert_eq!(ready.last_transition_time, avatars_ready_since);
+
+    // Names outside the admin's prefix are refused before any S3 call.
+    create(
+        &evil_ubs,
+        object("outside", json!({"bucketName": unique_name("outside")})),
+    )
+    .await;
+    let refused = wait_refused(&evil_ubs, "outside", "InvalidSpec").await;
+    let message = refused.condition("Ready").unwrap().message.clone();
+    assert!(
+        message.contains("spec.bucketName") && message.contains(&format!("{prefix:?}")),
+        "{message}"
+    );
+    delete_and_wait(&evil_ubs, "outside").await;
+
+    // Adoption. The admin lists `<prefix>legacy-*`; the spec must ask as well.
+    let legacy = format!("{prefix}legacy-photos");
+    foreign_bucket(&raw, &legacy, 2).await;
+    let legacy_before = BucketSnapshot::of(&raw, &legacy).await;
+    create(
+        &shop_ubs,
+        object("not-asking", json!({"bucketName": legacy})),
+    )
+    .await;
+    wait_refused(&shop_ubs, "not-asking", "BucketExists").await;
+    delete_and_wait(&shop_ubs, "not-asking").await;
+    create(
+        &shop_ubs,
+        object(
+            "not-listed",
+            json!({"bucketName": finance, "adoptExistingBucket": true}),
+        ),
+    )
+    .await;
+    wait_refused(&shop_ubs, "not-listed", "AdoptionNotAllowed").await;
+    delete_and_wait(&shop_ubs, "not-listed").await;
+    assert_eq!(BucketSnapshot::of(&raw, &legacy).await, legacy_before);
+    assert_eq!(BucketSnapshot::of(&raw, &finance).await, finance_before);
+
+    create(
+        &shop_ubs,
+        object(
+            "legacy",
+            json!({
+                "bucketName": legacy, "adoptExistingBucket": true,
+                "cors": {"allowedOrigins": ["https://shop.example.com"]},
+                "uploads": {"keyPrefix": "photos/", "publicRead": true},
+                "lifecycle": {"expirationDays": 30},
+                "tags": {"app": "shop"}
+            }),
+        ),
+    )
+    .await;
+    let adopted = wait_ready(&shop_ubs, "legacy").await;
+    assert_eq!(
+        adopted.status.as_ref().unwrap().bucket_name.as_deref(),
+        Some(legacy.as_str())
+    );
+    let during = BucketSnapshot::of(&raw, &legacy).await;
+    assert!(
+        during.tags.contains(&("team".into(), "finance".into())),
+        "{during:?}"
+    );
+    assert!(
+        during.tags.contains(&("app".into(), "shop".into())),
+        "{during:?}"
+    );
+    assert!(
+        during
+            .tags
+            .contains(&("uploadbucket.io/adopted".into(), "true".into())),
+        "{during:?}"
+    );
+    assert!(
+        during.lifecycle.contains("finance-archive")
+            && during.lifecycle.contains("uploadbucket-expire-uploads"),
+        "{}",
+        during.lifecycle
+    );
+    assert!(
+        during.cors.contains("finance-app") && during.cors.contains("https://shop.example.com"),
+        "{}",
+        during.cors
+    );
+    let policy = during.policy.clone().unwrap_or_default();
+    assert!(
+        policy.contains("FinanceAuditorsRead") && policy.contains("UploadBucketPublicRead"),
+        "{policy}"
+    );
+    assert_eq!(during.versioning, "Enabled");
+    assert_eq!(during.objects, legacy_before.objects);
+
+    // Released: exactly as it was before adoption, every object kept.
+    delete_and_wait(&shop_ubs, "legacy").await;
+    assert_eq!(BucketSnapshot::of(&raw, &legacy).await, legacy_before);
+
+    // The legitimate tenant still has its bucket and data.
+    assert_eq!(
+        BucketSnapshot::of(&raw, &avatars_bucket).await,
+        avatars_before
+    );
+    delete_and_wait(&shop_ubs, "avatars").await;
+}
