@@ -371,6 +371,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     match (iam, irsa) {
         (Some(iam), Some(settings)) => {
             info!(provider = %settings.provider_arn, "IRSA roles enabled");
+            if settings.permissions_boundary.is_none() && args.s3_backend == Backend::Aws {
+                tracing::warn!(
+                    "Upload roles get no permissions boundary (--iam-permissions-boundary); see docs/upload-role-boundary.json"
+                );
+            }
             ctx = ctx.with_irsa(Arc::new(iam), settings);
         }
         _ => info!("IRSA roles disabled (no --oidc-provider-arn)"),
@@ -461,18 +466,23 @@ async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyh
     info!(%identity, "Leading: starting the controller");
     let lost = async { while leading.changed().await.is_ok() && *leading.borrow() {} };
     let unsure = renewal_watchdog(ctx.client.clone(), &namespace, lease, &identity, seconds);
-    let result = tokio::select! {
-        r = controller::run(ctx.clone(), args.watch_namespace.clone(), ready) => r,
-        () = lost => Err(anyhow::anyhow!(
+    let (result, release) = tokio::select! {
+        r = controller::run(ctx.clone(), args.watch_namespace.clone(), ready) => (r, true),
+        () = lost => (Err(anyhow::anyhow!(
             "lost the leader Lease {namespace}/{lease}; exiting so that only one replica reconciles"
-        )),
-        () = unsure => Err(anyhow::anyhow!(
+        )), true),
+        // Cut off from the API server: releasing the Lease cannot work, so exit at once.
+        () = unsure => (Err(anyhow::anyhow!(
             "could not confirm the leader Lease {namespace}/{lease} was renewed in time; stopping before a standby may take it, so that only one replica reconciles"
-        )),
+        )), false),
     };
-    // Closing the channel releases the Lease, so a standby takes over at once.
-    drop(leading);
-    let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    if release {
+        // Closing the channel releases the Lease, so a standby takes over at once.
+        drop(leading);
+        let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
+    } else {
+        task.abort();
+    }
     result
 }
 
@@ -542,6 +552,37 @@ mod tests {
                 "{duration}"
             );
         }
+    }
+
+    #[test]
+    fn prefix_and_adoptable_names_are_checked_naming_what_is_allowed() {
+        for ok in ["", "acme-", "a1.b-"] {
+            assert_eq!(super::name_prefix(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["ACME-", "-acme", "acme_", &"a".repeat(41)] {
+            let e = super::name_prefix(bad).unwrap_err();
+            assert!(e.contains("lowercase letters, digits"), "{bad}: {e}");
+        }
+        assert_eq!(
+            super::adoptable_pattern(" legacy-* ").as_deref(),
+            Ok("legacy-*")
+        );
+        for bad in ["", "Legacy", "a/b", "x?"] {
+            let e = super::adoptable_pattern(bad).unwrap_err();
+            assert!(e.contains("'*' for any run of characters"), "{bad}: {e}");
+        }
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from([
+            "uploadbucket-operator",
+            "run",
+            "--adoptable-buckets",
+            "legacy-photos,media-*",
+        ])
+        .unwrap();
+        let Some(super::Command::Run(args)) = cli.command else {
+            panic!("run")
+        };
+        assert_eq!(args.adoptable_buckets, ["legacy-photos", "media-*"]);
     }
 
     #[test]

@@ -435,3 +435,47 @@ impl BucketSnapshot {
         }
     }
 }
+
+/// A TCP proxy on a loopback port to `target`, which can be cut: every open connection is
+/// dropped and new ones are refused, as when a process loses its network.
+pub struct CuttableProxy {
+    pub port: u16,
+    tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let tasks = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let spawned = tasks.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                spawned.lock().unwrap().spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Self {
+            port,
+            tasks,
+            accept,
+        }
+    }
+
+    /// Drops every connection and stops accepting new ones.
+    pub fn cut(&self) {
+        self.accept.abort();
+        self.tasks.lock().unwrap().abort_all();
+    }
+}
+
+impl Drop for CuttableProxy {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}

@@ -145,7 +145,8 @@ fn every_env_the_chart_sets_is_an_operator_flag() {
             "aws.s3Endpoint=http://rgw:7480",
             "aws.s3PathStyle=true",
             "aws.iamEndpoint=http://rgw:7480",
-            "aws.bucketNamePrefix=acme",
+            "aws.bucketNamePrefix=acme-",
+            "aws.adoptableBuckets={legacy-photos,acme-media-*}",
             "irsa.permissionsBoundary=arn:aws:iam::123456789012:policy/boundary",
             "watchNamespace=shop",
             "sidecar.image.pullPolicy=Always",
@@ -162,7 +163,17 @@ fn every_env_the_chart_sets_is_an_operator_flag() {
         .flatten()
         .map(|e| e.name.clone())
         .collect();
-    assert!(names.len() >= 20, "{names:?}");
+    assert!(names.len() >= 21, "{names:?}");
+    assert!(
+        container
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name == "UPLOADBUCKET_ADOPTABLE_BUCKETS"
+                && e.value.as_deref() == Some("legacy-photos,acme-media-*")),
+        "{:?}",
+        container.env
+    );
     // The downward-API pair is read by leader election (identity, Lease namespace), not flags.
     assert!(names.iter().any(|n| n == "POD_NAME") && names.iter().any(|n| n == "POD_NAMESPACE"));
     for name in names.iter().filter(|n| !n.starts_with("POD_")) {

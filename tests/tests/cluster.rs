@@ -556,13 +556,14 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         .await;
 }
 
-/// An operator replica with leader election (a 3 s Lease in `ns`).
+/// An operator replica with leader election (a Lease of `seconds` in `ns`).
 fn operator_with_lease(
     kubeconfig: &str,
     server: &uploadbucket_tests::S3Server,
     ns: &str,
     identity: &str,
     admin_port: u16,
+    seconds: u32,
 ) -> Child {
     start_operator(
         kubeconfig,
@@ -572,7 +573,10 @@ fn operator_with_lease(
         &[
             ("UPLOADBUCKET_LEADER_ELECTION", "true".into()),
             ("UPLOADBUCKET_LEADER_ELECTION_NAMESPACE", ns.into()),
-            ("UPLOADBUCKET_LEADER_ELECTION_LEASE_SECONDS", "3".into()),
+            (
+                "UPLOADBUCKET_LEADER_ELECTION_LEASE_SECONDS",
+                seconds.to_string(),
+            ),
             ("POD_NAME", identity.into()),
         ],
     )
@@ -603,7 +607,7 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     ensure_crd(&client).await;
     let ns = namespace(&client, "ub-lease").await;
     let (port_a, port_b) = (free_port(), free_port());
-    let mut first = operator_with_lease(&kubeconfig, &server, &ns, "replica-a", port_a);
+    let mut first = operator_with_lease(&kubeconfig, &server, &ns, "replica-a", port_a, 3);
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), &ns);
     let holder = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
@@ -619,7 +623,7 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
         async move { (holder(leases).await? == "replica-a").then_some(()) }
     })
     .await;
-    let _second = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", port_b);
+    let _second = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", port_b, 3);
     uploadbucket_tests::wait_healthy(&format!("http://127.0.0.1:{port_b}")).await;
 
     let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
@@ -672,6 +676,101 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
 
     ubs.delete("docs", &DeleteParams::default()).await.unwrap();
     wait_gone(&ubs, "docs").await;
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over() {
+    let test = "cluster::a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    ensure_crd(&client).await;
+    let ns = namespace(&client, "ub-cut").await;
+    // Replica a reaches the API server through a proxy the test can cut.
+    let text = std::fs::read_to_string(&kubeconfig).unwrap();
+    let api = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("server: https://"))
+        .expect("server in kubeconfig")
+        .to_owned();
+    let proxy = uploadbucket_tests::CuttableProxy::start(api.clone()).await;
+    let work = std::env::temp_dir().join(unique_name("ub-cut"));
+    std::fs::create_dir_all(&work).unwrap();
+    let proxied = work.join("kubeconfig");
+    std::fs::write(
+        &proxied,
+        text.replace(
+            &format!("server: https://{api}"),
+            &format!("server: https://127.0.0.1:{}", proxy.port),
+        ),
+    )
+    .unwrap();
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    let lease = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
+        leases
+            .get_opt("uploadbucket-operator")
+            .await
+            .ok()
+            .flatten()?
+            .spec
+    };
+    // A 10 s Lease: renewal due 2 s before expiry, the leader gives up 1 s before it.
+    let mut leader = operator_with_lease(
+        proxied.to_str().unwrap(),
+        &server,
+        &ns,
+        "replica-a",
+        free_port(),
+        10,
+    );
+    wait_for("replica-a to lead", 30, || {
+        let leases = leases.clone();
+        async move {
+            (lease(leases).await?.holder_identity.as_deref() == Some("replica-a")).then_some(())
+        }
+    })
+    .await;
+    let _standby = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", free_port(), 10);
+
+    proxy.cut();
+    let cut = std::time::SystemTime::now();
+    // The leader notices on its own and exits; note when, to within 20 ms.
+    let exited = loop {
+        if let Some(status) = leader.0.try_wait().unwrap() {
+            break (status, std::time::SystemTime::now());
+        }
+        assert!(
+            cut.elapsed().unwrap() < std::time::Duration::from_secs(30),
+            "the cut-off leader is still running after 30 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(!exited.0.success(), "{:?}", exited.0);
+    let taken = wait_for("replica-b to take the Lease", 30, || {
+        let leases = leases.clone();
+        async move {
+            let spec = lease(leases).await?;
+            (spec.holder_identity.as_deref() == Some("replica-b")).then_some(spec)
+        }
+    })
+    .await;
+    let acquired: std::time::SystemTime = taken.acquire_time.expect("acquireTime").0.into();
+    let (stopped, led) = (
+        exited.1.duration_since(cut).unwrap_or_default(),
+        acquired.duration_since(cut).unwrap_or_default(),
+    );
+    eprintln!("cut-off leader exited {stopped:?} after the cut; the standby led {led:?} after it");
+    assert!(
+        exited.1 <= acquired,
+        "the old leader ran until {stopped:?} after the cut, the standby led from {led:?} after it"
+    );
     let _ = Api::<Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
         .await;

@@ -453,4 +453,62 @@ mod tests {
             Some(account)
         );
     }
+
+    fn strings(v: &Value) -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items.iter().flat_map(strings).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_documented_policies_are_scoped_to_the_prefix_and_cover_what_roles_get() {
+        let operator: Value =
+            serde_json::from_str(include_str!("../../../docs/operator-iam-policy.json")).unwrap();
+        let boundary: Value =
+            serde_json::from_str(include_str!("../../../docs/upload-role-boundary.json")).unwrap();
+        for doc in [&operator, &boundary] {
+            for st in statements(doc) {
+                for r in strings(&st["Resource"])
+                    .iter()
+                    .filter(|r| r.starts_with("arn:aws:s3"))
+                {
+                    assert!(r.starts_with("arn:aws:s3:::BUCKET_PREFIX"), "{r}");
+                }
+            }
+        }
+        // Roles may only be made or given policies while carrying the boundary.
+        let create = statements(&operator)
+            .into_iter()
+            .find(|s| strings(&s["Action"]).contains(&"iam:CreateRole".to_owned()))
+            .unwrap();
+        assert_eq!(create["Effect"], "Allow");
+        assert!(
+            create["Condition"]["StringEquals"]["iam:PermissionsBoundary"]
+                .as_str()
+                .unwrap()
+                .ends_with(":policy/uploadbucket-upload-boundary")
+        );
+        assert!(strings(&create["Action"]).contains(&"iam:PutRolePolicy".to_owned()));
+        // Everything a role policy can grant is inside the boundary.
+        let allowed: Vec<String> = statements(&boundary)
+            .iter()
+            .flat_map(|s| strings(&s["Action"]))
+            .collect();
+        let kms = KmsKey {
+            key: "alias/x",
+            account: "1",
+        };
+        let widest = role_policy("eu-west-1", "b", "p/", true, Some(&kms));
+        for action in statements(&widest)
+            .iter()
+            .flat_map(|s| strings(&s["Action"]))
+        {
+            assert!(
+                allowed.contains(&action),
+                "{action} is outside the boundary"
+            );
+        }
+    }
 }
