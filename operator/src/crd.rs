@@ -279,6 +279,14 @@ pub struct UploadsSpec {
     /// e.g. to sign download URLs). Default: false: the role can only upload.
     #[serde(default)]
     pub allow_downloads: bool,
+
+    /// Let the signer hand out PUT URLs without a signed size (`GET /uploads` without `size`),
+    /// as the original sample did. RISK: anyone holding such a URL can store an object of any
+    /// size, up to S3's 5 GiB per PUT, whatever `maxSizeBytes` says. Default: false: a PUT URL
+    /// always signs the exact size, and clients that cannot state it get a POST form whose
+    /// policy carries the size range.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_unsized_put: bool,
 }
 
 impl Default for UploadsSpec {
@@ -290,6 +298,7 @@ impl Default for UploadsSpec {
             expires_seconds: default_expires(),
             public_read: false,
             allow_downloads: false,
+            allow_unsized_put: false,
         }
     }
 }

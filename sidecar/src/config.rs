@@ -30,6 +30,21 @@ pub const ENV_ENDPOINT: &str = "AWS_ENDPOINT_URL_S3";
 pub const ENV_PATH_STYLE: &str = "UPLOADBUCKET_PATH_STYLE";
 pub const ENV_ALLOW_NON_LOOPBACK: &str = "UPLOADBUCKET_ALLOW_NON_LOOPBACK";
 pub const ENV_METADATA_KEYS: &str = "UPLOADBUCKET_ALLOWED_METADATA";
+pub const ENV_ALLOW_UNSIZED_PUT: &str = "UPLOADBUCKET_ALLOW_UNSIZED_PUT";
+
+/// Types a browser may run script from when it renders them: a `type/*` pattern never admits
+/// them; only an exact entry does.
+pub const SCRIPT_CAPABLE_TYPES: &[&str] = &[
+    "image/svg+xml",
+    "text/html",
+    "application/xhtml+xml",
+    "application/javascript",
+    "text/javascript",
+    "application/ecmascript",
+    "text/ecmascript",
+    "application/xml",
+    "text/xml",
+];
 
 /// Signing rules and where to listen. Every field is a `--flag` and an environment variable.
 #[derive(Args, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,6 +94,13 @@ pub struct Config {
     /// Metadata keys clients may set (x-amz-meta-*), comma-separated. Empty: no metadata.
     #[arg(long, env = ENV_METADATA_KEYS, value_delimiter = ',')]
     pub allowed_metadata: Vec<String>,
+
+    /// Let `GET /uploads` and `POST /uploads` with `"method": "PUT"` hand out PUT URLs with no
+    /// signed size, as the original sample did: anyone holding such a URL can store an object
+    /// of any size (up to S3's 5 GiB). Default: false, so every PUT URL signs content-length.
+    #[arg(long, env = ENV_ALLOW_UNSIZED_PUT, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(default)]
+    pub allow_unsized_put: bool,
 }
 
 /// A configuration value that cannot work.
@@ -226,15 +248,22 @@ impl Config {
         if !self.allowed_metadata.is_empty() {
             env.push((ENV_METADATA_KEYS, self.allowed_metadata.join(",")));
         }
+        if self.allow_unsized_put {
+            env.push((ENV_ALLOW_UNSIZED_PUT, "true".into()));
+        }
         env
     }
 
-    /// Whether `ct` (already lowercased, no parameters) is allowed.
+    /// Whether `ct` (already lowercased, no parameters) is allowed. A `type/*` pattern never
+    /// admits a [`SCRIPT_CAPABLE_TYPES`] entry: `image/*` does not mean SVG.
     pub fn allows_content_type(&self, ct: &str) -> bool {
         self.allowed_content_types
             .iter()
             .any(|p| match p.strip_suffix("/*") {
-                Some(major) => ct.split_once('/').is_some_and(|(m, _)| m == major),
+                Some(major) => {
+                    ct.split_once('/').is_some_and(|(m, _)| m == major)
+                        && !SCRIPT_CAPABLE_TYPES.contains(&ct)
+                }
                 None => p == ct,
             })
     }

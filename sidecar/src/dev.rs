@@ -149,6 +149,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         path_style: true,
         allow_non_loopback: false,
         allowed_metadata: Vec::new(),
+        allow_unsized_put: false,
     }
     .validate(None)?;
     let creds = Credentials {

@@ -21,7 +21,7 @@ use crate::keys;
 use crate::presign::PresignInput;
 use crate::store::{Part, StoreError};
 use crate::uploads::{
-    check_content_type, check_metadata, check_size, credentials, json_error, lifetime,
+    allowed_metadata, check_content_type, check_size, credentials, json_error, lifetime,
 };
 
 /// S3 allows part numbers 1..=10000.
@@ -35,7 +35,9 @@ pub struct CreateMultipart {
     #[serde(rename = "type", alias = "contentType")]
     pub content_type: Option<String>,
     pub size: Option<u64>,
-    pub metadata: Option<BTreeMap<String, String>>,
+    /// Uppy sends the file's meta here (`name`, `type`, `relativePath: null`, ...): keys the
+    /// signer allows with string values are kept, the rest dropped.
+    pub metadata: Option<BTreeMap<String, Value>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -116,7 +118,13 @@ pub async fn create(
     let Json(req) = body.map_err(json_error)?;
     let content_type = check_content_type(&state, req.content_type.as_deref())?;
     check_size(&state, req.size)?;
-    let metadata = check_metadata(&state, req.metadata.as_ref())?;
+    let metadata = allowed_metadata(
+        &state,
+        req.metadata
+            .iter()
+            .flatten()
+            .map(|(k, v)| (k.as_str(), v.clone())),
+    );
     let key = keys::build_key(
         &state.config.key_prefix,
         &keys::random_id(),
@@ -237,49 +245,29 @@ pub async fn complete(
             "parts must list at least one {PartNumber, ETag}",
         ));
     }
-    let mut parts = body.parts;
-    parts.sort_by_key(|p| p.number);
-    if let Some(p) = parts
-        .iter()
-        .find(|p| !(1..=MAX_PART).contains(&p.number) || p.etag.is_empty())
-    {
-        return Err(AppError::bad_request(
-            "InvalidPart",
-            format!(
-                "part {}: PartNumber must be 1..{MAX_PART} and ETag non-empty",
-                p.number
-            ),
-        ));
-    }
-    // The size limit, enforced on what S3 actually stored.
+    // S3 gets only the parts it listed, with its own ETags, and only when every part the
+    // client named is among them and the total is within the maximum; any mismatch aborts
+    // the upload, so a refused completion cannot be retried into something else.
     let stored = state
         .store
         .list_parts(&key, &upload_id)
         .await
         .map_err(store_error)?;
-    let total: i64 = stored
-        .iter()
-        .filter(|s| parts.iter().any(|p| p.number == s.number))
-        .map(|s| s.size)
-        .sum();
-    if total > i64::try_from(state.config.max_size_bytes).unwrap_or(i64::MAX) {
-        state
-            .store
-            .abort_multipart(&key, &upload_id)
-            .await
-            .map_err(store_error)?;
-        return Err(AppError::with_status(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "TooLarge",
-            format!(
-                "the upload is {total} bytes, over the maximum of {} bytes; it was aborted",
-                state.config.max_size_bytes
-            ),
-        ));
-    }
+    let completed = match completed_parts(&body.parts, &stored, state.config.max_size_bytes) {
+        Ok(parts) => parts,
+        Err(refusal) => {
+            state
+                .store
+                .abort_multipart(&key, &upload_id)
+                .await
+                .map_err(store_error)?;
+            return Err(refusal);
+        }
+    };
+    let total: i64 = completed.iter().map(|p| p.size).sum();
     state
         .store
-        .complete_multipart(&key, &upload_id, &parts)
+        .complete_multipart(&key, &upload_id, &completed, total)
         .await
         .map_err(store_error)?;
     let location = format!(
@@ -288,6 +276,70 @@ pub async fn complete(
         key
     );
     Ok(Json(json!({"location": location, "key": key})))
+}
+
+/// Pure: the parts to complete with (S3's, in order), or why the client's list is refused.
+pub fn completed_parts(
+    named: &[Part],
+    stored: &[Part],
+    max_size: u64,
+) -> Result<Vec<Part>, AppError> {
+    let unquote = |e: &str| e.trim().trim_matches('"').to_ascii_lowercase();
+    let mut out: Vec<Part> = Vec::with_capacity(named.len());
+    for p in named {
+        if !(1..=MAX_PART).contains(&p.number) {
+            return Err(AppError::bad_request(
+                "InvalidPart",
+                format!(
+                    "part {}: PartNumber must be 1..{MAX_PART}; the upload was aborted",
+                    p.number
+                ),
+            ));
+        }
+        if out.iter().any(|o| o.number == p.number) {
+            return Err(AppError::bad_request(
+                "InvalidPart",
+                format!("part {} is named twice; the upload was aborted", p.number),
+            ));
+        }
+        let Some(s) = stored.iter().find(|s| s.number == p.number) else {
+            return Err(AppError::bad_request(
+                "InvalidPart",
+                format!(
+                    "part {} was never uploaded; the upload was aborted",
+                    p.number
+                ),
+            ));
+        };
+        // A store that lists no ETag (the embedded dev store) leaves the check to S3's own
+        // at completion, which refuses a part whose ETag does not match.
+        if !s.etag.is_empty() && unquote(&s.etag) != unquote(&p.etag) {
+            return Err(AppError::bad_request(
+                "InvalidPart",
+                format!(
+                    "part {}: ETag {:?} is not the stored part's; the upload was aborted",
+                    p.number, p.etag
+                ),
+            ));
+        }
+        let etag = if s.etag.is_empty() { &p.etag } else { &s.etag };
+        out.push(Part {
+            etag: etag.clone(),
+            ..s.clone()
+        });
+    }
+    out.sort_by_key(|p| p.number);
+    let total: i64 = out.iter().map(|p| p.size).sum();
+    if total > i64::try_from(max_size).unwrap_or(i64::MAX) {
+        return Err(AppError::with_status(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "TooLarge",
+            format!(
+                "the upload is {total} bytes, over the maximum of {max_size} bytes; it was aborted"
+            ),
+        ));
+    }
+    Ok(out)
 }
 
 /// `DELETE /s3/multipart/{uploadId}?key=` → `{}`.

@@ -40,11 +40,14 @@ pub trait ObjectStore: Send + Sync {
         metadata: &[(String, String)],
     ) -> Result<String, StoreError>;
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>, StoreError>;
+    /// Completes with `parts` (S3's own list), stating the `total` size and that the key must
+    /// not exist yet: S3 checks both where it supports them (AWS); RGW 16 ignores them.
     async fn complete_multipart(
         &self,
         key: &str,
         upload_id: &str,
         parts: &[Part],
+        total: i64,
     ) -> Result<(), StoreError>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
 }
@@ -148,6 +151,7 @@ impl ObjectStore for S3Store {
         key: &str,
         upload_id: &str,
         parts: &[Part],
+        total: i64,
     ) -> Result<(), StoreError> {
         let completed = CompletedMultipartUpload::builder()
             .set_parts(Some(
@@ -168,6 +172,8 @@ impl ObjectStore for S3Store {
             .key(key)
             .upload_id(upload_id)
             .multipart_upload(completed)
+            .mpu_object_size(total)
+            .if_none_match("*")
             .send()
             .await
             .map(drop)

@@ -30,10 +30,12 @@ pub struct CreateUpload {
     /// Only its extension is used.
     pub filename: Option<String>,
     pub content_type: Option<String>,
-    /// Exact size in bytes; signed as content-length when given (PUT).
+    /// Exact size in bytes, signed as content-length. A PUT URL needs it (S3 can enforce a
+    /// size only when it is signed in); without it the answer is a POST form.
     pub size: Option<u64>,
     pub metadata: Option<BTreeMap<String, String>>,
-    /// `PUT` (default) or `POST` (a form with a size range).
+    /// `PUT` or `POST` (a form whose policy carries the size range). Default: PUT when `size`
+    /// is given, else POST.
     pub method: Option<String>,
 }
 
@@ -148,6 +150,50 @@ pub fn check_size(state: &AppState, size: Option<u64>) -> Result<(), AppError> {
     }
 }
 
+/// A PUT URL without a signed size lets its holder store any size: refused unless the bucket
+/// opted into that (`allowUnsizedPut`).
+pub fn require_size(state: &AppState) -> Result<(), AppError> {
+    if state.config.allow_unsized_put {
+        return Ok(());
+    }
+    Err(AppError::bad_request(
+        "SizeRequired",
+        format!(
+            "size is required for a PUT URL: S3 enforces the maximum ({} bytes) only on a size signed into the URL; send the file's exact size, or use a POST form (POST /uploads with \"method\": \"POST\"), whose policy carries the size range",
+            state.config.max_size_bytes
+        ),
+    ))
+}
+
+/// A POST form for `key`: its url and fields (as JSON), the policy pinning key, content type,
+/// metadata and 1..=`max` bytes.
+#[allow(clippy::too_many_arguments)]
+fn post_form(
+    state: &AppState,
+    creds: &Credentials,
+    now: std::time::SystemTime,
+    expires: Duration,
+    key: &str,
+    content_type: &str,
+    max: u64,
+    metadata: &[(String, String)],
+) -> (String, serde_json::Map<String, Value>) {
+    let input = PostInput {
+        key,
+        content_type,
+        max_size: max,
+        metadata,
+        expires,
+    };
+    let form = state.presigner.presign_post(creds, now, &input);
+    let fields = form
+        .fields
+        .into_iter()
+        .map(|(k, v)| (k, Value::String(v)))
+        .collect();
+    (form.url, fields)
+}
+
 /// The URL lifetime: the configured one, cut short if the credentials expire sooner.
 pub fn lifetime(
     state: &AppState,
@@ -185,15 +231,23 @@ pub async fn create(
     let content_type = check_content_type(&state, req.content_type.as_deref())?;
     check_size(&state, req.size)?;
     let metadata = check_metadata(&state, req.metadata.as_ref())?;
-    let method = req.method.as_deref().unwrap_or("PUT").to_ascii_uppercase();
-    if method != "PUT" && method != "POST" {
-        return Err(AppError::bad_request(
-            "InvalidMethod",
-            format!(
-                "method {:?} is not supported; allowed: PUT, POST",
-                req.method.unwrap_or_default()
-            ),
-        ));
+    let method = match req.method.as_deref().map(str::to_ascii_uppercase) {
+        None if req.size.is_some() => "PUT",
+        None => "POST",
+        Some(m) if m == "PUT" => "PUT",
+        Some(m) if m == "POST" => "POST",
+        Some(_) => {
+            return Err(AppError::bad_request(
+                "InvalidMethod",
+                format!(
+                    "method {:?} is not supported; allowed: PUT, POST",
+                    req.method.unwrap_or_default()
+                ),
+            ));
+        }
+    };
+    if method == "PUT" && req.size.is_none() {
+        require_size(&state)?;
     }
     let key = keys::build_key(
         &state.config.key_prefix,
@@ -207,25 +261,22 @@ pub async fn create(
 
     if method == "POST" {
         let max = req.size.unwrap_or(state.config.max_size_bytes);
-        let input = PostInput {
-            key: &key,
-            content_type: &content_type,
-            max_size: max,
-            metadata: &metadata,
+        let form = post_form(
+            &state,
+            &creds,
+            now,
             expires,
-        };
-        let form = state.presigner.presign_post(&creds, now, &input);
-        let fields: serde_json::Map<String, Value> = form
-            .fields
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
+            &key,
+            &content_type,
+            max,
+            &metadata,
+        );
         return Ok((
             StatusCode::CREATED,
             Json(json!({
                 "method": "POST",
-                "url": form.url,
-                "fields": fields,
+                "url": form.0,
+                "fields": form.1,
                 "key": key,
                 "expiresAt": expires_at,
                 "maxSizeBytes": max,
@@ -239,7 +290,12 @@ pub async fn create(
         .iter()
         .map(|(k, _)| format!("x-amz-meta-{k}"))
         .collect();
-    let mut headers: Vec<(&str, &str)> = vec![("content-type", content_type.as_str())];
+    // `if-none-match: *`: the URL creates its key once; a second PUT gets 412 instead of
+    // replacing what was uploaded (and maybe already moderated).
+    let mut headers: Vec<(&str, &str)> = vec![
+        ("content-type", content_type.as_str()),
+        ("if-none-match", "*"),
+    ];
     if let Some(size) = &size {
         headers.push(("content-length", size));
     }
@@ -335,7 +391,8 @@ async fn sdk_presign_put(
         .bucket(state.presigner.bucket())
         .key(key)
         .content_type(content_type)
-        .set_content_length(size.and_then(|s| i64::try_from(s).ok()));
+        .set_content_length(size.and_then(|s| i64::try_from(s).ok()))
+        .if_none_match("*");
     for (k, v) in metadata {
         req = req.metadata(k, v);
     }
@@ -345,10 +402,23 @@ async fn sdk_presign_put(
         .map_err(|e| AppError::internal("SDK presign", aws_sdk_s3::error::DisplayErrorContext(e)))
 }
 
-/// A PUT URL signing only the content type (the Lambda and Uppy shapes carry no size).
-async fn presign_put(state: &AppState, key: &str, content_type: &str) -> Result<String, AppError> {
+/// A PUT URL signing the content type, and the exact size when given (see [`require_size`]).
+async fn presign_put(
+    state: &AppState,
+    key: &str,
+    content_type: &str,
+    size: Option<u64>,
+) -> Result<String, AppError> {
     let creds = credentials(state).await?;
     let (now, expires) = lifetime(state, &creds)?;
+    let size = size.map(|s| s.to_string());
+    let mut headers = vec![("content-length", ""), ("content-type", content_type)];
+    match &size {
+        Some(s) => headers[0].1 = s,
+        None => {
+            headers.remove(0);
+        }
+    }
     Ok(state.presigner.presign(
         &creds,
         now,
@@ -356,7 +426,7 @@ async fn presign_put(state: &AppState, key: &str, content_type: &str) -> Result<
             method: "PUT",
             key,
             params: &[("x-id", "PutObject")],
-            headers: &[("content-type", content_type)],
+            headers: &headers,
             expires,
         },
     ))
@@ -366,11 +436,13 @@ async fn presign_put(state: &AppState, key: &str, content_type: &str) -> Result<
 #[serde(rename_all = "camelCase")]
 pub struct LegacyQuery {
     content_type: Option<String>,
+    size: Option<u64>,
 }
 
-/// `GET /uploads?contentType=...`: `{uploadURL, Key}` like the original Lambda's
+/// `GET /uploads?contentType=...&size=...`: `{uploadURL, Key}` like the original Lambda's
 /// `getSignedURL`, so existing front ends keep working. The default type is the first
-/// exact allowed type (the sample's `image/jpeg`).
+/// exact allowed type (the sample's `image/jpeg`). `size` is required (and signed), unless
+/// the bucket allows unsized PUTs.
 pub async fn legacy(
     State(state): State<AppState>,
     query: Result<Query<LegacyQuery>, QueryRejection>,
@@ -384,42 +456,88 @@ pub async fn legacy(
         .cloned();
     let ct = q.content_type.or(default);
     let content_type = check_content_type(&state, ct.as_deref())?;
+    check_size(&state, q.size)?;
+    if q.size.is_none() {
+        require_size(&state)?;
+    }
     let key = keys::build_key(
         &state.config.key_prefix,
         &keys::random_id(),
         None,
         &content_type,
     );
-    let url = presign_put(&state, &key, &content_type).await?;
+    let url = presign_put(&state, &key, &content_type, q.size).await?;
     Ok(Json(json!({"uploadURL": url, "Key": key})))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ParamsQuery {
-    filename: Option<String>,
-    #[serde(rename = "type")]
-    content_type: Option<String>,
-}
-
-/// `GET /s3/params?filename=&type=`: Uppy's `getUploadParameters` shape.
+/// `GET /s3/params?filename=&type=&metadata[k]=v`: Uppy's single-upload call. The answer is
+/// a POST form (`{method, url, fields, headers}`, what `@uppy/aws-s3` 6 always posts, and 4/5
+/// accept), whose policy carries the size range: Uppy sends no size. Metadata keys the
+/// signer does not allow, and any other parameter, are dropped, never refused.
 pub async fn uppy_params(
     State(state): State<AppState>,
-    query: Result<Query<ParamsQuery>, QueryRejection>,
+    query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(query_error)?;
-    let content_type = check_content_type(&state, q.content_type.as_deref())?;
+    let content_type = check_content_type(&state, q.get("type").map(String::as_str))?;
+    let metadata = allowed_metadata(
+        &state,
+        q.iter().filter_map(|(k, v)| {
+            let name = k.strip_prefix("metadata[")?.strip_suffix(']')?;
+            Some((name, Value::String(v.clone())))
+        }),
+    );
     let key = keys::build_key(
         &state.config.key_prefix,
         &keys::random_id(),
-        q.filename.as_deref(),
+        q.get("filename").map(String::as_str),
         &content_type,
     );
-    let url = presign_put(&state, &key, &content_type).await?;
+    let creds = credentials(&state).await?;
+    let (now, expires) = lifetime(&state, &creds)?;
+    let max = state.config.max_size_bytes;
+    let (url, fields) = post_form(
+        &state,
+        &creds,
+        now,
+        expires,
+        &key,
+        &content_type,
+        max,
+        &metadata,
+    );
     Ok(Json(json!({
-        "method": "PUT",
+        "method": "POST",
         "url": url,
-        "fields": {},
-        "headers": {"content-type": content_type},
+        "fields": fields,
+        "headers": {},
         "key": key,
+        "expiresAt": rfc3339(now + expires),
+        "maxSizeBytes": max,
     })))
+}
+
+/// The metadata an Uppy-shaped call may set: allowed keys with string values; everything
+/// else (Uppy's `name`, `type`, `relativePath: null`, numbers...) is dropped, and values
+/// that S3 could not store as printable ASCII are dropped too.
+pub fn allowed_metadata<'a>(
+    state: &AppState,
+    given: impl Iterator<Item = (&'a str, Value)>,
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut total = 0;
+    for (k, v) in given {
+        let key = k.to_ascii_lowercase();
+        let Value::String(v) = v else { continue };
+        if !state.config.allowed_metadata.contains(&key)
+            || !v.chars().all(|c| c.is_ascii() && !c.is_ascii_control())
+            || total + key.len() + v.len() > MAX_METADATA_BYTES
+        {
+            continue;
+        }
+        total += key.len() + v.len();
+        out.push((key, v));
+    }
+    out.sort();
+    out
 }

@@ -35,12 +35,13 @@ impl ObjectStore for FakeStore {
         &self,
         key: &str,
         content_type: &str,
-        _m: &[(String, String)],
+        metadata: &[(String, String)],
     ) -> Result<String, StoreError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("create {key} {content_type}"));
+        let mut call = format!("create {key} {content_type}");
+        if !metadata.is_empty() {
+            call += &format!(" {metadata:?}");
+        }
+        self.calls.lock().unwrap().push(call);
         let id = format!("upload-{}", self.uploads.lock().unwrap().len() + 1);
         self.uploads
             .lock()
@@ -58,12 +59,17 @@ impl ObjectStore for FakeStore {
         &self,
         key: &str,
         upload_id: &str,
-        _parts: &[Part],
+        parts: &[Part],
+        total: i64,
     ) -> Result<(), StoreError> {
-        self.calls
-            .lock()
-            .unwrap()
-            .push(format!("complete {key} {upload_id}"));
+        let parts: Vec<String> = parts
+            .iter()
+            .map(|p| format!("{}:{}", p.number, p.etag))
+            .collect();
+        self.calls.lock().unwrap().push(format!(
+            "complete {key} {upload_id} [{}] {total}",
+            parts.join(",")
+        ));
         self.uploads
             .lock()
             .unwrap()
@@ -103,6 +109,7 @@ fn config() -> Config {
         path_style: false,
         allow_non_loopback: false,
         allowed_metadata: vec!["user-id".into()],
+        allow_unsized_put: false,
     }
 }
 
@@ -121,6 +128,17 @@ fn state_with(creds: Arc<dyn CredentialSource>, store: Arc<FakeStore>) -> AppSta
         Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
         creds,
         store,
+    )
+    .with_clock(now)
+}
+
+/// A state with `config` instead of the default one.
+fn state_from(config: Config) -> AppState {
+    AppState::new(
+        config,
+        Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
+        Arc::new(StaticCredentials(creds(None))),
+        Arc::new(FakeStore::default()),
     )
     .with_clock(now)
 }
@@ -192,14 +210,17 @@ async fn put_url_signs_type_and_size_under_the_prefix() {
     );
     assert_eq!(
         query_param(url, "X-Amz-SignedHeaders").as_deref(),
-        Some("content-length%3Bcontent-type%3Bhost")
+        Some("content-length%3Bcontent-type%3Bhost%3Bif-none-match")
     );
     assert_eq!(query_param(url, "X-Amz-Expires").as_deref(), Some("300"));
     assert_eq!(
         query_param(url, "X-Amz-Security-Token").as_deref(),
         Some("session")
     );
-    assert_eq!(body["headers"], json!({"content-type": "image/jpeg"}));
+    assert_eq!(
+        body["headers"],
+        json!({"content-type": "image/jpeg", "if-none-match": "*"})
+    );
     assert_eq!(body["expiresAt"], "2023-11-14T22:18:20Z");
 }
 
@@ -216,7 +237,7 @@ async fn expiry_is_cut_to_the_credentials_lifetime() {
         &s,
         "POST",
         "/uploads",
-        Some(json!({"contentType": "image/png"})),
+        Some(json!({"contentType": "image/png", "size": 10})),
     )
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
@@ -351,31 +372,145 @@ async fn post_form_carries_the_size_range_and_exact_key() {
 
 #[tokio::test]
 async fn legacy_lambda_shape_and_uppy_params() {
+    use base64::Engine as _;
     let (s, _) = state();
+    // No size, no PUT URL: S3 could not hold it to the maximum.
     let (status, body) = call(&s, "GET", "/uploads", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("SizeRequired")),
+        "{body}"
+    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("size"));
+    let (status, body) = call(&s, "GET", "/uploads?size=1001", None).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let (status, body) = call(&s, "GET", "/uploads?size=600", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["Key"].as_str().unwrap().starts_with("uploads/"));
     assert!(
         body["Key"].as_str().unwrap().ends_with(".jpg"),
         "default type is image/jpeg"
     );
+    let url = body["uploadURL"].as_str().unwrap();
+    assert!(
+        url.contains("X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost"),
+        "{url}"
+    );
+    let (status, body) = call(&s, "GET", "/uploads?contentType=text/html&size=5", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ContentTypeNotAllowed"))
+    );
+    // The bucket may opt into the sample's unsized PUTs.
+    let mut open = config();
+    open.allow_unsized_put = true;
+    let s2 = state_from(open);
+    let (status, body) = call(&s2, "GET", "/uploads", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     assert!(
         body["uploadURL"]
             .as_str()
             .unwrap()
             .contains("X-Amz-SignedHeaders=content-type%3Bhost")
     );
-    let (status, body) = call(&s, "GET", "/uploads?contentType=text/html", None).await;
+
+    // Uppy's single upload: always a POST form with the size range, whatever Uppy sends.
+    let (status, body) = call(
+        &s,
+        "GET",
+        "/s3/params?filename=a.gif&type=image/gif&metadata[name]=a.gif&metadata[relativePath]=null&metadata[user-id]=u7",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["headers"], json!({}));
+    let fields = &body["fields"];
+    assert!(fields["key"].as_str().unwrap().ends_with(".gif"));
+    assert_eq!(fields["key"], body["key"]);
+    assert_eq!(fields["Content-Type"], "image/gif");
+    assert_eq!(fields["x-amz-meta-user-id"], "u7", "allowed metadata kept");
+    assert!(fields.get("x-amz-meta-name").is_none(), "{fields}");
+    let policy: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(fields["policy"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        policy["conditions"].as_array().unwrap().contains(&json!([
+            "content-length-range",
+            1,
+            1000
+        ])),
+        "{policy}"
+    );
+}
+
+#[tokio::test]
+async fn put_needs_a_size_and_no_method_without_one_gets_a_form() {
+    let (s, _) = state();
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/png", "method": "PUT"})),
+    )
+    .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("ContentTypeNotAllowed"))
+        (StatusCode::BAD_REQUEST, Some("SizeRequired")),
+        "{body}"
     );
-
-    let (status, body) = call(&s, "GET", "/s3/params?filename=a.gif&type=image/gif", None).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/png"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["method"], "POST");
+    assert_eq!(body["maxSizeBytes"], 1000);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/png", "size": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["method"], "PUT");
-    assert_eq!(body["headers"]["content-type"], "image/gif");
-    assert!(body["url"].as_str().unwrap().contains(".gif?"));
+}
+
+#[tokio::test]
+async fn a_wildcard_never_admits_script_capable_types() {
+    let (s, _) = state();
+    for ct in ["image/svg+xml", "image/SVG+XML"] {
+        let (status, body) = call(
+            &s,
+            "POST",
+            "/uploads",
+            Some(json!({"contentType": ct, "size": 5})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("ContentTypeNotAllowed")),
+            "{ct}: {body}"
+        );
+    }
+    let mut exact = config();
+    exact.allowed_content_types = vec!["image/*".into(), "image/svg+xml".into()];
+    let s2 = state_from(exact);
+    let (status, _) = call(
+        &s2,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/svg+xml", "size": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "listed exactly, it is allowed");
 }
 
 #[tokio::test]
@@ -503,6 +638,120 @@ async fn multipart_over_the_limit_is_aborted_at_complete() {
 }
 
 #[tokio::test]
+async fn complete_sends_only_what_s3_stored_and_aborts_on_a_tampered_list() {
+    let stored = vec![
+        Part {
+            number: 1,
+            size: 400,
+            etag: "\"e1\"".into(),
+        },
+        Part {
+            number: 2,
+            size: 300,
+            etag: "\"e2\"".into(),
+        },
+        Part {
+            number: 3,
+            size: 200,
+            etag: "\"e3\"".into(),
+        },
+    ];
+    let tampered = [
+        // a part that was never uploaded
+        json!([{"PartNumber": 1, "ETag": "e1"}, {"PartNumber": 4, "ETag": "e4"}]),
+        // an ETag that is not the stored part's
+        json!([{"PartNumber": 1, "ETag": "e1"}, {"PartNumber": 2, "ETag": "forged"}]),
+        // the same part twice (to count it twice)
+        json!([{"PartNumber": 1, "ETag": "e1"}, {"PartNumber": 1, "ETag": "e1"}]),
+    ];
+    for parts in tampered {
+        let (s, store) = state();
+        let (_, created) = call(
+            &s,
+            "POST",
+            "/s3/multipart",
+            Some(json!({"type": "image/jpeg"})),
+        )
+        .await;
+        let key = created["key"].as_str().unwrap().to_owned();
+        let id = created["uploadId"].as_str().unwrap().to_owned();
+        store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = stored.clone();
+        let (status, body) = call(
+            &s,
+            "POST",
+            &format!("/s3/multipart/{id}/complete?key={key}"),
+            Some(json!({ "parts": parts })),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidPart")),
+            "{parts}: {body}"
+        );
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("aborted")
+        );
+        let calls = store.calls.lock().unwrap().clone();
+        assert!(calls.contains(&format!("abort {key} {id}")), "{calls:?}");
+        assert!(
+            !calls.iter().any(|c| c.starts_with("complete")),
+            "{calls:?}"
+        );
+    }
+
+    // A list naming parts 1 and 3 (quotes as the browser read them or not): S3 gets exactly
+    // those, with its own ETags and their total size.
+    let (s, store) = state();
+    let (_, created) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg"})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = stored.clone();
+    let (status, body) = call(
+        &s,
+        "POST",
+        &format!("/s3/multipart/{id}/complete?key={key}"),
+        Some(json!({"parts": [{"PartNumber": 3, "ETag": "e3"}, {"PartNumber": 1, "ETag": "\"e1\""}]})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let calls = store.calls.lock().unwrap().clone();
+    assert!(
+        calls.contains(&format!("complete {key} {id} [1:\"e1\",3:\"e3\"] 600")),
+        "{calls:?}"
+    );
+}
+
+#[tokio::test]
+async fn uppy_metadata_is_dropped_not_refused() {
+    let (s, store) = state();
+    let (status, created) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({
+            "filename": "clip.jpg", "type": "image/jpeg",
+            "metadata": {"name": "clip.jpg", "type": "image/jpeg", "relativePath": null, "size": 12, "user-id": "u1"}
+        })),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let call = store.calls.lock().unwrap()[0].clone();
+    assert!(
+        call.starts_with("create uploads/") && call.ends_with(r#"image/jpeg [("user-id", "u1")]"#),
+        "only the allowed key with a string value is kept: {call}"
+    );
+}
+
+#[tokio::test]
 async fn multipart_refuses_foreign_keys_bad_parts_and_unknown_uploads() {
     let (s, _) = state();
     let (status, body) = call(&s, "GET", "/s3/multipart/x/1?key=other/secret.jpg", None).await;
@@ -585,7 +834,7 @@ async fn metrics_count_requests_by_route_and_outcome() {
         Some(json!({"contentType": "text/plain"})),
     )
     .await;
-    call(&s, "GET", "/uploads", None).await;
+    call(&s, "GET", "/uploads?size=10", None).await;
     let (status, text) = call(&s, "GET", "/metrics", None).await;
     assert_eq!(status, StatusCode::OK);
     let text = text.as_str().unwrap();

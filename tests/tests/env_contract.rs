@@ -37,6 +37,7 @@ fn every_field_round_trips() {
             path_style: false,
             allow_non_loopback: false,
             allowed_metadata: Vec::new(),
+            allow_unsized_put: false,
         },
         Config {
             bucket: "b".repeat(3),
@@ -50,6 +51,7 @@ fn every_field_round_trips() {
             path_style: true,
             allow_non_loopback: true,
             allowed_metadata: vec!["user-id".into(), "album".into()],
+            allow_unsized_put: true,
         },
     ];
     for config in configs {

@@ -33,19 +33,34 @@ async fn sign(http: &reqwest::Client, base: &str, req: Value) -> Value {
     body
 }
 
+/// PUTs `body` with `content_type` and, for URLs from `POST /uploads`, the `if-none-match: *`
+/// they sign (`no_overwrite`).
 async fn put(
     http: &reqwest::Client,
     url: &str,
     content_type: &str,
     body: Vec<u8>,
 ) -> (u16, String) {
-    let resp = http
-        .put(url)
-        .header("content-type", content_type)
-        .body(body)
-        .send()
-        .await
-        .expect("put");
+    put_with(
+        http,
+        url,
+        &[("content-type", content_type), ("if-none-match", "*")],
+        body,
+    )
+    .await
+}
+
+async fn put_with(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut req = http.put(url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("put");
     (
         resp.status().as_u16(),
         resp.text().await.unwrap_or_default(),
@@ -96,28 +111,60 @@ async fn put_urls_work_and_the_server_enforces_what_was_signed() {
         "nothing stored yet"
     );
 
+    // Without the signed if-none-match the URL is refused too.
+    let (status, _) = put_with(&http, url, &[("content-type", "image/jpeg")], vec![7; 1024]).await;
+    assert_eq!(
+        status, 403,
+        "the no-overwrite header is part of the signature"
+    );
+
     // The real upload lands with the signed type under the prefix.
     let (status, text) = put(&http, url, "image/jpeg", vec![7; 1024]).await;
     assert_eq!(status, 200, "{text}");
     assert_stored(&raw, &name, key, "image/jpeg", 1024).await;
     assert!(key.starts_with("uploads/") && key.ends_with(".jpg"));
+    // A second PUT to the same URL cannot replace it.
+    let (status, text) = put(&http, url, "image/jpeg", vec![9; 1024]).await;
+    assert_eq!(status, 412, "{text}");
+    let stored = raw
+        .get_object()
+        .bucket(&name)
+        .key(key)
+        .send()
+        .await
+        .unwrap()
+        .body
+        .collect()
+        .await
+        .unwrap()
+        .into_bytes();
+    assert_eq!(&stored[..], &[7u8; 1024][..], "the first upload is kept");
 
-    // The Lambda-compatible GET works as before.
-    let legacy: Value = http
+    // The Lambda-compatible GET: no PUT URL without a size, which is then signed.
+    let resp = http
         .get(format!("{base}/uploads?contentType=image/png"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let refusal: Value = resp.json().await.unwrap();
+    assert_eq!(refusal["error"]["code"], "SizeRequired", "{refusal}");
+    let legacy: Value = http
+        .get(format!("{base}/uploads?contentType=image/png&size=3"))
         .send()
         .await
         .unwrap()
         .json()
         .await
         .unwrap();
-    let (status, text) = put(
-        &http,
-        legacy["uploadURL"].as_str().unwrap(),
-        "image/png",
-        b"png".to_vec(),
-    )
-    .await;
+    let legacy_url = legacy["uploadURL"].as_str().unwrap();
+    let png = [("content-type", "image/png")];
+    let (status, _) = put_with(&http, legacy_url, &png, b"png!".to_vec()).await;
+    assert!(
+        status == 403 || status == 400,
+        "a 4-byte body on a 3-byte URL: {status}"
+    );
+    let (status, text) = put_with(&http, legacy_url, &png, b"png".to_vec()).await;
     assert_eq!(status, 200, "{text}");
     assert!(
         raw.head_object()
@@ -148,7 +195,12 @@ async fn expired_urls_are_refused() {
     env.push(("UPLOADBUCKET_EXPIRES_SECONDS", "1"));
     let (_child, base) = start_sidecar(&server, &name, &env).await;
     let http = reqwest::Client::new();
-    let signed = sign(&http, &base, json!({"contentType": "image/jpeg"})).await;
+    let signed = sign(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": 4}),
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, text) = put(
         &http,
@@ -236,6 +288,40 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
     tampered["fields"]["Content-Type"] = json!("text/html");
     let (status, _) = post_form(&http, &tampered, b"<script>".to_vec()).await;
     assert_eq!(status, 403);
+
+    // No size and no method: a form limited to the bucket's maximum (12 MiB here), and so is
+    // Uppy's single upload (`/s3/params`), on which RGW refuses one byte more.
+    let unsized_ = sign(&http, &base, json!({"contentType": "image/png"})).await;
+    assert_eq!(unsized_["method"], "POST");
+    assert_eq!(unsized_["maxSizeBytes"], 12582912);
+    let uppy: Value = http
+        .get(format!(
+            "{base}/s3/params?filename=a.png&type=image/png&metadata[relativePath]=null&metadata[name]=a.png"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(uppy["method"], "POST", "{uppy}");
+    let (status, text) = post_form(&http, &uppy, vec![2; 12582913]).await;
+    assert!(
+        status == 400 || status == 403,
+        "one byte over the maximum must be refused, got {status}: {text}"
+    );
+    let key = uppy["key"].as_str().unwrap();
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key(key)
+            .send()
+            .await
+            .is_err()
+    );
+    let (status, text) = post_form(&http, &uppy, vec![2; 4096]).await;
+    assert!((200..300).contains(&status), "{status}: {text}");
+    assert_stored(&raw, &name, key, "image/png", 4096).await;
 }
 
 #[tokio::test]
@@ -301,6 +387,74 @@ async fn multipart_upload_of_seven_mib_completes() {
         .await
         .unwrap();
     assert_eq!(listed.as_array().map(Vec::len), Some(2), "{listed}");
+
+    // A tampered part list (a forged ETag for part 2) is refused and the upload aborted: it
+    // cannot be retried into something else.
+    let forged = json!({"parts": [parts[0].clone(), {"PartNumber": 2, "ETag": "\"0123456789abcdef0123456789abcdef\""}]});
+    let resp = http
+        .post(format!("{base}/s3/multipart/{}/complete?key={key}", q(&id)))
+        .json(&forged)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let refused: Value = resp.json().await.unwrap();
+    assert_eq!(refused["error"]["code"], "InvalidPart", "{refused}");
+    let open = raw
+        .list_multipart_uploads()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !open
+            .uploads()
+            .iter()
+            .any(|u| u.upload_id() == Some(id.as_str())),
+        "the refused upload was aborted: {open:?}"
+    );
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key(&key)
+            .send()
+            .await
+            .is_err()
+    );
+
+    // The same parts again, in a fresh upload, complete.
+    let created: Value = http
+        .post(format!("{base}/s3/multipart"))
+        .json(&json!({"filename": "big.jpg", "type": "image/jpeg", "metadata": {"relativePath": null, "name": "big.jpg"}}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().expect("key").to_owned();
+    let id = created["uploadId"].as_str().expect("uploadId").to_owned();
+    let mut parts = Vec::new();
+    for (i, size) in sizes.iter().enumerate() {
+        let n = i + 1;
+        let signed: Value = http
+            .get(format!("{base}/s3/multipart/{}/{n}?key={key}", q(&id)))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let resp = http
+            .put(signed["url"].as_str().unwrap())
+            .body(vec![n as u8; *size])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+        let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+        parts.push(json!({"PartNumber": n, "ETag": etag}));
+    }
 
     let resp = http
         .post(format!("{base}/s3/multipart/{}/complete?key={key}", q(&id)))

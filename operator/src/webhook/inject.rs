@@ -239,6 +239,7 @@ fn plan(
         path_style: settings.path_style,
         allow_non_loopback: false,
         allowed_metadata: Vec::new(),
+        allow_unsized_put: ub.spec.uploads.allow_unsized_put,
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 
