@@ -4,6 +4,7 @@
 #   Ceph RGW (S3 + IAM + STS) for the integration tests: radosgw ceph-mon ceph-osd
 #   headless Chromium for the browser tests: chromium
 #   helm for the chart tests: built from its Go module into ~/.cache/uploadbucket/bin
+#   @uppy/core + @uppy/aws-s3 + esbuild for the Uppy browser test: npm ci in tests/web/uppy
 set -euo pipefail
 
 # helm: no distribution package; `go install` from the Go module proxy (a few minutes, once).
@@ -16,6 +17,14 @@ if ! "$bin/helm" version >/dev/null 2>&1; then
   log=$(mktemp)
   GOBIN="$bin" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
   rm -f "$log"
+fi
+
+# The real Uppy client for the browser tests: exactly the locked npm packages.
+uppy="$(cd "$(dirname "$0")/../web/uppy" && pwd)"
+if [ ! -x "$uppy/node_modules/.bin/esbuild" ] || [ "$uppy/package-lock.json" -nt "$uppy/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || { echo "install-deps: npm is needed for the Uppy browser test (Node.js 20+)" >&2; exit 1; }
+  echo "install-deps: npm ci in tests/web/uppy (@uppy/core, @uppy/aws-s3, esbuild)" >&2
+  (cd "$uppy" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 
 need=()

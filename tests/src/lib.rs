@@ -304,6 +304,17 @@ pub fn helm(test: &str) -> Option<std::path::PathBuf> {
     None
 }
 
+/// The operator's defaults for tests against `server`: region us-east-1, no bucket-name
+/// prefix, nothing adoptable.
+pub fn defaults(server: &S3Server) -> uploadbucket_operator::controller::desired::Defaults {
+    uploadbucket_operator::controller::desired::Defaults {
+        region: "us-east-1".into(),
+        backend: server.backend,
+        bucket_name_prefix: String::new(),
+        adoptable_buckets: Vec::new(),
+    }
+}
+
 /// The operator's bucket step for `ub` as a reconcile runs it (resolve names, prove the
 /// bucket is `ub`'s, apply), without the API server: the intent is not written anywhere.
 pub async fn provision(

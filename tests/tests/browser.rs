@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
-use uploadbucket_operator::controller::desired::Defaults;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::{
     Child, assert_stored, bin_path, free_port, s3_server, start_sidecar, unique_name, wait_healthy,
@@ -101,9 +100,29 @@ async fn app_backend(signer: String, port: u16) -> (String, tokio::task::JoinHan
         signer: Arc::new(signer),
         http: reqwest::Client::new(),
     };
+    async fn uppy_page() -> impl IntoResponse {
+        let html = std::fs::read_to_string(repo().join("tests/web/uppy/index.html"))
+            .expect("uppy index.html");
+        ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], html)
+    }
+    async fn uppy_script() -> Response {
+        match UPPY_BUNDLE
+            .get()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+        {
+            Some(js) => (
+                [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+                js,
+            )
+                .into_response(),
+            None => StatusCode::NOT_FOUND.into_response(),
+        }
+    }
     let router = Router::new()
         .route("/", get(page))
         .route("/upload.js", get(script))
+        .route("/uppy", get(uppy_page))
+        .route("/uppy.js", get(uppy_script))
         .fallback(proxy)
         .with_state(state);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -180,6 +199,81 @@ async fn run_page(chromium: &Path, url: &str, shot: &str) -> Value {
     })
 }
 
+/// A bucket `name` whose CORS rules allow `origin`, for JPEGs up to 12 MiB, made by the
+/// operator's own code; and a plain S3 client to look at it.
+async fn bucket_for_pages(
+    server: &uploadbucket_tests::S3Server,
+    name: &str,
+    origin: &str,
+) -> (
+    uploadbucket_operator::aws::s3::S3Buckets,
+    aws_sdk_s3::Client,
+) {
+    let (buckets, _) = server.buckets().await;
+    let spec: UploadBucketSpec = serde_json::from_value(serde_json::json!({
+        "bucketName": name,
+        "cors": {"allowedOrigins": [origin]},
+        "uploads": {"allowedContentTypes": ["image/jpeg"], "maxSizeBytes": 12582912}
+    }))
+    .expect("spec");
+    let mut ub = UploadBucket::new("browser", spec);
+    ub.metadata.namespace = Some("e2e".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(server))
+        .await
+        .expect("provision");
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    (buckets, raw)
+}
+
+async fn remove_bucket(buckets: &uploadbucket_operator::aws::s3::S3Buckets, name: &str) {
+    let b = uploadbucket_operator::aws::BucketRef {
+        name: name.to_owned(),
+        region: "us-east-1".into(),
+    };
+    buckets.empty_bucket(&b).await.expect("empty");
+    buckets.delete_bucket(&b).await.expect("delete");
+}
+
+/// The Uppy test page's script, bundled once per test run.
+static UPPY_BUNDLE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Bundles tests/web/uppy/uppy.js with the real `@uppy/core` and `@uppy/aws-s3` that
+/// tests/scripts/install-deps.sh installed there (`npm ci`), using their esbuild.
+fn uppy_bundle() -> Option<PathBuf> {
+    let dir = repo().join("tests/web/uppy");
+    let esbuild = dir.join("node_modules/.bin/esbuild");
+    if !esbuild.exists() {
+        assert!(
+            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
+            "UPLOADBUCKET_REQUIRE_SERVERS is set but {} is missing (tests/scripts/install-deps.sh runs npm ci there)",
+            esbuild.display()
+        );
+        eprintln!("\n*** SKIPPED Uppy browser test: run npm ci in tests/web/uppy ***\n");
+        return None;
+    }
+    let out = tempdir().join("uppy-bundle.js");
+    let status = Command::new(&esbuild)
+        .current_dir(&dir)
+        .args(["uppy.js", "--bundle", "--format=esm", "--log-level=warning"])
+        .arg(format!("--outfile={}", out.display()))
+        .status()
+        .expect("run esbuild");
+    assert!(status.success(), "esbuild failed");
+    Some(UPPY_BUNDLE.get_or_init(|| out).clone())
+}
+
+/// The version of an npm package installed for the Uppy test.
+fn npm_version(package: &str) -> String {
+    let path = repo().join(format!(
+        "tests/web/uppy/node_modules/{package}/package.json"
+    ));
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    json["version"].as_str().unwrap().to_owned()
+}
+
 fn tempdir() -> PathBuf {
     let d = std::env::temp_dir().join(unique_name("ub-chromium"));
     std::fs::create_dir_all(&d).expect("tempdir");
@@ -209,28 +303,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let (other, _b) = app_backend(signer.clone(), free_port()).await;
 
     // The bucket, with CORS for the allowed origin, made by the operator's own code.
-    let (buckets, _) = server.buckets().await;
-    let spec: UploadBucketSpec = serde_json::from_value(serde_json::json!({
-        "bucketName": name,
-        "cors": {"allowedOrigins": [allowed]},
-        "uploads": {"allowedContentTypes": ["image/jpeg"], "maxSizeBytes": 12582912}
-    }))
-    .expect("spec");
-    let mut ub = UploadBucket::new("browser", spec);
-    ub.metadata.namespace = Some("e2e".into());
-    ub.metadata.uid = Some("browser-uid".into());
-    let defaults = Defaults {
-        region: "us-east-1".into(),
-        backend: server.backend,
-        bucket_name_prefix: String::new(),
-        adoptable_buckets: Vec::new(),
-    };
-    uploadbucket_tests::provision(&buckets, &ub, &defaults)
-        .await
-        .expect("provision");
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let (buckets, raw) = bucket_for_pages(&server, &name, &allowed).await;
     let count = || async {
         raw.list_objects_v2()
             .bucket(&name)
@@ -318,12 +391,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     assert_eq!(count().await, before);
 
     drop(sidecar);
-    let b = uploadbucket_operator::aws::BucketRef {
-        name: name.clone(),
-        region: "us-east-1".into(),
-    };
-    buckets.empty_bucket(&b).await.expect("empty");
-    buckets.delete_bucket(&b).await.expect("delete");
+    remove_bucket(&buckets, &name).await;
 }
 
 #[tokio::test]
@@ -401,6 +469,141 @@ async fn browser_uploads_against_dev_mode() {
         Some(6),
         "{listed}"
     );
+
+    // The dev store holds a PUT URL to its signed if-none-match: the second PUT is refused
+    // and the first upload kept.
+    let signed: Value = http
+        .post(format!("{signer}/uploads"))
+        .json(&serde_json::json!({"contentType": "image/jpeg", "size": 4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = signed["uploadURL"].as_str().unwrap();
+    let mut statuses = Vec::new();
+    for body in [&b"\xff\xd8\xff\x01"[..], &b"\xff\xd8\xff\x02"[..]] {
+        let mut req = http.put(url).body(body.to_vec());
+        for (k, v) in signed["headers"].as_object().unwrap() {
+            req = req.header(k.as_str(), v.as_str().unwrap());
+        }
+        statuses.push(req.send().await.unwrap().status().as_u16());
+    }
+    assert_eq!(statuses, [200, 412]);
+    let key = signed["key"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(data.join("dev-uploads").join(key)).unwrap(),
+        b"\xff\xd8\xff\x01"
+    );
     drop(child);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
+    let test = "the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules";
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    let Some(chromium) = chromium() else { return };
+    let Some(_bundle) = uppy_bundle() else { return };
+    assert_eq!(npm_version("@uppy/aws-s3"), "6.3.1");
+    assert_eq!(npm_version("@uppy/core"), "6.3.1");
+
+    let name = unique_name("ub-uppy");
+    let (sidecar, signer) = start_sidecar(
+        &server,
+        &name,
+        &[
+            ("UPLOADBUCKET_MAX_SIZE_BYTES", "12582912"),
+            ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
+        ],
+    )
+    .await;
+    let (app, _app) = app_backend(signer.clone(), free_port()).await;
+    let (buckets, raw) = bucket_for_pages(&server, &name, &app).await;
+    let stored = || async {
+        let listed = raw
+            .list_objects_v2()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("list objects");
+        let open = raw
+            .list_multipart_uploads()
+            .bucket(&name)
+            .send()
+            .await
+            .expect("list multipart uploads");
+        (listed.contents().len(), open.uploads().len())
+    };
+
+    // A single file: Uppy 6 asks /s3/params and posts the form it gets.
+    let r = run_page(
+        &chromium,
+        &format!("{app}/uppy?size=200000"),
+        "uppy-single-ok",
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let key = r["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("uploads/") && key.ends_with(".jpg"),
+        "{key}"
+    );
+    assert_stored(&raw, &name, key, "image/jpeg", 200_000).await;
+
+    // Multipart, 11 MiB in 5 MiB parts.
+    let r = run_page(
+        &chromium,
+        &format!("{app}/uppy?multipart=1&size={}", 11 * MIB),
+        "uppy-multipart-ok",
+    )
+    .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_stored(
+        &raw,
+        &name,
+        r["key"].as_str().unwrap(),
+        "image/jpeg",
+        (11 * MIB) as i64,
+    )
+    .await;
+    let before = stored().await;
+    assert_eq!(before.1, 0, "no upload left open");
+
+    // Refused, and nothing stored: a type the bucket does not allow, a file over the maximum
+    // as a single upload (S3 refuses the form) and as multipart (the signer refuses the
+    // completion and aborts the upload).
+    // (RGW answers the oversize form before reading it all and closes the connection, which
+    // the browser reports as a network error.)
+    for (query, shot, says) in [
+        (
+            "type=image/png&name=photo.png&size=1000",
+            "uppy-type-refused",
+            "Bad Request",
+        ),
+        (&*format!("size={}", 13 * MIB), "uppy-single-too-large", ""),
+        (
+            &*format!("multipart=1&size={}", 13 * MIB),
+            "uppy-multipart-too-large",
+            "Payload Too Large",
+        ),
+    ] {
+        let r = run_page(&chromium, &format!("{app}/uppy?{query}"), shot).await;
+        assert_eq!(r["ok"], false, "{query}: {r}");
+        assert!(
+            r["message"].as_str().unwrap().contains(says),
+            "{query}: {r}"
+        );
+        assert_eq!(
+            stored().await,
+            before,
+            "{query}: nothing stored, nothing left open"
+        );
+    }
+
+    drop(sidecar);
+    remove_bucket(&buckets, &name).await;
 }

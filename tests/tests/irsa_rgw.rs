@@ -14,7 +14,6 @@ use base64::Engine as _;
 use serde_json::json;
 use uploadbucket_operator::aws::iam::{IamApi, IamRoles};
 use uploadbucket_operator::aws::{BucketRef, Deleted};
-use uploadbucket_operator::controller::desired::Defaults;
 use uploadbucket_operator::controller::role::{
     IrsaSettings, apply_role, cleanup_role, desired_role,
 };
@@ -256,12 +255,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     let mut ub = UploadBucket::new("photos", spec);
     ub.metadata.namespace = Some("shop".into());
     ub.metadata.uid = Some(format!("uid-{name}"));
-    let defaults = Defaults {
-        region: "us-east-1".into(),
-        backend: server.backend,
-        bucket_name_prefix: String::new(),
-        adoptable_buckets: Vec::new(),
-    };
+    let defaults = uploadbucket_tests::defaults(&server);
     uploadbucket_tests::provision(&buckets, &ub, &defaults)
         .await
         .expect("bucket");

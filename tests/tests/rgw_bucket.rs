@@ -39,12 +39,7 @@ async fn provision_as_owner(raw: &aws_sdk_s3::Client, bucket: &str, ub: &UploadB
 }
 
 fn defaults(server: &S3Server) -> Defaults {
-    Defaults {
-        region: "us-east-1".into(),
-        backend: server.backend,
-        bucket_name_prefix: String::new(),
-        adoptable_buckets: Vec::new(),
-    }
+    uploadbucket_tests::defaults(server)
 }
 
 async fn preflight(server: &S3Server, bucket: &str, origin: &str) -> (u16, Option<String>) {
