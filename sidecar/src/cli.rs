@@ -183,7 +183,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let provider = sdk
         .credentials_provider()
         .context("no AWS credentials provider (set AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, or AWS_ACCESS_KEY_ID)")?;
-    // Refresh early enough that a URL signed now lives its full lifetime.
+    // Refresh early enough that a URL signed now lives its full lifetime (capped at half the
+    // credentials' own lifetime; URLs are cut to their expiry instead).
     let margin = Duration::from_secs(config.expires_seconds + 60);
     let credentials = Arc::new(CachedCredentials::new(provider, margin));
     let (path_style, endpoint_url) = (config.path_style, config.endpoint_url.clone());

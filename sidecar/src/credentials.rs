@@ -3,7 +3,10 @@
 //! In: aws-config's default chain (web identity from `AWS_ROLE_ARN` +
 //! `AWS_WEB_IDENTITY_TOKEN_FILE` in a pod, env or profile elsewhere). Out: [`Credentials`]
 //! that stay valid for at least the refresh margin, so a URL signed now keeps working for
-//! its whole lifetime whenever the identity provider allows it.
+//! its whole lifetime whenever the identity provider allows it. The margin never exceeds half
+//! of what the credentials lived when loaded: a URL lifetime near or above the session's
+//! (an hour for web identity) would otherwise make every request refresh; URLs are cut to the
+//! credentials' expiry instead (see `uploads::lifetime`).
 
 use std::sync::RwLock;
 use std::time::{Duration, SystemTime};
@@ -33,8 +36,10 @@ impl CredentialSource for StaticCredentials {
 pub struct CachedCredentials {
     provider: SharedCredentialsProvider,
     margin: Duration,
-    cached: RwLock<Option<Credentials>>,
+    /// The credentials, and the margin that applies to them.
+    cached: RwLock<Option<(Credentials, Duration)>>,
     refresh: tokio::sync::Mutex<()>,
+    now: fn() -> SystemTime,
 }
 
 impl CachedCredentials {
@@ -45,28 +50,44 @@ impl CachedCredentials {
             margin,
             cached: RwLock::new(None),
             refresh: tokio::sync::Mutex::new(()),
+            now: SystemTime::now,
         }
+    }
+
+    /// Reads the time from `now` instead of the system clock (tests).
+    pub fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
+        self.now = now;
+        self
     }
 
     fn fresh(&self, now: SystemTime) -> Option<Credentials> {
         let guard = self.cached.read().ok()?;
-        let c = guard.as_ref()?;
+        let (c, margin) = guard.as_ref()?;
         match c.expiry {
-            Some(exp) if exp <= now + self.margin => None,
+            Some(exp) if exp <= now + *margin => None,
             _ => Some(c.clone()),
         }
+    }
+}
+
+/// The margin for credentials loaded at `now` that expire at `expiry`: the configured one, at
+/// most half their lifetime.
+fn margin_for(configured: Duration, now: SystemTime, expiry: Option<SystemTime>) -> Duration {
+    match expiry {
+        Some(exp) => configured.min(exp.duration_since(now).unwrap_or_default() / 2),
+        None => configured,
     }
 }
 
 #[async_trait]
 impl CredentialSource for CachedCredentials {
     async fn credentials(&self) -> Result<Credentials, String> {
-        if let Some(c) = self.fresh(SystemTime::now()) {
+        if let Some(c) = self.fresh((self.now)()) {
             return Ok(c);
         }
         // One refresh at a time; the others wait and then take its result.
         let _guard = self.refresh.lock().await;
-        if let Some(c) = self.fresh(SystemTime::now()) {
+        if let Some(c) = self.fresh((self.now)()) {
             return Ok(c);
         }
         let c =
@@ -80,8 +101,9 @@ impl CredentialSource for CachedCredentials {
             expiry: c.expiry(),
         };
         tracing::info!(expiry = ?creds.expiry.map(crate::presign::rfc3339), "Loaded credentials");
+        let margin = margin_for(self.margin, (self.now)(), creds.expiry);
         if let Ok(mut slot) = self.cached.write() {
-            *slot = Some(creds.clone());
+            *slot = Some((creds.clone(), margin));
         }
         Ok(creds)
     }
@@ -92,6 +114,15 @@ mod tests {
     use super::*;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A clock the test moves: seconds after a fixed start.
+    static OFFSET: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    fn start() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+    fn test_now() -> SystemTime {
+        start() + Duration::from_secs(OFFSET.load(Ordering::SeqCst))
+    }
 
     #[derive(Debug)]
     struct Counting {
@@ -112,7 +143,7 @@ mod tests {
                     format!("AKID{n}"),
                     "s",
                     Some("t".into()),
-                    Some(SystemTime::now() + self.lifetime),
+                    Some(test_now() + self.lifetime),
                     "test",
                 ),
             ))
@@ -121,31 +152,53 @@ mod tests {
 
     #[tokio::test]
     async fn caches_until_the_margin_then_refreshes() {
+        // One test owns the clock.
+        OFFSET.store(0, Ordering::SeqCst);
         let calls = Arc::new(AtomicUsize::new(0));
-        let long = CachedCredentials::new(
-            SharedCredentialsProvider::new(Counting {
-                calls: calls.clone(),
-                lifetime: Duration::from_secs(3600),
-            }),
-            Duration::from_secs(360),
-        );
-        let a = long.credentials().await.unwrap();
-        let b = long.credentials().await.unwrap();
-        assert_eq!(a.access_key_id, b.access_key_id);
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let cache = |lifetime: u64, margin: u64| {
+            CachedCredentials::new(
+                SharedCredentialsProvider::new(Counting {
+                    calls: calls.clone(),
+                    lifetime: Duration::from_secs(lifetime),
+                }),
+                Duration::from_secs(margin),
+            )
+            .with_clock(test_now)
+        };
 
-        // Credentials that expire within the margin are refreshed on every use.
-        let calls = Arc::new(AtomicUsize::new(0));
-        let short = CachedCredentials::new(
-            SharedCredentialsProvider::new(Counting {
-                calls: calls.clone(),
-                lifetime: Duration::from_secs(60),
-            }),
-            Duration::from_secs(360),
+        // 1-hour web-identity credentials, 5-minute URLs (+60 s): refreshed 6 minutes early.
+        let c = cache(3600, 360);
+        let first = c.credentials().await.unwrap();
+        OFFSET.store(3600 - 361, Ordering::SeqCst);
+        assert_eq!(
+            c.credentials().await.unwrap().access_key_id,
+            first.access_key_id
         );
-        let a = short.credentials().await.unwrap();
-        let b = short.credentials().await.unwrap();
-        assert_ne!(a.access_key_id, b.access_key_id);
+        OFFSET.store(3600 - 360, Ordering::SeqCst);
+        assert_ne!(
+            c.credentials().await.unwrap().access_key_id,
+            first.access_key_id
+        );
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+        // 1-hour credentials and 1-hour URLs (margin 3660 s): the margin is cut to half the
+        // lifetime, so a thousand requests make one call, not a thousand.
+        OFFSET.store(0, Ordering::SeqCst);
+        calls.store(0, Ordering::SeqCst);
+        let c = cache(3600, 3660);
+        for _ in 0..1000 {
+            c.credentials().await.unwrap();
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        OFFSET.store(1799, Ordering::SeqCst);
+        c.credentials().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        OFFSET.store(1800, Ordering::SeqCst);
+        c.credentials().await.unwrap();
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "refreshed at half its life"
+        );
     }
 }

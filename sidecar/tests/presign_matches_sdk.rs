@@ -219,3 +219,63 @@ proptest! {
         rt.block_on(compare_put(&key, "image/png", size, None, at(secs), expires));
     }
 }
+
+/// The headers POST /uploads signs besides type and size: `if-none-match: *` always, and a
+/// client's `Content-MD5` or SHA-256 checksum when it sends one.
+#[tokio::test]
+async fn integrity_and_no_overwrite_headers_match_the_sdk() {
+    let md5 = "1B2M2Y8AsgTpgAmY7PhCfg==";
+    let sha = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    for (checksum_md5, checksum_sha) in [(None, None), (Some(md5), None), (None, Some(sha))] {
+        for case in &CASES {
+            let when = at(1_700_000_000);
+            let cfg = PresigningConfig::builder()
+                .start_time(when)
+                .expires_in(Duration::from_secs(300))
+                .build()
+                .unwrap();
+            let mut req = sdk(case)
+                .put_object()
+                .bucket("my-bucket")
+                .key("uploads/a.jpg")
+                .content_type("image/jpeg")
+                .content_length(1234)
+                .if_none_match("*");
+            if let Some(v) = checksum_md5 {
+                req = req.content_md5(v);
+            }
+            if let Some(v) = checksum_sha {
+                req = req.checksum_sha256(v);
+            }
+            let expected = req.presigned(cfg).await.unwrap().uri().to_owned();
+            let (p, creds) = ours(case);
+            let mut headers: Vec<(&str, &str)> = vec![
+                ("content-type", "image/jpeg"),
+                ("if-none-match", "*"),
+                ("content-length", "1234"),
+            ];
+            if let Some(v) = checksum_md5 {
+                headers.push(("content-md5", v));
+            }
+            if let Some(v) = checksum_sha {
+                headers.push(("x-amz-checksum-sha256", v));
+            }
+            let got = p.presign(
+                &creds,
+                when,
+                &PresignInput {
+                    method: "PUT",
+                    key: "uploads/a.jpg",
+                    params: &[("x-id", "PutObject")],
+                    headers: &headers,
+                    expires: Duration::from_secs(300),
+                },
+            );
+            assert_eq!(
+                got, expected,
+                "{checksum_md5:?} {checksum_sha:?} {}",
+                case.region
+            );
+        }
+    }
+}
