@@ -7,7 +7,9 @@
 // Methods: 'PUT' (one request, exact size signed), 'POST' (form with a size range: the
 // storage refuses files over the limit), 'multipart' (large files in 8 MiB parts), or
 // 'auto' (multipart from 16 MiB, PUT below). Errors are UploadError with a message a person
-// can read and a `code`.
+// can read and a `code`. A PUT of a file up to 64 MiB also sends the file's SHA-256 (where the
+// page may use crypto.subtle: https, localhost), which is signed into the URL: the storage
+// refuses bytes that do not match (AWS S3 and the dev store; Ceph RGW ignores it).
 
 export class UploadError extends Error {
   constructor(message, code) {
@@ -18,6 +20,8 @@ export class UploadError extends Error {
 }
 
 const PART_SIZE = 8 * 1024 * 1024;
+// Files up to this size get a SHA-256 checksum (read into memory once to hash).
+const CHECKSUM_UP_TO = 64 * 1024 * 1024;
 const MULTIPART_FROM = 16 * 1024 * 1024;
 
 function mb(bytes) {
@@ -86,11 +90,19 @@ function send(method, url, { headers = {}, body, onProgress, limit }) {
   });
 }
 
+// Base64 SHA-256 of the file, or undefined where the page cannot hash (insecure origin).
+async function sha256(file) {
+  if (file.size > CHECKSUM_UP_TO || !globalThis.crypto || !crypto.subtle) return undefined;
+  const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+  return btoa(String.fromCharCode(...digest));
+}
+
 async function uploadPut(file, opts) {
+  const checksumSHA256 = await sha256(file);
   const signed = await api(opts.api, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ filename: file.name, contentType: file.type, size: file.size }),
+    body: JSON.stringify({ filename: file.name, contentType: file.type, size: file.size, checksumSHA256 }),
   });
   await send('PUT', signed.uploadURL, { headers: signed.headers, body: file, onProgress: opts.onProgress });
   return { key: signed.key, method: 'PUT' };

@@ -37,6 +37,34 @@ pub struct CreateUpload {
     /// `PUT` or `POST` (a form whose policy carries the size range). Default: PUT when `size`
     /// is given, else POST.
     pub method: Option<String>,
+    /// Base64 SHA-256 of the file (what `crypto.subtle.digest` gives, base64-encoded): signed
+    /// as `x-amz-checksum-sha256`, so S3 refuses other bytes. PUT only.
+    #[serde(rename = "checksumSHA256")]
+    pub checksum_sha256: Option<String>,
+    /// Base64 MD5 of the file: signed as `Content-MD5`. PUT only.
+    #[serde(rename = "contentMD5")]
+    pub content_md5: Option<String>,
+}
+
+/// A client's digest, checked for shape: base64 of exactly `bytes` bytes.
+fn digest(
+    field: &'static str,
+    value: Option<&str>,
+    bytes: usize,
+) -> Result<Option<String>, AppError> {
+    use base64::Engine as _;
+    let Some(v) = value.map(str::trim) else {
+        return Ok(None);
+    };
+    match base64::engine::general_purpose::STANDARD.decode(v) {
+        Ok(d) if d.len() == bytes => Ok(Some(v.to_owned())),
+        _ => Err(AppError::bad_request(
+            "InvalidChecksum",
+            format!(
+                "{field} must be the base64 of a {bytes}-byte digest, such as btoa of crypto.subtle.digest's result"
+            ),
+        )),
+    }
 }
 
 /// Turns a JSON extractor rejection into our error shape.
@@ -249,6 +277,14 @@ pub async fn create(
     if method == "PUT" && req.size.is_none() {
         require_size(&state)?;
     }
+    let sha256 = digest("checksumSHA256", req.checksum_sha256.as_deref(), 32)?;
+    let md5 = digest("contentMD5", req.content_md5.as_deref(), 16)?;
+    if method == "POST" && (sha256.is_some() || md5.is_some()) {
+        return Err(AppError::bad_request(
+            "ChecksumNeedsPut",
+            "checksumSHA256 and contentMD5 are signed into PUT URLs only: send size too (and no method, or \"PUT\")",
+        ));
+    }
     let key = keys::build_key(
         &state.config.key_prefix,
         &keys::random_id(),
@@ -298,6 +334,12 @@ pub async fn create(
     ];
     if let Some(size) = &size {
         headers.push(("content-length", size));
+    }
+    if let Some(v) = &md5 {
+        headers.push(("content-md5", v));
+    }
+    if let Some(v) = &sha256 {
+        headers.push(("x-amz-checksum-sha256", v));
     }
     for ((_, v), name) in metadata.iter().zip(&meta_names) {
         headers.push((name, v));

@@ -484,6 +484,61 @@ async fn put_needs_a_size_and_no_method_without_one_gets_a_form() {
 }
 
 #[tokio::test]
+async fn client_checksums_are_signed_into_put_urls() {
+    let (s, _) = state();
+    let sha = "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=";
+    let md5 = "1B2M2Y8AsgTpgAmY7PhCfg==";
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5, "checksumSHA256": sha, "contentMD5": md5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        query_param(body["uploadURL"].as_str().unwrap(), "X-Amz-SignedHeaders").as_deref(),
+        Some(
+            "content-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bif-none-match%3Bx-amz-checksum-sha256"
+        )
+    );
+    assert_eq!(body["headers"]["x-amz-checksum-sha256"], sha);
+    assert_eq!(body["headers"]["content-md5"], md5);
+
+    for (field, value) in [
+        ("checksumSHA256", "not base64!"),
+        ("checksumSHA256", md5),
+        ("contentMD5", sha),
+    ] {
+        let (status, body) = call(
+            &s,
+            "POST",
+            "/uploads",
+            Some(json!({"contentType": "image/jpeg", "size": 5, field: value})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidChecksum")),
+            "{field}={value}: {body}"
+        );
+        assert!(body["error"]["message"].as_str().unwrap().contains(field));
+    }
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "method": "POST", "checksumSHA256": sha})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("ChecksumNeedsPut")),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_wildcard_never_admits_script_capable_types() {
     let (s, _) = state();
     for ct in ["image/svg+xml", "image/SVG+XML"] {

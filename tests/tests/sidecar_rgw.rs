@@ -175,6 +175,47 @@ async fn put_urls_work_and_the_server_enforces_what_was_signed() {
             .is_ok()
     );
 
+    // A Content-MD5 signed in: RGW refuses other bytes (400 BadDigest) and stores nothing.
+    let body = b"\xff\xd8\xffintegrity".to_vec();
+    let md5 = base64::Engine::encode(
+        &base64::engine::general_purpose::STANDARD,
+        md5_digest(&body),
+    );
+    let signed = sign(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": body.len(), "contentMD5": md5}),
+    )
+    .await;
+    let url = signed["uploadURL"].as_str().unwrap();
+    let headers: Vec<(String, String)> = signed["headers"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+        .collect();
+    let headers: Vec<(&str, &str)> = headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let mut flipped = body.clone();
+    flipped[5] ^= 1;
+    let (status, text) = put_with(&http, url, &headers, flipped).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("BadDigest"), "{text}");
+    let key = signed["key"].as_str().unwrap();
+    assert!(
+        raw.head_object()
+            .bucket(&name)
+            .key(key)
+            .send()
+            .await
+            .is_err()
+    );
+    let (status, text) = put_with(&http, url, &headers, body.clone()).await;
+    assert_eq!(status, 200, "{text}");
+    assert_stored(&raw, &name, key, "image/jpeg", body.len() as i64).await;
+
     // The sidecar refuses a type the bucket does not allow before anything is signed.
     let resp = http
         .post(format!("{base}/uploads"))
@@ -467,4 +508,10 @@ async fn multipart_upload_of_seven_mib_completes() {
     assert_eq!(status, 200, "{done}");
     assert!(done["location"].as_str().unwrap().ends_with(&key));
     assert_stored(&raw, &name, &key, "image/jpeg", 7 * 1024 * 1024).await;
+}
+
+/// MD5 of `data`, as Content-MD5 carries it (before base64).
+fn md5_digest(data: &[u8]) -> Vec<u8> {
+    use md5::Digest as _;
+    md5::Md5::digest(data).to_vec()
 }
