@@ -31,6 +31,7 @@ pub const ENV_PATH_STYLE: &str = "UPLOADBUCKET_PATH_STYLE";
 pub const ENV_ALLOW_NON_LOOPBACK: &str = "UPLOADBUCKET_ALLOW_NON_LOOPBACK";
 pub const ENV_METADATA_KEYS: &str = "UPLOADBUCKET_ALLOWED_METADATA";
 pub const ENV_ALLOW_UNSIZED_PUT: &str = "UPLOADBUCKET_ALLOW_UNSIZED_PUT";
+pub const ENV_PUBLIC_READ: &str = "UPLOADBUCKET_PUBLIC_READ";
 
 /// Types a browser may run script from when it renders them: a `type/*` pattern never admits
 /// them; only an exact entry does.
@@ -101,6 +102,14 @@ pub struct Config {
     #[arg(long, env = ENV_ALLOW_UNSIZED_PUT, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub allow_unsized_put: bool,
+
+    /// The bucket serves uploads to anyone (`uploads.publicRead`): objects of types that are
+    /// not images, video or audio are stored with `Content-Disposition: attachment`, signed
+    /// into the URL, so a browser downloads them instead of rendering them on the bucket's
+    /// origin.
+    #[arg(long, env = ENV_PUBLIC_READ, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(default)]
+    pub public_read: bool,
 }
 
 /// A configuration value that cannot work.
@@ -251,6 +260,9 @@ impl Config {
         if self.allow_unsized_put {
             env.push((ENV_ALLOW_UNSIZED_PUT, "true".into()));
         }
+        if self.public_read {
+            env.push((ENV_PUBLIC_READ, "true".into()));
+        }
         env
     }
 
@@ -266,6 +278,16 @@ impl Config {
                 }
                 None => p == ct,
             })
+    }
+
+    /// The `Content-Disposition` objects of `content_type` must carry: `attachment` on a
+    /// public bucket for anything but images, video and audio (which browsers do not run).
+    pub fn disposition(&self, content_type: &str) -> Option<&'static str> {
+        let media = ["image/", "video/", "audio/"]
+            .iter()
+            .any(|m| content_type.starts_with(m))
+            && !SCRIPT_CAPABLE_TYPES.contains(&content_type);
+        (self.public_read && !media).then_some("attachment")
     }
 
     /// The region (validated configs always have one).

@@ -150,6 +150,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         allow_non_loopback: false,
         allowed_metadata: Vec::new(),
         allow_unsized_put: false,
+        public_read: false,
     }
     .validate(None)?;
     let creds = Credentials {

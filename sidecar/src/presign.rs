@@ -147,6 +147,8 @@ pub struct PostInput<'a> {
     pub content_type: &'a str,
     pub max_size: u64,
     pub metadata: &'a [(String, String)],
+    /// A `Content-Disposition` the object must be stored with (pinned by the policy).
+    pub disposition: Option<&'a str>,
     pub expires: Duration,
 }
 
@@ -477,6 +479,7 @@ impl Presigner {
             content_type,
             max_size,
             metadata,
+            disposition,
             expires,
         } = *input;
         let (amz_date, date) = amz_dates(now);
@@ -486,6 +489,9 @@ impl Presigner {
             ("key".into(), key.into()),
             ("Content-Type".into(), content_type.into()),
         ];
+        if let Some(d) = disposition {
+            fields.push(("Content-Disposition".into(), d.into()));
+        }
         for (k, v) in metadata {
             fields.push((format!("x-amz-meta-{k}"), v.clone()));
         }
@@ -598,6 +604,7 @@ mod tests {
         );
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let input = PostInput {
+            disposition: None,
             key: "uploads/x.jpg",
             content_type: "image/jpeg",
             max_size: 1000,

@@ -211,6 +211,7 @@ fn post_form(
         content_type,
         max_size: max,
         metadata,
+        disposition: state.config.disposition(content_type),
         expires,
     };
     let form = state.presigner.presign_post(creds, now, &input);
@@ -334,6 +335,9 @@ pub async fn create(
     ];
     if let Some(size) = &size {
         headers.push(("content-length", size));
+    }
+    if let Some(d) = state.config.disposition(&content_type) {
+        headers.push(("content-disposition", d));
     }
     if let Some(v) = &md5 {
         headers.push(("content-md5", v));

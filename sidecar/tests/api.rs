@@ -110,6 +110,7 @@ fn config() -> Config {
         allow_non_loopback: false,
         allowed_metadata: vec!["user-id".into()],
         allow_unsized_put: false,
+        public_read: false,
     }
 }
 
@@ -536,6 +537,68 @@ async fn client_checksums_are_signed_into_put_urls() {
         (StatusCode::BAD_REQUEST, Some("ChecksumNeedsPut")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn public_buckets_get_attachment_for_anything_but_media() {
+    use base64::Engine as _;
+    let mut public = config();
+    public.public_read = true;
+    public.allowed_content_types = vec!["image/*".into(), "application/pdf".into()];
+    let s = state_from(public);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "application/pdf", "size": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["headers"]["content-disposition"], "attachment");
+    assert!(
+        query_param(body["uploadURL"].as_str().unwrap(), "X-Amz-SignedHeaders")
+            .unwrap()
+            .contains("content-disposition")
+    );
+    let (_, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/png", "size": 5})),
+    )
+    .await;
+    assert_eq!(body["headers"].get("content-disposition"), None, "{body}");
+    let (_, form) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "application/pdf", "method": "POST"})),
+    )
+    .await;
+    assert_eq!(form["fields"]["Content-Disposition"], "attachment");
+    let policy: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(form["fields"]["policy"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        policy["conditions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"Content-Disposition": "attachment"})),
+        "{policy}"
+    );
+    // A private bucket: no disposition at all.
+    let (s, _) = state();
+    let (_, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5})),
+    )
+    .await;
+    assert_eq!(body["headers"].get("content-disposition"), None, "{body}");
 }
 
 #[tokio::test]

@@ -38,6 +38,7 @@ fn every_field_round_trips() {
             allow_non_loopback: false,
             allowed_metadata: Vec::new(),
             allow_unsized_put: false,
+            public_read: false,
         },
         Config {
             bucket: "b".repeat(3),
@@ -52,6 +53,7 @@ fn every_field_round_trips() {
             allow_non_loopback: true,
             allowed_metadata: vec!["user-id".into(), "album".into()],
             allow_unsized_put: true,
+            public_read: true,
         },
     ];
     for config in configs {

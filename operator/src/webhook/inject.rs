@@ -240,6 +240,7 @@ fn plan(
         allow_non_loopback: false,
         allowed_metadata: Vec::new(),
         allow_unsized_put: ub.spec.uploads.allow_unsized_put,
+        public_read: ub.spec.uploads.public_read,
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 
