@@ -134,7 +134,9 @@ async function uploadMultipart(file, opts) {
   try {
     const count = Math.max(1, Math.ceil(file.size / PART_SIZE));
     const numbers = Array.from({ length: count }, (_, i) => i + 1);
-    const { presignedUrls } = await api(`${base}/${id}/batch?key=${k}&partNumbers=${numbers.join(',')}`);
+    // Each part's exact size is signed too: the storage refuses a part of any other size.
+    const sizes = numbers.map((n) => Math.min(n * PART_SIZE, file.size) - (n - 1) * PART_SIZE);
+    const { presignedUrls } = await api(`${base}/${id}/batch?key=${k}&partNumbers=${numbers.join(',')}&sizes=${sizes.join(',')}`);
     const parts = [];
     let done = 0;
     for (const n of numbers) {

@@ -46,10 +46,33 @@ pub struct KeyQuery {
 }
 
 #[derive(Debug, Deserialize)]
+pub struct SignQuery {
+    key: Option<String>,
+    /// The part's exact size, signed as content-length when given.
+    size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct BatchQuery {
     key: Option<String>,
     part_numbers: Option<String>,
+    /// The parts' exact sizes, in the order of `partNumbers`, each signed as content-length.
+    sizes: Option<String>,
+}
+
+/// S3's largest part.
+const MAX_PART_BYTES: u64 = 5 * 1024 * 1024 * 1024;
+
+fn part_size(state: &AppState, size: u64) -> Result<u64, AppError> {
+    let max = state.config.max_size_bytes.min(MAX_PART_BYTES);
+    if size == 0 || size > max {
+        return Err(AppError::bad_request(
+            "InvalidPartSize",
+            format!("size {size} is not a part size this bucket allows; allowed: 1 to {max} bytes"),
+        ));
+    }
+    Ok(size)
 }
 
 #[derive(Debug, Deserialize)]
@@ -144,10 +167,16 @@ async fn sign_part(
     key: &str,
     upload_id: &str,
     part: i32,
+    size: Option<u64>,
 ) -> Result<(String, u64), AppError> {
     let creds = credentials(state).await?;
     let (now, expires) = lifetime(state, &creds)?;
     let part = part.to_string();
+    let size = size.map(|s| s.to_string());
+    let headers: Vec<(&str, &str)> = size
+        .iter()
+        .map(|s| ("content-length", s.as_str()))
+        .collect();
     let url = state.presigner.presign(
         &creds,
         now,
@@ -159,28 +188,31 @@ async fn sign_part(
                 ("partNumber", &part),
                 ("uploadId", upload_id),
             ],
-            headers: &[],
+            headers: &headers,
             expires,
         },
     );
     Ok((url, expires.as_secs()))
 }
 
-/// `GET /s3/multipart/{uploadId}/{partNumber}?key=` → `{url, expires}`.
+/// `GET /s3/multipart/{uploadId}/{partNumber}?key=&size=` → `{url, expires}`; with `size`,
+/// S3 refuses a part of any other size.
 pub async fn sign_one(
     State(state): State<AppState>,
     Path((upload_id, part)): Path<(String, String)>,
-    query: Result<Query<KeyQuery>, QueryRejection>,
+    query: Result<Query<SignQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
     let key = our_key(&state, q.key)?;
     check_upload_id(&upload_id)?;
     let n = part_number(&part)?;
-    let (url, expires) = sign_part(&state, &key, &upload_id, n).await?;
+    let size = q.size.map(|s| part_size(&state, s)).transpose()?;
+    let (url, expires) = sign_part(&state, &key, &upload_id, n, size).await?;
     Ok(Json(json!({"url": url, "expires": expires})))
 }
 
-/// `GET /s3/multipart/{uploadId}/batch?key=&partNumbers=1,2,3` → `{presignedUrls: {"1": url}}`.
+/// `GET /s3/multipart/{uploadId}/batch?key=&partNumbers=1,2,3&sizes=a,b,c` →
+/// `{presignedUrls: {"1": url}}`; with `sizes`, each part's size is signed.
 pub async fn sign_batch(
     State(state): State<AppState>,
     Path(upload_id): Path<String>,
@@ -201,9 +233,36 @@ pub async fn sign_batch(
             "partNumbers must list 1 to 1000 part numbers, comma-separated",
         ));
     }
+    let sizes: Vec<Option<u64>> = match q.sizes.as_deref().filter(|s| !s.trim().is_empty()) {
+        None => vec![None; parts.len()],
+        Some(list) => {
+            let sizes = list
+                .split(',')
+                .map(|s| {
+                    s.trim()
+                        .parse::<u64>()
+                        .map_err(|_| {
+                            AppError::bad_request(
+                                "InvalidPartSize",
+                                format!("sizes: {s:?} is not a number of bytes"),
+                            )
+                        })
+                        .and_then(|n| part_size(&state, n))
+                        .map(Some)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            if sizes.len() != parts.len() {
+                return Err(AppError::bad_request(
+                    "InvalidPartSize",
+                    "sizes must list one size per part number, in the same order",
+                ));
+            }
+            sizes
+        }
+    };
     let mut urls = serde_json::Map::new();
-    for n in parts {
-        let (url, _) = sign_part(&state, &key, &upload_id, n).await?;
+    for (n, size) in parts.into_iter().zip(sizes) {
+        let (url, _) = sign_part(&state, &key, &upload_id, n, size).await?;
         urls.insert(n.to_string(), Value::String(url));
     }
     Ok(Json(json!({"presignedUrls": urls})))

@@ -849,6 +849,67 @@ async fn complete_sends_only_what_s3_stored_and_aborts_on_a_tampered_list() {
 }
 
 #[tokio::test]
+async fn part_sizes_are_signed_when_given() {
+    let (s, _) = state();
+    let (_, created) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg"})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    let (status, one) = call(
+        &s,
+        "GET",
+        &format!("/s3/multipart/{id}/1?key={key}&size=600"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(
+        query_param(one["url"].as_str().unwrap(), "X-Amz-SignedHeaders").as_deref(),
+        Some("content-length%3Bhost")
+    );
+    let (_, plain) = call(&s, "GET", &format!("/s3/multipart/{id}/1?key={key}"), None).await;
+    assert_eq!(
+        query_param(plain["url"].as_str().unwrap(), "X-Amz-SignedHeaders").as_deref(),
+        Some("host")
+    );
+    let (status, batch) = call(
+        &s,
+        "GET",
+        &format!("/s3/multipart/{id}/batch?key={key}&partNumbers=1,2&sizes=600,400"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{batch}");
+    for n in ["1", "2"] {
+        assert!(
+            batch["presignedUrls"][n]
+                .as_str()
+                .unwrap()
+                .contains("X-Amz-SignedHeaders=content-length%3Bhost")
+        );
+    }
+    for bad in ["sizes=600", "sizes=600,x", "sizes=600,1001", "sizes=0,5"] {
+        let (status, body) = call(
+            &s,
+            "GET",
+            &format!("/s3/multipart/{id}/batch?key={key}&partNumbers=1,2&{bad}"),
+            None,
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidPartSize")),
+            "{bad}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn uppy_metadata_is_dropped_not_refused() {
     let (s, store) = state();
     let (status, created) = call(

@@ -463,7 +463,8 @@ async fn multipart_upload_of_seven_mib_completes() {
             .is_err()
     );
 
-    // The same parts again, in a fresh upload, complete.
+    // The same parts again, in a fresh upload, with each part's size signed: a part of
+    // another size is refused by RGW, the right one completes.
     let created: Value = http
         .post(format!("{base}/s3/multipart"))
         .json(&json!({"filename": "big.jpg", "type": "image/jpeg", "metadata": {"relativePath": null, "name": "big.jpg"}}))
@@ -479,15 +480,30 @@ async fn multipart_upload_of_seven_mib_completes() {
     for (i, size) in sizes.iter().enumerate() {
         let n = i + 1;
         let signed: Value = http
-            .get(format!("{base}/s3/multipart/{}/{n}?key={key}", q(&id)))
+            .get(format!(
+                "{base}/s3/multipart/{}/{n}?key={key}&size={size}",
+                q(&id)
+            ))
             .send()
             .await
             .unwrap()
             .json()
             .await
             .unwrap();
+        let url = signed["url"].as_str().unwrap();
+        let wrong = http
+            .put(url)
+            .body(vec![n as u8; *size + 1])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [400, 403].contains(&wrong.status().as_u16()),
+            "part {n} one byte longer: {}",
+            wrong.status()
+        );
         let resp = http
-            .put(signed["url"].as_str().unwrap())
+            .put(url)
             .body(vec![n as u8; *size])
             .send()
             .await
