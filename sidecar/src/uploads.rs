@@ -517,9 +517,9 @@ pub async fn legacy(
 }
 
 /// `GET /s3/params?filename=&type=&metadata[k]=v`: Uppy's single-upload call. The answer is
-/// a POST form (`{method, url, fields, headers}`, what `@uppy/aws-s3` 6 always posts, and 4/5
-/// accept), whose policy carries the size range: Uppy sends no size. Metadata keys the
-/// signer does not allow, and any other parameter, are dropped, never refused.
+/// a POST form (`{method, url, fields, headers}`, what `@uppy/aws-s3` 6 always posts), whose
+/// policy carries the size range: Uppy sends no size. Metadata keys the signer does not
+/// allow, and any other parameter, are dropped, never refused.
 pub async fn uppy_params(
     State(state): State<AppState>,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
