@@ -19,6 +19,9 @@ for arg in "$@"; do
   esac
 done
 
+# Checks that can rewrite their expected files never do so here.
+unset UPDATE_GOLDEN UPDATE_CRDS
+
 tests/scripts/install-deps.sh
 export PATH="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}:$PATH"
 

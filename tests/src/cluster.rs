@@ -20,14 +20,11 @@ pub async fn cluster(test: &str) -> Option<(Client, String)> {
         .ok()
         .filter(|p| !p.is_empty());
     let Some(path) = path else {
-        assert!(
-            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-            "{test}: UPLOADBUCKET_REQUIRE_SERVERS is set but UPLOADBUCKET_TEST_KUBECONFIG is not; run tests/run.sh"
+        return crate::require_or_skip(
+            test,
+            "no Kubernetes API server is configured (UPLOADBUCKET_TEST_KUBECONFIG unset)",
+            "tests/run.sh starts one; or point it at any cluster's kubeconfig",
         );
-        eprintln!(
-            "\n*** SKIPPED {test}: no Kubernetes API server (UPLOADBUCKET_TEST_KUBECONFIG unset). tests/run.sh starts one; or point it at any cluster's kubeconfig. ***\n"
-        );
-        return None;
     };
     let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())

@@ -3,7 +3,8 @@
 //!
 //! The servers are started by `tests/run.sh` (the README's test command), which exports
 //! `UPLOADBUCKET_TEST_*`. Without them, a test prints a loud SKIPPED line and returns, unless
-//! `UPLOADBUCKET_REQUIRE_SERVERS=1` (set by `tests/run.sh` and CI), where it fails instead.
+//! `UPLOADBUCKET_REQUIRE_SERVERS=1` (set by `tests/run.sh` and CI), where it fails instead:
+//! every such gate goes through [`require_or_skip`].
 
 pub mod cluster;
 
@@ -17,6 +18,23 @@ use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterce
 use aws_smithy_types::config_bag::ConfigBag;
 use uploadbucket_operator::aws::rgw::Backend;
 use uploadbucket_operator::aws::s3::{S3Buckets, S3Options};
+
+/// Whether the suite runs with every server required (`UPLOADBUCKET_REQUIRE_SERVERS` set to
+/// anything but empty or `0`; `tests/run.sh` and CI set it): then nothing may be skipped.
+pub fn servers_required() -> bool {
+    std::env::var("UPLOADBUCKET_REQUIRE_SERVERS").is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
+/// The one gate for a test whose server or tool is missing: a loud SKIPPED line and `None`,
+/// or, when servers are required, a failure naming what is missing and how to get it.
+pub fn require_or_skip<T>(test: &str, what: &str, how: &str) -> Option<T> {
+    assert!(
+        !servers_required(),
+        "{test}: UPLOADBUCKET_REQUIRE_SERVERS is set but {what}; {how}"
+    );
+    eprintln!("\n*** SKIPPED {test}: {what}; {how} ***\n");
+    None
+}
 
 /// The S3/IAM/STS server under test.
 #[derive(Clone, Debug)]
@@ -49,16 +67,11 @@ pub fn s3_server(test: &str) -> Option<S3Server> {
             other_access_key: var("UPLOADBUCKET_TEST_OTHER_ACCESS_KEY_ID").unwrap_or_default(),
             other_secret_key: var("UPLOADBUCKET_TEST_OTHER_SECRET_ACCESS_KEY").unwrap_or_default(),
         }),
-        _ => {
-            assert!(
-                var("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-                "{test}: UPLOADBUCKET_REQUIRE_SERVERS is set but no S3 server is configured; run tests/run.sh"
-            );
-            eprintln!(
-                "\n*** SKIPPED {test}: no S3 server (UPLOADBUCKET_TEST_S3_ENDPOINT unset). Run tests/run.sh to start Ceph RGW. ***\n"
-            );
-            None
-        }
+        _ => require_or_skip(
+            test,
+            "no S3 server is configured (UPLOADBUCKET_TEST_S3_ENDPOINT unset)",
+            "run tests/run.sh, which starts Ceph RGW",
+        ),
     }
 }
 
@@ -296,12 +309,11 @@ pub fn helm(test: &str) -> Option<std::path::PathBuf> {
             return Some(c);
         }
     }
-    assert!(
-        std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-        "{test}: helm not found; tests/scripts/install-deps.sh installs it"
-    );
-    eprintln!("\n*** SKIPPED {test}: no helm binary (tests/run.sh installs one). ***\n");
-    None
+    require_or_skip(
+        test,
+        "no helm binary was found",
+        "tests/scripts/install-deps.sh installs it",
+    )
 }
 
 /// The operator's defaults for tests against `server`: region us-east-1, no bucket-name

@@ -17,7 +17,8 @@ use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::{
-    Child, assert_stored, bin_path, free_port, s3_server, start_sidecar, unique_name, wait_healthy,
+    Child, assert_stored, bin_path, free_port, require_or_skip, s3_server, start_sidecar,
+    unique_name, wait_healthy,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -37,14 +38,11 @@ fn chromium() -> Option<PathBuf> {
             return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
         }
     }
-    assert!(
-        std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-        "UPLOADBUCKET_REQUIRE_SERVERS is set but chromium is not installed (tests/scripts/install-deps.sh installs it)"
-    );
-    eprintln!(
-        "\n*** SKIPPED browser tests: chromium not installed (apt-get install chromium) ***\n"
-    );
-    None
+    require_or_skip(
+        "browser tests",
+        "chromium is not installed",
+        "tests/scripts/install-deps.sh installs it (apt-get install chromium)",
+    )
 }
 
 /// The app backend: the test page, upload.js, and `/api/*` proxied to the signer.
@@ -246,13 +244,11 @@ fn uppy_bundle() -> Option<PathBuf> {
     let dir = repo().join("tests/web/uppy");
     let esbuild = dir.join("node_modules/.bin/esbuild");
     if !esbuild.exists() {
-        assert!(
-            std::env::var_os("UPLOADBUCKET_REQUIRE_SERVERS").is_none(),
-            "UPLOADBUCKET_REQUIRE_SERVERS is set but {} is missing (tests/scripts/install-deps.sh runs npm ci there)",
-            esbuild.display()
+        return require_or_skip(
+            "Uppy browser test",
+            &format!("{} is missing", esbuild.display()),
+            "tests/scripts/install-deps.sh runs npm ci in tests/web/uppy",
         );
-        eprintln!("\n*** SKIPPED Uppy browser test: run npm ci in tests/web/uppy ***\n");
-        return None;
     }
     let out = tempdir().join("uppy-bundle.js");
     let status = Command::new(&esbuild)
@@ -309,8 +305,9 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
             .bucket(&name)
             .send()
             .await
-            .map(|o| o.contents().len())
-            .unwrap_or(0)
+            .expect("list objects")
+            .contents()
+            .len()
     };
 
     // PUT from the allowed origin.

@@ -236,20 +236,49 @@ async fn expired_urls_are_refused() {
     env.push(("UPLOADBUCKET_EXPIRES_SECONDS", "1"));
     let (_child, base) = start_sidecar(&server, &name, &env).await;
     let http = reqwest::Client::new();
+    // Two URLs signed alike: the first, used at once, is the positive control; the second,
+    // used after its lifetime (the signer's 1 s, from its X-Amz-Date), must be refused.
+    let control = sign(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": 4}),
+    )
+    .await;
     let signed = sign(
         &http,
         &base,
         json!({"contentType": "image/jpeg", "size": 4}),
     )
     .await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
     let (status, text) = put(
         &http,
-        signed["uploadURL"].as_str().unwrap(),
+        control["uploadURL"].as_str().unwrap(),
         "image/jpeg",
-        b"late".to_vec(),
+        b"soon".to_vec(),
     )
     .await;
+    assert_eq!(status, 200, "the control URL works before expiry: {text}");
+    let url = signed["uploadURL"].as_str().unwrap().to_owned();
+    let param = |name: &str| {
+        url.split(['?', '&'])
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(param("X-Amz-Expires"), "1");
+    let signed_at: std::time::SystemTime =
+        k8s_openapi::jiff::fmt::strtime::parse("%Y%m%dT%H%M%SZ", param("X-Amz-Date"))
+            .and_then(|t| t.to_datetime())
+            .and_then(|t| t.to_zoned(k8s_openapi::jiff::tz::TimeZone::UTC))
+            .expect("X-Amz-Date")
+            .timestamp()
+            .into();
+    // Past the expiry, with a second's margin for X-Amz-Date's one-second resolution.
+    let wait = (signed_at + Duration::from_secs(2))
+        .duration_since(std::time::SystemTime::now())
+        .unwrap_or_default();
+    tokio::time::sleep(wait).await;
+    let (status, text) = put(&http, &url, "image/jpeg", b"late".to_vec()).await;
     assert_eq!(status, 403, "{text}");
     let key = signed["key"].as_str().unwrap();
     assert!(
