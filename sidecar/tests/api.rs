@@ -996,6 +996,67 @@ async fn failing_credentials_are_503_without_internals() {
     assert_eq!(status, StatusCode::OK);
 }
 
+/// A store whose every call fails the way S3 can fail us: access refused, or broken.
+struct BrokenStore(fn(String) -> StoreError);
+
+#[async_trait]
+impl ObjectStore for BrokenStore {
+    async fn create_multipart(
+        &self,
+        _k: &str,
+        _c: &str,
+        _m: &[(String, String)],
+    ) -> Result<String, StoreError> {
+        Err((self.0)(
+            "secret internal detail: arn:aws:iam::123456789012:role/x".into(),
+        ))
+    }
+    async fn list_parts(&self, _k: &str, _u: &str) -> Result<Vec<Part>, StoreError> {
+        Err((self.0)("secret internal detail: endpoint 10.0.0.7".into()))
+    }
+    async fn complete_multipart(
+        &self,
+        _k: &str,
+        _u: &str,
+        _p: &[Part],
+        _t: i64,
+    ) -> Result<(), StoreError> {
+        Err((self.0)("secret internal detail".into()))
+    }
+    async fn abort_multipart(&self, _k: &str, _u: &str) -> Result<(), StoreError> {
+        Err((self.0)("secret internal detail".into()))
+    }
+}
+
+#[tokio::test]
+async fn store_failures_are_500_without_internals() {
+    for fail in [
+        StoreError::Denied as fn(String) -> StoreError,
+        StoreError::Other,
+    ] {
+        let s = AppState::new(
+            config(),
+            Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
+            Arc::new(StaticCredentials(creds(None))),
+            Arc::new(BrokenStore(fail)),
+        )
+        .with_clock(now);
+        for (method, uri, body) in [
+            ("POST", "/s3/multipart", Some(json!({"type": "image/jpeg"}))),
+            ("GET", "/s3/multipart/u1?key=uploads/a.jpg", None),
+            ("DELETE", "/s3/multipart/u1?key=uploads/a.jpg", None),
+        ] {
+            let (status, body) = call(&s, method, uri, body).await;
+            assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{uri}: {body}");
+            let text = body.to_string();
+            for secret in ["secret", "arn:", "10.0.0.7"] {
+                assert!(!text.contains(secret), "{uri}: {text}");
+            }
+            assert!(body["error"]["code"].is_string(), "{body}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn metrics_count_requests_by_route_and_outcome() {
     let (s, _) = state();

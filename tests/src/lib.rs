@@ -188,11 +188,18 @@ impl Intercept for RequestCounter {
 
 /// A bucket name unique to this test run.
 pub fn unique_name(base: &str) -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    format!("{base}-{:x}", nanos % 0xffff_ffff)
+    // Clock, process and a counter: unique across parallel tests and test binaries.
+    format!(
+        "{base}-{:x}{:x}{:x}",
+        nanos % 0xff_ffff,
+        std::process::id() % 0xfff,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Path of a workspace binary (built by `cargo build --workspace`, which tests/run.sh does).
