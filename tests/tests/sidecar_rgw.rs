@@ -649,3 +649,56 @@ async fn public_buckets_store_documents_as_attachments() {
     let key = signed["key"].as_str().unwrap().to_owned();
     assert_eq!(disposition(key).await, None);
 }
+
+#[tokio::test]
+async fn unsigned_extra_headers_cannot_make_an_upload_public() {
+    let Some(server) = s3_server("unsigned_extra_headers_cannot_make_an_upload_public") else {
+        return;
+    };
+    // A bucket as the operator makes it (public-access block included).
+    let name = unique_name("ub-acl");
+    let spec: uploadbucket_operator::crd::UploadBucketSpec =
+        serde_json::from_value(json!({"bucketName": name})).unwrap();
+    let mut ub = uploadbucket_operator::crd::UploadBucket::new("acl", spec);
+    ub.metadata.namespace = Some("e2e".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    let (buckets, _) = server.buckets().await;
+    uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(&server))
+        .await
+        .expect("provision");
+    let (_child, base) = start_sidecar(&server, &name, &ENV).await;
+    let http = reqwest::Client::new();
+    let signed = sign(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": 3}),
+    )
+    .await;
+    let url = signed["uploadURL"].as_str().unwrap();
+    // AWS refuses x-amz-* headers that are not signed; RGW 16 takes them (measured), so what
+    // must hold everywhere is that the object does not become public.
+    let (status, text) = put_with(
+        &http,
+        url,
+        &[
+            ("content-type", "image/jpeg"),
+            ("if-none-match", "*"),
+            ("x-amz-acl", "public-read"),
+            ("x-amz-meta-evil", "1"),
+        ],
+        b"\xff\xd8\xff".to_vec(),
+    )
+    .await;
+    assert!([200, 403].contains(&status), "{status}: {text}");
+    let key = signed["key"].as_str().unwrap();
+    let anonymous = http
+        .get(format!("{}/{name}/{key}", server.endpoint))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous.status().as_u16(),
+        403,
+        "the upload must not be public"
+    );
+}
