@@ -208,6 +208,8 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
                 "UPLOADBUCKET_SIDECAR_IMAGE",
                 "uploadbucket/sidecar:test".into(),
             ),
+            // The shortest resync, so drift repair is seen within the test.
+            ("UPLOADBUCKET_RESYNC_SECONDS", "10".into()),
         ],
     );
 
@@ -278,6 +280,23 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         cors.cors_rules()[0].allowed_origins(),
         ["https://shop.example.com"]
     );
+
+    // Drift: CORS deleted behind the operator's back comes back at the next resync.
+    raw.delete_bucket_cors()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect("delete CORS");
+    wait_for("the running operator to restore CORS", 40, || {
+        let raw = raw.clone();
+        let bucket = bucket.clone();
+        async move {
+            let cors = raw.get_bucket_cors().bucket(&bucket).send().await.ok()?;
+            (cors.cors_rules().first()?.allowed_origins() == ["https://shop.example.com"])
+                .then_some(())
+        }
+    })
+    .await;
 
     // Inject.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -475,9 +494,28 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .await
         .unwrap();
     wait_gone(&ubs, "photos").await;
-    assert!(
-        raw.head_bucket().bucket(&bucket).send().await.is_err(),
-        "bucket {bucket} deleted"
+    let gone = raw
+        .head_bucket()
+        .bucket(&bucket)
+        .send()
+        .await
+        .expect_err("bucket deleted");
+    assert_eq!(
+        gone.raw_response().map(|r| r.status().as_u16()),
+        Some(404),
+        "bucket {bucket}: {gone:?}"
+    );
+    let role_name = role_arn.rsplit('/').next().unwrap();
+    let role = iam
+        .get_role()
+        .role_name(role_name)
+        .send()
+        .await
+        .expect_err("role deleted");
+    assert_eq!(
+        role.raw_response().map(|r| r.status().as_u16()),
+        Some(404),
+        "role {role_name}: {role:?}"
     );
     hooks
         .delete(&hook_name, &DeleteParams::default())
