@@ -317,38 +317,36 @@ pub async fn provision_bucket(
     defaults: &Defaults,
     record_intent: impl AsyncFnOnce(Option<&BucketRef>) -> Result<(), Error>,
 ) -> Result<(Names, Owned, ApplyReport), Failure> {
-    let invalid = Failure::at(Stage::Bucket, None);
-    let names = desired::resolve(ub, defaults).map_err(|e| invalid(e.into()))?;
-    let d =
-        desired::desired(ub, defaults).map_err(|e| Failure::at(Stage::Bucket, None)(e.into()))?;
+    let unproven = |stage: Stage| move |e: Error| Failure::at(stage, None)(e);
+    let names = desired::resolve(ub, defaults).map_err(|e| unproven(Stage::Bucket)(e.into()))?;
+    let d = desired::desired(ub, defaults).map_err(|e| unproven(Stage::Bucket)(e.into()))?;
     let uid = ub.uid().unwrap_or_default();
-    let intent = ub
+    let recorded = ub
         .status
         .as_ref()
         .and_then(|s| s.creating_bucket.as_deref());
-    let who = Claimant::new(&names, &uid, intent, defaults);
-    let not_proven = |e: ClaimError| Failure::at(Stage::Bucket, None)(e.into());
-    let owned = match claim::inspect(api, &who).await.map_err(not_proven)? {
+    let who = Claimant::new(&names, &uid, recorded, defaults);
+    let claimed = claim::inspect(api, &who)
+        .await
+        .map_err(|e| unproven(Stage::Bucket)(e.into()))?;
+    // The intent that holds from here on: what status had, or the one recorded just now.
+    let (owned, intent) = match claimed {
         Ownership::Ours(owned) => {
-            record_intent(None)
-                .await
-                .map_err(|e| Failure::at(Stage::Kube, None)(e))?;
-            owned
+            record_intent(None).await.map_err(unproven(Stage::Kube))?;
+            (owned, recorded)
         }
         Ownership::Absent => {
-            record_intent(names.derived.then_some(&names.bucket))
+            let creating = names.derived.then_some(&names.bucket);
+            record_intent(creating)
                 .await
-                .map_err(|e| Failure::at(Stage::Kube, None)(e))?;
-            let who = Claimant::new(
-                &names,
-                &uid,
-                names.derived.then_some(names.bucket.name.as_str()),
-                defaults,
-            );
+                .map_err(unproven(Stage::Kube))?;
+            let intent = creating.map(|b| b.name.as_str());
+            let who = Claimant::new(&names, &uid, intent, defaults);
             let tags = desired::ownership_tags(ub, false);
-            claim::create(api, &who, &tags)
+            let owned = claim::create(api, &who, &tags)
                 .await
-                .map_err(|e| Failure::at(Stage::Bucket, None)(e.into()))?
+                .map_err(|e| unproven(Stage::Bucket)(e.into()))?;
+            (owned, intent)
         }
     };
     let dropped: Vec<String> = ub
@@ -359,12 +357,7 @@ pub async fn provision_bucket(
         .into_iter()
         .filter(|k| !d.spec_tags.contains_key(k))
         .collect();
-    let who = Claimant::new(
-        &names,
-        &uid,
-        intent.or(names.derived.then_some(names.bucket.name.as_str())),
-        defaults,
-    );
+    let who = Claimant::new(&names, &uid, intent, defaults);
     let ownership = desired::ownership_tags(ub, owned.adopted);
     let report = apply::apply(api, &who, &owned, &d, &ownership, &dropped)
         .await
