@@ -241,6 +241,20 @@ pub async fn start_sidecar(
     bucket: &str,
     env: &[(&str, &str)],
 ) -> (Child, String) {
+    let mut all = vec![
+        ("AWS_ACCESS_KEY_ID", server.access_key.as_str()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key.as_str()),
+    ];
+    all.extend_from_slice(env);
+    start_sidecar_as(server, bucket, &all).await
+}
+
+/// [`start_sidecar`] with no credentials but those in `env` (e.g. web identity, as in a pod).
+pub async fn start_sidecar_as(
+    server: &S3Server,
+    bucket: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
     let port = free_port();
     let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
     cmd.env_clear()
@@ -250,8 +264,6 @@ pub async fn start_sidecar(
         .env("UPLOADBUCKET_LISTEN", format!("127.0.0.1:{port}"))
         .env("AWS_ENDPOINT_URL_S3", &server.endpoint)
         .env("UPLOADBUCKET_PATH_STYLE", "true")
-        .env("AWS_ACCESS_KEY_ID", &server.access_key)
-        .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env("RUST_LOG", "warn");
     for (k, v) in env {

@@ -313,6 +313,54 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
         .await
         .expect("PUT under the prefix");
 
+    // The signer as a process, as in a pod: no keys, only the role and a token file; its
+    // credentials come from RGW's STS, and the URL it signs works.
+    let token_dir = std::env::temp_dir().join(unique_name("ub-token"));
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let token_file = token_dir.join("token");
+    std::fs::write(
+        &token_file,
+        issuer.token("shop", "web", "sts.amazonaws.com", 600),
+    )
+    .unwrap();
+    let (_signer, base) = uploadbucket_tests::start_sidecar_as(
+        &server,
+        &name,
+        &[
+            ("AWS_ROLE_ARN", report.arn.as_str()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_STS", server.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "credentials from STS");
+    let signed: serde_json::Value = http
+        .post(format!("{base}/uploads"))
+        .json(&json!({"contentType": "image/jpeg", "size": 4}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let url = signed["uploadURL"].as_str().unwrap();
+    assert!(url.contains("X-Amz-Security-Token="), "{url}");
+    let mut put = http.put(url).body("jpeg");
+    for (k, v) in signed["headers"].as_object().unwrap() {
+        put = put.header(k.as_str(), v.as_str().unwrap());
+    }
+    let resp = put.send().await.unwrap();
+    assert_eq!(
+        resp.status().as_u16(),
+        200,
+        "{}",
+        resp.text().await.unwrap_or_default()
+    );
+    let _ = std::fs::remove_dir_all(&token_dir);
+
     // ... also through a presigned URL from the signer's own presigner.
     let presigner = Presigner::new(
         &name,
