@@ -207,7 +207,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ({})", crate::config::ENV_LISTEN))?;
-    info!(address = %listen, bucket = %config.bucket, region = config.region(), "Signer listening");
+    // The bound address: with port 0 the system picked one, and this line says which.
+    let address = listener.local_addr().unwrap_or(listen);
+    info!(%address, bucket = %config.bucket, region = config.region(), "Signer listening");
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
         .await

@@ -250,29 +250,80 @@ pub async fn start_sidecar(
 }
 
 /// [`start_sidecar`] with no credentials but those in `env` (e.g. web identity, as in a pod).
+/// The sidecar binds port 0 and the port is read from its "Signer listening" line, so no other
+/// process can be on it; a sidecar that exits before that line fails the test.
 pub async fn start_sidecar_as(
     server: &S3Server,
     bucket: &str,
     env: &[(&str, &str)],
 ) -> (Child, String) {
-    let port = free_port();
+    use std::io::BufRead as _;
     let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("UPLOADBUCKET_BUCKET", bucket)
         .env("UPLOADBUCKET_REGION", "us-east-1")
-        .env("UPLOADBUCKET_LISTEN", format!("127.0.0.1:{port}"))
+        .env("UPLOADBUCKET_LISTEN", "127.0.0.1:0")
         .env("AWS_ENDPOINT_URL_S3", &server.endpoint)
         .env("UPLOADBUCKET_PATH_STYLE", "true")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "warn");
+        .env("RUST_LOG", "warn,uploadbucket_sidecar::cli=info")
+        .stdout(std::process::Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let child = Child(cmd.spawn().expect("spawn uploadbucket-sidecar"));
-    let base = format!("http://127.0.0.1:{port}");
+    let mut child = Child(cmd.spawn().expect("spawn uploadbucket-sidecar"));
+    // The sidecar logs to stdout.
+    let log = child.0.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads the log for the address, then keeps draining it (and echoes it for failures).
+    std::thread::spawn(move || {
+        let mut tx = Some(tx);
+        for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
+            let plain = strip_ansi(&line);
+            eprintln!("[sidecar] {plain}");
+            if let Some(addr) = plain
+                .contains("Signer listening")
+                .then(|| plain.split("address=").nth(1))
+                .flatten()
+                .and_then(|rest| rest.split_whitespace().next())
+                && let Some(tx) = tx.take()
+            {
+                let _ = tx.send(addr.to_owned());
+            }
+        }
+    });
+    let addr =
+        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(10)))
+            .await
+            .expect("reader")
+            .unwrap_or_else(|_| {
+                let status = child.0.try_wait().ok().flatten();
+                panic!(
+                    "the sidecar did not say where it listens within 10 s (exit status: {status:?})"
+                )
+            });
+    let base = format!("http://{addr}");
     wait_healthy(&base).await;
     (child, base)
+}
+
+/// `line` without terminal colour codes.
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Waits up to 5 s for `{base}/healthz` to answer.
