@@ -562,8 +562,12 @@ fn write_cert(dir: &Path, names: &[&str]) -> String {
             .unwrap()
             .self_signed(&key)
             .unwrap();
-    std::fs::write(dir.join("tls.crt"), cert.pem()).unwrap();
-    std::fs::write(dir.join("tls.key"), key.serialize_pem()).unwrap();
+    // Each file is replaced whole (write, then rename), as a mounted Secret's are.
+    for (name, text) in [("tls.key", key.serialize_pem()), ("tls.crt", cert.pem())] {
+        let tmp = dir.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, dir.join(name)).unwrap();
+    }
     cert.pem()
 }
 
@@ -643,13 +647,23 @@ async fn serves_mutate_over_tls_and_picks_up_a_rotated_certificate() {
     // Rotate: the new certificate is served without a restart; the old CA no longer verifies.
     let second = write_cert(&dir, &["webhook.test"]);
     std::fs::write(dir.join("ca-2.pem"), &second).unwrap();
-    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
-    let (d, b) = (dir.clone(), body.clone());
-    let (ok_new, _, stderr_new) =
-        tokio::task::spawn_blocking(move || curl(&d, &b, port, "ca-2.pem"))
-            .await
-            .unwrap();
-    assert!(ok_new, "{stderr_new}");
+    // Picked up at a reload tick (200 ms here): poll for it, with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (d, b) = (dir.clone(), body.clone());
+        let (ok_new, _, stderr_new) =
+            tokio::task::spawn_blocking(move || curl(&d, &b, port, "ca-2.pem"))
+                .await
+                .unwrap();
+        if ok_new {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new certificate was not served within 10 s: {stderr_new}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let (d, b) = (dir.clone(), body.clone());
     let (ok_old, _, _) = tokio::task::spawn_blocking(move || curl(&d, &b, port, "ca-1.pem"))
         .await
