@@ -338,6 +338,44 @@ pub async fn wait_healthy(base: &str) {
     panic!("nothing answered {base}/healthz within 5 s");
 }
 
+/// `POST {base}/uploads` with `req`; the signer's JSON answer (a 201 is required).
+pub async fn sign_upload(
+    http: &reqwest::Client,
+    base: &str,
+    req: serde_json::Value,
+) -> serde_json::Value {
+    let resp = http
+        .post(format!("{base}/uploads"))
+        .json(&req)
+        .send()
+        .await
+        .expect("the signer answers");
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.expect("JSON");
+    assert_eq!(status.as_u16(), 201, "{body}");
+    body
+}
+
+/// PUTs `body` to a signed answer's `uploadURL` with exactly the `headers` it lists, as a
+/// client must; (status, response text).
+pub async fn put_signed(
+    http: &reqwest::Client,
+    signed: &serde_json::Value,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut req = http
+        .put(signed["uploadURL"].as_str().expect("uploadURL"))
+        .body(body);
+    for (k, v) in signed["headers"].as_object().expect("headers") {
+        req = req.header(k.as_str(), v.as_str().expect("header value"));
+    }
+    let resp = req.send().await.expect("PUT");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
 /// Asserts that `bucket/key` is stored with this content type and size.
 pub async fn assert_stored(
     raw: &aws_sdk_s3::Client,

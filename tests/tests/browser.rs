@@ -17,8 +17,8 @@ use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::{
-    Child, assert_stored, bin_path, free_port, require_or_skip, s3_server, start_sidecar,
-    unique_name, wait_healthy,
+    Child, assert_stored, bin_path, free_port, put_signed, require_or_skip, s3_server, sign_upload,
+    start_sidecar, unique_name, wait_healthy,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -469,23 +469,15 @@ async fn browser_uploads_against_dev_mode() {
 
     // The dev store holds a PUT URL to its signed if-none-match: the second PUT is refused
     // and the first upload kept.
-    let signed: Value = http
-        .post(format!("{signer}/uploads"))
-        .json(&serde_json::json!({"contentType": "image/jpeg", "size": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = signed["uploadURL"].as_str().unwrap();
+    let signed = sign_upload(
+        &http,
+        &signer,
+        serde_json::json!({"contentType": "image/jpeg", "size": 4}),
+    )
+    .await;
     let mut statuses = Vec::new();
     for body in [&b"\xff\xd8\xff\x01"[..], &b"\xff\xd8\xff\x02"[..]] {
-        let mut req = http.put(url).body(body.to_vec());
-        for (k, v) in signed["headers"].as_object().unwrap() {
-            req = req.header(k.as_str(), v.as_str().unwrap());
-        }
-        statuses.push(req.send().await.unwrap().status().as_u16());
+        statuses.push(put_signed(&http, &signed, body.to_vec()).await.0);
     }
     assert_eq!(statuses, [200, 412]);
     let key = signed["key"].as_str().unwrap();
@@ -501,25 +493,17 @@ async fn browser_uploads_against_dev_mode() {
         &base64::engine::general_purpose::STANDARD,
         <sha2::Sha256 as sha2::Digest>::digest(&good),
     );
-    let signed: Value = http
-        .post(format!("{signer}/uploads"))
-        .json(&serde_json::json!({"contentType": "image/jpeg", "size": good.len(), "checksumSHA256": sha}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let url = signed["uploadURL"].as_str().unwrap();
+    let signed = sign_upload(
+        &http,
+        &signer,
+        serde_json::json!({"contentType": "image/jpeg", "size": good.len(), "checksumSHA256": sha}),
+    )
+    .await;
     let mut bad = good.clone();
     bad[4] ^= 1;
-    let mut req = http.put(url).body(bad);
-    for (k, v) in signed["headers"].as_object().unwrap() {
-        req = req.header(k.as_str(), v.as_str().unwrap());
-    }
-    let resp = req.send().await.unwrap();
-    assert_eq!(resp.status().as_u16(), 400);
-    assert!(resp.text().await.unwrap().contains("BadDigest"));
+    let (status, text) = put_signed(&http, &signed, bad).await;
+    assert_eq!(status, 400);
+    assert!(text.contains("BadDigest"), "{text}");
     drop(child);
     let _ = std::fs::remove_dir_all(&data);
 }

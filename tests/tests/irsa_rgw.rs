@@ -337,28 +337,16 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     let http = reqwest::Client::new();
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200, "credentials from STS");
-    let signed: serde_json::Value = http
-        .post(format!("{base}/uploads"))
-        .json(&json!({"contentType": "image/jpeg", "size": 4}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let signed = uploadbucket_tests::sign_upload(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": 4}),
+    )
+    .await;
     let url = signed["uploadURL"].as_str().unwrap();
     assert!(url.contains("X-Amz-Security-Token="), "{url}");
-    let mut put = http.put(url).body("jpeg");
-    for (k, v) in signed["headers"].as_object().unwrap() {
-        put = put.header(k.as_str(), v.as_str().unwrap());
-    }
-    let resp = put.send().await.unwrap();
-    assert_eq!(
-        resp.status().as_u16(),
-        200,
-        "{}",
-        resp.text().await.unwrap_or_default()
-    );
+    let (status, text) = uploadbucket_tests::put_signed(&http, &signed, b"jpeg".to_vec()).await;
+    assert_eq!(status, 200, "{text}");
     let _ = std::fs::remove_dir_all(&token_dir);
 
     // ... also through a presigned URL from the signer's own presigner.

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use uploadbucket_tests::{S3Server, assert_stored, s3_server, start_sidecar, unique_name};
+use uploadbucket_tests::{
+    S3Server, assert_stored, put_signed, s3_server, start_sidecar, unique_name,
+};
 
 async fn bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
     let raw = server
@@ -21,16 +23,7 @@ async fn bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
 }
 
 async fn sign(http: &reqwest::Client, base: &str, req: Value) -> Value {
-    let resp = http
-        .post(format!("{base}/uploads"))
-        .json(&req)
-        .send()
-        .await
-        .expect("sidecar");
-    let status = resp.status();
-    let body: Value = resp.json().await.expect("json");
-    assert_eq!(status.as_u16(), 201, "{body}");
-    body
+    uploadbucket_tests::sign_upload(http, base, req).await
 }
 
 /// PUTs `body` with `content_type` and, for URLs from `POST /uploads`, the `if-none-match: *`
@@ -187,20 +180,9 @@ async fn put_urls_work_and_the_server_enforces_what_was_signed() {
         json!({"contentType": "image/jpeg", "size": body.len(), "contentMD5": md5}),
     )
     .await;
-    let url = signed["uploadURL"].as_str().unwrap();
-    let headers: Vec<(String, String)> = signed["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
     let mut flipped = body.clone();
     flipped[5] ^= 1;
-    let (status, text) = put_with(&http, url, &headers, flipped).await;
+    let (status, text) = put_signed(&http, &signed, flipped).await;
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("BadDigest"), "{text}");
     let key = signed["key"].as_str().unwrap();
@@ -212,7 +194,7 @@ async fn put_urls_work_and_the_server_enforces_what_was_signed() {
             .await
             .is_err()
     );
-    let (status, text) = put_with(&http, url, &headers, body.clone()).await;
+    let (status, text) = put_signed(&http, &signed, body.clone()).await;
     assert_eq!(status, 200, "{text}");
     assert_stored(&raw, &name, key, "image/jpeg", body.len() as i64).await;
 
@@ -601,17 +583,7 @@ async fn public_buckets_store_documents_as_attachments() {
     let url = signed["uploadURL"].as_str().unwrap();
     let (status, _) = put(&http, url, "application/pdf", b"%PDF-1.7".to_vec()).await;
     assert_eq!(status, 403, "the disposition is part of the signature");
-    let headers: Vec<(String, String)> = signed["headers"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
-        .collect();
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let (status, text) = put_with(&http, url, &headers, b"%PDF-1.7".to_vec()).await;
+    let (status, text) = put_signed(&http, &signed, b"%PDF-1.7".to_vec()).await;
     assert_eq!(status, 200, "{text}");
     let key = signed["key"].as_str().unwrap().to_owned();
     assert_eq!(disposition(key).await.as_deref(), Some("attachment"));
