@@ -133,6 +133,21 @@ fn state_with(creds: Arc<dyn CredentialSource>, store: Arc<FakeStore>) -> AppSta
     .with_clock(now)
 }
 
+/// Starts a multipart upload and makes the fake store hold `parts` for it; (key, uploadId).
+async fn upload_with_parts(s: &AppState, store: &FakeStore, parts: Vec<Part>) -> (String, String) {
+    let (_, created) = call(
+        s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg"})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = parts;
+    (key, id)
+}
+
 /// A state with `config` instead of the default one.
 fn state_from(config: Config) -> AppState {
     AppState::new(
@@ -712,27 +727,23 @@ async fn multipart_cycle_in_uppy_shapes() {
 #[tokio::test]
 async fn multipart_over_the_limit_is_aborted_at_complete() {
     let (s, store) = state();
-    let (_, created) = call(
+    let (key, id) = upload_with_parts(
         &s,
-        "POST",
-        "/s3/multipart",
-        Some(json!({"type": "image/jpeg"})),
+        &store,
+        vec![
+            Part {
+                number: 1,
+                size: 800,
+                etag: "a".into(),
+            },
+            Part {
+                number: 2,
+                size: 800,
+                etag: "b".into(),
+            },
+        ],
     )
     .await;
-    let key = created["key"].as_str().unwrap().to_owned();
-    let id = created["uploadId"].as_str().unwrap().to_owned();
-    store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = vec![
-        Part {
-            number: 1,
-            size: 800,
-            etag: "a".into(),
-        },
-        Part {
-            number: 2,
-            size: 800,
-            etag: "b".into(),
-        },
-    ];
     let (status, body) = call(
         &s,
         "POST",
@@ -784,16 +795,7 @@ async fn complete_sends_only_what_s3_stored_and_aborts_on_a_tampered_list() {
     ];
     for parts in tampered {
         let (s, store) = state();
-        let (_, created) = call(
-            &s,
-            "POST",
-            "/s3/multipart",
-            Some(json!({"type": "image/jpeg"})),
-        )
-        .await;
-        let key = created["key"].as_str().unwrap().to_owned();
-        let id = created["uploadId"].as_str().unwrap().to_owned();
-        store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = stored.clone();
+        let (key, id) = upload_with_parts(&s, &store, stored.clone()).await;
         let (status, body) = call(
             &s,
             "POST",
@@ -823,16 +825,7 @@ async fn complete_sends_only_what_s3_stored_and_aborts_on_a_tampered_list() {
     // A list naming parts 1 and 3 (quotes as the browser read them or not): S3 gets exactly
     // those, with its own ETags and their total size.
     let (s, store) = state();
-    let (_, created) = call(
-        &s,
-        "POST",
-        "/s3/multipart",
-        Some(json!({"type": "image/jpeg"})),
-    )
-    .await;
-    let key = created["key"].as_str().unwrap().to_owned();
-    let id = created["uploadId"].as_str().unwrap().to_owned();
-    store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = stored.clone();
+    let (key, id) = upload_with_parts(&s, &store, stored.clone()).await;
     let (status, body) = call(
         &s,
         "POST",
