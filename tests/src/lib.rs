@@ -424,6 +424,33 @@ pub fn helm(test: &str) -> Option<std::path::PathBuf> {
     )
 }
 
+/// The Kubernetes version charts are rendered for: the one tests/scripts/kube.sh runs (helm
+/// built from source would otherwise assume 1.20; the chart needs 1.29+).
+pub const KUBE_VERSION: &str = "1.37.0";
+
+/// `helm template` of the chart as release `ub` in `namespace` with `--set` for each of
+/// `sets` (CRDs included); the YAML, or helm's error output.
+pub fn render_chart(
+    helm: &std::path::Path,
+    namespace: &str,
+    sets: &[&str],
+) -> Result<String, String> {
+    let chart =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator");
+    let mut cmd = std::process::Command::new(helm);
+    cmd.args(["template", "ub", "--namespace", namespace, "--include-crds"])
+        .args(["--kube-version", KUBE_VERSION])
+        .arg(chart);
+    for s in sets {
+        cmd.args(["--set", s]);
+    }
+    let out = cmd.output().expect("run helm");
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+    }
+    Ok(String::from_utf8(out.stdout).expect("helm prints UTF-8"))
+}
+
 /// The operator's defaults for tests against `server`: region us-east-1, no bucket-name
 /// prefix, nothing adoptable.
 pub fn defaults(server: &S3Server) -> uploadbucket_operator::controller::desired::Defaults {

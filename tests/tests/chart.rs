@@ -13,33 +13,14 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use serde::Deserialize;
 use serde_yaml::Value;
-use uploadbucket_tests::{bin_path, helm};
+use uploadbucket_tests::{KUBE_VERSION, bin_path, helm, render_chart};
 
 fn chart() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator")
 }
 
 fn render(helm: &Path, sets: &[&str]) -> Result<Vec<Value>, String> {
-    let mut cmd = Command::new(helm);
-    // helm built from source assumes Kubernetes 1.20; the chart needs 1.29+.
-    cmd.args([
-        "template",
-        "ub",
-        "--namespace",
-        "uploadbucket-system",
-        "--include-crds",
-        "--kube-version",
-        KUBE_VERSION,
-    ])
-    .arg(chart());
-    for s in sets {
-        cmd.args(["--set", s]);
-    }
-    let out = cmd.output().expect("run helm");
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned());
-    }
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = render_chart(helm, "uploadbucket-system", sets)?;
     Ok(serde_yaml::Deserializer::from_str(&text)
         .map(|d| Value::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
@@ -53,7 +34,6 @@ fn of_kind<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str) -> Vec<T>
         .collect()
 }
 
-const KUBE_VERSION: &str = "1.33.0";
 const IRSA: &str = "irsa.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/ABC";
 
 #[test]

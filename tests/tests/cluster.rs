@@ -536,33 +536,23 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         return;
     };
     let ns = namespace(&client, "ub-chart").await;
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator");
-    let rendered = std::process::Command::new(&helm)
-        .args([
-            "template",
-            "ub",
-            "--namespace",
-            &ns,
-            "--kube-version",
-            "1.37.0",
-        ])
-        .arg(&chart)
-        .args([
-            "--set",
+    // The CRD is installed already (and cluster-scoped): the rendered objects without it.
+    let rendered = uploadbucket_tests::render_chart(
+        &helm,
+        &ns,
+        &[
             "aws.region=eu-west-1",
-            "--set",
             "irsa.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.example.com",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        rendered.status.success(),
-        "{}",
-        String::from_utf8_lossy(&rendered.stderr)
-    );
+        ],
+    )
+    .expect("helm template");
+    let rendered: String = rendered
+        .split("\n---")
+        .filter(|doc| !doc.contains("kind: CustomResourceDefinition"))
+        .collect::<Vec<_>>()
+        .join("\n---");
     let file = std::env::temp_dir().join(format!("{ns}.yaml"));
-    std::fs::write(&file, &rendered.stdout).unwrap();
+    std::fs::write(&file, &rendered).unwrap();
     // Server-side dry run: schema validation and admission of every object, nothing stored.
     let out = std::process::Command::new("kubectl")
         .args(["apply", "--dry-run=server", "-n", &ns, "-f"])
