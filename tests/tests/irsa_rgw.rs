@@ -12,10 +12,10 @@ use axum::Router;
 use axum::routing::get;
 use base64::Engine as _;
 use serde_json::json;
+use uploadbucket_operator::aws::BucketRef;
 use uploadbucket_operator::aws::iam::{IamApi, IamRoles};
-use uploadbucket_operator::aws::{BucketRef, Deleted};
 use uploadbucket_operator::controller::role::{
-    IrsaSettings, apply_role, cleanup_role, desired_role,
+    IrsaSettings, RoleCleanup, apply_role, cleanup_role, desired_role,
 };
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, PresignInput, Presigner};
@@ -461,15 +461,21 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
         .await
         .expect("GET with downloads on");
 
-    // Delete: the role is gone; again: not found.
+    // Delete: the role is gone; again: not found. (RGW roles carry no tags: the uid is in
+    // the role's derived name.)
+    let uid = settings
+        .tag_roles
+        .then_some(ub.metadata.uid.as_deref().unwrap());
     assert_eq!(
-        cleanup_role(&iam, &role.name).await.expect("delete role"),
-        Deleted::Deleted
+        cleanup_role(&iam, &role.name, uid)
+            .await
+            .expect("delete role"),
+        RoleCleanup::Deleted
     );
     assert!(iam.get_role(&role.name).await.expect("get").is_none());
     assert_eq!(
-        cleanup_role(&iam, &role.name).await.expect("again"),
-        Deleted::NotFound
+        cleanup_role(&iam, &role.name, uid).await.expect("again"),
+        RoleCleanup::NotFound
     );
     let _ = std::fs::remove_dir_all(&issuer.dir);
 }

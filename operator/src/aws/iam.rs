@@ -18,6 +18,8 @@ use super::{AwsError, Deleted};
 pub struct Role {
     pub arn: String,
     pub trust_policy: Value,
+    /// Its tags (none where the backend does not tag roles).
+    pub tags: BTreeMap<String, String>,
 }
 
 /// What a new role gets.
@@ -116,6 +118,11 @@ impl IamApi for IamRoles {
                 Ok(Some(Role {
                     arn: role.arn().to_owned(),
                     trust_policy: trust.unwrap_or(Value::Null),
+                    tags: role
+                        .tags()
+                        .iter()
+                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                        .collect(),
                 }))
             }
             Err(e) if not_found(&e) => Ok(None),
@@ -145,6 +152,7 @@ impl IamApi for IamRoles {
             Ok(out) => Ok(Role {
                 arn: out.role().map(|r| r.arn().to_owned()).unwrap_or_default(),
                 trust_policy: role.trust_policy.clone(),
+                tags: role.tags.clone(),
             }),
             Err(e) if exists(&e) => self
                 .get_role(role.name)

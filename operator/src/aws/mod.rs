@@ -143,6 +143,10 @@ pub enum AwsError {
         "bucket {0:?} is not empty; set spec.emptyOnDelete: true to delete its objects, or remove the objects yourself"
     )]
     BucketNotEmpty(String),
+    #[error(
+        "IAM role {0:?} exists and is not this UploadBucket's (its uploadbucket.io/uid tag differs); the operator leaves it alone"
+    )]
+    RoleManagedByOther(String),
     #[error("{op}: access denied: {message}")]
     AccessDenied { op: &'static str, message: String },
     #[error("{op}: this S3 backend does not support it: {message}")]
@@ -161,6 +165,7 @@ impl AwsError {
         match self {
             AwsError::BucketTaken(_) => "BucketNameTaken",
             AwsError::BucketNotEmpty(_) => "BucketNotEmpty",
+            AwsError::RoleManagedByOther(_) => "RoleManagedByOther",
             AwsError::AccessDenied { .. } => "AccessDenied",
             AwsError::NotSupported { .. } => "NotSupported",
             AwsError::Api { .. } => "AwsApiError",

@@ -6,7 +6,9 @@
 //! canonical form and written only when it differs, so a reconcile with nothing changed makes
 //! no mutating call at all. Only the operator's own parts are managed: its tags, its CORS
 //! rule, its lifecycle rules and its policy statements; everyone else's stay as they are.
-//! A write that removes something of ours re-checks ownership right before it.
+//! The first write (the tags) rests on the claim made just before; every later write
+//! re-checks ownership right before it acts ([`guard`]), so a bucket retagged by someone else
+//! mid-reconcile gets nothing more.
 
 use crate::aws::{
     AwsError, BucketApi, Encryption, Versioning, canonical_cors, canonical_lifecycle, policy,
@@ -48,10 +50,12 @@ pub async fn apply(
     // Bucket-wide settings are someone else's on an adopted bucket: left as they are.
     if !owned.adopted {
         if d.acls_disabled && api.get_acls_disabled(b).await? != Some(true) {
+            guard(api, who).await?;
             api.put_acls_disabled(b).await?;
             report.changed.push("ownershipControls");
         }
         if api.get_public_access_block(b).await? != Some(d.public_access_block) {
+            guard(api, who).await?;
             api.put_public_access_block(b, d.public_access_block)
                 .await?;
             report.changed.push("publicAccessBlock");
@@ -60,6 +64,7 @@ pub async fn apply(
             // No configuration at all means the S3 default, SSE-S3.
             let current = api.get_encryption(b).await?.unwrap_or(Encryption::SseS3);
             if &current != enc {
+                guard(api, who).await?;
                 api.put_encryption(b, enc).await?;
                 report.changed.push("encryption");
             }
@@ -68,21 +73,14 @@ pub async fn apply(
 
     let cors = canonical_cors(api.get_cors(b).await?);
     if cors != d.cors {
-        if cors.len() > d.cors.len() {
-            guard(api, who).await?;
-        }
+        guard(api, who).await?;
         api.put_cors(b, &d.cors).await?;
         report.changed.push("cors");
     }
 
     let lifecycle = canonical_lifecycle(api.get_lifecycle(b).await?);
     if lifecycle != d.lifecycle {
-        if lifecycle
-            .iter()
-            .any(|r| !d.lifecycle.iter().any(|w| w.id == r.id))
-        {
-            guard(api, who).await?;
-        }
+        guard(api, who).await?;
         api.put_lifecycle(b, &d.lifecycle).await?;
         report.changed.push("lifecycle");
     }
@@ -97,6 +95,7 @@ pub async fn apply(
         (false, Versioning::Enabled) => None,
     };
     if let Some(enabled) = wanted {
+        guard(api, who).await?;
         api.put_versioning(b, enabled).await?;
         report.changed.push("versioning");
     }
@@ -106,9 +105,7 @@ pub async fn apply(
     let current = api.get_policy(b).await?;
     let ours = policy::own_statements(current.as_ref());
     if ours != d.policy_statements {
-        if ours.len() > d.policy_statements.len() {
-            guard(api, who).await?;
-        }
+        guard(api, who).await?;
         match policy::merge_statements(current.as_ref(), &d.policy_statements) {
             Some(doc) => api.put_policy(b, &doc).await?,
             None => api.delete_policy(b).await?,
@@ -119,7 +116,7 @@ pub async fn apply(
     Ok(report)
 }
 
-/// Re-checks ownership before a write that removes something.
+/// Re-checks, right before a write, that the bucket is still this object's (by the claim rule).
 async fn guard(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<(), ClaimError> {
     match still_ours(api, who).await? {
         Some(_) => Ok(()),

@@ -191,7 +191,7 @@ async fn apply_object(
     api: &Api<UploadBucket>,
 ) -> Result<Action, Error> {
     let result = provision(ub, ctx, api).await;
-    let (st, events) = next_status(ub, ctx, &result);
+    let (st, events) = next_status(ub, &result);
     if status::differs(ub.status.as_ref(), &st)
         && let Err(e) = status::patch_status(api, ub, &st).await
     {
@@ -368,7 +368,6 @@ pub async fn provision_bucket(
 /// The one status write of a pass, and the Events to publish with it.
 fn next_status(
     ub: &UploadBucket,
-    ctx: &Context,
     result: &Result<Provisioned, Failure>,
 ) -> (UploadBucketStatus, Vec<(EventType, &'static str, String)>) {
     let mut st = ub.status.clone().unwrap_or_default();
@@ -474,7 +473,6 @@ fn next_status(
             events.push((EventType::Warning, reason, message));
         }
     }
-    let _ = ctx;
     (st, events)
 }
 
@@ -483,7 +481,7 @@ async fn cleanup_object(
     ctx: &Context,
     api: &Api<UploadBucket>,
 ) -> Result<Action, Error> {
-    if let Some((iam, _)) = &ctx.irsa {
+    if let Some((iam, settings)) = &ctx.irsa {
         // Only the role named from this object's own uid, and only once status says it was
         // about to be made: a name written into status by anyone else is ignored.
         let derived = role::derive_role_name(ub);
@@ -495,8 +493,10 @@ async fn cleanup_object(
             );
         }
         if recorded == Some(derived.as_str()) {
-            match role::cleanup_role(&**iam, &derived).await {
-                Ok(crate::aws::Deleted::Deleted) => {
+            let uid = ub.uid().unwrap_or_default();
+            let tagged = settings.tag_roles.then_some(uid.as_str());
+            match role::cleanup_role(&**iam, &derived, tagged).await {
+                Ok(role::RoleCleanup::Deleted) => {
                     info!(role = %derived, "Deleted role");
                     publish(
                         ctx,
@@ -508,7 +508,18 @@ async fn cleanup_object(
                     )
                     .await;
                 }
-                Ok(crate::aws::Deleted::NotFound) => {}
+                Ok(role::RoleCleanup::NotFound) => {}
+                Ok(role::RoleCleanup::NotOurs) => {
+                    publish(
+                        ctx,
+                        ub,
+                        EventType::Warning,
+                        "LeftUntouched",
+                        "Cleanup",
+                        format!("Left role {derived} untouched: its uid tag is not this object's"),
+                    )
+                    .await;
+                }
                 Err(e) => return Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
             }
         }

@@ -11,11 +11,11 @@ use kube::ResourceExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::aws::iam::{IamApi, NewRole};
+use crate::aws::iam::{IamApi, NewRole, Role};
 use crate::aws::{AwsError, BucketRef, Deleted, policy};
 use crate::crd::UploadBucket;
 
-use super::desired::SpecError;
+use super::desired::{SpecError, TAG_UID};
 
 /// How roles are made in this cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -161,6 +161,8 @@ pub async fn apply_role(
             .await?
         }
     };
+    // A role found under our name (or one CreateRole says exists already) must be ours.
+    ours(&role, d.tags.get(TAG_UID).map(String::as_str), &d.name)?;
     report.arn = role.arn.clone();
     if !report.created
         && policy::canonical(&role.trust_policy) != policy::canonical(&d.trust_policy)
@@ -172,6 +174,7 @@ pub async fn apply_role(
         .get_role_policy(&d.name, policy::ROLE_POLICY_NAME)
         .await?;
     if current.as_ref().map(policy::canonical) != Some(policy::canonical(&d.policy)) {
+        recheck(iam, &d.name, d.tags.get(TAG_UID).map(String::as_str)).await?;
         iam.put_role_policy(&d.name, policy::ROLE_POLICY_NAME, &d.policy)
             .await?;
         report.changed.push("permissionPolicy");
@@ -179,16 +182,64 @@ pub async fn apply_role(
     Ok(report)
 }
 
+/// The role's name is derived from the object's uid, so a role by that name is ours; where
+/// roles carry tags (`uid` is `Some`), its `uploadbucket.io/uid` tag must say so too.
+fn ours(role: &Role, uid: Option<&str>, name: &str) -> Result<(), AwsError> {
+    match uid {
+        Some(uid) if role.tags.get(TAG_UID).map(String::as_str) != Some(uid) => {
+            Err(AwsError::RoleManagedByOther(name.to_owned()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Re-reads the role right before a write: `Ok(false)` when it is gone.
+async fn recheck(iam: &dyn IamApi, name: &str, uid: Option<&str>) -> Result<bool, AwsError> {
+    match iam.get_role(name).await? {
+        Some(role) => ours(&role, uid, name).map(|()| true),
+        None => Ok(false),
+    }
+}
+
+/// What deleting the role did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RoleCleanup {
+    Deleted,
+    NotFound,
+    /// A role by our name whose uid tag is someone else's: left alone.
+    NotOurs,
+}
+
 /// Deletes the role `name` (this object's derived name): its inline policies first (IAM
-/// refuses to delete a role that has any), then the role. Not found is success.
-pub async fn cleanup_role(iam: &dyn IamApi, name: &str) -> Result<Deleted, AwsError> {
+/// refuses to delete a role that has any), then the role, re-checking right before each that
+/// it is still ours (`uid`: the tag it must carry where roles are tagged). Not found is success.
+pub async fn cleanup_role(
+    iam: &dyn IamApi,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<RoleCleanup, AwsError> {
+    let check = async || match recheck(iam, name, uid).await {
+        Ok(true) => Ok(None),
+        Ok(false) => Ok(Some(RoleCleanup::NotFound)),
+        Err(AwsError::RoleManagedByOther(_)) => Ok(Some(RoleCleanup::NotOurs)),
+        Err(e) => Err(e),
+    };
+    if let Some(done) = check().await? {
+        return Ok(done);
+    }
     for p in iam.list_role_policies(name).await? {
         iam.delete_role_policy(name, &p).await?;
     }
     // ListRolePolicies may come back empty on some backends; ours is known by name.
     iam.delete_role_policy(name, policy::ROLE_POLICY_NAME)
         .await?;
-    iam.delete_role(name).await
+    if let Some(done) = check().await? {
+        return Ok(done);
+    }
+    Ok(match iam.delete_role(name).await? {
+        Deleted::Deleted => RoleCleanup::Deleted,
+        Deleted::NotFound => RoleCleanup::NotFound,
+    })
 }
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ struct FakeS3 {
     buckets: Mutex<HashMap<String, FakeBucket>>,
     taken: HashSet<String>,
     timeline: Timeline,
+    /// Someone else retags the bucket with this uid while the operator reads its CORS.
+    retag_on_cors_read: Mutex<Option<String>>,
 }
 
 impl FakeS3 {
@@ -124,7 +126,13 @@ impl BucketApi for FakeS3 {
         Ok(self.buckets.lock().unwrap().contains_key(&b.name))
     }
     async fn get_cors(&self, b: &BucketRef) -> Result<Vec<CorsRule>, AwsError> {
-        self.with(b, |x| x.cors.clone())
+        let retag = self.retag_on_cors_read.lock().unwrap().take();
+        self.with(b, |x| {
+            if let Some(uid) = retag {
+                x.tags.insert(desired::TAG_UID.to_owned(), uid);
+            }
+            x.cors.clone()
+        })
     }
     async fn put_cors(&self, b: &BucketRef, rules: &[CorsRule]) -> Result<(), AwsError> {
         self.write("PutBucketCors", b);
@@ -720,8 +728,8 @@ async fn retain_keeps_the_bucket_and_releases_the_finalizer() {
     );
 }
 
-/// A fake role: trust policy and inline policies by name.
-type FakeRole = (Value, BTreeMap<String, Value>);
+/// A fake role: trust policy, inline policies by name, and tags.
+type FakeRole = (Value, BTreeMap<String, Value>, BTreeMap<String, String>);
 
 /// In-memory IAM that logs writes to the timeline.
 #[derive(Default)]
@@ -747,9 +755,10 @@ impl crate::aws::iam::IamApi for FakeIam {
             .lock()
             .unwrap()
             .get(name)
-            .map(|(trust, _)| crate::aws::iam::Role {
+            .map(|(trust, _, tags)| crate::aws::iam::Role {
                 arn: format!("arn:aws:iam::123456789012:role/uploadbucket/{name}"),
                 trust_policy: trust.clone(),
+                tags: tags.clone(),
             }))
     }
     async fn create_role(
@@ -759,7 +768,11 @@ impl crate::aws::iam::IamApi for FakeIam {
         self.write("CreateRole", role.name);
         self.roles.lock().unwrap().insert(
             role.name.to_owned(),
-            (role.trust_policy.clone(), BTreeMap::new()),
+            (
+                role.trust_policy.clone(),
+                BTreeMap::new(),
+                role.tags.clone(),
+            ),
         );
         Ok(self.get_role(role.name).await?.unwrap())
     }
@@ -815,7 +828,7 @@ impl crate::aws::iam::IamApi for FakeIam {
     async fn delete_role(&self, name: &str) -> Result<Deleted, AwsError> {
         let removed = self.roles.lock().unwrap().remove(name);
         match removed {
-            Some((_, policies)) => {
+            Some((_, policies, _)) => {
                 assert!(
                     policies.is_empty(),
                     "IAM refuses to delete a role with inline policies"
@@ -1153,4 +1166,111 @@ async fn adoption_needs_the_admin_and_the_spec_and_keeps_everyone_elses_settings
         1
     );
     assert!(d.events().iter().any(|(_, r, _)| r == "Released"));
+}
+
+#[tokio::test]
+async fn a_role_under_our_name_with_another_uid_is_neither_written_nor_deleted() {
+    let obj = ub(json!({"serviceAccountNames": ["web"]}));
+    let name = role::derive_role_name(&obj);
+    let foreign: FakeRole = (
+        json!({"Statement": []}),
+        [("theirs".to_owned(), json!({"Statement": []}))].into(),
+        [(desired::TAG_UID.to_owned(), "someone-else".to_owned())].into(),
+    );
+    let mut h = harness(&obj, FakeS3::default());
+    let iam = Arc::new(FakeIam {
+        timeline: h.timeline.clone(),
+        ..Default::default()
+    });
+    iam.roles
+        .lock()
+        .unwrap()
+        .insert(name.clone(), foreign.clone());
+    let ctx = Arc::into_inner(h.ctx)
+        .expect("sole owner")
+        .with_irsa(iam.clone(), irsa_settings());
+    h.ctx = Arc::new(ctx);
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "RoleManagedByOther");
+    assert!(
+        !h.timeline().iter().any(|l| l.starts_with("iam ")),
+        "{:#?}",
+        h.timeline()
+    );
+    assert_eq!(iam.roles.lock().unwrap()[&name], foreign);
+
+    // Deleting the object leaves the role as it was.
+    let mut gone = obj.clone();
+    gone.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        Timestamp::now(),
+    ));
+    gone.status = Some(UploadBucketStatus {
+        role_name: Some(name.clone()),
+        ..Default::default()
+    });
+    let mut d = harness(&gone, FakeS3::default());
+    let iam2 = Arc::new(FakeIam {
+        timeline: d.timeline.clone(),
+        ..Default::default()
+    });
+    iam2.roles
+        .lock()
+        .unwrap()
+        .insert(name.clone(), foreign.clone());
+    let ctx = Arc::into_inner(d.ctx)
+        .expect("sole owner")
+        .with_irsa(iam2.clone(), irsa_settings());
+    d.ctx = Arc::new(ctx);
+    reconcile(Arc::new(gone), d.ctx.clone())
+        .await
+        .expect("cleanup completes");
+    assert_eq!(iam2.roles.lock().unwrap()[&name], foreign);
+    assert!(
+        !d.timeline().iter().any(|l| l.starts_with("iam ")),
+        "{:#?}",
+        d.timeline()
+    );
+    assert!(
+        d.events()
+            .iter()
+            .any(|(t, r, _)| t == "Warning" && r == "LeftUntouched")
+    );
+}
+
+#[tokio::test]
+async fn a_bucket_retagged_by_someone_else_mid_reconcile_gets_no_further_write() {
+    let obj = ub(json!({"cors": {"allowedOrigins": ["https://shop.example.com"]}}));
+    let mut provisioned = obj.clone();
+    provisioned.status = Some(UploadBucketStatus {
+        bucket_name: Some("shop-bucket".into()),
+        region: Some("eu-west-1".into()),
+        ..Default::default()
+    });
+    let s3 = s3_with("shop-bucket", 1);
+    *s3.retag_on_cors_read.lock().unwrap() = Some("someone-else".into());
+    let h = harness(&provisioned, s3);
+    let err = reconcile(Arc::new(provisioned), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketManagedByOther");
+    let timeline = h.timeline();
+    // Writes before the retag went through; none after it.
+    assert!(
+        timeline
+            .iter()
+            .any(|l| l.starts_with("s3 PutPublicAccessBlock")),
+        "{timeline:#?}"
+    );
+    assert!(
+        !timeline.iter().any(|l| l.starts_with("s3 PutBucketCors")),
+        "{timeline:#?}"
+    );
+    assert!(
+        !timeline
+            .iter()
+            .any(|l| l.starts_with("s3 PutBucketLifecycle")),
+        "{timeline:#?}"
+    );
 }
