@@ -356,6 +356,7 @@ pub async fn create(
                 &content_type,
                 req.size,
                 &metadata,
+                &headers,
                 now,
                 expires,
             )
@@ -413,13 +414,15 @@ impl Serialize for ClientHeaders<'_> {
     }
 }
 
-/// The benchmark baseline: the same PUT presigned by aws-sdk-s3.
+/// The benchmark baseline: the same PUT presigned by aws-sdk-s3, signing the same `headers`.
+#[allow(clippy::too_many_arguments)]
 async fn sdk_presign_put(
     state: &AppState,
     key: &str,
     content_type: &str,
     size: Option<u64>,
     metadata: &[(String, String)],
+    headers: &[(&str, &str)],
     now: std::time::SystemTime,
     expires: Duration,
 ) -> Result<String, AppError> {
@@ -442,6 +445,14 @@ async fn sdk_presign_put(
     for (k, v) in metadata {
         req = req.metadata(k, v);
     }
+    for (name, v) in headers {
+        req = match *name {
+            "content-disposition" => req.content_disposition(*v),
+            "content-md5" => req.content_md5(*v),
+            "x-amz-checksum-sha256" => req.checksum_sha256(*v),
+            _ => req,
+        };
+    }
     req.presigned(cfg)
         .await
         .map(|p| p.uri().to_owned())
@@ -458,12 +469,9 @@ async fn presign_put(
     let creds = credentials(state).await?;
     let (now, expires) = lifetime(state, &creds)?;
     let size = size.map(|s| s.to_string());
-    let mut headers = vec![("content-length", ""), ("content-type", content_type)];
-    match &size {
-        Some(s) => headers[0].1 = s,
-        None => {
-            headers.remove(0);
-        }
+    let mut headers = vec![("content-type", content_type)];
+    if let Some(s) = &size {
+        headers.push(("content-length", s));
     }
     Ok(state.presigner.presign(
         &creds,
