@@ -229,12 +229,11 @@ pub struct Failure {
 }
 
 impl Failure {
-    fn at(stage: Stage, proven: Option<&Names>) -> impl FnOnce(Error) -> Failure {
-        let proven = proven.cloned();
-        move |error| Failure {
+    fn new(stage: Stage, proven: Option<&Names>, error: impl Into<Error>) -> Self {
+        Failure {
             stage,
-            error,
-            proven,
+            error: error.into(),
+            proven: proven.cloned(),
         }
     }
 }
@@ -289,14 +288,14 @@ async fn provision(
     let role = match &ctx.irsa {
         None => None,
         Some((iam, settings)) => {
-            let fail = Failure::at(Stage::Role, Some(&names));
-            let r = role::desired_role(ub, &names.bucket, settings).map_err(|e| fail(e.into()))?;
-            let fail = Failure::at(Stage::Role, Some(&names));
+            let fail = |e| Failure::new(Stage::Role, Some(&names), e);
+            let r = role::desired_role(ub, &names.bucket, settings)
+                .map_err(|e| fail(Error::from(e)))?;
             Some(
                 role::apply_role(&**iam, &r, settings)
                     .instrument(info_span!("role", role = %r.name))
                     .await
-                    .map_err(|e| fail(e.into()))?,
+                    .map_err(|e| fail(Error::from(e)))?,
             )
         }
     };
@@ -317,9 +316,8 @@ pub async fn provision_bucket(
     defaults: &Defaults,
     record_intent: impl AsyncFnOnce(Option<&BucketRef>) -> Result<(), Error>,
 ) -> Result<(Names, Owned, ApplyReport), Failure> {
-    let unproven = |stage: Stage| move |e: Error| Failure::at(stage, None)(e);
-    let names = desired::resolve(ub, defaults).map_err(|e| unproven(Stage::Bucket)(e.into()))?;
-    let d = desired::desired(ub, defaults).map_err(|e| unproven(Stage::Bucket)(e.into()))?;
+    let names = desired::resolve(ub, defaults).map_err(|e| Failure::new(Stage::Bucket, None, e))?;
+    let d = desired::desired(ub, defaults).map_err(|e| Failure::new(Stage::Bucket, None, e))?;
     let uid = ub.uid().unwrap_or_default();
     let recorded = ub
         .status
@@ -328,24 +326,26 @@ pub async fn provision_bucket(
     let who = Claimant::new(&names, &uid, recorded, defaults);
     let claimed = claim::inspect(api, &who)
         .await
-        .map_err(|e| unproven(Stage::Bucket)(e.into()))?;
+        .map_err(|e| Failure::new(Stage::Bucket, None, e))?;
     // The intent that holds from here on: what status had, or the one recorded just now.
     let (owned, intent) = match claimed {
         Ownership::Ours(owned) => {
-            record_intent(None).await.map_err(unproven(Stage::Kube))?;
+            record_intent(None)
+                .await
+                .map_err(|e| Failure::new(Stage::Kube, None, e))?;
             (owned, recorded)
         }
         Ownership::Absent => {
             let creating = names.derived.then_some(&names.bucket);
             record_intent(creating)
                 .await
-                .map_err(unproven(Stage::Kube))?;
+                .map_err(|e| Failure::new(Stage::Kube, None, e))?;
             let intent = creating.map(|b| b.name.as_str());
             let who = Claimant::new(&names, &uid, intent, defaults);
             let tags = desired::ownership_tags(ub, false);
             let owned = claim::create(api, &who, &tags)
                 .await
-                .map_err(|e| unproven(Stage::Bucket)(e.into()))?;
+                .map_err(|e| Failure::new(Stage::Bucket, None, e))?;
             (owned, intent)
         }
     };
@@ -361,7 +361,7 @@ pub async fn provision_bucket(
     let ownership = desired::ownership_tags(ub, owned.adopted);
     let report = apply::apply(api, &who, &owned, &d, &ownership, &dropped)
         .await
-        .map_err(|e| Failure::at(Stage::Bucket, Some(&names))(e.into()))?;
+        .map_err(|e| Failure::new(Stage::Bucket, Some(&names), e))?;
     Ok((names, owned, report))
 }
 
