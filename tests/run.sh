@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and controller tests, and the end-to-end
-# tests against a real S3/IAM/STS server (Ceph RGW) and a real Kubernetes API server
-# (etcd + kube-apiserver) that this script installs and starts.
+# tests against a real S3/IAM/STS server (Ceph RGW), a real Kubernetes API server
+# (etcd + kube-apiserver), and a one-node cluster that runs the images built here (the
+# journey test: helm install, pods, a browser), all of which this script installs and starts.
+# Needs root (the node's containers and network).
 #
 #   tests/run.sh            everything
 #   tests/run.sh --no-lint  skip cargo fmt/clippy
@@ -31,6 +33,7 @@ cleanup() {
   status=$?
   tests/scripts/rgw.sh stop "$work/rgw" || true
   tests/scripts/kube.sh stop "$work/kube" || true
+  tests/scripts/node.sh stop "$work/node" || true
   [ $status -eq 0 ] || echo "tests/run.sh: failed; server logs are in $work" >&2
 }
 trap cleanup EXIT
@@ -47,8 +50,17 @@ fi
 echo "== building"
 cargo build --workspace --all-targets --quiet
 
+echo "== building the images (release binaries; tests/scripts/images.sh)"
+tests/scripts/images.sh "$work/images" --example
+
+echo "== starting a one-node cluster (containerd + kubelet + kube-proxy + control plane)"
+tests/scripts/node.sh start "$work/node" "$work/images"
+# shellcheck disable=SC1091
+source "$work/node/env"
+
 echo "== starting Ceph RGW"
-tests/scripts/rgw.sh start "$work/rgw" "$(free_port)" "$(free_port)"
+# Also on the node's IP, where pods reach it.
+RGW_ALSO_ON=$UPLOADBUCKET_NODE_IP tests/scripts/rgw.sh start "$work/rgw" "$(free_port)" "$(free_port)"
 # shellcheck disable=SC1091
 source "$work/rgw/env"
 

@@ -228,6 +228,7 @@ impl WebhookArgs {
         irsa: bool,
         s3_endpoint: Option<&str>,
         s3_path_style: bool,
+        backend: crate::aws::rgw::Backend,
     ) -> crate::webhook::inject::Settings {
         crate::webhook::inject::Settings {
             image: self.sidecar_image.clone(),
@@ -242,6 +243,7 @@ impl WebhookArgs {
             path_style: s3_path_style,
             sts_endpoint_url: self.sidecar_sts_endpoint.clone(),
             memory_limit: self.sidecar_memory_limit.clone(),
+            bucket_owner_full_control: !backend.owner_owns_uploads(),
             ..Default::default()
         }
     }
@@ -320,7 +322,9 @@ fn init_tracing(json: bool) {
     if json {
         builder.json().flatten_event(true).init();
     } else {
-        builder.init();
+        // Colours only on a terminal: a pod's log is a file, where escape codes are noise.
+        use std::io::IsTerminal;
+        builder.with_ansi(std::io::stdout().is_terminal()).init();
     }
 }
 
@@ -388,9 +392,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             crate::webhook::tls::CertStore::load(dir)
                 .context("cannot load the webhook certificate (--webhook-cert-dir)")?,
         );
-        let settings =
-            args.webhook
-                .settings(irsa_on, args.s3_endpoint.as_deref(), args.s3_path_style);
+        let settings = args.webhook.settings(
+            irsa_on,
+            args.s3_endpoint.as_deref(),
+            args.s3_path_style,
+            args.s3_backend,
+        );
         let state = crate::webhook::WebhookState {
             settings: Arc::new(settings),
             lookup: Arc::new(crate::webhook::KubeLookup(ctx.client.clone())),

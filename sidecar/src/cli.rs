@@ -156,7 +156,12 @@ pub fn init_tracing(json: bool) {
             .with(tracing_subscriber::fmt::layer().json().flatten_event(true))
             .init();
     } else {
-        registry.with(tracing_subscriber::fmt::layer()).init();
+        // Colours only on a terminal: a pod's log is a file, where escape codes are noise.
+        use std::io::IsTerminal;
+        let ansi = std::io::stdout().is_terminal();
+        registry
+            .with(tracing_subscriber::fmt::layer().with_ansi(ansi))
+            .init();
     }
 }
 

@@ -32,6 +32,7 @@ pub const ENV_ALLOW_NON_LOOPBACK: &str = "UPLOADBUCKET_ALLOW_NON_LOOPBACK";
 pub const ENV_METADATA_KEYS: &str = "UPLOADBUCKET_ALLOWED_METADATA";
 pub const ENV_ALLOW_UNSIZED_PUT: &str = "UPLOADBUCKET_ALLOW_UNSIZED_PUT";
 pub const ENV_PUBLIC_READ: &str = "UPLOADBUCKET_PUBLIC_READ";
+pub const ENV_BUCKET_OWNER_FULL_CONTROL: &str = "UPLOADBUCKET_BUCKET_OWNER_FULL_CONTROL";
 
 /// Types a browser may run script from when it renders them: a `type/*` pattern never admits
 /// them; only an exact entry does.
@@ -110,6 +111,14 @@ pub struct Config {
     #[arg(long, env = ENV_PUBLIC_READ, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub public_read: bool,
+
+    /// Every upload grants the bucket owner full control (`x-amz-acl:
+    /// bucket-owner-full-control`, signed), for stores without S3 Object Ownership (Ceph RGW),
+    /// where an object uploaded with web-identity credentials otherwise belongs to that
+    /// identity and the bucket owner cannot read it. The operator sets it for `rgw`.
+    #[arg(long, env = ENV_BUCKET_OWNER_FULL_CONTROL, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(default)]
+    pub bucket_owner_full_control: bool,
 }
 
 /// A configuration value that cannot work.
@@ -263,6 +272,9 @@ impl Config {
         if self.public_read {
             env.push((ENV_PUBLIC_READ, "true".into()));
         }
+        if self.bucket_owner_full_control {
+            env.push((ENV_BUCKET_OWNER_FULL_CONTROL, "true".into()));
+        }
         env
     }
 
@@ -288,6 +300,12 @@ impl Config {
             .any(|m| content_type.starts_with(m))
             && !SCRIPT_CAPABLE_TYPES.contains(&content_type);
         (self.public_read && !media).then_some("attachment")
+    }
+
+    /// The canned ACL every upload carries (`bucket-owner-full-control`), if any.
+    pub fn acl(&self) -> Option<&'static str> {
+        self.bucket_owner_full_control
+            .then_some("bucket-owner-full-control")
     }
 
     /// The region (validated configs always have one).

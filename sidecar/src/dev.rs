@@ -151,6 +151,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         allowed_metadata: Vec::new(),
         allow_unsized_put: false,
         public_read: false,
+        bucket_owner_full_control: false,
     }
     .validate(None)?;
     let creds = Credentials {

@@ -156,7 +156,7 @@ pub async fn create(
     );
     let upload_id = state
         .store
-        .create_multipart(&key, &content_type, &metadata)
+        .create_multipart(&key, &content_type, &metadata, state.config.acl())
         .await
         .map_err(store_error)?;
     Ok(Json(json!({"key": key, "uploadId": upload_id})))

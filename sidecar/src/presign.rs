@@ -149,6 +149,8 @@ pub struct PostInput<'a> {
     pub metadata: &'a [(String, String)],
     /// A `Content-Disposition` the object must be stored with (pinned by the policy).
     pub disposition: Option<&'a str>,
+    /// A canned ACL the object must be stored with (the `acl` field, pinned by the policy).
+    pub acl: Option<&'a str>,
     pub expires: Duration,
 }
 
@@ -480,6 +482,7 @@ impl Presigner {
             max_size,
             metadata,
             disposition,
+            acl,
             expires,
         } = *input;
         let (amz_date, date) = amz_dates(now);
@@ -491,6 +494,9 @@ impl Presigner {
         ];
         if let Some(d) = disposition {
             fields.push(("Content-Disposition".into(), d.into()));
+        }
+        if let Some(a) = acl {
+            fields.push(("acl".into(), a.into()));
         }
         for (k, v) in metadata {
             fields.push((format!("x-amz-meta-{k}"), v.clone()));
@@ -605,6 +611,7 @@ mod tests {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let input = PostInput {
             disposition: None,
+            acl: None,
             key: "uploads/x.jpg",
             content_type: "image/jpeg",
             max_size: 1000,

@@ -38,6 +38,7 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         content_type: &str,
         metadata: &[(String, String)],
+        acl: Option<&str>,
     ) -> Result<String, StoreError>;
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>, StoreError>;
     /// Completes with `parts` (S3's own list), stating the `total` size and that the key must
@@ -101,13 +102,15 @@ impl ObjectStore for S3Store {
         key: &str,
         content_type: &str,
         metadata: &[(String, String)],
+        acl: Option<&str>,
     ) -> Result<String, StoreError> {
         let mut req = self
             .client()
             .create_multipart_upload()
             .bucket(&self.bucket)
             .key(key)
-            .content_type(content_type);
+            .content_type(content_type)
+            .set_acl(acl.map(Into::into));
         for (k, v) in metadata {
             req = req.metadata(k, v);
         }

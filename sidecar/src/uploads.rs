@@ -212,6 +212,7 @@ fn post_form(
         max_size: max,
         metadata,
         disposition: state.config.disposition(content_type),
+        acl: state.config.acl(),
         expires,
     };
     let form = state.presigner.presign_post(creds, now, &input);
@@ -339,6 +340,9 @@ pub async fn create(
     if let Some(d) = state.config.disposition(&content_type) {
         headers.push(("content-disposition", d));
     }
+    if let Some(acl) = state.config.acl() {
+        headers.push(("x-amz-acl", acl));
+    }
     if let Some(v) = &md5 {
         headers.push(("content-md5", v));
     }
@@ -450,6 +454,7 @@ async fn sdk_presign_put(
             "content-disposition" => req.content_disposition(*v),
             "content-md5" => req.content_md5(*v),
             "x-amz-checksum-sha256" => req.checksum_sha256(*v),
+            "x-amz-acl" => req.acl((*v).into()),
             _ => req,
         };
     }

@@ -36,10 +36,14 @@ impl ObjectStore for FakeStore {
         key: &str,
         content_type: &str,
         metadata: &[(String, String)],
+        acl: Option<&str>,
     ) -> Result<String, StoreError> {
         let mut call = format!("create {key} {content_type}");
         if !metadata.is_empty() {
             call += &format!(" {metadata:?}");
+        }
+        if let Some(acl) = acl {
+            call += &format!(" acl={acl}");
         }
         self.calls.lock().unwrap().push(call);
         let id = format!("upload-{}", self.uploads.lock().unwrap().len() + 1);
@@ -111,6 +115,7 @@ fn config() -> Config {
         allowed_metadata: vec!["user-id".into()],
         allow_unsized_put: false,
         public_read: false,
+        bucket_owner_full_control: false,
     }
 }
 
@@ -552,6 +557,95 @@ async fn client_checksums_are_signed_into_put_urls() {
         (StatusCode::BAD_REQUEST, Some("ChecksumNeedsPut")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn bucket_owner_full_control_is_signed_into_every_upload() {
+    use base64::Engine as _;
+    let mut rgw = config();
+    rgw.bucket_owner_full_control = true;
+    let store = Arc::new(FakeStore::default());
+    let s = AppState::new(
+        rgw,
+        Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
+        Arc::new(StaticCredentials(creds(None))),
+        store.clone(),
+    )
+    .with_clock(now);
+    let acl = "bucket-owner-full-control";
+    // PUT: a header the client must send, signed.
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["headers"]["x-amz-acl"], acl, "{body}");
+    let signed = query_param(body["uploadURL"].as_str().unwrap(), "X-Amz-SignedHeaders").unwrap();
+    assert!(signed.contains("x-amz-acl"), "{signed}");
+    // POST form (ours and Uppy's): a field pinned by the policy.
+    for (method, uri, req) in [
+        (
+            "POST",
+            "/uploads",
+            Some(json!({"contentType": "image/jpeg"})),
+        ),
+        ("GET", "/s3/params?filename=a.jpg&type=image/jpeg", None),
+    ] {
+        let (status, form) = call(&s, method, uri, req).await;
+        assert_eq!(status.as_u16() / 100, 2, "{form}");
+        assert_eq!(form["fields"]["acl"], acl, "{uri}: {form}");
+        let policy: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(form["fields"]["policy"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            policy["conditions"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"acl": acl})),
+            "{policy}"
+        );
+    }
+    // Multipart: CreateMultipartUpload carries it.
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let calls = store.calls.lock().unwrap().clone();
+    assert!(
+        calls
+            .last()
+            .unwrap()
+            .ends_with(" acl=bucket-owner-full-control"),
+        "{calls:?}"
+    );
+    // Off (the default, AWS): none of it.
+    let (s, store) = state();
+    let (_, body) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5})),
+    )
+    .await;
+    assert_eq!(body["headers"].get("x-amz-acl"), None, "{body}");
+    call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg"})),
+    )
+    .await;
+    assert!(!store.calls.lock().unwrap().last().unwrap().contains("acl="));
 }
 
 #[tokio::test]
@@ -999,6 +1093,7 @@ impl ObjectStore for BrokenStore {
         _k: &str,
         _c: &str,
         _m: &[(String, String)],
+        _a: Option<&str>,
     ) -> Result<String, StoreError> {
         Err((self.0)(
             "secret internal detail: arn:aws:iam::123456789012:role/x".into(),

@@ -5,6 +5,8 @@
 #   headless Chromium for the browser tests: chromium
 #   helm for the chart tests: built from its Go module into ~/.cache/uploadbucket/bin
 #   @uppy/core + @uppy/aws-s3 + esbuild for the Uppy browser test: npm ci in tests/web/uppy
+#   express for the example app (the journey test's pod): npm ci in examples/web
+#   containerd runc containernetworking-plugins iptables gcc for the one-node cluster
 set -euo pipefail
 
 # helm: no distribution package; `go install` from the Go module proxy (a few minutes, once).
@@ -27,9 +29,20 @@ if [ ! -x "$uppy/node_modules/.bin/esbuild" ] || [ "$uppy/package-lock.json" -nt
   (cd "$uppy" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 
+# The example app the journey test runs in a pod: Express, exactly as locked.
+web="$(cd "$(dirname "$0")/../../examples/web" && pwd)"
+if [ ! -d "$web/node_modules/express" ] || [ "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]; then
+  echo "install-deps: npm ci in examples/web (express)" >&2
+  (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
 need=()
-for pair in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd uuidgen:uuid-runtime curl:curl chromium:chromium; do
+# The node (tests/scripts/node.sh): containerd, runc, CNI plugins, iptables (for kube-proxy);
+# gcc builds the static pause binary.
+for pair in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd uuidgen:uuid-runtime curl:curl chromium:chromium \
+  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables gcc:gcc; do
   cmd=${pair%%:*} pkg=${pair##*:}
+  if [ "${cmd#/}" != "$cmd" ]; then [ -x "$cmd" ] || need+=("$pkg"); continue; fi
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -3,6 +3,7 @@
 # them (no kubelet, so pods are stored, not run).
 #
 #   tests/scripts/kube.sh install          build kube-apiserver, unpack etcd (once, cached)
+#   tests/scripts/kube.sh build CMD...     build k8s.io/kubernetes/cmd/CMD (node.sh: the node's)
 #   tests/scripts/kube.sh start DIR        start both; writes DIR/kubeconfig and DIR/env
 #   tests/scripts/kube.sh stop DIR
 #
@@ -32,32 +33,39 @@ PY
     rm -rf "$tmp"
   fi
   if [ "$(cat "$bin/kube-apiserver.version" 2>/dev/null)" != "$K8S_VERSION" ]; then
-    command -v go >/dev/null || { echo "kube.sh: Go is needed to build kube-apiserver (https://go.dev/dl)" >&2; exit 1; }
     echo "kube.sh: building kube-apiserver $K8S_VERSION from k8s.io/kubernetes (once; ~10 minutes on 2 cores)" >&2
-    local mod; mod=$(mktemp -d)
-    local log="$mod/build.log"
-    (
-      cd "$mod"
-      go mod init uploadbucket.test/kube-apiserver >/dev/null 2>&1
-      # k8s.io/kubernetes requires its staging modules as v0.0.0 and replaces them with local
-      # directories, which a dependent module does not see: point each at its release.
-      local gomod
-      gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-      local staging="v0.${K8S_VERSION#v1.}"
-      for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u); do
-        go mod edit -replace "$m=$m@$staging"
-      done
-      go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
-      local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
-      local ldflags="-s -w"
-      for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-        ldflags="$ldflags -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
-      done
-      GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$bin/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
-    ) >"$log" 2>&1 || { tail -50 "$log" >&2; echo "kube.sh: kube-apiserver build failed (log: $log)" >&2; exit 1; }
-    echo "$K8S_VERSION" >"$bin/kube-apiserver.version"
-    rm -rf "$mod"
+    build kube-apiserver
   fi
+}
+
+# build CMD...: go build of k8s.io/kubernetes/cmd/CMD (one build for several) into $bin.
+build() {
+  command -v go >/dev/null || { echo "kube.sh: Go is needed to build $* (https://go.dev/dl)" >&2; exit 1; }
+  local mod; mod=$(mktemp -d)
+  local log="$mod/build.log" pkgs="" c
+  for c in "$@"; do pkgs="$pkgs k8s.io/kubernetes/cmd/$c"; done
+  (
+    cd "$mod"
+    go mod init uploadbucket.test/kube >/dev/null 2>&1
+    # k8s.io/kubernetes requires its staging modules as v0.0.0 and replaces them with local
+    # directories, which a dependent module does not see: point each at its release.
+    local gomod
+    gomod=$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" | python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    local staging="v0.${K8S_VERSION#v1.}"
+    for m in $(awk '$1 ~ /^k8s\.io\// && $2 == "v0.0.0" {print $1}' "$gomod" | sort -u); do
+      go mod edit -replace "$m=$m@$staging"
+    done
+    go mod edit -require "k8s.io/kubernetes@$K8S_VERSION"
+    local minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+    local ldflags="-s -w"
+    for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags="$ldflags -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
+    done
+    # shellcheck disable=SC2086
+    GOFLAGS=-mod=mod go build -trimpath -ldflags "$ldflags" -o "$bin/" $pkgs
+  ) >"$log" 2>&1 || { tail -50 "$log" >&2; echo "kube.sh: build of $* failed (log: $log)" >&2; exit 1; }
+  for c in "$@"; do echo "$K8S_VERSION" >"$bin/$c.version"; done
+  rm -rf "$mod"
 }
 
 start() {
@@ -143,6 +151,7 @@ stop() {
 
 case "${1:-}" in
   install) install ;;
+  build) shift; build "$@" ;;
   start) start "${2:?usage: kube.sh start DIR}" ;;
   stop) stop "${2:?usage: kube.sh stop DIR}" ;;
   *) echo "usage: tests/scripts/kube.sh install | start DIR | stop DIR" >&2; exit 2 ;;

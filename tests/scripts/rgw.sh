@@ -6,6 +6,8 @@
 #   tests/scripts/rgw.sh stop DIR
 #
 # Credentials of the admin user are fixed (test-only) and written to DIR/env.
+# RGW_ALSO_ON=ADDRESS makes it listen on that local address too (node.sh's node IP, which
+# pods reach), on the same port.
 set -euo pipefail
 
 cmd=${1:?usage: rgw.sh start|stop DIR [RGW_PORT] [MON_PORT]}
@@ -76,7 +78,7 @@ osd_data = $dir/osd/\$name
 osd_objectstore = memstore
 memstore_device_bytes = 2147483648
 [client.rgw.test]
-rgw_frontends = beast endpoint=127.0.0.1:$rgw_port
+rgw_frontends = beast endpoint=127.0.0.1:$rgw_port${RGW_ALSO_ON:+ endpoint=$RGW_ALSO_ON:$rgw_port}
 rgw_data = $dir/rgw
 # STS (AssumeRoleWithWebIdentity) and IAM (roles, OIDC providers) for the IRSA tests.
 rgw_sts_key = uploadbucket1234

@@ -6,6 +6,7 @@
 //! `UPLOADBUCKET_REQUIRE_SERVERS=1` (set by `tests/run.sh` and CI), where it fails instead:
 //! every such gate goes through [`require_or_skip`].
 
+pub mod browser;
 pub mod cluster;
 
 use std::sync::Arc;
@@ -107,6 +108,46 @@ impl S3Server {
             },
         );
         (buckets, counter)
+    }
+
+    /// A plain aws-sdk-iam client of the server with the admin's keys.
+    pub async fn iam_client(&self) -> aws_sdk_iam::Client {
+        let sdk = self.sdk_config(&self.access_key, &self.secret_key).await;
+        aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(&sdk)
+                .endpoint_url(&self.endpoint)
+                .build(),
+        )
+    }
+
+    /// Registers `issuer` (with the SHA-1 `thumbprint` of its signing certificate) as an OIDC
+    /// provider in the server's IAM, as a platform engineer does once per cluster; its ARN.
+    /// An issuer registered by an earlier run against the same server is reused (RGW's
+    /// provider ARNs have no account: `arn:aws:iam:::oidc-provider/<host and path>`).
+    pub async fn register_oidc_provider(&self, issuer: &str, thumbprint: &str) -> String {
+        match self
+            .iam_client()
+            .await
+            .create_open_id_connect_provider()
+            .url(issuer)
+            .client_id_list("sts.amazonaws.com")
+            .thumbprint_list(thumbprint)
+            .send()
+            .await
+        {
+            Ok(created) => created
+                .open_id_connect_provider_arn()
+                .expect("provider ARN")
+                .to_owned(),
+            Err(e)
+                if e.as_service_error().and_then(|e| e.meta().code())
+                    == Some("EntityAlreadyExists") =>
+            {
+                let host_path = issuer.split_once("://").map_or(issuer, |(_, h)| h);
+                format!("arn:aws:iam:::oidc-provider/{host_path}")
+            }
+            Err(e) => panic!("register {issuer} as an OIDC provider: {e:?}"),
+        }
     }
 
     /// A plain aws-sdk-s3 client (no operator code) to look at, or tamper with, what is stored.

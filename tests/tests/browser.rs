@@ -3,7 +3,7 @@
 //! sidecar's dev mode. A small "app backend" (this test) serves the page and proxies
 //! `/api/uploads` to the sidecar, as a real app would. Screenshots go to tests/artifacts/.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -16,34 +16,13 @@ use axum::routing::get;
 use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
+use uploadbucket_tests::browser::{chromium, repo, run_page, tempdir};
 use uploadbucket_tests::{
     Child, assert_stored, bin_path, free_port, put_signed, require_or_skip, s3_server, sign_upload,
     start_sidecar, unique_name, wait_healthy,
 };
 
 const MIB: usize = 1024 * 1024;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
-}
-
-fn chromium() -> Option<PathBuf> {
-    for c in ["chromium", "chromium-browser", "google-chrome"] {
-        if let Ok(out) = Command::new("which").arg(c).output()
-            && out.status.success()
-        {
-            return Some(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-        }
-    }
-    require_or_skip(
-        "browser tests",
-        "chromium is not installed",
-        "tests/scripts/install-deps.sh installs it (apt-get install chromium)",
-    )
-}
 
 /// The app backend: the test page, upload.js, and `/api/*` proxied to the signer.
 async fn app_backend(signer: String, port: u16) -> (String, tokio::task::JoinHandle<()>) {
@@ -132,71 +111,6 @@ async fn app_backend(signer: String, port: u16) -> (String, tokio::task::JoinHan
     (format!("http://127.0.0.1:{port}"), handle)
 }
 
-/// Loads the page in headless Chromium until the upload settles; returns the #result JSON
-/// and saves a screenshot of the final state.
-async fn run_page(chromium: &Path, url: &str, shot: &str) -> Value {
-    let artifacts = repo().join("tests/artifacts");
-    std::fs::create_dir_all(&artifacts).expect("artifacts dir");
-    let chromium = chromium.to_path_buf();
-    let url_owned = url.to_owned();
-    let run = move |extra: Vec<String>| {
-        let profile = tempdir();
-        let mut cmd = Command::new(&chromium);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=30000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(extra)
-        .arg(&url_owned);
-        let out = cmd.output().expect("run chromium");
-        let _ = std::fs::remove_dir_all(&profile);
-        out
-    };
-    let shot_path = artifacts.join(format!("{shot}.png"));
-    let shot_check = shot_path.clone();
-    let (dom, shot) = tokio::task::spawn_blocking(move || {
-        let dom = run(vec!["--dump-dom".into()]);
-        let shot = run(vec![
-            format!("--screenshot={}", shot_path.display()),
-            "--window-size=900,420".into(),
-        ]);
-        (dom, shot)
-    })
-    .await
-    .expect("chromium task");
-    assert!(
-        shot_check.exists(),
-        "no screenshot {}: {}",
-        shot_check.display(),
-        String::from_utf8_lossy(&shot.stderr)
-    );
-    let html = String::from_utf8_lossy(&dom.stdout);
-    let result = html
-        .split("<pre id=\"result\">")
-        .nth(1)
-        .and_then(|r| r.split("</pre>").next())
-        .unwrap_or_default()
-        .replace("&quot;", "\"")
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">");
-    serde_json::from_str(&result).unwrap_or_else(|_| {
-        panic!(
-            "no result in the page for {url}: stderr {}\nDOM: {}",
-            String::from_utf8_lossy(&dom.stderr),
-            &html[..html.len().min(2000)]
-        )
-    })
-}
-
 /// A bucket `name` whose CORS rules allow `origin`, for JPEGs up to 12 MiB, made by the
 /// operator's own code; and a plain S3 client to look at it.
 async fn bucket_for_pages(
@@ -268,12 +182,6 @@ fn npm_version(package: &str) -> String {
     ));
     let json: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     json["version"].as_str().unwrap().to_owned()
-}
-
-fn tempdir() -> PathBuf {
-    let d = std::env::temp_dir().join(unique_name("ub-chromium"));
-    std::fs::create_dir_all(&d).expect("tempdir");
-    d
 }
 
 #[tokio::test]

@@ -163,25 +163,12 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .unwrap();
 
     // IRSA: an OIDC provider registered in RGW's IAM, as once per cluster.
-    let sdk = server
-        .sdk_config(&server.access_key, &server.secret_key)
+    let provider_arn = server
+        .register_oidc_provider(
+            &format!("https://{ns}.issuer.test"),
+            "0123456789abcdef0123456789abcdef01234567",
+        )
         .await;
-    let iam = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&sdk)
-            .endpoint_url(&server.endpoint)
-            .build(),
-    );
-    let provider_arn = iam
-        .create_open_id_connect_provider()
-        .url(format!("https://{ns}.issuer.test"))
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list("0123456789abcdef0123456789abcdef01234567")
-        .send()
-        .await
-        .expect("register an OIDC provider")
-        .open_id_connect_provider_arn()
-        .unwrap()
-        .to_owned();
 
     // The operator binary: RGW as S3, IAM and STS, this cluster, its webhook on a loopback port.
     let work = std::env::temp_dir().join(unique_name("ub-cluster"));
@@ -506,7 +493,9 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         "bucket {bucket}: {gone:?}"
     );
     let role_name = role_arn.rsplit('/').next().unwrap();
-    let role = iam
+    let role = server
+        .iam_client()
+        .await
         .get_role()
         .role_name(role_name)
         .send()

@@ -39,6 +39,7 @@ fn every_field_round_trips() {
             allowed_metadata: Vec::new(),
             allow_unsized_put: false,
             public_read: false,
+            bucket_owner_full_control: false,
         },
         Config {
             bucket: "b".repeat(3),
@@ -54,6 +55,7 @@ fn every_field_round_trips() {
             allowed_metadata: vec!["user-id".into(), "album".into()],
             allow_unsized_put: true,
             public_read: true,
+            bucket_owner_full_control: true,
         },
     ];
     for config in configs {

@@ -220,23 +220,9 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
         .await;
 
     // Once per cluster: register the service-account issuer as an OIDC provider.
-    let iam_sdk = aws_sdk_iam::Client::from_conf(
-        aws_sdk_iam::config::Builder::from(&sdk)
-            .endpoint_url(&server.endpoint)
-            .build(),
-    );
-    let provider = iam_sdk
-        .create_open_id_connect_provider()
-        .url(&issuer.url)
-        .client_id_list("sts.amazonaws.com")
-        .thumbprint_list(&issuer.thumbprint)
-        .send()
-        .await
-        .expect("create OIDC provider");
-    let provider_arn = provider
-        .open_id_connect_provider_arn()
-        .expect("provider arn")
-        .to_owned();
+    let provider_arn = server
+        .register_oidc_provider(&issuer.url, &issuer.thumbprint)
+        .await;
     let issuer_host = issuer.url.trim_start_matches("http://").to_owned();
     let settings = IrsaSettings {
         provider_arn: provider_arn.clone(),

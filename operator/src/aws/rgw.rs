@@ -57,6 +57,15 @@ impl Backend {
         self == Backend::Aws
     }
 
+    /// Whether objects belong to the bucket owner whoever uploads them (S3 Object Ownership,
+    /// `BucketOwnerEnforced`, AWS's default). RGW 16 has no Object Ownership: an object
+    /// uploaded with web-identity (IRSA) credentials belongs to that identity
+    /// (`$oidc$system:serviceaccount:...`), and the bucket owner gets 403 reading it unless
+    /// the upload grants `bucket-owner-full-control`.
+    pub fn owner_owns_uploads(self) -> bool {
+        self == Backend::Aws
+    }
+
     /// Whether `PutBucketEncryption` exists on this backend.
     pub fn has_bucket_encryption(self) -> bool {
         self == Backend::Aws

@@ -67,6 +67,9 @@ pub struct Settings {
     pub path_style: bool,
     /// STS endpoint for the web-identity exchange (S3-compatible stores); `None` for AWS.
     pub sts_endpoint_url: Option<String>,
+    /// Uploads grant the bucket owner full control (stores without S3 Object Ownership,
+    /// such as Ceph RGW, where objects otherwise belong to the uploading web identity).
+    pub bucket_owner_full_control: bool,
     /// Requests and limits of the signer.
     pub cpu_request: String,
     pub memory_request: String,
@@ -85,6 +88,7 @@ impl Default for Settings {
             endpoint_url: None,
             path_style: false,
             sts_endpoint_url: None,
+            bucket_owner_full_control: false,
             cpu_request: "10m".into(),
             memory_request: "16Mi".into(),
             memory_limit: "64Mi".into(),
@@ -241,6 +245,7 @@ fn plan(
         allowed_metadata: Vec::new(),
         allow_unsized_put: ub.spec.uploads.allow_unsized_put,
         public_read: ub.spec.uploads.public_read,
+        bucket_owner_full_control: settings.bucket_owner_full_control,
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 

@@ -316,6 +316,32 @@ fn without_irsa_there_is_no_role_and_no_token() {
     assert!(signer.volume_mounts.is_none());
 }
 
+/// On RGW (no Object Ownership) the signer grants the bucket owner full control of uploads;
+/// on AWS it does not (the bucket owner owns every object already).
+#[test]
+fn rgw_signers_grant_the_bucket_owner_full_control() {
+    use crate::aws::rgw::Backend;
+    let all = buckets();
+    let (_, pod) = pods().into_iter().find(|(s, _)| s == "pod-basic").unwrap();
+    for (backend, want) in [(Backend::Rgw, vec!["true"]), (Backend::Aws, vec![])] {
+        let s = Settings {
+            bucket_owner_full_control: !backend.owner_owns_uploads(),
+            ..settings()
+        };
+        let ub = find(&all, "shop", "photos");
+        let Outcome::Inject(patch) = inject::inject(&pod, "shop", ub, &s) else {
+            panic!("not injected")
+        };
+        let spec = apply(&pod, &patch).spec.unwrap();
+        let signer = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(
+            env_of(signer, "UPLOADBUCKET_BUCKET_OWNER_FULL_CONTROL"),
+            want,
+            "{backend:?}"
+        );
+    }
+}
+
 #[test]
 fn a_bucket_without_a_role_is_not_ready_when_irsa_is_on() {
     let mut all = buckets();
