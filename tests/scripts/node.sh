@@ -149,7 +149,10 @@ PY
 
 network() {
   ip addr show dev lo | grep -q " $NODE_IP/32" || ip addr add "$NODE_IP/32" dev lo
-  ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+  # A fixed MAC: a bridge without one takes the lowest MAC of its ports, so it changes as
+  # pods come and go, and pods whose ARP cache holds the old one lose the node (seen here:
+  # a replacement operator pod timed out reaching RGW).
+  ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" address 02:75:62:00:00:01 type bridge
   ip addr show dev "$BRIDGE" | grep -q " $BRIDGE_IP/" || ip addr add "$BRIDGE_IP/24" dev "$BRIDGE"
   ip link set "$BRIDGE" up
   # The host reaches Service IPs from the bridge address, so pods can answer it.

@@ -24,8 +24,10 @@ const RELEASE: &str = "uploadbucket-operator";
 const SYSTEM: &str = "uploadbucket-system";
 const APP_NS: &str = "shop";
 const RGW_HOST: &str = "rgw.storage.test";
-const APP_IP: &str = "10.96.0.80";
-const OTHER_IP: &str = "10.96.0.81";
+// From the low band of the Service range, which Kubernetes keeps for addresses chosen by
+// hand (random allocation takes it last).
+const APP_IP: &str = "10.96.0.12";
+const OTHER_IP: &str = "10.96.0.13";
 const APP_IMAGE: &str = "docker.io/uploadbucket/example-web:test";
 const MIB: i64 = 1024 * 1024;
 
@@ -564,6 +566,31 @@ fetch(process.env.UPLOADBUCKET_SIGNER_URL + '/readyz').then(async (r) => {
             .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
         "{inside}"
     );
+    // The pod network: other pods (an operator's webhook port) and the node's addresses
+    // (RGW) are reachable; nothing outside the machine is (no route out).
+    let operator_ip = operators[0]["status"]["podIP"].as_str().unwrap();
+    let reach: Value = serde_json::from_str(&node.node_in_app(
+        &pod_name,
+        &format!(
+            r#"const net = require('net');
+const tryConnect = (host, port) => new Promise((done) => {{
+  const s = net.connect({{host, port, timeout: 3000}});
+  s.on('connect', () => {{ s.destroy(); done('connected'); }});
+  s.on('timeout', () => {{ s.destroy(); done('timeout'); }});
+  s.on('error', (e) => done(e.code));
+}});
+Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_port}),
+  tryConnect('1.1.1.1', 443), tryConnect('192.0.2.1', 80)])
+  .then(([pod, node, internet, other]) => console.log(JSON.stringify({{pod, node, internet, other}})));"#,
+            node_ip = node.ip,
+        ),
+    ))
+    .expect("JSON from the app container");
+    assert_eq!(
+        reach,
+        json!({"pod": "connected", "node": "connected", "internet": "ENETUNREACH", "other": "ENETUNREACH"}),
+        "what the app pod can reach"
+    );
     // The URL is signed with temporary credentials from STS (a session token; not the
     // store's admin key, which only the operator holds).
     let url = inside["upload"]["uploadURL"]
@@ -693,7 +720,9 @@ fetch(process.env.UPLOADBUCKET_SIGNER_URL + '/readyz').then(async (r) => {
         before,
         "nothing stored from the other origin"
     );
-    // The leader goes: the standby takes over; pods are still injected meanwhile.
+    // The leader's pod is deleted (force, as `kubectl delete --force` does): it gets SIGTERM,
+    // gives up its Lease and the standby leads at once; pods are still injected meanwhile.
+    // (A leader killed with SIGKILL, whose Lease must expire first, is cluster.rs's test.)
     let leader = node.kubectl(&[
         "get",
         "lease",
