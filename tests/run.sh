@@ -33,8 +33,10 @@ cleanup() {
   status=$?
   tests/scripts/rgw.sh stop "$work/rgw" || true
   tests/scripts/kube.sh stop "$work/kube" || true
-  tests/scripts/node.sh stop "$work/node" || true
+  # The node's teardown is checked: a process, mount, link or rule left behind fails the run.
+  tests/scripts/node.sh stop "$work/node" || status=1
   [ $status -eq 0 ] || echo "tests/run.sh: failed; server logs are in $work" >&2
+  exit $status
 }
 trap cleanup EXIT
 

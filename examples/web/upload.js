@@ -6,7 +6,9 @@
 //
 // Methods: 'PUT' (one request, exact size signed), 'POST' (form with a size range: the
 // storage refuses files over the limit), 'multipart' (large files in 8 MiB parts), or
-// 'auto' (multipart from 16 MiB, PUT below). Errors are UploadError with a message a person
+// 'auto' (multipart from 16 MiB, PUT below; a POST form instead when the storage refuses the
+// browser's CORS preflight of a signed URL before any byte is sent, as Ceph RGW 16 does with
+// IRSA credentials). Errors are UploadError with a message a person
 // can read and a `code`. A PUT of a file up to 64 MiB also sends the file's SHA-256 (where the
 // page may use crypto.subtle: https, localhost), which is signed into the URL: the storage
 // refuses bytes that do not match (AWS S3 and the dev store; Ceph RGW ignores it).
@@ -163,8 +165,24 @@ export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 
   if (!file) throw new UploadError('Choose a file first.', 'NoFile');
   if (!file.type) throw new UploadError('The browser could not tell the file type; try a file with a usual extension.', 'NoType');
   const opts = { api: apiUrl, onProgress };
-  const m = method === 'auto' ? (file.size >= MULTIPART_FROM ? 'multipart' : 'PUT') : method;
-  if (m === 'POST') return uploadPost(file, opts);
-  if (m === 'multipart') return uploadMultipart(file, opts);
-  return uploadPut(file, opts);
+  if (method === 'POST') return uploadPost(file, opts);
+  if (method === 'multipart') return uploadMultipart(file, opts);
+  if (method !== 'auto') return uploadPut(file, opts);
+  // auto: multipart from 16 MiB, PUT below; and a POST form when the storage refuses the
+  // browser's CORS preflight of the signed URL before a byte is sent (Ceph RGW 16 does so
+  // for URLs signed with IRSA credentials; a form carries its credentials in its fields).
+  let sent = 0;
+  const tracked = {
+    ...opts,
+    onProgress: (loaded, total) => {
+      sent = Math.max(sent, loaded);
+      if (onProgress) onProgress(loaded, total);
+    },
+  };
+  try {
+    return await (file.size >= MULTIPART_FROM ? uploadMultipart(file, tracked) : uploadPut(file, tracked));
+  } catch (e) {
+    if (!(e instanceof UploadError) || e.code !== 'Network' || sent > 0) throw e;
+    return uploadPost(file, opts);
+  }
 }

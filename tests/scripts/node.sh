@@ -329,13 +329,13 @@ EOF
   log "cluster up: KUBECONFIG=$D/kubeconfig"
 }
 
-stop_pid() { # name: SIGTERM, 15 s grace, SIGKILL
-  local f="$D/$1.pid" pid
+stop_pid() { # name [grace seconds, default 15]: SIGTERM, the grace, SIGKILL
+  local f="$D/$1.pid" pid grace=${2:-15}
   [ -f "$f" ] || return 0
   pid=$(cat "$f")
   if kill "$pid" 2>/dev/null; then
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null && log "$1 ignored SIGTERM for 15 s: killed" || true
+    for _ in $(seq 1 $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null && log "$1 still running $grace s after SIGTERM: killed" || true
   fi
   rm -f "$f"
 }
@@ -353,7 +353,8 @@ stop() {
   fi
   local p
   for p in kubelet kube-proxy kube-scheduler kube-controller-manager issuer; do stop_pid "$p" & done; wait
-  stop_pid kube-apiserver; stop_pid etcd
+  # The API server drains its watches for long after SIGTERM; nothing is left to drain.
+  stop_pid kube-apiserver 3; stop_pid etcd
   if [ -f "$D/containerd.pid" ]; then
     local t shims
     for t in $(ctr_ tasks ls -q 2>/dev/null); do ctr_ tasks kill -s SIGKILL "$t" >/dev/null 2>&1 || true; done
@@ -399,7 +400,23 @@ stop() {
       [ -d "$h$c" ] && find "$h$c" -depth -type d -exec rmdir {} \; 2>/dev/null || true
     done
   done
-  log "stopped"
+  # Nothing may be left: say what is, and fail.
+  local left=""
+  pgrep -f -- "$D/" >/dev/null && left="$left processes($(pgrep -f -- "$D/" | tr '\n' ' '))"
+  grep -q " $D/" /proc/mounts && left="$left mounts"
+  ip link show "$BRIDGE" >/dev/null 2>&1 && left="$left link:$BRIDGE"
+  ip -o link show master "$BRIDGE" 2>/dev/null | grep -q . && left="$left veths"
+  ip addr show dev lo | grep -q " $NODE_IP/32" && left="$left address:$NODE_IP"
+  iptables-save 2>/dev/null | grep -q KUBE- && left="$left iptables"
+  for h in /sys/fs/cgroup/*/; do [ -d "${h}kubepods" ] && left="$left cgroup:${h}kubepods"; done
+  if [ -f "$D/netns.before" ] && ls /run/netns 2>/dev/null | grep '^cni-' | sort | comm -13 "$D/netns.before" - | grep -q .; then
+    left="$left netns"
+  fi
+  if [ -n "$left" ]; then
+    echo "node.sh: stop left behind:$left" >&2
+    return 1
+  fi
+  log "stopped; nothing left behind"
 }
 
 D=${2:-}

@@ -652,6 +652,21 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
         r["code"], "Network",
         "RGW 16 refuses the preflight of a session-signed PUT URL: {r}"
     );
+    // upload.js's default, `auto`, then falls back to a POST form, and the file lands.
+    let r = run_page_with(
+        &chromium,
+        &page("shop.test", "auto", 200_000),
+        "journey-auto",
+        &flags,
+    )
+    .await;
+    assert_eq!(
+        (&r["ok"], &r["method"]),
+        (&json!(true), &json!("POST")),
+        "{r}"
+    );
+    let key = r["key"].as_str().unwrap();
+    uploadbucket_tests::assert_stored(&raw, bucket, key, "image/jpeg", 200_000).await;
     let http = reqwest::Client::builder()
         .resolve(RGW_HOST, format!("{}:{rgw_port}", node.ip).parse().unwrap())
         .build()
