@@ -31,6 +31,8 @@ work=${UPLOADBUCKET_TEST_DIR:-$(mktemp -d -t uploadbucket-tests.XXXXXX)}
 mkdir -p "$work"
 cleanup() {
   status=$?
+  # A Kubernetes build still running (the run failed early): stop it and its go processes.
+  [ -n "${k8s_build:-}" ] && kill -- "-$k8s_build" 2>/dev/null || true
   tests/scripts/rgw.sh stop "$work/rgw" || true
   tests/scripts/kube.sh stop "$work/kube" || true
   # The node's teardown is checked: a process, mount, link or rule left behind fails the run.
@@ -41,6 +43,12 @@ cleanup() {
 trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# The Kubernetes binaries (Go; ~15 minutes the first time, then cached) build while cargo
+# works: on 2 cores they fill the stretches where rustc runs on one.
+k8s_log="$work/k8s-build.log"
+setsid tests/scripts/node.sh install >"$k8s_log" 2>&1 &
+k8s_build=$!
 
 if [ $lint = 1 ]; then
   echo "== cargo fmt --check"
@@ -54,6 +62,8 @@ cargo build --workspace --all-targets --quiet
 
 echo "== building the images (release binaries; tests/scripts/images.sh)"
 tests/scripts/images.sh "$work/images" --example
+
+wait $k8s_build || { cat "$k8s_log" >&2; echo "tests/run.sh: building Kubernetes failed" >&2; exit 1; }
 
 echo "== starting a one-node cluster (containerd + kubelet + kube-proxy + control plane)"
 tests/scripts/node.sh start "$work/node" "$work/images"
