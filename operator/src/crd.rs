@@ -287,6 +287,63 @@ pub struct UploadsSpec {
     /// policy carries the size range.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unsized_put: bool,
+
+    /// Check uploads after the fact: the app calls the signer's `POST /uploads/verify`, which
+    /// reads the object's first bytes and accepts it only if its type matches them. Until
+    /// then every upload carries the tag `uploadbucket-state=pending`, and a lifecycle rule
+    /// expires pending objects, so unchecked uploads go away by themselves.
+    #[serde(default, skip_serializing_if = "VerificationSpec::is_off")]
+    pub verification: VerificationSpec,
+}
+
+/// `spec.uploads.verification`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct VerificationSpec {
+    /// Tag uploads pending and let the signer verify them. Default: false.
+    #[serde(default)]
+    pub enabled: bool,
+
+    /// Days after which an object still tagged pending is deleted by the bucket's lifecycle
+    /// rule. Default: 1.
+    #[serde(default = "default_pending_days")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub pending_expiration_days: i32,
+
+    /// What `verify` does with an object that fails: `Delete` it (default), or `Quarantine`
+    /// it (tag `uploadbucket-state=quarantined`, kept for inspection, never expired).
+    #[serde(default)]
+    pub on_failure: OnFailure,
+}
+
+impl VerificationSpec {
+    fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Default for VerificationSpec {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            pending_expiration_days: default_pending_days(),
+            on_failure: OnFailure::Delete,
+        }
+    }
+}
+
+fn default_pending_days() -> i32 {
+    1
+}
+
+/// What happens to an upload that fails verification.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum OnFailure {
+    /// Delete the object.
+    #[default]
+    Delete,
+    /// Tag it `uploadbucket-state=quarantined` and keep it.
+    Quarantine,
 }
 
 impl Default for UploadsSpec {
@@ -299,6 +356,7 @@ impl Default for UploadsSpec {
             public_read: false,
             allow_downloads: false,
             allow_unsized_put: false,
+            verification: VerificationSpec::default(),
         }
     }
 }

@@ -33,6 +33,16 @@ pub const ENV_METADATA_KEYS: &str = "UPLOADBUCKET_ALLOWED_METADATA";
 pub const ENV_ALLOW_UNSIZED_PUT: &str = "UPLOADBUCKET_ALLOW_UNSIZED_PUT";
 pub const ENV_PUBLIC_READ: &str = "UPLOADBUCKET_PUBLIC_READ";
 pub const ENV_BUCKET_OWNER_FULL_CONTROL: &str = "UPLOADBUCKET_BUCKET_OWNER_FULL_CONTROL";
+pub const ENV_VERIFY: &str = "UPLOADBUCKET_VERIFY";
+pub const ENV_VERIFY_QUARANTINE: &str = "UPLOADBUCKET_VERIFY_QUARANTINE";
+
+/// The object tag that says where an upload stands when verification is on: every URL signs
+/// it as [`STATE_PENDING`]; `verify` replaces it with [`STATE_VERIFIED`] or
+/// [`STATE_QUARANTINED`]. The bucket's lifecycle rule expires pending objects.
+pub const STATE_TAG: &str = "uploadbucket-state";
+pub const STATE_PENDING: &str = "pending";
+pub const STATE_VERIFIED: &str = "verified";
+pub const STATE_QUARANTINED: &str = "quarantined";
 
 /// Types a browser may run script from when it renders them: a `type/*` pattern never admits
 /// them; only an exact entry does.
@@ -119,6 +129,18 @@ pub struct Config {
     #[arg(long, env = ENV_BUCKET_OWNER_FULL_CONTROL, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub bucket_owner_full_control: bool,
+
+    /// Verification is on (`uploads.verification.enabled`): every upload is tagged
+    /// `uploadbucket-state=pending` (signed) and `POST /uploads/verify` checks objects.
+    #[arg(long, env = ENV_VERIFY, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(default)]
+    pub verify: bool,
+
+    /// An object that fails verification is tagged `quarantined` and kept, instead of
+    /// deleted.
+    #[arg(long, env = ENV_VERIFY_QUARANTINE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(default)]
+    pub verify_quarantine: bool,
 }
 
 /// A configuration value that cannot work.
@@ -275,6 +297,12 @@ impl Config {
         if self.bucket_owner_full_control {
             env.push((ENV_BUCKET_OWNER_FULL_CONTROL, "true".into()));
         }
+        if self.verify {
+            env.push((ENV_VERIFY, "true".into()));
+        }
+        if self.verify_quarantine {
+            env.push((ENV_VERIFY_QUARANTINE, "true".into()));
+        }
         env
     }
 
@@ -300,6 +328,19 @@ impl Config {
             .any(|m| content_type.starts_with(m))
             && !SCRIPT_CAPABLE_TYPES.contains(&content_type);
         (self.public_read && !media).then_some("attachment")
+    }
+
+    /// The tag set every upload carries, in the `x-amz-tagging` header's form, when
+    /// verification is on.
+    pub fn tagging(&self) -> Option<&'static str> {
+        self.verify.then_some("uploadbucket-state=pending")
+    }
+
+    /// The same tag set as a POST form's `tagging` field (XML).
+    pub fn tagging_xml(&self) -> Option<&'static str> {
+        self.verify.then_some(
+            "<Tagging><TagSet><Tag><Key>uploadbucket-state</Key><Value>pending</Value></Tag></TagSet></Tagging>",
+        )
     }
 
     /// The canned ACL every upload carries (`bucket-owner-full-control`), if any.

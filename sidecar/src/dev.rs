@@ -152,6 +152,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         allow_unsized_put: false,
         public_read: false,
         bucket_owner_full_control: false,
+        verify: false,
+        verify_quarantine: false,
     }
     .validate(None)?;
     let creds = Credentials {

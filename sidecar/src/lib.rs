@@ -29,6 +29,8 @@ pub mod server;
 pub mod store;
 #[cfg(feature = "server")]
 pub mod uploads;
+#[cfg(feature = "server")]
+pub mod verify;
 
 #[cfg(feature = "server")]
 pub use server::{AppState, app};

@@ -17,6 +17,7 @@ pub enum Route {
     LegacyUploads,
     Params,
     Multipart,
+    Verify,
     Other,
 }
 
@@ -25,6 +26,7 @@ impl Route {
         match path {
             "/uploads" => Route::Uploads,
             "/s3/params" => Route::Params,
+            "/uploads/verify" => Route::Verify,
             p if p.contains("/multipart") => Route::Multipart,
             _ => Route::Other,
         }

@@ -156,7 +156,13 @@ pub async fn create(
     );
     let upload_id = state
         .store
-        .create_multipart(&key, &content_type, &metadata, state.config.acl())
+        .create_multipart(
+            &key,
+            &content_type,
+            &metadata,
+            state.config.acl(),
+            state.config.tagging(),
+        )
         .await
         .map_err(store_error)?;
     Ok(Json(json!({"key": key, "uploadId": upload_id})))

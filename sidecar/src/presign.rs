@@ -151,6 +151,8 @@ pub struct PostInput<'a> {
     pub disposition: Option<&'a str>,
     /// A canned ACL the object must be stored with (the `acl` field, pinned by the policy).
     pub acl: Option<&'a str>,
+    /// Object tags (the `tagging` field, XML, pinned by the policy).
+    pub tagging: Option<&'a str>,
     pub expires: Duration,
 }
 
@@ -483,6 +485,7 @@ impl Presigner {
             metadata,
             disposition,
             acl,
+            tagging,
             expires,
         } = *input;
         let (amz_date, date) = amz_dates(now);
@@ -497,6 +500,9 @@ impl Presigner {
         }
         if let Some(a) = acl {
             fields.push(("acl".into(), a.into()));
+        }
+        if let Some(t) = tagging {
+            fields.push(("tagging".into(), t.into()));
         }
         for (k, v) in metadata {
             fields.push((format!("x-amz-meta-{k}"), v.clone()));
@@ -612,6 +618,7 @@ mod tests {
         let input = PostInput {
             disposition: None,
             acl: None,
+            tagging: None,
             key: "uploads/x.jpg",
             content_type: "image/jpeg",
             max_size: 1000,

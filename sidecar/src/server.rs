@@ -92,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .route("/{upload_id}/{part}", get(multipart::sign_one));
     Router::new()
         .route("/uploads", post(uploads::create).get(uploads::legacy))
+        .route("/uploads/verify", post(crate::verify::verify))
         .route("/s3/params", get(uploads::uppy_params))
         .nest("/s3/multipart", multipart_routes.clone())
         .nest("/uploads/multipart", multipart_routes)

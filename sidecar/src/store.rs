@@ -39,6 +39,7 @@ pub trait ObjectStore: Send + Sync {
         content_type: &str,
         metadata: &[(String, String)],
         acl: Option<&str>,
+        tagging: Option<&str>,
     ) -> Result<String, StoreError>;
     async fn list_parts(&self, key: &str, upload_id: &str) -> Result<Vec<Part>, StoreError>;
     /// Completes with `parts` (S3's own list), stating the `total` size and that the key must
@@ -51,6 +52,21 @@ pub trait ObjectStore: Send + Sync {
         total: i64,
     ) -> Result<(), StoreError>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
+    /// Size, content type and ETag of a stored object; `None` if there is none.
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
+    /// The object's first `len` bytes (fewer if it is shorter).
+    async fn read_start(&self, key: &str, len: u64) -> Result<Vec<u8>, StoreError>;
+    /// Replaces the object's tags with `uploadbucket-state=<state>`.
+    async fn set_state(&self, key: &str, state: &str) -> Result<(), StoreError>;
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+}
+
+/// What `HeadObject` says of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub size: i64,
+    pub content_type: String,
+    pub etag: String,
 }
 
 /// [`ObjectStore`] over aws-sdk-s3. The client is built on first use: most signers never
@@ -103,6 +119,7 @@ impl ObjectStore for S3Store {
         content_type: &str,
         metadata: &[(String, String)],
         acl: Option<&str>,
+        tagging: Option<&str>,
     ) -> Result<String, StoreError> {
         let mut req = self
             .client()
@@ -110,7 +127,8 @@ impl ObjectStore for S3Store {
             .bucket(&self.bucket)
             .key(key)
             .content_type(content_type)
-            .set_acl(acl.map(Into::into));
+            .set_acl(acl.map(Into::into))
+            .set_tagging(tagging.map(str::to_owned));
         for (k, v) in metadata {
             req = req.metadata(k, v);
         }
@@ -200,5 +218,74 @@ impl ObjectStore for S3Store {
                 other => Err(other),
             },
         }
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        match self
+            .client()
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(ObjectInfo {
+                size: out.content_length().unwrap_or_default(),
+                content_type: out.content_type().unwrap_or_default().to_owned(),
+                etag: out.e_tag().unwrap_or_default().to_owned(),
+            })),
+            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            Err(e) => Err(classify(e)),
+        }
+    }
+
+    async fn read_start(&self, key: &str, len: u64) -> Result<Vec<u8>, StoreError> {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .range(format!("bytes=0-{}", len.saturating_sub(1)))
+            .send()
+            .await
+            .map_err(classify)?;
+        let bytes = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Other(format!("reading the object: {e}")))?;
+        Ok(bytes.to_vec())
+    }
+
+    async fn set_state(&self, key: &str, state: &str) -> Result<(), StoreError> {
+        let tag = aws_sdk_s3::types::Tag::builder()
+            .key(crate::config::STATE_TAG)
+            .value(state)
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        let tagging = aws_sdk_s3::types::Tagging::builder()
+            .tag_set(tag)
+            .build()
+            .map_err(|e| StoreError::Other(e.to_string()))?;
+        self.client()
+            .put_object_tagging()
+            .bucket(&self.bucket)
+            .key(key)
+            .tagging(tagging)
+            .send()
+            .await
+            .map(drop)
+            .map_err(classify)
+    }
+
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.client()
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map(drop)
+            .map_err(classify)
     }
 }

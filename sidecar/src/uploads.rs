@@ -213,6 +213,7 @@ fn post_form(
         metadata,
         disposition: state.config.disposition(content_type),
         acl: state.config.acl(),
+        tagging: state.config.tagging_xml(),
         expires,
     };
     let form = state.presigner.presign_post(creds, now, &input);
@@ -343,6 +344,9 @@ pub async fn create(
     if let Some(acl) = state.config.acl() {
         headers.push(("x-amz-acl", acl));
     }
+    if let Some(tags) = state.config.tagging() {
+        headers.push(("x-amz-tagging", tags));
+    }
     if let Some(v) = &md5 {
         headers.push(("content-md5", v));
     }
@@ -455,6 +459,7 @@ async fn sdk_presign_put(
             "content-md5" => req.content_md5(*v),
             "x-amz-checksum-sha256" => req.checksum_sha256(*v),
             "x-amz-acl" => req.acl((*v).into()),
+            "x-amz-tagging" => req.tagging(*v),
             _ => req,
         };
     }
@@ -507,6 +512,14 @@ pub async fn legacy(
     query: Result<Query<LegacyQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(query_error)?;
+    // Its clients send only Content-Type, so the URL could not carry the pending tag, and an
+    // unverified object would never expire.
+    if state.config.verify {
+        return Err(AppError::bad_request(
+            "VerificationNeedsPost",
+            "this bucket verifies uploads, and a GET /uploads URL cannot carry the pending tag: use POST /uploads (send the headers it returns)",
+        ));
+    }
     let default = state
         .config
         .allowed_content_types

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use uploadbucket_sidecar::config::Config;
 use uploadbucket_sidecar::credentials::{CredentialSource, StaticCredentials};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, Presigner};
-use uploadbucket_sidecar::store::{ObjectStore, Part, StoreError};
+use uploadbucket_sidecar::store::{ObjectInfo, ObjectStore, Part, StoreError};
 use uploadbucket_sidecar::{AppState, app};
 
 const NOW: u64 = 1_700_000_000;
@@ -27,6 +27,25 @@ fn now() -> SystemTime {
 struct FakeStore {
     uploads: Mutex<HashMap<String, (String, Vec<Part>)>>,
     calls: Mutex<Vec<String>>,
+    /// Stored objects: info, bytes, and the state tag.
+    objects: Mutex<HashMap<String, (ObjectInfo, Vec<u8>, Option<String>)>>,
+}
+
+impl FakeStore {
+    fn put(&self, key: &str, content_type: &str, bytes: &[u8]) {
+        let info = ObjectInfo {
+            size: bytes.len() as i64,
+            content_type: content_type.into(),
+            etag: "\"etag\"".into(),
+        };
+        self.objects
+            .lock()
+            .unwrap()
+            .insert(key.into(), (info, bytes.to_vec(), Some("pending".into())));
+    }
+    fn state_of(&self, key: &str) -> Option<Option<String>> {
+        self.objects.lock().unwrap().get(key).map(|o| o.2.clone())
+    }
 }
 
 #[async_trait]
@@ -37,8 +56,12 @@ impl ObjectStore for FakeStore {
         content_type: &str,
         metadata: &[(String, String)],
         acl: Option<&str>,
+        tagging: Option<&str>,
     ) -> Result<String, StoreError> {
         let mut call = format!("create {key} {content_type}");
+        if let Some(t) = tagging {
+            call += &format!(" tagging={t}");
+        }
         if !metadata.is_empty() {
             call += &format!(" {metadata:?}");
         }
@@ -89,6 +112,29 @@ impl ObjectStore for FakeStore {
         self.uploads.lock().unwrap().remove(upload_id);
         Ok(())
     }
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        self.calls.lock().unwrap().push(format!("head {key}"));
+        Ok(self.objects.lock().unwrap().get(key).map(|o| o.0.clone()))
+    }
+    async fn read_start(&self, key: &str, len: u64) -> Result<Vec<u8>, StoreError> {
+        self.calls.lock().unwrap().push(format!("read {key} {len}"));
+        let objects = self.objects.lock().unwrap();
+        let bytes = &objects.get(key).expect("object").1;
+        Ok(bytes[..bytes.len().min(len as usize)].to_vec())
+    }
+    async fn set_state(&self, key: &str, state: &str) -> Result<(), StoreError> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(format!("tag {key} {state}"));
+        self.objects.lock().unwrap().get_mut(key).expect("object").2 = Some(state.into());
+        Ok(())
+    }
+    async fn delete(&self, key: &str) -> Result<(), StoreError> {
+        self.calls.lock().unwrap().push(format!("delete {key}"));
+        self.objects.lock().unwrap().remove(key);
+        Ok(())
+    }
 }
 
 struct Failing;
@@ -116,6 +162,8 @@ fn config() -> Config {
         allow_unsized_put: false,
         public_read: false,
         bucket_owner_full_control: false,
+        verify: false,
+        verify_quarantine: false,
     }
 }
 
@@ -1094,6 +1142,7 @@ impl ObjectStore for BrokenStore {
         _c: &str,
         _m: &[(String, String)],
         _a: Option<&str>,
+        _t: Option<&str>,
     ) -> Result<String, StoreError> {
         Err((self.0)(
             "secret internal detail: arn:aws:iam::123456789012:role/x".into(),
@@ -1112,6 +1161,18 @@ impl ObjectStore for BrokenStore {
         Err((self.0)("secret internal detail".into()))
     }
     async fn abort_multipart(&self, _k: &str, _u: &str) -> Result<(), StoreError> {
+        Err((self.0)("secret internal detail".into()))
+    }
+    async fn head(&self, _k: &str) -> Result<Option<ObjectInfo>, StoreError> {
+        Err((self.0)("secret internal detail: arn:aws:s3:::b".into()))
+    }
+    async fn read_start(&self, _k: &str, _l: u64) -> Result<Vec<u8>, StoreError> {
+        Err((self.0)("secret internal detail".into()))
+    }
+    async fn set_state(&self, _k: &str, _s: &str) -> Result<(), StoreError> {
+        Err((self.0)("secret internal detail".into()))
+    }
+    async fn delete(&self, _k: &str) -> Result<(), StoreError> {
         Err((self.0)("secret internal detail".into()))
     }
 }
@@ -1185,5 +1246,235 @@ async fn metrics_count_requests_by_route_and_outcome() {
     assert!(
         text.contains("uploadbucket_signer_request_duration_seconds_count{route=\"Uploads\"} 2"),
         "{text}"
+    );
+}
+
+/// A verifying signer (`uploads.verification.enabled`) over `store`.
+fn verifying(store: Arc<dyn ObjectStore>, quarantine: bool) -> AppState {
+    let mut c = config();
+    c.verify = true;
+    c.verify_quarantine = quarantine;
+    AppState::new(
+        c,
+        Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
+        Arc::new(StaticCredentials(creds(None))),
+        store,
+    )
+    .with_clock(now)
+}
+
+const JPEG: &[u8] = &[
+    0xff, 0xd8, 0xff, 0xe0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1,
+];
+const HTML: &[u8] = b"<!doctype html><script>alert(document.cookie)</script>";
+
+#[tokio::test]
+async fn every_url_of_a_verifying_bucket_signs_the_pending_tag() {
+    use base64::Engine as _;
+    let store = Arc::new(FakeStore::default());
+    let s = verifying(store.clone(), false);
+    let (status, put) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{put}");
+    assert_eq!(
+        put["headers"]["x-amz-tagging"],
+        "uploadbucket-state=pending"
+    );
+    let signed = query_param(put["uploadURL"].as_str().unwrap(), "X-Amz-SignedHeaders").unwrap();
+    assert!(signed.contains("x-amz-tagging"), "{signed}");
+    for (method, uri, req) in [
+        (
+            "POST",
+            "/uploads",
+            Some(json!({"contentType": "image/jpeg"})),
+        ),
+        ("GET", "/s3/params?filename=a.jpg&type=image/jpeg", None),
+    ] {
+        let (_, form) = call(&s, method, uri, req).await;
+        let tagging = form["fields"]["tagging"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{form}"));
+        assert!(
+            tagging.contains("<Key>uploadbucket-state</Key><Value>pending</Value>"),
+            "{tagging}"
+        );
+        let policy: Value = serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(form["fields"]["policy"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(
+            policy["conditions"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"tagging": tagging})),
+            "{policy}"
+        );
+    }
+    call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg"})),
+    )
+    .await;
+    let last = store.calls.lock().unwrap().last().unwrap().clone();
+    assert!(
+        last.contains("tagging=uploadbucket-state=pending"),
+        "{last}"
+    );
+    // The seed-compatible GET cannot carry the tag: refused, saying what to use.
+    let (status, body) = call(&s, "GET", "/uploads?size=5", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "VerificationNeedsPost", "{body}");
+}
+
+#[tokio::test]
+async fn verify_accepts_true_bytes_and_removes_disguised_ones() {
+    let store = Arc::new(FakeStore::default());
+    let s = verifying(store.clone(), false);
+    store.put("uploads/a.jpg", "image/jpeg", JPEG);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/a.jpg"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["detectedType"], "image/jpeg");
+    assert_eq!(body["size"], JPEG.len());
+    assert_eq!(body["state"], "verified");
+    assert_eq!(
+        store.state_of("uploads/a.jpg"),
+        Some(Some("verified".into()))
+    );
+    // Only the first bytes are read.
+    assert!(
+        store
+            .calls
+            .lock()
+            .unwrap()
+            .contains(&"read uploads/a.jpg 8192".to_owned())
+    );
+
+    store.put("uploads/b.jpg", "image/jpeg", HTML);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/b.jpg"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "ContentMismatch");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("image/jpeg") && message.contains("deleted"),
+        "{message}"
+    );
+    assert_eq!(store.state_of("uploads/b.jpg"), None, "deleted");
+
+    // Quarantine instead of delete.
+    let s = verifying(store.clone(), true);
+    store.put("uploads/c.jpg", "image/jpeg", HTML);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/c.jpg"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("quarantined"),
+        "{body}"
+    );
+    assert_eq!(
+        store.state_of("uploads/c.jpg"),
+        Some(Some("quarantined".into()))
+    );
+}
+
+#[tokio::test]
+async fn verify_refuses_bad_requests_naming_what_is_wrong() {
+    let store = Arc::new(FakeStore::default());
+    let s = verifying(store.clone(), false);
+    for (body, status, code) in [
+        (json!({}), StatusCode::BAD_REQUEST, "MissingKey"),
+        (
+            json!({"key": "elsewhere/a.jpg"}),
+            StatusCode::BAD_REQUEST,
+            "InvalidKey",
+        ),
+        (
+            json!({"key": "uploads/../x.jpg"}),
+            StatusCode::BAD_REQUEST,
+            "InvalidKey",
+        ),
+        (
+            json!({"key": "uploads/none.jpg"}),
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+        ),
+        (
+            json!({"key": "uploads/a.jpg", "extra": 1}),
+            StatusCode::BAD_REQUEST,
+            "InvalidJson",
+        ),
+    ] {
+        let (got, answer) = call(&s, "POST", "/uploads/verify", Some(body.clone())).await;
+        assert_eq!(
+            (got, answer["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {answer}"
+        );
+    }
+    // Nothing was deleted or tagged for any of them.
+    assert!(
+        store
+            .calls
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|c| c.starts_with("head")),
+        "{:?}",
+        store.calls.lock().unwrap()
+    );
+    // A bucket without verification says so.
+    let (s, _) = state();
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/a.jpg"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("VerificationDisabled"))
+    );
+    // A broken store: 500 without internals.
+    let s = verifying(Arc::new(BrokenStore(StoreError::Denied)), false);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/a.jpg"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(
+        !body.to_string().contains("secret") && !body.to_string().contains("arn:"),
+        "{body}"
     );
 }

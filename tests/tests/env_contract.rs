@@ -40,6 +40,8 @@ fn every_field_round_trips() {
             allow_unsized_put: false,
             public_read: false,
             bucket_owner_full_control: false,
+            verify: false,
+            verify_quarantine: false,
         },
         Config {
             bucket: "b".repeat(3),
@@ -56,6 +58,8 @@ fn every_field_round_trips() {
             allow_unsized_put: true,
             public_read: true,
             bucket_owner_full_control: true,
+            verify: true,
+            verify_quarantine: true,
         },
     ];
     for config in configs {

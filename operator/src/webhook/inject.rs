@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use uploadbucket_sidecar::config::Config;
 
 use crate::controller::status::{BUCKET_READY, ROLE_READY};
-use crate::crd::UploadBucket;
+use crate::crd::{OnFailure, UploadBucket};
 
 /// Pod annotation naming the UploadBucket (in the pod's namespace) to sign for.
 pub const ANNOTATION_INJECT: &str = "uploadbucket.io/inject";
@@ -246,6 +246,8 @@ fn plan(
         allow_unsized_put: ub.spec.uploads.allow_unsized_put,
         public_read: ub.spec.uploads.public_read,
         bucket_owner_full_control: settings.bucket_owner_full_control,
+        verify: ub.spec.uploads.verification.enabled,
+        verify_quarantine: ub.spec.uploads.verification.on_failure == OnFailure::Quarantine,
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 
