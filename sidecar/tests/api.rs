@@ -23,12 +23,15 @@ fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW)
 }
 
+/// A stored object: what HeadObject says, its bytes, and its state tag.
+type StoredObject = (ObjectInfo, Vec<u8>, Option<String>);
+
 #[derive(Default)]
 struct FakeStore {
     uploads: Mutex<HashMap<String, (String, Vec<Part>)>>,
     calls: Mutex<Vec<String>>,
     /// Stored objects: info, bytes, and the state tag.
-    objects: Mutex<HashMap<String, (ObjectInfo, Vec<u8>, Option<String>)>>,
+    objects: Mutex<HashMap<String, StoredObject>>,
 }
 
 impl FakeStore {
