@@ -121,6 +121,7 @@ radosgw-admin -c "$conf" user create --uid=uploadbucket-other --display-name="an
 cat >"$dir/env" <<ENV
 export UPLOADBUCKET_TEST_S3_ENDPOINT=http://127.0.0.1:$rgw_port
 export UPLOADBUCKET_TEST_S3_BACKEND=rgw
+export UPLOADBUCKET_TEST_RGW_CONF=$conf
 export UPLOADBUCKET_TEST_ACCESS_KEY_ID=$access_key
 export UPLOADBUCKET_TEST_SECRET_ACCESS_KEY=$secret_key
 export UPLOADBUCKET_TEST_OTHER_ACCESS_KEY_ID=$other_access_key

@@ -465,3 +465,123 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     );
     let _ = std::fs::remove_dir_all(&issuer.dir);
 }
+
+/// With `uploads.verification` on, the role may also read, retag and delete objects under
+/// the prefix (what `verify` needs), and still nothing outside it; without verification it
+/// may do none of that (the test above: GET denied).
+#[tokio::test]
+async fn verification_widens_the_role_only_under_the_prefix() {
+    let Some(server) = s3_server("verification_widens_the_role_only_under_the_prefix") else {
+        return;
+    };
+    let issuer = Issuer::start().await;
+    let provider_arn = server
+        .register_oidc_provider(&issuer.url, &issuer.thumbprint)
+        .await;
+    let settings = IrsaSettings {
+        provider_arn,
+        issuer: issuer.url.trim_start_matches("http://").to_owned(),
+        role_path: "/uploadbucket/".into(),
+        permissions_boundary: None,
+        tag_roles: server.backend.has_role_tags(),
+    };
+    let (buckets, _) = server.buckets().await;
+    let name = unique_name("ub-irsa-verify");
+    let spec: UploadBucketSpec = serde_json::from_value(json!({
+        "bucketName": name,
+        "serviceAccountNames": ["web"],
+        "uploads": {"verification": {"enabled": true}},
+    }))
+    .unwrap();
+    let mut ub = UploadBucket::new("checked", spec);
+    ub.metadata.namespace = Some("shop".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(&server))
+        .await
+        .expect("bucket");
+    let bucket = BucketRef {
+        name: name.clone(),
+        region: "us-east-1".into(),
+    };
+    let iam = IamRoles::from_conf(
+        aws_sdk_iam::config::Builder::from(
+            &server
+                .sdk_config(&server.access_key, &server.secret_key)
+                .await,
+        )
+        .endpoint_url(&server.endpoint)
+        .build(),
+    );
+    let role = desired_role(&ub, &bucket, &settings).unwrap();
+    let report = apply_role(&iam, &role, &settings).await.expect("role");
+    let creds = assume(
+        &server,
+        &report.arn,
+        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
+    )
+    .await
+    .expect("assume");
+    let s3 = s3_as(&server, &creds);
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    for key in ["uploads/mine.jpg", "private/theirs.jpg"] {
+        raw.put_object()
+            .bucket(&name)
+            .key(key)
+            .body(ByteStream::from_static(b"\xff\xd8\xff\xe0"))
+            .send()
+            .await
+            .unwrap();
+    }
+    let tagging = aws_sdk_s3::types::Tagging::builder()
+        .tag_set(
+            aws_sdk_s3::types::Tag::builder()
+                .key("uploadbucket-state")
+                .value("verified")
+                .build()
+                .unwrap(),
+        )
+        .build()
+        .unwrap();
+    // Under the prefix: a ranged read, a retag and a delete are allowed.
+    s3.get_object()
+        .bucket(&name)
+        .key("uploads/mine.jpg")
+        .range("bytes=0-3")
+        .send()
+        .await
+        .expect("ranged GET under the prefix");
+    s3.put_object_tagging()
+        .bucket(&name)
+        .key("uploads/mine.jpg")
+        .tagging(tagging.clone())
+        .send()
+        .await
+        .expect("retag under the prefix");
+    s3.delete_object()
+        .bucket(&name)
+        .key("uploads/mine.jpg")
+        .send()
+        .await
+        .expect("delete under the prefix");
+    // Outside it: none of them.
+    let key = "private/theirs.jpg";
+    let get = s3.get_object().bucket(&name).key(key).send().await;
+    assert!(get.is_err(), "GET outside the prefix must be denied");
+    let tag = s3
+        .put_object_tagging()
+        .bucket(&name)
+        .key(key)
+        .tagging(tagging)
+        .send()
+        .await;
+    assert!(tag.is_err(), "retag outside the prefix must be denied");
+    let _ = s3.delete_object().bucket(&name).key(key).send().await;
+    raw.head_object()
+        .bucket(&name)
+        .key(key)
+        .send()
+        .await
+        .expect("the object outside the prefix is still there");
+}

@@ -74,6 +74,8 @@ pub struct LifecycleRule {
     pub enabled: bool,
     pub abort_incomplete_multipart_upload_days: Option<i32>,
     pub expiration_days: Option<i32>,
+    /// Only objects carrying this tag (key, value), besides the prefix.
+    pub tag: Option<(String, String)>,
 }
 
 /// Canonical form of a lifecycle configuration: rules sorted by id.

@@ -159,6 +159,7 @@ pub fn role_policy(
     bucket: &str,
     prefix: &str,
     downloads: bool,
+    verification: bool,
     kms: Option<&KmsKey>,
 ) -> Value {
     let objects = objects_arn(region, bucket, prefix);
@@ -173,6 +174,16 @@ pub fn role_policy(
             "Sid": "SignDownloads",
             "Effect": "Allow",
             "Action": "s3:GetObject",
+            "Resource": objects,
+        }));
+    }
+    if verification {
+        // Uploads carry the pending tag (a PUT with `x-amz-tagging` needs PutObjectTagging
+        // on AWS); `verify` reads an object's first bytes, retags it, or deletes it.
+        statements.push(json!({
+            "Sid": "VerifyUploads",
+            "Effect": "Allow",
+            "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObjectTagging"],
             "Resource": objects,
         }));
     }
@@ -326,7 +337,7 @@ mod tests {
 
     #[test]
     fn role_policy_is_limited_to_the_prefix() {
-        let p = role_policy("eu-west-1", "b1", "uploads/", false, None);
+        let p = role_policy("eu-west-1", "b1", "uploads/", false, false, None);
         assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
         assert_eq!(p["Statement"][0]["Resource"], "arn:aws:s3:::b1/uploads/*");
         assert_eq!(
@@ -342,7 +353,7 @@ mod tests {
             !p.to_string().contains("arn:aws:s3:::b1\""),
             "no bucket-level rights"
         );
-        let d = role_policy("eu-west-1", "b1", "uploads/", true, None);
+        let d = role_policy("eu-west-1", "b1", "uploads/", true, false, None);
         assert_eq!(d["Statement"][1]["Action"], "s3:GetObject");
         assert_eq!(d["Statement"][1]["Resource"], "arn:aws:s3:::b1/uploads/*");
     }
@@ -446,7 +457,7 @@ mod tests {
             alias_arn["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"],
             "alias/x"
         );
-        let p = role_policy("eu-west-1", "b", "u/", false, Some(&by_id));
+        let p = role_policy("eu-west-1", "b", "u/", false, false, Some(&by_id));
         assert_eq!(p["Statement"][1]["Sid"], "UseBucketKey");
         assert_eq!(
             account_of("arn:aws:iam::123456789012:oidc-provider/x"),
@@ -500,7 +511,7 @@ mod tests {
             key: "alias/x",
             account: "1",
         };
-        let widest = role_policy("eu-west-1", "b", "p/", true, Some(&kms));
+        let widest = role_policy("eu-west-1", "b", "p/", true, true, Some(&kms));
         for action in statements(&widest)
             .iter()
             .flat_map(|s| strings(&s["Action"]))

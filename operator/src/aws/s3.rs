@@ -268,14 +268,24 @@ impl BucketApi for S3Buckets {
             .map(|r| {
                 #[allow(deprecated)]
                 let legacy_prefix = r.prefix();
+                let and = r.filter().and_then(|f| f.and());
+                // AWS answers a prefix-and-tag filter as `And`; RGW 16 answers a one-tag `And`
+                // without it: read both.
+                let tag = r
+                    .filter()
+                    .and_then(|f| f.tag())
+                    .or(and.and_then(|a| a.tags().first()))
+                    .map(|t| (t.key().to_owned(), t.value().to_owned()));
                 LifecycleRule {
                     id: r.id().unwrap_or_default().to_owned(),
                     prefix: r
                         .filter()
                         .and_then(|f| f.prefix())
+                        .or(and.and_then(|a| a.prefix()))
                         .or(legacy_prefix)
                         .unwrap_or_default()
                         .to_owned(),
+                    tag,
                     enabled: *r.status() == s3t::ExpirationStatus::Enabled,
                     abort_incomplete_multipart_upload_days: r
                         .abort_incomplete_multipart_upload()
@@ -295,14 +305,30 @@ impl BucketApi for S3Buckets {
             .filter(|r| !is_own_id(r.id()))
             .collect();
         for r in rules {
+            let filter = match &r.tag {
+                None => s3t::LifecycleRuleFilter::builder()
+                    .prefix(&r.prefix)
+                    .build(),
+                Some((key, value)) => {
+                    let tag = s3t::Tag::builder()
+                        .key(key)
+                        .value(value)
+                        .build()
+                        .map_err(|e| build_err(OP, e))?;
+                    s3t::LifecycleRuleFilter::builder()
+                        .and(
+                            s3t::LifecycleRuleAndOperator::builder()
+                                .prefix(&r.prefix)
+                                .tags(tag)
+                                .build(),
+                        )
+                        .build()
+                }
+            };
             all.push(
                 s3t::LifecycleRule::builder()
                     .id(&r.id)
-                    .filter(
-                        s3t::LifecycleRuleFilter::builder()
-                            .prefix(&r.prefix)
-                            .build(),
-                    )
+                    .filter(filter)
                     .status(if r.enabled {
                         s3t::ExpirationStatus::Enabled
                     } else {

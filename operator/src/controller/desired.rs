@@ -16,6 +16,7 @@ use crate::aws::{
     canonical_lifecycle, policy,
 };
 use crate::crd::{EncryptionType, UploadBucket};
+use uploadbucket_sidecar::config::{STATE_PENDING, STATE_TAG};
 
 /// Tag keys the operator writes on every bucket it manages.
 pub const TAG_MANAGED_BY: &str = "uploadbucket.io/managed-by";
@@ -32,6 +33,7 @@ pub const RESERVED_TAG_PREFIX: &str = "uploadbucket.io/";
 /// Lifecycle and CORS rule ids the operator owns (all start with `aws::OWN_ID_PREFIX`).
 pub const RULE_ABORT_MULTIPART: &str = "uploadbucket-abort-incomplete-multipart";
 pub const RULE_EXPIRE: &str = "uploadbucket-expire-uploads";
+pub const RULE_EXPIRE_PENDING: &str = "uploadbucket-expire-pending";
 pub const RULE_CORS: &str = "uploadbucket-cors";
 
 /// The operator's defaults that a spec may leave out.
@@ -519,6 +521,7 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
                 spec.lifecycle.abort_incomplete_multipart_upload_days,
             ),
             expiration_days: None,
+            tag: None,
         });
     }
     if let Some(days) = spec.lifecycle.expiration_days {
@@ -528,6 +531,18 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
             enabled: true,
             abort_incomplete_multipart_upload_days: None,
             expiration_days: Some(days),
+            tag: None,
+        });
+    }
+    // Uploads nobody verified go away by themselves.
+    if spec.uploads.verification.enabled {
+        lifecycle.push(LifecycleRule {
+            id: RULE_EXPIRE_PENDING.to_owned(),
+            prefix: spec.uploads.key_prefix.clone(),
+            enabled: true,
+            abort_incomplete_multipart_upload_days: None,
+            expiration_days: Some(spec.uploads.verification.pending_expiration_days),
+            tag: Some((STATE_TAG.to_owned(), STATE_PENDING.to_owned())),
         });
     }
 
@@ -697,6 +712,33 @@ mod tests {
                 .map(String::as_str),
             Some("true")
         );
+    }
+
+    #[test]
+    fn verification_adds_a_rule_expiring_pending_uploads_under_the_prefix() {
+        let on = desired(
+            &ub(
+                "a",
+                "b",
+                spec(serde_json::json!({"uploads": {"keyPrefix": "in/",
+                    "verification": {"enabled": true, "pendingExpirationDays": 3}}})),
+            ),
+            &defaults(),
+        )
+        .unwrap();
+        let rule = on
+            .lifecycle
+            .iter()
+            .find(|r| r.id == RULE_EXPIRE_PENDING)
+            .expect("pending rule");
+        assert_eq!(rule.prefix, "in/");
+        assert_eq!(rule.expiration_days, Some(3));
+        assert_eq!(
+            rule.tag,
+            Some(("uploadbucket-state".to_owned(), "pending".to_owned()))
+        );
+        let off = desired(&ub("a", "b", spec(serde_json::json!({}))), &defaults()).unwrap();
+        assert!(off.lifecycle.iter().all(|r| r.id != RULE_EXPIRE_PENDING));
     }
 
     #[test]

@@ -125,6 +125,7 @@ pub fn desired_role(
             &bucket.name,
             &ub.spec.uploads.key_prefix,
             ub.spec.uploads.allow_downloads,
+            ub.spec.uploads.verification.enabled,
             kms.as_ref(),
         ),
         tags,

@@ -342,6 +342,43 @@ fn rgw_signers_grant_the_bucket_owner_full_control() {
     }
 }
 
+/// `uploads.verification` reaches the signer's env: on, and quarantine when asked.
+#[test]
+fn verification_settings_reach_the_signer() {
+    let (_, pod) = pods().into_iter().find(|(s, _)| s == "pod-basic").unwrap();
+    for (verification, verify, quarantine) in [
+        (serde_json::json!({"enabled": true}), vec!["true"], vec![]),
+        (
+            serde_json::json!({"enabled": true, "onFailure": "Quarantine"}),
+            vec!["true"],
+            vec!["true"],
+        ),
+        (serde_json::json!({}), vec![], vec![]),
+    ] {
+        let mut all = buckets();
+        let photos = all
+            .iter_mut()
+            .find(|b| b.metadata.name.as_deref() == Some("photos"))
+            .unwrap();
+        photos.spec.uploads.verification = serde_json::from_value(verification.clone()).unwrap();
+        let Outcome::Inject(patch) = decide(&pod, &all) else {
+            panic!("not injected")
+        };
+        let spec = apply(&pod, &patch).spec.unwrap();
+        let signer = &spec.init_containers.as_ref().unwrap()[0];
+        assert_eq!(
+            env_of(signer, "UPLOADBUCKET_VERIFY"),
+            verify,
+            "{verification}"
+        );
+        assert_eq!(
+            env_of(signer, "UPLOADBUCKET_VERIFY_QUARANTINE"),
+            quarantine,
+            "{verification}"
+        );
+    }
+}
+
 #[test]
 fn a_bucket_without_a_role_is_not_ready_when_irsa_is_on() {
     let mut all = buckets();

@@ -1,0 +1,227 @@
+//! Trusted uploads on Ceph RGW (`uploads.verification`): every URL tags its upload pending,
+//! `POST /uploads/verify` keeps true bytes and removes disguised ones, and the bucket's
+//! lifecycle rule (written by the operator's code) expires what nobody verified.
+//!
+//! Its own test binary: the lifecycle test runs RGW's lifecycle pass with a 10-second "day",
+//! which would also act on other tests' buckets if they ran beside it.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
+use uploadbucket_tests::{S3Server, s3_server, sign_upload, start_sidecar, unique_name};
+
+const JPEG: &[u8] = &[
+    0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00, 0x00, 0x01,
+];
+const PNG: &[u8] = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06";
+const HTML: &[u8] =
+    b"<!doctype html><html><script>fetch('/steal?c='+document.cookie)</script></html>";
+
+/// A bucket made by the operator's code with verification on (pending uploads expire after
+/// one day), and a plain client to look at it.
+async fn verifying_bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
+    let name = unique_name("ub-verify");
+    let spec: UploadBucketSpec = serde_json::from_value(json!({
+        "bucketName": name,
+        "uploads": {
+            "allowedContentTypes": ["image/jpeg", "image/png"],
+            "verification": {"enabled": true, "pendingExpirationDays": 1},
+        },
+    }))
+    .unwrap();
+    let mut ub = UploadBucket::new("verified", spec);
+    ub.metadata.namespace = Some("e2e".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    let (buckets, counter) = server.buckets().await;
+    let defaults = uploadbucket_tests::defaults(server);
+    uploadbucket_tests::provision(&buckets, &ub, &defaults)
+        .await
+        .expect("provision");
+    // The tag-filtered rule reads back as written: a second pass writes nothing.
+    let writes = counter.writes();
+    uploadbucket_tests::provision(&buckets, &ub, &defaults)
+        .await
+        .expect("provision again");
+    assert_eq!(
+        counter.writes(),
+        writes,
+        "second reconcile wrote: {:?}",
+        &counter.write_log()[writes..]
+    );
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    (name, raw)
+}
+
+/// PUTs `bytes` as `content_type` through a URL from `POST /uploads`, sending the headers it
+/// returned; the key.
+async fn upload(http: &reqwest::Client, base: &str, content_type: &str, bytes: &[u8]) -> String {
+    let signed = sign_upload(
+        http,
+        base,
+        json!({"contentType": content_type, "size": bytes.len()}),
+    )
+    .await;
+    assert_eq!(
+        signed["headers"]["x-amz-tagging"], "uploadbucket-state=pending",
+        "{signed}"
+    );
+    let mut put = http
+        .put(signed["uploadURL"].as_str().unwrap())
+        .body(bytes.to_vec());
+    for (k, v) in signed["headers"].as_object().unwrap() {
+        put = put.header(k, v.as_str().unwrap());
+    }
+    let resp = put.send().await.unwrap();
+    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    signed["key"].as_str().unwrap().to_owned()
+}
+
+async fn verify(http: &reqwest::Client, base: &str, key: &str) -> (u16, Value) {
+    let resp = http
+        .post(format!("{base}/uploads/verify"))
+        .json(&json!({"key": key}))
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+/// The object's `uploadbucket-state` tag; `None` when there is no object.
+async fn state(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<String> {
+    match raw
+        .get_object_tagging()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+    {
+        Ok(t) => Some(
+            t.tag_set()
+                .iter()
+                .find(|t| t.key() == "uploadbucket-state")
+                .map(|t| t.value().to_owned())
+                .unwrap_or_default(),
+        ),
+        Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => None,
+        Err(e) => panic!("tagging of {key}: {e:?}"),
+    }
+}
+
+const ENV: [(&str, &str); 3] = [
+    ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg,image/png"),
+    ("UPLOADBUCKET_MAX_SIZE_BYTES", "1048576"),
+    ("UPLOADBUCKET_VERIFY", "true"),
+];
+
+#[tokio::test]
+async fn verify_keeps_true_bytes_and_removes_disguised_ones() {
+    let Some(server) = s3_server("verify_keeps_true_bytes_and_removes_disguised_ones") else {
+        return;
+    };
+    let (bucket, raw) = verifying_bucket(&server).await;
+    let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
+    let http = reqwest::Client::new();
+
+    // HTML bytes declared image/jpeg: S3 stores them (the type is only a claim)...
+    let fake = upload(&http, &base, "image/jpeg", HTML).await;
+    assert_eq!(
+        state(&raw, &bucket, &fake).await.as_deref(),
+        Some("pending")
+    );
+    // ...and verify refuses them, saying what did not match, and deletes them.
+    let (status, body) = verify(&http, &base, &fake).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "ContentMismatch");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("image/jpeg") && message.contains("text/html"),
+        "{message}"
+    );
+    assert_eq!(state(&raw, &bucket, &fake).await, None, "deleted");
+
+    // A real JPEG and PNG verify and lose the pending tag.
+    for (ct, bytes) in [("image/jpeg", JPEG), ("image/png", PNG)] {
+        let key = upload(&http, &base, ct, bytes).await;
+        let (status, body) = verify(&http, &base, &key).await;
+        assert_eq!(status, 200, "{ct}: {body}");
+        assert_eq!(
+            (&body["detectedType"], &body["size"], &body["state"]),
+            (&json!(ct), &json!(bytes.len()), &json!("verified"))
+        );
+        assert_eq!(
+            state(&raw, &bucket, &key).await.as_deref(),
+            Some("verified")
+        );
+    }
+
+    // A PNG stored as a JPEG: refused too.
+    let key = upload(&http, &base, "image/jpeg", PNG).await;
+    let (status, body) = verify(&http, &base, &key).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("ContentMismatch")),
+        "{body}"
+    );
+
+    // Quarantine instead of delete: kept, tagged, and no longer pending.
+    let mut env = ENV.to_vec();
+    env.push(("UPLOADBUCKET_VERIFY_QUARANTINE", "true"));
+    let (_q, qbase) = start_sidecar(&server, &bucket, &env).await;
+    let key = upload(&http, &qbase, "image/png", HTML).await;
+    let (status, _) = verify(&http, &qbase, &key).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        state(&raw, &bucket, &key).await.as_deref(),
+        Some("quarantined")
+    );
+}
+
+#[tokio::test]
+async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
+    let Some(server) = s3_server("pending_uploads_expire_by_lifecycle_and_verified_ones_stay")
+    else {
+        return;
+    };
+    let Some(conf) = std::env::var("UPLOADBUCKET_TEST_RGW_CONF")
+        .ok()
+        .filter(|c| !c.is_empty())
+    else {
+        return uploadbucket_tests::require_or_skip(
+            "pending_uploads_expire_by_lifecycle_and_verified_ones_stay",
+            "UPLOADBUCKET_TEST_RGW_CONF is unset (RGW's lifecycle pass is run by radosgw-admin)",
+            "run tests/run.sh",
+        )
+        .unwrap_or(());
+    };
+    let (bucket, raw) = verifying_bucket(&server).await;
+    let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
+    let http = reqwest::Client::new();
+    let pending = upload(&http, &base, "image/jpeg", JPEG).await;
+    let verified = upload(&http, &base, "image/jpeg", JPEG).await;
+    assert_eq!(verify(&http, &base, &verified).await.0, 200);
+
+    // A lifecycle "day" of 10 s: once the objects are older than that, one pass.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    let out = std::process::Command::new("radosgw-admin")
+        .args(["-c", &conf, "--rgw-lc-debug-interval=10", "lc", "process"])
+        .output()
+        .expect("run radosgw-admin");
+    assert!(
+        out.status.success(),
+        "radosgw-admin lc process: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        state(&raw, &bucket, &pending).await,
+        None,
+        "pending upload expired"
+    );
+    assert_eq!(
+        state(&raw, &bucket, &verified).await.as_deref(),
+        Some("verified"),
+        "verified upload kept"
+    );
+}
