@@ -294,6 +294,12 @@ pub struct UploadsSpec {
     /// expires pending objects, so unchecked uploads go away by themselves.
     #[serde(default, skip_serializing_if = "VerificationSpec::is_off")]
     pub verification: VerificationSpec,
+
+    /// Every upload must name an `owner` (the app's id of its user, set by the app's backend):
+    /// its keys go under `<keyPrefix><owner>/`, and every later call (multipart parts,
+    /// completion, abort, verify) must name the same owner. Default: false (owner optional).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_owner: bool,
 }
 
 /// `spec.uploads.verification`.
@@ -357,6 +363,7 @@ impl Default for UploadsSpec {
             allow_downloads: false,
             allow_unsized_put: false,
             verification: VerificationSpec::default(),
+            require_owner: false,
         }
     }
 }

@@ -35,6 +35,7 @@ pub const ENV_PUBLIC_READ: &str = "UPLOADBUCKET_PUBLIC_READ";
 pub const ENV_BUCKET_OWNER_FULL_CONTROL: &str = "UPLOADBUCKET_BUCKET_OWNER_FULL_CONTROL";
 pub const ENV_VERIFY: &str = "UPLOADBUCKET_VERIFY";
 pub const ENV_VERIFY_QUARANTINE: &str = "UPLOADBUCKET_VERIFY_QUARANTINE";
+pub const ENV_REQUIRE_OWNER: &str = "UPLOADBUCKET_REQUIRE_OWNER";
 
 /// The object tag that says where an upload stands when verification is on: every URL signs
 /// it as [`STATE_PENDING`]; `verify` replaces it with [`STATE_VERIFIED`] or
@@ -141,6 +142,12 @@ pub struct Config {
     #[arg(long, env = ENV_VERIFY_QUARANTINE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub verify_quarantine: bool,
+
+    /// Every upload must name an `owner` (`uploads.requireOwner`): keys then always sit in
+    /// the owner's folder, and every later call on them must name the same owner.
+    #[arg(long, env = ENV_REQUIRE_OWNER, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[serde(default)]
+    pub require_owner: bool,
 }
 
 /// A configuration value that cannot work.
@@ -302,6 +309,9 @@ impl Config {
         }
         if self.verify_quarantine {
             env.push((ENV_VERIFY_QUARANTINE, "true".into()));
+        }
+        if self.require_owner {
+            env.push((ENV_REQUIRE_OWNER, "true".into()));
         }
         env
     }

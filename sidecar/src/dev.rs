@@ -154,6 +154,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         bucket_owner_full_control: false,
         verify: false,
         verify_quarantine: false,
+        require_owner: false,
     }
     .validate(None)?;
     let creds = Credentials {

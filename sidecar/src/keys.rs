@@ -55,12 +55,47 @@ pub fn build_key(prefix: &str, id: &str, filename: Option<&str>, content_type: &
     }
 }
 
-/// Whether `key` is one this signer could have made: under the prefix, with a plain id and
-/// extension. Used to refuse multipart calls on keys a client made up.
+/// Longest owner id.
+pub const MAX_OWNER: usize = 64;
+
+/// Whether `owner` (an app's opaque user id) may name a folder of keys: 1 to [`MAX_OWNER`]
+/// characters of `A-Z a-z 0-9 . _ - @`, not starting with `.`, so it is one path segment and
+/// never `.` or `..`.
+pub fn valid_owner(owner: &str) -> bool {
+    !owner.is_empty()
+        && owner.len() <= MAX_OWNER
+        && !owner.starts_with('.')
+        && owner
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+}
+
+/// Where keys go: `prefix`, or `prefix + owner + "/"` for an (already valid) owner.
+pub fn scope(prefix: &str, owner: Option<&str>) -> String {
+    match owner {
+        Some(o) => format!("{prefix}{o}/"),
+        None => prefix.to_owned(),
+    }
+}
+
+/// The owner folder of one of our keys, if it has one.
+pub fn owner_of<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    key.strip_prefix(prefix)?.split_once('/').map(|(o, _)| o)
+}
+
+/// Whether `key` is one this signer could have made: under the prefix, optionally in an
+/// owner's folder, with a plain id and extension. Used to refuse calls on keys a client made
+/// up.
 pub fn is_our_key(prefix: &str, key: &str) -> bool {
-    let Some(rest) = key.strip_prefix(prefix) else {
+    let Some(mut rest) = key.strip_prefix(prefix) else {
         return false;
     };
+    if let Some((owner, name)) = rest.split_once('/') {
+        if !valid_owner(owner) {
+            return false;
+        }
+        rest = name;
+    }
     let (id, ext) = rest.split_once('.').unwrap_or((rest, "x"));
     !id.is_empty()
         && id.len() <= 64
@@ -78,6 +113,41 @@ pub fn random_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owners_are_one_safe_segment() {
+        for ok in ["u1", "user_42", "a.b-c@d", &"x".repeat(64)] {
+            assert!(valid_owner(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "..",
+            ".hidden",
+            "a/b",
+            "a b",
+            "é",
+            "a\\b",
+            &"x".repeat(65),
+        ] {
+            assert!(!valid_owner(bad), "{bad:?}");
+        }
+        assert_eq!(scope("uploads/", Some("u1")), "uploads/u1/");
+        assert_eq!(scope("uploads/", None), "uploads/");
+        let key = build_key(&scope("uploads/", Some("u1")), "abc", None, "image/png");
+        assert_eq!(key, "uploads/u1/abc.png");
+        assert!(is_our_key("uploads/", &key));
+        assert_eq!(owner_of("uploads/", &key), Some("u1"));
+        assert_eq!(owner_of("uploads/", "uploads/abc.png"), None);
+        for made_up in [
+            "uploads/../x.png",
+            "uploads/u1/u2/x.png",
+            "uploads/.u/x.png",
+            "uploads//x.png",
+        ] {
+            assert!(!is_our_key("uploads/", made_up), "{made_up}");
+        }
+    }
 
     #[test]
     fn extensions() {
@@ -113,7 +183,8 @@ mod tests {
         assert!(is_our_key("uploads/", "uploads/0123abcd"));
         assert!(!is_our_key("uploads/", "other/0123abcd.jpg"));
         assert!(!is_our_key("uploads/", "uploads/../x.jpg"));
-        assert!(!is_our_key("uploads/", "uploads/a/b.jpg"));
+        // One folder level is an owner's (see owners_are_one_safe_segment); deeper is made up.
+        assert!(!is_our_key("uploads/", "uploads/a/b/c.jpg"));
         assert!(!is_our_key("uploads/", "uploads/"));
         let id = random_id();
         assert_eq!(id.len(), 32);

@@ -38,16 +38,20 @@ pub struct CreateMultipart {
     /// Uppy sends the file's meta here (`name`, `type`, `relativePath: null`, ...): keys the
     /// signer allows with string values are kept, the rest dropped.
     pub metadata: Option<BTreeMap<String, Value>>,
+    /// The user the upload is for; every later call names it too.
+    pub owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct KeyQuery {
     key: Option<String>,
+    owner: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct SignQuery {
     key: Option<String>,
+    owner: Option<String>,
     /// The part's exact size, signed as content-length when given.
     size: Option<u64>,
 }
@@ -56,6 +60,7 @@ pub struct SignQuery {
 #[serde(rename_all = "camelCase")]
 pub struct BatchQuery {
     key: Option<String>,
+    owner: Option<String>,
     part_numbers: Option<String>,
     /// The parts' exact sizes, in the order of `partNumbers`, each signed as content-length.
     sizes: Option<String>,
@@ -96,8 +101,8 @@ fn store_error(e: StoreError) -> AppError {
     }
 }
 
-/// The key of a call, which must be one this signer could have issued.
-fn our_key(state: &AppState, key: Option<String>) -> Result<String, AppError> {
+/// The key of a call, which must be one this signer could have issued, for `owner`.
+fn our_key(state: &AppState, key: Option<String>, owner: Option<&str>) -> Result<String, AppError> {
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| AppError::bad_request("MissingKey", "query parameter key is required"))?;
@@ -110,6 +115,7 @@ fn our_key(state: &AppState, key: Option<String>) -> Result<String, AppError> {
             ),
         ));
     }
+    crate::uploads::check_owner(state, &key, owner)?;
     Ok(key)
 }
 
@@ -149,7 +155,7 @@ pub async fn create(
             .map(|(k, v)| (k.as_str(), v.clone())),
     );
     let key = keys::build_key(
-        &state.config.key_prefix,
+        &crate::uploads::owner_scope(&state, req.owner.as_deref())?,
         &keys::random_id(),
         req.filename.as_deref(),
         &content_type,
@@ -209,7 +215,7 @@ pub async fn sign_one(
     query: Result<Query<SignQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key)?;
+    let key = our_key(&state, q.key, q.owner.as_deref())?;
     check_upload_id(&upload_id)?;
     let n = part_number(&part)?;
     let size = q.size.map(|s| part_size(&state, s)).transpose()?;
@@ -225,7 +231,7 @@ pub async fn sign_batch(
     query: Result<Query<BatchQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key)?;
+    let key = our_key(&state, q.key, q.owner.as_deref())?;
     check_upload_id(&upload_id)?;
     let numbers = q.part_numbers.unwrap_or_default();
     let parts = numbers
@@ -281,7 +287,7 @@ pub async fn list(
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Part>>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key)?;
+    let key = our_key(&state, q.key, q.owner.as_deref())?;
     check_upload_id(&upload_id)?;
     Ok(Json(
         state
@@ -301,7 +307,7 @@ pub async fn complete(
     body: Result<Json<CompleteBody>, JsonRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key)?;
+    let key = our_key(&state, q.key, q.owner.as_deref())?;
     check_upload_id(&upload_id)?;
     let Json(body) = body.map_err(json_error)?;
     if body.parts.is_empty() {
@@ -414,7 +420,7 @@ pub async fn abort(
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key)?;
+    let key = our_key(&state, q.key, q.owner.as_deref())?;
     check_upload_id(&upload_id)?;
     state
         .store

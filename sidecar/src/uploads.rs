@@ -44,6 +44,9 @@ pub struct CreateUpload {
     /// Base64 MD5 of the file: signed as `Content-MD5`. PUT only.
     #[serde(rename = "contentMD5")]
     pub content_md5: Option<String>,
+    /// The user the upload is for (the app's own id, set by its backend): the key goes under
+    /// `<prefix><owner>/`.
+    pub owner: Option<String>,
 }
 
 /// A client's digest, checked for shape: base64 of exactly `bytes` bytes.
@@ -253,6 +256,43 @@ pub async fn credentials(state: &AppState) -> Result<Credentials, AppError> {
         .map_err(|e| AppError::unavailable("credentials", e))
 }
 
+/// Where a new upload's key goes for `owner`: the prefix, or the owner's folder in it.
+/// A malformed owner is 400 `InvalidOwner`; none where the bucket requires one, 400
+/// `OwnerRequired`.
+pub fn owner_scope(state: &AppState, owner: Option<&str>) -> Result<String, AppError> {
+    match owner {
+        Some(o) if !keys::valid_owner(o) => Err(AppError::bad_request(
+            "InvalidOwner",
+            format!(
+                "owner {o:?} must be 1 to {} characters of A-Z a-z 0-9 . _ - @, not starting with '.'",
+                keys::MAX_OWNER
+            ),
+        )),
+        None if state.config.require_owner => Err(AppError::bad_request(
+            "OwnerRequired",
+            "owner is required by this bucket (uploads.requireOwner): your backend names the user the upload is for",
+        )),
+        _ => Ok(keys::scope(&state.config.key_prefix, owner)),
+    }
+}
+
+/// A call on an existing upload must name the owner its key belongs to (and none for a key
+/// outside any owner's folder): 403 `OwnerMismatch` otherwise.
+pub fn check_owner(state: &AppState, key: &str, owner: Option<&str>) -> Result<(), AppError> {
+    let holder = keys::owner_of(&state.config.key_prefix, key);
+    if holder == owner.filter(|o| !o.is_empty()) {
+        return Ok(());
+    }
+    Err(AppError::with_status(
+        axum::http::StatusCode::FORBIDDEN,
+        "OwnerMismatch",
+        match owner {
+            Some(o) => format!("key {key:?} does not belong to owner {o:?}"),
+            None => format!("key {key:?} belongs to an owner: name it (owner)"),
+        },
+    ))
+}
+
 /// `POST /uploads`.
 pub async fn create(
     State(state): State<AppState>,
@@ -288,8 +328,9 @@ pub async fn create(
             "checksumSHA256 and contentMD5 are signed into PUT URLs only: send size too (and no method, or \"PUT\")",
         ));
     }
+    let prefix = owner_scope(&state, req.owner.as_deref())?;
     let key = keys::build_key(
-        &state.config.key_prefix,
+        &prefix,
         &keys::random_id(),
         req.filename.as_deref(),
         &content_type,
@@ -501,6 +542,7 @@ async fn presign_put(
 pub struct LegacyQuery {
     content_type: Option<String>,
     size: Option<u64>,
+    owner: Option<String>,
 }
 
 /// `GET /uploads?contentType=...&size=...`: `{uploadURL, Key}` like the original Lambda's
@@ -533,7 +575,7 @@ pub async fn legacy(
         require_size(&state)?;
     }
     let key = keys::build_key(
-        &state.config.key_prefix,
+        &owner_scope(&state, q.owner.as_deref())?,
         &keys::random_id(),
         None,
         &content_type,
@@ -560,7 +602,7 @@ pub async fn uppy_params(
         }),
     );
     let key = keys::build_key(
-        &state.config.key_prefix,
+        &owner_scope(&state, q.get("owner").map(String::as_str))?,
         &keys::random_id(),
         q.get("filename").map(String::as_str),
         &content_type,

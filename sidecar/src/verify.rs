@@ -28,6 +28,8 @@ pub const SNIFF_BYTES: u64 = 8192;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct VerifyRequest {
     key: Option<String>,
+    /// The owner the upload was made for, when it was made for one.
+    owner: Option<String>,
 }
 
 /// Why an object was refused.
@@ -133,6 +135,7 @@ pub async fn verify(
             ),
         ));
     }
+    crate::uploads::check_owner(&state, &key, req.owner.as_deref())?;
     let Some(info) = state.store.head(&key).await.map_err(store_error)? else {
         return Err(AppError::with_status(
             StatusCode::NOT_FOUND,
@@ -213,6 +216,7 @@ mod tests {
             bucket_owner_full_control: false,
             verify: true,
             verify_quarantine: false,
+            require_owner: false,
         }
     }
 

@@ -167,6 +167,7 @@ fn config() -> Config {
         bucket_owner_full_control: false,
         verify: false,
         verify_quarantine: false,
+        require_owner: false,
     }
 }
 
@@ -1480,4 +1481,177 @@ async fn verify_refuses_bad_requests_naming_what_is_wrong() {
         !body.to_string().contains("secret") && !body.to_string().contains("arn:"),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn owners_get_their_own_folder_and_only_they_may_continue() {
+    let (s, store) = state();
+    // Keys go in the owner's folder, on every route that makes keys.
+    let (_, put) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5, "owner": "u1"})),
+    )
+    .await;
+    assert!(
+        put["key"].as_str().unwrap().starts_with("uploads/u1/"),
+        "{put}"
+    );
+    let (_, form) = call(
+        &s,
+        "GET",
+        "/s3/params?filename=a.jpg&type=image/jpeg&owner=u1",
+        None,
+    )
+    .await;
+    assert!(
+        form["key"].as_str().unwrap().starts_with("uploads/u1/"),
+        "{form}"
+    );
+    let (_, created) = call(
+        &s,
+        "POST",
+        "/s3/multipart",
+        Some(json!({"type": "image/jpeg", "owner": "u1"})),
+    )
+    .await;
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("uploads/u1/"), "{created}");
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    store.uploads.lock().unwrap().get_mut(&id).unwrap().1 = vec![Part {
+        number: 1,
+        size: 5,
+        etag: "\"e1\"".into(),
+    }];
+
+    // Every later call must name the same owner: another one, or none, is 403.
+    let calls = |owner: &str| {
+        let o = if owner.is_empty() {
+            String::new()
+        } else {
+            format!("&owner={owner}")
+        };
+        vec![
+            ("GET", format!("/s3/multipart/{id}/1?key={key}{o}"), None),
+            (
+                "GET",
+                format!("/s3/multipart/{id}/batch?key={key}&partNumbers=1{o}"),
+                None,
+            ),
+            ("GET", format!("/s3/multipart/{id}?key={key}{o}"), None),
+            (
+                "POST",
+                format!("/s3/multipart/{id}/complete?key={key}{o}"),
+                Some(json!({"parts": [{"PartNumber": 1, "ETag": "\"e1\""}]})),
+            ),
+            ("DELETE", format!("/s3/multipart/{id}?key={key}{o}"), None),
+        ]
+    };
+    for owner in ["u2", ""] {
+        for (method, uri, body) in calls(owner) {
+            let (status, answer) = call(&s, method, &uri, body).await;
+            assert_eq!(
+                (status, answer["error"]["code"].as_str()),
+                (StatusCode::FORBIDDEN, Some("OwnerMismatch")),
+                "{method} {uri}: {answer}"
+            );
+        }
+    }
+    let before = store.calls.lock().unwrap().len();
+    for (method, uri, body) in calls("u1") {
+        let (status, answer) = call(&s, method, &uri, body).await;
+        assert!(status.is_success(), "{method} {uri}: {answer}");
+    }
+    assert!(
+        store.calls.lock().unwrap().len() > before,
+        "the owner's calls reached S3"
+    );
+    // A key without an owner may not be claimed by one.
+    let (status, _) = call(
+        &s,
+        "GET",
+        "/s3/multipart/x/1?key=uploads/abc.jpg&owner=u1",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn owners_are_checked_and_may_be_required() {
+    let (s, _) = state();
+    for bad in ["", "../x", "a/b", ".x", "é", &"x".repeat(65)] {
+        let (status, body) = call(
+            &s,
+            "POST",
+            "/uploads",
+            Some(json!({"contentType": "image/jpeg", "size": 5, "owner": bad})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("InvalidOwner")),
+            "{bad:?}: {body}"
+        );
+    }
+    let mut c = config();
+    c.require_owner = true;
+    let s = state_from(c);
+    for (method, uri, body) in [
+        (
+            "POST",
+            "/uploads",
+            Some(json!({"contentType": "image/jpeg", "size": 5})),
+        ),
+        ("GET", "/s3/params?filename=a.jpg&type=image/jpeg", None),
+        ("POST", "/s3/multipart", Some(json!({"type": "image/jpeg"}))),
+        ("GET", "/uploads?size=5", None),
+    ] {
+        let (status, answer) = call(&s, method, uri, body).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("OwnerRequired")),
+            "{method} {uri}: {answer}"
+        );
+    }
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5, "owner": "u1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn verify_names_the_owner_too() {
+    let store = Arc::new(FakeStore::default());
+    let s = verifying(store.clone(), false);
+    store.put("uploads/u1/a.jpg", "image/jpeg", JPEG);
+    for body in [
+        json!({"key": "uploads/u1/a.jpg", "owner": "u2"}),
+        json!({"key": "uploads/u1/a.jpg"}),
+    ] {
+        let (status, answer) = call(&s, "POST", "/uploads/verify", Some(body.clone())).await;
+        assert_eq!(
+            (status, answer["error"]["code"].as_str()),
+            (StatusCode::FORBIDDEN, Some("OwnerMismatch")),
+            "{body}"
+        );
+    }
+    assert_eq!(
+        store.state_of("uploads/u1/a.jpg"),
+        Some(Some("pending".into())),
+        "untouched"
+    );
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/u1/a.jpg", "owner": "u1"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
 }

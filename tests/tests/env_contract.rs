@@ -42,6 +42,7 @@ fn every_field_round_trips() {
             bucket_owner_full_control: false,
             verify: false,
             verify_quarantine: false,
+            require_owner: false,
         },
         Config {
             bucket: "b".repeat(3),
@@ -60,6 +61,7 @@ fn every_field_round_trips() {
             bucket_owner_full_control: true,
             verify: true,
             verify_quarantine: true,
+            require_owner: true,
         },
     ];
     for config in configs {

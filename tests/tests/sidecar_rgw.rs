@@ -674,3 +674,104 @@ async fn unsigned_extra_headers_cannot_make_an_upload_public() {
         "the upload must not be public"
     );
 }
+
+/// A multipart upload made for one owner: another owner (or none) can neither sign its parts,
+/// list them, complete nor abort it, and RGW still holds it; its owner completes it.
+#[tokio::test]
+async fn only_the_owner_continues_a_multipart_upload() {
+    let Some(server) = s3_server("only_the_owner_continues_a_multipart_upload") else {
+        return;
+    };
+    let (name, raw) = bucket(&server).await;
+    let (_child, base) = start_sidecar(&server, &name, &ENV).await;
+    let http = reqwest::Client::new();
+    let created: Value = http
+        .post(format!("{base}/uploads/multipart"))
+        .json(&json!({"type": "image/jpeg", "owner": "alice"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = created["key"].as_str().unwrap().to_owned();
+    assert!(key.starts_with("uploads/alice/"), "{created}");
+    let id = created["uploadId"].as_str().unwrap().to_owned();
+    let q = |owner: &str| {
+        let mut q = vec![("key", key.clone())];
+        if !owner.is_empty() {
+            q.push(("owner", owner.to_owned()));
+        }
+        q
+    };
+    let enc = id
+        .replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D");
+    for owner in ["mallory", ""] {
+        for req in [
+            http.get(format!("{base}/uploads/multipart/{enc}/1"))
+                .query(&q(owner)),
+            http.get(format!("{base}/uploads/multipart/{enc}"))
+                .query(&q(owner)),
+            http.post(format!("{base}/uploads/multipart/{enc}/complete"))
+                .query(&q(owner))
+                .json(&json!({"parts": []})),
+            http.delete(format!("{base}/uploads/multipart/{enc}"))
+                .query(&q(owner)),
+        ] {
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            assert_eq!(
+                (status, &body["error"]["code"]),
+                (403, &json!("OwnerMismatch")),
+                "{owner:?}: {body}"
+            );
+        }
+    }
+    let open = raw
+        .list_multipart_uploads()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        open.uploads()
+            .iter()
+            .any(|u| u.upload_id() == Some(id.as_str())),
+        "the upload is still in progress at RGW"
+    );
+    // Its owner signs a part, uploads it and completes.
+    let part: Value = http
+        .get(format!("{base}/uploads/multipart/{enc}/1"))
+        .query(&q("alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resp = http
+        .put(part["url"].as_str().unwrap_or_else(|| panic!("{part}")))
+        .body(vec![7u8; 1000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let etag = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let done = http
+        .post(format!("{base}/uploads/multipart/{enc}/complete"))
+        .query(&q("alice"))
+        .json(&json!({"parts": [{"PartNumber": 1, "ETag": etag}]}))
+        .send()
+        .await
+        .unwrap();
+    assert!(done.status().is_success(), "{}", done.text().await.unwrap());
+    raw.head_object()
+        .bucket(&name)
+        .key(&key)
+        .send()
+        .await
+        .expect("stored in alice's folder");
+}

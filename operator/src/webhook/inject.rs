@@ -248,6 +248,7 @@ fn plan(
         bucket_owner_full_control: settings.bucket_owner_full_control,
         verify: ub.spec.uploads.verification.enabled,
         verify_quarantine: ub.spec.uploads.verification.on_failure == OnFailure::Quarantine,
+        require_owner: ub.spec.uploads.require_owner,
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 

@@ -377,6 +377,19 @@ fn verification_settings_reach_the_signer() {
             "{verification}"
         );
     }
+    // uploads.requireOwner too.
+    let mut all = buckets();
+    let photos = all
+        .iter_mut()
+        .find(|b| b.metadata.name.as_deref() == Some("photos"))
+        .unwrap();
+    photos.spec.uploads.require_owner = true;
+    let Outcome::Inject(patch) = decide(&pod, &all) else {
+        panic!("not injected")
+    };
+    let spec = apply(&pod, &patch).spec.unwrap();
+    let signer = &spec.init_containers.as_ref().unwrap()[0];
+    assert_eq!(env_of(signer, "UPLOADBUCKET_REQUIRE_OWNER"), ["true"]);
 }
 
 #[test]
