@@ -300,6 +300,33 @@ pub struct UploadsSpec {
     /// completion, abort, verify) must name the same owner. Default: false (owner optional).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub require_owner: bool,
+
+    /// Per-owner quotas (requests without an owner count as one owner).
+    #[serde(default, skip_serializing_if = "LimitsSpec::is_off")]
+    pub limits: LimitsSpec,
+}
+
+/// `spec.uploads.limits`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LimitsSpec {
+    /// Uploads an owner may start per minute, counted by each signer pod on its own (a pod
+    /// answers 429 with Retry-After beyond it). 0: no limit.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100000))]
+    pub urls_per_minute: i32,
+
+    /// Multipart uploads an owner may have in progress at once, counted from S3, so across
+    /// all pods. 0: no limit.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 10000))]
+    pub open_multipart_uploads: i32,
+}
+
+impl LimitsSpec {
+    fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
 }
 
 /// `spec.uploads.verification`.
@@ -364,6 +391,7 @@ impl Default for UploadsSpec {
             allow_unsized_put: false,
             verification: VerificationSpec::default(),
             require_owner: false,
+            limits: LimitsSpec::default(),
         }
     }
 }

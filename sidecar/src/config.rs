@@ -36,6 +36,8 @@ pub const ENV_BUCKET_OWNER_FULL_CONTROL: &str = "UPLOADBUCKET_BUCKET_OWNER_FULL_
 pub const ENV_VERIFY: &str = "UPLOADBUCKET_VERIFY";
 pub const ENV_VERIFY_QUARANTINE: &str = "UPLOADBUCKET_VERIFY_QUARANTINE";
 pub const ENV_REQUIRE_OWNER: &str = "UPLOADBUCKET_REQUIRE_OWNER";
+pub const ENV_URLS_PER_MINUTE: &str = "UPLOADBUCKET_URLS_PER_MINUTE";
+pub const ENV_MAX_OPEN_MULTIPART: &str = "UPLOADBUCKET_MAX_OPEN_MULTIPART";
 
 /// The object tag that says where an upload stands when verification is on: every URL signs
 /// it as [`STATE_PENDING`]; `verify` replaces it with [`STATE_VERIFIED`] or
@@ -148,6 +150,18 @@ pub struct Config {
     #[arg(long, env = ENV_REQUIRE_OWNER, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub require_owner: bool,
+
+    /// Uploads an owner may start per minute, per signer process (a token bucket holding a
+    /// minute's worth); more get 429 with Retry-After. 0: no limit.
+    #[arg(long, env = ENV_URLS_PER_MINUTE, default_value_t = 0)]
+    #[serde(default)]
+    pub urls_per_minute: u32,
+
+    /// Multipart uploads an owner may have in progress at once, counted from S3 (so across
+    /// all signers of the bucket); another gets 429. 0: no limit.
+    #[arg(long, env = ENV_MAX_OPEN_MULTIPART, default_value_t = 0)]
+    #[serde(default)]
+    pub max_open_multipart: u32,
 }
 
 /// A configuration value that cannot work.
@@ -312,6 +326,12 @@ impl Config {
         }
         if self.require_owner {
             env.push((ENV_REQUIRE_OWNER, "true".into()));
+        }
+        if self.urls_per_minute > 0 {
+            env.push((ENV_URLS_PER_MINUTE, self.urls_per_minute.to_string()));
+        }
+        if self.max_open_multipart > 0 {
+            env.push((ENV_MAX_OPEN_MULTIPART, self.max_open_multipart.to_string()));
         }
         env
     }

@@ -155,6 +155,8 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         verify: false,
         verify_quarantine: false,
         require_owner: false,
+        urls_per_minute: 0,
+        max_open_multipart: 0,
     }
     .validate(None)?;
     let creds = Credentials {

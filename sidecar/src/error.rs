@@ -18,6 +18,13 @@ pub enum AppError {
         code: &'static str,
         message: String,
     },
+    /// A quota is used up: 429 with `Retry-After`.
+    #[error("{code}: {message}")]
+    Throttled {
+        code: &'static str,
+        message: String,
+        retry_after: std::time::Duration,
+    },
     /// Something failed on our side; the detail goes to the log only.
     #[error("{context}: {detail}")]
     Internal {
@@ -66,6 +73,7 @@ impl AppError {
     pub fn status(&self) -> StatusCode {
         match self {
             AppError::Client { status, .. } => *status,
+            AppError::Throttled { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
             AppError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -76,7 +84,9 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let (code, message) = match &self {
-            AppError::Client { code, message, .. } => (*code, message.clone()),
+            AppError::Client { code, message, .. } | AppError::Throttled { code, message, .. } => {
+                (*code, message.clone())
+            }
             AppError::Internal { context, detail } => {
                 tracing::error!(context, %detail, "Request failed");
                 (
@@ -93,6 +103,13 @@ impl IntoResponse for AppError {
             }
         };
         let body = serde_json::json!({"error": {"code": code, "message": message}});
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let AppError::Throttled { retry_after, .. } = &self {
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        response
     }
 }

@@ -154,8 +154,28 @@ pub async fn create(
             .flatten()
             .map(|(k, v)| (k.as_str(), v.clone())),
     );
+    let scope = crate::uploads::owner_scope(&state, req.owner.as_deref())?;
+    crate::uploads::take_start(&state, req.owner.as_deref())?;
+    let cap = state.config.max_open_multipart;
+    if cap > 0 {
+        let open = state
+            .store
+            .count_open_multipart(&scope, cap as usize)
+            .await
+            .map_err(store_error)?;
+        if open >= cap as usize {
+            return Err(AppError::Throttled {
+                code: "TooManyOpenUploads",
+                message: format!(
+                    "{} multipart uploads are already in progress under {scope:?} (at most {cap}): complete or abort one first",
+                    open
+                ),
+                retry_after: std::time::Duration::from_secs(60),
+            });
+        }
+    }
     let key = keys::build_key(
-        &crate::uploads::owner_scope(&state, req.owner.as_deref())?,
+        &scope,
         &keys::random_id(),
         req.filename.as_deref(),
         &content_type,

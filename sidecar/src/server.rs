@@ -29,6 +29,8 @@ pub struct Inner {
     pub credentials: Arc<dyn CredentialSource>,
     pub store: Arc<dyn ObjectStore>,
     pub metrics: Metrics,
+    /// Upload starts per owner per minute (this process's share).
+    pub limiter: crate::limits::RateLimiter,
     /// The clock; tests pin it.
     pub now: fn() -> SystemTime,
     /// Presign `POST /uploads` PUT URLs with aws-sdk-s3 instead of the fast signer. Only for
@@ -51,6 +53,7 @@ impl AppState {
         store: Arc<dyn ObjectStore>,
     ) -> Self {
         Self(Arc::new(Inner {
+            limiter: crate::limits::RateLimiter::new(config.urls_per_minute),
             config,
             presigner,
             credentials,

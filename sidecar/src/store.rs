@@ -59,6 +59,8 @@ pub trait ObjectStore: Send + Sync {
     /// Replaces the object's tags with `uploadbucket-state=<state>`.
     async fn set_state(&self, key: &str, state: &str) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    /// How many multipart uploads are in progress under `prefix`, counting up to `enough`.
+    async fn count_open_multipart(&self, prefix: &str, enough: usize) -> Result<usize, StoreError>;
 }
 
 /// What `HeadObject` says of an object.
@@ -287,5 +289,28 @@ impl ObjectStore for S3Store {
             .await
             .map(drop)
             .map_err(classify)
+    }
+
+    async fn count_open_multipart(&self, prefix: &str, enough: usize) -> Result<usize, StoreError> {
+        let mut count = 0;
+        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
+        loop {
+            let out = self
+                .client()
+                .list_multipart_uploads()
+                .bucket(&self.bucket)
+                .prefix(prefix)
+                .set_key_marker(key_marker.take())
+                .set_upload_id_marker(id_marker.take())
+                .send()
+                .await
+                .map_err(classify)?;
+            count += out.uploads().len();
+            if count >= enough || out.is_truncated() != Some(true) {
+                return Ok(count);
+            }
+            key_marker = out.next_key_marker().map(str::to_owned);
+            id_marker = out.next_upload_id_marker().map(str::to_owned);
+        }
     }
 }

@@ -276,6 +276,29 @@ pub fn owner_scope(state: &AppState, owner: Option<&str>) -> Result<String, AppE
     }
 }
 
+/// Takes one upload start from `owner`'s quota (429 `TooManyUploads` with Retry-After when
+/// it is used up).
+pub fn take_start(state: &AppState, owner: Option<&str>) -> Result<(), AppError> {
+    let owner = owner.unwrap_or_default();
+    state
+        .limiter
+        .take(owner, tokio::time::Instant::now())
+        .map_err(|wait| AppError::Throttled {
+            code: "TooManyUploads",
+            message: format!(
+                "{} may start {} uploads a minute; retry in {} s",
+                if owner.is_empty() {
+                    "a client without an owner".to_owned()
+                } else {
+                    format!("owner {owner:?}")
+                },
+                state.config.urls_per_minute,
+                wait.as_secs_f64().ceil()
+            ),
+            retry_after: wait,
+        })
+}
+
 /// A call on an existing upload must name the owner its key belongs to (and none for a key
 /// outside any owner's folder): 403 `OwnerMismatch` otherwise.
 pub fn check_owner(state: &AppState, key: &str, owner: Option<&str>) -> Result<(), AppError> {
@@ -329,6 +352,7 @@ pub async fn create(
         ));
     }
     let prefix = owner_scope(&state, req.owner.as_deref())?;
+    take_start(&state, req.owner.as_deref())?;
     let key = keys::build_key(
         &prefix,
         &keys::random_id(),
@@ -575,7 +599,11 @@ pub async fn legacy(
         require_size(&state)?;
     }
     let key = keys::build_key(
-        &owner_scope(&state, q.owner.as_deref())?,
+        &{
+            let prefix = owner_scope(&state, q.owner.as_deref())?;
+            take_start(&state, q.owner.as_deref())?;
+            prefix
+        },
         &keys::random_id(),
         None,
         &content_type,
@@ -602,7 +630,11 @@ pub async fn uppy_params(
         }),
     );
     let key = keys::build_key(
-        &owner_scope(&state, q.get("owner").map(String::as_str))?,
+        &{
+            let prefix = owner_scope(&state, q.get("owner").map(String::as_str))?;
+            take_start(&state, q.get("owner").map(String::as_str))?;
+            prefix
+        },
         &keys::random_id(),
         q.get("filename").map(String::as_str),
         &content_type,

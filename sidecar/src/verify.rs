@@ -217,6 +217,8 @@ mod tests {
             verify: true,
             verify_quarantine: false,
             require_owner: false,
+            urls_per_minute: 0,
+            max_open_multipart: 0,
         }
     }
 

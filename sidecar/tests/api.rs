@@ -138,6 +138,20 @@ impl ObjectStore for FakeStore {
         self.objects.lock().unwrap().remove(key);
         Ok(())
     }
+    async fn count_open_multipart(
+        &self,
+        prefix: &str,
+        _enough: usize,
+    ) -> Result<usize, StoreError> {
+        self.calls.lock().unwrap().push(format!("count {prefix}"));
+        Ok(self
+            .uploads
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|(key, _)| key.starts_with(prefix))
+            .count())
+    }
 }
 
 struct Failing;
@@ -168,6 +182,8 @@ fn config() -> Config {
         verify: false,
         verify_quarantine: false,
         require_owner: false,
+        urls_per_minute: 0,
+        max_open_multipart: 0,
     }
 }
 
@@ -1179,6 +1195,9 @@ impl ObjectStore for BrokenStore {
     async fn delete(&self, _k: &str) -> Result<(), StoreError> {
         Err((self.0)("secret internal detail".into()))
     }
+    async fn count_open_multipart(&self, _p: &str, _e: usize) -> Result<usize, StoreError> {
+        Err((self.0)("secret internal detail".into()))
+    }
 }
 
 #[tokio::test]
@@ -1653,5 +1672,73 @@ async fn verify_names_the_owner_too() {
         Some(json!({"key": "uploads/u1/a.jpg", "owner": "u1"})),
     )
     .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test(start_paused = true)]
+async fn starts_are_rate_limited_per_owner_with_retry_after() {
+    let mut c = config();
+    c.urls_per_minute = 2;
+    let s = state_from(c);
+    let start = |owner: &'static str| {
+        let s = s.clone();
+        async move {
+            let req = Request::builder()
+                .method("POST")
+                .uri("/uploads")
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"contentType": "image/jpeg", "size": 5, "owner": owner}).to_string(),
+                ))
+                .unwrap();
+            app(s).oneshot(req).await.unwrap()
+        }
+    };
+    assert_eq!(start("u1").await.status(), StatusCode::CREATED);
+    assert_eq!(start("u1").await.status(), StatusCode::CREATED);
+    let refused = start("u1").await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["retry-after"], "30");
+    let body: Value =
+        serde_json::from_slice(&refused.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["error"]["code"], "TooManyUploads", "{body}");
+    // Another owner has its own quota; u1 gets one again after Retry-After.
+    assert_eq!(start("u2").await.status(), StatusCode::CREATED);
+    tokio::time::advance(Duration::from_secs(30)).await;
+    assert_eq!(start("u1").await.status(), StatusCode::CREATED);
+}
+
+#[tokio::test]
+async fn open_multipart_uploads_are_capped_per_owner() {
+    let mut c = config();
+    c.max_open_multipart = 2;
+    let store = Arc::new(FakeStore::default());
+    let s = AppState::new(
+        c,
+        Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
+        Arc::new(StaticCredentials(creds(None))),
+        store.clone(),
+    )
+    .with_clock(now);
+    let create = |owner: &str| json!({"type": "image/jpeg", "owner": owner});
+    for _ in 0..2 {
+        let (status, body) = call(&s, "POST", "/s3/multipart", Some(create("u1"))).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (status, body) = call(&s, "POST", "/s3/multipart", Some(create("u1"))).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, Some("TooManyOpenUploads")),
+        "{body}"
+    );
+    // Counted under the owner's folder only: u2 may start.
+    assert!(
+        store
+            .calls
+            .lock()
+            .unwrap()
+            .contains(&"count uploads/u1/".to_owned())
+    );
+    let (status, _) = call(&s, "POST", "/s3/multipart", Some(create("u2"))).await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -43,6 +43,8 @@ fn every_field_round_trips() {
             verify: false,
             verify_quarantine: false,
             require_owner: false,
+            urls_per_minute: 0,
+            max_open_multipart: 0,
         },
         Config {
             bucket: "b".repeat(3),
@@ -62,6 +64,8 @@ fn every_field_round_trips() {
             verify: true,
             verify_quarantine: true,
             require_owner: true,
+            urls_per_minute: 30,
+            max_open_multipart: 3,
         },
     ];
     for config in configs {

@@ -468,7 +468,8 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
 
 /// With `uploads.verification` on, the role may also read, retag and delete objects under
 /// the prefix (what `verify` needs), and still nothing outside it; without verification it
-/// may do none of that (the test above: GET denied).
+/// may do none of that (the test above: GET denied). With a cap on open multipart uploads it
+/// may list the bucket's uploads in progress, and no other bucket's.
 #[tokio::test]
 async fn verification_widens_the_role_only_under_the_prefix() {
     let Some(server) = s3_server("verification_widens_the_role_only_under_the_prefix") else {
@@ -490,7 +491,7 @@ async fn verification_widens_the_role_only_under_the_prefix() {
     let spec: UploadBucketSpec = serde_json::from_value(json!({
         "bucketName": name,
         "serviceAccountNames": ["web"],
-        "uploads": {"verification": {"enabled": true}},
+        "uploads": {"verification": {"enabled": true}, "limits": {"openMultipartUploads": 2}},
     }))
     .unwrap();
     let mut ub = UploadBucket::new("checked", spec);
@@ -565,6 +566,21 @@ async fn verification_widens_the_role_only_under_the_prefix() {
         .send()
         .await
         .expect("delete under the prefix");
+    // With a cap on open multipart uploads, the role may list this bucket's uploads in
+    // progress (to count them), and no other bucket's.
+    s3.list_multipart_uploads()
+        .bucket(&name)
+        .prefix("uploads/")
+        .send()
+        .await
+        .expect("list uploads in progress");
+    let other = unique_name("ub-irsa-other");
+    raw.create_bucket().bucket(&other).send().await.unwrap();
+    let elsewhere = s3.list_multipart_uploads().bucket(&other).send().await;
+    assert!(
+        elsewhere.is_err(),
+        "listing another bucket's uploads must be denied"
+    );
     // Outside it: none of them.
     let key = "private/theirs.jpg";
     let get = s3.get_object().bucket(&name).key(key).send().await;

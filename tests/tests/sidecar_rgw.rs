@@ -775,3 +775,78 @@ async fn only_the_owner_continues_a_multipart_upload() {
         .await
         .expect("stored in alice's folder");
 }
+
+/// Quotas on real processes: the open-multipart cap is counted at RGW, so it holds across two
+/// signers of the same bucket; the start rate answers 429 with Retry-After, then recovers.
+#[tokio::test]
+async fn quotas_hold_across_signers_and_recover() {
+    let Some(server) = s3_server("quotas_hold_across_signers_and_recover") else {
+        return;
+    };
+    let (name, raw) = bucket(&server).await;
+    let mut env = ENV.to_vec();
+    env.push(("UPLOADBUCKET_MAX_OPEN_MULTIPART", "2"));
+    env.push(("UPLOADBUCKET_URLS_PER_MINUTE", "60"));
+    let (_a, a) = start_sidecar(&server, &name, &env).await;
+    let (_b, b) = start_sidecar(&server, &name, &env).await;
+    let http = reqwest::Client::new();
+    let create = |base: &str, owner: &str| {
+        http.post(format!("{base}/uploads/multipart"))
+            .json(&json!({"type": "image/jpeg", "owner": owner}))
+            .send()
+    };
+    let first: Value = create(&a, "carol").await.unwrap().json().await.unwrap();
+    assert!(first["uploadId"].is_string(), "{first}");
+    assert_eq!(create(&b, "carol").await.unwrap().status(), 200);
+    let third = create(&a, "carol").await.unwrap();
+    assert_eq!(
+        third.status(),
+        429,
+        "the cap counts the other signer's upload too"
+    );
+    let body: Value = third.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "TooManyOpenUploads", "{body}");
+    assert_eq!(
+        create(&b, "dave").await.unwrap().status(),
+        200,
+        "another owner"
+    );
+    // Aborting one frees a place.
+    raw.abort_multipart_upload()
+        .bucket(&name)
+        .key(first["key"].as_str().unwrap())
+        .upload_id(first["uploadId"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(create(&a, "carol").await.unwrap().status(), 200);
+
+    // 60 starts a minute: a burst of them, then 429 with Retry-After, then one again.
+    let start = || {
+        http.post(format!("{a}/uploads"))
+            .json(&json!({"contentType": "image/jpeg", "size": 5, "owner": "erin"}))
+            .send()
+    };
+    let mut refused = None;
+    for _ in 0..61 {
+        let resp = start().await.unwrap();
+        if resp.status() == 429 {
+            refused = Some(resp);
+            break;
+        }
+        assert_eq!(resp.status(), 201);
+    }
+    let refused = refused.expect("the 61st start in a burst is refused");
+    let wait: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    tokio::time::sleep(Duration::from_secs(wait)).await;
+    assert_eq!(
+        start().await.unwrap().status(),
+        201,
+        "recovered after Retry-After"
+    );
+}

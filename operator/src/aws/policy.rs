@@ -160,6 +160,7 @@ pub fn role_policy(
     prefix: &str,
     downloads: bool,
     verification: bool,
+    count_uploads: bool,
     kms: Option<&KmsKey>,
 ) -> Value {
     let objects = objects_arn(region, bucket, prefix);
@@ -185,6 +186,17 @@ pub fn role_policy(
             "Effect": "Allow",
             "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObjectTagging"],
             "Resource": objects,
+        }));
+    }
+    if count_uploads {
+        // A cap on open multipart uploads per owner is counted from S3's list of uploads in
+        // progress. The action is bucket-level and takes no prefix condition: it shows the
+        // keys of uploads in progress, never an object's content.
+        statements.push(json!({
+            "Sid": "CountOpenUploads",
+            "Effect": "Allow",
+            "Action": "s3:ListBucketMultipartUploads",
+            "Resource": format!("arn:{}:s3:::{bucket}", partition(region)),
         }));
     }
     if let Some(key) = kms {
@@ -337,7 +349,7 @@ mod tests {
 
     #[test]
     fn role_policy_is_limited_to_the_prefix() {
-        let p = role_policy("eu-west-1", "b1", "uploads/", false, false, None);
+        let p = role_policy("eu-west-1", "b1", "uploads/", false, false, false, None);
         assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
         assert_eq!(p["Statement"][0]["Resource"], "arn:aws:s3:::b1/uploads/*");
         assert_eq!(
@@ -353,7 +365,7 @@ mod tests {
             !p.to_string().contains("arn:aws:s3:::b1\""),
             "no bucket-level rights"
         );
-        let d = role_policy("eu-west-1", "b1", "uploads/", true, false, None);
+        let d = role_policy("eu-west-1", "b1", "uploads/", true, false, false, None);
         assert_eq!(d["Statement"][1]["Action"], "s3:GetObject");
         assert_eq!(d["Statement"][1]["Resource"], "arn:aws:s3:::b1/uploads/*");
     }
@@ -457,7 +469,7 @@ mod tests {
             alias_arn["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"],
             "alias/x"
         );
-        let p = role_policy("eu-west-1", "b", "u/", false, false, Some(&by_id));
+        let p = role_policy("eu-west-1", "b", "u/", false, false, false, Some(&by_id));
         assert_eq!(p["Statement"][1]["Sid"], "UseBucketKey");
         assert_eq!(
             account_of("arn:aws:iam::123456789012:oidc-provider/x"),
@@ -511,7 +523,7 @@ mod tests {
             key: "alias/x",
             account: "1",
         };
-        let widest = role_policy("eu-west-1", "b", "p/", true, true, Some(&kms));
+        let widest = role_policy("eu-west-1", "b", "p/", true, true, true, Some(&kms));
         for action in statements(&widest)
             .iter()
             .flat_map(|s| strings(&s["Action"]))

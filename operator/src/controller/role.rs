@@ -126,6 +126,7 @@ pub fn desired_role(
             &ub.spec.uploads.key_prefix,
             ub.spec.uploads.allow_downloads,
             ub.spec.uploads.verification.enabled,
+            ub.spec.uploads.limits.open_multipart_uploads > 0,
             kms.as_ref(),
         ),
         tags,

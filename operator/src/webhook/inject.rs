@@ -249,6 +249,8 @@ fn plan(
         verify: ub.spec.uploads.verification.enabled,
         verify_quarantine: ub.spec.uploads.verification.on_failure == OnFailure::Quarantine,
         require_owner: ub.spec.uploads.require_owner,
+        urls_per_minute: ub.spec.uploads.limits.urls_per_minute.max(0) as u32,
+        max_open_multipart: ub.spec.uploads.limits.open_multipart_uploads.max(0) as u32,
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 

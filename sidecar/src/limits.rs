@@ -1,0 +1,88 @@
+//! Per-owner quotas: how many uploads an owner may start per minute (a token bucket in this
+//! process: each signer replica counts on its own) and how many multipart uploads an owner
+//! may have open (counted from S3's list of uploads in progress, so it holds across
+//! replicas). Requests without an owner share the owner `""`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Owners tracked before full buckets are forgotten (a full bucket is what a new one is).
+const MAX_TRACKED: usize = 10_000;
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+/// A token bucket per owner: `per_minute` starts, refilled evenly, at most a minute's worth
+/// saved up.
+pub struct RateLimiter {
+    per_minute: u32,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+impl RateLimiter {
+    /// `per_minute` 0: no limit.
+    pub fn new(per_minute: u32) -> Self {
+        Self {
+            per_minute,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Takes one start for `owner`; `Err(wait)` until one is available.
+    pub fn take(&self, owner: &str, now: Instant) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        let capacity = f64::from(self.per_minute);
+        let per_second = capacity / 60.0;
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_TRACKED {
+            buckets.retain(|_, b| {
+                b.tokens + now.duration_since(b.at).as_secs_f64() * per_second < capacity
+            });
+        }
+        let b = buckets.entry(owner.to_owned()).or_insert(Bucket {
+            tokens: capacity,
+            at: now,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_second).min(capacity);
+        b.at = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_second))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_minute_of_starts_then_one_per_refill_per_owner() {
+        let limiter = RateLimiter::new(6); // one every 10 s
+        let t0 = Instant::now();
+        for _ in 0..6 {
+            assert_eq!(limiter.take("alice", t0), Ok(()));
+        }
+        let wait = limiter.take("alice", t0).unwrap_err();
+        assert!((9.9..=10.0).contains(&wait.as_secs_f64()), "{wait:?}");
+        // Another owner is not held back by alice.
+        assert_eq!(limiter.take("bob", t0), Ok(()));
+        // After the wait, one more; never more than a minute's worth saved up.
+        assert_eq!(limiter.take("alice", t0 + wait), Ok(()));
+        let later = t0 + Duration::from_secs(3600);
+        for _ in 0..6 {
+            assert_eq!(limiter.take("alice", later), Ok(()));
+        }
+        assert!(limiter.take("alice", later).is_err());
+        assert_eq!(RateLimiter::new(0).take("x", t0), Ok(()));
+    }
+}
