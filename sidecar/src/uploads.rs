@@ -594,6 +594,16 @@ pub async fn legacy(
         .cloned();
     let ct = q.content_type.or(default);
     let content_type = check_content_type(&state, ct.as_deref())?;
+    // Nor can it carry `Content-Disposition: attachment`, which a public bucket needs for
+    // anything a browser might render from the bucket's origin.
+    if state.config.disposition(&content_type).is_some() {
+        return Err(AppError::bad_request(
+            "DispositionNeedsPost",
+            format!(
+                "this bucket is public, so {content_type} uploads must be stored as attachments, which a GET /uploads URL cannot carry: use POST /uploads (send the headers it returns)"
+            ),
+        ));
+    }
     check_size(&state, q.size)?;
     if q.size.is_none() {
         require_size(&state)?;

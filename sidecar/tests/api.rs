@@ -778,6 +778,31 @@ async fn public_buckets_get_attachment_for_anything_but_media() {
     assert_eq!(body["headers"].get("content-disposition"), None, "{body}");
 }
 
+/// The seed-compatible GET cannot make its client send `Content-Disposition`: on a public
+/// bucket it refuses the types that would need it, and still signs media.
+#[tokio::test]
+async fn the_legacy_get_refuses_what_a_public_bucket_must_store_as_attachment() {
+    let mut public = config();
+    public.public_read = true;
+    public.allowed_content_types = vec!["image/*".into(), "application/pdf".into()];
+    let s = state_from(public);
+    let (status, body) = call(
+        &s,
+        "GET",
+        "/uploads?contentType=application/pdf&size=5",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("DispositionNeedsPost")),
+        "{body}"
+    );
+    let (status, body) = call(&s, "GET", "/uploads?contentType=image/png&size=5", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["uploadURL"].is_string());
+}
+
 #[tokio::test]
 async fn a_wildcard_never_admits_script_capable_types() {
     let (s, _) = state();
