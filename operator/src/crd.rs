@@ -122,6 +122,11 @@ pub struct UploadBucketSpec {
     #[serde(default)]
     pub versioning: bool,
 
+    /// Tell the app when an upload lands: S3 event notifications (`s3:ObjectCreated:*` under
+    /// the key prefix).
+    #[serde(default, skip_serializing_if = "NotificationsSpec::is_empty")]
+    pub notifications: NotificationsSpec,
+
     /// Extra tags for the bucket. Keys starting with `uploadbucket.io/` are reserved for the
     /// operator's own ownership tags.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -325,6 +330,29 @@ pub struct LimitsSpec {
 
 impl LimitsSpec {
     fn is_off(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// `spec.notifications`: where ObjectCreated events of uploads go. At most one target.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NotificationsSpec {
+    /// S3-compatible stores (Ceph RGW): POST each event to this `http(s)://` URL, through a
+    /// topic the operator keeps (`uploadbucket-<bucket>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), regex(pattern = r"^https?://[^\s]+$"))]
+    pub http_endpoint: Option<String>,
+    /// AWS: send each event to this SQS queue; its access policy must let S3 send to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(
+        pattern = r"^arn:aws[a-z-]*:sqs:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,80}(\.fifo)?$"
+    ))]
+    pub sqs_queue_arn: Option<String>,
+}
+
+impl NotificationsSpec {
+    fn is_empty(&self) -> bool {
         *self == Self::default()
     }
 }

@@ -83,7 +83,7 @@ rgw_data = $dir/rgw
 # STS (AssumeRoleWithWebIdentity) and IAM (roles, OIDC providers) for the IRSA tests.
 rgw_sts_key = uploadbucket1234
 rgw_s3_auth_use_sts = true
-rgw_enable_apis = s3, s3website, admin, sts, iam
+rgw_enable_apis = s3, s3website, admin, sts, iam, notifications
 CONF
 
 cd "$dir"

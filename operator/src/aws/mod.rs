@@ -65,6 +65,25 @@ pub fn canonical_cors(rules: Vec<CorsRule>) -> Vec<CorsRule> {
     rules
 }
 
+/// Where the operator sends a bucket's ObjectCreated events.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NotifyTarget {
+    /// An SNS-style topic the operator keeps, pushing to an HTTP endpoint (S3-compatible
+    /// stores: Ceph RGW's bucket notifications).
+    Topic { name: String, push_endpoint: String },
+    /// An SQS queue (AWS); its policy must let S3 send to it.
+    Queue { arn: String },
+}
+
+/// One event notification of the operator's (id starting with [`OWN_ID_PREFIX`]):
+/// `s3:ObjectCreated:*` under `prefix`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Notification {
+    pub id: String,
+    pub prefix: String,
+    pub target: NotifyTarget,
+}
+
 /// One lifecycle rule, reduced to what the operator manages. S3 may return a rule's prefix
 /// as `Filter.Prefix` or as the legacy top-level `Prefix`: both land in `prefix`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -248,6 +267,16 @@ pub trait BucketApi: Send + Sync {
         policy: &serde_json::Value,
     ) -> Result<(), AwsError>;
     async fn delete_policy(&self, bucket: &BucketRef) -> Result<(), AwsError>;
+
+    /// The operator's own event notifications (ids starting with [`OWN_ID_PREFIX`]), sorted.
+    async fn get_notifications(&self, bucket: &BucketRef) -> Result<Vec<Notification>, AwsError>;
+    /// Replaces the operator's own notifications, keeping everyone else's; creates the
+    /// topics they need and deletes the operator's topics of this bucket no longer used.
+    async fn put_notifications(
+        &self,
+        bucket: &BucketRef,
+        notifications: &[Notification],
+    ) -> Result<(), AwsError>;
 
     /// Deletes every object, object version and unfinished multipart upload.
     async fn empty_bucket(&self, bucket: &BucketRef) -> Result<u64, AwsError>;

@@ -100,6 +100,13 @@ pub async fn apply(
         report.changed.push("versioning");
     }
 
+    let notifications = own_notifications(api, b, d.notifications.is_empty()).await?;
+    if notifications != d.notifications {
+        guard(api, who).await?;
+        api.put_notifications(b, &d.notifications).await?;
+        report.changed.push("notifications");
+    }
+
     // The policy goes after the public-access block: with BlockPublicPolicy still on, S3
     // refuses a public policy.
     let current = api.get_policy(b).await?;
@@ -114,6 +121,20 @@ pub async fn apply(
     }
 
     Ok(report)
+}
+
+/// The operator's notifications on `b`. An operator whose identity may not read them (a
+/// policy from before notifications existed) cannot have written any: with none wanted, a
+/// refusal means none.
+pub(crate) async fn own_notifications(
+    api: &dyn BucketApi,
+    b: &crate::aws::BucketRef,
+    none_wanted: bool,
+) -> Result<Vec<crate::aws::Notification>, AwsError> {
+    match api.get_notifications(b).await {
+        Err(AwsError::AccessDenied { .. }) if none_wanted => Ok(Vec::new()),
+        other => other,
+    }
 }
 
 /// Re-checks, right before a write, that the bucket is still this object's (by the claim rule).

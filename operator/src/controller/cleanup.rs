@@ -61,6 +61,15 @@ pub async fn cleanup(
         release(api, who, spec_tag_keys).await?;
         return Ok(CleanupOutcome::Released);
     }
+    // Nobody listens for this object's events any more: its notifications (and on
+    // S3-compatible stores their topic) go, whatever happens to the bucket.
+    if !super::apply::own_notifications(api, b, true)
+        .await?
+        .is_empty()
+    {
+        recheck(api, who).await?;
+        api.put_notifications(b, &[]).await?;
+    }
     match policy {
         DeletionPolicy::Retain => {
             // Drop our ownership tags: the bucket is nobody's again (adopting it takes the
@@ -101,6 +110,13 @@ async fn release(
     if !api.get_lifecycle(b).await?.is_empty() {
         recheck(api, who).await?;
         api.put_lifecycle(b, &[]).await?;
+    }
+    if !super::apply::own_notifications(api, b, true)
+        .await?
+        .is_empty()
+    {
+        recheck(api, who).await?;
+        api.put_notifications(b, &[]).await?;
     }
     let current = api.get_policy(b).await?;
     if !policy::own_statements(current.as_ref()).is_empty() {

@@ -12,8 +12,8 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::rgw::Backend;
 use crate::aws::{
-    BucketRef, CorsRule, Encryption, LifecycleRule, PublicAccessBlock, canonical_cors,
-    canonical_lifecycle, policy,
+    BucketRef, CorsRule, Encryption, LifecycleRule, Notification, NotifyTarget, PublicAccessBlock,
+    canonical_cors, canonical_lifecycle, policy,
 };
 use crate::crd::{EncryptionType, UploadBucket};
 use uploadbucket_sidecar::config::{STATE_PENDING, STATE_TAG};
@@ -34,6 +34,7 @@ pub const RESERVED_TAG_PREFIX: &str = "uploadbucket.io/";
 pub const RULE_ABORT_MULTIPART: &str = "uploadbucket-abort-incomplete-multipart";
 pub const RULE_EXPIRE: &str = "uploadbucket-expire-uploads";
 pub const RULE_EXPIRE_PENDING: &str = "uploadbucket-expire-pending";
+pub const NOTIFY_ID: &str = "uploadbucket-uploads";
 pub const RULE_CORS: &str = "uploadbucket-cors";
 
 /// The operator's defaults that a spec may leave out.
@@ -111,6 +112,8 @@ pub struct DesiredBucket {
     /// The operator's bucket-policy statements (Sids starting with
     /// `policy::OWN_SID_PREFIX`), canonical and sorted; others' statements are never here.
     pub policy_statements: Vec<serde_json::Value>,
+    /// The operator's event notifications, sorted.
+    pub notifications: Vec<Notification>,
 }
 
 /// The names one reconcile works with. Pure data: none of it is proof of ownership.
@@ -559,7 +562,44 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
     let public_policy = public.then(|| {
         policy::public_read_policy(&bucket.region, &bucket.name, &spec.uploads.key_prefix)
     });
+    let notify = &spec.notifications;
+    let target = match (&notify.http_endpoint, &notify.sqs_queue_arn) {
+        (Some(_), Some(_)) => {
+            return Err(SpecError::new(
+                "spec.notifications",
+                "name one target: httpEndpoint (S3-compatible stores) or sqsQueueArn (AWS)",
+            ));
+        }
+        (Some(_), None) if defaults.backend == Backend::Aws => {
+            return Err(SpecError::new(
+                "spec.notifications.httpEndpoint",
+                "needs an S3-compatible store that pushes to HTTP (the operator's --s3-backend rgw); on AWS use sqsQueueArn",
+            ));
+        }
+        (None, Some(_)) if defaults.backend != Backend::Aws => {
+            return Err(SpecError::new(
+                "spec.notifications.sqsQueueArn",
+                "is for AWS; on this store use httpEndpoint",
+            ));
+        }
+        (Some(url), None) => Some(NotifyTarget::Topic {
+            name: crate::aws::s3::topic_name(&bucket.name),
+            push_endpoint: url.clone(),
+        }),
+        (None, Some(arn)) => Some(NotifyTarget::Queue { arn: arn.clone() }),
+        (None, None) => None,
+    };
+    let notifications = target
+        .map(|target| Notification {
+            id: NOTIFY_ID.to_owned(),
+            prefix: spec.uploads.key_prefix.clone(),
+            target,
+        })
+        .into_iter()
+        .collect();
+
     Ok(DesiredBucket {
+        notifications,
         arn: policy::bucket_arn(&bucket.region, &bucket.name),
         policy_statements: policy::own_statements(public_policy.as_ref()),
         cors,
@@ -739,6 +779,49 @@ mod tests {
         );
         let off = desired(&ub("a", "b", spec(serde_json::json!({}))), &defaults()).unwrap();
         assert!(off.lifecycle.iter().all(|r| r.id != RULE_EXPIRE_PENDING));
+    }
+
+    #[test]
+    fn notifications_follow_the_backend() {
+        let rgw = Defaults {
+            backend: Backend::Rgw,
+            ..defaults()
+        };
+        let http = spec(serde_json::json!({"uploads": {"keyPrefix": "in/"},
+            "notifications": {"httpEndpoint": "http://hooks.app.svc:8080/uploads"}}));
+        let d = desired(&ub("a", "b", http.clone()), &rgw).unwrap();
+        assert_eq!(
+            d.notifications,
+            [Notification {
+                id: NOTIFY_ID.into(),
+                prefix: "in/".into(),
+                target: NotifyTarget::Topic {
+                    name: format!("uploadbucket-{}", d.bucket.name),
+                    push_endpoint: "http://hooks.app.svc:8080/uploads".into(),
+                },
+            }]
+        );
+        let sqs = spec(serde_json::json!({"notifications":
+            {"sqsQueueArn": "arn:aws:sqs:eu-west-1:123456789012:uploads"}}));
+        let d = desired(&ub("a", "b", sqs.clone()), &defaults()).unwrap();
+        assert!(
+            matches!(&d.notifications[0].target, NotifyTarget::Queue { arn } if arn.ends_with(":uploads"))
+        );
+        // Each target only where it works, and one at a time.
+        let field = |s, d: &Defaults| desired(&ub("a", "b", s), d).unwrap_err().field;
+        assert_eq!(field(http, &defaults()), "spec.notifications.httpEndpoint");
+        assert_eq!(field(sqs, &rgw), "spec.notifications.sqsQueueArn");
+        let both = spec(
+            serde_json::json!({"notifications": {"httpEndpoint": "http://x",
+            "sqsQueueArn": "arn:aws:sqs:eu-west-1:123456789012:q"}}),
+        );
+        assert_eq!(field(both, &defaults()), "spec.notifications");
+        assert!(
+            desired(&ub("a", "b", spec(serde_json::json!({}))), &defaults())
+                .unwrap()
+                .notifications
+                .is_empty()
+        );
     }
 
     #[test]

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::aws::rgw::Backend;
 use crate::aws::{
-    CorsRule, Created, Deleted, Encryption, LifecycleRule, PublicAccessBlock, Versioning,
+    CorsRule, Created, Deleted, Encryption, LifecycleRule, Notification, PublicAccessBlock,
+    Versioning,
 };
 use crate::crd::{UploadBucketSpec, UploadBucketStatus};
 
@@ -36,6 +37,7 @@ struct FakeBucket {
     versioning: Versioning,
     policy: Option<Value>,
     objects: u64,
+    notifications: Vec<Notification>,
 }
 
 /// In-memory S3 that logs every write to the timeline.
@@ -207,6 +209,17 @@ impl BucketApi for FakeS3 {
     async fn delete_policy(&self, b: &BucketRef) -> Result<(), AwsError> {
         self.write("DeleteBucketPolicy", b);
         self.with(b, |x| x.policy = None)
+    }
+    async fn get_notifications(&self, b: &BucketRef) -> Result<Vec<Notification>, AwsError> {
+        self.with(b, |x| x.notifications.clone())
+    }
+    async fn put_notifications(
+        &self,
+        b: &BucketRef,
+        notifications: &[Notification],
+    ) -> Result<(), AwsError> {
+        self.write("PutBucketNotificationConfiguration", b);
+        self.with(b, |x| x.notifications = notifications.to_vec())
     }
     async fn empty_bucket(&self, b: &BucketRef) -> Result<u64, AwsError> {
         self.write("EmptyBucket", b);
