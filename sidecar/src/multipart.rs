@@ -154,8 +154,7 @@ pub async fn create(
             .flatten()
             .map(|(k, v)| (k.as_str(), v.clone())),
     );
-    let scope = crate::uploads::owner_scope(&state, req.owner.as_deref())?;
-    crate::uploads::take_start(&state, req.owner.as_deref())?;
+    let scope = crate::uploads::start_upload(&state, req.owner.as_deref())?;
     let cap = state.config.max_open_multipart;
     if cap > 0 {
         let open = state

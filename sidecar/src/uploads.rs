@@ -256,10 +256,16 @@ pub async fn credentials(state: &AppState) -> Result<Credentials, AppError> {
         .map_err(|e| AppError::unavailable("credentials", e))
 }
 
-/// Where a new upload's key goes for `owner`: the prefix, or the owner's folder in it.
-/// A malformed owner is 400 `InvalidOwner`; none where the bucket requires one, 400
-/// `OwnerRequired`.
-pub fn owner_scope(state: &AppState, owner: Option<&str>) -> Result<String, AppError> {
+/// Starts an upload for `owner` on any route that makes a key: checks the owner (400
+/// `InvalidOwner`; none where the bucket requires one, 400 `OwnerRequired`), takes one start
+/// from its quota, and answers where the key goes (the prefix, or the owner's folder in it).
+pub fn start_upload(state: &AppState, owner: Option<&str>) -> Result<String, AppError> {
+    let prefix = owner_scope(state, owner)?;
+    take_start(state, owner)?;
+    Ok(prefix)
+}
+
+fn owner_scope(state: &AppState, owner: Option<&str>) -> Result<String, AppError> {
     match owner {
         Some(o) if !keys::valid_owner(o) => Err(AppError::bad_request(
             "InvalidOwner",
@@ -278,7 +284,7 @@ pub fn owner_scope(state: &AppState, owner: Option<&str>) -> Result<String, AppE
 
 /// Takes one upload start from `owner`'s quota (429 `TooManyUploads` with Retry-After when
 /// it is used up).
-pub fn take_start(state: &AppState, owner: Option<&str>) -> Result<(), AppError> {
+fn take_start(state: &AppState, owner: Option<&str>) -> Result<(), AppError> {
     let owner = owner.unwrap_or_default();
     state
         .limiter
@@ -351,8 +357,7 @@ pub async fn create(
             "checksumSHA256 and contentMD5 are signed into PUT URLs only: send size too (and no method, or \"PUT\")",
         ));
     }
-    let prefix = owner_scope(&state, req.owner.as_deref())?;
-    take_start(&state, req.owner.as_deref())?;
+    let prefix = start_upload(&state, req.owner.as_deref())?;
     let key = keys::build_key(
         &prefix,
         &keys::random_id(),
@@ -609,11 +614,7 @@ pub async fn legacy(
         require_size(&state)?;
     }
     let key = keys::build_key(
-        &{
-            let prefix = owner_scope(&state, q.owner.as_deref())?;
-            take_start(&state, q.owner.as_deref())?;
-            prefix
-        },
+        &start_upload(&state, q.owner.as_deref())?,
         &keys::random_id(),
         None,
         &content_type,
@@ -640,11 +641,7 @@ pub async fn uppy_params(
         }),
     );
     let key = keys::build_key(
-        &{
-            let prefix = owner_scope(&state, q.get("owner").map(String::as_str))?;
-            take_start(&state, q.get("owner").map(String::as_str))?;
-            prefix
-        },
+        &start_upload(&state, q.get("owner").map(String::as_str))?,
         &keys::random_id(),
         q.get("filename").map(String::as_str),
         &content_type,

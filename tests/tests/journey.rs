@@ -282,31 +282,23 @@ fn webhook_ca(node: &Node) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// A PUT upload of `size` bytes as upload.js makes it, through the app's `/api/uploads`.
-async fn put_through_app(http: &reqwest::Client, api: &str, size: usize) -> String {
-    let signed: Value = http
-        .post(api)
-        .json(&json!({"filename": "photo.jpg", "contentType": "image/jpeg", "size": size}))
-        .send()
-        .await
-        .expect("the app answers")
-        .json()
-        .await
-        .unwrap();
-    let url = signed["uploadURL"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{signed}"));
-    let mut put = http.put(url).body(jpeg(size));
-    for (k, v) in signed["headers"].as_object().unwrap() {
-        put = put.header(k, v.as_str().unwrap());
-    }
-    let resp = put.send().await.unwrap();
-    assert_eq!(resp.status(), 200, "PUT: {}", resp.text().await.unwrap());
+/// A PUT upload of `size` bytes as upload.js makes it, through the app's `/api/uploads`
+/// (`app` is `http://<app>/api`).
+async fn put_through_app(http: &reqwest::Client, app: &str, size: usize) -> String {
+    let signed = uploadbucket_tests::sign_upload(
+        http,
+        app,
+        json!({"filename": "photo.jpg", "contentType": "image/jpeg", "size": size}),
+    )
+    .await;
+    let (status, text) = uploadbucket_tests::put_signed(http, &signed, jpeg(size)).await;
+    assert_eq!(status, 200, "PUT: {text}");
     signed["key"].as_str().unwrap().to_owned()
 }
 
 /// A multipart upload as upload.js makes it (5 MiB parts, each part's size signed).
-async fn multipart_through_app(http: &reqwest::Client, api: &str, size: usize) -> String {
+async fn multipart_through_app(http: &reqwest::Client, app: &str, size: usize) -> String {
+    let api = format!("{app}/uploads");
     const PART: usize = 5 * 1024 * 1024;
     let data = jpeg(size);
     let created: Value = http
@@ -706,7 +698,7 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
 
     // The same URLs work without a browser: PUT and multipart through the app's
     // /api/uploads (its Service), straight to RGW.
-    let app_api = format!("http://{APP_IP}/api/uploads");
+    let app_api = format!("http://{APP_IP}/api");
     let key = put_through_app(&http, &app_api, 300_000).await;
     uploadbucket_tests::assert_stored(&raw, bucket, &key, "image/jpeg", 300_000).await;
     let key = multipart_through_app(&http, &app_api, 7 * MIB as usize + 5).await;

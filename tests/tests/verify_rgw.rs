@@ -68,14 +68,8 @@ async fn upload(http: &reqwest::Client, base: &str, content_type: &str, bytes: &
         signed["headers"]["x-amz-tagging"], "uploadbucket-state=pending",
         "{signed}"
     );
-    let mut put = http
-        .put(signed["uploadURL"].as_str().unwrap())
-        .body(bytes.to_vec());
-    for (k, v) in signed["headers"].as_object().unwrap() {
-        put = put.header(k, v.as_str().unwrap());
-    }
-    let resp = put.send().await.unwrap();
-    assert_eq!(resp.status(), 200, "{}", resp.text().await.unwrap());
+    let (status, text) = uploadbucket_tests::put_signed(http, &signed, bytes.to_vec()).await;
+    assert_eq!(status, 200, "{text}");
     signed["key"].as_str().unwrap().to_owned()
 }
 
