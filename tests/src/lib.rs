@@ -546,7 +546,7 @@ pub async fn clean_up(
 }
 
 /// Everything a bucket's owner would notice, read with a plain aws-sdk-s3 client (no operator
-/// code): tags, lifecycle, CORS, policy, versioning and every object version. Two snapshots
+/// code): tags, lifecycle, CORS, policy, versioning, notifications and every object version. Two snapshots
 /// compare equal only when nothing of the bucket changed.
 #[derive(Debug, PartialEq)]
 pub struct BucketSnapshot {
@@ -555,6 +555,7 @@ pub struct BucketSnapshot {
     pub cors: String,
     pub policy: Option<String>,
     pub versioning: String,
+    pub notifications: String,
     pub objects: Vec<(String, String, String, i64)>,
 }
 
@@ -605,6 +606,19 @@ impl BucketSnapshot {
             .status()
             .map(|s| s.as_str().to_owned())
             .unwrap_or_default();
+        let notifications = raw
+            .get_bucket_notification_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(|n| {
+                format!(
+                    "{:?} {:?}",
+                    n.topic_configurations(),
+                    n.queue_configurations()
+                )
+            })
+            .unwrap_or_else(|e| panic!("GetBucketNotificationConfiguration {bucket}: {e:?}"));
         let listed = raw
             .list_object_versions()
             .bucket(bucket)
@@ -630,6 +644,7 @@ impl BucketSnapshot {
             cors,
             policy,
             versioning,
+            notifications,
             objects,
         }
     }

@@ -131,6 +131,7 @@ fn hostile(name: &str, bucket: &str) -> UploadBucket {
             "bucketName": bucket,
             "uploads": {"keyPrefix": "", "publicRead": true},
             "cors": {"allowedOrigins": ["https://evil.example"]},
+            "notifications": {"httpEndpoint": "http://127.0.0.1:9/stolen-events"},
             "versioning": false,
             "deletionPolicy": "Delete",
             "emptyOnDelete": true
