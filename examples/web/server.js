@@ -9,14 +9,29 @@ const app = express();
 // --- the part your own backend needs (README, "Browser snippet") ---
 // The webhook sets UPLOADBUCKET_SIGNER_URL in every app container of an injected pod.
 const signer = process.env.UPLOADBUCKET_SIGNER_URL || 'http://127.0.0.1:8787';
+// Who is uploading. Use your login session's user id here; this example gives each browser
+// an anonymous id in an HttpOnly cookie, so every browser has its own folder.
+function currentUser(req, res) {
+  const m = /(?:^|;\s*)uid=([0-9a-f]{32})(?:;|$)/.exec(req.headers.cookie || '');
+  if (m) return m[1];
+  const uid = require('node:crypto').randomBytes(16).toString('hex');
+  res.cookie('uid', uid, { httpOnly: true, sameSite: 'strict' });
+  return uid;
+}
 app.use('/api/uploads', express.json(), async (req, res) => {
-  // Authenticate the user here; the signer enforces type, size, prefix and expiry.
+  // The owner is set here from the session, never taken from the browser: keys go under
+  // <prefix><owner>/ and every later call on an upload must name the same owner.
+  const owner = currentUser(req, res);
+  const url = new URL(`${signer}/uploads${req.url === '/' ? '' : req.url}`);
+  const starts = req.method === 'POST' && ['/uploads', '/uploads/multipart', '/uploads/verify'].includes(url.pathname);
+  if (!starts) url.searchParams.set('owner', owner);
   try {
-    const r = await fetch(`${signer}/uploads${req.url === '/' ? '' : req.url}`, {
+    const r = await fetch(url, {
       method: req.method,
       headers: { 'content-type': 'application/json' },
-      body: ['GET', 'HEAD', 'DELETE'].includes(req.method) ? undefined : JSON.stringify(req.body),
+      body: ['GET', 'HEAD', 'DELETE'].includes(req.method) ? undefined : JSON.stringify(starts ? { ...req.body, owner } : req.body),
     });
+    if (r.headers.has('retry-after')) res.set('retry-after', r.headers.get('retry-after'));
     res.status(r.status).type('application/json').send(await r.text());
   } catch (e) {
     console.error(`signer unreachable at ${signer}: ${e.cause?.code || e.message}`);

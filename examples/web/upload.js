@@ -1,8 +1,13 @@
 // uploadbucket browser client: ask your backend (which proxies the signer sidecar) for a
 // presigned URL, then send the file straight to S3. Plain JavaScript, no build step.
 //
-//   import { uploadFile } from './upload.js';
+//   import { uploadFile, verifyUpload } from './upload.js';
 //   const { key } = await uploadFile(file, { api: '/api/uploads', onProgress: p => ... });
+//   const checked = await verifyUpload(key, { api: '/api/uploads' }); // bytes match the type
+//
+// `owner` (optional) puts the upload in that user's folder; every call then names it. In an
+// app, let your backend set it from the login session instead (examples/web/server.js does),
+// so one user cannot name another.
 //
 // Methods: 'PUT' (one request, exact size signed), 'POST' (form with a size range: the
 // storage refuses files over the limit), 'multipart' (large files in 8 MiB parts), or
@@ -50,6 +55,8 @@ async function api(url, options) {
     const friendly = {
       ContentTypeNotAllowed: `This kind of file is not accepted. ${message}`,
       TooLarge: `This file is too large. ${message}`,
+      ContentMismatch: `This file is not what its type says. ${message}`,
+      TooManyUploads: `Too many uploads at once; try again in ${res.headers.get('retry-after') || 'a few'} seconds.`,
       Unavailable: 'Uploads are unavailable right now. Please try again in a moment.',
     }[code];
     throw new UploadError(friendly || message, code);
@@ -104,7 +111,7 @@ async function uploadPut(file, opts) {
   const signed = await api(opts.api, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ filename: file.name, contentType: file.type, size: file.size, checksumSHA256 }),
+    body: JSON.stringify({ filename: file.name, contentType: file.type, size: file.size, checksumSHA256, owner: opts.owner }),
   });
   await send('PUT', signed.uploadURL, { headers: signed.headers, body: file, onProgress: opts.onProgress });
   return { key: signed.key, method: 'PUT' };
@@ -114,7 +121,7 @@ async function uploadPost(file, opts) {
   const signed = await api(opts.api, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ filename: file.name, contentType: file.type, method: 'POST' }),
+    body: JSON.stringify({ filename: file.name, contentType: file.type, method: 'POST', owner: opts.owner }),
   });
   const form = new FormData();
   for (const [k, v] of Object.entries(signed.fields)) form.append(k, v);
@@ -129,10 +136,11 @@ async function uploadMultipart(file, opts) {
   const { key, uploadId } = await api(base, {
     method: 'POST',
     headers: json,
-    body: JSON.stringify({ filename: file.name, type: file.type, size: file.size }),
+    body: JSON.stringify({ filename: file.name, type: file.type, size: file.size, owner: opts.owner }),
   });
   const id = encodeURIComponent(uploadId);
-  const k = encodeURIComponent(key);
+  // Every later call names the key and, for an owner's upload, the owner.
+  const k = encodeURIComponent(key) + (opts.owner ? `&owner=${encodeURIComponent(opts.owner)}` : '');
   try {
     const count = Math.max(1, Math.ceil(file.size / PART_SIZE));
     const numbers = Array.from({ length: count }, (_, i) => i + 1);
@@ -161,10 +169,10 @@ async function uploadMultipart(file, opts) {
   return { key, method: 'multipart' };
 }
 
-export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 'auto', onProgress } = {}) {
+export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 'auto', onProgress, owner } = {}) {
   if (!file) throw new UploadError('Choose a file first.', 'NoFile');
   if (!file.type) throw new UploadError('The browser could not tell the file type; try a file with a usual extension.', 'NoType');
-  const opts = { api: apiUrl, onProgress };
+  const opts = { api: apiUrl, onProgress, owner: owner || undefined };
   if (method === 'POST') return uploadPost(file, opts);
   if (method === 'multipart') return uploadMultipart(file, opts);
   if (method !== 'auto') return uploadPut(file, opts);
@@ -185,4 +193,16 @@ export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 
     if (!(e instanceof UploadError) || e.code !== 'Network' || sent > 0) throw e;
     return uploadPost(file, opts);
   }
+}
+
+// After an upload: the signer reads the object's first bytes and checks them against its
+// type (a bucket with verification on). Resolves to {key, size, contentType, detectedType,
+// etag}; an object that fails is deleted (or quarantined) and this throws UploadError with
+// the reason (code ContentMismatch, ContentTypeNotAllowed or TooLarge).
+export async function verifyUpload(key, { api: apiUrl = '/api/uploads', owner } = {}) {
+  return api(`${apiUrl}/verify`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key, owner: owner || undefined }),
+  });
 }

@@ -407,7 +407,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (--webhook-listen)"))?;
-        info!(address = %listen, image = %args.webhook.sidecar_image, "Webhook listening");
+        // The bound address (port 0 picks a free one).
+        let address = listener.local_addr().unwrap_or(listen);
+        info!(%address, image = %args.webhook.sidecar_image, "Webhook listening");
         tokio::spawn(crate::webhook::tls::serve(
             listener,
             crate::webhook::router(state),
@@ -421,7 +423,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.admin_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--admin-listen)", args.admin_listen))?;
-    info!(address = %args.admin_listen, %region, backend = ?args.s3_backend, "Admin server listening");
+    let address = listener.local_addr().unwrap_or(args.admin_listen);
+    info!(%address, %region, backend = ?args.s3_backend, "Admin server listening");
     let admin = crate::admin::router(crate::admin::AdminState {
         metrics,
         ready: ready.clone(),

@@ -75,13 +75,28 @@ pub struct DevArgs {
     /// e.g. your front end's dev server: http://localhost:3000
     #[arg(long, env = "UPLOADBUCKET_DEV_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+    /// Verify uploads as `uploads.verification.enabled` does: every upload is tagged
+    /// `uploadbucket-state=pending` and `POST /uploads/verify` checks its bytes (the demo
+    /// page's Verify button). The dev store keeps tags but runs no lifecycle: unverified
+    /// uploads stay until deleted.
+    #[arg(long, env = crate::config::ENV_VERIFY, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub verify: bool,
+    /// A refused object is tagged `quarantined` and kept instead of deleted.
+    #[arg(long, env = crate::config::ENV_VERIFY_QUARANTINE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub verify_quarantine: bool,
+    /// Every upload must name an `owner` (`uploads.requireOwner`).
+    #[arg(long, env = crate::config::ENV_REQUIRE_OWNER, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    pub require_owner: bool,
+    /// Uploads an owner may start per minute (`uploads.limits.urlsPerMinute`); 0: no limit.
+    #[arg(long, env = crate::config::ENV_URLS_PER_MINUTE, default_value_t = 0)]
+    pub urls_per_minute: u32,
 }
 
-/// The origins a browser page of this dev setup can have.
-fn origins(args: &DevArgs) -> Vec<String> {
-    let port = args.listen.port();
+/// The origins a browser page of this dev setup can have (the page is served on `listen`).
+fn origins(args: &DevArgs, listen: SocketAddr) -> Vec<String> {
+    let port = listen.port();
     let mut o = vec![
-        format!("http://{}", args.listen),
+        format!("http://{listen}"),
         format!("http://localhost:{port}"),
         format!("http://127.0.0.1:{port}"),
     ];
@@ -91,14 +106,13 @@ fn origins(args: &DevArgs) -> Vec<String> {
     o
 }
 
-/// Serves the embedded store until the process ends.
-async fn serve_store(args: &DevArgs) -> anyhow::Result<()> {
+/// Serves the embedded store until the process ends; returns the address it listens on.
+async fn serve_store(args: &DevArgs, page: SocketAddr) -> anyhow::Result<SocketAddr> {
     let bucket_dir = args.data_dir.join(&args.bucket);
     std::fs::create_dir_all(&bucket_dir)
         .with_context(|| format!("cannot create {}", bucket_dir.display()))?;
-    let fs = s3s_fs::FileSystem::new(&args.data_dir)
-        .map_err(|e| anyhow::anyhow!("dev store at {}: {e:?}", args.data_dir.display()))?;
-    let mut builder = s3s::service::S3ServiceBuilder::new(fs);
+    let store = crate::dev_store::DevStore::new(&args.data_dir)?;
+    let mut builder = s3s::service::S3ServiceBuilder::new(store);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(
         DEV_ACCESS_KEY,
         DEV_SECRET_KEY,
@@ -110,7 +124,7 @@ async fn serve_store(args: &DevArgs) -> anyhow::Result<()> {
     let service = axum::error_handling::HandleError::new(service, |e: std::io::Error| async move {
         (axum::http::StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
     });
-    let allowed: Vec<HeaderValue> = origins(args)
+    let allowed: Vec<HeaderValue> = origins(args, page)
         .iter()
         .filter_map(|o| o.parse().ok())
         .collect();
@@ -121,26 +135,37 @@ async fn serve_store(args: &DevArgs) -> anyhow::Result<()> {
         .allow_headers(Any)
         .expose_headers([header::ETAG])
         .max_age(std::time::Duration::from_secs(600));
-    let router = Router::new().fallback_service(service).layer(cors);
+    let router = Router::new()
+        .fallback_service(service)
+        .layer(axum::middleware::from_fn(
+            crate::dev_store::post_form_tagging,
+        ))
+        .layer(cors);
     let listener = tokio::net::TcpListener::bind(args.s3_listen)
         .await
         .with_context(|| format!("cannot listen on {} (--s3-listen)", args.s3_listen))?;
+    let address = listener.local_addr()?;
     tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, router).await {
             tracing::error!(error = %e, "Dev store stopped");
         }
     });
-    Ok(())
+    Ok(address)
 }
 
 /// Runs dev mode until Ctrl-C.
 pub async fn run(args: DevArgs) -> anyhow::Result<()> {
-    serve_store(&args).await?;
-    let endpoint = format!("http://{}", args.s3_listen);
+    // Both listeners are bound first, so port 0 works (the addresses are printed and logged).
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
+    let listen = listener.local_addr()?;
+    let store_address = serve_store(&args, listen).await?;
+    let endpoint = format!("http://{store_address}");
     let config = Config {
         bucket: args.bucket.clone(),
         region: Some("us-east-1".into()),
-        listen: args.listen,
+        listen,
         key_prefix: args.key_prefix.clone(),
         allowed_content_types: args.allowed_content_types.clone(),
         max_size_bytes: args.max_size_bytes,
@@ -152,10 +177,10 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         allow_unsized_put: false,
         public_read: false,
         bucket_owner_full_control: false,
-        verify: false,
-        verify_quarantine: false,
-        require_owner: false,
-        urls_per_minute: 0,
+        verify: args.verify,
+        verify_quarantine: args.verify_quarantine,
+        require_owner: args.require_owner,
+        urls_per_minute: args.urls_per_minute,
         max_open_multipart: 0,
     }
     .validate(None)?;
@@ -206,26 +231,28 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
             .route("/dev/objects", get(list_objects))
             .with_state(store),
     );
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on {} (--listen)", args.listen))?;
     let data = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
     println!(
-        "\nuploadbucket dev mode\n  upload page:  http://{listen}/\n  signer API:   http://{listen}/uploads\n  local S3:     {endpoint} (bucket {bucket})\n  files land in {dir}\n  allowed: {types}, up to {max} bytes\nPress Ctrl-C to stop.\n",
-        listen = args.listen,
+        "\nuploadbucket dev mode\n  upload page:  http://{listen}/\n  signer API:   http://{listen}/uploads\n  local S3:     {endpoint} (bucket {bucket})\n  files land in {dir}\n  allowed: {types}, up to {max} bytes\n  verification: {verify}\nPress Ctrl-C to stop.\n",
+        listen = listen,
         bucket = args.bucket,
         dir = data.join(&args.bucket).display(),
         types = config.allowed_content_types.join(", "),
         max = config.max_size_bytes,
+        verify = if config.verify {
+            "on (uploads are tagged pending until verified)"
+        } else {
+            "off (--verify turns it on)"
+        },
     );
-    info!(address = %args.listen, store = %endpoint, "Dev mode running");
+    info!(address = %listen, store = %endpoint, "Dev mode running");
     axum::serve(listener, router)
         .with_graceful_shutdown(crate::cli::shutdown())
         .await
         .context("server failed")
 }
 
-/// What is in the dev bucket, newest first.
+/// What is in the dev bucket, newest first, with each object's verification state tag.
 async fn list_objects(State(store): State<Arc<S3Store>>) -> Result<impl IntoResponse, AppError> {
     let out = store
         .client()
@@ -251,9 +278,23 @@ async fn list_objects(State(store): State<Arc<S3Store>>) -> Result<impl IntoResp
         })
         .collect();
     objects.sort_by(|a, b| b.2.cmp(&a.2));
-    let list: Vec<_> = objects
-        .into_iter()
-        .map(|(key, size, modified)| json!({"key": key, "size": size, "lastModified": modified}))
-        .collect();
+    let mut list = Vec::with_capacity(objects.len());
+    for (key, size, modified) in objects {
+        let state = store
+            .client()
+            .get_object_tagging()
+            .bucket(&store.bucket)
+            .key(&key)
+            .send()
+            .await
+            .ok()
+            .and_then(|t| {
+                t.tag_set()
+                    .iter()
+                    .find(|t| t.key() == crate::config::STATE_TAG)
+                    .map(|t| t.value().to_owned())
+            });
+        list.push(json!({"key": key, "size": size, "lastModified": modified, "state": state}));
+    }
     Ok(axum::Json(json!({"bucket": store.bucket, "objects": list})))
 }

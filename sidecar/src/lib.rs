@@ -13,6 +13,8 @@ pub mod cli;
 pub mod credentials;
 #[cfg(feature = "dev")]
 pub mod dev;
+#[cfg(feature = "dev")]
+pub mod dev_store;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]

@@ -132,38 +132,54 @@ pub async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
     .await
 }
 
+/// A running `uploadbucket-operator run`.
+pub struct Operator {
+    pub child: Child,
+    /// `http://<ip:port>` of its admin server (`/metrics`, `/healthz`, `/readyz`).
+    pub admin: String,
+    /// `<ip:port>` of its webhook, when it serves one (`UPLOADBUCKET_WEBHOOK_CERT_DIR` given).
+    pub webhook: Option<String>,
+}
+
 /// Starts `uploadbucket-operator run` against this cluster and RGW, watching `ns` (every
-/// namespace with `""`), with its admin server on `admin_port` and the extra settings given.
+/// namespace with `""`), with the extra settings given. Its admin server (and webhook, when
+/// `extra` gives it a certificate folder) bind port 0; the addresses come from its log.
 pub fn start_operator(
     kubeconfig: &str,
     server: &crate::S3Server,
     ns: &str,
-    admin_port: u16,
     extra: &[(&str, String)],
-) -> Child {
-    Child(
-        std::process::Command::new(bin_path("uploadbucket-operator"))
-            .arg("run")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", kubeconfig)
-            .env("AWS_ACCESS_KEY_ID", &server.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("UPLOADBUCKET_REGION", "us-east-1")
-            .env("UPLOADBUCKET_S3_BACKEND", "rgw")
-            .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
-            .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
-            .envs((!ns.is_empty()).then_some(("UPLOADBUCKET_WATCH_NAMESPACE", ns)))
-            .env(
-                "UPLOADBUCKET_ADMIN_LISTEN",
-                format!("127.0.0.1:{admin_port}"),
-            )
-            .env("RUST_LOG", "info,kube=warn,aws=warn")
-            .envs(extra.iter().map(|(k, v)| (*k, v.as_str())))
-            .spawn()
-            .expect("start the operator"),
-    )
+) -> Operator {
+    let webhook = extra
+        .iter()
+        .any(|(k, _)| *k == "UPLOADBUCKET_WEBHOOK_CERT_DIR");
+    let mut cmd = std::process::Command::new(bin_path("uploadbucket-operator"));
+    cmd.arg("run")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", &server.access_key)
+        .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("UPLOADBUCKET_REGION", "us-east-1")
+        .env("UPLOADBUCKET_S3_BACKEND", "rgw")
+        .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
+        .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
+        .envs((!ns.is_empty()).then_some(("UPLOADBUCKET_WATCH_NAMESPACE", ns)))
+        .env("UPLOADBUCKET_ADMIN_LISTEN", "127.0.0.1:0")
+        .env("UPLOADBUCKET_WEBHOOK_LISTEN", "127.0.0.1:0")
+        .env("RUST_LOG", "info,kube=warn,aws=warn")
+        .envs(extra.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut wanted = vec!["Admin server listening"];
+    if webhook {
+        wanted.push("Webhook listening");
+    }
+    let (child, addrs) = crate::spawn_service(cmd, "operator", &wanted);
+    Operator {
+        child,
+        admin: format!("http://{}", addrs[0]),
+        webhook: addrs.get(1).cloned(),
+    }
 }
 
 pub fn pod(name: &str, annotations: serde_json::Value, service_account: Option<&str>) -> Pod {

@@ -298,7 +298,6 @@ pub async fn start_sidecar_as(
     bucket: &str,
     env: &[(&str, &str)],
 ) -> (Child, String) {
-    use std::io::BufRead as _;
     let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -308,45 +307,75 @@ pub async fn start_sidecar_as(
         .env("AWS_ENDPOINT_URL_S3", &server.endpoint)
         .env("UPLOADBUCKET_PATH_STYLE", "true")
         .env("AWS_EC2_METADATA_DISABLED", "true")
-        .env("RUST_LOG", "warn,uploadbucket_sidecar::cli=info")
-        .stdout(std::process::Stdio::piped());
+        .env("RUST_LOG", "warn,uploadbucket_sidecar::cli=info");
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = Child(cmd.spawn().expect("spawn uploadbucket-sidecar"));
-    // The sidecar logs to stdout.
+    let (child, addrs) = spawn_service(cmd, "sidecar", &["Signer listening"]);
+    let base = format!("http://{}", addrs[0]);
+    wait_healthy(&base).await;
+    (child, base)
+}
+
+/// Starts `cmd` (which must log to stdout and bind its listeners to port 0) and waits until it
+/// has logged each of `listening` (e.g. "Signer listening", with `address=<ip:port>`), so
+/// the test talks to the port this child bound and no other process can hold it. The log is
+/// echoed to stderr with `[name]` (shown for failing tests). Fails the test if the child exits
+/// or stays silent for 20 s first. Returns the child and the addresses, in `listening` order.
+pub fn spawn_service(
+    mut cmd: std::process::Command,
+    name: &str,
+    listening: &[&str],
+) -> (Child, Vec<String>) {
+    use std::io::BufRead as _;
+    cmd.stdout(std::process::Stdio::piped());
+    let mut child = Child(
+        cmd.spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
+    );
     let log = child.0.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Reads the log for the address, then keeps draining it (and echoes it for failures).
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
+    let wanted: Vec<String> = listening.iter().map(|s| (*s).to_owned()).collect();
+    let prefix = name.to_owned();
+    // Reads the log for the addresses, then keeps draining it.
     std::thread::spawn(move || {
-        let mut tx = Some(tx);
         for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
             let plain = strip_ansi(&line);
-            eprintln!("[sidecar] {plain}");
-            if let Some(addr) = plain
-                .contains("Signer listening")
-                .then(|| plain.split("address=").nth(1))
-                .flatten()
-                .and_then(|rest| rest.split_whitespace().next())
-                && let Some(tx) = tx.take()
+            eprintln!("[{prefix}] {plain}");
+            // `address=<a>` in text logs, `"address":"<a>"` in JSON ones.
+            if let Some(i) = wanted.iter().position(|w| plain.contains(w.as_str()))
+                && let Some(addr) = plain
+                    .split("address=")
+                    .nth(1)
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .or_else(|| {
+                        plain
+                            .split("\"address\":\"")
+                            .nth(1)
+                            .and_then(|rest| rest.split('"').next())
+                    })
             {
-                let _ = tx.send(addr.to_owned());
+                let _ = tx.send((i, addr.to_owned()));
             }
         }
     });
-    let addr =
-        tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(10)))
-            .await
-            .expect("reader")
-            .unwrap_or_else(|_| {
-                let status = child.0.try_wait().ok().flatten();
-                panic!(
-                    "the sidecar did not say where it listens within 10 s (exit status: {status:?})"
-                )
-            });
-    let base = format!("http://{addr}");
-    wait_healthy(&base).await;
-    (child, base)
+    let mut addrs = vec![String::new(); listening.len()];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while addrs.iter().any(String::is_empty) {
+        match rx.recv_timeout(std::time::Duration::from_millis(100)) {
+            Ok((i, addr)) => addrs[i] = addr,
+            Err(_) => {
+                if let Ok(Some(status)) = child.0.try_wait() {
+                    panic!("{name} exited ({status}) before it listened: see its log above");
+                }
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{name} did not say where it listens within 20 s ({listening:?})"
+                );
+            }
+        }
+    }
+    (child, addrs)
 }
 
 /// `line` without terminal colour codes.
@@ -377,6 +406,16 @@ pub async fn wait_healthy(base: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
     panic!("nothing answered {base}/healthz within 5 s");
+}
+
+/// Sends `req` and reads its answer as JSON (whatever the status).
+pub async fn json_of(req: reqwest::RequestBuilder) -> serde_json::Value {
+    req.send()
+        .await
+        .expect("the server answers")
+        .json()
+        .await
+        .expect("a JSON answer")
 }
 
 /// `POST {base}/uploads` with `req`; the signer's JSON answer (a 201 is required).

@@ -18,14 +18,19 @@ use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::browser::{chromium, repo, run_page, tempdir};
 use uploadbucket_tests::{
-    Child, assert_stored, bin_path, free_port, put_signed, require_or_skip, s3_server, sign_upload,
-    start_sidecar, unique_name, wait_healthy,
+    assert_stored, bin_path, json_of, put_signed, require_or_skip, s3_server, sign_upload,
+    spawn_service, start_sidecar, unique_name, wait_healthy,
 };
 
 const MIB: usize = 1024 * 1024;
 
 /// The app backend: the test page, upload.js, and `/api/*` proxied to the signer.
-async fn app_backend(signer: String, port: u16) -> (String, tokio::task::JoinHandle<()>) {
+/// An app backend on `listener` (or a new loopback port): serves the harness and proxies
+/// `/api/...` to `signer`. Returns its origin.
+async fn app_backend(
+    signer: String,
+    listener: Option<tokio::net::TcpListener>,
+) -> (String, tokio::task::JoinHandle<()>) {
     #[derive(Clone)]
     struct Backend {
         signer: Arc<String>,
@@ -102,9 +107,13 @@ async fn app_backend(signer: String, port: u16) -> (String, tokio::task::JoinHan
         .route("/uppy.js", get(uppy_script))
         .fallback(proxy)
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .expect("bind");
+    let listener = match listener {
+        Some(l) => l,
+        None => tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind"),
+    };
+    let port = listener.local_addr().unwrap().port();
     let handle = tokio::spawn(async move {
         let _ = axum::serve(listener, router).await;
     });
@@ -203,8 +212,8 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
         ],
     )
     .await;
-    let (allowed, _a) = app_backend(signer.clone(), free_port()).await;
-    let (other, _b) = app_backend(signer.clone(), free_port()).await;
+    let (allowed, _a) = app_backend(signer.clone(), None).await;
+    let (other, _b) = app_backend(signer.clone(), None).await;
 
     // The bucket, with CORS for the allowed origin, made by the operator's own code.
     let (buckets, raw) = bucket_for_pages(&server, &name, &allowed).await;
@@ -303,27 +312,18 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
 async fn browser_uploads_against_dev_mode() {
     let Some(chromium) = chromium() else { return };
     let data = tempdir();
-    let (listen, s3) = (free_port(), free_port());
-    // The test's app backend gets a port first, so dev mode can allow its origin.
-    let page_port = free_port();
-    let page_origin = format!("http://127.0.0.1:{page_port}");
-    let child = Child(
-        Command::new(bin_path("uploadbucket-sidecar"))
-            .args(["dev", "--data-dir"])
-            .arg(&data)
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{listen}"),
-                "--s3-listen",
-                &format!("127.0.0.1:{s3}"),
-            ])
-            .args(["--allowed-origins", &page_origin])
-            .env("RUST_LOG", "warn")
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("start dev mode"),
-    );
-    let signer = format!("http://127.0.0.1:{listen}");
+    // The test's app backend binds first, so dev mode can allow its origin; dev mode binds
+    // port 0 for both of its listeners and says where in its log.
+    let page_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let page_origin = format!("http://{}", page_listener.local_addr().unwrap());
+    let mut cmd = Command::new(bin_path("uploadbucket-sidecar"));
+    cmd.args(["dev", "--data-dir"])
+        .arg(&data)
+        .args(["--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
+        .args(["--allowed-origins", &page_origin, "--verify"])
+        .env("RUST_LOG", "warn,uploadbucket_sidecar::dev=info");
+    let (child, addrs) = spawn_service(cmd, "dev", &["Dev mode running"]);
+    let signer = format!("http://{}", addrs[0]);
     wait_healthy(&signer).await;
     let http = reqwest::Client::new();
 
@@ -339,41 +339,109 @@ async fn browser_uploads_against_dev_mode() {
     assert!(page.contains("uploadbucket") && page.contains("upload.js"));
 
     // Serve the harness on the allowed origin's port.
-    let (origin, _h) = app_backend(signer.clone(), page_port).await;
+    let (origin, _h) = app_backend(signer.clone(), Some(page_listener)).await;
     assert_eq!(origin, page_origin);
 
-    for (method, size) in [
-        ("PUT", 150_000usize),
-        ("POST", 250_000),
-        ("multipart", 9 * MIB),
+    // With --verify every upload is tagged pending (PUT header, POST policy field, multipart
+    // create), and verify marks it verified. The page verifies its PUT uploads; the POST
+    // (over 2 MiB: the dev store reads its tagging field in front of s3s) and multipart ones
+    // stay pending until verified below.
+    for (method, size, verify) in [
+        ("PUT", 150_000usize, true),
+        ("POST", 3 * MIB, false),
+        ("multipart", 9 * MIB, false),
     ] {
+        let q = if verify { "&verify=1" } else { "" };
         let r = run_page(
             &chromium,
-            &format!("{origin}/?method={method}&size={size}"),
+            &format!("{origin}/?method={method}&size={size}&owner=alice{q}"),
             &format!("dev-{method}-ok"),
         )
         .await;
         assert_eq!(r["ok"], true, "{method}: {r}");
         let key = r["key"].as_str().unwrap();
+        assert!(key.starts_with("uploads/alice/"), "{method}: {key}");
+        if verify {
+            assert_eq!(r["verified"]["detectedType"], "image/jpeg", "{method}: {r}");
+            assert_eq!(r["verified"]["size"], size, "{method}: {r}");
+        }
         let file = data.join("dev-uploads").join(key);
         let meta =
             std::fs::metadata(&file).unwrap_or_else(|_| panic!("{} not on disk", file.display()));
         assert_eq!(meta.len() as usize, size, "{method}");
     }
-    let listed: Value = http
-        .get(format!("{signer}/dev/objects"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed = || async {
+        let v = json_of(http.get(format!("{signer}/dev/objects"))).await;
+        v["objects"].as_array().cloned().unwrap_or_default()
+    };
     // Each page load runs twice (DOM dump, then screenshot): six uploads.
+    let objects = listed().await;
+    let mut states: Vec<(u64, &str)> = objects
+        .iter()
+        .map(|o| {
+            (
+                o["size"].as_u64().unwrap(),
+                o["state"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    states.sort();
     assert_eq!(
-        listed["objects"].as_array().map(Vec::len),
-        Some(6),
-        "{listed}"
+        states,
+        [
+            (150_000, "verified"),
+            (150_000, "verified"),
+            (3 * MIB as u64, "pending"),
+            (3 * MIB as u64, "pending"),
+            (9 * MIB as u64, "pending"),
+            (9 * MIB as u64, "pending"),
+        ],
+        "{objects:?}"
     );
+
+    // HTML sent as a JPEG: stored by the dev store (the type is only the client's word),
+    // then refused by verify, which deletes it; the page says why.
+    let r = run_page(
+        &chromium,
+        &format!("{origin}/?method=PUT&size=4000&owner=alice&verify=1&content=html"),
+        "dev-verify-refused",
+    )
+    .await;
+    assert_eq!(r["ok"], false, "{r}");
+    assert_eq!(r["code"], "ContentMismatch", "{r}");
+    assert!(r["message"].as_str().unwrap().contains("image/jpeg"), "{r}");
+    let key = r["key"].as_str().expect("the upload itself worked");
+    assert!(
+        !data.join("dev-uploads").join(key).exists(),
+        "{key} deleted"
+    );
+    assert_eq!(listed().await.len(), 6, "both HTML uploads deleted");
+    // A multipart upload is verified by its owner, and only by its owner.
+    let big = objects
+        .iter()
+        .find(|o| o["size"] == 9 * MIB)
+        .and_then(|o| o["key"].as_str())
+        .unwrap();
+    let verify = |owner: &'static str| {
+        http.post(format!("{signer}/uploads/verify"))
+            .json(&serde_json::json!({"key": big, "owner": owner}))
+            .send()
+    };
+    assert_eq!(verify("bob").await.unwrap().status(), 403);
+    let v: Value = verify("alice").await.unwrap().json().await.unwrap();
+    assert_eq!(v["detectedType"], "image/jpeg", "{v}");
+    let state = |k: &str| {
+        let k = k.to_owned();
+        let listed = &listed;
+        async move {
+            listed()
+                .await
+                .iter()
+                .find(|o| o["key"] == k.as_str())
+                .map(|o| o["state"].clone())
+        }
+    };
+    assert_eq!(state(big).await, Some(Value::from("verified")));
 
     // The dev store holds a PUT URL to its signed if-none-match: the second PUT is refused
     // and the first upload kept.
@@ -389,6 +457,8 @@ async fn browser_uploads_against_dev_mode() {
     }
     assert_eq!(statuses, [200, 412]);
     let key = signed["key"].as_str().unwrap();
+    // The signed x-amz-tagging header tagged it, as on S3.
+    assert_eq!(state(key).await, Some(Value::from("pending")));
     assert_eq!(
         std::fs::read(data.join("dev-uploads").join(key)).unwrap(),
         b"\xff\xd8\xff\x01"
@@ -437,7 +507,7 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
         ],
     )
     .await;
-    let (app, _app) = app_backend(signer.clone(), free_port()).await;
+    let (app, _app) = app_backend(signer.clone(), None).await;
     let (buckets, raw) = bucket_for_pages(&server, &name, &app).await;
     let stored = || async {
         let listed = raw

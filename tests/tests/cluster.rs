@@ -14,10 +14,10 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    api_error, cluster, ensure_crd, is_local, namespace, pod, start_operator, wait_for, wait_gone,
-    wait_ready, webhook_certificate,
+    Operator, api_error, cluster, ensure_crd, is_local, namespace, pod, start_operator, wait_for,
+    wait_gone, wait_ready, webhook_certificate,
 };
-use uploadbucket_tests::{Child, free_port, s3_server, unique_name};
+use uploadbucket_tests::{s3_server, unique_name};
 
 #[tokio::test]
 async fn the_api_server_enforces_the_schema_and_cel_rules() {
@@ -173,12 +173,10 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     // The operator binary: RGW as S3, IAM and STS, this cluster, its webhook on a loopback port.
     let work = std::env::temp_dir().join(unique_name("ub-cluster"));
     let ca = webhook_certificate(&work.join("webhook"));
-    let (webhook_port, admin_port) = (free_port(), free_port());
-    let _operator = start_operator(
+    let operator = start_operator(
         &kubeconfig,
         &server,
         &ns,
-        admin_port,
         &[
             ("UPLOADBUCKET_OIDC_PROVIDER_ARN", provider_arn.clone()),
             ("UPLOADBUCKET_IAM_ENDPOINT", server.endpoint.clone()),
@@ -186,10 +184,6 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
             (
                 "UPLOADBUCKET_WEBHOOK_CERT_DIR",
                 work.join("webhook").display().to_string(),
-            ),
-            (
-                "UPLOADBUCKET_WEBHOOK_LISTEN",
-                format!("127.0.0.1:{webhook_port}"),
             ),
             (
                 "UPLOADBUCKET_SIDECAR_IMAGE",
@@ -200,6 +194,10 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         ],
     );
 
+    let webhook = operator
+        .webhook
+        .clone()
+        .expect("the operator serves the webhook");
     // The webhook as the chart registers it, but by URL and for this namespace only.
     let hooks: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let hook_name = format!("{ns}-inject");
@@ -216,7 +214,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}},
             "matchConditions": [{"name": "asks-for-a-signer", "expression": "has(object.metadata.annotations) && 'uploadbucket.io/inject' in object.metadata.annotations"}],
             "clientConfig": {
-                "url": format!("https://127.0.0.1:{webhook_port}/mutate"),
+                "url": format!("https://{webhook}/mutate"),
                 "caBundle": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, ca.as_bytes())
             }
         }]
@@ -457,7 +455,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .unwrap();
     assert!(plain.spec.unwrap().init_containers.is_none());
 
-    let metrics = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+    let metrics = reqwest::get(format!("{}/metrics", operator.admin))
         .await
         .unwrap()
         .text()
@@ -581,14 +579,12 @@ fn operator_with_lease(
     server: &uploadbucket_tests::S3Server,
     ns: &str,
     identity: &str,
-    admin_port: u16,
     seconds: u32,
-) -> Child {
+) -> Operator {
     start_operator(
         kubeconfig,
         server,
         ns,
-        admin_port,
         &[
             ("UPLOADBUCKET_LEADER_ELECTION", "true".into()),
             ("UPLOADBUCKET_LEADER_ELECTION_NAMESPACE", ns.into()),
@@ -601,8 +597,8 @@ fn operator_with_lease(
     )
 }
 
-async fn reconciles(admin_port: u16) -> u64 {
-    let text = reqwest::get(format!("http://127.0.0.1:{admin_port}/metrics"))
+async fn reconciles(operator: &Operator) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", operator.admin))
         .await
         .unwrap()
         .text()
@@ -625,8 +621,7 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     };
     ensure_crd(&client).await;
     let ns = namespace(&client, "ub-lease").await;
-    let (port_a, port_b) = (free_port(), free_port());
-    let mut first = operator_with_lease(&kubeconfig, &server, &ns, "replica-a", port_a, 3);
+    let mut first = operator_with_lease(&kubeconfig, &server, &ns, "replica-a", 3);
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
         Api::namespaced(client.clone(), &ns);
     let holder = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
@@ -642,8 +637,8 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
         async move { (holder(leases).await? == "replica-a").then_some(()) }
     })
     .await;
-    let _second = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", port_b, 3);
-    uploadbucket_tests::wait_healthy(&format!("http://127.0.0.1:{port_b}")).await;
+    let second = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", 3);
+    uploadbucket_tests::wait_healthy(&second.admin).await;
 
     let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
     let ub: UploadBucket = serde_json::from_value(json!({
@@ -655,18 +650,18 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     ubs.create(&PostParams::default(), &ub).await.unwrap();
     let ready = wait_ready(&ubs, "docs").await;
     let bucket = ready.status.unwrap().bucket_name.unwrap();
-    assert!(reconciles(port_a).await > 0, "the leader reconciles");
-    assert_eq!(reconciles(port_b).await, 0, "the standby does not");
+    assert!(reconciles(&first).await > 0, "the leader reconciles");
+    assert_eq!(reconciles(&second).await, 0, "the standby does not");
     // The standby is ready all the same: it serves the webhook.
-    let standby_ready = reqwest::get(format!("http://127.0.0.1:{port_b}/readyz"))
+    let standby_ready = reqwest::get(format!("{}/readyz", second.admin))
         .await
         .unwrap();
     assert_eq!(standby_ready.status(), 200);
 
     // The leader dies without releasing the Lease: the standby takes over once it expires
     // and picks up a change made meanwhile.
-    first.0.kill().unwrap();
-    let _ = first.0.wait();
+    first.child.0.kill().unwrap();
+    let _ = first.child.0.wait();
     ubs.patch(
         "docs",
         &PatchParams::default(),
@@ -691,7 +686,7 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
         }
     })
     .await;
-    assert!(reconciles(port_b).await > 0);
+    assert!(reconciles(&second).await > 0);
 
     ubs.delete("docs", &DeleteParams::default()).await.unwrap();
     wait_gone(&ubs, "docs").await;
@@ -741,14 +736,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over(
             .spec
     };
     // A 10 s Lease: renewal due 2 s before expiry, the leader gives up 1 s before it.
-    let mut leader = operator_with_lease(
-        proxied.to_str().unwrap(),
-        &server,
-        &ns,
-        "replica-a",
-        free_port(),
-        10,
-    );
+    let mut leader = operator_with_lease(proxied.to_str().unwrap(), &server, &ns, "replica-a", 10);
     wait_for("replica-a to lead", 30, || {
         let leases = leases.clone();
         async move {
@@ -756,13 +744,13 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over(
         }
     })
     .await;
-    let _standby = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", free_port(), 10);
+    let _standby = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", 10);
 
     proxy.cut();
     let cut = std::time::SystemTime::now();
     // The leader notices on its own and exits; note when, to within 20 ms.
     let exited = loop {
-        if let Some(status) = leader.0.try_wait().unwrap() {
+        if let Some(status) = leader.child.0.try_wait().unwrap() {
             break (status, std::time::SystemTime::now());
         }
         assert!(

@@ -116,20 +116,20 @@ async fn worker_threads_follow_the_setting() {
         assert!(err.contains("--worker-threads"), "{bad}: {err}");
     }
     for (setting, want) in [(None, 2), (Some("1"), 1), (Some("5"), 5)] {
-        let port = uploadbucket_tests::free_port();
         let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
         cmd.env_clear()
             .envs(base_env.iter().map(|(k, v)| (*k, v.as_str())))
-            .env("UPLOADBUCKET_LISTEN", format!("127.0.0.1:{port}"))
+            .env("UPLOADBUCKET_LISTEN", "127.0.0.1:0")
             .env("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
             .env("AWS_SECRET_ACCESS_KEY", "secret")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("RUST_LOG", "warn");
+            .env("RUST_LOG", "warn,uploadbucket_sidecar::cli=info");
         if let Some(n) = setting {
             cmd.env("UPLOADBUCKET_WORKER_THREADS", n);
         }
-        let child = uploadbucket_tests::Child(cmd.spawn().expect("spawn the sidecar"));
-        uploadbucket_tests::wait_healthy(&format!("http://127.0.0.1:{port}")).await;
+        let (child, addrs) =
+            uploadbucket_tests::spawn_service(cmd, "sidecar", &["Signer listening"]);
+        uploadbucket_tests::wait_healthy(&format!("http://{}", addrs[0])).await;
         let tasks = std::fs::read_dir(format!("/proc/{}/task", child.0.id())).expect("/proc");
         let workers = tasks
             .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())

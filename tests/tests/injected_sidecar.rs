@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_operator::webhook::inject::{self, Outcome, Settings};
 use uploadbucket_sidecar::config::Config;
-use uploadbucket_tests::{Child, bin_path, free_port, wait_healthy};
+use uploadbucket_tests::{bin_path, free_port, spawn_service, wait_healthy};
 
 fn testdata(file: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -107,25 +107,26 @@ fn run_probe(container: &Container, url: &str) -> (bool, String) {
 async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
     let signer = injected_signer();
     let mut env = env_map(&signer);
-    let port = free_port();
-    // Same container, with test credentials instead of a projected token, on a free port.
+    // Same container, with test credentials instead of a projected token, on a port of its
+    // own choosing (read from its log).
     env.remove("AWS_ROLE_ARN");
     env.remove("AWS_WEB_IDENTITY_TOKEN_FILE");
-    env.insert("UPLOADBUCKET_LISTEN".into(), format!("127.0.0.1:{port}"));
+    env.insert("UPLOADBUCKET_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert(
+        "RUST_LOG".into(),
+        "warn,uploadbucket_sidecar::cli=info".into(),
+    );
     env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLEINJECTED00".into());
     env.insert(
         "AWS_SECRET_ACCESS_KEY".into(),
         "injectedsecretinjectedsecretinjected0000".into(),
     );
-    let _child = Child(
-        std::process::Command::new(bin_path("uploadbucket-sidecar"))
-            .args(signer.args.clone().unwrap_or_default())
-            .env_clear()
-            .envs(&env)
-            .spawn()
-            .unwrap(),
-    );
-    let base = format!("http://127.0.0.1:{port}");
+    let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
+    cmd.args(signer.args.clone().unwrap_or_default())
+        .env_clear()
+        .envs(&env);
+    let (_child, addrs) = spawn_service(cmd, "sidecar", &["Signer listening"]);
+    let base = format!("http://{}", addrs[0]);
     wait_healthy(&base).await;
 
     let (ok, stderr) = run_probe(&signer, &format!("{base}/healthz"));

@@ -19,7 +19,7 @@ use uploadbucket_operator::controller::role::{
 };
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, PresignInput, Presigner};
-use uploadbucket_tests::{RequestCounter, S3Server, free_port, s3_server, unique_name};
+use uploadbucket_tests::{RequestCounter, S3Server, s3_server, unique_name};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -90,8 +90,8 @@ impl Issuer {
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex_n[i..i + 2], 16).unwrap())
             .collect();
-        let port = free_port();
-        let url = format!("http://127.0.0.1:{port}");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
         let discovery = json!({
             "issuer": url,
             "jwks_uri": format!("{url}/openid/v1/jwks"),
@@ -113,9 +113,6 @@ impl Issuer {
                 "/openid/v1/jwks",
                 get(move || async move { axum::Json(jwks.clone()) }),
             );
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-            .await
-            .unwrap();
         let server = tokio::spawn(async move {
             let _ = axum::serve(listener, router).await;
         });

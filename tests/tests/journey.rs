@@ -356,6 +356,19 @@ async fn multipart_through_app(http: &reqwest::Client, app: &str, size: usize) -
     key.to_owned()
 }
 
+/// `uploads/<32 hex digits: the app's session id>/<name>`.
+fn assert_owned_key(key: &str) {
+    let owner = key
+        .strip_prefix("uploads/")
+        .and_then(|k| k.split_once('/'))
+        .map(|(o, _)| o)
+        .unwrap_or_default();
+    assert!(
+        owner.len() == 32 && owner.bytes().all(|b| b.is_ascii_hexdigit()),
+        "not in a session's folder: {key}"
+    );
+}
+
 fn enc(s: &str) -> String {
     s.replace('+', "%2B")
         .replace('/', "%2F")
@@ -622,10 +635,9 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     .await;
     assert_eq!(r["ok"], true, "POST form from the app's page: {r}");
     let key = r["key"].as_str().unwrap();
-    assert!(
-        key.starts_with("uploads/") && key.ends_with(".jpg"),
-        "{key}"
-    );
+    // The app's backend (server.js) names the owner from its session cookie: the key sits in
+    // that browser's folder.
+    assert_owned_key(key);
     uploadbucket_tests::assert_stored(&raw, bucket, key, "image/jpeg", 400_000).await;
 
     // PUT and multipart URLs carry the signature in their query string, and RGW 16 refuses
@@ -659,8 +671,10 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     );
     let key = r["key"].as_str().unwrap();
     uploadbucket_tests::assert_stored(&raw, bucket, key, "image/jpeg", 200_000).await;
+    // A client that keeps the app's session cookie, as a browser does.
     let http = reqwest::Client::builder()
         .resolve(RGW_HOST, format!("{}:{rgw_port}", node.ip).parse().unwrap())
+        .cookie_store(true)
         .build()
         .unwrap();
     let preflight = |url: String| {
@@ -701,8 +715,37 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     let app_api = format!("http://{APP_IP}/api");
     let key = put_through_app(&http, &app_api, 300_000).await;
     uploadbucket_tests::assert_stored(&raw, bucket, &key, "image/jpeg", 300_000).await;
+    assert_owned_key(&key);
     let key = multipart_through_app(&http, &app_api, 7 * MIB as usize + 5).await;
     uploadbucket_tests::assert_stored(&raw, bucket, &key, "image/jpeg", 7 * MIB + 5).await;
+
+    // Another session (no cookie: the app gives it its own owner) cannot end this session's
+    // multipart upload; its own session can.
+    let created = uploadbucket_tests::json_of(
+        http.post(format!("{app_api}/uploads/multipart"))
+            .json(&json!({"filename": "x.jpg", "type": "image/jpeg", "size": 6 * MIB})),
+    )
+    .await;
+    let abort = |client: reqwest::Client| {
+        let url = format!(
+            "{app_api}/uploads/multipart/{}",
+            enc(created["uploadId"].as_str().unwrap())
+        );
+        let key = created["key"].as_str().unwrap().to_owned();
+        async move {
+            client
+                .delete(url)
+                .query(&[("key", key)])
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let other = abort(reqwest::Client::new()).await;
+    assert_eq!(other.status(), 403, "another session's abort");
+    assert!(other.text().await.unwrap().contains("OwnerMismatch"));
+    let own = abort(http.clone()).await;
+    assert!(own.status().is_success(), "own abort: {}", own.status());
 
     // A page from an origin the bucket's CORS rules do not list: refused, nothing stored.
     let count = || async {

@@ -15,7 +15,7 @@ use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
     cluster, ensure_crd, namespace, start_operator, wait_for, wait_gone, wait_ready,
 };
-use uploadbucket_tests::{BucketSnapshot, free_port, s3_server, unique_name};
+use uploadbucket_tests::{BucketSnapshot, s3_server, unique_name};
 
 /// A bucket of the account that no UploadBucket manages, with settings of its own (someone
 /// else's tag, lifecycle rule, CORS rule and policy statement), versioning on and objects.
@@ -180,7 +180,6 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
         &kubeconfig,
         &server,
         "",
-        free_port(),
         &[
             ("UPLOADBUCKET_BUCKET_NAME_PREFIX", prefix.clone()),
             (
