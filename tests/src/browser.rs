@@ -104,6 +104,29 @@ pub async fn run_page_with(chromium: &Path, url: &str, shot: &str, flags: &[Stri
     })
 }
 
+/// The DOM of `url` once its scripts have run (headless Chromium, `--dump-dom`).
+pub async fn dump_dom(chromium: &Path, url: &str) -> String {
+    let mut cmd = Command::new(chromium);
+    let profile = tempdir();
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--virtual-time-budget=10000",
+        "--dump-dom",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .arg(url);
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .expect("chromium task")
+        .expect("run chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A fresh directory under the system temp dir.
 pub fn tempdir() -> PathBuf {
     let d = std::env::temp_dir().join(unique_name("ub-chromium"));

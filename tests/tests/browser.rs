@@ -16,7 +16,7 @@ use axum::routing::get;
 use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::browser::{chromium, repo, run_page, tempdir};
+use uploadbucket_tests::browser::{chromium, dump_dom, repo, run_page, tempdir};
 use uploadbucket_tests::{
     assert_stored, bin_path, json_of, put_signed, require_or_skip, s3_server, sign_upload,
     spawn_service, start_sidecar, unique_name, wait_healthy,
@@ -416,6 +416,12 @@ async fn browser_uploads_against_dev_mode() {
         "{key} deleted"
     );
     assert_eq!(listed().await.len(), 6, "both HTML uploads deleted");
+    // The demo page lists them with their state, and a Verify button on each pending one.
+    let demo = dump_dom(&chromium, &format!("{signer}/")).await;
+    assert_eq!(demo.matches("<td>pending</td>").count(), 4, "{demo}");
+    assert_eq!(demo.matches("<td>verified</td>").count(), 2, "{demo}");
+    assert_eq!(demo.matches("<button>Verify</button>").count(), 4, "{demo}");
+
     // A multipart upload is verified by its owner, and only by its owner.
     let big = objects
         .iter()
