@@ -123,6 +123,19 @@ pub async fn wait_ready(ubs: &Api<UploadBucket>, name: &str) -> UploadBucket {
     .await
 }
 
+/// Waits until `name` is Ready=False for `reason`; returns the object.
+pub async fn wait_not_ready(ubs: &Api<UploadBucket>, name: &str, reason: &str) -> UploadBucket {
+    wait_for(&format!("{name} Ready=False/{reason}"), 60, || {
+        let ubs = ubs.clone();
+        async move {
+            let ub = ubs.get(name).await.ok()?;
+            let ready = ub.condition("Ready")?;
+            (ready.status == "False" && ready.reason == reason).then_some(ub)
+        }
+    })
+    .await
+}
+
 /// Waits until the UploadBucket is gone (its finalizer has run).
 pub async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
     wait_for(&format!("{name} to be gone"), 60, || {
@@ -180,6 +193,39 @@ pub fn start_operator(
         admin: format!("http://{}", addrs[0]),
         webhook: addrs.get(1).cloned(),
     }
+}
+
+impl Operator {
+    /// The value of the sample `name` (with its labels, e.g.
+    /// `uploadbucket_reconcile_failures_total{reason="AccessDenied"}`) on `/metrics`; 0 if absent.
+    pub async fn metric(&self, name: &str) -> u64 {
+        let text = reqwest::get(format!("{}/metrics", self.admin))
+            .await
+            .expect("the operator's /metrics")
+            .text()
+            .await
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().expect("a counter"))
+            .unwrap_or(0)
+    }
+}
+
+/// Creates the UploadBucket `name` with `spec` in the namespace of `ubs`.
+pub async fn create_upload_bucket(
+    ubs: &Api<UploadBucket>,
+    name: &str,
+    spec: serde_json::Value,
+) -> UploadBucket {
+    let ub: UploadBucket = serde_json::from_value(json!({
+        "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
+        "metadata": {"name": name}, "spec": spec
+    }))
+    .expect("an UploadBucket");
+    ubs.create(&PostParams::default(), &ub)
+        .await
+        .expect("create the UploadBucket")
 }
 
 pub fn pod(name: &str, annotations: serde_json::Value, service_account: Option<&str>) -> Pod {

@@ -227,6 +227,35 @@ impl Intercept for RequestCounter {
     }
 }
 
+/// The test RGW's ceph.conf (`UPLOADBUCKET_TEST_RGW_CONF`, set by tests/scripts/rgw.sh), for
+/// what only `radosgw-admin` does; `None` (a skip, or a failure when servers are required)
+/// without it.
+pub fn rgw_conf(test: &str) -> Option<String> {
+    match std::env::var("UPLOADBUCKET_TEST_RGW_CONF") {
+        Ok(c) if !c.is_empty() => Some(c),
+        _ => require_or_skip(
+            test,
+            "UPLOADBUCKET_TEST_RGW_CONF is unset (this test runs radosgw-admin)",
+            "run tests/run.sh",
+        ),
+    }
+}
+
+/// `radosgw-admin -c <conf> <args>`; its stdout. Fails the test if it fails.
+pub fn rgw_admin(conf: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("radosgw-admin")
+        .args(["-c", conf])
+        .args(args)
+        .output()
+        .expect("run radosgw-admin");
+    assert!(
+        out.status.success(),
+        "radosgw-admin {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A bucket name unique to this test run.
 pub fn unique_name(base: &str) -> String {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);

@@ -14,8 +14,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    Operator, api_error, cluster, ensure_crd, is_local, namespace, pod, start_operator, wait_for,
-    wait_gone, wait_ready, webhook_certificate,
+    Operator, api_error, cluster, create_upload_bucket, ensure_crd, is_local, namespace, pod,
+    start_operator, wait_for, wait_gone, wait_ready, webhook_certificate,
 };
 use uploadbucket_tests::{s3_server, unique_name};
 
@@ -598,16 +598,7 @@ fn operator_with_lease(
 }
 
 async fn reconciles(operator: &Operator) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", operator.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix("uploadbucket_reconciles_total "))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
+    operator.metric("uploadbucket_reconciles_total").await
 }
 
 #[tokio::test]
@@ -641,13 +632,12 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     uploadbucket_tests::wait_healthy(&second.admin).await;
 
     let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
-    let ub: UploadBucket = serde_json::from_value(json!({
-        "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
-        "metadata": {"name": "docs"},
-        "spec": {"cors": {"allowedOrigins": ["https://a.example.com"]}, "deletionPolicy": "Delete"}
-    }))
-    .unwrap();
-    ubs.create(&PostParams::default(), &ub).await.unwrap();
+    create_upload_bucket(
+        &ubs,
+        "docs",
+        json!({"cors": {"allowedOrigins": ["https://a.example.com"]}, "deletionPolicy": "Delete"}),
+    )
+    .await;
     let ready = wait_ready(&ubs, "docs").await;
     let bucket = ready.status.unwrap().bucket_name.unwrap();
     assert!(reconciles(&first).await > 0, "the leader reconciles");
@@ -778,6 +768,180 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over(
         exited.1 <= acquired,
         "the old leader ran until {stopped:?} after the cut, the standby led from {led:?} after it"
     );
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
+}
+
+/// Actions of docs/operator-iam-policy.json that Ceph RGW 16's policy parser does not know
+/// (measured: PutUserPolicy answers an error for a statement holding any of them).
+const RGW16_UNKNOWN_ACTIONS: &[&str] = &[
+    "s3:TagResource",
+    "s3:GetBucketOwnershipControls",
+    "s3:PutBucketOwnershipControls",
+    "s3:GetEncryptionConfiguration",
+    "s3:PutEncryptionConfiguration",
+];
+
+/// The documented operator policy, with the prefix and account filled in, as JSON.
+fn documented_policy(prefix: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operator-iam-policy.json"),
+    )
+    .expect("docs/operator-iam-policy.json");
+    serde_json::from_str(
+        &text
+            .replace("BUCKET_PREFIX", prefix)
+            .replace("ACCOUNT_ID", ""),
+    )
+    .unwrap()
+}
+
+/// The operator as a plain RGW user (not the admin) whose only grants are the documented
+/// policy's S3 statements: a denied action shows as Ready=False/AccessDenied, is retried
+/// slowly (not every few seconds), and provisioning completes once the grant is there.
+///
+/// RGW 16 cannot hold the documented policy as it is (it refuses actions it does not know, and
+/// uses admin caps, not policies, for IAM roles), and a user's own buckets are allowed to it
+/// whatever its policy allows, so only an explicit Deny can take an action away here: the
+/// test checks that RGW still refuses the whole document, then uses its S3 statements less
+/// the actions RGW does not know, plus a Deny of `s3:PutBucketCORS`.
+#[tokio::test]
+async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slowly() {
+    let test =
+        "cluster::a_denied_action_under_the_documented_policy_is_reported_and_retried_slowly";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    let Some(conf) = uploadbucket_tests::rgw_conf(test) else {
+        return;
+    };
+    ensure_crd(&client).await;
+    let ns = namespace(&client, "ub-policy").await;
+    let user = unique_name("ub-operator");
+    let created: serde_json::Value = serde_json::from_str(&uploadbucket_tests::rgw_admin(
+        &conf,
+        &["user", "create", "--uid", &user, "--display-name", &user],
+    ))
+    .unwrap();
+    let key = &created["keys"][0];
+    let (access, secret) = (
+        key["access_key"].as_str().unwrap().to_owned(),
+        key["secret_key"].as_str().unwrap().to_owned(),
+    );
+    let prefix = format!("{}-", unique_name("pol"));
+    let iam = server.iam_client().await;
+    let put_policy = |doc: serde_json::Value| {
+        iam.put_user_policy()
+            .user_name(&user)
+            .policy_name("uploadbucket-operator")
+            .policy_document(doc.to_string())
+            .send()
+    };
+
+    let documented = documented_policy(&prefix);
+    assert!(
+        put_policy(documented.clone()).await.is_err(),
+        "RGW now accepts docs/operator-iam-policy.json as it is: run the operator under exactly it"
+    );
+    // Its S3 statements, less what RGW does not know; and the Deny.
+    let mut statements: Vec<serde_json::Value> = documented["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Sid"] == "ManageUploadBuckets" || s["Sid"] == "EmptyBucketsOnDelete")
+        .cloned()
+        .collect();
+    assert_eq!(statements.len(), 2, "{documented}");
+    for s in &mut statements {
+        s["Action"]
+            .as_array_mut()
+            .unwrap()
+            .retain(|a| !RGW16_UNKNOWN_ACTIONS.contains(&a.as_str().unwrap()));
+    }
+    let granted = json!({"Version": "2012-10-17", "Statement": statements});
+    let mut denied = granted.clone();
+    denied["Statement"].as_array_mut().unwrap().push(json!({
+        "Sid": "TakeAway", "Effect": "Deny", "Action": "s3:PutBucketCORS",
+        "Resource": format!("arn:aws:s3:::{prefix}*"),
+    }));
+    put_policy(denied).await.expect("the policy with a Deny");
+
+    let operator = start_operator(
+        &kubeconfig,
+        &server,
+        &ns,
+        &[
+            ("AWS_ACCESS_KEY_ID", access.clone()),
+            ("AWS_SECRET_ACCESS_KEY", secret.clone()),
+            ("UPLOADBUCKET_BUCKET_NAME_PREFIX", prefix.clone()),
+            ("UPLOADBUCKET_RESYNC_SECONDS", "10".into()),
+        ],
+    );
+    let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
+    create_upload_bucket(
+        &ubs,
+        "docs",
+        json!({"cors": {"allowedOrigins": ["https://a.example.com"]}, "deletionPolicy": "Delete"}),
+    )
+    .await;
+    let refused = uploadbucket_tests::cluster::wait_not_ready(&ubs, "docs", "AccessDenied").await;
+    let message = refused.condition("Ready").unwrap().message.clone();
+    assert!(message.contains("access denied"), "{message}");
+    assert!(
+        operator
+            .metric("uploadbucket_reconcile_failures_total{reason=\"AccessDenied\"}")
+            .await
+            >= 1,
+        "the failure is counted by reason"
+    );
+    // A transient error would be retried after 1, 2, 4 and 8 s; a denied action waits for a
+    // person (5 minutes, or a change to the object).
+    let before = reconciles(&operator).await;
+    tokio::time::sleep(std::time::Duration::from_secs(16)).await;
+    assert_eq!(
+        reconciles(&operator).await,
+        before,
+        "no retry within 16 s of an AccessDenied"
+    );
+
+    // The grant restored and the object edited: provisioned, with the new CORS rule.
+    put_policy(granted)
+        .await
+        .expect("the policy without the Deny");
+    ubs.patch(
+        "docs",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"cors": {"allowedOrigins": ["https://b.example.com"]}}})),
+    )
+    .await
+    .unwrap();
+    let ready = wait_ready(&ubs, "docs").await;
+    let bucket = ready.status.unwrap().bucket_name.unwrap();
+    assert!(bucket.starts_with(&prefix), "{bucket}");
+    // Read back with a plain client, as the bucket's owner (the operator's user).
+    let raw = server.raw_client(&access, &secret).await;
+    let cors = raw.get_bucket_cors().bucket(&bucket).send().await.unwrap();
+    assert_eq!(
+        cors.cors_rules()[0].allowed_origins(),
+        ["https://b.example.com"]
+    );
+
+    ubs.delete("docs", &DeleteParams::default()).await.unwrap();
+    wait_gone(&ubs, "docs").await;
+    let gone = raw.head_bucket().bucket(&bucket).send().await;
+    assert!(
+        gone.as_ref()
+            .err()
+            .and_then(|e| e.raw_response())
+            .is_some_and(|r| r.status().as_u16() == 404),
+        "the bucket is deleted: {gone:?}"
+    );
+    drop(operator);
+    uploadbucket_tests::rgw_admin(&conf, &["user", "rm", "--uid", &user]);
     let _ = Api::<Namespace>::all(client.clone())
         .delete(&ns, &DeleteParams::default())
         .await;

@@ -13,7 +13,7 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    cluster, ensure_crd, namespace, start_operator, wait_for, wait_gone, wait_ready,
+    cluster, ensure_crd, namespace, start_operator, wait_gone, wait_not_ready, wait_ready,
 };
 use uploadbucket_tests::{BucketSnapshot, s3_server, unique_name};
 
@@ -139,19 +139,6 @@ fn hostile(name: &str, bucket: &str) -> UploadBucket {
     )
 }
 
-/// Waits until `name` is Ready=False for `reason`; returns the object.
-async fn wait_refused(ubs: &Api<UploadBucket>, name: &str, reason: &str) -> UploadBucket {
-    wait_for(&format!("{name} Ready=False/{reason}"), 60, || {
-        let ubs = ubs.clone();
-        async move {
-            let ub = ubs.get(name).await.ok()?;
-            let ready = ub.condition("Ready")?;
-            (ready.status == "False" && ready.reason == reason).then_some(ub)
-        }
-    })
-    .await
-}
-
 /// Deletes `name` and waits for its finalizer to let go, within a minute.
 async fn delete_and_wait(ubs: &Api<UploadBucket>, name: &str) {
     ubs.delete(name, &DeleteParams::default()).await.unwrap();
@@ -237,7 +224,7 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
 
     // Attack 1: take over the unmanaged bucket, then delete the object to wipe it.
     create(&evil_ubs, hostile("grab-finance", &finance)).await;
-    let refused = wait_refused(&evil_ubs, "grab-finance", "BucketExists").await;
+    let refused = wait_not_ready(&evil_ubs, "grab-finance", "BucketExists").await;
     let st = refused.status.clone().unwrap();
     assert_eq!(
         st.bucket_name, None,
@@ -254,7 +241,7 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
 
     // Attack 2: the same with another namespace's bucket.
     create(&evil_ubs, hostile("grab-avatars", &avatars_bucket)).await;
-    let refused = wait_refused(&evil_ubs, "grab-avatars", "BucketManagedByOther").await;
+    let refused = wait_not_ready(&evil_ubs, "grab-avatars", "BucketManagedByOther").await;
     let message = refused.condition("Ready").unwrap().message.clone();
     for secret in [
         format!("{shop}/avatars"),
@@ -283,7 +270,7 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
         object("outside", json!({"bucketName": unique_name("outside")})),
     )
     .await;
-    let refused = wait_refused(&evil_ubs, "outside", "InvalidSpec").await;
+    let refused = wait_not_ready(&evil_ubs, "outside", "InvalidSpec").await;
     let message = refused.condition("Ready").unwrap().message.clone();
     assert!(
         message.contains("spec.bucketName") && message.contains(&format!("{prefix:?}")),
@@ -300,7 +287,7 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
         object("not-asking", json!({"bucketName": legacy})),
     )
     .await;
-    wait_refused(&shop_ubs, "not-asking", "BucketExists").await;
+    wait_not_ready(&shop_ubs, "not-asking", "BucketExists").await;
     delete_and_wait(&shop_ubs, "not-asking").await;
     create(
         &shop_ubs,
@@ -310,7 +297,7 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
         ),
     )
     .await;
-    wait_refused(&shop_ubs, "not-listed", "AdoptionNotAllowed").await;
+    wait_not_ready(&shop_ubs, "not-listed", "AdoptionNotAllowed").await;
     delete_and_wait(&shop_ubs, "not-listed").await;
     assert_eq!(BucketSnapshot::of(&raw, &legacy).await, legacy_before);
     assert_eq!(BucketSnapshot::of(&raw, &finance).await, finance_before);

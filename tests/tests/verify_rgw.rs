@@ -179,16 +179,10 @@ async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
     else {
         return;
     };
-    let Some(conf) = std::env::var("UPLOADBUCKET_TEST_RGW_CONF")
-        .ok()
-        .filter(|c| !c.is_empty())
+    let Some(conf) =
+        uploadbucket_tests::rgw_conf("pending_uploads_expire_by_lifecycle_and_verified_ones_stay")
     else {
-        return uploadbucket_tests::require_or_skip(
-            "pending_uploads_expire_by_lifecycle_and_verified_ones_stay",
-            "UPLOADBUCKET_TEST_RGW_CONF is unset (RGW's lifecycle pass is run by radosgw-admin)",
-            "run tests/run.sh",
-        )
-        .unwrap_or(());
+        return;
     };
     let (bucket, raw) = verifying_bucket(&server).await;
     let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
@@ -208,15 +202,7 @@ async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
             std::time::Instant::now() < deadline,
             "the pending upload is still there after {passes} lifecycle passes"
         );
-        let out = std::process::Command::new("radosgw-admin")
-            .args(["-c", &conf, "--rgw-lc-debug-interval=10", "lc", "process"])
-            .output()
-            .expect("run radosgw-admin");
-        assert!(
-            out.status.success(),
-            "radosgw-admin lc process: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        uploadbucket_tests::rgw_admin(&conf, &["--rgw-lc-debug-interval=10", "lc", "process"]);
         passes += 1;
         eprintln!("lifecycle pass {passes} done");
         if state(&raw, &bucket, &pending).await.is_some() {
