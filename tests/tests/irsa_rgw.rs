@@ -330,6 +330,52 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     assert!(url.contains("X-Amz-Security-Token="), "{url}");
     let (status, text) = uploadbucket_tests::put_signed(&http, &signed, b"jpeg".to_vec()).await;
     assert_eq!(status, 200, "{text}");
+
+    // Token rotation: the kubelet replaces the token file (by a rename) while the signer runs,
+    // and the signer's next credential load must read the new one. A signer whose token STS
+    // refuses (a service account the role does not trust) is not ready; once the file holds
+    // an allowed token, it becomes ready without a restart and signs with the new session.
+    let rotating = token_dir.join("rotating");
+    std::fs::write(
+        &rotating,
+        issuer.token("shop", "intruder", "sts.amazonaws.com", 600),
+    )
+    .unwrap();
+    let (_rotated_signer, rotated) = uploadbucket_tests::start_sidecar_as(
+        &server,
+        &name,
+        &[
+            ("AWS_ROLE_ARN", report.arn.as_str()),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", rotating.to_str().unwrap()),
+            ("AWS_ENDPOINT_URL_STS", server.endpoint.as_str()),
+            ("AWS_REGION", "us-east-1"),
+        ],
+    )
+    .await;
+    let readyz = || async {
+        http.get(format!("{rotated}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(readyz().await, 503, "a token STS refuses");
+    let next = token_dir.join("rotating.next");
+    std::fs::write(&next, issuer.token("shop", "web", "sts.amazonaws.com", 600)).unwrap();
+    std::fs::rename(&next, &rotating).unwrap();
+    uploadbucket_tests::cluster::wait_for("the signer to read the rotated token", 10, || async {
+        (readyz().await == 200).then_some(())
+    })
+    .await;
+    let signed = uploadbucket_tests::sign_upload(
+        &http,
+        &rotated,
+        json!({"contentType": "image/jpeg", "size": 4}),
+    )
+    .await;
+    let (status, text) = uploadbucket_tests::put_signed(&http, &signed, b"jpeg".to_vec()).await;
+    assert_eq!(status, 200, "with the rotated token's session: {text}");
     let _ = std::fs::remove_dir_all(&token_dir);
 
     // ... also through a presigned URL from the signer's own presigner.
