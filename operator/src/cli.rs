@@ -371,7 +371,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         },
         metrics.clone(),
         Duration::from_secs(args.resync_seconds),
-    );
+    )
+    .with_s3_endpoint(args.s3_endpoint.clone());
     match (iam, irsa) {
         (Some(iam), Some(settings)) => {
             info!(provider = %settings.provider_arn, "IRSA roles enabled");

@@ -541,6 +541,11 @@ pub struct UploadBucketStatus {
     /// ARN of that role: what `AWS_ROLE_ARN` is set to in injected pods.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
+    /// The ConfigMap in this namespace (`<name>-bucket`, owned by this object) that tells
+    /// workloads without the signer where the bucket is: `BUCKET_NAME`, `BUCKET_REGION`,
+    /// `BUCKET_HOST`, `BUCKET_PORT`, `BUCKET_ENDPOINT`, `BUCKET_ARN`, `KEY_PREFIX`, `ROLE_ARN`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map_name: Option<String>,
 }
 
 impl UploadBucket {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
@@ -252,6 +252,44 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         ready.metadata.finalizers.as_deref(),
         Some(&["uploadbucket.io/cleanup".to_owned()][..])
     );
+    // The outputs ConfigMap, controlled by the UploadBucket, says where the bucket is.
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    assert_eq!(status.config_map_name.as_deref(), Some("photos-bucket"));
+    let outputs = config_maps.get("photos-bucket").await.unwrap();
+    let data = outputs.data.clone().unwrap_or_default();
+    let endpoint = server.endpoint.trim_start_matches("http://");
+    let want: BTreeMap<String, String> = [
+        ("BUCKET_NAME", bucket.as_str()),
+        ("BUCKET_REGION", "us-east-1"),
+        ("BUCKET_HOST", endpoint.split(':').next().unwrap()),
+        ("BUCKET_PORT", endpoint.split(':').nth(1).unwrap()),
+        ("BUCKET_ENDPOINT", server.endpoint.as_str()),
+        ("BUCKET_ARN", &format!("arn:aws:s3:::{bucket}")),
+        ("KEY_PREFIX", "avatars/"),
+        ("ROLE_ARN", role_arn.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(data, want);
+    let owner = &outputs.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("UploadBucket", "photos", Some(true))
+    );
+    assert_eq!(Some(owner.uid.clone()), ready.metadata.uid);
+    // Deleted behind the operator's back: back at once (the operator watches its ConfigMaps).
+    config_maps
+        .delete("photos-bucket", &DeleteParams::default())
+        .await
+        .unwrap();
+    let restored = wait_for("the outputs ConfigMap to be restored", 10, || {
+        let config_maps = config_maps.clone();
+        async move { config_maps.get_opt("photos-bucket").await.ok().flatten() }
+    })
+    .await;
+    assert_eq!(restored.data.unwrap_or_default(), want);
+
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
         .await;
@@ -479,6 +517,14 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .await
         .unwrap();
     wait_gone(&ubs, "photos").await;
+    assert!(
+        config_maps
+            .get_opt("photos-bucket")
+            .await
+            .unwrap()
+            .is_none(),
+        "the outputs ConfigMap goes with it"
+    );
     let gone = raw
         .head_bucket()
         .bucket(&bucket)

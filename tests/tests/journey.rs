@@ -224,6 +224,8 @@ spec:
           imagePullPolicy: IfNotPresent
           ports: [{{containerPort: 3000}}]
           readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
+          # Where the bucket is, from the UploadBucket's outputs ConfigMap.
+          envFrom: [{{configMapRef: {{name: avatars-bucket}}}}]
 ---
 apiVersion: v1
 kind: Service
@@ -551,7 +553,8 @@ fetch(process.env.UPLOADBUCKET_SIGNER_URL + '/readyz').then(async (r) => {
   const ready = await r.text();
   const u = await fetch(process.env.UPLOADBUCKET_SIGNER_URL + '/uploads', {method: 'POST',
     headers: {'content-type': 'application/json'}, body: JSON.stringify({contentType: 'image/jpeg', size: 10})});
-  console.log(JSON.stringify({aws, tokens, signer: process.env.UPLOADBUCKET_SIGNER_URL,
+  const outputs = {name: process.env.BUCKET_NAME, host: process.env.BUCKET_HOST, role: process.env.ROLE_ARN};
+  console.log(JSON.stringify({aws, tokens, outputs, signer: process.env.UPLOADBUCKET_SIGNER_URL,
     uid: process.getuid(), ready, status: r.status, upload: await u.json()}));
 });"#,
     ))
@@ -562,6 +565,12 @@ fetch(process.env.UPLOADBUCKET_SIGNER_URL + '/readyz').then(async (r) => {
         "AWS variables in the app: {inside}"
     );
     assert_eq!(inside["tokens"], json!([]), "tokens in the app: {inside}");
+    // The outputs ConfigMap reached the app through envFrom (no credentials in it).
+    assert_eq!(
+        inside["outputs"],
+        json!({"name": bucket, "host": RGW_HOST, "role": role_arn}),
+        "{inside}"
+    );
     assert_eq!(inside["uid"], 65532, "{inside}");
     assert_eq!(inside["status"], 200, "signer /readyz: {inside}");
     assert_eq!(inside["ready"], "ready\n", "{inside}");

@@ -10,6 +10,7 @@ pub mod apply;
 pub mod claim;
 pub mod cleanup;
 pub mod desired;
+pub mod outputs;
 pub mod role;
 pub mod status;
 
@@ -54,6 +55,9 @@ pub struct Context {
     pub resync: Duration,
     /// IRSA roles, when the cluster's OIDC provider is configured.
     pub irsa: Option<(Arc<dyn IamApi>, IrsaSettings)>,
+    /// The S3 endpoint the operator uses (`None`: AWS), published to workloads in each
+    /// object's ConfigMap ([`outputs`]).
+    pub s3_endpoint: Option<String>,
     /// Consecutive failures per object, for exponential backoff.
     failures: Mutex<HashMap<String, u32>>,
 }
@@ -78,6 +82,7 @@ impl Context {
             metrics,
             resync,
             irsa: None,
+            s3_endpoint: None,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -85,6 +90,12 @@ impl Context {
     /// Manage an IRSA role per UploadBucket too.
     pub fn with_irsa(mut self, iam: Arc<dyn IamApi>, settings: IrsaSettings) -> Self {
         self.irsa = Some((iam, settings));
+        self
+    }
+
+    /// The S3 endpoint workloads are told about (an S3-compatible store's URL).
+    pub fn with_s3_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.s3_endpoint = endpoint;
         self
     }
 
@@ -104,6 +115,8 @@ pub enum Error {
     Aws(#[from] AwsError),
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
+    #[error(transparent)]
+    Outputs(#[from] outputs::OutputsError),
     #[error("finalizer: {0}")]
     Finalizer(String),
 }
@@ -116,6 +129,7 @@ impl Error {
             Error::Claim(e) => e.reason(),
             Error::Aws(e) => e.reason(),
             Error::Kube(_) => "KubeApiError",
+            Error::Outputs(e) => e.reason(),
             Error::Finalizer(_) => "FinalizerError",
         }
     }
@@ -126,6 +140,8 @@ impl Error {
             Error::InvalidSpec(_) => None,
             // Not ours: check back rarely (reads only) in case the bucket is released.
             Error::Claim(e) if e.not_ours() => Some(Retry::Slow),
+            // Someone else's ConfigMap under our name: a person must act.
+            Error::Outputs(outputs::OutputsError::Taken(_)) => Some(Retry::Slow),
             Error::Claim(ClaimError::Aws(e)) | Error::Aws(e) if !e.is_transient() => {
                 Some(Retry::Slow)
             }
@@ -218,6 +234,8 @@ struct Provisioned {
     adopted: bool,
     report: ApplyReport,
     role: Option<RoleReport>,
+    /// The outputs ConfigMap was created or changed.
+    outputs_written: bool,
 }
 
 /// Why a pass stopped, and how far it got: `proven` is set once the bucket was proven ours,
@@ -299,11 +317,21 @@ async fn provision(
             )
         }
     };
+    let data = outputs::data(
+        ub,
+        &names,
+        role.as_ref().map(|r| r.arn.as_str()),
+        ctx.s3_endpoint.as_deref(),
+    );
+    let outputs_written = outputs::publish(&ctx.client, ub, data)
+        .await
+        .map_err(|e| Failure::new(Stage::Kube, Some(&names), e))?;
     Ok(Provisioned {
         names,
         adopted: owned.adopted,
         report,
         role,
+        outputs_written,
     })
 }
 
@@ -386,6 +414,10 @@ fn next_status(
     match result {
         Ok(p) => {
             record(&mut st, &p.names);
+            st.config_map_name = Some(outputs::config_map_name(&ub.name_any()));
+            if p.outputs_written {
+                info!(config_map = ?st.config_map_name, "Wrote the outputs ConfigMap");
+            }
             let bucket = &p.names.bucket;
             let how = if p.adopted { "adopted and " } else { "" };
             let msg = format!(
@@ -587,6 +619,11 @@ async fn cleanup_object(
             };
             info!(bucket = name, "{note}");
             publish(ctx, ub, type_, reason, "Cleanup", note).await;
+            // Kubernetes' garbage collector removes it too (owner reference); this does not
+            // wait for it.
+            if let Err(e) = outputs::remove(&ctx.client, ub).await {
+                warn!(error = %e, "Could not delete the outputs ConfigMap; the garbage collector will");
+            }
             ctx.failures().remove(&key(ub));
             Ok(Action::await_change())
         }
@@ -667,7 +704,18 @@ pub async fn run(
         namespace = namespace.as_deref().unwrap_or("(all)"),
         "Controller started"
     );
+    // The outputs ConfigMaps, and only those (by label): an edit or deletion behind our back
+    // brings their UploadBucket back for repair.
+    let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> = match &namespace {
+        Some(ns) => Api::namespaced(ctx.client.clone(), ns),
+        None => Api::all(ctx.client.clone()),
+    };
+    let managed = format!("{}={}", outputs::MANAGED_BY.0, outputs::MANAGED_BY.1);
     Controller::new(api, watcher::Config::default().any_semantic())
+        .owns(
+            config_maps,
+            watcher::Config::default().labels(&managed).any_semantic(),
+        )
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {

@@ -250,17 +250,68 @@ struct Seen {
 
 /// Fake API server: answers status patches by echoing the object with the new status,
 /// finalizer patches with the object, event creation with the event; records every request.
-fn mock_api(obj: UploadBucket, timeline: Timeline) -> (Client, Arc<Mutex<Vec<Seen>>>) {
+/// The ConfigMaps the mock API server holds, by name.
+type ConfigMaps = Arc<Mutex<std::collections::BTreeMap<String, Value>>>;
+
+fn mock_api(
+    obj: UploadBucket,
+    timeline: Timeline,
+    config_maps: ConfigMaps,
+) -> (Client, Arc<Mutex<Vec<Seen>>>) {
     let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let seen = Arc::new(Mutex::new(Vec::new()));
     let seen2 = seen.clone();
     tokio::spawn(async move {
         let mut current = serde_json::to_value(&obj).unwrap();
+        // ConfigMaps: reads answered from `config_maps` and not logged; writes logged as
+        // `kube <METHOD> configmap`.
         while let Some((request, send)) = handle.next_request().await {
             let method = request.method().to_string();
             let path = request.uri().path().to_owned();
             let bytes = request.into_body().collect_bytes().await.unwrap();
             let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            if path.contains("/configmaps") {
+                let name = body["metadata"]["name"]
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| path.rsplit('/').next().unwrap_or_default().to_owned());
+                let mut config_maps = config_maps.lock().unwrap();
+                let (status, reply) = match method.as_str() {
+                    "GET" => match config_maps.get(&name) {
+                        Some(cm) => (200, cm.clone()),
+                        None => (
+                            404,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+                        ),
+                    },
+                    "DELETE" => {
+                        config_maps.remove(&name);
+                        (
+                            200,
+                            json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
+                        )
+                    }
+                    _ => {
+                        config_maps.insert(name, body.clone());
+                        (200, body.clone())
+                    }
+                };
+                drop(config_maps);
+                if method != "GET" {
+                    timeline
+                        .lock()
+                        .unwrap()
+                        .push(format!("kube {method} configmap"));
+                    seen2.lock().unwrap().push(Seen { method, path, body });
+                }
+                send.send_response(
+                    Response::builder()
+                        .status(status)
+                        .body(Body::from(serde_json::to_vec(&reply).unwrap()))
+                        .unwrap(),
+                );
+                continue;
+            }
             let kind = if path.ends_with("/events") {
                 "event"
             } else if path.ends_with("/status") {
@@ -322,12 +373,18 @@ struct Harness {
     s3: Arc<FakeS3>,
     seen: Arc<Mutex<Vec<Seen>>>,
     timeline: Timeline,
+    config_maps: ConfigMaps,
 }
 
 fn harness(obj: &UploadBucket, s3: FakeS3) -> Harness {
+    harness_with(obj, s3, ConfigMaps::default())
+}
+
+/// A harness whose API server already holds `config_maps` (e.g. a previous harness's).
+fn harness_with(obj: &UploadBucket, s3: FakeS3, config_maps: ConfigMaps) -> Harness {
     let timeline = s3.timeline.clone();
     let s3 = Arc::new(s3);
-    let (client, seen) = mock_api(obj.clone(), timeline.clone());
+    let (client, seen) = mock_api(obj.clone(), timeline.clone(), config_maps.clone());
     let defaults = Defaults {
         region: "eu-west-1".into(),
         backend: Backend::Aws,
@@ -346,6 +403,7 @@ fn harness(obj: &UploadBucket, s3: FakeS3) -> Harness {
         s3,
         seen,
         timeline,
+        config_maps,
     }
 }
 
@@ -476,7 +534,19 @@ async fn second_reconcile_of_a_provisioned_object_writes_nothing_anywhere() {
         ..Default::default()
     };
 
-    let h = harness(&provisioned, s3);
+    // The first pass published the outputs ConfigMap, controlled by the object.
+    let cm = first.config_maps.lock().unwrap()["photos-bucket"].clone();
+    assert_eq!(
+        cm["data"]["BUCKET_NAME"], last["status"]["bucketName"],
+        "{cm}"
+    );
+    assert_eq!(
+        cm["metadata"]["ownerReferences"][0]["controller"], true,
+        "{cm}"
+    );
+    assert_eq!(last["status"]["configMapName"], "photos-bucket");
+
+    let h = harness_with(&provisioned, s3, first.config_maps.clone());
     reconcile(Arc::new(provisioned), h.ctx.clone())
         .await
         .expect("second");
@@ -1285,5 +1355,81 @@ async fn a_bucket_retagged_by_someone_else_mid_reconcile_gets_no_further_write()
             .iter()
             .any(|l| l.starts_with("s3 PutBucketLifecycle")),
         "{timeline:#?}"
+    );
+}
+
+/// A provisioned object's outputs ConfigMap: someone else's under the same name is never
+/// touched (Ready=False, retried slowly); our own, edited behind our back, is put back.
+#[tokio::test]
+async fn the_outputs_config_map_is_ours_or_left_alone_and_repaired_when_edited() {
+    let obj = ub(json!({}));
+    let foreign = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "photos-bucket", "namespace": "shop", "resourceVersion": "7"},
+        "data": {"BUCKET_NAME": "their-own"}
+    });
+    let taken = ConfigMaps::default();
+    taken
+        .lock()
+        .unwrap()
+        .insert("photos-bucket".into(), foreign.clone());
+    let h = harness_with(&obj, FakeS3::default(), taken.clone());
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ConfigMapManagedByOther");
+    assert_eq!(
+        error_policy(Arc::new(obj.clone()), &err, h.ctx.clone()),
+        Action::requeue(MAX_BACKOFF)
+    );
+    assert_eq!(taken.lock().unwrap()["photos-bucket"], foreign);
+    assert!(
+        !h.timeline().iter().any(|l| l.ends_with("configmap")),
+        "{:#?}",
+        h.timeline()
+    );
+    let last = h.status_patches().pop().unwrap();
+    let ready = condition(&last, "Ready");
+    assert_eq!(ready["status"], "False");
+    assert!(
+        ready["message"].as_str().unwrap().contains("photos-bucket"),
+        "{ready}"
+    );
+
+    // Ours, with a key changed and one added by hand: replaced with exactly our data.
+    let first = harness(&obj, FakeS3::default());
+    reconcile(Arc::new(obj.clone()), first.ctx.clone())
+        .await
+        .expect("first");
+    let want = first.config_maps.lock().unwrap()["photos-bucket"]["data"].clone();
+    {
+        let mut cms = first.config_maps.lock().unwrap();
+        let cm = cms.get_mut("photos-bucket").unwrap();
+        cm["data"]["BUCKET_NAME"] = json!("edited");
+        cm["data"]["EXTRA"] = json!("x");
+    }
+    let s3 = FakeS3 {
+        buckets: Mutex::new(first.s3.buckets.lock().unwrap().clone()),
+        ..Default::default()
+    };
+    let mut provisioned = obj.clone();
+    provisioned.status = Some(
+        serde_json::from_value(first.status_patches().pop().unwrap()["status"].clone()).unwrap(),
+    );
+    let again = harness_with(&provisioned, s3, first.config_maps.clone());
+    reconcile(Arc::new(provisioned), again.ctx.clone())
+        .await
+        .expect("second");
+    assert_eq!(
+        again
+            .timeline()
+            .iter()
+            .filter(|l| l.ends_with("configmap"))
+            .collect::<Vec<_>>(),
+        ["kube PUT configmap"]
+    );
+    assert_eq!(
+        first.config_maps.lock().unwrap()["photos-bucket"]["data"],
+        want
     );
 }
