@@ -401,7 +401,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         );
         let state = crate::webhook::WebhookState {
             settings: Arc::new(settings),
-            lookup: Arc::new(crate::webhook::KubeLookup(ctx.client.clone())),
+            // Watched on every replica, leader or not: standbys serve the webhook too.
+            lookup: Arc::new(crate::webhook::CachedLookup::start(
+                ctx.client.clone(),
+                args.watch_namespace.as_deref(),
+            )),
             metrics: metrics.clone(),
         };
         let listen = args.webhook.webhook_listen;

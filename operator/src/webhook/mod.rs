@@ -1,6 +1,7 @@
 //! The mutating admission webhook: `POST /mutate` with an AdmissionReview of a Pod in, an
-//! AdmissionReview with a JSON patch (or a denial) out. Side effects: one read of the
-//! UploadBucket the pod names. The decision itself is [`inject::inject`], pure.
+//! AdmissionReview with a JSON patch (or a denial) out. Side effects: none per review when the
+//! UploadBucket the pod names is in the watch cache ([`CachedLookup`]), else one read of it.
+//! The decision itself is [`inject::inject`], pure.
 //!
 //! Never a 5xx: a review that cannot be read is answered `invalid`, a failed lookup is a
 //! denial saying what failed (the pod's controller retries), so the API server always gets
@@ -42,6 +43,65 @@ impl BucketLookup for KubeLookup {
             .get_opt(name)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// [`BucketLookup`] from a watch of UploadBuckets (a reflector's store): no API call per
+/// review. An object the store does not hold (not yet seen, another namespace than the one
+/// watched) or holds as not Ready (a status update the watch has not brought yet) is read
+/// from the API, so a pod created right after its UploadBucket turns Ready is not refused
+/// for a stale copy.
+pub struct CachedLookup {
+    store: kube::runtime::reflector::Store<UploadBucket>,
+    api: KubeLookup,
+}
+
+impl CachedLookup {
+    /// Starts watching UploadBuckets (in `namespace`, or all) for the lookup; runs until the
+    /// process ends, retrying with backoff when the watch fails.
+    pub fn start(client: kube::Client, namespace: Option<&str>) -> Self {
+        use futures::StreamExt;
+        use kube::runtime::WatchStreamExt;
+        let api: Api<UploadBucket> = match namespace {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        let (store, writer) = kube::runtime::reflector::store();
+        let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
+            .default_backoff()
+            // Nobody reads them here; they are most of an object's size.
+            .modify(|ub| kube::ResourceExt::managed_fields_mut(ub).clear())
+            .reflect(writer)
+            .applied_objects();
+        tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(item) = stream.next().await {
+                if let Err(e) = item {
+                    warn!(error = %e, "UploadBucket watch for the webhook failed; retrying");
+                }
+            }
+        });
+        Self {
+            store,
+            api: KubeLookup(client),
+        }
+    }
+}
+
+#[async_trait]
+impl BucketLookup for CachedLookup {
+    async fn get(&self, namespace: &str, name: &str) -> Result<Option<UploadBucket>, String> {
+        let key = kube::runtime::reflector::ObjectRef::new(name).within(namespace);
+        match self.store.get(&key) {
+            Some(ub)
+                if ub
+                    .condition(crate::controller::status::READY)
+                    .is_some_and(|c| c.status == "True") =>
+            {
+                Ok(Some((*ub).clone()))
+            }
+            _ => self.api.get(namespace, name).await,
+        }
     }
 }
 

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Operator figures from one run on this machine.
+#  Webhook: AdmissionReviews for an annotated pod POSTed to the operator's /mutate over
+#  kept-alive TLS (wrk) at concurrency 1 and 32, against a real kube-apiserver: p50 and p99
+#  latency and reviews/s, each the median of BENCH_ROUNDS runs of BENCH_SECONDS, with the
+#  rounds' range. The operator runs as a standby replica (another holds the Lease), so it
+#  only serves the webhook; every review must come back "injected" (checked on /metrics).
+#
+#   tests/scale.sh                      the current release build
+#   tests/scale.sh OTHER_OPERATOR_BIN   that binary too, in the same run, for a before/after
+#
+# Needs kube-apiserver + etcd (tests/scripts/kube.sh install) and wrk (installed if missing).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${BENCH_SECONDS:-10}
+rounds=${BENCH_ROUNDS:-3}
+baseline=${1:-}
+export PATH="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}:$PATH"
+
+if ! command -v wrk >/dev/null; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null
+fi
+tests/scripts/kube.sh install
+
+echo "== building (release)" >&2
+cargo build --release -q -p uploadbucket-operator
+target=${CARGO_TARGET_DIR:-target}
+current=$target/release/uploadbucket-operator
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  tests/scripts/kube.sh stop "$work/kube" >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+echo "== starting etcd + kube-apiserver" >&2
+tests/scripts/kube.sh start "$work/kube" >&2
+export KUBECONFIG=$work/kube/kubeconfig
+kubectl apply -f crds/uploadbuckets.uploadbucket.io.yaml >/dev/null
+kubectl wait --for=condition=Established crd/uploadbuckets.uploadbucket.io --timeout=60s >/dev/null
+kubectl create namespace bench >/dev/null
+# Another replica holds the Lease for an hour: the benchmarked operator stays a standby.
+now=$(date -u +%Y-%m-%dT%H:%M:%S.000000Z)
+kubectl apply -f - >/dev/null <<YAML
+apiVersion: coordination.k8s.io/v1
+kind: Lease
+metadata: {name: uploadbucket-operator, namespace: bench}
+spec: {holderIdentity: elsewhere, leaseDurationSeconds: 3600, acquireTime: "$now", renewTime: "$now"}
+---
+apiVersion: uploadbucket.io/v1alpha1
+kind: UploadBucket
+metadata: {name: photos, namespace: bench}
+spec: {cors: {allowedOrigins: ["https://shop.example.com"]}}
+YAML
+# The status a provisioned UploadBucket has (no S3 server takes part here).
+kubectl patch uploadbucket photos -n bench --subresource=status --type=merge -p "$(cat <<JSON
+{"status": {"bucketName": "bench-photos", "region": "us-east-1", "conditions": [
+  {"type": "Ready", "status": "True", "reason": "Provisioned", "message": "bench", "lastTransitionTime": "$now"},
+  {"type": "BucketReady", "status": "True", "reason": "Provisioned", "message": "bench", "lastTransitionTime": "$now"}]}}
+JSON
+)" >/dev/null
+
+mkdir -p "$work/certs"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+  -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+  -keyout "$work/certs/tls.key" -out "$work/certs/tls.crt" 2>/dev/null
+cat >"$work/review.lua" <<'LUA'
+wrk.method = "POST"
+wrk.headers["content-type"] = "application/json"
+wrk.body = [[{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{
+"uid":"705ab4f5-6393-11e8-b7cc-42010a800002","kind":{"group":"","version":"v1","kind":"Pod"},
+"resource":{"group":"","version":"v1","resource":"pods"},"namespace":"bench","operation":"CREATE",
+"userInfo":{"username":"bench"},"object":{"apiVersion":"v1","kind":"Pod",
+"metadata":{"generateName":"web-","namespace":"bench","annotations":{"uploadbucket.io/inject":"photos"}},
+"spec":{"containers":[{"name":"app","image":"shop/web:1.4"}]}}}}]]
+LUA
+
+# Starts operator $1 (label $2); sets $webhook and $admin.
+start_operator() {
+  webhook=$(free_port); admin=$(free_port)
+  KUBECONFIG=$KUBECONFIG AWS_ACCESS_KEY_ID=unused AWS_SECRET_ACCESS_KEY=unused \
+    AWS_EC2_METADATA_DISABLED=true UPLOADBUCKET_REGION=us-east-1 \
+    UPLOADBUCKET_S3_ENDPOINT=http://127.0.0.1:9 UPLOADBUCKET_WATCH_NAMESPACE=bench \
+    UPLOADBUCKET_LEADER_ELECTION=true UPLOADBUCKET_LEADER_ELECTION_NAMESPACE=bench POD_NAME="bench-$2" \
+    UPLOADBUCKET_WEBHOOK_CERT_DIR="$work/certs" UPLOADBUCKET_WEBHOOK_LISTEN="127.0.0.1:$webhook" \
+    UPLOADBUCKET_ADMIN_LISTEN="127.0.0.1:$admin" UPLOADBUCKET_SIDECAR_IMAGE=uploadbucket/sidecar:bench \
+    RUST_LOG=info "$1" run >"$work/operator-$2.log" 2>&1 &
+  pids+=($!)
+  for _ in $(seq 100); do
+    curl -sfk "https://127.0.0.1:$webhook/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  cat "$work/operator-$2.log" >&2; echo "scale.sh: the operator ($2) did not start" >&2; exit 1
+}
+
+# One wrk run: prints "p50_ms p99_ms reviews_per_s".
+run_wrk() {
+  local c=$1
+  wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${secs}s" --latency -s "$work/review.lua" \
+    "https://127.0.0.1:$webhook/mutate" | awk '
+      function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+      $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } /Requests\/sec/ { rps = $2 }
+      END { printf "%.3f %.3f %.0f\n", p50, p99, rps }'
+}
+
+declare -A result
+labels=(current)
+[ -n "$baseline" ] && labels=(baseline current)
+for label in "${labels[@]}"; do
+  bin=$current; [ "$label" = baseline ] && bin=$baseline
+  start_operator "$bin" "$label"
+  run_wrk 1 >/dev/null  # warm-up: connections, caches
+  for c in 1 32; do
+    for r in $(seq "$rounds"); do
+      result[$label,$c,$r]=$(run_wrk "$c")
+      echo "$label c=$c round $r: ${result[$label,$c,$r]}" >&2
+    done
+  done
+  metrics=$(curl -sf "http://127.0.0.1:$admin/metrics")
+  if grep -q 'outcome="denied"' <<<"$metrics" || ! grep -q 'outcome="injected"' <<<"$metrics"; then
+    grep uploadbucket_webhook <<<"$metrics" >&2
+    echo "scale.sh: reviews were not all answered with an injection ($label)" >&2; exit 1
+  fi
+  kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+done
+
+python3 - "$secs" "$rounds" "${labels[*]}" <<PY
+import sys
+secs, rounds, labels = sys.argv[1], int(sys.argv[2]), sys.argv[3].split()
+raw = """$(for k in "${!result[@]}"; do echo "$k ${result[$k]}"; done)"""
+data = {}
+for line in raw.strip().splitlines():
+    key, p50, p99, rps = line.split()
+    label, c, r = key.split(",")
+    data.setdefault((label, c), []).append((float(p50), float(p99), float(rps)))
+def med(v): v = sorted(v); return v[(len(v) - 1) // 2]
+print(f"\n## Webhook (AdmissionReview of an annotated pod over kept-alive TLS; median of {rounds} {secs}s wrk runs, range in brackets; 2 cores, load generator on the same machine)\n")
+print("| operator | concurrency | p50 ms | p99 ms | reviews/s |")
+print("|---|---|---|---|---|")
+for label in labels:
+    for c in ("1", "32"):
+        rows = data[(label, c)]
+        cols = []
+        for i, fmt in ((0, "{:.2f}"), (1, "{:.2f}"), (2, "{:.0f}")):
+            vals = [r[i] for r in rows]
+            cols.append(f"{fmt.format(med(vals))} [{fmt.format(min(vals))}-{fmt.format(max(vals))}]")
+        print(f"| {label} | {c} | " + " | ".join(cols) + " |")
+PY
