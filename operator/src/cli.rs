@@ -342,6 +342,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .region()
         .map(|r| r.to_string())
         .context("no AWS region: set --region / UPLOADBUCKET_REGION or AWS_REGION")?;
+    let metrics = Arc::new(Metrics::default());
     let buckets = S3Buckets::new(
         sdk.clone(),
         S3Options {
@@ -349,16 +350,16 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             force_path_style: args.s3_path_style,
             interceptors: Vec::new(),
             tags_on_create: args.s3_backend.has_create_bucket_tags(),
+            metrics: Some(metrics.clone()),
         },
     );
     let irsa = irsa_settings(&args, &sdk).await?;
-    let iam = irsa
-        .as_ref()
-        .map(|_| crate::aws::iam::IamRoles::new(&sdk, args.iam_endpoint.as_deref()));
+    let iam = irsa.as_ref().map(|_| {
+        crate::aws::iam::IamRoles::new(&sdk, args.iam_endpoint.as_deref(), metrics.clone())
+    });
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
-    let metrics = Arc::new(Metrics::default());
     let ready = Arc::new(AtomicBool::new(false));
     let mut ctx = Context::new(
         client,

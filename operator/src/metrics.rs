@@ -20,6 +20,13 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// An AWS API request: the service (`s3`, `iam`, `sns`) and whether it reads or writes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CallLabels {
+    pub service: &'static str,
+    pub kind: &'static str,
+}
+
 /// The controller's and the webhook's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -27,6 +34,7 @@ pub struct Metrics {
     pub failures: Family<ReasonLabels, Counter>,
     pub duration: Histogram,
     pub webhook_reviews: Family<OutcomeLabels, Counter>,
+    pub aws_requests: Family<CallLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -58,13 +66,26 @@ impl Default for Metrics {
             "Pod admission reviews, by outcome (injected, skipped, denied, invalid)",
             webhook_reviews.clone(),
         );
+        let aws_requests = Family::<CallLabels, Counter>::default();
+        registry.register(
+            "aws_requests",
+            "Requests sent to AWS (or the S3-compatible store), retries included, by service and kind (read: GET/HEAD, Get*/List*; write: everything else)",
+            aws_requests.clone(),
+        );
         Self {
             registry,
             reconciles,
             failures,
             duration,
             webhook_reviews,
+            aws_requests,
         }
+    }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
     }
 }
 

@@ -105,6 +105,7 @@ impl S3Server {
                 force_path_style: true,
                 interceptors: vec![SharedInterceptor::new(counter.clone())],
                 tags_on_create: self.backend.has_create_bucket_tags(),
+                metrics: None,
             },
         );
         (buckets, counter)

@@ -511,6 +511,15 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         !metrics.contains("outcome=\"skipped\""),
         "unannotated pods never reach the webhook: {metrics}"
     );
+    // Every AWS request is counted by service and kind.
+    for series in [
+        "{service=\"s3\",kind=\"read\"}",
+        "{service=\"s3\",kind=\"write\"}",
+        "{service=\"iam\",kind=\"write\"}",
+    ] {
+        let name = format!("uploadbucket_aws_requests_total{series}");
+        assert!(operator.metric(&name).await > 0, "{name}: {metrics}");
+    }
 
     // Clean up through the finalizer: the bucket goes, then the object.
     ubs.delete("photos", &DeleteParams::default())

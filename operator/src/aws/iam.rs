@@ -69,11 +69,17 @@ pub struct IamRoles {
 
 impl IamRoles {
     /// `endpoint`: an IAM-compatible endpoint (e.g. Ceph RGW); `None` for AWS.
-    pub fn new(sdk: &aws_config::SdkConfig, endpoint: Option<&str>) -> Self {
+    /// Every request is counted into `metrics`.
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        endpoint: Option<&str>,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let mut b = aws_sdk_iam::config::Builder::from(sdk);
         if let Some(url) = endpoint {
             b = b.endpoint_url(url);
         }
+        b.push_interceptor(super::calls::counter("iam", metrics));
         Self::from_conf(b.build())
     }
 

@@ -5,6 +5,7 @@
 //! `s3.rs` implements [`BucketApi`] with aws-sdk-s3 (side effects); `policy.rs` builds policy
 //! documents (pure); `rgw.rs` holds everything specific to Ceph RGW as a backend.
 
+pub mod calls;
 pub mod iam;
 pub mod policy;
 pub mod rgw;

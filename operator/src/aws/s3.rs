@@ -29,6 +29,8 @@ pub struct S3Options {
     pub interceptors: Vec<aws_sdk_s3::config::SharedInterceptor>,
     /// Send the ownership tags inside CreateBucket (AWS; see [`Backend::has_create_bucket_tags`]).
     pub tags_on_create: bool,
+    /// Count every S3 and SNS request into these metrics.
+    pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 /// aws-sdk-s3 clients, one per region, created on first use.
@@ -65,6 +67,9 @@ impl S3Buckets {
                     .region(aws_sdk_sns::config::Region::new(region.to_owned()));
                 if let Some(url) = &self.options.endpoint_url {
                     b = b.endpoint_url(url);
+                }
+                if let Some(m) = &self.options.metrics {
+                    b.push_interceptor(super::calls::counter("sns", m.clone()));
                 }
                 aws_sdk_sns::Client::from_conf(b.build())
             })
@@ -182,6 +187,9 @@ impl S3Buckets {
                 }
                 for i in &self.options.interceptors {
                     b.push_interceptor(i.clone());
+                }
+                if let Some(m) = &self.options.metrics {
+                    b.push_interceptor(super::calls::counter("s3", m.clone()));
                 }
                 Client::from_conf(b.build())
             })
