@@ -6,10 +6,18 @@
 #  rounds' range. The operator runs as a standby replica (another holds the Lease), so it
 #  only serves the webhook; every review must come back "injected" (checked on /metrics).
 #
-#   tests/scale.sh                      the current release build
-#   tests/scale.sh OTHER_OPERATOR_BIN   that binary too, in the same run, for a before/after
+#  Objects: SCALE_OBJECTS (1000) UploadBuckets created at once against Ceph RGW (S3 and
+#  IAM: a bucket and an IRSA role each) and the real API server: time until all are Ready,
+#  the operator's peak and settled RSS and CPU seconds, AWS requests per object (the
+#  operator's own count), and a full resync of all of them (each reconciled once more) with
+#  the writes it made (target: none) and its reads per object.
 #
-# Needs kube-apiserver + etcd (tests/scripts/kube.sh install) and wrk (installed if missing).
+#   tests/scale.sh                      both, the current release build
+#   tests/scale.sh OTHER_OPERATOR_BIN   the webhook of that binary too, in the same run
+#   SCALE_ONLY=webhook|objects tests/scale.sh
+#
+# Needs kube-apiserver + etcd (tests/scripts/kube.sh install), Ceph RGW
+# (tests/scripts/install-deps.sh), python3 with boto3, and wrk (installed if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-10}
@@ -33,6 +41,7 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   tests/scripts/kube.sh stop "$work/kube" >/dev/null 2>&1 || true
+  tests/scripts/rgw.sh stop "$work/rgw" >/dev/null 2>&1 || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -65,6 +74,7 @@ kubectl patch uploadbucket photos -n bench --subresource=status --type=merge -p 
 JSON
 )" >/dev/null
 
+bench_webhook() {
 mkdir -p "$work/certs"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
   -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
@@ -151,3 +161,112 @@ for label in labels:
             cols.append(f"{fmt.format(med(vals))} [{fmt.format(min(vals))}-{fmt.format(max(vals))}]")
         print(f"| {label} | {c} | " + " | ".join(cols) + " |")
 PY
+}
+
+bench_objects() {
+  local n=${SCALE_OBJECTS:-1000}
+  python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3
+  echo "== starting Ceph RGW" >&2
+  tests/scripts/rgw.sh start "$work/rgw" "$(free_port)" "$(free_port)" >&2
+  # shellcheck disable=SC1091
+  source "$work/rgw/env"
+  radosgw-admin -c "$UPLOADBUCKET_TEST_RGW_CONF" user modify --uid=uploadbucket-test --max-buckets=100000 >/dev/null
+  # The cluster's OIDC provider in RGW's IAM, as once per cluster.
+  local provider
+  provider=$(python3 - <<'PY'
+import os, boto3
+iam = boto3.client("iam", endpoint_url=os.environ["UPLOADBUCKET_TEST_S3_ENDPOINT"], region_name="us-east-1",
+    aws_access_key_id=os.environ["UPLOADBUCKET_TEST_ACCESS_KEY_ID"],
+    aws_secret_access_key=os.environ["UPLOADBUCKET_TEST_SECRET_ACCESS_KEY"])
+print(iam.create_open_id_connect_provider(Url="https://scale.issuer.test", ClientIDList=["sts.amazonaws.com"],
+    ThumbprintList=["0123456789abcdef0123456789abcdef01234567"])["OpenIDConnectProviderArn"])
+PY
+)
+  kubectl create namespace scale >/dev/null
+  local admin; admin=$(free_port)
+  KUBECONFIG=$KUBECONFIG AWS_ACCESS_KEY_ID=$UPLOADBUCKET_TEST_ACCESS_KEY_ID \
+    AWS_SECRET_ACCESS_KEY=$UPLOADBUCKET_TEST_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED=true \
+    UPLOADBUCKET_REGION=us-east-1 UPLOADBUCKET_S3_ENDPOINT="$UPLOADBUCKET_TEST_S3_ENDPOINT" \
+    UPLOADBUCKET_S3_PATH_STYLE=true UPLOADBUCKET_S3_BACKEND=rgw UPLOADBUCKET_WATCH_NAMESPACE=scale \
+    UPLOADBUCKET_OIDC_PROVIDER_ARN="$provider" UPLOADBUCKET_IAM_ENDPOINT="$UPLOADBUCKET_TEST_S3_ENDPOINT" \
+    UPLOADBUCKET_RESYNC_SECONDS="${SCALE_RESYNC_SECONDS:-120}" \
+    UPLOADBUCKET_ADMIN_LISTEN="127.0.0.1:$admin" RUST_LOG=warn \
+    "$current" run >"$work/operator-objects.log" 2>&1 &
+  local op=$!
+  pids+=("$op")
+  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
+  # The operator's counters and its /proc figures: "reconciles s3r s3w iamr iamw cpu_s rss_kib hwm_kib".
+  sample() {
+    local m; m=$(curl -sf "http://127.0.0.1:$admin/metrics")
+    local tck; tck=$(getconf CLK_TCK)
+    awk -v tck="$tck" -v pid="$op" '
+      /^uploadbucket_reconciles_total / { rec = $2 }
+      /^uploadbucket_aws_requests_total\{service="s3",kind="read"\}/ { s3r = $2 }
+      /^uploadbucket_aws_requests_total\{service="s3",kind="write"\}/ { s3w = $2 }
+      /^uploadbucket_aws_requests_total\{service="iam",kind="read"\}/ { iamr = $2 }
+      /^uploadbucket_aws_requests_total\{service="iam",kind="write"\}/ { iamw = $2 }
+      END {
+        getline stat < ("/proc/" pid "/stat"); split(stat, f, " ")
+        while ((getline line < ("/proc/" pid "/status")) > 0) {
+          if (line ~ /^VmRSS/) { split(line, a); rss = a[2] } if (line ~ /^VmHWM/) { split(line, b); hwm = b[2] }
+        }
+        printf "%d %d %d %d %d %.1f %d %d\n", rec, s3r, s3w, iamr, iamw, (f[14] + f[15]) / tck, rss, hwm
+      }' <<<"$m"
+  }
+  echo "== $n UploadBuckets at once" >&2
+  for i in $(seq "$n"); do
+    printf 'apiVersion: uploadbucket.io/v1alpha1\nkind: UploadBucket\nmetadata: {name: b%04d, namespace: scale}\nspec: {cors: {allowedOrigins: ["https://shop.example.com"]}, deletionPolicy: Delete}\n---\n' "$i"
+  done >"$work/objects.yaml"
+  local t0; t0=$(date +%s.%N)
+  kubectl create -f "$work/objects.yaml" >/dev/null
+  local t_created; t_created=$(date +%s.%N)
+  local ready=0
+  while :; do
+    ready=$(kubectl get uploadbuckets -n scale -o json | python3 -c '
+import json, sys
+items = json.load(sys.stdin)["items"]
+print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True" for c in i.get("status", {}).get("conditions", []))))')
+    local now; now=$(date +%s.%N)
+    local elapsed; elapsed=$(awk -v a="$now" -v b="$t0" 'BEGIN { printf "%.0f", a - b }')
+    echo "  ${elapsed} s: $ready Ready" >&2
+    [ "$ready" -ge "$n" ] && break
+    if [ "$elapsed" -gt 900 ]; then echo "scale.sh: not all Ready after 15 minutes" >&2; exit 1; fi
+    sleep 5
+  done
+  local t_ready; t_ready=$(date +%s.%N)
+  local at_ready; at_ready=$(sample)
+  echo "  all Ready: $at_ready" >&2
+  # A full resync: every object reconciled once more, with nothing changed.
+  local want=$(( $(cut -d' ' -f1 <<<"$at_ready") + n ))
+  while [ "$(sample | cut -d' ' -f1)" -lt "$want" ]; do sleep 5; done
+  sleep 10  # the last passes finish
+  local after; after=$(sample)
+  echo "  after a resync: $after" >&2
+  python3 - "$n" "$t0" "$t_created" "$t_ready" "$at_ready" "$after" <<'PY'
+import sys
+n = int(sys.argv[1]); t0, tc, tr = map(float, sys.argv[2:5])
+a = [float(x) for x in sys.argv[5].split()]; b = [float(x) for x in sys.argv[6].split()]
+rec, s3r, s3w, iamr, iamw, cpu, rss, hwm = range(8)
+print(f"\n## {n} UploadBuckets at once (Ceph RGW as S3 and IAM, real kube-apiserver, one operator; 2 cores, everything on this machine)\n")
+print("| figure | value |\n|---|---|")
+print(f"| created (kubectl create) | {tc - t0:.0f} s |")
+print(f"| all Ready after | {tr - t0:.0f} s |")
+print(f"| reconciles until then | {a[rec]:.0f} ({a[rec] / n:.1f} per object) |")
+print(f"| AWS requests per object until Ready | S3 {a[s3r] / n:.1f} reads + {a[s3w] / n:.1f} writes, IAM {a[iamr] / n:.1f} reads + {a[iamw] / n:.1f} writes |")
+print(f"| operator CPU until Ready | {a[cpu]:.1f} s |")
+print(f"| operator RSS peak (VmHWM) | {b[hwm] / 1024:.1f} MiB |")
+print(f"| operator RSS settled (after the resync) | {b[rss] / 1024:.1f} MiB |")
+d = [b[i] - a[i] for i in range(6)]
+print(f"| full resync: reconciles | {d[rec]:.0f} |")
+print(f"| full resync: writes | S3 {d[s3w]:.0f}, IAM {d[iamw]:.0f} |")
+print(f"| full resync: reads per object | S3 {d[s3r] / n:.1f}, IAM {d[iamr] / n:.1f} |")
+print(f"| full resync: operator CPU | {d[cpu]:.1f} s |")
+PY
+}
+
+case "${SCALE_ONLY:-all}" in
+  webhook) bench_webhook ;;
+  objects) bench_objects ;;
+  all) bench_webhook; bench_objects ;;
+  *) echo "SCALE_ONLY: webhook, objects or all" >&2; exit 2 ;;
+esac

@@ -67,6 +67,14 @@ pub struct RunArgs {
     /// Seconds between full re-checks of each bucket (repairs drift made behind our back).
     #[arg(long, env = "UPLOADBUCKET_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..))]
     pub resync_seconds: u64,
+    /// Most UploadBuckets reconciled at once (0: no limit). Each holds S3 and IAM
+    /// connections while it runs; a burst of new objects beyond this waits its turn.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_MAX_CONCURRENT_RECONCILES",
+        default_value_t = 16
+    )]
+    pub max_concurrent_reconciles: u16,
     /// Watch only this namespace. Default: all namespaces.
     #[arg(long, env = "UPLOADBUCKET_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
@@ -373,7 +381,8 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         metrics.clone(),
         Duration::from_secs(args.resync_seconds),
     )
-    .with_s3_endpoint(args.s3_endpoint.clone());
+    .with_s3_endpoint(args.s3_endpoint.clone())
+    .with_concurrency(args.max_concurrent_reconciles);
     match (iam, irsa) {
         (Some(iam), Some(settings)) => {
             info!(provider = %settings.provider_arn, "IRSA roles enabled");

@@ -145,6 +145,15 @@ pub async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
     .await
 }
 
+/// The API server (with the CRD installed) and the S3 server, for a test of the operator
+/// against both; `None` (a skip, or a failure when servers are required) without either.
+pub async fn cluster_and_s3(test: &str) -> Option<(Client, String, crate::S3Server)> {
+    let (client, kubeconfig) = cluster(test).await?;
+    let server = crate::s3_server(test)?;
+    ensure_crd(&client).await;
+    Some((client, kubeconfig, server))
+}
+
 /// A running `uploadbucket-operator run`.
 pub struct Operator {
     pub child: Child,

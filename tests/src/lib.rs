@@ -720,11 +720,13 @@ impl BucketSnapshot {
 }
 
 /// A TCP proxy on a loopback port to `target`, which can be cut: every open connection is
-/// dropped and new ones are refused, as when a process loses its network.
+/// dropped and new ones are refused, as when a process loses its network; or taken down for a
+/// while ([`CuttableProxy::down`]), as when the server behind it stops and starts again.
 pub struct CuttableProxy {
     pub port: u16,
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
     accept: tokio::task::JoinHandle<()>,
+    down: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl CuttableProxy {
@@ -732,9 +734,16 @@ impl CuttableProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let tasks = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let spawned = tasks.clone();
+        let is_down = down.clone();
         let accept = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
+                if is_down.load(Ordering::SeqCst) {
+                    // Closed at once, as a stopped server's port would be.
+                    drop(inbound);
+                    continue;
+                }
                 let target = target.clone();
                 spawned.lock().unwrap().spawn(async move {
                     if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
@@ -747,6 +756,15 @@ impl CuttableProxy {
             port,
             tasks,
             accept,
+            down,
+        }
+    }
+
+    /// `true`: drops every open connection and closes new ones at once, until `false`.
+    pub fn down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            self.tasks.lock().unwrap().abort_all();
         }
     }
 

@@ -14,8 +14,8 @@ use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    Operator, api_error, cluster, create_upload_bucket, ensure_crd, is_local, namespace, pod,
-    start_operator, wait_for, wait_gone, wait_ready, webhook_certificate,
+    Operator, api_error, cluster, cluster_and_s3, create_upload_bucket, ensure_crd, is_local,
+    namespace, pod, start_operator, wait_for, wait_gone, wait_ready, webhook_certificate,
 };
 use uploadbucket_tests::{s3_server, unique_name};
 
@@ -865,16 +865,12 @@ fn documented_policy(prefix: &str) -> serde_json::Value {
 async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slowly() {
     let test =
         "cluster::a_denied_action_under_the_documented_policy_is_reported_and_retried_slowly";
-    let Some((client, kubeconfig)) = cluster(test).await else {
-        return;
-    };
-    let Some(server) = s3_server(test) else {
+    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
         return;
     };
     let Some(conf) = uploadbucket_tests::rgw_conf(test) else {
         return;
     };
-    ensure_crd(&client).await;
     let ns = namespace(&client, "ub-policy").await;
     let user = unique_name("ub-operator");
     let created: serde_json::Value = serde_json::from_str(&uploadbucket_tests::rgw_admin(

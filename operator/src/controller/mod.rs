@@ -23,7 +23,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalized, finalizer};
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, instrument, warn};
 
@@ -41,8 +41,22 @@ use status::{BUCKET_READY, CondSpec, READY, ROLE_READY};
 /// Finalizer that keeps the object until cleanup has run.
 pub const FINALIZER: &str = "uploadbucket.io/cleanup";
 
-/// Longest wait between retries of a failing object.
+/// Wait before retrying a failure a person must fix (a name taken, access denied).
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest wait between retries of a transient failure (the store unreachable, throttling):
+/// the backoff doubles from 1 s up to this, so an object is back at most this long after an
+/// outage ends.
+const TRANSIENT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// A failing object's retry schedule.
+struct Backoff {
+    /// Consecutive transient failures (0 for a failure a person must fix).
+    failures: u32,
+    /// No pass before this, unless the spec changes or the object is being deleted.
+    until: Instant,
+    /// The generation that failed.
+    generation: Option<i64>,
+}
 
 /// Everything a reconcile needs.
 pub struct Context {
@@ -58,8 +72,10 @@ pub struct Context {
     /// The S3 endpoint the operator uses (`None`: AWS), published to workloads in each
     /// object's ConfigMap ([`outputs`]).
     pub s3_endpoint: Option<String>,
-    /// Consecutive failures per object, for exponential backoff.
-    failures: Mutex<HashMap<String, u32>>,
+    /// Most objects reconciled at once (0: no limit).
+    pub concurrency: u16,
+    /// Retry schedules of failing objects.
+    failures: Mutex<HashMap<String, Backoff>>,
 }
 
 impl Context {
@@ -83,6 +99,7 @@ impl Context {
             resync,
             irsa: None,
             s3_endpoint: None,
+            concurrency: 0,
             failures: Mutex::new(HashMap::new()),
         }
     }
@@ -93,13 +110,19 @@ impl Context {
         self
     }
 
+    /// Reconcile at most `n` objects at once (0: no limit).
+    pub fn with_concurrency(mut self, n: u16) -> Self {
+        self.concurrency = n;
+        self
+    }
+
     /// The S3 endpoint workloads are told about (an S3-compatible store's URL).
     pub fn with_s3_endpoint(mut self, endpoint: Option<String>) -> Self {
         self.s3_endpoint = endpoint;
         self
     }
 
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backoff>> {
         self.failures.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -164,6 +187,17 @@ fn key(ub: &UploadBucket) -> String {
 /// One reconciliation of one UploadBucket.
 #[instrument(skip_all, fields(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any()))]
 pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A failing object waits out its backoff even when an event (its own status write, a
+    // resync) brings it back early; a spec change or a deletion does not wait.
+    if ub.metadata.deletion_timestamp.is_none()
+        && let Some(wait) = ctx.failures().get(&key(&ub)).and_then(|b| {
+            (b.generation == ub.metadata.generation)
+                .then(|| b.until.checked_duration_since(Instant::now()))
+                .flatten()
+        })
+    {
+        return Ok(Action::requeue(wait));
+    }
     ctx.metrics.reconciles.inc();
     let started = Instant::now();
     let ns = ub.namespace().unwrap_or_default();
@@ -188,17 +222,31 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
 pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failure(error.reason());
     warn!(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any(), reason = error.reason(), %error, "Reconcile failed");
-    match error.retry() {
-        None => Action::await_change(),
-        Some(Retry::Slow) => Action::requeue(MAX_BACKOFF),
-        Some(Retry::Backoff) => {
-            let mut failures = ctx.failures();
-            let n = failures.entry(key(&ub)).or_insert(0);
-            *n = n.saturating_add(1);
-            let delay = Duration::from_secs(1u64 << (*n - 1).min(9));
-            Action::requeue(delay.min(MAX_BACKOFF))
+    let mut failures = ctx.failures();
+    let (n, delay) = match error.retry() {
+        None => {
+            failures.remove(&key(&ub));
+            return Action::await_change();
         }
-    }
+        Some(Retry::Slow) => (0, MAX_BACKOFF),
+        Some(Retry::Backoff) => {
+            let n = failures
+                .get(&key(&ub))
+                .map_or(0, |b| b.failures)
+                .saturating_add(1);
+            let delay = Duration::from_secs(1u64 << (n - 1).min(16)).min(TRANSIENT_BACKOFF_CAP);
+            (n, delay)
+        }
+    };
+    failures.insert(
+        key(&ub),
+        Backoff {
+            failures: n,
+            until: Instant::now() + delay,
+            generation: ub.metadata.generation,
+        },
+    );
+    Action::requeue(delay)
 }
 
 async fn apply_object(
@@ -711,7 +759,16 @@ pub async fn run(
         None => Api::all(ctx.client.clone()),
     };
     let managed = format!("{}={}", outputs::MANAGED_BY.0, outputs::MANAGED_BY.1);
-    Controller::new(api, watcher::Config::default().any_semantic())
+    // The objects, cached without their managed fields (most of an object's memory, and
+    // nothing here reads them).
+    let (reader, writer) = kube::runtime::reflector::store();
+    let objects = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|ub| ub.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(objects, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .owns(
             config_maps,
             watcher::Config::default().labels(&managed).any_semantic(),

@@ -652,7 +652,7 @@ async fn taken_name_is_a_clear_condition_and_slow_retry() {
 }
 
 #[tokio::test]
-async fn transient_failures_back_off_exponentially() {
+async fn transient_failures_back_off_exponentially_and_early_events_wait() {
     let obj = Arc::new(ub(json!({})));
     let h = harness(&obj, FakeS3::default());
     let err = Error::Aws(AwsError::Api {
@@ -676,7 +676,22 @@ async fn transient_failures_back_off_exponentially() {
     }
     assert_eq!(
         error_policy(obj.clone(), &err, h.ctx.clone()),
-        Action::requeue(MAX_BACKOFF)
+        Action::requeue(TRANSIENT_BACKOFF_CAP)
+    );
+    // Brought back early (its own status write, a resync): it waits out the backoff without
+    // a call; a spec change does not wait.
+    let early = reconcile(obj.clone(), h.ctx.clone()).await.unwrap();
+    assert!(
+        early != Action::await_change() && h.timeline().is_empty(),
+        "{early:?} {:#?}",
+        h.timeline()
+    );
+    let mut edited = (*obj).clone();
+    edited.metadata.generation = Some(obj.metadata.generation.unwrap_or(1) + 1);
+    reconcile(Arc::new(edited), h.ctx.clone()).await.unwrap();
+    assert!(
+        !h.timeline().is_empty(),
+        "a spec change is reconciled at once"
     );
 }
 
