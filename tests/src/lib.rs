@@ -202,14 +202,10 @@ impl Intercept for RequestCounter {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let req = context.request();
-        // IAM and STS speak the query protocol: every call is a POST; reads are Get*/List*.
+        // The operator's own classification (GET/HEAD; query-protocol Get*/List*/Describe*).
         let body = req.body().bytes().unwrap_or_default();
-        let query_read = body.starts_with(b"Action=Get") || body.starts_with(b"Action=List");
         match req.method() {
-            _ if query_read => {
-                self.reads.fetch_add(1, Ordering::SeqCst);
-            }
-            "GET" | "HEAD" => {
+            m if uploadbucket_operator::aws::calls::is_read(m, body) => {
                 self.reads.fetch_add(1, Ordering::SeqCst);
             }
             m => {
@@ -570,6 +566,24 @@ pub fn defaults(server: &S3Server) -> uploadbucket_operator::controller::desired
         bucket_name_prefix: String::new(),
         adoptable_buckets: Vec::new(),
     }
+}
+
+/// Runs [`provision`] a second time and asserts it wrote nothing (`counter` counts `api`'s
+/// requests): what was written reads back as written.
+pub async fn assert_second_pass_writes_nothing(
+    api: &dyn uploadbucket_operator::aws::BucketApi,
+    ub: &uploadbucket_operator::crd::UploadBucket,
+    defaults: &uploadbucket_operator::controller::desired::Defaults,
+    counter: &RequestCounter,
+) {
+    let writes = counter.writes();
+    provision(api, ub, defaults).await.expect("provision again");
+    assert_eq!(
+        counter.writes(),
+        writes,
+        "the second pass wrote: {:?}",
+        &counter.write_log()[writes..]
+    );
 }
 
 /// The operator's bucket step for `ub` as a reconcile runs it (resolve names, prove the

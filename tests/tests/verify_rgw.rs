@@ -39,16 +39,7 @@ async fn verifying_bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
         .await
         .expect("provision");
     // The tag-filtered rule reads back as written: a second pass writes nothing.
-    let writes = counter.writes();
-    uploadbucket_tests::provision(&buckets, &ub, &defaults)
-        .await
-        .expect("provision again");
-    assert_eq!(
-        counter.writes(),
-        writes,
-        "second reconcile wrote: {:?}",
-        &counter.write_log()[writes..]
-    );
+    uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
         .await;
