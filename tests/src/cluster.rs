@@ -219,6 +219,44 @@ impl Operator {
             .map(|v| v.trim().parse().expect("a counter"))
             .unwrap_or(0)
     }
+
+    /// Its reconciles and AWS writes so far, read once both have held still for 3 s (the
+    /// passes under way have finished).
+    pub async fn settled(&self) -> (u64, u64) {
+        let counts = || async {
+            (
+                self.metric("uploadbucket_reconciles_total").await,
+                self.aws_requests(Some("write")).await,
+            )
+        };
+        let mut last = counts().await;
+        loop {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let now = counts().await;
+            if now == last {
+                return now;
+            }
+            last = now;
+        }
+    }
+
+    /// The AWS requests it has sent (S3, IAM and SNS; retries included) of `kind` (`read`
+    /// or `write`), or of both kinds with `None`.
+    pub async fn aws_requests(&self, kind: Option<&str>) -> u64 {
+        let mut total = 0;
+        for service in ["s3", "iam", "sns"] {
+            for k in ["read", "write"] {
+                if kind.is_none_or(|kind| kind == k) {
+                    total += self
+                        .metric(&format!(
+                            "uploadbucket_aws_requests_total{{service=\"{service}\",kind=\"{k}\"}}"
+                        ))
+                        .await;
+                }
+            }
+        }
+        total
+    }
 }
 
 /// Creates the UploadBucket `name` with `spec` in the namespace of `ubs`.

@@ -8,6 +8,7 @@
 
 pub mod browser;
 pub mod cluster;
+pub mod fleet;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
