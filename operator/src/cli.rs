@@ -179,6 +179,11 @@ pub struct WebhookArgs {
         value_parser = memory_quantity
     )]
     pub sidecar_memory_limit: String,
+    /// Give every injected signer a metrics-only listener on this port of the pod's IP
+    /// (`GET /metrics` and nothing else), for the chart's PodMonitor. A pod's annotation
+    /// `uploadbucket.io/metrics-port` (a port, or `off`) overrides it. Default: none.
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_METRICS_PORT", value_parser = clap::value_parser!(u16).range(1024..))]
+    pub sidecar_metrics_port: Option<u16>,
 }
 
 /// A bucket-name prefix: characters S3 allows in names, at most 40 so derived names keep
@@ -251,6 +256,7 @@ impl WebhookArgs {
             path_style: s3_path_style,
             sts_endpoint_url: self.sidecar_sts_endpoint.clone(),
             memory_limit: self.sidecar_memory_limit.clone(),
+            metrics_port: self.sidecar_metrics_port,
             bucket_owner_full_control: !backend.owner_owns_uploads(),
             ..Default::default()
         }

@@ -13,6 +13,7 @@ use tracing::info;
 use crate::config::Config;
 use crate::credentials::CachedCredentials;
 use crate::presign::{Endpoint, Presigner};
+use crate::server::metrics_app;
 use crate::store::S3Store;
 use crate::{AppState, app};
 
@@ -215,6 +216,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The bound address: with port 0 the system picked one, and this line says which.
     let address = listener.local_addr().unwrap_or(listen);
     info!(%address, bucket = %config.bucket, region = config.region(), "Signer listening");
+    if let Some(addr) = config.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| {
+            format!(
+                "cannot listen on {addr} ({})",
+                crate::config::ENV_METRICS_LISTEN
+            )
+        })?;
+        let address = metrics.local_addr().unwrap_or(addr);
+        info!(%address, "Metrics listening (GET /metrics only)");
+        let router = metrics_app(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics, router).await {
+                tracing::error!(error = %e, "Metrics listener failed");
+            }
+        });
+    }
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown())
         .await

@@ -38,6 +38,7 @@ pub const ENV_VERIFY_QUARANTINE: &str = "UPLOADBUCKET_VERIFY_QUARANTINE";
 pub const ENV_REQUIRE_OWNER: &str = "UPLOADBUCKET_REQUIRE_OWNER";
 pub const ENV_URLS_PER_MINUTE: &str = "UPLOADBUCKET_URLS_PER_MINUTE";
 pub const ENV_MAX_OPEN_MULTIPART: &str = "UPLOADBUCKET_MAX_OPEN_MULTIPART";
+pub const ENV_METRICS_LISTEN: &str = "UPLOADBUCKET_METRICS_LISTEN";
 
 /// The object tag that says where an upload stands when verification is on: every URL signs
 /// it as [`STATE_PENDING`]; `verify` replaces it with [`STATE_VERIFIED`] or
@@ -162,6 +163,13 @@ pub struct Config {
     #[arg(long, env = ENV_MAX_OPEN_MULTIPART, default_value_t = 0)]
     #[serde(default)]
     pub max_open_multipart: u32,
+
+    /// A second address serving `GET /metrics` and nothing else, for Prometheus to scrape
+    /// from outside the pod (such as 0.0.0.0:9464); the signing API stays on --listen.
+    /// Default: none (metrics only on --listen).
+    #[arg(long, env = ENV_METRICS_LISTEN)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A configuration value that cannot work.
@@ -213,6 +221,19 @@ impl Config {
                 ENV_LISTEN,
                 format!(
                     "{} is not a loopback address; anything that reaches it could sign uploads. Use 127.0.0.1, or set {ENV_ALLOW_NON_LOOPBACK}=true",
+                    self.listen
+                ),
+            ));
+        }
+        if let Some(m) = self.metrics_listen
+            && m.port() != 0
+            && m.port() == self.listen.port()
+            && (m.ip() == self.listen.ip() || m.ip().is_unspecified())
+        {
+            return Err(err(
+                ENV_METRICS_LISTEN,
+                format!(
+                    "{m} overlaps the signing API's {} ({ENV_LISTEN}); give the metrics listener another port",
                     self.listen
                 ),
             ));
@@ -314,6 +335,9 @@ impl Config {
         }
         if self.public_read {
             env.push((ENV_PUBLIC_READ, "true".into()));
+        }
+        if let Some(m) = self.metrics_listen {
+            env.push((ENV_METRICS_LISTEN, m.to_string()));
         }
         if self.bucket_owner_full_control {
             env.push((ENV_BUCKET_OWNER_FULL_CONTROL, "true".into()));

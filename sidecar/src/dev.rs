@@ -182,6 +182,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         require_owner: args.require_owner,
         urls_per_minute: args.urls_per_minute,
         max_open_multipart: 0,
+        metrics_listen: None,
     }
     .validate(None)?;
     let creds = Credentials {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -55,6 +56,8 @@ pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    credentials_ready: Gauge,
+    credential_failures: Counter,
 }
 
 impl Default for Metrics {
@@ -77,10 +80,24 @@ impl Default for Metrics {
             "Signer request latency by route",
             latency.clone(),
         );
+        let credentials_ready = Gauge::default();
+        registry.register(
+            "credentials_ready",
+            "1 when the last attempt to get AWS credentials (any signing request or /readyz) succeeded, 0 when it failed",
+            credentials_ready.clone(),
+        );
+        let credential_failures = Counter::default();
+        registry.register(
+            "credential_failures",
+            "Attempts to get AWS credentials that failed (web-identity token refused, STS unreachable)",
+            credential_failures.clone(),
+        );
         Self {
             registry,
             requests,
             latency,
+            credentials_ready,
+            credential_failures,
         }
     }
 }
@@ -98,6 +115,14 @@ impl Metrics {
         self.latency
             .get_or_create(&RouteLabels { route })
             .observe(took.as_secs_f64());
+    }
+
+    /// Records the outcome of an attempt to get credentials.
+    pub fn credentials(&self, ok: bool) {
+        self.credentials_ready.set(i64::from(ok));
+        if !ok {
+            self.credential_failures.inc();
+        }
     }
 
     pub fn encode(&self) -> String {

@@ -107,6 +107,22 @@ pub fn app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The metrics-only listener (`UPLOADBUCKET_METRICS_LISTEN`, reachable from outside the pod
+/// for Prometheus): `GET /metrics` and nothing else, so exposing it signs nothing. Scrapes
+/// are not counted as requests.
+pub fn metrics_app(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .fallback(|| async {
+            AppError::with_status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "this listener serves GET /metrics only; the signing API is on the pod's loopback",
+            )
+        })
+        .with_state(state)
+}
+
 async fn not_found() -> AppError {
     AppError::with_status(
         StatusCode::NOT_FOUND,

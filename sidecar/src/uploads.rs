@@ -249,11 +249,9 @@ pub fn lifetime(
 }
 
 pub async fn credentials(state: &AppState) -> Result<Credentials, AppError> {
-    state
-        .credentials
-        .credentials()
-        .await
-        .map_err(|e| AppError::unavailable("credentials", e))
+    let result = state.credentials.credentials().await;
+    state.metrics.credentials(result.is_ok());
+    result.map_err(|e| AppError::unavailable("credentials", e))
 }
 
 /// Starts an upload for `owner` on any route that makes a key: checks the owner (400

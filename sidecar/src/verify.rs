@@ -219,6 +219,7 @@ mod tests {
             require_owner: false,
             urls_per_minute: 0,
             max_open_multipart: 0,
+            metrics_listen: None,
         }
     }
 

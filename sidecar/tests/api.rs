@@ -184,6 +184,7 @@ fn config() -> Config {
         require_owner: false,
         urls_per_minute: 0,
         max_open_multipart: 0,
+        metrics_listen: None,
     }
 }
 

@@ -45,6 +45,7 @@ fn every_field_round_trips() {
             require_owner: false,
             urls_per_minute: 0,
             max_open_multipart: 0,
+            metrics_listen: None,
         },
         Config {
             bucket: "b".repeat(3),
@@ -66,6 +67,7 @@ fn every_field_round_trips() {
             require_owner: true,
             urls_per_minute: 30,
             max_open_multipart: 3,
+            metrics_listen: Some("0.0.0.0:9464".parse().unwrap()),
         },
     ];
     for config in configs {
@@ -91,6 +93,19 @@ fn a_bad_value_names_the_variable() {
         err.contains("UPLOADBUCKET_BUCKET") || err.contains("--bucket"),
         "{err}"
     );
+    // The metrics listener may not take the signing API's port.
+    for clash in ["0.0.0.0:8787", "127.0.0.1:8787"] {
+        let mut env = vec![
+            ("UPLOADBUCKET_BUCKET", "b".to_owned()),
+            ("AWS_REGION", "eu-west-1".to_owned()),
+        ];
+        env.push(("UPLOADBUCKET_METRICS_LISTEN", clash.to_owned()));
+        let err = parse_back(&env).unwrap_err();
+        assert!(
+            err.contains("UPLOADBUCKET_METRICS_LISTEN") && err.contains("another port"),
+            "{err}"
+        );
+    }
     // AWS_REGION is the region's fallback.
     let c = parse_back(&[
         ("UPLOADBUCKET_BUCKET", "b".to_owned()),

@@ -181,3 +181,95 @@ async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
     );
     assert!(url.contains("X-Amz-Expires=120"), "{url}");
 }
+
+/// The metrics-only listener (what the webhook turns on with `uploadbucket.io/metrics-port`,
+/// there on 0.0.0.0 so Prometheus reaches it on the pod IP): `GET /metrics` answers with the
+/// signer's series, every other path and method of the signing API is refused there, and
+/// scrapes are not counted as signer requests.
+#[tokio::test]
+async fn the_metrics_listener_serves_metrics_and_nothing_else() {
+    let signer = injected_signer();
+    let mut env = env_map(&signer);
+    env.remove("AWS_ROLE_ARN");
+    env.remove("AWS_WEB_IDENTITY_TOKEN_FILE");
+    env.insert("UPLOADBUCKET_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert("UPLOADBUCKET_METRICS_LISTEN".into(), "127.0.0.1:0".into());
+    env.insert(
+        "RUST_LOG".into(),
+        "warn,uploadbucket_sidecar::cli=info".into(),
+    );
+    env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLEINJECTED00".into());
+    env.insert(
+        "AWS_SECRET_ACCESS_KEY".into(),
+        "injectedsecretinjectedsecretinjected0000".into(),
+    );
+    let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
+    cmd.args(signer.args.clone().unwrap_or_default())
+        .env_clear()
+        .envs(&env);
+    let (_child, addrs) = spawn_service(cmd, "sidecar", &["Signer listening", "Metrics listening"]);
+    let (base, metrics) = (
+        format!("http://{}", addrs[0]),
+        format!("http://{}", addrs[1]),
+    );
+    wait_healthy(&base).await;
+    let http = reqwest::Client::new();
+    let signed = http
+        .post(format!("{base}/uploads"))
+        .json(&json!({"contentType": "image/png", "size": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed.status(), 201);
+
+    let scrape = || async {
+        let r = http.get(format!("{metrics}/metrics")).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        r.text().await.unwrap()
+    };
+    let text = scrape().await;
+    assert!(
+        text.contains("uploadbucket_signer_requests_total{route=\"Uploads\",outcome=\"Ok\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("uploadbucket_signer_credentials_ready 1"),
+        "{text}"
+    );
+    for (method, path) in [
+        ("POST", "/uploads"),
+        ("GET", "/uploads?contentType=image/png"),
+        ("GET", "/s3/params?type=image/png"),
+        ("POST", "/s3/multipart"),
+        ("POST", "/uploads/multipart"),
+        ("POST", "/uploads/verify"),
+        ("GET", "/healthz"),
+        ("GET", "/readyz"),
+        ("GET", "/"),
+    ] {
+        let r = http
+            .request(method.parse().unwrap(), format!("{metrics}{path}"))
+            .json(&json!({"contentType": "image/png", "size": 1000}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{method} {path} on the metrics listener");
+        let body = r.text().await.unwrap();
+        assert!(!body.contains("X-Amz-"), "{method} {path}: {body}");
+    }
+    let post = http
+        .post(format!("{metrics}/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), 405);
+    // Neither the scrapes nor the refusals above reached the signer's counters.
+    let counted = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("uploadbucket_signer_requests_total{"))
+            .map(str::to_owned)
+            .collect()
+    };
+    let after = scrape().await;
+    assert_eq!(counted(&after), counted(&text), "{after}");
+}

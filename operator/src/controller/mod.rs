@@ -256,6 +256,13 @@ async fn apply_object(
 ) -> Result<Action, Error> {
     let result = provision(ub, ctx, api).await;
     let (st, events) = next_status(ub, &result);
+    ctx.metrics.set_ready(
+        &ub.namespace().unwrap_or_default(),
+        &ub.name_any(),
+        st.conditions
+            .iter()
+            .any(|c| c.type_ == READY && c.status == "True"),
+    );
     if status::differs(ub.status.as_ref(), &st)
         && let Err(e) = status::patch_status(api, ub, &st).await
     {
@@ -673,6 +680,8 @@ async fn cleanup_object(
                 warn!(error = %e, "Could not delete the outputs ConfigMap; the garbage collector will");
             }
             ctx.failures().remove(&key(ub));
+            ctx.metrics
+                .forget(&ub.namespace().unwrap_or_default(), &ub.name_any());
             Ok(Action::await_change())
         }
         Err(e) => Err(cleanup_failed(ctx, ub, api, Error::Claim(e)).await),

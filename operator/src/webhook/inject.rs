@@ -17,9 +17,9 @@ use json_patch::jsonptr::PointerBuf;
 use json_patch::{AddOperation, Patch, PatchOperation};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, ExecAction, PodSpec, Probe, ProjectedVolumeSource,
-    ResourceRequirements, SeccompProfile, SecurityContext, ServiceAccountTokenProjection, Volume,
-    VolumeMount, VolumeProjection,
+    Capabilities, Container, ContainerPort, EnvVar, ExecAction, PodSpec, Probe,
+    ProjectedVolumeSource, ResourceRequirements, SeccompProfile, SecurityContext,
+    ServiceAccountTokenProjection, Volume, VolumeMount, VolumeProjection,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use serde_json::{Value, json};
@@ -32,6 +32,13 @@ use crate::crd::{OnFailure, UploadBucket};
 pub const ANNOTATION_INJECT: &str = "uploadbucket.io/inject";
 /// Optional pod annotation: the loopback port the signer listens on (default 8787).
 pub const ANNOTATION_PORT: &str = "uploadbucket.io/port";
+/// Optional pod annotation: the port of the signer's metrics-only listener on the pod IP, or
+/// `off` (overrides the operator's `--sidecar-metrics-port`).
+pub const ANNOTATION_METRICS_PORT: &str = "uploadbucket.io/metrics-port";
+/// Set on pods whose signer serves metrics on the pod IP: what the chart's PodMonitor selects.
+pub const LABEL_SIGNER_METRICS: &str = "uploadbucket.io/signer-metrics";
+/// Name of the signer's metrics port (what the PodMonitor scrapes).
+pub const METRICS_PORT_NAME: &str = "ub-metrics";
 /// Set on injected pods: the bucket the signer signs for.
 pub const ANNOTATION_INJECTED: &str = "uploadbucket.io/injected";
 /// Name of the injected container.
@@ -74,6 +81,9 @@ pub struct Settings {
     pub cpu_request: String,
     pub memory_request: String,
     pub memory_limit: String,
+    /// Port of the signer's metrics-only listener on the pod IP; `None`: no such listener
+    /// unless the pod's annotation asks.
+    pub metrics_port: Option<u16>,
 }
 
 impl Default for Settings {
@@ -92,6 +102,7 @@ impl Default for Settings {
             cpu_request: "10m".into(),
             memory_request: "16Mi".into(),
             memory_limit: "64Mi".into(),
+            metrics_port: None,
         }
     }
 }
@@ -189,7 +200,16 @@ fn plan(
         ));
     }
     let port = port(pod)?;
-    check_port_free(spec, port)?;
+    check_port_free(spec, port, ANNOTATION_PORT)?;
+    let metrics_port = metrics_port(pod, settings)?;
+    if let Some(m) = metrics_port {
+        if m == port {
+            return Err(format!(
+                "annotation {ANNOTATION_METRICS_PORT}: {m} is the signer's own port; pick another"
+            ));
+        }
+        check_port_free(spec, m, ANNOTATION_METRICS_PORT)?;
+    }
     if spec
         .volumes
         .iter()
@@ -251,6 +271,8 @@ fn plan(
         require_owner: ub.spec.uploads.require_owner,
         urls_per_minute: ub.spec.uploads.limits.urls_per_minute.max(0) as u32,
         max_open_multipart: ub.spec.uploads.limits.open_multipart_uploads.max(0) as u32,
+        // Every address of the pod's network namespace: its IP (and loopback).
+        metrics_listen: metrics_port.map(|m| std::net::SocketAddr::from(([0, 0, 0, 0], m))),
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 
@@ -301,6 +323,20 @@ fn plan(
         &["metadata", "annotations", ANNOTATION_INJECTED],
         json!(bucket_name),
     );
+    if metrics_port.is_some() {
+        match pod.metadata.labels.as_ref() {
+            Some(l) if !l.is_empty() => add(
+                &mut ops,
+                &["metadata", "labels", LABEL_SIGNER_METRICS],
+                json!("true"),
+            ),
+            _ => add(
+                &mut ops,
+                &["metadata", "labels"],
+                json!({LABEL_SIGNER_METRICS: "true"}),
+            ),
+        }
+    }
     Ok(Patch(ops))
 }
 
@@ -346,7 +382,28 @@ fn port(pod: &Pod) -> Result<u16, String> {
     }
 }
 
-fn check_port_free(spec: &PodSpec, port: u16) -> Result<(), String> {
+/// The metrics-only listener's port: the pod's annotation, else the operator's setting.
+fn metrics_port(pod: &Pod, settings: &Settings) -> Result<Option<u16>, String> {
+    let Some(raw) = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(ANNOTATION_METRICS_PORT))
+    else {
+        return Ok(settings.metrics_port);
+    };
+    match raw.trim() {
+        "off" => Ok(None),
+        p => match p.parse::<u16>() {
+            Ok(p) if p >= 1024 => Ok(Some(p)),
+            _ => Err(format!(
+                "annotation {ANNOTATION_METRICS_PORT}: {raw:?} is not allowed; use a port from 1024 to 65535 (the signer runs as non-root), or off"
+            )),
+        },
+    }
+}
+
+fn check_port_free(spec: &PodSpec, port: u16, annotation: &str) -> Result<(), String> {
     let taken = spec
         .containers
         .iter()
@@ -359,7 +416,7 @@ fn check_port_free(spec: &PodSpec, port: u16) -> Result<(), String> {
         });
     match taken {
         Some(c) => Err(format!(
-            "container {:?} already uses port {port}, where the signer would listen; pick another with the annotation {ANNOTATION_PORT}",
+            "container {:?} already uses port {port}, where the signer would listen; pick another with the annotation {annotation}",
             c.name
         )),
         None => Ok(()),
@@ -406,6 +463,14 @@ fn signer_container(
     }
     // No instance metadata in a pod that has its own identity: fail fast instead.
     vars.push(env("AWS_EC2_METADATA_DISABLED", "true"));
+    let ports = config.metrics_listen.map(|m| {
+        vec![ContainerPort {
+            name: Some(METRICS_PORT_NAME.into()),
+            container_port: i32::from(m.port()),
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]
+    });
     let listen = config.listen.to_string();
     // The kubelet probes from the node, which cannot reach the pod's loopback, so the
     // probe runs inside the container.
@@ -429,6 +494,7 @@ fn signer_container(
         image_pull_policy: settings.image_pull_policy.clone(),
         args: Some(vec!["serve".into()]),
         env: Some(vars),
+        ports,
         volume_mounts: mounts,
         restart_policy: settings.native_sidecar.then(|| "Always".to_owned()),
         // The app starts once the signer listens (native sidecars hold the next container

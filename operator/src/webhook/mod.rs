@@ -144,7 +144,13 @@ async fn mutate(
             );
         }
     };
-    Json(review_pod(&state, &request).await.into_review())
+    let started = std::time::Instant::now();
+    let response = review_pod(&state, &request).await;
+    state
+        .metrics
+        .webhook_duration
+        .observe(started.elapsed().as_secs_f64());
+    Json(response.into_review())
 }
 
 /// The answer for one request.
@@ -180,7 +186,7 @@ pub async fn review_pod(
             Ok(b) => b,
             Err(e) => {
                 warn!(%namespace, pod = %pod_name, bucket = wanted, error = %e, "Cannot read UploadBucket");
-                state.metrics.webhook("denied");
+                state.metrics.webhook("error");
                 return response.deny(format!(
                     "uploadbucket: cannot read UploadBucket {namespace}/{wanted} to inject the signer ({e}); try again"
                 ));
@@ -205,7 +211,7 @@ pub async fn review_pod(
             }
             Err(e) => {
                 warn!(error = %e, "Cannot serialize patch");
-                state.metrics.webhook("denied");
+                state.metrics.webhook("error");
                 response
                     .deny("uploadbucket: internal error building the patch; see the operator log")
             }

@@ -290,6 +290,109 @@ fn port_annotation_moves_the_signer_and_the_app_url() {
     assert_eq!(env_of(app, "LOG_LEVEL"), ["info"]);
 }
 
+/// The metrics-only listener: on from the operator's setting or the pod's annotation (which
+/// may also turn it off), with a named container port and the label the PodMonitor selects;
+/// bad or clashing ports refused with the annotation named.
+#[test]
+fn metrics_port_from_the_setting_or_the_annotation() {
+    let all = buckets();
+    let (_, base) = pods().into_iter().find(|(s, _)| s == "pod-basic").unwrap();
+    let with = |annotation: Option<&str>| {
+        let mut pod = base.clone();
+        if let Some(a) = annotation {
+            pod.metadata
+                .annotations
+                .get_or_insert_default()
+                .insert(inject::ANNOTATION_METRICS_PORT.into(), a.into());
+        }
+        pod
+    };
+    let on = Settings {
+        metrics_port: Some(9464),
+        ..settings()
+    };
+    let signer_of = |pod: &Pod, s: &Settings| {
+        let Outcome::Inject(patch) = inject::inject(pod, "shop", find(&all, "shop", "photos"), s)
+        else {
+            panic!("not injected")
+        };
+        let patched = apply(pod, &patch);
+        let labels = patched.metadata.labels.clone().unwrap_or_default();
+        let signer = patched.spec.unwrap().init_containers.unwrap().remove(0);
+        (signer, labels)
+    };
+    let mut labelled = with(None);
+    labelled.metadata.labels = Some([("app".to_owned(), "web".to_owned())].into());
+    for (pod, s, want) in [
+        (with(None), &on, Some(9464)),
+        (labelled, &on, Some(9464)),
+        (with(Some("9100")), &settings(), Some(9100)),
+        (with(Some(" 9100 ")), &on, Some(9100)),
+        (with(Some("off")), &on, None),
+        (with(None), &settings(), None),
+    ] {
+        let (signer, labels) = signer_of(&pod, s);
+        let listen: Vec<String> = want.iter().map(|p| format!("0.0.0.0:{p}")).collect();
+        assert_eq!(env_of(&signer, "UPLOADBUCKET_METRICS_LISTEN"), listen);
+        let ports: Vec<(Option<String>, i32)> = signer
+            .ports
+            .iter()
+            .flatten()
+            .map(|p| (p.name.clone(), p.container_port))
+            .collect();
+        assert_eq!(
+            ports,
+            want.map(|p| (Some(inject::METRICS_PORT_NAME.to_owned()), i32::from(p)))
+                .into_iter()
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(
+            labels.get(inject::LABEL_SIGNER_METRICS).map(String::as_str),
+            want.map(|_| "true")
+        );
+        // The signing API stays on loopback.
+        assert_eq!(env_of(&signer, "UPLOADBUCKET_LISTEN"), ["127.0.0.1:8787"]);
+        // The pod's own labels are kept.
+        for (k, v) in pod.metadata.labels.iter().flatten() {
+            assert_eq!(labels.get(k), Some(v));
+        }
+    }
+    for (value, says) in [
+        ("80", "1024 to 65535"),
+        ("metrics", "1024 to 65535"),
+        ("8787", "the signer's own port"),
+    ] {
+        let Outcome::Deny(message) = inject::inject(
+            &with(Some(value)),
+            "shop",
+            find(&all, "shop", "photos"),
+            &on,
+        ) else {
+            panic!("{value} not refused")
+        };
+        assert!(
+            message.contains(inject::ANNOTATION_METRICS_PORT) && message.contains(says),
+            "{message}"
+        );
+    }
+    // A port an app container already uses.
+    let mut pod = with(Some("8080"));
+    pod.spec.as_mut().unwrap().containers[0].ports =
+        Some(vec![k8s_openapi::api::core::v1::ContainerPort {
+            container_port: 8080,
+            ..Default::default()
+        }]);
+    let Outcome::Deny(message) = inject::inject(&pod, "shop", find(&all, "shop", "photos"), &on)
+    else {
+        panic!("clash not refused")
+    };
+    assert!(
+        message.contains("already uses port 8080")
+            && message.contains(inject::ANNOTATION_METRICS_PORT),
+        "{message}"
+    );
+}
+
 #[test]
 fn without_irsa_there_is_no_role_and_no_token() {
     let all = buckets();
@@ -597,7 +700,19 @@ async fn mutate_skips_pods_without_the_annotation_and_updates() {
 #[tokio::test]
 async fn a_failed_lookup_is_a_denial_not_a_5xx() {
     let (state, _) = state(true);
+    let metrics = state.metrics.clone();
     let (status, body) = post(state, review(&pod("pod-basic"), "CREATE").to_string()).await;
+    // Counted as an error (the operator's trouble), not as a denial of a pod.
+    let text = metrics.encode();
+    assert!(
+        text.contains("uploadbucket_webhook_reviews_total{outcome=\"error\"} 1")
+            && !text.contains("outcome=\"denied\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("uploadbucket_webhook_review_duration_seconds_count 1"),
+        "{text}"
+    );
     assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], false);
     let message = body["response"]["status"]["message"].as_str().unwrap();
