@@ -342,7 +342,7 @@ fn metrics_port_from_the_setting_or_the_annotation() {
             .collect();
         assert_eq!(
             ports,
-            want.map(|p| (Some(inject::METRICS_PORT_NAME.to_owned()), i32::from(p)))
+            want.map(|p| (Some(inject::METRICS_PORT_NAME.to_owned()), p))
                 .into_iter()
                 .collect::<Vec<_>>()
         );
