@@ -24,7 +24,8 @@ done
 # Checks that can rewrite their expected files never do so here.
 unset UPDATE_GOLDEN UPDATE_CRDS
 
-tests/scripts/install-deps.sh
+# promtool builds in the background (below).
+tests/scripts/install-deps.sh --no-promtool
 export PATH="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}:$PATH"
 
 work=${UPLOADBUCKET_TEST_DIR:-$(mktemp -d -t uploadbucket-tests.XXXXXX)}
@@ -33,6 +34,7 @@ cleanup() {
   status=$?
   # A Kubernetes build still running (the run failed early): stop it and its go processes.
   [ -n "${k8s_build:-}" ] && kill -- "-$k8s_build" 2>/dev/null || true
+  [ -n "${promtool_build:-}" ] && kill -- "-$promtool_build" 2>/dev/null || true
   tests/scripts/rgw.sh stop "$work/rgw" || true
   tests/scripts/kube.sh stop "$work/kube" || true
   # The node's teardown is checked: a process, mount, link or rule left behind fails the run.
@@ -49,6 +51,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 k8s_log="$work/k8s-build.log"
 setsid tests/scripts/node.sh install >"$k8s_log" 2>&1 &
 k8s_build=$!
+promtool_log="$work/promtool-build.log"
+setsid tests/scripts/install-deps.sh promtool >"$promtool_log" 2>&1 &
+promtool_build=$!
 
 if [ $lint = 1 ]; then
   echo "== cargo fmt --check"
@@ -64,6 +69,9 @@ echo "== building the images (release binaries; tests/scripts/images.sh)"
 tests/scripts/images.sh "$work/images" --example
 
 wait $k8s_build || { cat "$k8s_log" >&2; echo "tests/run.sh: building Kubernetes failed" >&2; exit 1; }
+k8s_build=""
+wait $promtool_build || { cat "$promtool_log" >&2; echo "tests/run.sh: building promtool failed" >&2; exit 1; }
+promtool_build=""
 
 echo "== starting a one-node cluster (containerd + kubelet + kube-proxy + control plane)"
 tests/scripts/node.sh start "$work/node" "$work/images"

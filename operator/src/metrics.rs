@@ -28,6 +28,41 @@ pub struct ObjectLabels {
     pub name: String,
 }
 
+/// How the webhook answered a pod admission review (the `outcome` label).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Review {
+    /// The signer was added.
+    Injected,
+    /// Nothing to do: the pod does not ask, or already has the signer.
+    Skipped,
+    /// Refused for a reason the pod's author can act on.
+    Denied,
+    /// The UploadBucket could not be read, or the patch not built.
+    Error,
+    /// Not a Pod admission review.
+    Invalid,
+}
+
+impl Review {
+    pub const ALL: [Review; 5] = [
+        Review::Injected,
+        Review::Skipped,
+        Review::Denied,
+        Review::Error,
+        Review::Invalid,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Review::Injected => "injected",
+            Review::Skipped => "skipped",
+            Review::Denied => "denied",
+            Review::Error => "error",
+            Review::Invalid => "invalid",
+        }
+    }
+}
+
 /// An AWS API request: the service (`s3`, `iam`, `sns`) and whether it reads or writes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
@@ -127,9 +162,11 @@ impl Metrics {
             .inc();
     }
 
-    pub fn webhook(&self, outcome: &'static str) {
+    pub fn webhook(&self, review: Review) {
         self.webhook_reviews
-            .get_or_create(&OutcomeLabels { outcome })
+            .get_or_create(&OutcomeLabels {
+                outcome: review.label(),
+            })
             .inc();
     }
 

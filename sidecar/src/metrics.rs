@@ -23,6 +23,15 @@ pub enum Route {
 }
 
 impl Route {
+    pub const ALL: [Route; 6] = [
+        Route::Uploads,
+        Route::LegacyUploads,
+        Route::Params,
+        Route::Multipart,
+        Route::Verify,
+        Route::Other,
+    ];
+
     pub fn of(path: &str) -> Self {
         match path {
             "/uploads" => Route::Uploads,

@@ -4,6 +4,8 @@
 #   Ceph RGW (S3 + IAM + STS) for the integration tests: radosgw ceph-mon ceph-osd
 #   headless Chromium for the browser tests: chromium
 #   helm for the chart tests: built from its Go module into ~/.cache/uploadbucket/bin
+#   promtool for the chart's alert-rule tests: likewise (tests/run.sh builds it in the
+#   background: `install-deps.sh --no-promtool`, then `install-deps.sh promtool`)
 #   @uppy/core + @uppy/aws-s3 + esbuild for the Uppy browser test: npm ci in tests/web/uppy
 #   express for the example app (the journey test's pod): npm ci in examples/web
 #   containerd runc containernetworking-plugins iptables gcc for the one-node cluster
@@ -11,7 +13,29 @@ set -euo pipefail
 
 # helm: no distribution package; `go install` from the Go module proxy (a few minutes, once).
 HELM_VERSION=v3.22.0
+# promtool: Prometheus' module (Prometheus 3.6's tag scheme); about 4 minutes, once.
+PROMTOOL_VERSION=v0.316.0
 bin="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}"
+
+install_promtool() {
+  [ "$(cat "$bin/promtool.version" 2>/dev/null)" = "$PROMTOOL_VERSION" ] && "$bin/promtool" --version >/dev/null 2>&1 && return 0
+  command -v go >/dev/null || { echo "install-deps: Go is needed to build promtool (https://go.dev/dl)" >&2; exit 1; }
+  echo "install-deps: building promtool $PROMTOOL_VERSION into $bin (once)" >&2
+  mkdir -p "$bin"
+  local log; log=$(mktemp)
+  GOBIN="$bin" go install "github.com/prometheus/prometheus/cmd/promtool@$PROMTOOL_VERSION" >"$log" 2>&1 || { cat "$log" >&2; exit 1; }
+  echo "$PROMTOOL_VERSION" >"$bin/promtool.version"
+  rm -f "$log"
+}
+
+promtool=1
+case "${1:-}" in
+  promtool) install_promtool; exit 0 ;;
+  --no-promtool) promtool=0 ;;
+  "") ;;
+  *) echo "usage: install-deps.sh [--no-promtool | promtool]" >&2; exit 2 ;;
+esac
+[ $promtool = 1 ] && install_promtool
 if ! "$bin/helm" version >/dev/null 2>&1; then
   command -v go >/dev/null || { echo "install-deps: Go is needed to build helm (https://go.dev/dl)" >&2; exit 1; }
   echo "install-deps: building helm $HELM_VERSION into $bin (once)" >&2

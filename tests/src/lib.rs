@@ -509,15 +509,30 @@ pub async fn assert_stored(
 
 /// The helm binary, or `None` after a loud SKIPPED (a failure when servers are required).
 pub fn helm(test: &str) -> Option<std::path::PathBuf> {
+    tool(test, "helm", "HELM", "version")
+}
+
+/// Prometheus' promtool (built from its Go module by tests/scripts/install-deps.sh), or
+/// `None` after a loud SKIPPED (a failure when servers are required).
+pub fn promtool(test: &str) -> Option<std::path::PathBuf> {
+    tool(test, "promtool", "PROMTOOL", "--version")
+}
+
+/// The first of `$env`, `name` on PATH and ~/.cache/uploadbucket/bin/`name` that answers
+/// `probe`.
+fn tool(test: &str, name: &str, env: &str, probe: &str) -> Option<std::path::PathBuf> {
     let candidates = [
-        std::env::var_os("HELM").map(std::path::PathBuf::from),
-        Some(std::path::PathBuf::from("helm")),
-        std::env::var_os("HOME")
-            .map(|h| std::path::PathBuf::from(h).join(".cache/uploadbucket/bin/helm")),
+        std::env::var_os(env).map(std::path::PathBuf::from),
+        Some(std::path::PathBuf::from(name)),
+        std::env::var_os("HOME").map(|h| {
+            std::path::PathBuf::from(h)
+                .join(".cache/uploadbucket/bin")
+                .join(name)
+        }),
     ];
     for c in candidates.into_iter().flatten() {
         if std::process::Command::new(&c)
-            .arg("version")
+            .arg(probe)
             .output()
             .is_ok_and(|o| o.status.success())
         {
@@ -526,7 +541,7 @@ pub fn helm(test: &str) -> Option<std::path::PathBuf> {
     }
     require_or_skip(
         test,
-        "no helm binary was found",
+        &format!("no {name} binary was found"),
         "tests/scripts/install-deps.sh installs it",
     )
 }

@@ -403,3 +403,352 @@ fn other_certificate_sources_and_bad_values() {
             .any(|e| e.name == "UPLOADBUCKET_WEBHOOK_CERT_DIR")
     );
 }
+
+// ----- Observability: alert rules, dashboard, PodMonitor -----
+
+const OBSERVABILITY: [&str; 5] = [
+    "metrics.prometheusRule.enabled=true",
+    "metrics.grafanaDashboard.enabled=true",
+    "metrics.serviceMonitor=true",
+    "sidecar.podMonitor=true",
+    "sidecar.metricsPort=9464",
+];
+
+/// The rendered PrometheusRule's groups and the dashboard's JSON, from a render with every
+/// observability piece on.
+fn observability(helm: &Path) -> (serde_json::Value, serde_json::Value) {
+    let mut sets = vec!["aws.region=eu-west-1"];
+    sets.extend(OBSERVABILITY);
+    let docs = render(helm, &sets).unwrap();
+    let one = |kind: &str| -> Value {
+        let found: Vec<&Value> = docs
+            .iter()
+            .filter(|d| d["kind"].as_str() == Some(kind))
+            .collect();
+        assert_eq!(found.len(), 1, "{kind}");
+        found[0].clone()
+    };
+    let rules: serde_json::Value =
+        serde_yaml::from_value(one("PrometheusRule")["spec"].clone()).expect("PrometheusRule spec");
+    let dashboard = one("ConfigMap")["data"]["uploadbucket.json"]
+        .as_str()
+        .expect("dashboard JSON")
+        .to_owned();
+    (
+        rules,
+        serde_json::from_str(&dashboard).expect("the dashboard is JSON"),
+    )
+}
+
+/// Off by default; with them on, `promtool check rules` accepts the rules as rendered, and
+/// `promtool test rules` (tests/prometheus/alerts_test.yaml) shows each alert firing when it
+/// should and not before.
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let test = "chart::alert_rules_pass_promtool_check_and_unit_tests";
+    let (Some(helm), Some(promtool)) = (helm(test), uploadbucket_tests::promtool(test)) else {
+        return;
+    };
+    let defaults = render(&helm, &["aws.region=eu-west-1"]).unwrap();
+    let kinds: BTreeSet<&str> = defaults.iter().filter_map(|d| d["kind"].as_str()).collect();
+    for off in [
+        "PrometheusRule",
+        "PodMonitor",
+        "ServiceMonitor",
+        "ConfigMap",
+    ] {
+        assert!(!kinds.contains(off), "{off} rendered by default");
+    }
+    let (rules, _) = observability(&helm);
+    let dir = std::env::temp_dir().join(uploadbucket_tests::unique_name("promtool"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("rules.yaml"),
+        serde_yaml::to_string(&rules).unwrap(),
+    )
+    .unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus/alerts_test.yaml"),
+        dir.join("alerts_test.yaml"),
+    )
+    .unwrap();
+    for args in [
+        ["check", "rules", "rules.yaml"],
+        ["test", "rules", "alerts_test.yaml"],
+    ] {
+        let out = Command::new(&promtool)
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Every alert has a unit test.
+    let tests = std::fs::read_to_string(dir.join("alerts_test.yaml")).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        let name = rule["alert"].as_str().unwrap();
+        assert!(
+            tests.contains(&format!("alertname: {name}\n")),
+            "{name} has no test"
+        );
+    }
+}
+
+/// Sample name -> label -> values seen.
+type Exported =
+    std::collections::BTreeMap<String, std::collections::BTreeMap<String, BTreeSet<String>>>;
+
+/// What the binaries export, from the operator's and the signer's registries with every
+/// outcome recorded once.
+fn exported() -> Exported {
+    let operator = uploadbucket_operator::metrics::Metrics::default();
+    operator.reconciles.inc();
+    operator.failure("AccessDenied");
+    operator.observe(std::time::Duration::from_millis(5));
+    for r in uploadbucket_operator::metrics::Review::ALL {
+        operator.webhook(r);
+    }
+    operator.webhook_duration.observe(0.001);
+    operator
+        .aws_requests
+        .get_or_create(&uploadbucket_operator::metrics::CallLabels {
+            service: "s3",
+            kind: "read",
+        })
+        .inc();
+    operator.set_ready("shop", "photos", true);
+    let signer = uploadbucket_sidecar::metrics::Metrics::default();
+    for route in uploadbucket_sidecar::metrics::Route::ALL {
+        for status in [200, 404, 503] {
+            signer.record(route, status, std::time::Duration::from_micros(80));
+        }
+    }
+    signer.credentials(false);
+    let mut out = Exported::default();
+    for line in (operator.encode() + &signer.encode()).lines() {
+        if line.starts_with('#') || line.is_empty() {
+            continue;
+        }
+        let (series, _) = line.rsplit_once(' ').unwrap();
+        let (name, labels) = series.split_once('{').unwrap_or((series, ""));
+        let entry = out.entry(name.to_owned()).or_default();
+        for pair in labels
+            .trim_end_matches('}')
+            .split(',')
+            .filter(|p| !p.is_empty())
+        {
+            let (k, v) = pair.split_once('=').unwrap();
+            entry
+                .entry(k.to_owned())
+                .or_default()
+                .insert(v.trim_matches('"').to_owned());
+        }
+    }
+    out
+}
+
+/// A label matcher of a selector: label, operator (`=`, `!=`, `=~`, `!~`), value.
+type Matcher = (String, String, String);
+
+/// The `uploadbucket_*` names in a PromQL expression, each with its selector's matchers,
+/// and the labels of its `by (...)` clauses.
+fn references(expr: &str) -> (Vec<(String, Vec<Matcher>)>, Vec<String>) {
+    let mut metrics = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("uploadbucket_") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        let name = tail[..end].to_owned();
+        let mut matchers = Vec::new();
+        let after = &tail[end..];
+        if let Some(inner) = after.strip_prefix('{') {
+            let inner = &inner[..inner.find('}').expect("a closed selector")];
+            for m in inner.split(',').filter(|m| !m.trim().is_empty()) {
+                let op_at = m.find(['=', '!']).expect("a matcher");
+                let (label, rest) = m.split_at(op_at);
+                let op_len =
+                    if rest.starts_with("=~") || rest.starts_with("!=") || rest.starts_with("!~") {
+                        2
+                    } else {
+                        1
+                    };
+                matchers.push((
+                    label.trim().to_owned(),
+                    rest[..op_len].to_owned(),
+                    rest[op_len..].trim().trim_matches('"').to_owned(),
+                ));
+            }
+        }
+        metrics.push((name, matchers));
+        rest = &tail[end..];
+    }
+    let mut by = Vec::new();
+    let mut rest = expr;
+    while let Some(i) = rest.find("by (") {
+        let inner = &rest[i + 4..];
+        let close = inner.find(')').unwrap();
+        by.extend(inner[..close].split(',').map(|l| l.trim().to_owned()));
+        rest = &inner[close..];
+    }
+    (metrics, by)
+}
+
+/// Every expression of the dashboard and the alert rules names only series the operator and
+/// the signer export, with labels they carry and label values they emit; the dashboard
+/// shows what the issue asks (reconciles, failures by reason, webhook latency, signer
+/// requests by outcome and latency) and the rules watch what they promise.
+#[test]
+fn dashboard_and_alerts_use_only_exported_metrics() {
+    let Some(helm) = helm("chart::dashboard_and_alerts_use_only_exported_metrics") else {
+        return;
+    };
+    let (rules, dashboard) = observability(&helm);
+    let exported = exported();
+    // Added by Prometheus to every scraped series (the signer's pods: namespace and pod).
+    let target_labels = ["namespace", "pod", "instance", "job"];
+    let mut exprs: Vec<(String, String)> = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for t in panel["targets"].as_array().into_iter().flatten() {
+            exprs.push((
+                format!("panel {:?}", panel["title"]),
+                t["expr"].as_str().unwrap().to_owned(),
+            ));
+        }
+    }
+    let dashboard_exprs = exprs.len();
+    for rule in rules["groups"][0]["rules"].as_array().unwrap() {
+        exprs.push((
+            format!("alert {}", rule["alert"]),
+            rule["expr"].as_str().unwrap().to_owned(),
+        ));
+    }
+    assert!(dashboard_exprs >= 10, "{dashboard_exprs} dashboard queries");
+    for (place, expr) in &exprs {
+        let (metrics, by) = references(expr);
+        assert!(
+            !metrics.is_empty(),
+            "{place}: no uploadbucket metric in {expr}"
+        );
+        let mut labels: BTreeSet<&str> = target_labels.into_iter().collect();
+        labels.insert("le");
+        for (name, matchers) in &metrics {
+            let Some(series) = exported.get(name) else {
+                panic!(
+                    "{place}: {name} is not exported; exported: {:?}",
+                    exported.keys()
+                );
+            };
+            labels.extend(series.keys().map(String::as_str));
+            for (label, op, value) in matchers {
+                let values = series
+                    .get(label)
+                    .unwrap_or_else(|| panic!("{place}: {name} has no label {label}"));
+                let wanted: Vec<&str> = match op.as_str() {
+                    "=" | "!=" => vec![value.as_str()],
+                    _ => value.split('|').collect(),
+                };
+                for v in wanted {
+                    assert!(
+                        values.contains(v),
+                        "{place}: {name}{{{label}{op}\"{value}\"}}: {v:?} is never emitted; {values:?}"
+                    );
+                }
+            }
+        }
+        for l in &by {
+            assert!(labels.contains(l.as_str()), "{place}: by ({l}) in {expr}");
+        }
+    }
+    let all = |range: std::ops::Range<usize>| {
+        exprs[range]
+            .iter()
+            .map(|(_, e)| e.as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let (on_dashboard, in_rules) = (all(0..dashboard_exprs), all(dashboard_exprs..exprs.len()));
+    for want in [
+        "uploadbucket_reconciles_total",
+        "uploadbucket_reconcile_failures_total",
+        "uploadbucket_webhook_review_duration_seconds_bucket",
+        "uploadbucket_signer_requests_total",
+        "uploadbucket_signer_request_duration_seconds_bucket",
+    ] {
+        assert!(on_dashboard.contains(want), "the dashboard lacks {want}");
+    }
+    for want in [
+        "uploadbucket_ready",
+        "uploadbucket_reconcile_failures_total",
+        "uploadbucket_webhook_reviews_total",
+        "uploadbucket_signer_requests_total{outcome=\"ServerError\"}",
+        "uploadbucket_signer_credentials_ready",
+    ] {
+        assert!(in_rules.contains(want), "the alerts lack {want}");
+    }
+}
+
+/// The PodMonitor scrapes what the webhook sets up: pods with its label, on its port name;
+/// the chart's sidecar.metricsPort reaches the operator (whose flag it is); the
+/// ServiceMonitor keeps uploadbucket_ready's own namespace label.
+#[test]
+fn podmonitor_matches_what_the_webhook_injects() {
+    let Some(helm) = helm("chart::podmonitor_matches_what_the_webhook_injects") else {
+        return;
+    };
+    let mut sets = vec!["aws.region=eu-west-1"];
+    sets.extend(OBSERVABILITY);
+    let docs = render(&helm, &sets).unwrap();
+    let monitor = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("PodMonitor"))
+        .expect("a PodMonitor");
+    use uploadbucket_operator::webhook::inject::{LABEL_SIGNER_METRICS, METRICS_PORT_NAME};
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"][LABEL_SIGNER_METRICS].as_str(),
+        Some("true")
+    );
+    assert_eq!(
+        monitor["spec"]["namespaceSelector"]["any"].as_bool(),
+        Some(true)
+    );
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"].as_str(), Some(METRICS_PORT_NAME));
+    assert_eq!(endpoint["path"].as_str(), Some("/metrics"));
+    let deployment: Vec<Deployment> = of_kind(&docs, "Deployment");
+    let env = deployment[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec
+        .as_ref()
+        .unwrap()
+        .containers[0]
+        .env
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        env.iter()
+            .any(|e| e.name == "UPLOADBUCKET_SIDECAR_METRICS_PORT"
+                && e.value.as_deref() == Some("9464")),
+        "{env:?}"
+    );
+    let service_monitor = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ServiceMonitor"))
+        .unwrap();
+    assert_eq!(
+        service_monitor["spec"]["endpoints"][0]["honorLabels"].as_bool(),
+        Some(true)
+    );
+    let err = render(&helm, &["aws.region=eu-west-1", "sidecar.metricsPort=80"]).unwrap_err();
+    assert!(err.contains("metricsPort"), "{err}");
+}

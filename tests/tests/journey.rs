@@ -212,6 +212,7 @@ spec:
       labels: {{app: web}}
       annotations:
         uploadbucket.io/inject: avatars
+        uploadbucket.io/metrics-port: "9464"
     spec:
       serviceAccountName: web
       automountServiceAccountToken: false
@@ -605,6 +606,52 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
         json!({"pod": "connected", "node": "connected", "internet": "ENETUNREACH", "other": "ENETUNREACH"}),
         "what the app pod can reach"
     );
+    // The signer's metrics on the pod IP (as Prometheus would scrape them), and nothing
+    // else there: no signing route on the metrics port, no signing API on the pod IP.
+    let pod_ip = pod["status"]["podIP"].as_str().unwrap();
+    assert_eq!(
+        pod["metadata"]["labels"]["uploadbucket.io/signer-metrics"], "true",
+        "{pod}"
+    );
+    let signer_ports = &signer_of(pod).unwrap()["ports"];
+    assert_eq!(
+        signer_ports,
+        &json!([{"name": "ub-metrics", "containerPort": 9464, "protocol": "TCP"}])
+    );
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .unwrap();
+    let scraped = http
+        .get(format!("http://{pod_ip}:9464/metrics"))
+        .send()
+        .await
+        .expect("the metrics port on the pod IP");
+    assert_eq!(scraped.status(), 200);
+    let scraped = scraped.text().await.unwrap();
+    for series in [
+        "uploadbucket_signer_requests_total{route=\"Uploads\",outcome=\"Ok\"} 1",
+        "uploadbucket_signer_credentials_ready 1",
+    ] {
+        assert!(scraped.contains(series), "{series} in {scraped}");
+    }
+    let refused = http
+        .post(format!("http://{pod_ip}:9464/uploads"))
+        .json(&json!({"contentType": "image/jpeg", "size": 10}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 404);
+    let signing = http
+        .post(format!("http://{pod_ip}:8787/uploads"))
+        .json(&json!({"contentType": "image/jpeg", "size": 10}))
+        .send()
+        .await;
+    assert!(
+        signing.as_ref().is_err_and(|e| e.is_connect()),
+        "the signing API answered on the pod IP: {signing:?}"
+    );
+
     // The URL is signed with temporary credentials from STS (a session token; not the
     // store's admin key, which only the operator holds).
     let url = inside["upload"]["uploadURL"]

@@ -23,7 +23,7 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use tracing::{info, warn};
 
 use crate::crd::UploadBucket;
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, Review};
 use inject::{Outcome, Settings};
 
 /// Reads the UploadBucket a pod names.
@@ -128,7 +128,7 @@ async fn mutate(
         Ok(r) => r,
         Err(e) => {
             warn!(error = %e, "Unreadable admission review");
-            state.metrics.webhook("invalid");
+            state.metrics.webhook(Review::Invalid);
             return Json(
                 AdmissionResponse::invalid(format!("not an AdmissionReview of a Pod: {e}"))
                     .into_review(),
@@ -138,7 +138,7 @@ async fn mutate(
     let request: AdmissionRequest<Pod> = match review.try_into() {
         Ok(r) => r,
         Err(_) => {
-            state.metrics.webhook("invalid");
+            state.metrics.webhook(Review::Invalid);
             return Json(
                 AdmissionResponse::invalid("the AdmissionReview has no request").into_review(),
             );
@@ -165,7 +165,7 @@ pub async fn review_pod(
         _ => return response,
     };
     let Some(wanted) = inject::requested(pod) else {
-        state.metrics.webhook("skipped");
+        state.metrics.webhook(Review::Skipped);
         return response;
     };
     let namespace = request
@@ -186,7 +186,7 @@ pub async fn review_pod(
             Ok(b) => b,
             Err(e) => {
                 warn!(%namespace, pod = %pod_name, bucket = wanted, error = %e, "Cannot read UploadBucket");
-                state.metrics.webhook("error");
+                state.metrics.webhook(Review::Error);
                 return response.deny(format!(
                     "uploadbucket: cannot read UploadBucket {namespace}/{wanted} to inject the signer ({e}); try again"
                 ));
@@ -195,23 +195,23 @@ pub async fn review_pod(
     };
     match inject::inject(pod, &namespace, bucket.as_ref(), &state.settings) {
         Outcome::NotRequested | Outcome::AlreadyInjected => {
-            state.metrics.webhook("skipped");
+            state.metrics.webhook(Review::Skipped);
             response
         }
         Outcome::Deny(message) => {
             info!(%namespace, pod = %pod_name, bucket = wanted, %message, "Pod refused");
-            state.metrics.webhook("denied");
+            state.metrics.webhook(Review::Denied);
             response.deny(format!("uploadbucket: {message}"))
         }
         Outcome::Inject(patch) => match response.clone().with_patch(patch) {
             Ok(r) => {
                 info!(%namespace, pod = %pod_name, bucket = wanted, "Signer injected");
-                state.metrics.webhook("injected");
+                state.metrics.webhook(Review::Injected);
                 r
             }
             Err(e) => {
                 warn!(error = %e, "Cannot serialize patch");
-                state.metrics.webhook("error");
+                state.metrics.webhook(Review::Error);
                 response
                     .deny("uploadbucket: internal error building the patch; see the operator log")
             }
