@@ -103,12 +103,15 @@ fn run_probe(container: &Container, url: &str) -> (bool, String) {
     )
 }
 
-#[tokio::test]
-async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
-    let signer = injected_signer();
-    let mut env = env_map(&signer);
-    // Same container, with test credentials instead of a projected token, on a port of its
-    // own choosing (read from its log).
+/// Runs the injected container as the kubelet would, with test credentials instead of a
+/// projected token, on ports of its own choosing (read from its log) and the `extra` env;
+/// the process and the addresses logged with `listening`.
+fn run_injected(
+    signer: &Container,
+    extra: &[(&str, &str)],
+    listening: &[&str],
+) -> (uploadbucket_tests::Child, Vec<String>) {
+    let mut env = env_map(signer);
     env.remove("AWS_ROLE_ARN");
     env.remove("AWS_WEB_IDENTITY_TOKEN_FILE");
     env.insert("UPLOADBUCKET_LISTEN".into(), "127.0.0.1:0".into());
@@ -121,11 +124,22 @@ async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
         "AWS_SECRET_ACCESS_KEY".into(),
         "injectedsecretinjectedsecretinjected0000".into(),
     );
+    env.extend(
+        extra
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
     let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
     cmd.args(signer.args.clone().unwrap_or_default())
         .env_clear()
         .envs(&env);
-    let (_child, addrs) = spawn_service(cmd, "sidecar", &["Signer listening"]);
+    spawn_service(cmd, "sidecar", listening)
+}
+
+#[tokio::test]
+async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
+    let signer = injected_signer();
+    let (_child, addrs) = run_injected(&signer, &[], &["Signer listening"]);
     let base = format!("http://{}", addrs[0]);
     wait_healthy(&base).await;
 
@@ -189,25 +203,11 @@ async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
 #[tokio::test]
 async fn the_metrics_listener_serves_metrics_and_nothing_else() {
     let signer = injected_signer();
-    let mut env = env_map(&signer);
-    env.remove("AWS_ROLE_ARN");
-    env.remove("AWS_WEB_IDENTITY_TOKEN_FILE");
-    env.insert("UPLOADBUCKET_LISTEN".into(), "127.0.0.1:0".into());
-    env.insert("UPLOADBUCKET_METRICS_LISTEN".into(), "127.0.0.1:0".into());
-    env.insert(
-        "RUST_LOG".into(),
-        "warn,uploadbucket_sidecar::cli=info".into(),
+    let (_child, addrs) = run_injected(
+        &signer,
+        &[("UPLOADBUCKET_METRICS_LISTEN", "127.0.0.1:0")],
+        &["Signer listening", "Metrics listening"],
     );
-    env.insert("AWS_ACCESS_KEY_ID".into(), "AKIDEXAMPLEINJECTED00".into());
-    env.insert(
-        "AWS_SECRET_ACCESS_KEY".into(),
-        "injectedsecretinjectedsecretinjected0000".into(),
-    );
-    let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
-    cmd.args(signer.args.clone().unwrap_or_default())
-        .env_clear()
-        .envs(&env);
-    let (_child, addrs) = spawn_service(cmd, "sidecar", &["Signer listening", "Metrics listening"]);
     let (base, metrics) = (
         format!("http://{}", addrs[0]),
         format!("http://{}", addrs[1]),
