@@ -254,8 +254,18 @@ async fn apply_object(
     ctx: &Context,
     api: &Api<UploadBucket>,
 ) -> Result<Action, Error> {
-    let result = provision(ub, ctx, api).await;
-    let (st, events) = next_status(ub, &result);
+    // What a pass writes on its way (the names recorded right before AWS gets something
+    // new) is the status the API server holds when the pass ends: the final write starts
+    // from it, or a failed pass would drop the intent (server-side apply removes fields the
+    // manager no longer sends) and the bucket created just before the failure would be
+    // refused as someone else's on the next pass.
+    let written = std::sync::Mutex::new(None);
+    let result = provision(ub, ctx, api, &written).await;
+    let current = written
+        .into_inner()
+        .unwrap_or_default()
+        .or_else(|| ub.status.clone());
+    let (st, events) = next_status(ub, current.clone(), &result);
     ctx.metrics.set_ready(
         &ub.namespace().unwrap_or_default(),
         &ub.name_any(),
@@ -263,7 +273,7 @@ async fn apply_object(
             .iter()
             .any(|c| c.type_ == READY && c.status == "True"),
     );
-    if status::differs(ub.status.as_ref(), &st)
+    if status::differs(current.as_ref(), &st)
         && let Err(e) = status::patch_status(api, ub, &st).await
     {
         warn!(error = %e, "Could not write status");
@@ -325,6 +335,7 @@ async fn provision(
     ub: &UploadBucket,
     ctx: &Context,
     api: &Api<UploadBucket>,
+    written: &std::sync::Mutex<Option<UploadBucketStatus>>,
 ) -> Result<Provisioned, Failure> {
     let role_wanted = ctx.irsa.as_ref().map(|_| role::derive_role_name(ub));
     let recorded_role = ub.status.as_ref().and_then(|s| s.role_name.clone());
@@ -353,6 +364,9 @@ async fn provision(
             Timestamp::now(),
         );
         status::patch_status(api, ub, &st).await?;
+        if let Ok(mut w) = written.lock() {
+            *w = Some(st);
+        }
         Ok(())
     };
     let (names, owned, report) = provision_bucket(&*ctx.buckets, ub, &ctx.defaults, intent)
@@ -451,9 +465,10 @@ pub async fn provision_bucket(
 /// The one status write of a pass, and the Events to publish with it.
 fn next_status(
     ub: &UploadBucket,
+    current: Option<UploadBucketStatus>,
     result: &Result<Provisioned, Failure>,
 ) -> (UploadBucketStatus, Vec<(EventType, &'static str, String)>) {
-    let mut st = ub.status.clone().unwrap_or_default();
+    let mut st = current.unwrap_or_default();
     let mut events = Vec::new();
     let record = |st: &mut UploadBucketStatus, names: &Names| {
         st.bucket_name = Some(names.bucket.name.clone());

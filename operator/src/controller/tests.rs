@@ -48,6 +48,8 @@ struct FakeS3 {
     timeline: Timeline,
     /// Someone else retags the bucket with this uid while the operator reads its CORS.
     retag_on_cors_read: Mutex<Option<String>>,
+    /// The next CreateBucket makes the bucket (untagged, as on RGW) but its answer is lost.
+    lose_create_answer: Mutex<bool>,
 }
 
 impl FakeS3 {
@@ -101,6 +103,14 @@ impl BucketApi for FakeS3 {
         }
         self.write("CreateBucket", b);
         let mut all = self.buckets.lock().unwrap();
+        if std::mem::take(&mut *self.lose_create_answer.lock().unwrap()) {
+            all.insert(b.name.clone(), FakeBucket::default());
+            return Err(AwsError::Api {
+                op: "CreateBucket",
+                code: "DispatchFailure".into(),
+                message: "connection reset before the answer".into(),
+            });
+        }
         if all.contains_key(&b.name) {
             return Ok(Created::AlreadyOwned);
         }
@@ -1011,6 +1021,57 @@ async fn irsa_role_is_recorded_first_then_created_and_reported() {
         .position(|l| l.starts_with("iam DeleteRole "))
         .expect("role deleted");
     assert!(p < r, "{timeline:#?}");
+}
+
+/// The store makes the bucket but the answer to CreateBucket is lost (the connection cut
+/// mid-request). The failed pass's status keeps the intent and the role name it recorded
+/// before creating anything, so the next pass knows the untagged bucket as its own instead
+/// of refusing it as someone else's (seen on RGW behind a cut proxy), and cleanup finds the
+/// role.
+#[tokio::test]
+async fn a_create_whose_answer_is_lost_keeps_the_intent_and_the_next_pass_claims_it() {
+    let obj = ub(json!({"serviceAccountNames": ["web"]}));
+    let name = desired::derive_bucket_name(&obj, "");
+    let s3 = FakeS3 {
+        lose_create_answer: Mutex::new(true),
+        ..Default::default()
+    };
+    let mut h = harness(&obj, s3);
+    let iam = Arc::new(FakeIam {
+        timeline: h.timeline.clone(),
+        ..Default::default()
+    });
+    let ctx = Arc::into_inner(h.ctx)
+        .expect("sole owner")
+        .with_irsa(iam.clone(), irsa_settings());
+    h.ctx = Arc::new(ctx);
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "AwsApiError");
+    assert!(h.s3.buckets.lock().unwrap().contains_key(&name));
+    let last = h.status_patches().last().unwrap().clone();
+    assert_eq!(last["status"]["creatingBucket"], name, "{last}");
+    assert!(
+        last["status"]["roleName"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("ub-shop-photos-")),
+        "{last}"
+    );
+    assert_eq!(condition(&last, "Ready")["reason"], "AwsApiError");
+
+    // The next pass sees the status the API server holds: the failed pass's last write.
+    let mut next = obj.clone();
+    next.status = serde_json::from_value(last["status"].clone()).unwrap();
+    reconcile(Arc::new(next), h.ctx.clone())
+        .await
+        .expect("the bucket is claimed as this object's");
+    let tags = h.s3.buckets.lock().unwrap()[&name].tags.clone();
+    assert_eq!(tags.get(desired::TAG_UID), obj.metadata.uid.as_ref());
+    let last = h.status_patches().last().unwrap().clone();
+    assert_eq!(condition(&last, "Ready")["status"], "True", "{last}");
+    assert_eq!(last["status"]["bucketName"], name);
+    assert!(last["status"].get("creatingBucket").is_none(), "{last}");
 }
 
 /// `obj` being deleted with `status`, against the S3 state `h` left behind.
