@@ -949,6 +949,20 @@ impl crate::aws::iam::IamApi for FakeIam {
     }
 }
 
+/// A harness whose operator manages IRSA roles, in the returned fake IAM.
+fn irsa_harness(obj: &UploadBucket, s3: FakeS3) -> (Harness, Arc<FakeIam>) {
+    let mut h = harness(obj, s3);
+    let iam = Arc::new(FakeIam {
+        timeline: h.timeline.clone(),
+        ..Default::default()
+    });
+    let ctx = Arc::into_inner(h.ctx)
+        .expect("sole owner")
+        .with_irsa(iam.clone(), irsa_settings());
+    h.ctx = Arc::new(ctx);
+    (h, iam)
+}
+
 fn irsa_settings() -> role::IrsaSettings {
     role::IrsaSettings {
         provider_arn: "arn:aws:iam::123456789012:oidc-provider/oidc.example.com/id/X".into(),
@@ -962,15 +976,7 @@ fn irsa_settings() -> role::IrsaSettings {
 #[tokio::test]
 async fn irsa_role_is_recorded_first_then_created_and_reported() {
     let obj = ub(json!({"serviceAccountNames": ["web"]}));
-    let mut h = harness(&obj, FakeS3::default());
-    let iam = Arc::new(FakeIam {
-        timeline: h.timeline.clone(),
-        ..Default::default()
-    });
-    let ctx = Arc::into_inner(h.ctx)
-        .expect("sole owner")
-        .with_irsa(iam.clone(), irsa_settings());
-    h.ctx = Arc::new(ctx);
+    let (h, iam) = irsa_harness(&obj, FakeS3::default());
     reconcile(Arc::new(obj.clone()), h.ctx.clone())
         .await
         .expect("reconcile");
@@ -1036,15 +1042,7 @@ async fn a_create_whose_answer_is_lost_keeps_the_intent_and_the_next_pass_claims
         lose_create_answer: Mutex::new(true),
         ..Default::default()
     };
-    let mut h = harness(&obj, s3);
-    let iam = Arc::new(FakeIam {
-        timeline: h.timeline.clone(),
-        ..Default::default()
-    });
-    let ctx = Arc::into_inner(h.ctx)
-        .expect("sole owner")
-        .with_irsa(iam.clone(), irsa_settings());
-    h.ctx = Arc::new(ctx);
+    let (h, _) = irsa_harness(&obj, s3);
     let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
         .await
         .unwrap_err();
