@@ -96,9 +96,15 @@ echo "== cargo test"
 log="$work/cargo-test.log"
 # The shipped builds, which the workspace build never compiles (it merges features): the
 # sidecar as its image builds it (no dev store) with its own tests, and the operator alone.
-cargo test -p uploadbucket-sidecar --no-default-features --features server --quiet 2>&1 | tee "$log"
+# The lifecycle test first, while RGW's lifecycle index holds no other test's buckets: RGW 16's
+# manual passes (radosgw-admin lc process) ignore --bucket and take one bucket per index
+# shard per pass, and with the rest of the suite's buckets in the index ten passes went by
+# without reaching the test's bucket.
+lifecycle=pending_uploads_expire_by_lifecycle_and_verified_ones_stay
+cargo test -p uploadbucket-tests --test verify_rgw --quiet -- --exact "$lifecycle" 2>&1 | tee "$log"
+cargo test -p uploadbucket-sidecar --no-default-features --features server --quiet 2>&1 | tee -a "$log"
 cargo build -p uploadbucket-operator --quiet
-cargo test --workspace --quiet 2>&1 | tee -a "$log"
+cargo test --workspace --quiet -- --skip "$lifecycle" 2>&1 | tee -a "$log"
 # One closing line for the whole run (cargo prints one per test binary, doc-tests last).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }
      END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"

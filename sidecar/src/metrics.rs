@@ -128,7 +128,12 @@ impl Metrics {
 
     /// Records the outcome of an attempt to get credentials.
     pub fn credentials(&self, ok: bool) {
-        self.credentials_ready.set(i64::from(ok));
+        // Written only on a change: every request records, and a store on every one would
+        // bounce the cache line between the worker threads.
+        let ready = i64::from(ok);
+        if self.credentials_ready.get() != ready {
+            self.credentials_ready.set(ready);
+        }
         if !ok {
             self.credential_failures.inc();
         }
