@@ -27,6 +27,8 @@ unset UPDATE_GOLDEN UPDATE_CRDS
 # promtool builds in the background (below).
 tests/scripts/install-deps.sh --no-promtool
 export PATH="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}:$PATH"
+# Where install-deps.sh put the Prometheus operator's CRDs (cluster.rs validates against them).
+export UPLOADBUCKET_MONITORING_CRDS="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}/../monitoring-crds"
 
 work=${UPLOADBUCKET_TEST_DIR:-$(mktemp -d -t uploadbucket-tests.XXXXXX)}
 mkdir -p "$work"

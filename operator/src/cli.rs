@@ -134,6 +134,12 @@ pub struct RunArgs {
     /// Seconds a leader holds the Lease without renewing it; a standby takes over after that.
     #[arg(long, env = "UPLOADBUCKET_LEADER_ELECTION_LEASE_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(2..=300))]
     pub leader_election_lease_seconds: u64,
+    /// On SIGTERM, keep answering the webhook this many seconds (not ready meanwhile) before
+    /// exiting, so that the API server stops sending reviews here before nothing answers
+    /// them: endpoints drop a terminating pod a moment after it gets the signal, and a
+    /// review sent to a pod that is gone waits out the webhook's timeout and fails the pod.
+    #[arg(long, env = "UPLOADBUCKET_SHUTDOWN_DELAY_SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub shutdown_delay_seconds: u64,
     #[command(flatten)]
     pub webhook: WebhookArgs,
 }
@@ -455,10 +461,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             tracing::error!(error = %e, "Admin server stopped");
         }
     });
-    if !args.leader_election {
-        return controller::run(ctx, args.watch_namespace, ready).await;
+    let result = if args.leader_election {
+        lead(ctx, &args, ready.clone()).await
+    } else {
+        controller::run(ctx, args.watch_namespace.clone(), ready.clone()).await
+    };
+    // Stopped by a signal (a failure exits at once): the webhook and the admin server keep
+    // answering for the delay, not ready, while the endpoints drop this pod.
+    if result.is_ok() && args.shutdown_delay_seconds > 0 {
+        ready.store(false, std::sync::atomic::Ordering::Relaxed);
+        info!(
+            seconds = args.shutdown_delay_seconds,
+            "Stopping: the webhook answers a little longer"
+        );
+        tokio::time::sleep(Duration::from_secs(args.shutdown_delay_seconds)).await;
     }
-    lead(ctx, &args, ready).await
+    result
 }
 
 /// Waits for the leader Lease, then runs the controller for as long as it is held.
@@ -491,8 +509,19 @@ async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyh
     // A standby serves the webhook, so it is ready too.
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     info!(%identity, lease = %format!("{namespace}/{lease}"), "Waiting to lead");
+    // A standby stops on SIGTERM (a leader's controller stops on it by itself).
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("cannot handle SIGTERM")?;
     while !*leading.borrow_and_update() {
-        leading.changed().await.context("leader election stopped")?;
+        tokio::select! {
+            changed = leading.changed() => changed.context("leader election stopped")?,
+            _ = term.recv() => {
+                info!("Stopping (SIGTERM) while waiting to lead");
+                drop(leading);
+                task.abort();
+                return Ok(());
+            }
+        }
     }
     info!(%identity, "Leading: starting the controller");
     let lost = async { while leading.changed().await.is_ok() && *leading.borrow() {} };

@@ -6,6 +6,7 @@
 #   helm for the chart tests: built from its Go module into ~/.cache/uploadbucket/bin
 #   promtool for the chart's alert-rule tests: likewise (tests/run.sh builds it in the
 #   background: `install-deps.sh --no-promtool`, then `install-deps.sh promtool`)
+#   the Prometheus operator's CRDs (from its Go module) into ~/.cache/uploadbucket/monitoring-crds
 #   @uppy/core + @uppy/aws-s3 + esbuild for the Uppy browser test: npm ci in tests/web/uppy
 #   express for the example app (the journey test's pod): npm ci in examples/web
 #   containerd runc containernetworking-plugins iptables gcc for the one-node cluster
@@ -28,6 +29,25 @@ install_promtool() {
   rm -f "$log"
 }
 
+# The Prometheus operator's CRDs (ServiceMonitor, PodMonitor, PrometheusRule), for the API
+# server to validate the chart's monitoring objects: from its Go module, which carries them.
+PROMETHEUS_OPERATOR_VERSION=v0.85.0
+install_monitoring_crds() {
+  local dest="$bin/../monitoring-crds" tmp dir kind
+  [ "$(cat "$dest/version" 2>/dev/null)" = "$PROMETHEUS_OPERATOR_VERSION" ] && return 0
+  command -v go >/dev/null || { echo "install-deps: Go is needed to fetch the Prometheus operator's CRDs" >&2; exit 1; }
+  tmp=$(mktemp -d)
+  dir=$(cd "$tmp" && go mod download -json "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["Dir"])')
+  rm -rf "$tmp" "$dest"
+  mkdir -p "$dest"
+  for kind in podmonitors prometheusrules servicemonitors; do
+    cp "$dir/example/prometheus-operator-crd/monitoring.coreos.com_$kind.yaml" "$dest/"
+  done
+  chmod u+w "$dest"/*.yaml
+  echo "$PROMETHEUS_OPERATOR_VERSION" >"$dest/version"
+}
+
 promtool=1
 case "${1:-}" in
   promtool) install_promtool; exit 0 ;;
@@ -36,6 +56,7 @@ case "${1:-}" in
   *) echo "usage: install-deps.sh [--no-promtool | promtool]" >&2; exit 2 ;;
 esac
 [ $promtool = 1 ] && install_promtool
+install_monitoring_crds
 if ! "$bin/helm" version >/dev/null 2>&1; then
   command -v go >/dev/null || { echo "install-deps: Go is needed to build helm (https://go.dev/dl)" >&2; exit 1; }
   echo "install-deps: building helm $HELM_VERSION into $bin (once)" >&2

@@ -577,14 +577,59 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
     let Some(helm) = uploadbucket_tests::helm(test) else {
         return;
     };
+    // The Prometheus operator's CRDs (tests/scripts/install-deps.sh fetches them), so that
+    // the chart's ServiceMonitor, PodMonitor and PrometheusRule meet their real schemas.
+    let crds = std::env::var("UPLOADBUCKET_MONITORING_CRDS").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/uploadbucket/monitoring-crds",
+            std::env::var("HOME").unwrap_or_default()
+        )
+    });
+    if !std::path::Path::new(&crds).join("version").exists() {
+        uploadbucket_tests::require_or_skip::<()>(
+            test,
+            &format!("no Prometheus operator CRDs in {crds}"),
+            "tests/scripts/install-deps.sh fetches them",
+        );
+        return;
+    }
+    let kubectl = |args: &[&str]| {
+        let out = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("kubectl");
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    kubectl(&["apply", "--server-side", "-f", &crds]);
+    for kind in ["podmonitors", "prometheusrules", "servicemonitors"] {
+        kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{kind}.monitoring.coreos.com"),
+        ]);
+    }
     let ns = namespace(&client, "ub-chart").await;
     // The CRD is installed already (and cluster-scoped): the rendered objects without it.
+    // Every optional piece on, the monitoring objects included.
     let rendered = uploadbucket_tests::render_chart(
         &helm,
         &ns,
         &[
             "aws.region=eu-west-1",
             "irsa.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.example.com",
+            "metrics.serviceMonitor=true",
+            "metrics.prometheusRule.enabled=true",
+            "metrics.grafanaDashboard.enabled=true",
+            "sidecar.podMonitor=true",
+            "sidecar.metricsPort=9464",
         ],
     )
     .expect("helm template");
@@ -596,18 +641,17 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
     let file = std::env::temp_dir().join(format!("{ns}.yaml"));
     std::fs::write(&file, &rendered).unwrap();
     // Server-side dry run: schema validation and admission of every object, nothing stored.
-    let out = std::process::Command::new("kubectl")
-        .args(["apply", "--dry-run=server", "-n", &ns, "-f"])
-        .arg(&file)
-        .env("KUBECONFIG", &kubeconfig)
-        .output()
-        .expect("kubectl");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    // Strict field validation: a field the schema does not know fails instead of being
+    // dropped.
+    let stdout = kubectl(&[
+        "apply",
+        "--dry-run=server",
+        "--validate=strict",
+        "-n",
+        &ns,
+        "-f",
+        file.to_str().unwrap(),
+    ]);
     for kind in [
         "serviceaccount",
         "clusterrole",
@@ -616,6 +660,10 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         "deployment",
         "secret",
         "mutatingwebhookconfiguration",
+        "configmap",
+        "servicemonitor",
+        "podmonitor",
+        "prometheusrule",
     ] {
         assert!(
             stdout.contains(&format!("{kind}.")) || stdout.contains(&format!("{kind}/")),
@@ -636,20 +684,117 @@ fn operator_with_lease(
     identity: &str,
     seconds: u32,
 ) -> Operator {
-    start_operator(
-        kubeconfig,
-        server,
-        ns,
-        &[
-            ("UPLOADBUCKET_LEADER_ELECTION", "true".into()),
-            ("UPLOADBUCKET_LEADER_ELECTION_NAMESPACE", ns.into()),
-            (
-                "UPLOADBUCKET_LEADER_ELECTION_LEASE_SECONDS",
-                seconds.to_string(),
-            ),
-            ("POD_NAME", identity.into()),
-        ],
-    )
+    operator_with_lease_and(kubeconfig, server, ns, identity, seconds, &[])
+}
+
+fn operator_with_lease_and(
+    kubeconfig: &str,
+    server: &uploadbucket_tests::S3Server,
+    ns: &str,
+    identity: &str,
+    seconds: u32,
+    extra: &[(&str, String)],
+) -> Operator {
+    let mut env = vec![
+        ("UPLOADBUCKET_LEADER_ELECTION", "true".to_owned()),
+        ("UPLOADBUCKET_LEADER_ELECTION_NAMESPACE", ns.to_owned()),
+        (
+            "UPLOADBUCKET_LEADER_ELECTION_LEASE_SECONDS",
+            seconds.to_string(),
+        ),
+        ("POD_NAME", identity.to_owned()),
+    ];
+    env.extend(extra.iter().cloned());
+    start_operator(kubeconfig, server, ns, &env)
+}
+
+/// SIGTERM (a pod being deleted, a rolling update) to a leader and to a standby: each turns
+/// not ready at once but keeps answering the webhook for `--shutdown-delay-seconds`, so
+/// reviews the API server still sends it while the endpoints drop the pod are answered
+/// (without the delay, a rolling update failed a pod: the webhook call timed out), then
+/// exits 0.
+#[tokio::test]
+async fn on_sigterm_the_webhook_answers_through_the_shutdown_delay() {
+    let test = "cluster::on_sigterm_the_webhook_answers_through_the_shutdown_delay";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    ensure_crd(&client).await;
+    let ns = namespace(&client, "ub-term").await;
+    let work = std::env::temp_dir().join(unique_name("ub-term"));
+    webhook_certificate(&work);
+    let extra = [
+        (
+            "UPLOADBUCKET_WEBHOOK_CERT_DIR",
+            work.to_str().unwrap().to_owned(),
+        ),
+        ("UPLOADBUCKET_SHUTDOWN_DELAY_SECONDS", "3".to_owned()),
+    ];
+    let leader = operator_with_lease_and(&kubeconfig, &server, &ns, "term-a", 15, &extra);
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(client.clone(), &ns);
+    wait_for("term-a to lead", 30, || {
+        let leases = leases.clone();
+        async move {
+            let l = leases.get_opt("uploadbucket-operator").await.ok()??;
+            (l.spec?.holder_identity? == "term-a").then_some(())
+        }
+    })
+    .await;
+    let standby = operator_with_lease_and(&kubeconfig, &server, &ns, "term-b", 15, &extra);
+    uploadbucket_tests::wait_healthy(&standby.admin).await;
+    let tls = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .timeout(std::time::Duration::from_secs(2))
+        .build()
+        .unwrap();
+    for (role, mut operator) in [("leader", leader), ("standby", standby)] {
+        let webhook = format!("https://{}/healthz", operator.webhook.clone().unwrap());
+        assert_eq!(tls.get(&webhook).send().await.unwrap().status(), 200);
+        let pid = operator.child.0.id().to_string();
+        let term = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(term.success());
+        let sent = std::time::Instant::now();
+        wait_for(&format!("the {role} not ready"), 2, || {
+            let admin = operator.admin.clone();
+            async move {
+                let r = reqwest::get(format!("{admin}/readyz")).await.ok()?;
+                (r.status() == 503).then_some(())
+            }
+        })
+        .await;
+        // Still answering reviews' TLS connections, 2 s in.
+        tokio::time::sleep(std::time::Duration::from_secs(2).saturating_sub(sent.elapsed())).await;
+        let answered = tls.get(&webhook).send().await;
+        assert!(
+            answered.as_ref().is_ok_and(|r| r.status() == 200),
+            "the {role}'s webhook 2 s after SIGTERM: {answered:?}"
+        );
+        let status = loop {
+            if let Some(status) = operator.child.0.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                sent.elapsed() < std::time::Duration::from_secs(10),
+                "the {role} still running 10 s after SIGTERM"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        };
+        let took = sent.elapsed();
+        eprintln!("the {role} exited {status} {took:?} after SIGTERM");
+        assert!(status.success(), "the {role} exited {status}");
+        assert!(took >= std::time::Duration::from_secs(3), "{took:?}");
+    }
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(&ns, &DeleteParams::default())
+        .await;
 }
 
 async fn reconciles(operator: &Operator) -> u64 {
