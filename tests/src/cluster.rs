@@ -208,16 +208,22 @@ impl Operator {
     /// The value of the sample `name` (with its labels, e.g.
     /// `uploadbucket_reconcile_failures_total{reason="AccessDenied"}`) on `/metrics`; 0 if absent.
     pub async fn metric(&self, name: &str) -> u64 {
-        let text = reqwest::get(format!("{}/metrics", self.admin))
+        self.metrics()
+            .await
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .map(|v| v.trim().parse().expect("a counter"))
+            .unwrap_or(0)
+    }
+
+    /// Its whole `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.admin))
             .await
             .expect("the operator's /metrics")
             .text()
             .await
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .map(|v| v.trim().parse().expect("a counter"))
-            .unwrap_or(0)
+            .unwrap()
     }
 
     /// Its reconciles and AWS writes so far, read once both have held still for 3 s (the

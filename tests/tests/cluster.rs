@@ -493,12 +493,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .unwrap();
     assert!(plain.spec.unwrap().init_containers.is_none());
 
-    let metrics = reqwest::get(format!("{}/metrics", operator.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = operator.metrics().await;
     assert!(
         metrics.contains("uploadbucket_webhook_reviews_total{outcome=\"injected\"} 2"),
         "{metrics}"

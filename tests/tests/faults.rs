@@ -42,12 +42,7 @@ async fn an_rgw_outage_while_50_objects_reconcile_ends_with_each_ready_once() {
         reconciles().await - passes,
     );
     proxy.down(false);
-    let metrics = reqwest::get(format!("{}/metrics", operator.admin))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = operator.metrics().await;
     let failures: Vec<&str> = metrics
         .lines()
         .filter(|l| l.starts_with("uploadbucket_reconcile_failures_total{"))

@@ -365,42 +365,32 @@ fn valid_object_name(name: &str) -> bool {
         && name.ends_with(|c: char| c.is_ascii_alphanumeric())
 }
 
+/// The pod's annotation `name`, if set, as a port the signer (non-root) can listen on;
+/// `off` too where `off_allowed`, as `None`.
+fn annotated_port(pod: &Pod, name: &str, off_allowed: bool) -> Option<Result<Option<u16>, String>> {
+    let raw = pod.metadata.annotations.as_ref()?.get(name)?;
+    Some(match raw.trim() {
+        "off" if off_allowed => Ok(None),
+        p => match p.parse::<u16>() {
+            Ok(p) if p >= 1024 => Ok(Some(p)),
+            _ => Err(format!(
+                "annotation {name}: {raw:?} is not a port the signer can use; allowed: 1024 to 65535 (the signer runs as non-root){}",
+                if off_allowed { ", or off" } else { "" }
+            )),
+        },
+    })
+}
+
 fn port(pod: &Pod) -> Result<u16, String> {
-    let Some(raw) = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_PORT))
-    else {
-        return Ok(DEFAULT_PORT);
-    };
-    match raw.trim().parse::<u16>() {
-        Ok(p) if p >= 1024 => Ok(p),
-        _ => Err(format!(
-            "annotation {ANNOTATION_PORT}: {raw:?} is not a port the signer can use; allowed: 1024 to 65535 (the signer runs as non-root)"
-        )),
+    match annotated_port(pod, ANNOTATION_PORT, false) {
+        None => Ok(DEFAULT_PORT),
+        Some(p) => Ok(p?.unwrap_or(DEFAULT_PORT)),
     }
 }
 
 /// The metrics-only listener's port: the pod's annotation, else the operator's setting.
 fn metrics_port(pod: &Pod, settings: &Settings) -> Result<Option<u16>, String> {
-    let Some(raw) = pod
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(ANNOTATION_METRICS_PORT))
-    else {
-        return Ok(settings.metrics_port);
-    };
-    match raw.trim() {
-        "off" => Ok(None),
-        p => match p.parse::<u16>() {
-            Ok(p) if p >= 1024 => Ok(Some(p)),
-            _ => Err(format!(
-                "annotation {ANNOTATION_METRICS_PORT}: {raw:?} is not allowed; use a port from 1024 to 65535 (the signer runs as non-root), or off"
-            )),
-        },
-    }
+    annotated_port(pod, ANNOTATION_METRICS_PORT, true).unwrap_or(Ok(settings.metrics_port))
 }
 
 fn check_port_free(spec: &PodSpec, port: u16, annotation: &str) -> Result<(), String> {
