@@ -191,8 +191,14 @@ fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
 pub fn valid_content_type_pattern(ct: &str) -> bool {
     let token = |s: &str| {
         !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "!#$&^_.+-".contains(c))
+            && s.bytes().all(|c| {
+                c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || matches!(
+                        c,
+                        b'!' | b'#' | b'$' | b'&' | b'^' | b'_' | b'.' | b'+' | b'-'
+                    )
+            })
     };
     matches!(ct.split_once('/'), Some((t, s)) if token(t) && (s == "*" || token(s)))
 }

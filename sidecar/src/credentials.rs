@@ -8,7 +8,7 @@
 //! (an hour for web identity) would otherwise make every request refresh; URLs are cut to the
 //! credentials' expiry instead (see `uploads::lifetime`).
 
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -16,19 +16,36 @@ use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvid
 
 use crate::presign::Credentials;
 
-/// A source of signing credentials.
+/// A source of signing credentials. Shared, not copied: a request takes a reference count,
+/// not three strings (the session token is a kilobyte or so).
 #[async_trait]
 pub trait CredentialSource: Send + Sync {
-    async fn credentials(&self) -> Result<Credentials, String>;
+    async fn credentials(&self) -> Result<Arc<Credentials>, String>;
+
+    /// Credentials at hand without waiting, if any: the hot path, which needs no boxed
+    /// future. `None` sends the caller to [`CredentialSource::credentials`].
+    fn ready(&self) -> Option<Arc<Credentials>> {
+        None
+    }
 }
 
 /// Fixed credentials (dev mode, tests).
-pub struct StaticCredentials(pub Credentials);
+pub struct StaticCredentials(pub Arc<Credentials>);
+
+impl StaticCredentials {
+    pub fn new(credentials: Credentials) -> Self {
+        Self(Arc::new(credentials))
+    }
+}
 
 #[async_trait]
 impl CredentialSource for StaticCredentials {
-    async fn credentials(&self) -> Result<Credentials, String> {
+    async fn credentials(&self) -> Result<Arc<Credentials>, String> {
         Ok(self.0.clone())
+    }
+
+    fn ready(&self) -> Option<Arc<Credentials>> {
+        Some(self.0.clone())
     }
 }
 
@@ -37,7 +54,7 @@ pub struct CachedCredentials {
     provider: SharedCredentialsProvider,
     margin: Duration,
     /// The credentials, and the margin that applies to them.
-    cached: RwLock<Option<(Credentials, Duration)>>,
+    cached: RwLock<Option<(Arc<Credentials>, Duration)>>,
     refresh: tokio::sync::Mutex<()>,
     now: fn() -> SystemTime,
 }
@@ -60,7 +77,7 @@ impl CachedCredentials {
         self
     }
 
-    fn fresh(&self, now: SystemTime) -> Option<Credentials> {
+    fn fresh(&self, now: SystemTime) -> Option<Arc<Credentials>> {
         let guard = self.cached.read().ok()?;
         let (c, margin) = guard.as_ref()?;
         match c.expiry {
@@ -81,7 +98,7 @@ fn margin_for(configured: Duration, now: SystemTime, expiry: Option<SystemTime>)
 
 #[async_trait]
 impl CredentialSource for CachedCredentials {
-    async fn credentials(&self) -> Result<Credentials, String> {
+    async fn credentials(&self) -> Result<Arc<Credentials>, String> {
         if let Some(c) = self.fresh((self.now)()) {
             return Ok(c);
         }
@@ -94,12 +111,12 @@ impl CredentialSource for CachedCredentials {
             self.provider.provide_credentials().await.map_err(|e| {
                 aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
             })?;
-        let creds = Credentials {
+        let creds = Arc::new(Credentials {
             access_key_id: c.access_key_id().to_owned(),
             secret_access_key: c.secret_access_key().to_owned(),
             session_token: c.session_token().map(str::to_owned),
             expiry: c.expiry(),
-        };
+        });
         tracing::info!(expiry = ?creds.expiry.map(crate::presign::rfc3339), "Loaded credentials");
         let margin = margin_for(self.margin, (self.now)(), creds.expiry);
         if let Ok(mut slot) = self.cached.write() {
@@ -107,12 +124,15 @@ impl CredentialSource for CachedCredentials {
         }
         Ok(creds)
     }
+
+    fn ready(&self) -> Option<Arc<Credentials>> {
+        self.fresh((self.now)())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A clock the test moves: seconds after a fixed start.

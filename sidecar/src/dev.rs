@@ -214,7 +214,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     let state = AppState::new(
         config.clone(),
         presigner,
-        Arc::new(StaticCredentials(creds)),
+        Arc::new(StaticCredentials::new(creds)),
         store.clone(),
     );
     let router = app(state).merge(

@@ -10,16 +10,21 @@ const MAX_EXT: usize = 10;
 
 /// The extension of a filename, if it is short and alphanumeric; lowercased.
 pub fn extension_of(filename: &str) -> Option<String> {
+    extension_in(filename).map(str::to_ascii_lowercase)
+}
+
+/// The extension of a filename as written, if it is short and alphanumeric.
+fn extension_in(filename: &str) -> Option<&str> {
     let base = filename.rsplit(['/', '\\']).next().unwrap_or(filename);
     let (stem, ext) = base.rsplit_once('.')?;
     if stem.is_empty()
         || ext.is_empty()
         || ext.len() > MAX_EXT
-        || !ext.chars().all(|c| c.is_ascii_alphanumeric())
+        || !ext.bytes().all(|c| c.is_ascii_alphanumeric())
     {
         return None;
     }
-    Some(ext.to_ascii_lowercase())
+    Some(ext)
 }
 
 /// A conventional extension for common content types.
@@ -44,15 +49,20 @@ pub fn extension_for(content_type: &str) -> Option<&'static str> {
     })
 }
 
-/// `prefix + id [+ "." + ext]`; the extension from the filename, else from the content type.
+/// `prefix + id [+ "." + ext]`; the extension from the filename (lowercased), else from the
+/// content type. One allocation: this is on every upload's path.
 pub fn build_key(prefix: &str, id: &str, filename: Option<&str>, content_type: &str) -> String {
     let ext = filename
-        .and_then(extension_of)
-        .or_else(|| extension_for(content_type).map(str::to_owned));
-    match ext {
-        Some(ext) => format!("{prefix}{id}.{ext}"),
-        None => format!("{prefix}{id}"),
+        .and_then(extension_in)
+        .or_else(|| extension_for(content_type));
+    let mut key = String::with_capacity(prefix.len() + id.len() + 1 + MAX_EXT);
+    key.push_str(prefix);
+    key.push_str(id);
+    if let Some(ext) = ext {
+        key.push('.');
+        key.extend(ext.chars().map(|c| c.to_ascii_lowercase()));
     }
+    key
 }
 
 /// Longest owner id.
@@ -71,10 +81,10 @@ pub fn valid_owner(owner: &str) -> bool {
 }
 
 /// Where keys go: `prefix`, or `prefix + owner + "/"` for an (already valid) owner.
-pub fn scope(prefix: &str, owner: Option<&str>) -> String {
+pub fn scope<'a>(prefix: &'a str, owner: Option<&str>) -> std::borrow::Cow<'a, str> {
     match owner {
-        Some(o) => format!("{prefix}{o}/"),
-        None => prefix.to_owned(),
+        Some(o) => format!("{prefix}{o}/").into(),
+        None => prefix.into(),
     }
 }
 
@@ -106,8 +116,21 @@ pub fn is_our_key(prefix: &str, key: &str) -> bool {
 }
 
 /// A fresh random id: 128 bits as 32 lowercase hex characters.
-pub fn random_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+pub fn random_id() -> RandomId {
+    let mut hex = [0u8; uuid::fmt::Simple::LENGTH];
+    uuid::Uuid::new_v4().simple().encode_lower(&mut hex);
+    RandomId(hex)
+}
+
+/// A random id, on the stack.
+pub struct RandomId([u8; uuid::fmt::Simple::LENGTH]);
+
+impl std::ops::Deref for RandomId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // Hex digits are ASCII.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
 }
 
 #[cfg(test)]
@@ -188,7 +211,7 @@ mod tests {
         assert!(!is_our_key("uploads/", "uploads/"));
         let id = random_id();
         assert_eq!(id.len(), 32);
-        assert_ne!(id, random_id());
+        assert_ne!(&*id, &*random_id());
     }
 }
 

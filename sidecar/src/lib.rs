@@ -18,6 +18,8 @@ pub mod dev_store;
 #[cfg(feature = "server")]
 pub mod error;
 #[cfg(feature = "server")]
+pub mod json;
+#[cfg(feature = "server")]
 pub mod keys;
 #[cfg(feature = "server")]
 pub mod limits;

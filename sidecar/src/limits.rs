@@ -46,17 +46,31 @@ impl RateLimiter {
                 b.tokens + now.duration_since(b.at).as_secs_f64() * per_second < capacity
             });
         }
-        let b = buckets.entry(owner.to_owned()).or_insert(Bucket {
+        // The owner's name is copied only the first time it is seen.
+        if let Some(b) = buckets.get_mut(owner) {
+            return b.take(now, per_second, capacity);
+        }
+        let mut b = Bucket {
             tokens: capacity,
             at: now,
-        });
-        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * per_second).min(capacity);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
+        };
+        let taken = b.take(now, per_second, capacity);
+        buckets.insert(owner.to_owned(), b);
+        taken
+    }
+}
+
+impl Bucket {
+    /// Refills for the time since the last start, then takes one token if there is one.
+    fn take(&mut self, now: Instant, per_second: f64, capacity: f64) -> Result<(), Duration> {
+        self.tokens =
+            (self.tokens + now.duration_since(self.at).as_secs_f64() * per_second).min(capacity);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
             Ok(())
         } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / per_second))
+            Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
         }
     }
 }

@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -17,12 +17,11 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::json::JsonBody;
 use crate::keys;
 use crate::presign::PresignInput;
 use crate::store::{Part, StoreError};
-use crate::uploads::{
-    allowed_metadata, check_content_type, check_size, credentials, json_error, lifetime,
-};
+use crate::uploads::{allowed_metadata, check_content_type, check_size, credentials, lifetime};
 
 /// S3 allows part numbers 1..=10000.
 const MAX_PART: i32 = 10_000;
@@ -142,9 +141,9 @@ fn part_number(s: &str) -> Result<i32, AppError> {
 /// `POST /s3/multipart` → `{key, uploadId}`.
 pub async fn create(
     State(state): State<AppState>,
-    body: Result<Json<CreateMultipart>, JsonRejection>,
+    body: JsonBody,
 ) -> Result<Json<Value>, AppError> {
-    let Json(req) = body.map_err(json_error)?;
+    let req: CreateMultipart = body.parse()?;
     let content_type = check_content_type(&state, req.content_type.as_deref())?;
     check_size(&state, req.size)?;
     let metadata = allowed_metadata(
@@ -323,12 +322,12 @@ pub async fn complete(
     State(state): State<AppState>,
     Path(upload_id): Path<String>,
     query: Result<Query<KeyQuery>, QueryRejection>,
-    body: Result<Json<CompleteBody>, JsonRejection>,
+    body: JsonBody,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
     let key = our_key(&state, q.key, q.owner.as_deref())?;
     check_upload_id(&upload_id)?;
-    let Json(body) = body.map_err(json_error)?;
+    let body: CompleteBody = body.parse()?;
     if body.parts.is_empty() {
         return Err(AppError::bad_request(
             "InvalidPart",

@@ -6,7 +6,6 @@
 //! The derived signing key (four HMACs) is cached per day, credentials and region, and the
 //! keyed HMAC state with it, so one presign is two SHA-256 passes and one HMAC.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -168,17 +167,29 @@ fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
 }
 
-/// SigV4 URI encoding into `out`; `/` kept when `keep_slash`.
+/// SigV4 URI encoding into `out`; `/` kept when `keep_slash`. Runs of characters that stay
+/// as they are (all of a typical key) are copied whole.
 pub fn uri_encode_into(out: &mut String, s: &str, keep_slash: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    for &b in s.as_bytes() {
-        if unreserved(b) || (keep_slash && b == b'/') {
-            out.push(b as char);
-        } else {
+    let mut rest = s;
+    while !rest.is_empty() {
+        let plain = rest
+            .bytes()
+            .position(|b| !(unreserved(b) || (keep_slash && b == b'/')))
+            .unwrap_or(rest.len());
+        out.push_str(&rest[..plain]);
+        // Percent-encode up to the next character that stays (whole UTF-8 sequences, so
+        // `rest` stays on a character boundary).
+        let special = rest[plain..]
+            .bytes()
+            .position(|b| unreserved(b) || (keep_slash && b == b'/'))
+            .map_or(rest.len(), |n| plain + n);
+        for &b in &rest.as_bytes()[plain..special] {
             out.push('%');
-            out.push(HEX[(b >> 4) as usize] as char);
-            out.push(HEX[(b & 15) as usize] as char);
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 15)]));
         }
+        rest = &rest[special..];
     }
 }
 
@@ -239,12 +250,18 @@ fn amz_date_bytes(t: SystemTime) -> ([u8; 16], [u8; 8]) {
 
 /// RFC 3339 UTC (`2023-11-14T22:13:20Z`).
 pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let (y, m, d, hh, mm, ss) = civil(secs);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+    // From the SigV4 form, without the formatting machinery (every answer carries one).
+    let (b, _) = amz_date_bytes(t);
+    let mut out = String::with_capacity(20);
+    for (i, &c) in b.iter().enumerate() {
+        match i {
+            4 | 6 => out.push('-'),
+            11 | 13 => out.push(':'),
+            _ => {}
+        }
+        out.push(char::from(c));
+    }
+    out
 }
 
 /// Calendar date and time of a Unix time (UTC), by the days-from-civil inverse.
@@ -395,7 +412,7 @@ impl Presigner {
         url.push_str("&X-Amz-Date=");
         url.push_str(amz_date);
         url.push_str("&X-Amz-Expires=");
-        let _ = write!(url, "{}", input.expires.as_secs());
+        url.push_str(itoa::Buffer::new().format(input.expires.as_secs()));
         let sh_start = url.len();
         url.push_str("&X-Amz-SignedHeaders=");
         for (i, (name, _)) in headers.iter().enumerate() {

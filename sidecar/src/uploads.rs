@@ -4,49 +4,57 @@
 //! In: the app's JSON request. Out: a presigned PUT URL or POST form, with the rules of the
 //! bucket (content type, size, key prefix, expiry) signed into it so S3 enforces them.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
+use smallvec::SmallVec;
 
 use crate::AppState;
 use crate::error::AppError;
+use crate::json::{JsonBody, Text};
 use crate::keys;
 use crate::presign::{Credentials, PostInput, PresignInput, rfc3339};
 
 /// S3's limit on user metadata (keys plus values).
 const MAX_METADATA_BYTES: usize = 2048;
 
-/// Body of `POST /uploads`.
+/// Body of `POST /uploads`. Strings borrow from the request body where they can.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CreateUpload {
+pub struct CreateUpload<'a> {
     /// Only its extension is used.
-    pub filename: Option<String>,
-    pub content_type: Option<String>,
+    #[serde(borrow)]
+    pub filename: Option<Text<'a>>,
+    #[serde(borrow)]
+    pub content_type: Option<Text<'a>>,
     /// Exact size in bytes, signed as content-length. A PUT URL needs it (S3 can enforce a
     /// size only when it is signed in); without it the answer is a POST form.
     pub size: Option<u64>,
     pub metadata: Option<BTreeMap<String, String>>,
     /// `PUT` or `POST` (a form whose policy carries the size range). Default: PUT when `size`
     /// is given, else POST.
-    pub method: Option<String>,
+    #[serde(borrow)]
+    pub method: Option<Text<'a>>,
     /// Base64 SHA-256 of the file (what `crypto.subtle.digest` gives, base64-encoded): signed
     /// as `x-amz-checksum-sha256`, so S3 refuses other bytes. PUT only.
-    #[serde(rename = "checksumSHA256")]
-    pub checksum_sha256: Option<String>,
+    #[serde(rename = "checksumSHA256", borrow)]
+    pub checksum_sha256: Option<Text<'a>>,
     /// Base64 MD5 of the file: signed as `Content-MD5`. PUT only.
-    #[serde(rename = "contentMD5")]
-    pub content_md5: Option<String>,
+    #[serde(rename = "contentMD5", borrow)]
+    pub content_md5: Option<Text<'a>>,
     /// The user the upload is for (the app's own id, set by its backend): the key goes under
     /// `<prefix><owner>/`.
-    pub owner: Option<String>,
+    #[serde(borrow)]
+    pub owner: Option<Text<'a>>,
 }
 
 /// A client's digest, checked for shape: base64 of exactly `bytes` bytes.
@@ -70,25 +78,16 @@ fn digest(
     }
 }
 
-/// Turns a JSON extractor rejection into our error shape.
-pub fn json_error(rej: JsonRejection) -> AppError {
-    match rej {
-        JsonRejection::MissingJsonContentType(_) => AppError::with_status(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "UnsupportedMediaType",
-            "send the request body as JSON with header content-type: application/json",
-        ),
-        other => AppError::bad_request("InvalidJson", other.body_text()),
-    }
-}
-
 fn query_error(rej: QueryRejection) -> AppError {
     AppError::bad_request("InvalidQuery", rej.body_text())
 }
 
 /// Validates a client's content type against the allowed list. Returns the lowercase
 /// media type to sign, without parameters.
-pub fn check_content_type(state: &AppState, ct: Option<&str>) -> Result<String, AppError> {
+pub fn check_content_type<'c>(
+    state: &AppState,
+    ct: Option<&'c str>,
+) -> Result<Cow<'c, str>, AppError> {
     let allowed = || state.config.allowed_content_types.join(", ");
     let Some(ct) = ct.map(str::trim).filter(|c| !c.is_empty()) else {
         return Err(AppError::bad_request(
@@ -96,12 +95,12 @@ pub fn check_content_type(state: &AppState, ct: Option<&str>) -> Result<String, 
             format!("contentType is required; allowed: {}", allowed()),
         ));
     };
-    let media = ct
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let media = ct.split(';').next().unwrap_or_default().trim();
+    let media: Cow<'c, str> = if media.bytes().any(|b| b.is_ascii_uppercase()) {
+        media.to_ascii_lowercase().into()
+    } else {
+        media.into()
+    };
     if !crate::config::valid_content_type_pattern(&media) || media.ends_with("/*") {
         return Err(AppError::bad_request(
             "InvalidContentType",
@@ -248,8 +247,11 @@ pub fn lifetime(
     Ok((now, expires))
 }
 
-pub async fn credentials(state: &AppState) -> Result<Credentials, AppError> {
-    let result = state.credentials.credentials().await;
+pub async fn credentials(state: &AppState) -> Result<Arc<Credentials>, AppError> {
+    let result = match state.credentials.ready() {
+        Some(c) => Ok(c),
+        None => state.credentials.credentials().await,
+    };
     state.metrics.credentials(result.is_ok());
     result.map_err(|e| AppError::unavailable("credentials", e))
 }
@@ -257,13 +259,16 @@ pub async fn credentials(state: &AppState) -> Result<Credentials, AppError> {
 /// Starts an upload for `owner` on any route that makes a key: checks the owner (400
 /// `InvalidOwner`; none where the bucket requires one, 400 `OwnerRequired`), takes one start
 /// from its quota, and answers where the key goes (the prefix, or the owner's folder in it).
-pub fn start_upload(state: &AppState, owner: Option<&str>) -> Result<String, AppError> {
+pub fn start_upload<'s>(
+    state: &'s AppState,
+    owner: Option<&str>,
+) -> Result<Cow<'s, str>, AppError> {
     let prefix = owner_scope(state, owner)?;
     take_start(state, owner)?;
     Ok(prefix)
 }
 
-fn owner_scope(state: &AppState, owner: Option<&str>) -> Result<String, AppError> {
+fn owner_scope<'s>(state: &'s AppState, owner: Option<&str>) -> Result<Cow<'s, str>, AppError> {
     match owner {
         Some(o) if !keys::valid_owner(o) => Err(AppError::bad_request(
             "InvalidOwner",
@@ -321,26 +326,20 @@ pub fn check_owner(state: &AppState, key: &str, owner: Option<&str>) -> Result<(
 }
 
 /// `POST /uploads`.
-pub async fn create(
-    State(state): State<AppState>,
-    body: Result<Json<CreateUpload>, JsonRejection>,
-) -> Result<Response, AppError> {
-    let Json(req) = body.map_err(json_error)?;
+pub async fn create(State(state): State<AppState>, body: JsonBody) -> Result<Response, AppError> {
+    let req: CreateUpload = body.parse()?;
     let content_type = check_content_type(&state, req.content_type.as_deref())?;
     check_size(&state, req.size)?;
     let metadata = check_metadata(&state, req.metadata.as_ref())?;
-    let method = match req.method.as_deref().map(str::to_ascii_uppercase) {
+    let method = match req.method.as_deref() {
         None if req.size.is_some() => "PUT",
         None => "POST",
-        Some(m) if m == "PUT" => "PUT",
-        Some(m) if m == "POST" => "POST",
-        Some(_) => {
+        Some(m) if m.eq_ignore_ascii_case("PUT") => "PUT",
+        Some(m) if m.eq_ignore_ascii_case("POST") => "POST",
+        Some(m) => {
             return Err(AppError::bad_request(
                 "InvalidMethod",
-                format!(
-                    "method {:?} is not supported; allowed: PUT, POST",
-                    req.method.unwrap_or_default()
-                ),
+                format!("method {m:?} is not supported; allowed: PUT, POST"),
             ));
         }
     };
@@ -392,18 +391,18 @@ pub async fn create(
             .into_response());
     }
 
-    let size = req.size.map(|s| s.to_string());
+    let mut size_digits = itoa::Buffer::new();
+    let size = req.size.map(|n| size_digits.format(n));
     let meta_names: Vec<String> = metadata
         .iter()
         .map(|(k, _)| format!("x-amz-meta-{k}"))
         .collect();
     // `if-none-match: *`: the URL creates its key once; a second PUT gets 412 instead of
     // replacing what was uploaded (and maybe already moderated).
-    let mut headers: Vec<(&str, &str)> = vec![
-        ("content-type", content_type.as_str()),
-        ("if-none-match", "*"),
-    ];
-    if let Some(size) = &size {
+    let mut headers: SmallVec<[(&str, &str); 8]> = SmallVec::new();
+    headers.push(("content-type", &content_type));
+    headers.push(("if-none-match", "*"));
+    if let Some(size) = size {
         headers.push(("content-length", size));
     }
     if let Some(d) = state.config.disposition(&content_type) {
@@ -450,44 +449,44 @@ pub async fn create(
             },
         ),
     };
-    Ok((
+    Ok(crate::json::response(
         StatusCode::CREATED,
-        Json(PutUpload {
-            method: "PUT",
-            upload_url: &url,
-            headers: ClientHeaders(&headers),
-            key: &key,
-            expires_at: &expires_at,
-        }),
-    )
-        .into_response())
+        put_answer(&url, &headers, &key, &expires_at),
+    ))
 }
 
-/// The answer to a PUT request; serialized straight from borrowed parts (the hot path).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PutUpload<'a> {
-    method: &'static str,
-    #[serde(rename = "uploadURL")]
-    upload_url: &'a str,
-    headers: ClientHeaders<'a>,
-    key: &'a str,
-    expires_at: &'a str,
-}
-
-/// The signed headers the client must send, as a JSON object. The browser sets
-/// content-length itself (JS may not), so it is left out.
-struct ClientHeaders<'a>(&'a [(&'a str, &'a str)]);
-
-impl Serialize for ClientHeaders<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(
-            self.0
-                .iter()
-                .filter(|(k, _)| *k != "content-length")
-                .map(|(k, v)| (k, v)),
-        )
+/// The answer to a PUT request, `{method, uploadURL, headers, key, expiresAt}`, written into
+/// one buffer of the right size. `headers` are the signed ones the client must send, less
+/// content-length, which the browser sets itself (JS may not).
+fn put_answer(url: &str, headers: &[(&str, &str)], key: &str, expires_at: &str) -> Vec<u8> {
+    use crate::json::push_string;
+    let headers = headers.iter().filter(|(k, _)| *k != "content-length");
+    let size = 96
+        + url.len()
+        + key.len()
+        + expires_at.len()
+        + headers
+            .clone()
+            .map(|(k, v)| k.len() + v.len() + 6)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(br#"{"method":"PUT","uploadURL":"#);
+    push_string(&mut out, url);
+    out.extend_from_slice(br#","headers":{"#);
+    for (i, (k, v)) in headers.enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_string(&mut out, k);
+        out.push(b':');
+        push_string(&mut out, v);
     }
+    out.extend_from_slice(br#"},"key":"#);
+    push_string(&mut out, key);
+    out.extend_from_slice(br#","expiresAt":"#);
+    push_string(&mut out, expires_at);
+    out.push(b'}');
+    out
 }
 
 /// The benchmark baseline: the same PUT presigned by aws-sdk-s3, signing the same `headers`.
@@ -691,4 +690,38 @@ pub fn allowed_metadata<'a>(
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_put_answer_is_the_json_it_describes() {
+        let headers = [
+            ("content-type", "image/jpeg"),
+            ("if-none-match", "*"),
+            ("content-length", "42"),
+            ("x-amz-meta-note", "a \"quoted\" \\ value\t"),
+        ];
+        let url = "https://b.s3.eu-west-1.amazonaws.com/uploads/k%20x.jpg?x-id=PutObject&X-Amz-Signature=ab";
+        let body = put_answer(url, &headers, "uploads/k x.jpg", "2026-12-01T10:00:00Z");
+        let parsed: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            parsed,
+            json!({
+                "method": "PUT",
+                "uploadURL": url,
+                "headers": {
+                    "content-type": "image/jpeg",
+                    "if-none-match": "*",
+                    "x-amz-meta-note": "a \"quoted\" \\ value\t",
+                },
+                "key": "uploads/k x.jpg",
+                "expiresAt": "2026-12-01T10:00:00Z",
+            })
+        );
+        // Sized right: no growth while writing.
+        assert!(body.capacity() >= body.len() && body.capacity() < body.len() + 128);
+    }
 }

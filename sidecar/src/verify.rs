@@ -10,13 +10,13 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{STATE_QUARANTINED, STATE_VERIFIED};
 use crate::error::AppError;
+use crate::json::JsonBody;
 use crate::keys;
 use crate::server::AppState;
 use crate::store::{ObjectInfo, StoreError};
@@ -107,7 +107,7 @@ fn store_error(e: StoreError) -> AppError {
 /// `POST /uploads/verify {"key"}`.
 pub async fn verify(
     State(state): State<AppState>,
-    body: Result<Json<VerifyRequest>, JsonRejection>,
+    body: Result<JsonBody, AppError>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     if !state.config.verify {
         return Err(AppError::with_status(
@@ -116,11 +116,18 @@ pub async fn verify(
             "this bucket does not verify uploads (spec.uploads.verification.enabled is false)",
         ));
     }
-    let Json(req) = body.map_err(|e| {
-        AppError::bad_request(
-            "InvalidJson",
-            format!("body must be JSON {{\"key\": \"...\"}}: {}", e.body_text()),
-        )
+    let parsed = body.and_then(|b| b.parse::<VerifyRequest>());
+    let req = parsed.map_err(|e| match e {
+        AppError::Client {
+            status,
+            code,
+            message,
+        } => AppError::Client {
+            status,
+            code,
+            message: format!("body must be JSON {{\"key\": \"...\"}}: {message}"),
+        },
+        other => other,
     })?;
     let key = req
         .key

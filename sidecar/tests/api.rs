@@ -158,7 +158,7 @@ struct Failing;
 
 #[async_trait]
 impl CredentialSource for Failing {
-    async fn credentials(&self) -> Result<Credentials, String> {
+    async fn credentials(&self) -> Result<Arc<Credentials>, String> {
         Err("secret internal detail: token file /var/run/x unreadable".into())
     }
 }
@@ -227,7 +227,7 @@ fn state_from(config: Config) -> AppState {
     AppState::new(
         config,
         Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
-        Arc::new(StaticCredentials(creds(None))),
+        Arc::new(StaticCredentials::new(creds(None))),
         Arc::new(FakeStore::default()),
     )
     .with_clock(now)
@@ -236,7 +236,7 @@ fn state_from(config: Config) -> AppState {
 fn state() -> (AppState, Arc<FakeStore>) {
     let store = Arc::new(FakeStore::default());
     (
-        state_with(Arc::new(StaticCredentials(creds(None))), store.clone()),
+        state_with(Arc::new(StaticCredentials::new(creds(None))), store.clone()),
         store,
     )
 }
@@ -318,7 +318,7 @@ async fn put_url_signs_type_and_size_under_the_prefix() {
 async fn expiry_is_cut_to_the_credentials_lifetime() {
     let store = Arc::new(FakeStore::default());
     let s = state_with(
-        Arc::new(StaticCredentials(creds(Some(
+        Arc::new(StaticCredentials::new(creds(Some(
             now() + Duration::from_secs(100),
         )))),
         store,
@@ -396,6 +396,18 @@ async fn refusals_are_json_and_name_the_field() {
             StatusCode::BAD_REQUEST,
             "InvalidMetadata",
             "ASCII",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "size": "big"}),
+            StatusCode::BAD_REQUEST,
+            "InvalidJson",
+            "size: invalid type",
+        ),
+        (
+            json!({"contentType": "image/jpeg", "metadata": {"user-id": 7}}),
+            StatusCode::BAD_REQUEST,
+            "InvalidJson",
+            "metadata.user-id: invalid type",
         ),
     ];
     for (req, status, code, needle) in cases {
@@ -637,7 +649,7 @@ async fn bucket_owner_full_control_is_signed_into_every_upload() {
     let s = AppState::new(
         rgw,
         Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
-        Arc::new(StaticCredentials(creds(None))),
+        Arc::new(StaticCredentials::new(creds(None))),
         store.clone(),
     )
     .with_clock(now);
@@ -1235,7 +1247,7 @@ async fn store_failures_are_500_without_internals() {
         let s = AppState::new(
             config(),
             Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
-            Arc::new(StaticCredentials(creds(None))),
+            Arc::new(StaticCredentials::new(creds(None))),
             Arc::new(BrokenStore(fail)),
         )
         .with_clock(now);
@@ -1306,7 +1318,7 @@ fn verifying(store: Arc<dyn ObjectStore>, quarantine: bool) -> AppState {
     AppState::new(
         c,
         Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
-        Arc::new(StaticCredentials(creds(None))),
+        Arc::new(StaticCredentials::new(creds(None))),
         store,
     )
     .with_clock(now)
@@ -1742,7 +1754,7 @@ async fn open_multipart_uploads_are_capped_per_owner() {
     let s = AppState::new(
         c,
         Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
-        Arc::new(StaticCredentials(creds(None))),
+        Arc::new(StaticCredentials::new(creds(None))),
         store.clone(),
     )
     .with_clock(now);
