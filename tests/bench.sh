@@ -3,12 +3,14 @@
 #  1. criterion: the fast presigner vs the cached-key ceiling vs aws-sdk-s3's presigner;
 #  2. wrk: POST /uploads req/s at concurrency 1, 16, 64, fast signer vs `--signer sdk`, and
 #     the HTTP ceiling both pay: GET /healthz on the fast sidecar at the same concurrencies;
-#  3. resident memory of the sidecar idle and under load.
+#  3. resident memory of the sidecar idle and under load;
+#  4. user and system CPU time per POST /uploads and GET /healthz with the sidecar alone on
+#     one core (informative: where a gap to /healthz comes from).
 # Prints a markdown table (medians, with the spread of the rounds) and checks the targets
 # (signer >= 0.7x the ceiling, /uploads >= 3x the SDK build at concurrency 16 and 64 and at 1
 # unless the HTTP round trip caps it, /uploads >= 0.8x /healthz at concurrency 16 and 64,
 # RSS idle <= 10 MiB); exits 1 if missed.
-#   tests/bench.sh            (about 4 minutes after the release build)
+#   tests/bench.sh            (about 5 minutes after the release build)
 #   BENCH_SECONDS=10 BENCH_ROUNDS=5 tests/bench.sh   (seconds per wrk run, runs per figure)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -97,7 +99,40 @@ s1=${rps[sdk,1]} s16=${rps[sdk,16]} s64=${rps[sdk,64]}
 h1=${rps[healthz,1]} h16=${rps[healthz,16]} h64=${rps[healthz,64]}
 spans="${span[fast,1]} ${span[fast,16]} ${span[fast,64]} ${span[sdk,1]} ${span[sdk,16]} ${span[sdk,64]} ${span[healthz,1]} ${span[healthz,16]} ${span[healthz,64]}"
 
-python3 - "$fast_ns" "$limit_ns" "$sdk_ns" "$f_idle" "$f1" "$f16" "$f64" "$f_peak" "$s_idle" "$s1" "$s16" "$s64" "$s_peak" "$secs" "$rounds" "$h1" "$h16" "$h64" $spans <<'PY'
+# Where a POST /uploads' time goes, without wrk competing for the same core: a third sidecar
+# with one worker pinned to core 1, wrk -t1 pinned to core 0, concurrency 16; the sidecar's
+# user and system CPU time per request from /proc/<pid>/stat, /uploads and /healthz taking
+# turns. Informative (no target): it says whether a gap is the signer's own work (user) or
+# the kernel's (system).
+pinned=""
+if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
+  echo "== pinned: one worker on core 1, wrk -t1 on core 0, concurrency 16, $rounds rounds" >&2
+  pport=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  env -i PATH="$PATH" UPLOADBUCKET_BUCKET=bench-bucket UPLOADBUCKET_REGION=eu-west-1 \
+    UPLOADBUCKET_LISTEN=127.0.0.1:$pport \
+    AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000 AWS_SECRET_ACCESS_KEY=benchsecretbenchsecretbenchsecret00000000 \
+    AWS_EC2_METADATA_DISABLED=true RUST_LOG=warn taskset -c 1 "$bin" serve --worker-threads 1 >"$work/pinned.log" 2>&1 &
+  ppid=$!
+  pids+=("$ppid")
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$pport/healthz" >/dev/null && break; sleep 0.05; done
+  curl -sf -X POST -H 'content-type: application/json' -d '{"contentType":"image/jpeg","size":1}' "http://127.0.0.1:$pport/uploads" >/dev/null
+  tck=$(getconf CLK_TCK)
+  # One pinned wrk run; prints "req/s user-µs system-µs" per request.
+  pinned_run() {
+    local script=$1 path=$2 before after out
+    read -r -a before < <(awk '{print $14, $15}' "/proc/$ppid/stat")
+    out=$(taskset -c 0 wrk -t1 -c16 -d"${secs}s" -s "$work/$script" "http://127.0.0.1:$pport$path")
+    read -r -a after < <(awk '{print $14, $15}' "/proc/$ppid/stat")
+    echo "$out" | awk -v u=$((after[0] - before[0])) -v s=$((after[1] - before[1])) -v t="$tck" \
+      '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f %.2f\n", r, u/t/n*1e6, s/t/n*1e6}'
+  }
+  for _ in $(seq 1 "$rounds"); do
+    pinned="$pinned $(pinned_run post.lua /uploads) $(pinned_run get.lua /healthz)"
+  done
+fi
+
+status=0
+python3 - "$fast_ns" "$limit_ns" "$sdk_ns" "$f_idle" "$f1" "$f16" "$f64" "$f_peak" "$s_idle" "$s1" "$s16" "$s64" "$s_peak" "$secs" "$rounds" "$h1" "$h16" "$h64" $spans <<'PY' || status=$?
 import sys
 a = sys.argv[1:]
 fast, limit, sdk = map(float, a[0:3])
@@ -134,3 +169,22 @@ print(f"| RSS peak under load | {f_peak/1024:.1f} MiB | {s_peak/1024:.1f} MiB | 
 print("\nall targets met" if ok else "\nSOME TARGETS MISSED")
 sys.exit(0 if ok else 1)
 PY
+
+if [ -n "$pinned" ]; then
+  # shellcheck disable=SC2086
+  python3 - $pinned <<'PY'
+import statistics as st, sys
+v = list(map(float, sys.argv[1:]))
+rounds = [v[i:i + 6] for i in range(0, len(v), 6)]
+col = lambda k: [r[k] for r in rounds]
+med = lambda xs: f"{st.median(xs):.2f} [{min(xs):.2f}-{max(xs):.2f}]"
+print("\n## Per request, the sidecar alone on one core (one worker; wrk -t1 on the other core; concurrency 16; medians of the rounds, range in brackets)\n")
+print("| route | req/s | user µs | system µs |")
+print("|---|---|---|---|")
+print(f"| POST /uploads | {st.median(col(0)):,.0f} | {med(col(1))} | {med(col(2))} |")
+print(f"| GET /healthz | {st.median(col(3)):,.0f} | {med(col(4))} | {med(col(5))} |")
+ratios = [a / b for a, b in zip(col(0), col(3))]
+print(f"\nPOST /uploads vs GET /healthz with the load generator off the sidecar's core: {st.median(ratios):.2f}x [{min(ratios):.2f}-{max(ratios):.2f}]")
+PY
+fi
+exit $status
