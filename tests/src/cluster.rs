@@ -216,6 +216,20 @@ impl Operator {
             .unwrap_or(0)
     }
 
+    /// The value of the sample `name` once it reaches `at_least`, or its last value after 10 s.
+    /// For a counter moved after what the test waited on: a failed pass writes its status
+    /// before the controller counts the failure.
+    pub async fn metric_reaching(&self, name: &str, at_least: u64) -> u64 {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let value = self.metric(name).await;
+            if value >= at_least || tokio::time::Instant::now() >= deadline {
+                return value;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Its whole `/metrics` text.
     pub async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.admin))

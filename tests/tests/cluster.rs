@@ -1084,7 +1084,10 @@ async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slo
     assert!(message.contains("access denied"), "{message}");
     assert!(
         operator
-            .metric("uploadbucket_reconcile_failures_total{reason=\"AccessDenied\"}")
+            .metric_reaching(
+                "uploadbucket_reconcile_failures_total{reason=\"AccessDenied\"}",
+                1
+            )
             .await
             >= 1,
         "the failure is counted by reason"
