@@ -711,13 +711,9 @@ fn operator_with_lease_and(
 #[tokio::test]
 async fn on_sigterm_the_webhook_answers_through_the_shutdown_delay() {
     let test = "cluster::on_sigterm_the_webhook_answers_through_the_shutdown_delay";
-    let Some((client, kubeconfig)) = cluster(test).await else {
+    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
         return;
     };
-    let Some(server) = s3_server(test) else {
-        return;
-    };
-    ensure_crd(&client).await;
     let ns = namespace(&client, "ub-term").await;
     let work = std::env::temp_dir().join(unique_name("ub-term"));
     webhook_certificate(&work);
@@ -799,13 +795,9 @@ async fn reconciles(operator: &Operator) -> u64 {
 #[tokio::test]
 async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() {
     let test = "cluster::with_leader_election_one_replica_reconciles_and_a_standby_takes_over";
-    let Some((client, kubeconfig)) = cluster(test).await else {
+    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
         return;
     };
-    let Some(server) = s3_server(test) else {
-        return;
-    };
-    ensure_crd(&client).await;
     let ns = namespace(&client, "ub-lease").await;
     let mut first = operator_with_lease(&kubeconfig, &server, &ns, "replica-a", 3);
     let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
@@ -883,13 +875,9 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over() {
     let test = "cluster::a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over";
-    let Some((client, kubeconfig)) = cluster(test).await else {
+    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
         return;
     };
-    let Some(server) = s3_server(test) else {
-        return;
-    };
-    ensure_crd(&client).await;
     let ns = namespace(&client, "ub-cut").await;
     // Replica a reaches the API server through a proxy the test can cut.
     let text = std::fs::read_to_string(&kubeconfig).unwrap();

@@ -13,9 +13,9 @@ use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    cluster, ensure_crd, namespace, start_operator, wait_gone, wait_not_ready, wait_ready,
+    cluster_and_s3, namespace, start_operator, wait_gone, wait_not_ready, wait_ready,
 };
-use uploadbucket_tests::{BucketSnapshot, s3_server, unique_name};
+use uploadbucket_tests::{BucketSnapshot, unique_name};
 
 /// A bucket of the account that no UploadBucket manages, with settings of its own (someone
 /// else's tag, lifecycle rule, CORS rule and policy statement), versioning on and objects.
@@ -148,13 +148,9 @@ async fn delete_and_wait(ubs: &Api<UploadBucket>, name: &str) {
 #[tokio::test]
 async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     let test = "tenancy::no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own";
-    let Some((client, kubeconfig)) = cluster(test).await else {
+    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
         return;
     };
-    let Some(server) = s3_server(test) else {
-        return;
-    };
-    ensure_crd(&client).await;
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
         .await;
