@@ -162,34 +162,49 @@ pub struct PostForm {
     pub fields: Vec<(String, String)>,
 }
 
-/// Characters left alone by SigV4 URI encoding.
-fn unreserved(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+/// Which bytes SigV4 URI encoding leaves alone: unreserved characters, and `/` too when
+/// `keep_slash`.
+const fn plain_bytes(keep_slash: bool) -> [bool; 256] {
+    let mut plain = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        plain[i] = b.is_ascii_alphanumeric()
+            || matches!(b, b'-' | b'_' | b'.' | b'~')
+            || (keep_slash && b == b'/');
+        i += 1;
+    }
+    plain
 }
+static PLAIN: [bool; 256] = plain_bytes(false);
+static PLAIN_PATH: [bool; 256] = plain_bytes(true);
 
-/// SigV4 URI encoding into `out`; `/` kept when `keep_slash`. Runs of characters that stay
-/// as they are (all of a typical key) are copied whole.
+/// SigV4 URI encoding into `out`; `/` kept when `keep_slash`. A string with nothing to
+/// encode (all of a typical key) is copied whole, else the runs between encoded bytes are.
 pub fn uri_encode_into(out: &mut String, s: &str, keep_slash: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let mut rest = s;
-    while !rest.is_empty() {
-        let plain = rest
-            .bytes()
-            .position(|b| !(unreserved(b) || (keep_slash && b == b'/')))
-            .unwrap_or(rest.len());
-        out.push_str(&rest[..plain]);
-        // Percent-encode up to the next character that stays (whole UTF-8 sequences, so
-        // `rest` stays on a character boundary).
-        let special = rest[plain..]
-            .bytes()
-            .position(|b| unreserved(b) || (keep_slash && b == b'/'))
-            .map_or(rest.len(), |n| plain + n);
-        for &b in &rest.as_bytes()[plain..special] {
-            out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 15)]));
+    let plain = if keep_slash { &PLAIN_PATH } else { &PLAIN };
+    let bytes = s.as_bytes();
+    if bytes.iter().all(|&b| plain[usize::from(b)]) {
+        out.push_str(s);
+        return;
+    }
+    let mut run = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if plain[usize::from(b)] {
+            continue;
         }
-        rest = &rest[special..];
+        // `run..i` holds only plain (ASCII) bytes, so both ends are character boundaries.
+        if run < i {
+            out.push_str(&s[run..i]);
+        }
+        out.push('%');
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 15)]));
+        run = i + 1;
+    }
+    if run < bytes.len() {
+        out.push_str(&s[run..]);
     }
 }
 
@@ -223,29 +238,47 @@ fn hex_bytes(bytes: &[u8]) -> [u8; 64] {
     out
 }
 
+thread_local! {
+    /// The last day written as `YYYYMMDD` and its number since 1970: every signature and
+    /// expiry writes the date, and it changes once a day.
+    static DAY: std::cell::Cell<(u64, [u8; 8])> = const { std::cell::Cell::new((u64::MAX, [0; 8])) };
+}
+
 /// `20231114T221320Z` and `20231114` without allocating.
 fn amz_date_bytes(t: SystemTime) -> ([u8; 16], [u8; 8]) {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let (y, m, d, hh, mm, ss) = civil(secs);
-    let mut out = *b"00000000T000000Z";
-    let put = |out: &mut [u8; 16], at: usize, width: usize, mut v: u64| {
-        for i in (0..width).rev() {
-            out[at + i] = b'0' + (v % 10) as u8;
-            v /= 10;
+    let day = secs / 86_400;
+    let date = DAY.with(|cached| {
+        let (d, digits) = cached.get();
+        if d == day {
+            return digits;
         }
-    };
-    put(&mut out, 0, 4, y.max(0) as u64);
-    put(&mut out, 4, 2, u64::from(m));
-    put(&mut out, 6, 2, u64::from(d));
-    put(&mut out, 9, 2, hh);
-    put(&mut out, 11, 2, mm);
-    put(&mut out, 13, 2, ss);
-    let mut date = [0u8; 8];
-    date.copy_from_slice(&out[..8]);
+        let (y, m, d, ..) = civil(secs);
+        let mut digits = *b"00000000";
+        let y = y.clamp(0, 9999) as u64;
+        two_digits(&mut digits[0..2], y / 100);
+        two_digits(&mut digits[2..4], y % 100);
+        two_digits(&mut digits[4..6], u64::from(m));
+        two_digits(&mut digits[6..8], u64::from(d));
+        cached.set((day, digits));
+        digits
+    });
+    let rem = secs % 86_400;
+    let mut out = *b"00000000T000000Z";
+    out[..8].copy_from_slice(&date);
+    two_digits(&mut out[9..11], rem / 3600);
+    two_digits(&mut out[11..13], rem / 60 % 60);
+    two_digits(&mut out[13..15], rem % 60);
     (out, date)
+}
+
+/// `v` (below 100) as two ASCII digits.
+fn two_digits(out: &mut [u8], v: u64) {
+    out[0] = b'0' + (v / 10 % 10) as u8;
+    out[1] = b'0' + (v % 10) as u8;
 }
 
 /// RFC 3339 UTC (`2023-11-14T22:13:20Z`).
@@ -581,9 +614,59 @@ mod tests {
     }
 
     #[test]
+    fn dates_alternating_between_days_use_the_right_day() {
+        // The per-thread day cache: a signature now and an expiry tomorrow, in turns.
+        let before_midnight = UNIX_EPOCH + Duration::from_secs(1_700_006_399);
+        for _ in 0..3 {
+            assert_eq!(rfc3339(before_midnight), "2023-11-14T23:59:59Z");
+            assert_eq!(
+                rfc3339(before_midnight + Duration::from_secs(1)),
+                "2023-11-15T00:00:00Z"
+            );
+            let (amz, date) = amz_date_bytes(before_midnight);
+            assert_eq!(
+                (&amz[..], &date[..]),
+                (&b"20231114T235959Z"[..], &b"20231114"[..])
+            );
+        }
+    }
+
+    /// Per-character SigV4 encoding, the plain way.
+    fn encode_slowly(s: &str, keep_slash: bool) -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    #[test]
     fn encoding() {
         assert_eq!(uri_encode("a b+c%d/é~", true), "a%20b%2Bc%25d/%C3%A9~");
         assert_eq!(uri_encode("a/b=", false), "a%2Fb%3D");
+        assert_eq!(uri_encode("é", true), "%C3%A9");
+        assert_eq!(uri_encode("", true), "");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn encoding_matches_the_plain_way(s in "\\PC{0,40}", keep_slash: bool) {
+            proptest::prop_assert_eq!(uri_encode(&s, keep_slash), encode_slowly(&s, keep_slash));
+        }
+
+        #[test]
+        fn dates_match_the_calendar(secs in 0u64..253_402_300_800) {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            let (y, m, d, hh, mm, ss) = civil(secs);
+            let want = format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z");
+            let (amz, date) = amz_date_bytes(t);
+            proptest::prop_assert_eq!(std::str::from_utf8(&amz).unwrap(), want.as_str());
+            proptest::prop_assert_eq!(&amz[..8], &date[..]);
+        }
     }
 
     #[test]
