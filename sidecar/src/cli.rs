@@ -67,6 +67,11 @@ pub struct ServeArgs {
     /// many-core node from starting a thread per core.
     #[arg(long, env = "UPLOADBUCKET_WORKER_THREADS", default_value_t = DEFAULT_WORKER_THREADS, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub worker_threads: u8,
+    /// Benchmark only: also serve `POST /bench/ceiling`, which reads a JSON body like
+    /// `POST /uploads` and answers this many bytes without signing anything (the cost of the
+    /// exchange alone, the ceiling `tests/bench.sh` holds `/uploads` against).
+    #[arg(long, env = "UPLOADBUCKET_BENCH_CEILING", hide = true, value_parser = clap::value_parser!(u16).range(16..))]
+    pub bench_ceiling: Option<u16>,
 }
 
 impl Cli {
@@ -210,6 +215,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if args.signer == "sdk" {
         state = state.with_sdk_signer(store.client().clone());
     }
+    if let Some(bytes) = args.bench_ceiling {
+        state = state.with_bench_ceiling(usize::from(bytes));
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen} ({})", crate::config::ENV_LISTEN))?;
@@ -254,4 +262,38 @@ pub async fn shutdown() {
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
     info!("Shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::{Cli, Command};
+
+    /// `--bench-ceiling` is for tests/bench.sh: parsed, range-checked, kept out of `--help`.
+    #[test]
+    fn the_bench_ceiling_flag_is_hidden_and_bounded() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("serve")
+            .expect("serve")
+            .render_long_help()
+            .to_string();
+        assert!(help.contains("--worker-threads"), "{help}");
+        assert!(!help.contains("bench"), "{help}");
+        let base = ["uploadbucket-sidecar", "serve", "--bucket", "b"];
+        let parsed =
+            Cli::try_parse_from(base.iter().chain(&["--bench-ceiling", "600"])).expect("parses");
+        let Some(Command::Serve(args)) = parsed.command else {
+            panic!("not serve: {parsed:?}");
+        };
+        assert_eq!(args.bench_ceiling, Some(600));
+        let err = Cli::try_parse_from(base.iter().chain(&["--bench-ceiling", "3"]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--bench-ceiling") && err.contains("16"),
+            "{err}"
+        );
+    }
 }

@@ -170,14 +170,14 @@ pub fn push_string(out: &mut Vec<u8>, s: &str) {
 }
 
 /// An answer whose body is already JSON.
-pub fn response(status: StatusCode, body: Vec<u8>) -> Response {
+pub fn response(status: StatusCode, body: impl Into<Body>) -> Response {
     (
         status,
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body,
+        body.into(),
     )
         .into_response()
 }

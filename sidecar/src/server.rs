@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
@@ -14,6 +15,7 @@ use axum::routing::{get, post};
 use crate::config::Config;
 use crate::credentials::CredentialSource;
 use crate::error::AppError;
+use crate::json::JsonBody;
 use crate::metrics::{Metrics, Route};
 use crate::presign::Presigner;
 use crate::store::ObjectStore;
@@ -36,6 +38,8 @@ pub struct Inner {
     /// Presign `POST /uploads` PUT URLs with aws-sdk-s3 instead of the fast signer. Only for
     /// benchmarking the two against each other (`--signer sdk`).
     pub sdk_signer: Option<aws_sdk_s3::Client>,
+    /// The answer of `POST /bench/ceiling`, when benchmarking (`--bench-ceiling`).
+    pub bench_ceiling: Option<Bytes>,
 }
 
 impl std::ops::Deref for AppState {
@@ -61,6 +65,7 @@ impl AppState {
             metrics: Metrics::default(),
             now: SystemTime::now,
             sdk_signer: None,
+            bench_ceiling: None,
         }))
     }
 
@@ -70,6 +75,19 @@ impl AppState {
             .unwrap_or_else(|_| panic!("with_sdk_signer before sharing the state"));
         Self(Arc::new(Inner {
             sdk_signer: Some(client),
+            ..inner
+        }))
+    }
+
+    /// The same state serving `POST /bench/ceiling` with a JSON answer of `bytes` bytes
+    /// (benchmark: the exchange of `POST /uploads` without the signing).
+    pub fn with_bench_ceiling(self, bytes: usize) -> Self {
+        let inner = Arc::try_unwrap(self.0)
+            .unwrap_or_else(|_| panic!("with_bench_ceiling before sharing the state"));
+        let pad = bytes.saturating_sub(r#"{"ceiling":""}"#.len());
+        let answer = format!(r#"{{"ceiling":"{}"}}"#, "x".repeat(pad));
+        Self(Arc::new(Inner {
+            bench_ceiling: Some(Bytes::from(answer)),
             ..inner
         }))
     }
@@ -93,7 +111,11 @@ pub fn app(state: AppState) -> Router {
         .route("/{upload_id}/batch", get(multipart::sign_batch))
         .route("/{upload_id}/complete", post(multipart::complete))
         .route("/{upload_id}/{part}", get(multipart::sign_one));
-    Router::new()
+    let mut router = Router::new();
+    if state.bench_ceiling.is_some() {
+        router = router.route("/bench/ceiling", post(bench_ceiling));
+    }
+    router
         .route("/uploads", post(uploads::create).get(uploads::legacy))
         .route("/uploads/verify", post(crate::verify::verify))
         .route("/s3/params", get(uploads::uppy_params))
@@ -128,6 +150,16 @@ async fn not_found() -> AppError {
         StatusCode::NOT_FOUND,
         "NotFound",
         "no such endpoint; see POST /uploads, GET /uploads, /s3/params and /s3/multipart",
+    )
+}
+
+/// `POST /bench/ceiling`: the body read as `POST /uploads` reads it, a stored answer of the
+/// same size as its answer, nothing signed. Served only when benchmarking.
+async fn bench_ceiling(State(state): State<AppState>, body: JsonBody) -> Response {
+    drop(body);
+    crate::json::response(
+        StatusCode::CREATED,
+        state.bench_ceiling.clone().unwrap_or_default(),
     )
 }
 

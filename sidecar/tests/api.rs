@@ -1780,3 +1780,19 @@ async fn open_multipart_uploads_are_capped_per_owner() {
     let (status, _) = call(&s, "POST", "/s3/multipart", Some(create("u2"))).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn the_bench_ceiling_route_exists_only_when_asked_for() {
+    let (s, store) = state();
+    let body = json!({"filename": "cat.jpg", "contentType": "image/jpeg", "size": 1048576});
+    let (status, _) = call(&s, "POST", "/bench/ceiling", Some(body.clone())).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let s = s.with_bench_ceiling(600);
+    let (status, answer) = call(&s, "POST", "/bench/ceiling", Some(body)).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(answer.to_string().len(), 600, "{answer}");
+    // It signs nothing and touches no store.
+    assert!(store.calls.lock().unwrap().is_empty());
+    assert!(!answer.to_string().contains("X-Amz-Signature"));
+}
