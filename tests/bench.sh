@@ -61,7 +61,8 @@ start_sidecar() {
   pids+=("${pid[$mode]}")
   for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:${port[$mode]}/healthz" >/dev/null && break; sleep 0.05; done
 }
-post() { curl -sf -o "${3:-/dev/null}" -w '%{size_download}' -X POST -H 'content-type: application/json' -d "$body" "http://127.0.0.1:${port[$1]}$2"; }
+# POSTs the benchmark's body to sidecar $1's path $2; prints the answer's size in bytes.
+post() { curl -sf -o /dev/null -w '%{size_download}' -X POST -H 'content-type: application/json' -d "$body" "http://127.0.0.1:${port[$1]}$2"; }
 
 # One sidecar per signer mode, side by side, each warmed with one signed URL. The fast one
 # also serves the unsigned exchange, `POST /bench/ceiling` (hidden flag `--bench-ceiling`):

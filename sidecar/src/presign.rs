@@ -179,16 +179,12 @@ const fn plain_bytes(keep_slash: bool) -> [bool; 256] {
 static PLAIN: [bool; 256] = plain_bytes(false);
 static PLAIN_PATH: [bool; 256] = plain_bytes(true);
 
-/// SigV4 URI encoding into `out`; `/` kept when `keep_slash`. A string with nothing to
-/// encode (all of a typical key) is copied whole, else the runs between encoded bytes are.
+/// SigV4 URI encoding into `out`; `/` kept when `keep_slash`. Runs of bytes that stay as
+/// they are (all of a typical key) are copied whole.
 pub fn uri_encode_into(out: &mut String, s: &str, keep_slash: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let plain = if keep_slash { &PLAIN_PATH } else { &PLAIN };
     let bytes = s.as_bytes();
-    if bytes.iter().all(|&b| plain[usize::from(b)]) {
-        out.push_str(s);
-        return;
-    }
     let mut run = 0;
     for (i, &b) in bytes.iter().enumerate() {
         if plain[usize::from(b)] {
@@ -238,40 +234,24 @@ fn hex_bytes(bytes: &[u8]) -> [u8; 64] {
     out
 }
 
-thread_local! {
-    /// The last day written as `YYYYMMDD` and its number since 1970: every signature and
-    /// expiry writes the date, and it changes once a day.
-    static DAY: std::cell::Cell<(u64, [u8; 8])> = const { std::cell::Cell::new((u64::MAX, [0; 8])) };
-}
-
 /// `20231114T221320Z` and `20231114` without allocating.
 fn amz_date_bytes(t: SystemTime) -> ([u8; 16], [u8; 8]) {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let day = secs / 86_400;
-    let date = DAY.with(|cached| {
-        let (d, digits) = cached.get();
-        if d == day {
-            return digits;
-        }
-        let (y, m, d, ..) = civil(secs);
-        let mut digits = *b"00000000";
-        let y = y.clamp(0, 9999) as u64;
-        two_digits(&mut digits[0..2], y / 100);
-        two_digits(&mut digits[2..4], y % 100);
-        two_digits(&mut digits[4..6], u64::from(m));
-        two_digits(&mut digits[6..8], u64::from(d));
-        cached.set((day, digits));
-        digits
-    });
-    let rem = secs % 86_400;
+    let (y, m, d, hh, mm, ss) = civil(secs);
+    let y = y.clamp(0, 9999) as u64;
     let mut out = *b"00000000T000000Z";
-    out[..8].copy_from_slice(&date);
-    two_digits(&mut out[9..11], rem / 3600);
-    two_digits(&mut out[11..13], rem / 60 % 60);
-    two_digits(&mut out[13..15], rem % 60);
+    two_digits(&mut out[0..2], y / 100);
+    two_digits(&mut out[2..4], y % 100);
+    two_digits(&mut out[4..6], u64::from(m));
+    two_digits(&mut out[6..8], u64::from(d));
+    two_digits(&mut out[9..11], hh);
+    two_digits(&mut out[11..13], mm);
+    two_digits(&mut out[13..15], ss);
+    let mut date = [0u8; 8];
+    date.copy_from_slice(&out[..8]);
     (out, date)
 }
 
@@ -615,7 +595,7 @@ mod tests {
 
     #[test]
     fn dates_alternating_between_days_use_the_right_day() {
-        // The per-thread day cache: a signature now and an expiry tomorrow, in turns.
+        // A signature now and an expiry tomorrow, in turns.
         let before_midnight = UNIX_EPOCH + Duration::from_secs(1_700_006_399);
         for _ in 0..3 {
             assert_eq!(rfc3339(before_midnight), "2023-11-14T23:59:59Z");

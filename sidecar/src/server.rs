@@ -69,34 +69,32 @@ impl AppState {
         }))
     }
 
+    /// The same state with `change` made to it; only while building it, before it is shared.
+    fn changed(self, what: &str, change: impl FnOnce(&mut Inner)) -> Self {
+        let mut inner =
+            Arc::try_unwrap(self.0).unwrap_or_else(|_| panic!("{what} before sharing the state"));
+        change(&mut inner);
+        Self(Arc::new(inner))
+    }
+
     /// The same state presigning PUTs with aws-sdk-s3 (benchmark baseline).
     pub fn with_sdk_signer(self, client: aws_sdk_s3::Client) -> Self {
-        let inner = Arc::try_unwrap(self.0)
-            .unwrap_or_else(|_| panic!("with_sdk_signer before sharing the state"));
-        Self(Arc::new(Inner {
-            sdk_signer: Some(client),
-            ..inner
-        }))
+        self.changed("with_sdk_signer", |i| i.sdk_signer = Some(client))
     }
 
     /// The same state serving `POST /bench/ceiling` with a JSON answer of `bytes` bytes
     /// (benchmark: the exchange of `POST /uploads` without the signing).
     pub fn with_bench_ceiling(self, bytes: usize) -> Self {
-        let inner = Arc::try_unwrap(self.0)
-            .unwrap_or_else(|_| panic!("with_bench_ceiling before sharing the state"));
         let pad = bytes.saturating_sub(r#"{"ceiling":""}"#.len());
         let answer = format!(r#"{{"ceiling":"{}"}}"#, "x".repeat(pad));
-        Self(Arc::new(Inner {
-            bench_ceiling: Some(Bytes::from(answer)),
-            ..inner
-        }))
+        self.changed("with_bench_ceiling", |i| {
+            i.bench_ceiling = Some(Bytes::from(answer));
+        })
     }
 
     /// The same state with another clock (tests).
     pub fn with_clock(self, now: fn() -> SystemTime) -> Self {
-        let inner = Arc::try_unwrap(self.0)
-            .unwrap_or_else(|_| panic!("with_clock before sharing the state"));
-        Self(Arc::new(Inner { now, ..inner }))
+        self.changed("with_clock", |i| i.now = now)
     }
 }
 
