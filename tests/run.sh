@@ -24,19 +24,29 @@ done
 # Checks that can rewrite their expected files never do so here.
 unset UPDATE_GOLDEN UPDATE_CRDS
 
-# promtool builds in the background (below).
-tests/scripts/install-deps.sh --no-promtool
-export PATH="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}:$PATH"
-# Where install-deps.sh put the Prometheus operator's CRDs (cluster.rs validates against them).
-export UPLOADBUCKET_MONITORING_CRDS="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}/../monitoring-crds"
-
 work=${UPLOADBUCKET_TEST_DIR:-$(mktemp -d -t uploadbucket-tests.XXXXXX)}
 mkdir -p "$work"
+export PATH="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}:$PATH"
+# Where install-deps.sh puts the Prometheus operator's CRDs (cluster.rs validates against them).
+export UPLOADBUCKET_MONITORING_CRDS="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/uploadbucket/bin}/../monitoring-crds"
+
+# Work that runs beside the foreground, each in its own process group, output in $work/NAME.log.
+declare -A job=()
+background() { # NAME COMMAND...
+  local name=$1; shift
+  setsid "$@" >"$work/$name.log" 2>&1 &
+  job[$name]=$!
+}
+await() { # NAME WHAT: waits for a background job; its log and a failure if it failed.
+  wait "${job[$1]}" || { cat "$work/$1.log" >&2; echo "tests/run.sh: $2 failed" >&2; unset "job[$1]"; exit 1; }
+  unset "job[$1]"
+}
+
 cleanup() {
   status=$?
-  # A Kubernetes build still running (the run failed early): stop it and its go processes.
-  [ -n "${k8s_build:-}" ] && kill -- "-$k8s_build" 2>/dev/null || true
-  [ -n "${promtool_build:-}" ] && kill -- "-$promtool_build" 2>/dev/null || true
+  # Builds still running (the run failed early): stop them and their children.
+  local pid
+  for pid in "${job[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
   tests/scripts/rgw.sh stop "$work/rgw" || true
   tests/scripts/kube.sh stop "$work/kube" || true
   # The node's teardown is checked: a process, mount, link or rule left behind fails the run.
@@ -48,14 +58,18 @@ trap cleanup EXIT
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# The Kubernetes binaries (Go; ~15 minutes the first time, then cached) build while cargo
-# works: on 2 cores they fill the stretches where rustc runs on one.
-k8s_log="$work/k8s-build.log"
-setsid tests/scripts/node.sh install >"$k8s_log" 2>&1 &
-k8s_build=$!
-promtool_log="$work/promtool-build.log"
-setsid tests/scripts/install-deps.sh promtool >"$promtool_log" 2>&1 &
-promtool_build=$!
+# Everything that needs a build starts now, side by side, so the two cores stay busy: on a
+# fresh machine the Go builds (Kubernetes, helm, promtool: ~35 CPU minutes) and cargo's
+# (~25) together take about half an hour, and cargo alone leaves one core idle through its
+# long single-threaded steps (the release binaries' LTO, aws-sdk-s3). The Go builds run at a
+# lower priority: they have the most parallel work and nothing waits on them until the tests,
+# so cargo's chain goes at full speed and Go fills the gaps. Warm, all of it is a no-op.
+background deps tests/scripts/install-deps.sh --no-go  # packages, npm, CRDs
+background kubernetes nice -n 10 tests/scripts/node.sh build
+background helm nice -n 10 tests/scripts/install-deps.sh helm
+background promtool nice -n 10 tests/scripts/install-deps.sh promtool
+# The release binaries in the images (target/release; cargo locks debug and release apart).
+background images tests/scripts/images.sh "$work/images"
 
 if [ $lint = 1 ]; then
   echo "== cargo fmt --check"
@@ -66,14 +80,18 @@ fi
 
 echo "== building"
 cargo build --workspace --all-targets --quiet
+# The shipped sidecar (no dev store) with its own tests: the workspace build never compiles
+# it so (it merges features). The operator alone is the release image's build.
+cargo test -p uploadbucket-sidecar --no-default-features --features server --quiet --no-run
 
-echo "== building the images (release binaries; tests/scripts/images.sh)"
-tests/scripts/images.sh "$work/images" --example
-
-wait $k8s_build || { cat "$k8s_log" >&2; echo "tests/run.sh: building Kubernetes failed" >&2; exit 1; }
-k8s_build=""
-wait $promtool_build || { cat "$promtool_log" >&2; echo "tests/run.sh: building promtool failed" >&2; exit 1; }
-promtool_build=""
+echo "== waiting for the background builds (logs in $work)"
+await deps "installing the test dependencies (tests/scripts/install-deps.sh --no-go)"
+await images "building the release images (tests/scripts/images.sh)"
+tests/scripts/images.sh "$work/images" --example-only
+await helm "building helm"
+await promtool "building promtool"
+await kubernetes "building Kubernetes"
+tests/scripts/node.sh install  # the pause image (gcc came with the packages)
 
 echo "== starting a one-node cluster (containerd + kubelet + kube-proxy + control plane)"
 tests/scripts/node.sh start "$work/node" "$work/images"
@@ -96,16 +114,14 @@ export AWS_EC2_METADATA_DISABLED=true
 
 echo "== cargo test"
 log="$work/cargo-test.log"
-# The shipped builds, which the workspace build never compiles (it merges features): the
-# sidecar as its image builds it (no dev store) with its own tests, and the operator alone.
 # The lifecycle test first, while RGW's lifecycle index holds no other test's buckets: RGW 16's
 # manual passes (radosgw-admin lc process) ignore --bucket and take one bucket per index
 # shard per pass, and with the rest of the suite's buckets in the index ten passes went by
 # without reaching the test's bucket.
 lifecycle=pending_uploads_expire_by_lifecycle_and_verified_ones_stay
 cargo test -p uploadbucket-tests --test verify_rgw --quiet -- --exact "$lifecycle" 2>&1 | tee "$log"
+# The shipped sidecar's own tests (built above), then the workspace's.
 cargo test -p uploadbucket-sidecar --no-default-features --features server --quiet 2>&1 | tee -a "$log"
-cargo build -p uploadbucket-operator --quiet
 cargo test --workspace --quiet -- --skip "$lifecycle" 2>&1 | tee -a "$log"
 # One closing line for the whole run (cargo prints one per test binary, doc-tests last).
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1); if ($i ~ /^ignored/) s += $(i-1) } }

@@ -2,8 +2,9 @@
 # A real Kubernetes API server for the cluster tests: etcd + kube-apiserver, as envtest runs
 # them (no kubelet, so pods are stored, not run).
 #
-#   tests/scripts/kube.sh install          build kube-apiserver, unpack etcd (once, cached)
-#   tests/scripts/kube.sh build CMD...     build k8s.io/kubernetes/cmd/CMD (node.sh: the node's)
+#   tests/scripts/kube.sh install [CMD...] unpack etcd, build kube-apiserver and any other
+#                                          k8s.io/kubernetes/cmd/CMD missing (node.sh: the
+#                                          node's), all in one go build (once, cached)
 #   tests/scripts/kube.sh start DIR        start both; writes DIR/kubeconfig and DIR/env
 #   tests/scripts/kube.sh stop DIR
 #   tests/scripts/kube.sh restart-apiserver DIR [SECONDS]   down for SECONDS, then up again
@@ -33,9 +34,15 @@ os.chmod(sys.argv[2], 0o755)
 PY
     rm -rf "$tmp"
   fi
-  if [ "$(cat "$bin/kube-apiserver.version" 2>/dev/null)" != "$K8S_VERSION" ]; then
-    echo "kube.sh: building kube-apiserver $K8S_VERSION from k8s.io/kubernetes (once; ~10 minutes on 2 cores)" >&2
-    build kube-apiserver
+  local need=() c
+  for c in kube-apiserver "$@"; do
+    [ "$(cat "$bin/$c.version" 2>/dev/null)" = "$K8S_VERSION" ] || need+=("$c")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    # One build for all: the commands share most packages, and one go build keeps both cores
+    # busy through each other's links.
+    echo "kube.sh: building ${need[*]} $K8S_VERSION from k8s.io/kubernetes (once; kube-apiserver alone takes ~10 minutes on 2 cores, the node's four ~4 more)" >&2
+    build "${need[@]}"
   fi
 }
 
@@ -179,8 +186,7 @@ restart_apiserver() {
 }
 
 case "${1:-}" in
-  install) install ;;
-  build) shift; build "$@" ;;
+  install) shift; install "$@" ;;
   start) start "${2:?usage: kube.sh start DIR}" ;;
   stop) stop "${2:?usage: kube.sh stop DIR}" ;;
   restart-apiserver) restart_apiserver "${2:?usage: kube.sh restart-apiserver DIR [SECONDS]}" "${3:-0}" ;;

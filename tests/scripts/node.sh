@@ -4,6 +4,8 @@
 # kubelet, all on this machine, plus a static OIDC issuer for the service-account tokens.
 #
 #   tests/scripts/node.sh install               build the node binaries and the pause image (once, cached)
+#   tests/scripts/node.sh build                 the binaries only (Go; tests/run.sh runs this
+#                                               beside cargo, before gcc may be installed)
 #   tests/scripts/node.sh start DIR [IMAGES]    start everything; import IMAGES/*.tar; writes DIR/env
 #   tests/scripts/node.sh stop DIR              stop everything; leaves no process, mount, netns,
 #                                               link, iptables rule or cgroup behind
@@ -42,16 +44,13 @@ T0=$(date +%s.%N)
 log() { printf "node.sh [+%5ss] %s\n" "$(awk -v a="$(date +%s.%N)" -v b="$T0" "BEGIN{printf \"%.1f\", a-b}")" "$*" >&2; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+build() {
+  # etcd, kube-apiserver and the node's binaries (one go build for whichever are missing).
+  "$here/kube.sh" install kube-controller-manager kube-scheduler kube-proxy kubelet
+}
+
 install() {
-  "$here/kube.sh" install  # etcd + kube-apiserver
-  local need="" c
-  for c in kube-controller-manager kube-scheduler kube-proxy kubelet; do
-    [ "$(cat "$bin/$c.version" 2>/dev/null)" = "$K8S_VERSION" ] || need="$need $c"
-  done
-  if [ -n "$need" ]; then
-    log "building$need $K8S_VERSION from k8s.io/kubernetes (once; ~4 minutes on 2 cores after kube-apiserver)"
-    K8S_VERSION=$K8S_VERSION "$here/kube.sh" build $need
-  fi
+  build
   # The sandbox ("pause") image, from the module's own pause.c, linked statically.
   if [ ! -f "$images_cache/pause.tar" ]; then
     mkdir -p "$images_cache"
@@ -422,6 +421,7 @@ stop() {
 D=${2:-}
 case "${1:-}" in
   install) install ;;
+  build) build ;;
   start) [ -n "$D" ] || { echo "usage: node.sh start DIR [IMAGES]" >&2; exit 2; }; start "${3:-}" ;;
   stop) [ -n "$D" ] || { echo "usage: node.sh stop DIR" >&2; exit 2; }; stop ;;
   *) echo "usage: tests/scripts/node.sh install | start DIR [IMAGES] | stop DIR" >&2; exit 2 ;;
