@@ -32,9 +32,16 @@ export UPLOADBUCKET_MONITORING_CRDS="${UPLOADBUCKET_BIN_DIR:-$HOME/.cache/upload
 
 # Work that runs beside the foreground, each in its own process group, output in $work/NAME.log.
 declare -A job=()
-background() { # NAME COMMAND...
+background() { # [--nice N] NAME COMMAND...
+  local nice=0
+  if [ "$1" = --nice ]; then nice=$2; shift 2; fi
   local name=$1; shift
-  setsid "$@" >"$work/$name.log" 2>&1 &
+  # setsid puts the job in a scheduler autogroup of its own (Linux with autogroups on, as
+  # here), where a nice value counts only against the job itself: the job lowers its group's
+  # weight too, or three niced Go builds get three shares of the CPU to cargo's one.
+  # shellcheck disable=SC2016
+  setsid bash -c '[ "$0" = 0 ] || echo "$0" 2>/dev/null >/proc/self/autogroup || true; exec nice -n "$0" "$@"' \
+    "$nice" "$@" >"$work/$name.log" 2>&1 &
   job[$name]=$!
 }
 await() { # NAME WHAT: waits for a background job; its log and a failure if it failed.
@@ -65,9 +72,9 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 # lower priority: they have the most parallel work and nothing waits on them until the tests,
 # so cargo's chain goes at full speed and Go fills the gaps. Warm, all of it is a no-op.
 background deps tests/scripts/install-deps.sh --no-go  # packages, npm, CRDs
-background kubernetes nice -n 10 tests/scripts/node.sh build
-background helm nice -n 10 tests/scripts/install-deps.sh helm
-background promtool nice -n 10 tests/scripts/install-deps.sh promtool
+background --nice 10 kubernetes tests/scripts/node.sh build
+background --nice 10 helm tests/scripts/install-deps.sh helm
+background --nice 10 promtool tests/scripts/install-deps.sh promtool
 # The release binaries in the images (target/release; cargo locks debug and release apart).
 background images tests/scripts/images.sh "$work/images"
 
