@@ -110,17 +110,31 @@ pub async fn buckets_named(server: &S3Server, prefix: &str) -> Vec<String> {
 }
 
 /// The names of every IAM role in RGW. With no role left at all, `radosgw-admin role list`
-/// fails (its index object `role_paths.` is gone: ENOENT) rather than listing none.
+/// fails (its index object `role_paths.` is gone: ENOENT) rather than listing none. It also
+/// fails when a role is deleted between its listing of the ids and its read of each (another
+/// test's operator deleting its roles meanwhile): that is tried again.
 pub fn rgw_roles(conf: &str) -> Vec<String> {
-    let out = std::process::Command::new("radosgw-admin")
-        .args(["-c", conf, "role", "list"])
-        .output()
-        .expect("run radosgw-admin");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    if !out.status.success() && stderr.contains("role_paths.: (2) No such file or directory") {
-        return Vec::new();
-    }
-    assert!(out.status.success(), "radosgw-admin role list: {stderr}");
+    let mut attempts = 0;
+    let out = loop {
+        let out = std::process::Command::new("radosgw-admin")
+            .args(["-c", conf, "role", "list"])
+            .output()
+            .expect("run radosgw-admin");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if out.status.success() {
+            break out;
+        }
+        if stderr.contains("role_paths.: (2) No such file or directory") {
+            return Vec::new();
+        }
+        attempts += 1;
+        assert!(
+            attempts < 20 && stderr.contains("failed reading role info"),
+            "radosgw-admin role list (attempt {attempts}): {stderr}"
+        );
+        eprintln!("radosgw-admin role list: a role went away while it listed; listing again");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
     let roles: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     roles
         .as_array()
