@@ -14,7 +14,7 @@ use uploadbucket_operator::crd::UploadBucket;
 use crate::cluster::{
     Operator, cluster_and_s3, create_upload_bucket, namespace, start_operator, wait_for,
 };
-use crate::{S3Server, unique_name};
+use crate::{S3Server, rgw_admin_output, unique_name};
 
 /// Waits until the UploadBuckets of `ubs` are all gone (their finalizers have run).
 pub async fn wait_all_deleted(ubs: &Api<UploadBucket>) {
@@ -116,10 +116,7 @@ pub async fn buckets_named(server: &S3Server, prefix: &str) -> Vec<String> {
 pub fn rgw_roles(conf: &str) -> Vec<String> {
     let mut attempts = 0;
     let out = loop {
-        let out = std::process::Command::new("radosgw-admin")
-            .args(["-c", conf, "role", "list"])
-            .output()
-            .expect("run radosgw-admin");
+        let out = rgw_admin_output(conf, &["role", "list"]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         if out.status.success() {
             break out;
@@ -133,7 +130,7 @@ pub fn rgw_roles(conf: &str) -> Vec<String> {
             "radosgw-admin role list (attempt {attempts}): {stderr}"
         );
         eprintln!("radosgw-admin role list: a role went away while it listed; listing again");
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(100));
     };
     let roles: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     roles

@@ -239,13 +239,18 @@ pub fn rgw_conf(test: &str) -> Option<String> {
     }
 }
 
-/// `radosgw-admin -c <conf> <args>`; its stdout. Fails the test if it fails.
-pub fn rgw_admin(conf: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new("radosgw-admin")
+/// `radosgw-admin -c <conf> <args>`, run to its end, whatever its exit status.
+pub fn rgw_admin_output(conf: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("radosgw-admin")
         .args(["-c", conf])
         .args(args)
         .output()
-        .expect("run radosgw-admin");
+        .expect("run radosgw-admin")
+}
+
+/// `radosgw-admin -c <conf> <args>`; its stdout. Fails the test if it fails.
+pub fn rgw_admin(conf: &str, args: &[&str]) -> String {
+    let out = rgw_admin_output(conf, args);
     assert!(
         out.status.success(),
         "radosgw-admin {args:?}: {}",

@@ -194,11 +194,8 @@ async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
     while state(&raw, &bucket, &pending).await.is_some() {
         if std::time::Instant::now() >= deadline {
             // What RGW's lifecycle index says about the bucket, for the failure message.
-            let list = std::process::Command::new("radosgw-admin")
-                .args(["-c", &conf, "lc", "list"])
-                .output()
-                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-                .unwrap_or_default();
+            let out = uploadbucket_tests::rgw_admin_output(&conf, &["lc", "list"]);
+            let list = String::from_utf8_lossy(&out.stdout);
             let entry: Vec<&str> = list
                 .split('}')
                 .filter(|e| e.contains(bucket.as_str()))
@@ -209,18 +206,16 @@ async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
             );
         }
         let started = std::time::Instant::now();
-        let out = std::process::Command::new("radosgw-admin")
-            .args([
-                "-c",
-                &conf,
+        let out = uploadbucket_tests::rgw_admin_output(
+            &conf,
+            &[
                 "--rgw-lc-debug-interval=10",
                 "lc",
                 "process",
                 "--bucket",
                 &bucket,
-            ])
-            .output()
-            .expect("run radosgw-admin");
+            ],
+        );
         assert!(out.status.success(), "{out:?}");
         let said: Vec<String> = String::from_utf8_lossy(&out.stderr)
             .lines()
