@@ -8,6 +8,7 @@
 //! (an hour for web identity) would otherwise make every request refresh; URLs are cut to the
 //! credentials' expiry instead (see `uploads::lifetime`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
@@ -55,9 +56,22 @@ pub struct CachedCredentials {
     margin: Duration,
     /// The credentials, and the margin that applies to them.
     cached: RwLock<Option<(Arc<Credentials>, Duration)>>,
-    refresh: tokio::sync::Mutex<()>,
+    /// Held by the one load in progress; keeps the last load's error. A request that waited
+    /// through a failed load takes its error instead of calling STS once more.
+    refresh: tokio::sync::Mutex<Option<String>>,
+    /// Loads ended, failed or not.
+    loads: AtomicU64,
     now: fn() -> SystemTime,
+    /// Pauses between the attempts of one load.
+    backoff: &'static [Duration],
 }
+
+/// One load tries the provider this many times, pausing this long between tries: STS can
+/// fail for a moment where the next call succeeds (throttling past the SDK's own retries, or
+/// Ceph RGW, which answers `BucketAlreadyExists` to all but one of the concurrent first
+/// sessions of a new service account while it creates the account's shadow user). Short
+/// enough that a request on a misconfigured role still fails within a second.
+const BACKOFF: &[Duration] = &[Duration::from_millis(100), Duration::from_millis(300)];
 
 impl CachedCredentials {
     /// `margin`: refresh when fewer than this remain (use at least the URL lifetime).
@@ -66,9 +80,17 @@ impl CachedCredentials {
             provider,
             margin,
             cached: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(()),
+            refresh: tokio::sync::Mutex::new(None),
+            loads: AtomicU64::new(0),
             now: SystemTime::now,
+            backoff: BACKOFF,
         }
+    }
+
+    /// Pauses between attempts other than [`BACKOFF`] (tests).
+    pub fn with_backoff(mut self, backoff: &'static [Duration]) -> Self {
+        self.backoff = backoff;
+        self
     }
 
     /// Reads the time from `now` instead of the system clock (tests).
@@ -83,6 +105,24 @@ impl CachedCredentials {
         match c.expiry {
             Some(exp) if exp <= now + *margin => None,
             _ => Some(c.clone()),
+        }
+    }
+
+    /// The provider's credentials, tried once more after each pause in `backoff`.
+    async fn load(&self) -> Result<aws_credential_types::Credentials, String> {
+        let mut pauses = self.backoff.iter();
+        loop {
+            match self.provider.provide_credentials().await {
+                Ok(c) => return Ok(c),
+                Err(e) => {
+                    let e = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+                    let Some(pause) = pauses.next() else {
+                        return Err(e);
+                    };
+                    tracing::warn!(error = %e, retry_in = ?pause, "Loading credentials failed");
+                    tokio::time::sleep(*pause).await;
+                }
+            }
         }
     }
 }
@@ -102,15 +142,22 @@ impl CredentialSource for CachedCredentials {
         if let Some(c) = self.fresh((self.now)()) {
             return Ok(c);
         }
-        // One refresh at a time; the others wait and then take its result.
-        let _guard = self.refresh.lock().await;
+        // One refresh at a time; the others wait and then take its result, or its error.
+        let before = self.loads.load(Ordering::Acquire);
+        let mut last_error = self.refresh.lock().await;
         if let Some(c) = self.fresh((self.now)()) {
             return Ok(c);
         }
-        let c =
-            self.provider.provide_credentials().await.map_err(|e| {
-                aws_smithy_types::error::display::DisplayErrorContext(e).to_string()
-            })?;
+        if let Some(e) = last_error.as_ref()
+            && self.loads.load(Ordering::Acquire) != before
+        {
+            // A load ended while this request waited, and it failed.
+            return Err(e.clone());
+        }
+        let loaded = self.load().await;
+        *last_error = loaded.as_ref().err().cloned();
+        self.loads.fetch_add(1, Ordering::Release);
+        let c = loaded?;
         let creds = Arc::new(Credentials {
             access_key_id: c.access_key_id().to_owned(),
             secret_access_key: c.secret_access_key().to_owned(),
@@ -147,7 +194,10 @@ mod tests {
     #[derive(Debug)]
     struct Counting {
         calls: Arc<AtomicUsize>,
-        lifetime: Duration,
+        /// `None`: credentials that never expire.
+        lifetime: Option<Duration>,
+        /// The first calls fail, as STS does for a moment.
+        failures: usize,
     }
 
     impl ProvideCredentials for Counting {
@@ -158,15 +208,23 @@ mod tests {
             Self: 'a,
         {
             let n = self.calls.fetch_add(1, Ordering::SeqCst);
-            aws_credential_types::provider::future::ProvideCredentials::ready(Ok(
-                aws_credential_types::Credentials::new(
-                    format!("AKID{n}"),
-                    "s",
-                    Some("t".into()),
-                    Some(test_now() + self.lifetime),
-                    "test",
-                ),
-            ))
+            aws_credential_types::provider::future::ProvideCredentials::ready(
+                if n < self.failures {
+                    Err(
+                        aws_credential_types::provider::error::CredentialsError::provider_error(
+                            format!("BucketAlreadyExists (call {n})"),
+                        ),
+                    )
+                } else {
+                    Ok(aws_credential_types::Credentials::new(
+                        format!("AKID{n}"),
+                        "s",
+                        Some("t".into()),
+                        self.lifetime.map(|l| test_now() + l),
+                        "test",
+                    ))
+                },
+            )
         }
     }
 
@@ -179,7 +237,8 @@ mod tests {
             CachedCredentials::new(
                 SharedCredentialsProvider::new(Counting {
                     calls: calls.clone(),
-                    lifetime: Duration::from_secs(lifetime),
+                    lifetime: Some(Duration::from_secs(lifetime)),
+                    failures: 0,
                 }),
                 Duration::from_secs(margin),
             )
@@ -220,5 +279,54 @@ mod tests {
             2,
             "refreshed at half its life"
         );
+    }
+
+    const PAUSES: &[Duration] = &[Duration::from_millis(20), Duration::from_millis(20)];
+
+    fn flaky(failures: usize) -> (CachedCredentials, Arc<AtomicUsize>) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let provider = SharedCredentialsProvider::new(Counting {
+            calls: calls.clone(),
+            lifetime: None,
+            failures,
+        });
+        let cache = CachedCredentials::new(provider, Duration::from_secs(360)).with_backoff(PAUSES);
+        (cache, calls)
+    }
+
+    #[tokio::test]
+    async fn a_load_tries_again_after_a_pause() {
+        // Two failures, then credentials: one request, three calls, no error.
+        let (cache, calls) = flaky(2);
+        assert_eq!(cache.credentials().await.unwrap().access_key_id, "AKID2");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // Cached from then on.
+        cache.credentials().await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn requests_that_wait_through_a_failed_load_share_its_error() {
+        // STS refuses every time: the first request tries three times and fails; the seven
+        // that waited meanwhile take its error, not seven more rounds of calls.
+        let (cache, calls) = flaky(usize::MAX);
+        let cache = Arc::new(cache);
+        let mut requests = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let cache = cache.clone();
+            requests.spawn(async move { cache.credentials().await });
+        }
+        let results = requests.join_all().await;
+        assert!(
+            results
+                .iter()
+                .all(|r| r.as_ref().is_err_and(|e| e.contains("BucketAlreadyExists"))),
+            "{:?}",
+            results.iter().map(|r| r.as_ref().err()).collect::<Vec<_>>()
+        );
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+        // A request that comes after the failure tries again.
+        assert!(cache.credentials().await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 6);
     }
 }

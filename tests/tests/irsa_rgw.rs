@@ -124,6 +124,21 @@ impl Issuer {
         }
     }
 
+    /// Registers this issuer as the server's OIDC provider (once per cluster), and the
+    /// operator's IRSA settings for it.
+    async fn register(&self, server: &S3Server) -> IrsaSettings {
+        let provider_arn = server
+            .register_oidc_provider(&self.url, &self.thumbprint)
+            .await;
+        IrsaSettings {
+            provider_arn,
+            issuer: self.url.trim_start_matches("http://").to_owned(),
+            role_path: "/uploadbucket/".into(),
+            permissions_boundary: None,
+            tag_roles: server.backend.has_role_tags(),
+        }
+    }
+
     /// A projected service-account token for `namespace/sa`.
     fn token(&self, namespace: &str, sa: &str, audience: &str, expires_in: i64) -> String {
         let now = SystemTime::now()
@@ -161,7 +176,29 @@ impl Issuer {
     }
 }
 
+/// What a pod's SDK does with `token`: one AssumeRoleWithWebIdentity, tried again (as the
+/// signer does) while RGW answers `BucketAlreadyExists`, its answer to a web identity's first
+/// sessions while another one creates its shadow user (tests here run at once and share
+/// `shop/web`).
 async fn assume(server: &S3Server, role_arn: &str, token: &str) -> Result<Credentials, String> {
+    let mut tries = 0;
+    loop {
+        match assume_once(server, role_arn, token).await {
+            Err(e) if e.contains("BucketAlreadyExists") && tries < 5 => {
+                tries += 1;
+                eprintln!("AssumeRoleWithWebIdentity: BucketAlreadyExists; trying again");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            result => return result,
+        }
+    }
+}
+
+async fn assume_once(
+    server: &S3Server,
+    role_arn: &str,
+    token: &str,
+) -> Result<Credentials, String> {
     let mut conf = aws_sdk_sts::config::Builder::new()
         .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
         .region(aws_sdk_sts::config::Region::new("us-east-1"))
@@ -185,6 +222,18 @@ async fn assume(server: &S3Server, role_arn: &str, token: &str) -> Result<Creden
         session_token: Some(c.session_token().to_owned()),
         expiry: None,
     })
+}
+
+async fn iam_client(server: &S3Server) -> IamRoles {
+    IamRoles::from_conf(
+        aws_sdk_iam::config::Builder::from(
+            &server
+                .sdk_config(&server.access_key, &server.secret_key)
+                .await,
+        )
+        .endpoint_url(&server.endpoint)
+        .build(),
+    )
 }
 
 fn s3_as(server: &S3Server, c: &Credentials) -> aws_sdk_s3::Client {
@@ -217,17 +266,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
         .await;
 
     // Once per cluster: register the service-account issuer as an OIDC provider.
-    let provider_arn = server
-        .register_oidc_provider(&issuer.url, &issuer.thumbprint)
-        .await;
-    let issuer_host = issuer.url.trim_start_matches("http://").to_owned();
-    let settings = IrsaSettings {
-        provider_arn: provider_arn.clone(),
-        issuer: issuer_host,
-        role_path: "/uploadbucket/".into(),
-        permissions_boundary: None,
-        tag_roles: server.backend.has_role_tags(),
-    };
+    let settings = issuer.register(&server).await;
 
     // The operator: bucket, then role.
     let (buckets, _) = server.buckets().await;
@@ -519,16 +558,7 @@ async fn verification_widens_the_role_only_under_the_prefix() {
         return;
     };
     let issuer = Issuer::start().await;
-    let provider_arn = server
-        .register_oidc_provider(&issuer.url, &issuer.thumbprint)
-        .await;
-    let settings = IrsaSettings {
-        provider_arn,
-        issuer: issuer.url.trim_start_matches("http://").to_owned(),
-        role_path: "/uploadbucket/".into(),
-        permissions_boundary: None,
-        tag_roles: server.backend.has_role_tags(),
-    };
+    let settings = issuer.register(&server).await;
     let (buckets, _) = server.buckets().await;
     let name = unique_name("ub-irsa-verify");
     let spec: UploadBucketSpec = serde_json::from_value(json!({
@@ -547,15 +577,7 @@ async fn verification_widens_the_role_only_under_the_prefix() {
         name: name.clone(),
         region: "us-east-1".into(),
     };
-    let iam = IamRoles::from_conf(
-        aws_sdk_iam::config::Builder::from(
-            &server
-                .sdk_config(&server.access_key, &server.secret_key)
-                .await,
-        )
-        .endpoint_url(&server.endpoint)
-        .build(),
-    );
+    let iam = iam_client(&server).await;
     let role = desired_role(&ub, &bucket, &settings).unwrap();
     let report = apply_role(&iam, &role, &settings).await.expect("role");
     let creds = assume(
@@ -643,4 +665,73 @@ async fn verification_widens_the_role_only_under_the_prefix() {
         .send()
         .await
         .expect("the object outside the prefix is still there");
+}
+
+/// Ceph RGW creates a shadow user on a web identity's first session, and answers
+/// `BucketAlreadyExists` (409) to every other session of that identity that arrives while it
+/// does: a Deployment's replicas starting at once, each signer's first credential load. The
+/// signer tries a failed load again after a pause, so every replica gets its credentials.
+#[tokio::test]
+async fn signers_of_a_new_service_account_starting_at_once_all_get_credentials() {
+    let Some(server) =
+        s3_server("signers_of_a_new_service_account_starting_at_once_all_get_credentials")
+    else {
+        return;
+    };
+    let issuer = Issuer::start().await;
+    let settings = issuer.register(&server).await;
+    let name = unique_name("ub-irsa-replicas");
+    // A service account no test used before: its first sessions are the ones that race.
+    let sa = unique_name("replica");
+    let spec: UploadBucketSpec = serde_json::from_value(json!({
+        "bucketName": name,
+        "serviceAccountNames": [sa],
+    }))
+    .unwrap();
+    let mut ub = UploadBucket::new("replicas", spec);
+    ub.metadata.namespace = Some("shop".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    let bucket = BucketRef {
+        name: name.clone(),
+        region: "us-east-1".into(),
+    };
+    let role = desired_role(&ub, &bucket, &settings).unwrap();
+    let report = apply_role(&iam_client(&server).await, &role, &settings)
+        .await
+        .expect("role");
+    let token_file = issuer.dir.join(unique_name("replica-token"));
+    std::fs::write(
+        &token_file,
+        issuer.token("shop", &sa, "sts.amazonaws.com", 600),
+    )
+    .unwrap();
+    let env = [
+        ("AWS_ROLE_ARN", report.arn.as_str()),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
+        ("AWS_ENDPOINT_URL_STS", server.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let mut signers = Vec::new();
+    for _ in 0..4 {
+        signers.push(uploadbucket_tests::start_sidecar_as(&server, &name, &env).await);
+    }
+    // All four load their first credentials at the same moment.
+    let http = reqwest::Client::new();
+    let mut probes = tokio::task::JoinSet::new();
+    for (_, base) in &signers {
+        let (http, url) = (http.clone(), format!("{base}/readyz"));
+        probes.spawn(async move {
+            let resp = http.get(&url).send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        });
+    }
+    let answers = probes.join_all().await;
+    assert!(
+        answers.iter().all(|(status, _)| *status == 200),
+        "every signer ready on its first load: {answers:?}"
+    );
+    let _ = std::fs::remove_file(&token_file);
 }
