@@ -329,6 +329,12 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
     let (status, text) = post_form(&http, &signed, vec![1; 1500]).await;
     assert!((200..300).contains(&status), "{status}: {text}");
     assert_stored(&raw, &name, key, "image/png", 1500).await;
+    // The same form again, within its lifetime: a POST policy has no condition for "create
+    // only", so the second upload replaces the first (the README's backend table says so;
+    // the key stays unguessable, so only whoever holds the form can do it).
+    let (status, text) = post_form(&http, &signed, vec![1; 1200]).await;
+    assert!((200..300).contains(&status), "{status}: {text}");
+    assert_stored(&raw, &name, key, "image/png", 1200).await;
 
     // A form whose content type is changed by the client breaks the policy.
     let mut tampered = sign(
