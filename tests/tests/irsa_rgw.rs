@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use aws_credential_types::provider::error::CredentialsError;
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider, future};
 use aws_sdk_s3::primitives::ByteStream;
 use axum::Router;
 use axum::routing::get;
@@ -18,6 +20,7 @@ use uploadbucket_operator::controller::role::{
     IrsaSettings, RoleCleanup, apply_role, cleanup_role, desired_role,
 };
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
+use uploadbucket_sidecar::credentials::{CachedCredentials, CredentialSource};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, PresignInput, Presigner};
 use uploadbucket_tests::{RequestCounter, S3Server, s3_server, unique_name};
 
@@ -176,29 +179,11 @@ impl Issuer {
     }
 }
 
-/// What a pod's SDK does with `token`: one AssumeRoleWithWebIdentity, tried again (as the
-/// signer does) while RGW answers `BucketAlreadyExists`, its answer to a web identity's first
-/// sessions while another one creates its shadow user (tests here run at once and share
-/// `shop/web`).
+/// What a pod's signer does with `token`: AssumeRoleWithWebIdentity through the signer's own
+/// credential cache, so a failed call is tried again as in the signer (RGW answers
+/// `BucketAlreadyExists` to a web identity's first sessions while another one creates its
+/// shadow user, and tests here run at once and share `shop/web`).
 async fn assume(server: &S3Server, role_arn: &str, token: &str) -> Result<Credentials, String> {
-    let mut tries = 0;
-    loop {
-        match assume_once(server, role_arn, token).await {
-            Err(e) if e.contains("BucketAlreadyExists") && tries < 5 => {
-                tries += 1;
-                eprintln!("AssumeRoleWithWebIdentity: BucketAlreadyExists; trying again");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            result => return result,
-        }
-    }
-}
-
-async fn assume_once(
-    server: &S3Server,
-    role_arn: &str,
-    token: &str,
-) -> Result<Credentials, String> {
     let mut conf = aws_sdk_sts::config::Builder::new()
         .behavior_version(aws_sdk_sts::config::BehaviorVersion::latest())
         .region(aws_sdk_sts::config::Region::new("us-east-1"))
@@ -206,22 +191,50 @@ async fn assume_once(
     if let Some(http) = server.backend.http_client() {
         conf = conf.http_client(http);
     }
-    let sts = aws_sdk_sts::Client::from_conf(conf.build());
-    let out = sts
-        .assume_role_with_web_identity()
-        .role_arn(role_arn)
-        .role_session_name("uploadbucket-test")
-        .web_identity_token(token)
-        .send()
-        .await
-        .map_err(|e| format!("{}", aws_sdk_sts::error::DisplayErrorContext(e)))?;
-    let c = out.credentials().ok_or("no credentials")?;
-    Ok(Credentials {
-        access_key_id: c.access_key_id().to_owned(),
-        secret_access_key: c.secret_access_key().to_owned(),
-        session_token: Some(c.session_token().to_owned()),
-        expiry: None,
-    })
+    let provider = WebIdentity {
+        sts: aws_sdk_sts::Client::from_conf(conf.build()),
+        role_arn: role_arn.to_owned(),
+        token: token.to_owned(),
+    };
+    let cache = CachedCredentials::new(SharedCredentialsProvider::new(provider), Duration::ZERO);
+    Ok(Credentials::clone(&*cache.credentials().await?))
+}
+
+/// One AssumeRoleWithWebIdentity per call, as a credentials provider.
+#[derive(Debug)]
+struct WebIdentity {
+    sts: aws_sdk_sts::Client,
+    role_arn: String,
+    token: String,
+}
+
+impl ProvideCredentials for WebIdentity {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(async move {
+            let out = self
+                .sts
+                .assume_role_with_web_identity()
+                .role_arn(&self.role_arn)
+                .role_session_name("uploadbucket-test")
+                .web_identity_token(&self.token)
+                .send()
+                .await
+                .map_err(CredentialsError::provider_error)?;
+            let c = out
+                .credentials()
+                .ok_or_else(|| CredentialsError::unhandled("no credentials"))?;
+            Ok(aws_credential_types::Credentials::new(
+                c.access_key_id(),
+                c.secret_access_key(),
+                Some(c.session_token().to_owned()),
+                None,
+                "irsa-test",
+            ))
+        })
+    }
 }
 
 async fn iam_client(server: &S3Server) -> IamRoles {
