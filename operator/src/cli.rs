@@ -264,6 +264,10 @@ impl WebhookArgs {
             memory_limit: self.sidecar_memory_limit.clone(),
             metrics_port: self.sidecar_metrics_port,
             bucket_owner_full_control: !backend.owner_owns_uploads(),
+            s3_backend: match backend {
+                crate::aws::rgw::Backend::Rgw => uploadbucket_sidecar::config::S3Backend::Rgw,
+                crate::aws::rgw::Backend::Aws => uploadbucket_sidecar::config::S3Backend::Aws,
+            },
             ..Default::default()
         }
     }

@@ -247,6 +247,7 @@ impl CorsMethod {
 /// Rules the signer sidecar applies to every presigned URL it hands out.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.publicRead) || !self.publicRead || (has(self.verification) && has(self.verification.enabled) && self.verification.enabled)").message("publicRead serves verified uploads only: set verification.enabled: true too").field_path(".publicRead"))]
 pub struct UploadsSpec {
     /// Every object key starts with this prefix. Default: `uploads/`. Must be empty or end
     /// with `/`; no leading `/`, no `..`.
@@ -274,9 +275,10 @@ pub struct UploadsSpec {
     #[schemars(range(min = 1, max = 604800))]
     pub expires_seconds: i64,
 
-    /// Let anyone read uploaded objects over plain HTTPS (the original sample's public-read
-    /// ACL). Done with a bucket policy granting `s3:GetObject` on the key prefix only, since
-    /// new buckets have ACLs disabled. Default: false.
+    /// Let anyone read verified uploads over plain HTTPS (the original sample's public-read
+    /// ACL). Needs `verification.enabled`: done with a bucket policy granting `s3:GetObject` on
+    /// `<keyPrefix>verified/` only, where nothing but verified objects ever is; uploads not
+    /// (yet) verified stay private. Default: false.
     #[serde(default)]
     pub public_read: bool,
 
@@ -293,10 +295,11 @@ pub struct UploadsSpec {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_unsized_put: bool,
 
-    /// Check uploads after the fact: the app calls the signer's `POST /uploads/verify`, which
-    /// reads the object's first bytes and accepts it only if its type matches them. Until
-    /// then every upload carries the tag `uploadbucket-state=pending`, and a lifecycle rule
-    /// expires pending objects, so unchecked uploads go away by themselves.
+    /// Check uploads after the fact: URLs put uploads under `<keyPrefix>incoming/`; the app
+    /// calls the signer's `POST /uploads/verify`, which reads the upload's first bytes and,
+    /// only if its type matches them, copies exactly those bytes to `<keyPrefix>verified/`
+    /// (a key no URL names) and answers that key. A lifecycle rule empties the incoming area
+    /// after `pendingExpirationDays`, so unchecked and refused uploads go away by themselves.
     #[serde(default, skip_serializing_if = "VerificationSpec::is_off")]
     pub verification: VerificationSpec,
 
@@ -372,7 +375,8 @@ pub struct VerificationSpec {
     pub pending_expiration_days: i32,
 
     /// What `verify` does with an object that fails: `Delete` it (default), or `Quarantine`
-    /// it (tag `uploadbucket-state=quarantined`, kept for inspection, never expired).
+    /// it (tag `uploadbucket-state=quarantined`, kept in the incoming area for inspection
+    /// until its expiry, never public).
     #[serde(default)]
     pub on_failure: OnFailure,
 }

@@ -208,7 +208,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         s3.build()
     };
-    let store = Arc::new(S3Store::new(make_s3_config, config.bucket.clone()));
+    let store = Arc::new(S3Store::new(
+        make_s3_config,
+        config.bucket.clone(),
+        config.s3_backend,
+    ));
     let presigner = Presigner::new(&config.bucket, config.region(), endpoint(&config)?);
     let listen = config.listen;
     let mut state = AppState::new(config.clone(), presigner, credentials, store.clone());

@@ -39,6 +39,19 @@ pub const ENV_REQUIRE_OWNER: &str = "UPLOADBUCKET_REQUIRE_OWNER";
 pub const ENV_URLS_PER_MINUTE: &str = "UPLOADBUCKET_URLS_PER_MINUTE";
 pub const ENV_MAX_OPEN_MULTIPART: &str = "UPLOADBUCKET_MAX_OPEN_MULTIPART";
 pub const ENV_METRICS_LISTEN: &str = "UPLOADBUCKET_METRICS_LISTEN";
+pub const ENV_S3_BACKEND: &str = "UPLOADBUCKET_S3_BACKEND";
+
+/// Which S3 implementation the bucket lives on: requests only one of them needs are sent
+/// only there (never inferred from an endpoint).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum S3Backend {
+    /// Amazon S3 (and stores that speak its documented API).
+    #[default]
+    Aws,
+    /// Ceph RGW: its own names for a copy's preconditions.
+    Rgw,
+}
 
 /// The object tag that says where an upload stands when verification is on: every URL signs
 /// it as [`STATE_PENDING`]; `verify` replaces it with [`STATE_VERIFIED`] or
@@ -61,6 +74,69 @@ pub const SCRIPT_CAPABLE_TYPES: &[&str] = &[
     "application/xml",
     "text/xml",
 ];
+
+/// The media types a `type/*` entry admits: formats a browser displays or downloads but never
+/// runs script from, each with a file signature or a text form `verify` can check. Anything
+/// else (`text/xsl`, `application/rss+xml`, `image/x-anything`, every `+xml` type) must be
+/// listed exactly. Kept sorted; documented in the README.
+pub const WILDCARD_TYPES: &[&str] = &[
+    "application/gzip",
+    "application/msword",
+    "application/pdf",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/x-7z-compressed",
+    "application/x-tar",
+    "application/zip",
+    "audio/aac",
+    "audio/flac",
+    "audio/mp4",
+    "audio/mpeg",
+    "audio/ogg",
+    "audio/wav",
+    "audio/webm",
+    "audio/x-wav",
+    "font/otf",
+    "font/ttf",
+    "font/woff",
+    "font/woff2",
+    "image/avif",
+    "image/bmp",
+    "image/gif",
+    "image/heic",
+    "image/heif",
+    "image/jpeg",
+    "image/png",
+    "image/tiff",
+    "image/webp",
+    "text/csv",
+    "text/plain",
+    "video/mp4",
+    "video/mpeg",
+    "video/ogg",
+    "video/quicktime",
+    "video/webm",
+    "video/x-matroska",
+];
+
+/// With verification on, URLs name keys under `<keyPrefix>incoming/` and `verify` copies what
+/// it accepted to `<keyPrefix>verified/`, a place no URL ever names: what is there holds
+/// exactly the bytes verify checked. Public read and the app's downloads cover the verified
+/// area only; the lifecycle rule empties the incoming one.
+pub const INCOMING_AREA: &str = "incoming/";
+pub const VERIFIED_AREA: &str = "verified/";
+
+/// Where URLs put uploads when verification is on.
+pub fn incoming_prefix(key_prefix: &str) -> String {
+    format!("{key_prefix}{INCOMING_AREA}")
+}
+
+/// Where `verify` puts what it accepted.
+pub fn verified_prefix(key_prefix: &str) -> String {
+    format!("{key_prefix}{VERIFIED_AREA}")
+}
 
 /// Signing rules and where to listen. Every field is a `--flag` and an environment variable.
 #[derive(Args, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -133,6 +209,11 @@ pub struct Config {
     #[arg(long, env = ENV_BUCKET_OWNER_FULL_CONTROL, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub bucket_owner_full_control: bool,
+
+    /// The S3 implementation (`aws` or `rgw`); the operator sets it from its `--s3-backend`.
+    #[arg(long, env = ENV_S3_BACKEND, value_enum, default_value = "aws")]
+    #[serde(default)]
+    pub s3_backend: S3Backend,
 
     /// Verification is on (`uploads.verification.enabled`): every upload is tagged
     /// `uploadbucket-state=pending` (signed) and `POST /uploads/verify` checks objects.
@@ -348,6 +429,9 @@ impl Config {
         if self.bucket_owner_full_control {
             env.push((ENV_BUCKET_OWNER_FULL_CONTROL, "true".into()));
         }
+        if self.s3_backend == S3Backend::Rgw {
+            env.push((ENV_S3_BACKEND, "rgw".into()));
+        }
         if self.verify {
             env.push((ENV_VERIFY, "true".into()));
         }
@@ -366,18 +450,34 @@ impl Config {
         env
     }
 
-    /// Whether `ct` (already lowercased, no parameters) is allowed. A `type/*` pattern never
-    /// admits a [`SCRIPT_CAPABLE_TYPES`] entry: `image/*` does not mean SVG.
+    /// Whether `ct` (already lowercased, no parameters) is allowed: listed exactly, or under a
+    /// `type/*` entry and one of the [`WILDCARD_TYPES`] (`image/*` never means SVG).
     pub fn allows_content_type(&self, ct: &str) -> bool {
+        self.admits(ct).is_some()
+    }
+
+    /// How `ct` is allowed: `Some(true)` by an exact entry, `Some(false)` only through a
+    /// `type/*` entry (verify then wants the bytes to prove the type), `None` not at all.
+    pub fn admits(&self, ct: &str) -> Option<bool> {
+        if self.allowed_content_types.iter().any(|p| p == ct) {
+            return Some(true);
+        }
+        let major = ct.split_once('/')?.0;
         self.allowed_content_types
             .iter()
-            .any(|p| match p.strip_suffix("/*") {
-                Some(major) => {
-                    ct.split_once('/').is_some_and(|(m, _)| m == major)
-                        && !SCRIPT_CAPABLE_TYPES.contains(&ct)
-                }
-                None => p == ct,
+            .any(|p| {
+                p.strip_suffix("/*") == Some(major) && WILDCARD_TYPES.binary_search(&ct).is_ok()
             })
+            .then_some(false)
+    }
+
+    /// Where URLs put new uploads: the key prefix, or its incoming area when verification is on.
+    pub fn upload_prefix(&self) -> std::borrow::Cow<'_, str> {
+        if self.verify {
+            incoming_prefix(&self.key_prefix).into()
+        } else {
+            self.key_prefix.as_str().into()
+        }
     }
 
     /// The `Content-Disposition` objects of `content_type` must carry: `attachment` on a
@@ -460,6 +560,52 @@ mod tests {
         assert!(c.allows_content_type("application/pdf"));
         assert!(!c.allows_content_type("application/json"));
         assert!(!c.allows_content_type("imagex/png"));
+    }
+
+    #[test]
+    fn wildcards_admit_only_the_listed_safe_types() {
+        let c = parse(&[
+            "--bucket",
+            "b",
+            "--allowed-content-types",
+            "image/*,text/*,application/*,video/*,audio/*,text/xsl",
+        ])
+        .validate(Some("r-x-1".into()))
+        .unwrap();
+        // The types the attacks of issue 25 got through `type/*`, and the script-capable ones.
+        for t in [
+            "text/x-javascript",
+            "text/jscript",
+            "application/x-javascript",
+            "application/rss+xml",
+            "application/atom+xml",
+            "image/foo+xml",
+            "image/x-anything",
+            "image/svg+xml",
+            "text/html",
+            "text/xml",
+            "application/xml",
+            "application/xhtml+xml",
+            "application/javascript",
+            "application/octet-stream",
+            "application/json",
+        ] {
+            assert_eq!(c.admits(t), None, "{t}");
+        }
+        assert_eq!(c.admits("image/jpeg"), Some(false));
+        assert_eq!(c.admits("text/plain"), Some(false));
+        assert_eq!(c.admits("application/pdf"), Some(false));
+        // Listed exactly: the operator's choice, and verify knows it was not a wildcard.
+        assert_eq!(c.admits("text/xsl"), Some(true));
+        // binary_search needs the list sorted and free of script-capable types.
+        assert!(WILDCARD_TYPES.windows(2).all(|w| w[0] < w[1]));
+        assert!(
+            WILDCARD_TYPES
+                .iter()
+                .all(|t| !SCRIPT_CAPABLE_TYPES.contains(t)
+                    && !t.ends_with("+xml")
+                    && !t.contains("script"))
+        );
     }
 
     #[test]

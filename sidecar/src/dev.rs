@@ -111,7 +111,11 @@ async fn serve_store(args: &DevArgs, page: SocketAddr) -> anyhow::Result<SocketA
     let bucket_dir = args.data_dir.join(&args.bucket);
     std::fs::create_dir_all(&bucket_dir)
         .with_context(|| format!("cannot create {}", bucket_dir.display()))?;
-    let store = crate::dev_store::DevStore::new(&args.data_dir)?;
+    // Copies only into the verified area, like the upload role's policy on S3.
+    let copy_into = args
+        .verify
+        .then(|| crate::config::verified_prefix(&args.key_prefix));
+    let store = crate::dev_store::DevStore::new(&args.data_dir, copy_into)?;
     let mut builder = s3s::service::S3ServiceBuilder::new(store);
     builder.set_auth(s3s::auth::SimpleAuth::from_single(
         DEV_ACCESS_KEY,
@@ -179,6 +183,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         bucket_owner_full_control: false,
         verify: args.verify,
         verify_quarantine: args.verify_quarantine,
+        s3_backend: Default::default(),
         require_owner: args.require_owner,
         urls_per_minute: args.urls_per_minute,
         max_open_multipart: 0,
@@ -205,7 +210,11 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .force_path_style(true)
         .request_checksum_calculation(aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired)
         .build();
-    let store = Arc::new(S3Store::new(move || s3.clone(), config.bucket.clone()));
+    let store = Arc::new(S3Store::new(
+        move || s3.clone(),
+        config.bucket.clone(),
+        config.s3_backend,
+    ));
     let presigner = Presigner::new(
         &config.bucket,
         "us-east-1",

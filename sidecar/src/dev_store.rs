@@ -25,14 +25,46 @@ type Tags = Vec<(String, String)>;
 pub struct DevStore {
     fs: s3s_fs::FileSystem,
     root: PathBuf,
+    /// Copies may only land under this prefix (verify's copies to the verified area), as the
+    /// upload role's policy says on S3: a URL turned into a copy is refused.
+    copy_into: Option<String>,
+    /// Writes to a key, and a copy from it, take turns: a copy's `If-Match` check and the
+    /// bytes it copies are then one version, as on S3.
+    turns: crate::limits::Stripes,
 }
 
 impl DevStore {
-    pub fn new(root: &Path) -> anyhow::Result<Self> {
+    /// A store in `root`; copies only into `copy_into` (none without it).
+    pub fn new(root: &Path, copy_into: Option<String>) -> anyhow::Result<Self> {
         let root = std::fs::canonicalize(root)?;
         let fs = s3s_fs::FileSystem::new(&root)
             .map_err(|e| anyhow::anyhow!("dev store at {}: {e:?}", root.display()))?;
-        Ok(Self { fs, root })
+        Ok(Self {
+            fs,
+            root,
+            copy_into,
+            turns: Default::default(),
+        })
+    }
+
+    async fn turn(&self, bucket: &str, key: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.turns.lock(&format!("{bucket}/{key}")).await
+    }
+
+    /// Where the key a multipart upload was created for is kept.
+    fn upload_key_path(&self, upload_id: &str) -> PathBuf {
+        let id = Sha256::digest(upload_id.as_bytes());
+        self.root
+            .join(format!(".uploadbucket-upload-{}.key", hex::encode(id)))
+    }
+
+    /// NoSuchUpload unless `upload_id` was created for `bucket`/`key` (S3 binds the two; s3s-fs
+    /// does not).
+    fn check_upload(&self, upload_id: &str, bucket: &str, key: &str) -> S3Result<()> {
+        match std::fs::read_to_string(self.upload_key_path(upload_id)) {
+            Ok(k) if k == format!("{bucket}/{key}") => Ok(()),
+            _ => Err(s3_error!(NoSuchUpload)),
+        }
     }
 
     fn object_tags_path(&self, bucket: &str, key: &str) -> PathBuf {
@@ -123,10 +155,18 @@ pub async fn post_form_tagging(req: Request, next: Next) -> Response {
         while let Ok(Some(field)) = form.next_field().await {
             match field.name() {
                 Some("tagging") => {
+                    // Which of two `tagging` fields counts differs between readers (s3s checks
+                    // the last against the policy): a form with two is refused outright.
+                    if parts.extensions.get::<PostTagging>().is_some() {
+                        return (
+                            StatusCode::BAD_REQUEST,
+                            "the form has more than one tagging field\n",
+                        )
+                            .into_response();
+                    }
                     if let Ok(text) = field.text().await {
                         parts.extensions.insert(PostTagging(text));
                     }
-                    break;
                 }
                 // The file comes last: no field after it counts.
                 Some("file") => break,
@@ -173,6 +213,7 @@ impl S3 for DevStore {
     ) -> S3Result<S3Response<dto::PutObjectOutput>> {
         let tags = header_tags(req.input.tagging.as_deref());
         let path = self.object_tags_path(&req.input.bucket, &req.input.key);
+        let _turn = self.turn(&req.input.bucket, &req.input.key).await;
         let out = self.fs.put_object(req).await?;
         Self::write(&path, &tags)?;
         Ok(out)
@@ -184,6 +225,7 @@ impl S3 for DevStore {
     ) -> S3Result<S3Response<dto::PostObjectOutput>> {
         let tags = form_tags(req.extensions.get::<PostTagging>())?;
         let path = self.object_tags_path(&req.input.bucket, &req.input.key);
+        let _turn = self.turn(&req.input.bucket, &req.input.key).await;
         let out = self.fs.post_object(req).await?;
         Self::write(&path, &tags)?;
         Ok(out)
@@ -194,9 +236,12 @@ impl S3 for DevStore {
         req: S3Request<dto::CreateMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CreateMultipartUploadOutput>> {
         let tags = header_tags(req.input.tagging.as_deref());
+        let target = format!("{}/{}", req.input.bucket, req.input.key);
         let out = self.fs.create_multipart_upload(req).await?;
         if let Some(id) = &out.output.upload_id {
             Self::write(&self.upload_tags_path(id), &tags)?;
+            std::fs::write(self.upload_key_path(id), target)
+                .map_err(|e| s3_error!(InternalError, "dev store: {e}"))?;
         }
         Ok(out)
     }
@@ -205,9 +250,35 @@ impl S3 for DevStore {
         &self,
         req: S3Request<dto::CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::CompleteMultipartUploadOutput>> {
-        let pending = self.upload_tags_path(&req.input.upload_id);
-        let path = self.object_tags_path(&req.input.bucket, &req.input.key);
+        let input = &req.input;
+        self.check_upload(&input.upload_id, &input.bucket, &input.key)?;
+        let pending = self.upload_tags_path(&input.upload_id);
+        let path = self.object_tags_path(&input.bucket, &input.key);
+        let (bucket, key, id) = (
+            input.bucket.clone(),
+            input.key.clone(),
+            input.upload_id.clone(),
+        );
+        let size = input.mpu_object_size;
+        let _turn = self.turn(&bucket, &key).await;
         let out = self.fs.complete_multipart_upload(req).await?;
+        let _ = std::fs::remove_file(self.upload_key_path(&id));
+        // The stated total, as S3 checks it: a part replaced after the signer listed them
+        // would otherwise go through.
+        let stored = tokio::fs::metadata(self.root.join(&bucket).join(&key))
+            .await
+            .map(|m| m.len() as i64)
+            .ok();
+        if let Some(size) = size
+            && stored != Some(size)
+        {
+            let _ = tokio::fs::remove_file(self.root.join(&bucket).join(&key)).await;
+            Self::write(&pending, &Tags::new())?;
+            return Err(s3_error!(
+                InvalidRequest,
+                "the parts add up to {stored:?} bytes, not the stated {size}"
+            ));
+        }
         Self::write(&path, &Self::read(&pending)?.unwrap_or_default())?;
         Self::write(&pending, &Tags::new())?;
         Ok(out)
@@ -217,7 +288,9 @@ impl S3 for DevStore {
         &self,
         req: S3Request<dto::AbortMultipartUploadInput>,
     ) -> S3Result<S3Response<dto::AbortMultipartUploadOutput>> {
+        self.check_upload(&req.input.upload_id, &req.input.bucket, &req.input.key)?;
         let pending = self.upload_tags_path(&req.input.upload_id);
+        let _ = std::fs::remove_file(self.upload_key_path(&req.input.upload_id));
         let out = self.fs.abort_multipart_upload(req).await?;
         Self::write(&pending, &Tags::new())?;
         Ok(out)
@@ -228,6 +301,7 @@ impl S3 for DevStore {
         req: S3Request<dto::DeleteObjectInput>,
     ) -> S3Result<S3Response<dto::DeleteObjectOutput>> {
         let path = self.object_tags_path(&req.input.bucket, &req.input.key);
+        let _turn = self.turn(&req.input.bucket, &req.input.key).await;
         let out = self.fs.delete_object(req).await?;
         Self::write(&path, &Tags::new())?;
         Ok(out)
@@ -327,6 +401,7 @@ impl S3 for DevStore {
         &self,
         req: S3Request<dto::UploadPartInput>,
     ) -> S3Result<S3Response<dto::UploadPartOutput>> {
+        self.check_upload(&req.input.upload_id, &req.input.bucket, &req.input.key)?;
         self.fs.upload_part(req).await
     }
 
@@ -334,7 +409,44 @@ impl S3 for DevStore {
         &self,
         req: S3Request<dto::ListPartsInput>,
     ) -> S3Result<S3Response<dto::ListPartsOutput>> {
+        self.check_upload(&req.input.upload_id, &req.input.bucket, &req.input.key)?;
         self.fs.list_parts(req).await
+    }
+
+    /// Only verify's copies to the verified area (see [`DevStore::copy_into`]); the copy and
+    /// its `If-Match` check take the source's turn, so they see one version.
+    async fn copy_object(
+        &self,
+        req: S3Request<dto::CopyObjectInput>,
+    ) -> S3Result<S3Response<dto::CopyObjectOutput>> {
+        let input = &req.input;
+        if !self
+            .copy_into
+            .as_deref()
+            .is_some_and(|p| input.key.starts_with(p))
+        {
+            return Err(s3_error!(
+                AccessDenied,
+                "copies are refused here: only verify copies, into the verified area"
+            ));
+        }
+        let dto::CopySource::Bucket { bucket, key, .. } = &input.copy_source else {
+            return Err(s3_error!(NotImplemented));
+        };
+        let replace_tags = input
+            .tagging_directive
+            .as_ref()
+            .is_some_and(|d| d.as_str() == dto::TaggingDirective::REPLACE);
+        let tags = if replace_tags {
+            header_tags(input.tagging.as_deref())
+        } else {
+            Self::read(&self.object_tags_path(bucket, key))?.unwrap_or_default()
+        };
+        let path = self.object_tags_path(&input.bucket, &input.key);
+        let _turn = self.turn(bucket, key).await;
+        let out = self.fs.copy_object(req).await?;
+        Self::write(&path, &tags)?;
+        Ok(out)
     }
 }
 

@@ -1,7 +1,9 @@
 //! Per-owner quotas: how many uploads an owner may start per minute (a token bucket in this
 //! process: each signer replica counts on its own) and how many multipart uploads an owner
 //! may have open (counted from S3's list of uploads in progress, so it holds across
-//! replicas). Requests without an owner share the owner `""`.
+//! replicas). Requests without an owner share the owner `""`. Within a process, the count
+//! and the create it allows happen under one lock per owner ([`Stripes`]), so concurrent
+//! creates cannot all see the same count and overshoot the cap.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -72,6 +74,24 @@ impl Bucket {
         } else {
             Err(Duration::from_secs_f64((1.0 - self.tokens) / per_second))
         }
+    }
+}
+
+/// A fixed set of async locks, one picked per name: callers with the same name take turns,
+/// different names mostly do not wait for each other. Bounded memory, whatever the names.
+pub struct Stripes(Vec<tokio::sync::Mutex<()>>);
+
+impl Default for Stripes {
+    fn default() -> Self {
+        Self((0..64).map(|_| tokio::sync::Mutex::new(())).collect())
+    }
+}
+
+impl Stripes {
+    pub async fn lock(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+        let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(name);
+        self.0[(hash % self.0.len() as u64) as usize].lock().await
     }
 }
 

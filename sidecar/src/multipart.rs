@@ -95,6 +95,11 @@ fn store_error(e: StoreError) -> AppError {
             "InvalidPart",
             format!("parts: S3 refused the part list: {m}"),
         ),
+        StoreError::Changed => AppError::with_status(
+            StatusCode::CONFLICT,
+            "KeyExists",
+            "the key already holds an object (this upload was completed before)",
+        ),
         StoreError::Denied(m) => AppError::internal("S3 access", m),
         StoreError::Other(m) => AppError::internal("S3", m),
     }
@@ -105,12 +110,12 @@ fn our_key(state: &AppState, key: Option<String>, owner: Option<&str>) -> Result
     let key = key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| AppError::bad_request("MissingKey", "query parameter key is required"))?;
-    if !keys::is_our_key(&state.config.key_prefix, &key) {
+    if !keys::is_our_key(&state.upload_prefix, &key) {
         return Err(AppError::bad_request(
             "InvalidKey",
             format!(
                 "key {key:?} was not issued by this signer (keys start with {:?})",
-                state.config.key_prefix
+                state.upload_prefix
             ),
         ));
     }
@@ -155,6 +160,13 @@ pub async fn create(
     );
     let scope = crate::uploads::start_upload(&state, req.owner.as_deref())?;
     let cap = state.config.max_open_multipart;
+    // Counting and creating under one lock per folder: in this process the cap holds exactly
+    // (across processes, two creates at the same moment may each see one slot free).
+    let _turn = if cap > 0 {
+        Some(state.multipart_creates.lock(&scope).await)
+    } else {
+        None
+    };
     if cap > 0 {
         let open = state
             .store
@@ -172,12 +184,7 @@ pub async fn create(
             });
         }
     }
-    let key = keys::build_key(
-        &scope,
-        &keys::random_id(),
-        req.filename.as_deref(),
-        &content_type,
-    );
+    let key = keys::build_key(&scope, &keys::random_id(), &content_type);
     let upload_id = state
         .store
         .create_multipart(

@@ -27,6 +27,14 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub config: Config,
+    /// Where URLs put uploads (the key prefix, or its incoming area when verification is on).
+    pub upload_prefix: String,
+    /// Where `verify` puts what it accepted (with verification on).
+    pub verified_prefix: String,
+    /// Turns per owner folder for counting open multipart uploads and creating one.
+    pub multipart_creates: crate::limits::Stripes,
+    /// Keys `verify` is working on in this process.
+    pub verifying: crate::verify::InProgress,
     pub presigner: Presigner,
     pub credentials: Arc<dyn CredentialSource>,
     pub store: Arc<dyn ObjectStore>,
@@ -58,6 +66,10 @@ impl AppState {
     ) -> Self {
         Self(Arc::new(Inner {
             limiter: crate::limits::RateLimiter::new(config.urls_per_minute),
+            upload_prefix: config.upload_prefix().into_owned(),
+            verified_prefix: crate::config::verified_prefix(&config.key_prefix),
+            verifying: Default::default(),
+            multipart_creates: Default::default(),
             config,
             presigner,
             credentials,

@@ -5,8 +5,11 @@
 //! wrong ETag) and 5xx/503 for ours.
 
 use async_trait::async_trait;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+
+use crate::config::S3Backend;
 
 /// One uploaded part.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,6 +30,10 @@ pub enum StoreError {
     InvalidPart(String),
     #[error("S3 refused access: {0}")]
     Denied(String),
+    /// A precondition (`If-Match`, `x-amz-copy-source-if-match`) failed: the object is not
+    /// the version the caller read.
+    #[error("the object changed")]
+    Changed,
     #[error("S3 call failed: {0}")]
     Other(String),
 }
@@ -52,10 +59,29 @@ pub trait ObjectStore: Send + Sync {
         total: i64,
     ) -> Result<(), StoreError>;
     async fn abort_multipart(&self, key: &str, upload_id: &str) -> Result<(), StoreError>;
-    /// Size, content type and ETag of a stored object; `None` if there is none.
+    /// Size, content type, ETag and version of a stored object; `None` if there is none (or
+    /// S3 will not say: a missing key is 403 to a caller without `s3:ListBucket`).
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError>;
-    /// The object's first `len` bytes (fewer if it is shorter).
-    async fn read_start(&self, key: &str, len: u64) -> Result<Vec<u8>, StoreError>;
+    /// The first `len` bytes (fewer if it is shorter) of exactly the version `info` describes
+    /// (`If-Match` its ETag, and its version id where the bucket keeps versions):
+    /// [`StoreError::Changed`] if the key holds something else now.
+    async fn read_start(
+        &self,
+        key: &str,
+        info: &ObjectInfo,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError>;
+    /// Copies exactly the version `info` describes of `from` to `to` (server side, on the
+    /// precondition that the source still has its ETag, [`StoreError::Changed`] otherwise),
+    /// with every header the copy carries set by `target` (`REPLACE`), none of the source's.
+    /// Tags are not copied (RGW 16 has no tagging directive): set them after.
+    async fn promote(
+        &self,
+        from: &str,
+        info: &ObjectInfo,
+        to: &str,
+        target: &Promotion<'_>,
+    ) -> Result<(), StoreError>;
     /// Replaces the object's tags with `uploadbucket-state=<state>`.
     async fn set_state(&self, key: &str, state: &str) -> Result<(), StoreError>;
     async fn delete(&self, key: &str) -> Result<(), StoreError>;
@@ -64,11 +90,22 @@ pub trait ObjectStore: Send + Sync {
 }
 
 /// What `HeadObject` says of an object.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObjectInfo {
     pub size: i64,
     pub content_type: String,
     pub etag: String,
+    /// Set where the bucket keeps versions.
+    pub version_id: Option<String>,
+}
+
+/// The headers a verified object is stored with: what the signer decides, nothing the
+/// uploader sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Promotion<'a> {
+    pub content_type: &'a str,
+    pub disposition: Option<&'a str>,
+    pub acl: Option<&'a str>,
 }
 
 /// [`ObjectStore`] over aws-sdk-s3. The client is built on first use: most signers never
@@ -78,17 +115,20 @@ pub struct S3Store {
     make_config: Box<dyn Fn() -> aws_sdk_s3::Config + Send + Sync>,
     client: std::sync::OnceLock<aws_sdk_s3::Client>,
     pub bucket: String,
+    backend: S3Backend,
 }
 
 impl S3Store {
     pub fn new(
         make_config: impl Fn() -> aws_sdk_s3::Config + Send + Sync + 'static,
         bucket: impl Into<String>,
+        backend: S3Backend,
     ) -> Self {
         Self {
             make_config: Box::new(make_config),
             client: std::sync::OnceLock::new(),
             bucket: bucket.into(),
+            backend,
         }
     }
 
@@ -98,12 +138,18 @@ impl S3Store {
     }
 }
 
-fn classify<E, R>(err: SdkError<E, R>) -> StoreError
+fn classify<E>(err: SdkError<E, HttpResponse>) -> StoreError
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-    R: std::fmt::Debug,
 {
+    if err
+        .raw_response()
+        .is_some_and(|r| r.status().as_u16() == 412)
+    {
+        return StoreError::Changed;
+    }
     match err.code() {
+        Some("PreconditionFailed") => StoreError::Changed,
         Some("NoSuchUpload") => StoreError::NoSuchUpload,
         Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "MalformedXML") => {
             StoreError::InvalidPart(err.message().unwrap_or_default().to_owned())
@@ -235,18 +281,38 @@ impl ObjectStore for S3Store {
                 size: out.content_length().unwrap_or_default(),
                 content_type: out.content_type().unwrap_or_default().to_owned(),
                 etag: out.e_tag().unwrap_or_default().to_owned(),
+                // "null": an unversioned bucket's object (S3 says so once versioning was on).
+                version_id: out
+                    .version_id()
+                    .filter(|v| !v.is_empty() && *v != "null")
+                    .map(str::to_owned),
             })),
-            Err(e) if e.raw_response().is_some_and(|r| r.status().as_u16() == 404) => Ok(None),
+            // S3 answers 403, not 404, for a missing key to a caller without s3:ListBucket,
+            // which the upload role never has; a real lack of s3:GetObject fails the next
+            // call instead (the read, or verify's copy).
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 403 | 404)) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(classify(e)),
         }
     }
 
-    async fn read_start(&self, key: &str, len: u64) -> Result<Vec<u8>, StoreError> {
+    async fn read_start(
+        &self,
+        key: &str,
+        info: &ObjectInfo,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         let out = self
             .client()
             .get_object()
             .bucket(&self.bucket)
             .key(key)
+            .if_match(&info.etag)
+            .set_version_id(info.version_id.clone())
             .range(format!("bytes=0-{}", len.saturating_sub(1)))
             .send()
             .await
@@ -257,6 +323,48 @@ impl ObjectStore for S3Store {
             .await
             .map_err(|e| StoreError::Other(format!("reading the object: {e}")))?;
         Ok(bytes.to_vec())
+    }
+
+    async fn promote(
+        &self,
+        from: &str,
+        info: &ObjectInfo,
+        to: &str,
+        target: &Promotion<'_>,
+    ) -> Result<(), StoreError> {
+        // `bucket/key[?versionId=v]`, the key URL-encoded.
+        let mut source = format!("{}/", self.bucket);
+        crate::presign::uri_encode_into(&mut source, from, true);
+        if let Some(v) = &info.version_id {
+            source.push_str("?versionId=");
+            crate::presign::uri_encode_into(&mut source, v, false);
+        }
+        let copy = self
+            .client()
+            .copy_object()
+            .bucket(&self.bucket)
+            .key(to)
+            .copy_source(source)
+            .copy_source_if_match(&info.etag)
+            .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
+            .content_type(target.content_type)
+            .set_content_disposition(target.disposition.map(str::to_owned))
+            .set_acl(target.acl.map(Into::into));
+        let sent = if self.backend == S3Backend::Rgw {
+            // RGW 16 reads a copy's preconditions from `x-amz-copy-if-*` only (its
+            // RGWCopyObj_ObjStore_S3::get_params) and ignores AWS's `x-amz-copy-source-if-*`.
+            let etag = info.etag.clone();
+            copy.customize()
+                .mutate_request(move |req| {
+                    req.headers_mut()
+                        .insert("x-amz-copy-if-match", etag.clone());
+                })
+                .send()
+                .await
+        } else {
+            copy.send().await
+        };
+        sent.map(drop).map_err(classify)
     }
 
     async fn set_state(&self, key: &str, state: &str) -> Result<(), StoreError> {

@@ -281,7 +281,7 @@ fn owner_scope<'s>(state: &'s AppState, owner: Option<&str>) -> Result<Cow<'s, s
             "OwnerRequired",
             "owner is required by this bucket (uploads.requireOwner): your backend names the user the upload is for",
         )),
-        _ => Ok(keys::scope(&state.config.key_prefix, owner)),
+        _ => Ok(keys::scope(&state.upload_prefix, owner)),
     }
 }
 
@@ -311,7 +311,12 @@ fn take_start(state: &AppState, owner: Option<&str>) -> Result<(), AppError> {
 /// A call on an existing upload must name the owner its key belongs to (and none for a key
 /// outside any owner's folder): 403 `OwnerMismatch` otherwise.
 pub fn check_owner(state: &AppState, key: &str, owner: Option<&str>) -> Result<(), AppError> {
-    let holder = keys::owner_of(&state.config.key_prefix, key);
+    check_owner_under(&state.upload_prefix, key, owner)
+}
+
+/// [`check_owner`] for a key under `prefix`.
+pub fn check_owner_under(prefix: &str, key: &str, owner: Option<&str>) -> Result<(), AppError> {
+    let holder = keys::owner_of(prefix, key);
     if holder == owner.filter(|o| !o.is_empty()) {
         return Ok(());
     }
@@ -355,12 +360,7 @@ pub async fn create(State(state): State<AppState>, body: JsonBody) -> Result<Res
         ));
     }
     let prefix = start_upload(&state, req.owner.as_deref())?;
-    let key = keys::build_key(
-        &prefix,
-        &keys::random_id(),
-        req.filename.as_deref(),
-        &content_type,
-    );
+    let key = keys::build_key(&prefix, &keys::random_id(), &content_type);
     let creds = credentials(&state).await?;
     let (now, expires) = lifetime(&state, &creds)?;
     let expires_at = rfc3339(now + expires);
@@ -613,7 +613,6 @@ pub async fn legacy(
     let key = keys::build_key(
         &start_upload(&state, q.owner.as_deref())?,
         &keys::random_id(),
-        None,
         &content_type,
     );
     let url = presign_put(&state, &key, &content_type, q.size).await?;
@@ -640,7 +639,6 @@ pub async fn uppy_params(
     let key = keys::build_key(
         &start_upload(&state, q.get("owner").map(String::as_str))?,
         &keys::random_id(),
-        q.get("filename").map(String::as_str),
         &content_type,
     );
     let creds = credentials(&state).await?;

@@ -1,12 +1,22 @@
-//! `POST /uploads/verify`: after an upload, check that the object is what it claims to be.
+//! `POST /uploads/verify`: after an upload, check that the object is what it claims to be,
+//! and make it the verified object no URL can touch.
 //!
 //! A signed `Content-Type` is only the client's word: a file sent as `image/jpeg` can hold
-//! HTML. Verify reads the object's size and type (`HeadObject`) and its first bytes (one ranged
-//! `GetObject`, [`SNIFF_BYTES`]), and accepts it only if the size is within the bucket's
-//! maximum, the stored type is allowed, and the bytes' magic number (detected by the `infer`
-//! crate) matches the stored type. An accepted object is tagged `uploadbucket-state=verified`
-//! (so the lifecycle rule for pending objects no longer applies); a refused one is deleted,
-//! or tagged `quarantined` when the bucket says so, and the answer is 422 saying why.
+//! HTML. Uploads land under the incoming area (`<keyPrefix>incoming/`, the only keys URLs
+//! name). Verify reads one version of the upload: its size, type and ETag (`HeadObject`), then
+//! its first bytes ([`SNIFF_BYTES`], a ranged `GetObject` with `If-Match` on that ETag). It
+//! accepts the object only if the size is within the bucket's maximum, the stored type is
+//! allowed, and the bytes are that type ([`judge`]). An accepted upload is copied server side
+//! to the verified area (`<keyPrefix>verified/`, same name) with
+//! `x-amz-copy-source-if-match` on the ETag it read, so the copy is exactly the bytes that were
+//! checked or nothing; the copy's headers and tags are the signer's (`REPLACE`), none of what
+//! the uploader sent; then the upload is deleted. No URL ever names a verified key, so nothing
+//! an end user holds can change a verified object afterwards. A refused upload is deleted, or
+//! tagged `quarantined` and left to the incoming area's expiry, and the answer is 422 saying
+//! why.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use axum::Json;
 use axum::extract::State;
@@ -19,7 +29,7 @@ use crate::error::AppError;
 use crate::json::JsonBody;
 use crate::keys;
 use crate::server::AppState;
-use crate::store::{ObjectInfo, StoreError};
+use crate::store::{ObjectInfo, Promotion, StoreError};
 
 /// How much of an object verify reads: enough for every signature `infer` knows.
 pub const SNIFF_BYTES: u64 = 8192;
@@ -44,6 +54,81 @@ pub fn detect(bytes: &[u8]) -> Option<&'static str> {
     infer::get(bytes).map(|t| t.mime_type())
 }
 
+/// Types whose documents are markup a browser may run script from or style with script:
+/// accepted only when the stored type is one of them and the bucket lists it exactly.
+fn is_markup_type(ct: &str) -> bool {
+    crate::config::SCRIPT_CAPABLE_TYPES.contains(&ct)
+        || ct.ends_with("+xml")
+        || matches!(ct, "text/xsl" | "application/xslt+xml")
+}
+
+/// Tags that make a document active wherever they appear in it, lowercased.
+const ACTIVE_TAGS: &[&[u8]] = &[
+    b"<script",
+    b"<svg",
+    b"<html",
+    b"<iframe",
+    b"<object",
+    b"<embed",
+    b"<?xml",
+    b"<!doctype",
+    b"<xsl:",
+    b"<body",
+    b"<img",
+];
+
+/// Whether `bytes` are markup: what a browser sniffing them (the MIME sniffing rules as
+/// Chromium implements them, `mime-sniffer`) would take for HTML or XML, or text carrying an
+/// active tag anywhere in what was read. The name of what was found, for the refusal.
+pub fn markup(bytes: &[u8]) -> Option<&'static str> {
+    use mime_sniffer::MimeTypeSniffer as _;
+    let request = mime_sniffer::HttpRequest {
+        content: &bytes,
+        url: &"",
+        type_hint: "",
+    };
+    match request.sniff_mime_type() {
+        Some("text/html") => return Some("text/html"),
+        Some("text/xml") => return Some("XML"),
+        _ => {}
+    }
+    let lower = bytes.to_ascii_lowercase();
+    ACTIVE_TAGS
+        .iter()
+        .any(|t| lower.windows(t.len()).any(|w| w == *t))
+        .then_some("markup (an HTML, SVG or XML tag)")
+}
+
+/// Text a `text/*` wildcard admits: UTF-8 (the read may cut the last character), no control
+/// characters but tab, line breaks and form feed.
+fn is_plain_text(bytes: &[u8]) -> bool {
+    let text = match std::str::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) if e.error_len().is_none() => {
+            std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default()
+        }
+        Err(_) => return false,
+    };
+    text.chars()
+        .all(|c| !c.is_control() || matches!(c, '\t' | '\n' | '\r' | '\x0c'))
+}
+
+/// Names `infer` gives that mean one of our types.
+fn same_type(detected: &str, stored: &str) -> bool {
+    detected == stored
+        || matches!(
+            (detected, stored),
+            ("audio/x-wav", "audio/wav")
+                | ("audio/wav", "audio/x-wav")
+                | ("audio/x-flac", "audio/flac")
+                | ("audio/m4a", "audio/mp4")
+                | ("video/x-m4v", "video/mp4")
+                | ("application/x-gzip", "application/gzip")
+                | ("image/heif", "image/heic")
+                | ("image/heic", "image/heif")
+        )
+}
+
 /// Whether an object of `info`, starting with `bytes`, may stay: its size, its stored type,
 /// and the type its bytes show. Pure, so every rule is unit-tested.
 pub fn judge(
@@ -61,14 +146,8 @@ pub fn judge(
             ),
         );
     }
-    let stored = info
-        .content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if !config.allows_content_type(&stored) {
+    let stored = media_type(&info.content_type);
+    let Some(exact) = config.admits(&stored) else {
         return refuse(
             "ContentTypeNotAllowed",
             format!(
@@ -76,10 +155,25 @@ pub fn judge(
                 config.allowed_content_types.join(", ")
             ),
         );
-    }
+    };
     let detected = detect(bytes);
+    let found = match detected {
+        Some(d @ ("text/html" | "text/xml")) => Some(d),
+        Some(_) => None,
+        None => markup(bytes),
+    };
+    if let Some(found) = found {
+        // Markup only where the bucket lists a markup type exactly and the upload says it.
+        if exact && is_markup_type(&stored) {
+            return Ok(detected);
+        }
+        return refuse(
+            "ContentMismatch",
+            format!("the object is stored as {stored} but its bytes are {found}"),
+        );
+    }
     match detected {
-        Some(d) if d == stored => Ok(detected),
+        Some(d) if same_type(d, &stored) => Ok(detected),
         // Bytes of a known format under another type's name.
         Some(d) => refuse(
             "ContentMismatch",
@@ -92,19 +186,91 @@ pub fn judge(
                 "the object is stored as {stored} but its bytes do not start like {stored} (no known file signature)"
             ),
         ),
-        // A type no signature identifies (text/plain, text/csv, ...): nothing to contradict.
+        // Text through `text/*`: the bytes must be text.
+        None if !exact && stored.starts_with("text/") => {
+            if is_plain_text(bytes) {
+                Ok(None)
+            } else {
+                refuse(
+                    "ContentMismatch",
+                    format!("the object is stored as {stored} but its bytes are not text"),
+                )
+            }
+        }
+        // Through a wildcard, a type must be proven by its bytes.
+        None if !exact => refuse(
+            "ContentMismatch",
+            format!(
+                "the object is stored as {stored}, which this bucket takes only through a wildcard, and its bytes do not show that type"
+            ),
+        ),
+        // A type the bucket lists exactly and no signature identifies: nothing to contradict.
         None => Ok(None),
     }
 }
 
+/// `type/subtype`, lowercased, without parameters.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase()
+}
+
 fn store_error(e: StoreError) -> AppError {
     match e {
+        StoreError::Changed => AppError::with_status(
+            StatusCode::CONFLICT,
+            "UploadChanged",
+            "the upload was replaced while it was being verified; nothing was verified: call verify again",
+        ),
         StoreError::Denied(m) => AppError::internal("S3 access (verify)", m),
         other => AppError::internal("S3 (verify)", other),
     }
 }
 
-/// `POST /uploads/verify {"key"}`.
+/// Keys being verified in this process: a second call for the same key waits its turn
+/// elsewhere (409) instead of racing the first.
+#[derive(Default)]
+pub struct InProgress(Mutex<HashSet<String>>);
+
+pub struct Claim<'a>(&'a InProgress, String);
+
+impl InProgress {
+    fn claim(&self, key: &str) -> Option<Claim<'_>> {
+        let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.insert(key.to_owned())
+            .then(|| Claim(self, key.to_owned()))
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut keys = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.remove(&self.1);
+    }
+}
+
+fn verified_answer(
+    key: &str,
+    upload_key: &str,
+    info: &ObjectInfo,
+    detected: Option<&str>,
+) -> Json<Value> {
+    Json(json!({
+        "key": key,
+        "uploadKey": upload_key,
+        "size": info.size,
+        "contentType": info.content_type,
+        "detectedType": detected,
+        "etag": info.etag,
+        "state": STATE_VERIFIED,
+    }))
+}
+
+/// `POST /uploads/verify {"key", "owner"?}`.
 pub async fn verify(
     State(state): State<AppState>,
     body: Result<JsonBody, AppError>,
@@ -133,46 +299,62 @@ pub async fn verify(
         .key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| AppError::bad_request("MissingKey", "key is required"))?;
-    if !keys::is_our_key(&state.config.key_prefix, &key) {
+    let owner = req.owner.as_deref();
+
+    // A verified key: verify ran already; say what is there.
+    if keys::is_our_key(&state.verified_prefix, &key) {
+        crate::uploads::check_owner_under(&state.verified_prefix, &key, owner)?;
+        return match state.store.head(&key).await.map_err(store_error)? {
+            Some(info) => Ok((StatusCode::OK, verified_answer(&key, "", &info, None))),
+            None => Err(no_such_key(&key)),
+        };
+    }
+    if !keys::is_our_key(&state.upload_prefix, &key) {
         return Err(AppError::bad_request(
             "InvalidKey",
             format!(
-                "key {key:?} was not issued by this signer (keys start with {:?})",
-                state.config.key_prefix
+                "key {key:?} was not issued by this signer (upload keys start with {:?})",
+                state.upload_prefix
             ),
         ));
     }
-    crate::uploads::check_owner(&state, &key, req.owner.as_deref())?;
-    let Some(info) = state.store.head(&key).await.map_err(store_error)? else {
+    crate::uploads::check_owner(&state, &key, owner)?;
+    let target = format!(
+        "{}{}",
+        state.verified_prefix,
+        &key[state.upload_prefix.len()..]
+    );
+    let Some(_claim) = state.verifying.claim(&key) else {
         return Err(AppError::with_status(
-            StatusCode::NOT_FOUND,
-            "NoSuchKey",
-            format!("nothing is stored at {key:?} (not uploaded yet, expired, or deleted)"),
+            StatusCode::CONFLICT,
+            "VerificationInProgress",
+            format!("{key:?} is being verified by another call; try again when it has answered"),
         ));
+    };
+
+    // Verified before (an answer lost, or the form posted again since): the verified object
+    // stands as it is; whatever the upload key holds now is never looked at.
+    if let Some(done) = state.store.head(&target).await.map_err(store_error)? {
+        discard(&state, &key).await;
+        return Ok((StatusCode::OK, verified_answer(&target, &key, &done, None)));
+    }
+    let Some(info) = state.store.head(&key).await.map_err(store_error)? else {
+        return Err(no_such_key(&key));
     };
     let bytes = state
         .store
-        .read_start(&key, SNIFF_BYTES)
+        .read_start(&key, &info, SNIFF_BYTES)
         .await
         .map_err(store_error)?;
     match judge(&state.config, &info, &bytes) {
         Ok(detected) => {
-            state
-                .store
-                .set_state(&key, STATE_VERIFIED)
-                .await
-                .map_err(store_error)?;
-            tracing::info!(%key, size = info.size, content_type = %info.content_type, "Upload verified");
+            let content_type = media_type(&info.content_type);
+            let done = promote(&state, &key, &info, &target, &content_type).await?;
+            discard(&state, &key).await;
+            tracing::info!(%key, verified = %target, size = info.size, content_type = %content_type, "Upload verified");
             Ok((
                 StatusCode::OK,
-                Json(json!({
-                    "key": key,
-                    "size": info.size,
-                    "contentType": info.content_type,
-                    "detectedType": detected,
-                    "etag": info.etag,
-                    "state": STATE_VERIFIED,
-                })),
+                verified_answer(&target, &key, &done, detected),
             ))
         }
         Err(refusal) => {
@@ -188,7 +370,7 @@ pub async fn verify(
             }
             tracing::warn!(%key, code = refusal.code, reason = %refusal.message, quarantined = kept, "Upload refused by verification");
             let outcome = if kept {
-                "it is kept, tagged quarantined"
+                "it is kept, tagged quarantined, until the incoming area's expiry"
             } else {
                 "it was deleted"
             };
@@ -198,6 +380,57 @@ pub async fn verify(
                 format!("{}; {outcome}", refusal.message),
             ))
         }
+    }
+}
+
+/// Copies exactly the version `info` of the upload `key` to `target`, with the signer's
+/// headers, and tags it verified. Whatever fails on the way (the precondition, or the store
+/// itself, which RGW does now and then while the source is being rewritten), `target` is
+/// removed again: an error never leaves anything in the verified area.
+async fn promote(
+    state: &AppState,
+    key: &str,
+    info: &ObjectInfo,
+    target: &str,
+    content_type: &str,
+) -> Result<ObjectInfo, AppError> {
+    let promotion = Promotion {
+        content_type,
+        disposition: state.config.disposition(content_type),
+        acl: state.config.acl(),
+    };
+    let copied = async {
+        let store = &state.store;
+        store.promote(key, info, target, &promotion).await?;
+        store.set_state(target, STATE_VERIFIED).await?;
+        match store.head(target).await? {
+            // A store that ignored the copy's precondition may have copied other bytes.
+            Some(done) if done.size == info.size => Ok(done),
+            _ => Err(StoreError::Changed),
+        }
+    }
+    .await;
+    if copied.is_err()
+        && let Err(error) = state.store.delete(target).await
+    {
+        tracing::error!(%target, %error, "Removing a failed verify copy failed");
+    }
+    copied.map_err(store_error)
+}
+
+fn no_such_key(key: &str) -> AppError {
+    AppError::with_status(
+        StatusCode::NOT_FOUND,
+        "NoSuchKey",
+        format!("nothing is stored at {key:?} (not uploaded yet, expired, or deleted)"),
+    )
+}
+
+/// The upload once its bytes are verified elsewhere: gone (the lifecycle rule would take it
+/// anyway, so a failure is only logged).
+async fn discard(state: &AppState, key: &str) {
+    if let Err(error) = state.store.delete(key).await {
+        tracing::warn!(%key, %error, "Deleting a verified upload's incoming copy failed");
     }
 }
 
@@ -223,6 +456,7 @@ mod tests {
             bucket_owner_full_control: false,
             verify: true,
             verify_quarantine: false,
+            s3_backend: Default::default(),
             require_owner: false,
             urls_per_minute: 0,
             max_open_multipart: 0,
@@ -235,6 +469,7 @@ mod tests {
             size,
             content_type: ct.into(),
             etag: "\"e\"".into(),
+            version_id: None,
         }
     }
 
@@ -318,6 +553,75 @@ mod tests {
         assert_eq!(r.code, "ContentTypeNotAllowed");
         assert_eq!(
             judge(&c, &info(11, "application/pdf"), JPEG)
+                .unwrap_err()
+                .code,
+            "ContentTypeNotAllowed"
+        );
+    }
+
+    #[test]
+    fn markup_is_refused_under_any_other_name() {
+        let mut c = config();
+        c.allowed_content_types = vec![
+            "text/*".into(),
+            "image/*".into(),
+            "text/xsl".into(),
+            "application/pdf".into(),
+        ];
+        // Issue 25's cases: SVG with script as text/plain, XSL with an onerror handler.
+        let svg = b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>";
+        let r = judge(&c, &info(60, "text/plain"), svg).unwrap_err();
+        assert_eq!(r.code, "ContentMismatch", "{}", r.message);
+        let xsl = b"<?xml version='1.0'?><xsl:stylesheet version='1.0' xmlns:xsl='http://www.w3.org/1999/XSL/Transform'><xsl:template match='/'><img src='x' onerror='alert(1)'/></xsl:template></xsl:stylesheet>";
+        // Listed exactly and declared so: the operator's choice.
+        assert_eq!(judge(&c, &info(200, "text/xsl"), xsl), Ok(Some("text/xml")));
+        // Declared as anything else: refused.
+        assert_eq!(
+            judge(&c, &info(200, "text/csv"), xsl).unwrap_err().code,
+            "ContentMismatch"
+        );
+        assert_eq!(
+            judge(&c, &info(200, "application/pdf"), b"  <html><body>x")
+                .unwrap_err()
+                .code,
+            "ContentMismatch"
+        );
+        // Markup after some text, as the sniffing rules would not see it, is refused too.
+        let buried = b"name,comment\nalice,<script>alert(1)</script>\n";
+        assert_eq!(
+            judge(&c, &info(40, "text/csv"), buried).unwrap_err().code,
+            "ContentMismatch"
+        );
+        // Plain text and CSV pass.
+        assert_eq!(
+            judge(&c, &info(20, "text/csv"), b"a,b\n1,2\n\"x < y\",3\n"),
+            Ok(None)
+        );
+    }
+
+    #[test]
+    fn a_wildcard_type_must_be_proven_by_its_bytes() {
+        let mut c = config();
+        c.allowed_content_types = vec!["text/*".into(), "image/*".into(), "video/*".into()];
+        // Binary bytes as text.
+        assert_eq!(
+            judge(
+                &c,
+                &info(16, "text/plain"),
+                b"MZ\x90\0\x03\0\0\0\x04\0\0\0\xff\xff\0\0"
+            )
+            .unwrap_err()
+            .code,
+            "ContentMismatch"
+        );
+        // A type only a wildcard admits and no signature identifies: nothing proves it.
+        let mut listed = config();
+        listed.allowed_content_types = vec!["video/*".into()];
+        let r = judge(&listed, &info(5, "video/mpeg"), b"@echo off\r\n").unwrap_err();
+        assert_eq!(r.code, "ContentMismatch", "{}", r.message);
+        // Made-up subtypes never get that far: the wildcard does not admit them.
+        assert_eq!(
+            judge(&c, &info(9, "image/x-anything"), b"@echo off")
                 .unwrap_err()
                 .code,
             "ContentTypeNotAllowed"

@@ -14,7 +14,7 @@ use tower::ServiceExt;
 use uploadbucket_sidecar::config::Config;
 use uploadbucket_sidecar::credentials::{CredentialSource, StaticCredentials};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, Presigner};
-use uploadbucket_sidecar::store::{ObjectInfo, ObjectStore, Part, StoreError};
+use uploadbucket_sidecar::store::{ObjectInfo, ObjectStore, Part, Promotion, StoreError};
 use uploadbucket_sidecar::{AppState, app};
 
 const NOW: u64 = 1_700_000_000;
@@ -22,6 +22,9 @@ const NOW: u64 = 1_700_000_000;
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW)
 }
+
+/// A write due after a call: the call, key, type, bytes.
+type Replacement = (String, String, &'static str, Vec<u8>);
 
 /// A stored object: what HeadObject says, its bytes, and its state tag.
 type StoredObject = (ObjectInfo, Vec<u8>, Option<String>);
@@ -32,19 +35,47 @@ struct FakeStore {
     calls: Mutex<Vec<String>>,
     /// Stored objects: info, bytes, and the state tag.
     objects: Mutex<HashMap<String, StoredObject>>,
+    /// Writes so far: each object's ETag is the write that made it.
+    writes: Mutex<u32>,
+    /// An end user's write that lands right after the next call of this kind ("head KEY",
+    /// "read KEY"): the call, key, type, bytes.
+    race: Mutex<Option<Replacement>>,
 }
 
 impl FakeStore {
     fn put(&self, key: &str, content_type: &str, bytes: &[u8]) {
+        let mut writes = self.writes.lock().unwrap();
+        *writes += 1;
         let info = ObjectInfo {
             size: bytes.len() as i64,
             content_type: content_type.into(),
-            etag: "\"etag\"".into(),
+            etag: format!("\"etag-{writes}\""),
+            version_id: None,
         };
         self.objects
             .lock()
             .unwrap()
             .insert(key.into(), (info, bytes.to_vec(), Some("pending".into())));
+    }
+    /// After the next `call` ("head" or "read") on `key`, `key` is replaced with `bytes`.
+    fn replace_after(&self, call: &str, key: &str, ct: &'static str, bytes: &[u8]) {
+        let call = format!("{call} {key}");
+        *self.race.lock().unwrap() = Some((call, key.into(), ct, bytes.to_vec()));
+    }
+    fn race_point(&self, call: &str) {
+        let due = {
+            let mut race = self.race.lock().unwrap();
+            match race.as_ref() {
+                Some((c, ..)) if *c == call => race.take(),
+                _ => None,
+            }
+        };
+        if let Some((_, key, ct, bytes)) = due {
+            self.put(&key, ct, &bytes);
+        }
+    }
+    fn bytes_of(&self, key: &str) -> Option<Vec<u8>> {
+        self.objects.lock().unwrap().get(key).map(|o| o.1.clone())
     }
     fn state_of(&self, key: &str) -> Option<Option<String>> {
         self.objects.lock().unwrap().get(key).map(|o| o.2.clone())
@@ -117,13 +148,52 @@ impl ObjectStore for FakeStore {
     }
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>, StoreError> {
         self.calls.lock().unwrap().push(format!("head {key}"));
-        Ok(self.objects.lock().unwrap().get(key).map(|o| o.0.clone()))
+        let info = self.objects.lock().unwrap().get(key).map(|o| o.0.clone());
+        self.race_point(&format!("head {key}"));
+        Ok(info)
     }
-    async fn read_start(&self, key: &str, len: u64) -> Result<Vec<u8>, StoreError> {
+    async fn read_start(
+        &self,
+        key: &str,
+        info: &ObjectInfo,
+        len: u64,
+    ) -> Result<Vec<u8>, StoreError> {
         self.calls.lock().unwrap().push(format!("read {key} {len}"));
-        let objects = self.objects.lock().unwrap();
-        let bytes = &objects.get(key).expect("object").1;
-        Ok(bytes[..bytes.len().min(len as usize)].to_vec())
+        let read = {
+            let objects = self.objects.lock().unwrap();
+            let (now, bytes, _) = objects.get(key).expect("object");
+            // If-Match.
+            if now.etag != info.etag {
+                return Err(StoreError::Changed);
+            }
+            bytes[..bytes.len().min(len as usize)].to_vec()
+        };
+        self.race_point(&format!("read {key}"));
+        Ok(read)
+    }
+    async fn promote(
+        &self,
+        from: &str,
+        info: &ObjectInfo,
+        to: &str,
+        target: &Promotion<'_>,
+    ) -> Result<(), StoreError> {
+        self.calls.lock().unwrap().push(format!(
+            "copy {from} {to} {} {:?} {:?}",
+            target.content_type, target.disposition, target.acl
+        ));
+        let mut objects = self.objects.lock().unwrap();
+        let (now, bytes, _) = objects.get(from).cloned().expect("object");
+        // x-amz-copy-source-if-match.
+        if now.etag != info.etag {
+            return Err(StoreError::Changed);
+        }
+        let copied = ObjectInfo {
+            content_type: target.content_type.into(),
+            ..now
+        };
+        objects.insert(to.into(), (copied, bytes, None));
+        Ok(())
     }
     async fn set_state(&self, key: &str, state: &str) -> Result<(), StoreError> {
         self.calls
@@ -181,6 +251,7 @@ fn config() -> Config {
         bucket_owner_full_control: false,
         verify: false,
         verify_quarantine: false,
+        s3_backend: Default::default(),
         require_owner: false,
         urls_per_minute: 0,
         max_open_multipart: 0,
@@ -1224,7 +1295,16 @@ impl ObjectStore for BrokenStore {
     async fn head(&self, _k: &str) -> Result<Option<ObjectInfo>, StoreError> {
         Err((self.0)("secret internal detail: arn:aws:s3:::b".into()))
     }
-    async fn read_start(&self, _k: &str, _l: u64) -> Result<Vec<u8>, StoreError> {
+    async fn read_start(&self, _k: &str, _i: &ObjectInfo, _l: u64) -> Result<Vec<u8>, StoreError> {
+        Err((self.0)("secret internal detail".into()))
+    }
+    async fn promote(
+        &self,
+        _f: &str,
+        _i: &ObjectInfo,
+        _t: &str,
+        _p: &Promotion<'_>,
+    ) -> Result<(), StoreError> {
         Err((self.0)("secret internal detail".into()))
     }
     async fn set_state(&self, _k: &str, _s: &str) -> Result<(), StoreError> {
@@ -1397,40 +1477,81 @@ async fn every_url_of_a_verifying_bucket_signs_the_pending_tag() {
 }
 
 #[tokio::test]
-async fn verify_accepts_true_bytes_and_removes_disguised_ones() {
+async fn verify_promotes_true_bytes_and_removes_disguised_ones() {
     let store = Arc::new(FakeStore::default());
     let s = verifying(store.clone(), false);
-    store.put("uploads/a.jpg", "image/jpeg", JPEG);
+    // URLs of a verifying signer name the incoming area.
+    let (_, put) = call(
+        &s,
+        "POST",
+        "/uploads",
+        Some(json!({"contentType": "image/jpeg", "size": 5, "filename": "x.html"})),
+    )
+    .await;
+    let key = put["key"].as_str().unwrap();
+    assert!(
+        key.starts_with("uploads/incoming/") && key.ends_with(".jpg"),
+        "{put}"
+    );
+
+    store.put("uploads/incoming/a.jpg", "image/jpeg", JPEG);
     let (status, body) = call(
         &s,
         "POST",
         "/uploads/verify",
-        Some(json!({"key": "uploads/a.jpg"})),
+        Some(json!({"key": "uploads/incoming/a.jpg"})),
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["key"], "uploads/verified/a.jpg");
+    assert_eq!(body["uploadKey"], "uploads/incoming/a.jpg");
     assert_eq!(body["detectedType"], "image/jpeg");
     assert_eq!(body["size"], JPEG.len());
     assert_eq!(body["state"], "verified");
     assert_eq!(
-        store.state_of("uploads/a.jpg"),
+        store.state_of("uploads/verified/a.jpg"),
         Some(Some("verified".into()))
     );
-    // Only the first bytes are read.
+    assert_eq!(store.bytes_of("uploads/verified/a.jpg").unwrap(), JPEG);
+    assert_eq!(store.state_of("uploads/incoming/a.jpg"), None, "moved");
+    let calls = store.calls.lock().unwrap().clone();
+    // Only the first bytes are read, and the copy's headers are the signer's.
+    assert!(calls.contains(&"read uploads/incoming/a.jpg 8192".to_owned()));
     assert!(
-        store
-            .calls
-            .lock()
-            .unwrap()
-            .contains(&"read uploads/a.jpg 8192".to_owned())
+        calls.contains(
+            &"copy uploads/incoming/a.jpg uploads/verified/a.jpg image/jpeg None None".to_owned()
+        ),
+        "{calls:?}"
     );
+    // Asked again (an answer lost, or by the verified key): the same verified object.
+    for key in ["uploads/incoming/a.jpg", "uploads/verified/a.jpg"] {
+        let (status, again) = call(&s, "POST", "/uploads/verify", Some(json!({"key": key}))).await;
+        assert_eq!(status, StatusCode::OK, "{again}");
+        assert_eq!(again["key"], "uploads/verified/a.jpg");
+    }
+    // The form posted again after verify: its new bytes are never verified, and the
+    // verified object stays as it was.
+    store.put("uploads/incoming/a.jpg", "image/jpeg", HTML);
+    let (status, again) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/incoming/a.jpg"})),
+    )
+    .await;
+    assert_eq!(
+        (status, &again["key"]),
+        (StatusCode::OK, &json!("uploads/verified/a.jpg"))
+    );
+    assert_eq!(store.bytes_of("uploads/verified/a.jpg").unwrap(), JPEG);
+    assert_eq!(store.state_of("uploads/incoming/a.jpg"), None);
 
-    store.put("uploads/b.jpg", "image/jpeg", HTML);
+    store.put("uploads/incoming/b.jpg", "image/jpeg", HTML);
     let (status, body) = call(
         &s,
         "POST",
         "/uploads/verify",
-        Some(json!({"key": "uploads/b.jpg"})),
+        Some(json!({"key": "uploads/incoming/b.jpg"})),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -1440,16 +1561,17 @@ async fn verify_accepts_true_bytes_and_removes_disguised_ones() {
         message.contains("image/jpeg") && message.contains("deleted"),
         "{message}"
     );
-    assert_eq!(store.state_of("uploads/b.jpg"), None, "deleted");
+    assert_eq!(store.state_of("uploads/incoming/b.jpg"), None, "deleted");
+    assert_eq!(store.state_of("uploads/verified/b.jpg"), None);
 
-    // Quarantine instead of delete.
+    // Quarantine instead of delete: kept where it was, never in the verified area.
     let s = verifying(store.clone(), true);
-    store.put("uploads/c.jpg", "image/jpeg", HTML);
+    store.put("uploads/incoming/c.jpg", "image/jpeg", HTML);
     let (status, body) = call(
         &s,
         "POST",
         "/uploads/verify",
-        Some(json!({"key": "uploads/c.jpg"})),
+        Some(json!({"key": "uploads/incoming/c.jpg"})),
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
@@ -1461,9 +1583,36 @@ async fn verify_accepts_true_bytes_and_removes_disguised_ones() {
         "{body}"
     );
     assert_eq!(
-        store.state_of("uploads/c.jpg"),
+        store.state_of("uploads/incoming/c.jpg"),
         Some(Some("quarantined".into()))
     );
+    assert_eq!(store.state_of("uploads/verified/c.jpg"), None);
+}
+
+/// The end user replaces the upload while verify works on it: after verify's HEAD (the read
+/// then fails its If-Match) or after its read (the copy fails its precondition). Either way
+/// nothing is verified, and the answer says to try again.
+#[tokio::test]
+async fn a_replacement_racing_verify_is_never_verified() {
+    for after in ["head", "read"] {
+        let store = Arc::new(FakeStore::default());
+        let s = verifying(store.clone(), false);
+        store.put("uploads/incoming/r.jpg", "image/jpeg", JPEG);
+        store.replace_after(after, "uploads/incoming/r.jpg", "image/jpeg", HTML);
+        let (status, body) = call(
+            &s,
+            "POST",
+            "/uploads/verify",
+            Some(json!({"key": "uploads/incoming/r.jpg"})),
+        )
+        .await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (StatusCode::CONFLICT, Some("UploadChanged")),
+            "{after}: {body}"
+        );
+        assert_eq!(store.state_of("uploads/verified/r.jpg"), None, "{after}");
+    }
 }
 
 #[tokio::test]
@@ -1483,12 +1632,23 @@ async fn verify_refuses_bad_requests_naming_what_is_wrong() {
             "InvalidKey",
         ),
         (
-            json!({"key": "uploads/none.jpg"}),
+            json!({"key": "uploads/incoming/none.jpg"}),
             StatusCode::NOT_FOUND,
             "NoSuchKey",
         ),
         (
-            json!({"key": "uploads/a.jpg", "extra": 1}),
+            json!({"key": "uploads/verified/none.jpg"}),
+            StatusCode::NOT_FOUND,
+            "NoSuchKey",
+        ),
+        // Outside the two areas: not a key a verifying signer issues.
+        (
+            json!({"key": "uploads/a.jpg"}),
+            StatusCode::BAD_REQUEST,
+            "InvalidKey",
+        ),
+        (
+            json!({"key": "uploads/incoming/a.jpg", "extra": 1}),
             StatusCode::BAD_REQUEST,
             "InvalidJson",
         ),
@@ -1530,7 +1690,7 @@ async fn verify_refuses_bad_requests_naming_what_is_wrong() {
         &s,
         "POST",
         "/uploads/verify",
-        Some(json!({"key": "uploads/a.jpg"})),
+        Some(json!({"key": "uploads/incoming/a.jpg"})),
     )
     .await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -1686,10 +1846,10 @@ async fn owners_are_checked_and_may_be_required() {
 async fn verify_names_the_owner_too() {
     let store = Arc::new(FakeStore::default());
     let s = verifying(store.clone(), false);
-    store.put("uploads/u1/a.jpg", "image/jpeg", JPEG);
+    store.put("uploads/incoming/u1/a.jpg", "image/jpeg", JPEG);
     for body in [
-        json!({"key": "uploads/u1/a.jpg", "owner": "u2"}),
-        json!({"key": "uploads/u1/a.jpg"}),
+        json!({"key": "uploads/incoming/u1/a.jpg", "owner": "u2"}),
+        json!({"key": "uploads/incoming/u1/a.jpg"}),
     ] {
         let (status, answer) = call(&s, "POST", "/uploads/verify", Some(body.clone())).await;
         assert_eq!(
@@ -1699,7 +1859,7 @@ async fn verify_names_the_owner_too() {
         );
     }
     assert_eq!(
-        store.state_of("uploads/u1/a.jpg"),
+        store.state_of("uploads/incoming/u1/a.jpg"),
         Some(Some("pending".into())),
         "untouched"
     );
@@ -1707,7 +1867,7 @@ async fn verify_names_the_owner_too() {
         &s,
         "POST",
         "/uploads/verify",
-        Some(json!({"key": "uploads/u1/a.jpg", "owner": "u1"})),
+        Some(json!({"key": "uploads/incoming/u1/a.jpg", "owner": "u1"})),
     )
     .await;
     assert_eq!(status, StatusCode::OK);

@@ -488,6 +488,33 @@ pub async fn put_signed(
     )
 }
 
+/// Posts `data` with a signed answer's form `fields` to its `url`, as a browser's FormData
+/// does (the file last); (status, response text).
+pub async fn post_signed(
+    http: &reqwest::Client,
+    signed: &serde_json::Value,
+    data: Vec<u8>,
+) -> (u16, String) {
+    let mut form = reqwest::multipart::Form::new();
+    for (k, v) in signed["fields"].as_object().expect("fields") {
+        form = form.text(k.clone(), v.as_str().expect("field value").to_owned());
+    }
+    form = form.part(
+        "file",
+        reqwest::multipart::Part::bytes(data).file_name("upload.bin"),
+    );
+    let resp = http
+        .post(signed["url"].as_str().expect("url"))
+        .multipart(form)
+        .send()
+        .await
+        .expect("post");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
 /// Asserts that `bucket/key` is stored with this content type and size.
 pub async fn assert_stored(
     raw: &aws_sdk_s3::Client,
@@ -814,4 +841,108 @@ impl Drop for CuttableProxy {
     fn drop(&mut self) {
         self.cut();
     }
+}
+
+/// How often the end user posts in a round of [`race_verify`]: a stream in some rounds, a
+/// few posts in others, and none in every fifth (the control: verify must accept).
+fn posts_in(round: usize) -> usize {
+    match round % 5 {
+        4 => 0,
+        0 | 2 => usize::MAX,
+        _ => round % 7 + 1,
+    }
+}
+
+/// What [`race_verify`] saw.
+#[derive(Debug, Default)]
+pub struct VerifyRace {
+    /// Verify's answers by status.
+    pub answers: std::collections::BTreeMap<u16, usize>,
+    /// The end user's posts that landed while verify ran.
+    pub landed: usize,
+}
+
+/// An end user who holds a POST form for `owner` posts `good` and `bad` (bytes verify must
+/// refuse, of the same size, so no size check can tell them apart) to it in turn, as fast
+/// as the store takes them, while the app calls verify, `rounds` times with a fresh form
+/// each. After every verify that answers 200, `verified(key)` must give exactly `good`:
+/// "verified" names the bytes verify read, whatever raced it. Any other answer must leave
+/// nothing in the verified area.
+pub async fn race_verify<F, Fut>(
+    base: &str,
+    good: &'static [u8],
+    bad: &'static [u8],
+    rounds: usize,
+    verified: F,
+) -> VerifyRace
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Option<Vec<u8>>>,
+{
+    assert_eq!(good.len(), bad.len(), "same size");
+    let http = reqwest::Client::new();
+    let mut race = VerifyRace::default();
+    for round in 0..rounds {
+        let form = sign_upload(
+            &http,
+            base,
+            serde_json::json!({"contentType": "image/jpeg", "method": "POST", "owner": "alice"}),
+        )
+        .await;
+        let key = form["key"].as_str().unwrap().to_owned();
+        let (status, text) = post_signed(&http, &form, good.to_vec()).await;
+        assert!(matches!(status, 200 | 204), "{status} {text}");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let attacker = tokio::spawn({
+            let (http, form, stop) = (http.clone(), form.clone(), stop.clone());
+            async move {
+                let mut landed = 0;
+                let mut n = 0usize;
+                let posts = posts_in(round);
+                while !stop.load(Ordering::Relaxed) && n < posts {
+                    let bytes = if n.is_multiple_of(2) { bad } else { good };
+                    n += 1;
+                    if matches!(post_signed(&http, &form, bytes.to_vec()).await.0, 200 | 204) {
+                        landed += 1;
+                    }
+                }
+                landed
+            }
+        });
+        // Let the first replacement get under way, then ask.
+        tokio::time::sleep(std::time::Duration::from_millis(2 * (round % 5) as u64)).await;
+        let resp = http
+            .post(format!("{base}/uploads/verify"))
+            .json(&serde_json::json!({"key": key, "owner": "alice"}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let answer: serde_json::Value = resp.json().await.unwrap();
+        stop.store(true, Ordering::Relaxed);
+        if posts_in(round) == 0 {
+            assert_eq!(status, 200, "round {round}, nobody racing: {answer}");
+        }
+        race.landed += attacker.await.unwrap();
+        *race.answers.entry(status).or_default() += 1;
+        let target = key.replacen("/incoming/", "/verified/", 1);
+        match status {
+            200 => {
+                assert_eq!(answer["key"], target.as_str(), "{answer}");
+                let bytes = verified(target.clone()).await.expect("the verified object");
+                assert_eq!(
+                    bytes, good,
+                    "round {round}: verify answered {answer} but the verified object holds other bytes"
+                );
+            }
+            // Refused, changed under it, or the store failing mid-race (RGW answers 500 now
+            // and then to a copy whose source is being rewritten): nothing verified.
+            409 | 422 | 500 => assert!(
+                verified(target.clone()).await.is_none(),
+                "round {round}: {answer}, yet {target} exists"
+            ),
+            other => panic!("round {round}: verify answered {other}: {answer}"),
+        }
+    }
+    race
 }

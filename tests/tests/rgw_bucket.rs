@@ -384,8 +384,8 @@ async fn a_name_taken_by_another_account_is_a_clear_error() {
 }
 
 #[tokio::test]
-async fn public_read_serves_the_prefix_only() {
-    let Some(server) = s3_server("public_read_serves_the_prefix_only") else {
+async fn public_read_serves_the_verified_area_only() {
+    let Some(server) = s3_server("public_read_serves_the_verified_area_only") else {
         return;
     };
     let (buckets, counter) = server.buckets().await;
@@ -397,14 +397,19 @@ async fn public_read_serves_the_prefix_only() {
     let ub = object(
         &name,
         uid,
-        serde_json::json!({"uploads": {"publicRead": true}}),
+        serde_json::json!({"uploads": {"publicRead": true, "verification": {"enabled": true}}}),
     );
     let report = provision(&buckets, &ub, &defaults(&server))
         .await
         .expect("apply");
     assert!(report.changed.contains(&"policy"), "{report:?}");
 
-    for key in ["uploads/pic.jpg", "private/secret.txt"] {
+    for key in [
+        "uploads/verified/pic.jpg",
+        "uploads/incoming/unchecked.html",
+        "uploads/other.txt",
+        "private/secret.txt",
+    ] {
         raw.put_object()
             .bucket(&name)
             .key(key)
@@ -414,26 +419,24 @@ async fn public_read_serves_the_prefix_only() {
             .expect("put");
     }
     let http = reqwest::Client::new();
-    let public = http
-        .get(format!("{}/{name}/uploads/pic.jpg", server.endpoint))
-        .send()
-        .await
-        .expect("get");
+    let anonymous = |key: &'static str| {
+        let url = format!("{}/{name}/{key}", server.endpoint);
+        let http = http.clone();
+        async move { http.get(url).send().await.expect("get").status().as_u16() }
+    };
     assert_eq!(
-        public.status().as_u16(),
+        anonymous("uploads/verified/pic.jpg").await,
         200,
-        "anonymous GET under the prefix"
+        "anonymous GET in the verified area"
     );
-    let private = http
-        .get(format!("{}/{name}/private/secret.txt", server.endpoint))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(
-        private.status().as_u16(),
-        403,
-        "anonymous GET outside the prefix"
-    );
+    // Nothing unverified is served: the incoming area, the rest of the prefix, elsewhere.
+    for key in [
+        "uploads/incoming/unchecked.html",
+        "uploads/other.txt",
+        "private/secret.txt",
+    ] {
+        assert_eq!(anonymous(key).await, 403, "anonymous GET of {key}");
+    }
 
     let w0 = counter.writes();
     assert!(
@@ -452,12 +455,7 @@ async fn public_read_serves_the_prefix_only() {
         .await
         .expect("close");
     assert!(report.changed.contains(&"policy"), "{report:?}");
-    let gone = http
-        .get(format!("{}/{name}/uploads/pic.jpg", server.endpoint))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(gone.status().as_u16(), 403);
+    assert_eq!(anonymous("uploads/verified/pic.jpg").await, 403);
 
     clean_up(
         &buckets,

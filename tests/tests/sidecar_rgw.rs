@@ -273,27 +273,6 @@ async fn expired_urls_are_refused() {
     );
 }
 
-async fn post_form(http: &reqwest::Client, signed: &Value, data: Vec<u8>) -> (u16, String) {
-    let mut form = reqwest::multipart::Form::new();
-    for (k, v) in signed["fields"].as_object().unwrap() {
-        form = form.text(k.clone(), v.as_str().unwrap().to_owned());
-    }
-    form = form.part(
-        "file",
-        reqwest::multipart::Part::bytes(data).file_name("upload.png"),
-    );
-    let resp = http
-        .post(signed["url"].as_str().unwrap())
-        .multipart(form)
-        .send()
-        .await
-        .expect("post");
-    (
-        resp.status().as_u16(),
-        resp.text().await.unwrap_or_default(),
-    )
-}
-
 #[tokio::test]
 async fn post_forms_land_and_oversize_is_refused_by_the_server() {
     let Some(server) = s3_server("post_forms_land_and_oversize_is_refused_by_the_server") else {
@@ -309,7 +288,7 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
         json!({"contentType": "image/png", "method": "POST", "size": 2000}),
     )
     .await;
-    let (status, text) = post_form(&http, &signed, vec![1; 2001]).await;
+    let (status, text) = uploadbucket_tests::post_signed(&http, &signed, vec![1; 2001]).await;
     assert!(
         status == 400 || status == 403,
         "oversize POST must be refused, got {status}: {text}"
@@ -326,13 +305,13 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
         "nothing stored"
     );
 
-    let (status, text) = post_form(&http, &signed, vec![1; 1500]).await;
+    let (status, text) = uploadbucket_tests::post_signed(&http, &signed, vec![1; 1500]).await;
     assert!((200..300).contains(&status), "{status}: {text}");
     assert_stored(&raw, &name, key, "image/png", 1500).await;
     // The same form again, within its lifetime: a POST policy has no condition for "create
     // only", so the second upload replaces the first (the README's backend table says so;
     // the key stays unguessable, so only whoever holds the form can do it).
-    let (status, text) = post_form(&http, &signed, vec![1; 1200]).await;
+    let (status, text) = uploadbucket_tests::post_signed(&http, &signed, vec![1; 1200]).await;
     assert!((200..300).contains(&status), "{status}: {text}");
     assert_stored(&raw, &name, key, "image/png", 1200).await;
 
@@ -344,7 +323,7 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
     )
     .await;
     tampered["fields"]["Content-Type"] = json!("text/html");
-    let (status, _) = post_form(&http, &tampered, b"<script>".to_vec()).await;
+    let (status, _) = uploadbucket_tests::post_signed(&http, &tampered, b"<script>".to_vec()).await;
     assert_eq!(status, 403);
 
     // No size and no method: a form limited to the bucket's maximum (12 MiB here), and so is
@@ -363,7 +342,7 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
         .await
         .unwrap();
     assert_eq!(uppy["method"], "POST", "{uppy}");
-    let (status, text) = post_form(&http, &uppy, vec![2; 12582913]).await;
+    let (status, text) = uploadbucket_tests::post_signed(&http, &uppy, vec![2; 12582913]).await;
     assert!(
         status == 400 || status == 403,
         "one byte over the maximum must be refused, got {status}: {text}"
@@ -377,7 +356,7 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
             .await
             .is_err()
     );
-    let (status, text) = post_form(&http, &uppy, vec![2; 4096]).await;
+    let (status, text) = uploadbucket_tests::post_signed(&http, &uppy, vec![2; 4096]).await;
     assert!((200..300).contains(&status), "{status}: {text}");
     assert_stored(&raw, &name, key, "image/png", 4096).await;
 }
@@ -603,10 +582,10 @@ async fn public_buckets_store_documents_as_attachments() {
     )
     .await;
     assert_eq!(form["fields"]["Content-Disposition"], "attachment");
-    let (status, text) = post_form(&http, &form, b"%PDF-1.7".to_vec()).await;
+    let (status, text) = uploadbucket_tests::post_signed(&http, &form, b"%PDF-1.7".to_vec()).await;
     assert!((200..300).contains(&status), "{status}: {text}");
     form["fields"]["Content-Disposition"] = json!("inline");
-    let (status, _) = post_form(&http, &form, b"%PDF-1.7".to_vec()).await;
+    let (status, _) = uploadbucket_tests::post_signed(&http, &form, b"%PDF-1.7".to_vec()).await;
     assert_eq!(status, 403, "an inline disposition breaks the policy");
 
     // Images stay inline.

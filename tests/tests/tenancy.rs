@@ -129,7 +129,7 @@ fn hostile(name: &str, bucket: &str) -> UploadBucket {
         name,
         json!({
             "bucketName": bucket,
-            "uploads": {"keyPrefix": "", "publicRead": true},
+            "uploads": {"keyPrefix": "", "publicRead": true, "verification": {"enabled": true}},
             "cors": {"allowedOrigins": ["https://evil.example"]},
             "notifications": {"httpEndpoint": "http://127.0.0.1:9/stolen-events"},
             "versioning": false,
@@ -305,7 +305,7 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
             json!({
                 "bucketName": legacy, "adoptExistingBucket": true,
                 "cors": {"allowedOrigins": ["https://shop.example.com"]},
-                "uploads": {"keyPrefix": "photos/", "publicRead": true},
+                "uploads": {"keyPrefix": "photos/", "publicRead": true, "verification": {"enabled": true}},
                 "lifecycle": {"expirationDays": 30},
                 "tags": {"app": "shop"}
             }),

@@ -1,6 +1,7 @@
-//! Trusted uploads on Ceph RGW (`uploads.verification`): every URL tags its upload pending,
-//! `POST /uploads/verify` keeps true bytes and removes disguised ones, and the bucket's
-//! lifecycle rule (written by the operator's code) expires what nobody verified.
+//! Trusted uploads on Ceph RGW (`uploads.verification`): every URL puts its upload in the
+//! incoming area, tagged pending; `POST /uploads/verify` copies true bytes to the verified area
+//! (exactly the bytes it read, whatever races it) and removes disguised ones; and the
+//! bucket's lifecycle rule (written by the operator's code) empties the incoming area.
 //!
 //! Its own test binary: the lifecycle test runs RGW's lifecycle pass with a 10-second "day",
 //! which would also act on other tests' buckets if they ran beside it.
@@ -38,7 +39,7 @@ async fn verifying_bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
     uploadbucket_tests::provision(&buckets, &ub, &defaults)
         .await
         .expect("provision");
-    // The tag-filtered rule reads back as written: a second pass writes nothing.
+    // The incoming area's rule reads back as written: a second pass writes nothing.
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
@@ -95,10 +96,12 @@ async fn state(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Stri
     }
 }
 
-const ENV: [(&str, &str); 3] = [
+/// The signer as the webhook sets it up on RGW (its own copy precondition header).
+const ENV: [(&str, &str); 4] = [
     ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg,image/png"),
     ("UPLOADBUCKET_MAX_SIZE_BYTES", "1048576"),
     ("UPLOADBUCKET_VERIFY", "true"),
+    ("UPLOADBUCKET_S3_BACKEND", "rgw"),
 ];
 
 #[tokio::test]
@@ -112,6 +115,7 @@ async fn verify_keeps_true_bytes_and_removes_disguised_ones() {
 
     // HTML bytes declared image/jpeg: S3 stores them (the type is only a claim)...
     let fake = upload(&http, &base, "image/jpeg", HTML).await;
+    assert!(fake.starts_with("uploads/incoming/"), "{fake}");
     assert_eq!(
         state(&raw, &bucket, &fake).await.as_deref(),
         Some("pending")
@@ -126,8 +130,11 @@ async fn verify_keeps_true_bytes_and_removes_disguised_ones() {
         "{message}"
     );
     assert_eq!(state(&raw, &bucket, &fake).await, None, "deleted");
+    let never = fake.replacen("/incoming/", "/verified/", 1);
+    assert_eq!(state(&raw, &bucket, &never).await, None, "never verified");
 
-    // A real JPEG and PNG verify and lose the pending tag.
+    // A real JPEG and PNG are copied to the verified area, tagged verified, with the
+    // signer's headers only; the upload itself is gone.
     for (ct, bytes) in [("image/jpeg", JPEG), ("image/png", PNG)] {
         let key = upload(&http, &base, ct, bytes).await;
         let (status, body) = verify(&http, &base, &key).await;
@@ -136,10 +143,22 @@ async fn verify_keeps_true_bytes_and_removes_disguised_ones() {
             (&body["detectedType"], &body["size"], &body["state"]),
             (&json!(ct), &json!(bytes.len()), &json!("verified"))
         );
+        let verified = body["key"].as_str().unwrap();
+        assert_eq!(verified, key.replacen("/incoming/", "/verified/", 1));
         assert_eq!(
-            state(&raw, &bucket, &key).await.as_deref(),
+            state(&raw, &bucket, verified).await.as_deref(),
             Some("verified")
         );
+        assert_eq!(state(&raw, &bucket, &key).await, None, "moved");
+        let got = raw
+            .get_object()
+            .bucket(&bucket)
+            .key(verified)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.content_type(), Some(ct));
+        assert_eq!(got.body.collect().await.unwrap().to_vec(), bytes);
     }
 
     // A PNG stored as a JPEG: refused too.
@@ -151,7 +170,7 @@ async fn verify_keeps_true_bytes_and_removes_disguised_ones() {
         "{body}"
     );
 
-    // Quarantine instead of delete: kept, tagged, and no longer pending.
+    // Quarantine instead of delete: kept in the incoming area (which expires), tagged.
     let mut env = ENV.to_vec();
     env.push(("UPLOADBUCKET_VERIFY_QUARANTINE", "true"));
     let (_q, qbase) = start_sidecar(&server, &bucket, &env).await;
@@ -163,6 +182,121 @@ async fn verify_keeps_true_bytes_and_removes_disguised_ones() {
         Some("quarantined")
     );
 }
+
+/// Headers an end user adds to a PUT URL that RGW stores although they were not signed
+/// (Content-Disposition, Cache-Control, Content-Encoding, x-amz-meta-*, a website redirect)
+/// stay on the upload, which is never served; the verified copy carries the signer's headers
+/// only.
+#[tokio::test]
+async fn unsigned_headers_never_reach_the_verified_object() {
+    let Some(server) = s3_server("unsigned_headers_never_reach_the_verified_object") else {
+        return;
+    };
+    let (bucket, raw) = verifying_bucket(&server).await;
+    let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
+    let http = reqwest::Client::new();
+    let signed = sign_upload(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": JPEG.len()}),
+    )
+    .await;
+    let mut req = http
+        .put(signed["uploadURL"].as_str().unwrap())
+        .body(JPEG.to_vec());
+    for (k, v) in signed["headers"].as_object().unwrap() {
+        req = req.header(k.as_str(), v.as_str().unwrap());
+    }
+    let smuggled = [
+        (
+            "content-disposition",
+            "inline; filename=\"invoice.pdf.exe\"",
+        ),
+        ("cache-control", "public, max-age=31536000, immutable"),
+        ("content-encoding", "gzip"),
+        ("content-language", "xx"),
+        ("x-amz-meta-owner", "admin"),
+        ("x-amz-website-redirect-location", "https://evil.example/"),
+    ];
+    for (k, v) in smuggled {
+        req = req.header(k, v);
+    }
+    let resp = req.send().await.unwrap();
+    assert_eq!(resp.status().as_u16(), 200, "RGW takes them (measured)");
+    let key = signed["key"].as_str().unwrap();
+    let upload = raw
+        .head_object()
+        .bucket(&bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        upload.cache_control(),
+        Some("public, max-age=31536000, immutable")
+    );
+    let (status, body) = verify(&http, &base, key).await;
+    assert_eq!(status, 200, "{body}");
+    let verified = raw
+        .head_object()
+        .bucket(&bucket)
+        .key(body["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(verified.content_type(), Some("image/jpeg"));
+    assert_eq!(verified.content_disposition(), None);
+    assert_eq!(verified.cache_control(), None);
+    assert_eq!(verified.content_encoding(), None);
+    assert_eq!(verified.content_language(), None);
+    assert_eq!(verified.website_redirect_location(), None);
+    assert!(
+        verified.metadata().is_none_or(|m| m.is_empty()),
+        "{:?}",
+        verified.metadata()
+    );
+}
+
+/// The end user posts their form again and again, JPEG and HTML of the same size in turn,
+/// while the app verifies: every verified object holds exactly the JPEG verify read.
+#[tokio::test]
+async fn verify_cannot_be_raced_into_verifying_other_bytes() {
+    let Some(server) = s3_server("verify_cannot_be_raced_into_verifying_other_bytes") else {
+        return;
+    };
+    let (bucket, raw) = verifying_bucket(&server).await;
+    let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
+    let race = uploadbucket_tests::race_verify(&base, &RACE_JPEG, &RACE_HTML, 30, |key| {
+        let (raw, bucket) = (raw.clone(), bucket.clone());
+        async move {
+            let got = raw
+                .get_object()
+                .bucket(&bucket)
+                .key(&key)
+                .send()
+                .await
+                .ok()?;
+            Some(got.body.collect().await.unwrap().to_vec())
+        }
+    })
+    .await;
+    eprintln!("verify raced on RGW: {race:?}");
+    assert!(race.answers.get(&200).is_some_and(|n| *n > 0), "{race:?}");
+    assert!(race.landed > 0, "the end user's posts landed: {race:?}");
+}
+
+/// A JPEG and an HTML page of the same size (64 bytes).
+const RACE_JPEG: [u8; 64] = {
+    let mut b = [0u8; 64];
+    let head = [0xff, 0xd8, 0xff, 0xe0, 0x00, 0x10, b'J', b'F', b'I', b'F'];
+    let mut i = 0;
+    while i < head.len() {
+        b[i] = head[i];
+        i += 1;
+    }
+    b
+};
+const RACE_HTML: [u8; 64] = *b"<html><script>alert(document.domain)</script></html>            ";
 
 #[tokio::test]
 async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
@@ -179,8 +313,10 @@ async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
     let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
     let http = reqwest::Client::new();
     let pending = upload(&http, &base, "image/jpeg", JPEG).await;
-    let verified = upload(&http, &base, "image/jpeg", JPEG).await;
-    assert_eq!(verify(&http, &base, &verified).await.0, 200);
+    let checked = upload(&http, &base, "image/jpeg", JPEG).await;
+    let (status, answer) = verify(&http, &base, &checked).await;
+    assert_eq!(status, 200, "{answer}");
+    let verified = answer["key"].as_str().unwrap().to_owned();
 
     // A lifecycle "day" of 10 s: once the objects are older than that, lifecycle passes (the
     // test RGW runs none of its own: tests/scripts/rgw.sh) until the pending upload is gone,

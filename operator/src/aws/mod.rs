@@ -94,6 +94,9 @@ pub struct LifecycleRule {
     pub enabled: bool,
     pub abort_incomplete_multipart_upload_days: Option<i32>,
     pub expiration_days: Option<i32>,
+    /// Noncurrent versions (a versioned bucket's replaced and deleted objects) expire this
+    /// many days after they stopped being current.
+    pub noncurrent_days: Option<i32>,
     /// Only objects carrying this tag (key, value), besides the prefix.
     pub tag: Option<(String, String)>,
 }

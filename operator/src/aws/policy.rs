@@ -202,6 +202,23 @@ pub fn role_policy(
     if let Some(key) = kms {
         statements.push(key.statement(region));
     }
+    // The keys URLs name take uploads, never copies: a PUT URL plus an unsigned
+    // `x-amz-copy-source` header is a CopyObject on stores that accept unsigned headers (Ceph
+    // RGW), which would copy another user's object into the URL's key. `verify`'s own copies
+    // go to the verified area, outside this statement. `StringLike "*"`: true exactly when
+    // the key is present (RGW 16 evaluates `Null` as "absent" whatever its value).
+    let upload_area = if verification {
+        uploadbucket_sidecar::config::incoming_prefix(prefix)
+    } else {
+        prefix.to_owned()
+    };
+    statements.push(json!({
+        "Sid": "NoCopiesIntoUploads",
+        "Effect": "Deny",
+        "Action": "s3:PutObject",
+        "Resource": objects_arn(region, bucket, &upload_area),
+        "Condition": {"StringLike": {"s3:x-amz-copy-source": "*"}},
+    }));
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
@@ -350,7 +367,7 @@ mod tests {
     #[test]
     fn role_policy_is_limited_to_the_prefix() {
         let p = role_policy("eu-west-1", "b1", "uploads/", false, false, false, None);
-        assert_eq!(p["Statement"].as_array().unwrap().len(), 1);
+        assert_eq!(p["Statement"].as_array().unwrap().len(), 2);
         assert_eq!(p["Statement"][0]["Resource"], "arn:aws:s3:::b1/uploads/*");
         assert_eq!(
             p["Statement"][0]["Action"],
@@ -368,6 +385,43 @@ mod tests {
         let d = role_policy("eu-west-1", "b1", "uploads/", true, false, false, None);
         assert_eq!(d["Statement"][1]["Action"], "s3:GetObject");
         assert_eq!(d["Statement"][1]["Resource"], "arn:aws:s3:::b1/uploads/*");
+    }
+
+    #[test]
+    fn upload_keys_take_no_copies() {
+        let deny = |p: &Value| {
+            statements(p)
+                .into_iter()
+                .find(|s| s["Sid"] == "NoCopiesIntoUploads")
+                .unwrap()
+        };
+        let plain = deny(&role_policy(
+            "eu-west-1",
+            "b1",
+            "up/",
+            false,
+            false,
+            false,
+            None,
+        ));
+        assert_eq!(plain["Effect"], "Deny");
+        assert_eq!(plain["Action"], "s3:PutObject");
+        assert_eq!(plain["Resource"], "arn:aws:s3:::b1/up/*");
+        assert_eq!(
+            plain["Condition"],
+            json!({"StringLike": {"s3:x-amz-copy-source": "*"}})
+        );
+        // With verification, URLs name the incoming area; verify copies to the verified one.
+        let checked = deny(&role_policy(
+            "eu-west-1",
+            "b1",
+            "up/",
+            false,
+            true,
+            false,
+            None,
+        ));
+        assert_eq!(checked["Resource"], "arn:aws:s3:::b1/up/incoming/*");
     }
 
     #[test]

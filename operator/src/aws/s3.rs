@@ -418,6 +418,9 @@ impl BucketApi for S3Buckets {
                         .abort_incomplete_multipart_upload()
                         .and_then(|a| a.days_after_initiation()),
                     expiration_days: r.expiration().and_then(|e| e.days()),
+                    noncurrent_days: r
+                        .noncurrent_version_expiration()
+                        .and_then(|n| n.noncurrent_days()),
                 }
             })
             .collect())
@@ -472,6 +475,11 @@ impl BucketApi for S3Buckets {
                         r.expiration_days
                             .map(|d| s3t::LifecycleExpiration::builder().days(d).build()),
                     )
+                    .set_noncurrent_version_expiration(r.noncurrent_days.map(|d| {
+                        s3t::NoncurrentVersionExpiration::builder()
+                            .noncurrent_days(d)
+                            .build()
+                    }))
                     .build()
                     .map_err(|e| build_err(OP, e))?,
             );

@@ -16,7 +16,7 @@ use crate::aws::{
     canonical_cors, canonical_lifecycle, policy,
 };
 use crate::crd::{EncryptionType, UploadBucket};
-use uploadbucket_sidecar::config::{STATE_PENDING, STATE_TAG};
+use uploadbucket_sidecar::config::{incoming_prefix, verified_prefix};
 
 /// Tag keys the operator writes on every bucket it manages.
 pub const TAG_MANAGED_BY: &str = "uploadbucket.io/managed-by";
@@ -524,6 +524,7 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
                 spec.lifecycle.abort_incomplete_multipart_upload_days,
             ),
             expiration_days: None,
+            noncurrent_days: None,
             tag: None,
         });
     }
@@ -534,22 +535,33 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
             enabled: true,
             abort_incomplete_multipart_upload_days: None,
             expiration_days: Some(days),
+            noncurrent_days: None,
             tag: None,
         });
     }
-    // Uploads nobody verified go away by themselves.
+    // Uploads nobody verified, and the refused ones kept in quarantine, go away by
+    // themselves: everything in the incoming area, with a versioned bucket's replaced and
+    // deleted versions there.
     if spec.uploads.verification.enabled {
+        let days = spec.uploads.verification.pending_expiration_days;
         lifecycle.push(LifecycleRule {
             id: RULE_EXPIRE_PENDING.to_owned(),
-            prefix: spec.uploads.key_prefix.clone(),
+            prefix: incoming_prefix(&spec.uploads.key_prefix),
             enabled: true,
             abort_incomplete_multipart_upload_days: None,
-            expiration_days: Some(spec.uploads.verification.pending_expiration_days),
-            tag: Some((STATE_TAG.to_owned(), STATE_PENDING.to_owned())),
+            expiration_days: Some(days),
+            noncurrent_days: spec.versioning.then_some(days),
+            tag: None,
         });
     }
 
     let public = spec.uploads.public_read;
+    if public && !spec.uploads.verification.enabled {
+        return Err(SpecError::new(
+            "spec.uploads.publicRead",
+            "serves verified uploads only: set spec.uploads.verification.enabled: true too",
+        ));
+    }
     // A public-read bucket policy is refused while BlockPublicPolicy is on, and ignored while
     // RestrictPublicBuckets is on; ACLs stay blocked either way.
     let public_access_block = defaults.backend.public_access_block(PublicAccessBlock {
@@ -559,8 +571,13 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
         restrict_public_buckets: !public,
     });
 
+    // Public read reaches the verified area only: nothing unverified is ever served.
     let public_policy = public.then(|| {
-        policy::public_read_policy(&bucket.region, &bucket.name, &spec.uploads.key_prefix)
+        policy::public_read_policy(
+            &bucket.region,
+            &bucket.name,
+            &verified_prefix(&spec.uploads.key_prefix),
+        )
     });
     let notify = &spec.notifications;
     let target = match (&notify.http_endpoint, &notify.sqs_queue_arn) {
@@ -592,7 +609,12 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
     let notifications = target
         .map(|target| Notification {
             id: NOTIFY_ID.to_owned(),
-            prefix: spec.uploads.key_prefix.clone(),
+            // With verification, the uploads the app must verify.
+            prefix: if spec.uploads.verification.enabled {
+                incoming_prefix(&spec.uploads.key_prefix)
+            } else {
+                spec.uploads.key_prefix.clone()
+            },
             target,
         })
         .into_iter()
@@ -755,30 +777,41 @@ mod tests {
     }
 
     #[test]
-    fn verification_adds_a_rule_expiring_pending_uploads_under_the_prefix() {
-        let on = desired(
-            &ub(
-                "a",
-                "b",
-                spec(serde_json::json!({"uploads": {"keyPrefix": "in/",
-                    "verification": {"enabled": true, "pendingExpirationDays": 3}}})),
-            ),
-            &defaults(),
-        )
-        .unwrap();
+    fn verification_expires_the_incoming_area_and_its_old_versions() {
+        let verified = |extra: serde_json::Value| {
+            let mut whole = serde_json::json!({"uploads": {"keyPrefix": "in/",
+                "verification": {"enabled": true, "pendingExpirationDays": 3}}});
+            whole
+                .as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            desired(&ub("a", "b", spec(whole)), &defaults()).unwrap()
+        };
+        let on = verified(serde_json::json!({}));
         let rule = on
             .lifecycle
             .iter()
             .find(|r| r.id == RULE_EXPIRE_PENDING)
             .expect("pending rule");
-        assert_eq!(rule.prefix, "in/");
+        // Everything there: pending, quarantined, replaced; never the verified area.
+        assert_eq!(rule.prefix, "in/incoming/");
         assert_eq!(rule.expiration_days, Some(3));
-        assert_eq!(
-            rule.tag,
-            Some(("uploadbucket-state".to_owned(), "pending".to_owned()))
-        );
-        let off = desired(&ub("a", "b", spec(serde_json::json!({}))), &defaults()).unwrap();
+        assert_eq!(rule.tag, None);
+        assert_eq!(rule.noncurrent_days, None);
+        let versioned = verified(serde_json::json!({"versioning": true}));
+        let rule = versioned
+            .lifecycle
+            .iter()
+            .find(|r| r.id == RULE_EXPIRE_PENDING)
+            .unwrap();
+        assert_eq!(rule.noncurrent_days, Some(3));
+        let off = desired(&ub("a", "b", UploadBucketSpec::default()), &defaults()).unwrap();
         assert!(off.lifecycle.iter().all(|r| r.id != RULE_EXPIRE_PENDING));
+        // Events name the uploads to verify.
+        let notified = verified(
+            serde_json::json!({"notifications": {"sqsQueueArn": "arn:aws:sqs:eu-west-1:123456789012:uploads"}}),
+        );
+        assert_eq!(notified.notifications[0].prefix, "in/incoming/");
     }
 
     #[test]
@@ -840,12 +873,16 @@ mod tests {
     }
 
     #[test]
-    fn public_read_opens_only_the_policy_side() {
+    fn public_read_opens_only_the_policy_side_and_only_the_verified_area() {
+        let unverified = spec(serde_json::json!({"uploads": {"publicRead": true}}));
+        let err = desired(&ub("a", "b", unverified), &defaults()).unwrap_err();
+        assert_eq!(err.field, "spec.uploads.publicRead");
         let d = desired(
             &ub(
                 "a",
                 "b",
-                spec(serde_json::json!({"uploads": {"publicRead": true}})),
+                spec(serde_json::json!({"uploads": {"publicRead": true,
+                    "verification": {"enabled": true}}})),
             ),
             &defaults(),
         )
@@ -860,7 +897,7 @@ mod tests {
         assert_eq!(d.policy_statements.len(), 1);
         assert_eq!(
             d.policy_statements[0]["Resource"],
-            format!("arn:aws:s3:::{}/uploads/*", d.bucket.name)
+            format!("arn:aws:s3:::{}/uploads/verified/*", d.bucket.name)
         );
     }
 

@@ -1097,7 +1097,7 @@ fn delete_after(
 fn hostile(bucket: &str) -> UploadBucket {
     let mut obj = ub(json!({
         "bucketName": bucket,
-        "uploads": {"keyPrefix": "", "publicRead": true},
+        "uploads": {"keyPrefix": "", "publicRead": true, "verification": {"enabled": true}},
         "cors": {"allowedOrigins": ["https://evil.example"]},
         "deletionPolicy": "Delete",
         "emptyOnDelete": true
@@ -1255,7 +1255,7 @@ async fn adoption_needs_the_admin_and_the_spec_and_keeps_everyone_elses_settings
     // Both: adopted, with everyone else's settings kept.
     let obj = ub(json!({
         "bucketName": "legacy-photos", "adoptExistingBucket": true,
-        "uploads": {"publicRead": true}, "cors": {"allowedOrigins": ["https://shop.example.com"]},
+        "uploads": {"publicRead": true, "verification": {"enabled": true}}, "cors": {"allowedOrigins": ["https://shop.example.com"]},
         "lifecycle": {"expirationDays": 30}, "versioning": false, "tags": {"app": "shop"}
     }));
     let s3 = s3_with_foreign("legacy-photos", 2);
@@ -1276,7 +1276,8 @@ async fn adoption_needs_the_admin_and_the_spec_and_keeps_everyone_elses_settings
         Some("true")
     );
     assert_eq!(b.foreign_lifecycle[0].id, "finance-archive");
-    assert_eq!(b.lifecycle.len(), 2);
+    // Ours: the multipart abort, the expiry and the incoming area's (verification is on).
+    assert_eq!(b.lifecycle.len(), 3);
     let statements = b.policy.as_ref().unwrap()["Statement"]
         .as_array()
         .unwrap()

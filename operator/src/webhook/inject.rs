@@ -77,6 +77,8 @@ pub struct Settings {
     /// Uploads grant the bucket owner full control (stores without S3 Object Ownership,
     /// such as Ceph RGW, where objects otherwise belong to the uploading web identity).
     pub bucket_owner_full_control: bool,
+    /// The operator's S3 backend, which the signer needs for backend-only requests.
+    pub s3_backend: uploadbucket_sidecar::config::S3Backend,
     /// Requests and limits of the signer.
     pub cpu_request: String,
     pub memory_request: String,
@@ -99,6 +101,7 @@ impl Default for Settings {
             path_style: false,
             sts_endpoint_url: None,
             bucket_owner_full_control: false,
+            s3_backend: Default::default(),
             cpu_request: "10m".into(),
             memory_request: "16Mi".into(),
             memory_limit: "64Mi".into(),
@@ -266,6 +269,7 @@ fn plan(
         allow_unsized_put: ub.spec.uploads.allow_unsized_put,
         public_read: ub.spec.uploads.public_read,
         bucket_owner_full_control: settings.bucket_owner_full_control,
+        s3_backend: settings.s3_backend,
         verify: ub.spec.uploads.verification.enabled,
         verify_quarantine: ub.spec.uploads.verification.on_failure == OnFailure::Quarantine,
         require_owner: ub.spec.uploads.require_owner,
