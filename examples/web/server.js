@@ -18,18 +18,41 @@ function currentUser(req, res) {
   res.cookie('uid', uid, { httpOnly: true, sameSite: 'strict' });
   return uid;
 }
+// The signer calls a browser may make, under /api/uploads: method, path, and where the
+// session's owner goes. Anything else (the signer's other routes, dot segments, encoded
+// slashes: any path outside this table) is refused here and never reaches the signer.
+const ID = '[A-Za-z0-9._~-]+';
+const routes = [
+  ['POST', '/', 'body'],
+  ['POST', '/multipart', 'body'],
+  ['POST', '/verify', 'body'],
+  ['GET', `/multipart/${ID}/(?:batch|[0-9]+)`, 'query'],
+  ['GET', `/multipart/${ID}`, 'query'],
+  ['POST', `/multipart/${ID}/complete`, 'query'],
+  ['DELETE', `/multipart/${ID}`, 'query'],
+].map(([method, path, owner]) => ({ method, path: new RegExp(`^${path}$`), owner }));
 app.use('/api/uploads', express.json(), async (req, res) => {
+  const route = routes.find((r) => r.method === req.method && r.path.test(req.path));
+  const path = `/uploads${req.path === '/' ? '' : req.path}`;
+  const url = route && new URL(`${signer}${path}`);
+  // A path URL parsing would move (`.` or `..` as an id) is not one of ours either.
+  if (!route || url.pathname !== path) {
+    return res.status(404).json({ error: { code: 'NotFound', message: `${req.method} ${req.path} is not an upload call` } });
+  }
   // The owner is set here from the session, never taken from the browser: keys go under
   // <prefix><owner>/ and every later call on an upload must name the same owner.
   const owner = currentUser(req, res);
-  const url = new URL(`${signer}/uploads${req.url === '/' ? '' : req.url}`);
-  const starts = req.method === 'POST' && ['/uploads', '/uploads/multipart', '/uploads/verify'].includes(url.pathname);
-  if (!starts) url.searchParams.set('owner', owner);
+  if (route.owner === 'query') {
+    for (const name of ['key', 'size', 'partNumbers', 'sizes']) {
+      if (typeof req.query[name] === 'string') url.searchParams.set(name, req.query[name]);
+    }
+    url.searchParams.set('owner', owner);
+  }
   try {
     const r = await fetch(url, {
       method: req.method,
       headers: { 'content-type': 'application/json' },
-      body: ['GET', 'HEAD', 'DELETE'].includes(req.method) ? undefined : JSON.stringify(starts ? { ...req.body, owner } : req.body),
+      body: req.method === 'POST' ? JSON.stringify(route.owner === 'body' ? { ...req.body, owner } : req.body) : undefined,
     });
     if (r.headers.has('retry-after')) res.set('retry-after', r.headers.get('retry-after'));
     res.status(r.status).type('application/json').send(await r.text());
@@ -49,6 +72,6 @@ if (process.env.WEB_ROOT) {
   }
 }
 const port = Number(process.env.PORT || 3000);
-const server = app.listen(port, () => console.log(`listening on :${port}; signer ${signer}`));
+const server = app.listen(port, () => console.log(`listening address=127.0.0.1:${server.address().port} signer=${signer}`));
 // Kubernetes sends SIGTERM first: stop accepting, finish what is in flight.
 process.on('SIGTERM', () => server.close(() => process.exit(0)));

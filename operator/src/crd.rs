@@ -283,7 +283,8 @@ pub struct UploadsSpec {
     pub public_read: bool,
 
     /// Let pods using the bucket's IAM role read objects under the key prefix (`s3:GetObject`,
-    /// e.g. to sign download URLs). Default: false: the role can only upload.
+    /// e.g. to sign download URLs); with verification, objects in `<keyPrefix>verified/`
+    /// only. Default: false: the role can only upload.
     #[serde(default)]
     pub allow_downloads: bool,
 

@@ -28,8 +28,8 @@ pub struct DevStore {
     /// Copies may only land under this prefix (verify's copies to the verified area), as the
     /// upload role's policy says on S3: a URL turned into a copy is refused.
     copy_into: Option<String>,
-    /// Writes to a key, and a copy from it, take turns: a copy's `If-Match` check and the
-    /// bytes it copies are then one version, as on S3.
+    /// Reads, writes and copies of a key take turns: an ETag and the bytes read or copied
+    /// with it (`If-Match`, `x-amz-copy-source-if-match`) are then one version, as on S3.
     turns: crate::limits::Stripes,
 }
 
@@ -348,17 +348,34 @@ impl S3 for DevStore {
     }
 
     // Everything else is s3s-fs's.
+    // Reads take turns with writes too: s3s-fs renames a written file into place and stores
+    // its ETag in separate steps, so a read between them would pair one version's ETag with
+    // another's bytes (seen: verify read a JPEG under the ETag of the HTML replacing it).
     async fn get_object(
         &self,
         req: S3Request<dto::GetObjectInput>,
     ) -> S3Result<S3Response<dto::GetObjectOutput>> {
-        self.fs.get_object(req).await
+        let _turn = self.turn(&req.input.bucket, &req.input.key).await;
+        let wanted = req.input.if_match.clone();
+        let out = self.fs.get_object(req).await?;
+        // If-Match, which s3s-fs does not check on GET.
+        if let Some(dto::ETagCondition::ETag(wanted)) = wanted
+            && !out
+                .output
+                .e_tag
+                .as_ref()
+                .is_some_and(|have| have.strong_cmp(&wanted))
+        {
+            return Err(s3_error!(PreconditionFailed));
+        }
+        Ok(out)
     }
 
     async fn head_object(
         &self,
         req: S3Request<dto::HeadObjectInput>,
     ) -> S3Result<S3Response<dto::HeadObjectOutput>> {
+        let _turn = self.turn(&req.input.bucket, &req.input.key).await;
         self.fs.head_object(req).await
     }
 

@@ -349,7 +349,7 @@ pub async fn verify(
     match judge(&state.config, &info, &bytes) {
         Ok(detected) => {
             let content_type = media_type(&info.content_type);
-            let done = promote(&state, &key, &info, &target, &content_type).await?;
+            let done = promote(&state, &key, &info, &target, &content_type, &bytes).await?;
             discard(&state, &key).await;
             tracing::info!(%key, verified = %target, size = info.size, content_type = %content_type, "Upload verified");
             Ok((
@@ -384,15 +384,19 @@ pub async fn verify(
 }
 
 /// Copies exactly the version `info` of the upload `key` to `target`, with the signer's
-/// headers, and tags it verified. Whatever fails on the way (the precondition, or the store
-/// itself, which RGW does now and then while the source is being rewritten), `target` is
-/// removed again: an error never leaves anything in the verified area.
+/// headers, and tags it verified; then reads the copy's first bytes back, which must be
+/// `judged`: an ETag names content only as well as MD5 does (the same bytes posted again
+/// have the same ETag, and a store may not check a precondition), while `target` is a key
+/// no one else writes. Whatever fails on the way (a precondition, the read-back, or the
+/// store itself, which RGW does now and then while the source is being rewritten), `target`
+/// is removed again: an error never leaves anything in the verified area.
 async fn promote(
     state: &AppState,
     key: &str,
     info: &ObjectInfo,
     target: &str,
     content_type: &str,
+    judged: &[u8],
 ) -> Result<ObjectInfo, AppError> {
     let promotion = Promotion {
         content_type,
@@ -403,11 +407,14 @@ async fn promote(
         let store = &state.store;
         store.promote(key, info, target, &promotion).await?;
         store.set_state(target, STATE_VERIFIED).await?;
-        match store.head(target).await? {
-            // A store that ignored the copy's precondition may have copied other bytes.
-            Some(done) if done.size == info.size => Ok(done),
-            _ => Err(StoreError::Changed),
+        let done = match store.head(target).await? {
+            Some(done) if done.size == info.size => done,
+            _ => return Err(StoreError::Changed),
+        };
+        if store.read_start(target, &done, SNIFF_BYTES).await? != judged {
+            return Err(StoreError::Changed);
         }
+        Ok(done)
     }
     .await;
     if copied.is_err()

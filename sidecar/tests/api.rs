@@ -40,6 +40,9 @@ struct FakeStore {
     /// An end user's write that lands right after the next call of this kind ("head KEY",
     /// "read KEY"): the call, key, type, bytes.
     race: Mutex<Option<Replacement>>,
+    /// Copies whatever the source holds, ignoring the precondition (as RGW does with AWS's
+    /// header name).
+    lax_copy: std::sync::atomic::AtomicBool,
 }
 
 impl FakeStore {
@@ -185,7 +188,7 @@ impl ObjectStore for FakeStore {
         let mut objects = self.objects.lock().unwrap();
         let (now, bytes, _) = objects.get(from).cloned().expect("object");
         // x-amz-copy-source-if-match.
-        if now.etag != info.etag {
+        if now.etag != info.etag && !self.lax_copy.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(StoreError::Changed);
         }
         let copied = ObjectInfo {
@@ -1587,6 +1590,34 @@ async fn verify_promotes_true_bytes_and_removes_disguised_ones() {
         Some(Some("quarantined".into()))
     );
     assert_eq!(store.state_of("uploads/verified/c.jpg"), None);
+}
+
+/// A store that ignores the copy's precondition copies the replacement: verify reads the copy
+/// back, finds other bytes, removes it, and verifies nothing.
+#[tokio::test]
+async fn a_copy_of_other_bytes_is_caught_and_removed() {
+    let store = Arc::new(FakeStore::default());
+    store
+        .lax_copy
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let s = verifying(store.clone(), false);
+    let same_size: &[u8] = b"<svg onload>";
+    assert_eq!(same_size.len(), JPEG.len());
+    store.put("uploads/incoming/l.jpg", "image/jpeg", JPEG);
+    store.replace_after("read", "uploads/incoming/l.jpg", "image/jpeg", same_size);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/incoming/l.jpg"})),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("UploadChanged")),
+        "{body}"
+    );
+    assert_eq!(store.state_of("uploads/verified/l.jpg"), None, "removed");
 }
 
 /// The end user replaces the upload while verify works on it: after verify's HEAD (the read

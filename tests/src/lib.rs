@@ -349,6 +349,22 @@ pub async fn start_sidecar_as(
     (child, base)
 }
 
+/// `uploadbucket-sidecar dev` with its data in `data` and `args` added, both of its listeners
+/// on port 0; waits until it answers. The process and the signer's base URL (its store's
+/// bucket is `dev-uploads`, a folder of `data`).
+pub async fn start_dev(data: &std::path::Path, args: &[&str]) -> (Child, String) {
+    let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));
+    cmd.args(["dev", "--data-dir"])
+        .arg(data)
+        .args(["--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "warn,uploadbucket_sidecar::dev=info");
+    let (child, addrs) = spawn_service(cmd, "dev", &["Dev mode running"]);
+    let signer = format!("http://{}", addrs[0]);
+    wait_healthy(&signer).await;
+    (child, signer)
+}
+
 /// Starts `cmd` (which must log to stdout and bind its listeners to port 0) and waits until it
 /// has logged each of `listening` (e.g. "Signer listening", with `address=<ip:port>`), so
 /// the test talks to the port this child bound and no other process can hold it. The log is

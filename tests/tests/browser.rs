@@ -18,8 +18,8 @@ use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::browser::{chromium, dump_dom, repo, run_page, tempdir};
 use uploadbucket_tests::{
-    assert_stored, bin_path, json_of, put_signed, require_or_skip, s3_server, sign_upload,
-    spawn_service, start_sidecar, unique_name, wait_healthy,
+    assert_stored, json_of, put_signed, require_or_skip, s3_server, sign_upload, spawn_service,
+    start_dev, start_sidecar, unique_name,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -316,15 +316,7 @@ async fn browser_uploads_against_dev_mode() {
     // port 0 for both of its listeners and says where in its log.
     let page_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let page_origin = format!("http://{}", page_listener.local_addr().unwrap());
-    let mut cmd = Command::new(bin_path("uploadbucket-sidecar"));
-    cmd.args(["dev", "--data-dir"])
-        .arg(&data)
-        .args(["--listen", "127.0.0.1:0", "--s3-listen", "127.0.0.1:0"])
-        .args(["--allowed-origins", &page_origin, "--verify"])
-        .env("RUST_LOG", "warn,uploadbucket_sidecar::dev=info");
-    let (child, addrs) = spawn_service(cmd, "dev", &["Dev mode running"]);
-    let signer = format!("http://{}", addrs[0]);
-    wait_healthy(&signer).await;
+    let (child, signer) = start_dev(&data, &["--allowed-origins", &page_origin, "--verify"]).await;
     let http = reqwest::Client::new();
 
     // The demo page itself is served.
@@ -359,11 +351,18 @@ async fn browser_uploads_against_dev_mode() {
         )
         .await;
         assert_eq!(r["ok"], true, "{method}: {r}");
-        let key = r["key"].as_str().unwrap();
-        assert!(key.starts_with("uploads/alice/"), "{method}: {key}");
+        let mut key = r["key"].as_str().unwrap();
+        assert!(
+            key.starts_with("uploads/incoming/alice/"),
+            "{method}: {key}"
+        );
         if verify {
             assert_eq!(r["verified"]["detectedType"], "image/jpeg", "{method}: {r}");
             assert_eq!(r["verified"]["size"], size, "{method}: {r}");
+            // Verify moved it to the verified area.
+            assert!(!data.join("dev-uploads").join(key).exists(), "{key}");
+            key = r["verified"]["key"].as_str().unwrap();
+            assert!(key.starts_with("uploads/verified/alice/"), "{r}");
         }
         let file = data.join("dev-uploads").join(key);
         let meta =
@@ -436,6 +435,7 @@ async fn browser_uploads_against_dev_mode() {
     assert_eq!(verify("bob").await.unwrap().status(), 403);
     let v: Value = verify("alice").await.unwrap().json().await.unwrap();
     assert_eq!(v["detectedType"], "image/jpeg", "{v}");
+    let verified_big = v["key"].as_str().unwrap().to_owned();
     let state = |k: &str| {
         let k = k.to_owned();
         let listed = &listed;
@@ -447,7 +447,8 @@ async fn browser_uploads_against_dev_mode() {
                 .map(|o| o["state"].clone())
         }
     };
-    assert_eq!(state(big).await, Some(Value::from("verified")));
+    assert_eq!(state(big).await, None, "moved");
+    assert_eq!(state(&verified_big).await, Some(Value::from("verified")));
 
     // The dev store holds a PUT URL to its signed if-none-match: the second PUT is refused
     // and the first upload kept.
@@ -598,4 +599,160 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
 
     drop(sidecar);
     remove_bucket(&buckets, &name).await;
+}
+
+/// A JPEG and an HTML page of the same size (64 bytes).
+const RACE_JPEG: &[u8; 64] =
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00padding-padding-padding-padding-padding-padd";
+const RACE_HTML: &[u8; 64] = b"<html><script>alert(document.domain)</script></html>            ";
+
+/// The dev store keeps the promises S3 keeps: verify cannot be raced into verifying other
+/// bytes, and a PUT URL plus `x-amz-copy-source` is no copy (copies land only where verify
+/// puts them).
+#[tokio::test]
+async fn dev_mode_verify_cannot_be_raced_and_urls_cannot_copy() {
+    let data = tempdir();
+    let (_dev, signer) = start_dev(&data, &["--verify"]).await;
+    let http = reqwest::Client::new();
+    let files = data.join("dev-uploads");
+    let race = uploadbucket_tests::race_verify(&signer, RACE_JPEG, RACE_HTML, 30, |key| {
+        let path = files.join(key);
+        async move { std::fs::read(path).ok() }
+    })
+    .await;
+    eprintln!("verify raced in dev mode: {race:?}");
+    assert!(race.landed > 0, "{race:?}");
+
+    // Alice's PUT URL with a copy source: refused, and nothing at her key.
+    let bob = sign_upload(
+        &http,
+        &signer,
+        serde_json::json!({"contentType": "image/jpeg", "size": 64, "owner": "bob"}),
+    )
+    .await;
+    assert_eq!(put_signed(&http, &bob, RACE_JPEG.to_vec()).await.0, 200);
+    let alice = sign_upload(
+        &http,
+        &signer,
+        serde_json::json!({"contentType": "image/jpeg", "size": 64, "owner": "alice"}),
+    )
+    .await;
+    let mut req = http
+        .put(alice["uploadURL"].as_str().unwrap())
+        .body(RACE_JPEG.to_vec())
+        .header(
+            "x-amz-copy-source",
+            format!("dev-uploads/{}", bob["key"].as_str().unwrap()),
+        );
+    for (k, v) in alice["headers"].as_object().unwrap() {
+        req = req.header(k.as_str(), v.as_str().unwrap());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    assert_eq!(status, 403, "{}", resp.text().await.unwrap_or_default());
+    assert!(!files.join(alice["key"].as_str().unwrap()).exists());
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// examples/web/server.js, the backend the README tells people to copy, forwards only the
+/// signer's upload calls, with the owner from its session: path tricks (dot segments, encoded
+/// slashes) reach nothing, and a browser's own `owner` is replaced.
+#[tokio::test]
+async fn the_example_backend_forwards_only_upload_calls_as_the_session_user() {
+    let example = repo().join("examples/web");
+    if !example.join("node_modules/express").exists() {
+        let _: Option<()> = require_or_skip(
+            "the_example_backend_forwards_only_upload_calls_as_the_session_user",
+            "examples/web/node_modules is missing",
+            "tests/scripts/install-deps.sh (npm ci in examples/web)",
+        );
+        return;
+    }
+    let data = tempdir();
+    let (_dev, signer) = start_dev(&data, &["--verify"]).await;
+    let mut cmd = Command::new("node");
+    cmd.arg(example.join("server.js"))
+        .env("PORT", "0")
+        .env("UPLOADBUCKET_SIGNER_URL", &signer);
+    let (_app, addrs) = spawn_service(cmd, "app", &["listening"]);
+    let app = format!("http://{}", addrs[0]);
+    // One browser (its session cookie), Alice's.
+    let alice = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let created = json_of(
+        alice
+            .post(format!("{app}/api/uploads"))
+            .json(&serde_json::json!({"contentType": "image/jpeg", "size": 4, "owner": "bob"})),
+    )
+    .await;
+    let key = created["key"].as_str().expect("a key");
+    let folder = key
+        .strip_prefix("uploads/incoming/")
+        .and_then(|k| k.split_once('/'))
+        .map(|(owner, _)| owner)
+        .unwrap();
+    assert_ne!(folder, "bob", "the browser's owner is replaced: {created}");
+    assert_eq!(folder.len(), 32, "the session's id: {created}");
+
+    // Paths outside the table, however spelled, never reach the signer.
+    for (method, path) in [
+        ("POST", "/api/uploads/%2e%2e/s3/multipart"),
+        ("POST", "/api/uploads/..%2fs3%2fmultipart"),
+        ("GET", "/api/uploads/%2e%2e/metrics"),
+        ("GET", "/api/uploads/..%2fmetrics"),
+        ("GET", "/api/uploads/multipart/%2e%2e"),
+        ("GET", "/api/uploads/multipart/.."),
+        ("DELETE", "/api/uploads/multipart/%2e%2e%2f%2e%2e%2fmetrics"),
+        ("GET", "/api/uploads/s3/params?type=image/jpeg"),
+    ] {
+        let resp = alice
+            .request(method.parse().unwrap(), format!("{app}{path}"))
+            .json(&serde_json::json!({"type": "image/jpeg", "owner": "bob"}))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        assert_eq!(status, 404, "{method} {path}: {text}");
+        assert!(!text.contains("uploadbucket_"), "{method} {path}: {text}");
+    }
+    // A multipart upload through it works, as the session's user; Bob's owner in the query
+    // changes nothing.
+    let mp = json_of(
+        alice
+            .post(format!("{app}/api/uploads/multipart"))
+            .json(&serde_json::json!({"type": "image/jpeg", "owner": "bob"})),
+    )
+    .await;
+    let (mkey, id) = (
+        mp["key"].as_str().unwrap(),
+        mp["uploadId"].as_str().unwrap(),
+    );
+    assert!(mkey.contains(&format!("/{folder}/")), "{mp}");
+    let part = json_of(alice.get(format!(
+        "{app}/api/uploads/multipart/{id}/1?key={mkey}&owner=bob"
+    )))
+    .await;
+    assert!(part["url"].is_string(), "{part}");
+    let gone = alice
+        .delete(format!("{app}/api/uploads/multipart/{id}?key={mkey}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status().as_u16(), 200);
+    // Another browser (another session) cannot act on Alice's upload.
+    let mallory = reqwest::Client::builder()
+        .cookie_store(true)
+        .build()
+        .unwrap();
+    let theirs = mallory
+        .post(format!("{app}/api/uploads/verify"))
+        .json(&serde_json::json!({"key": key, "owner": folder}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status().as_u16(), 403);
+    let _ = std::fs::remove_dir_all(&data);
 }

@@ -171,11 +171,21 @@ pub fn role_policy(
         "Resource": objects,
     })];
     if downloads {
+        // With verification, only verified objects are handed out.
+        let readable = if verification {
+            objects_arn(
+                region,
+                bucket,
+                &uploadbucket_sidecar::config::verified_prefix(prefix),
+            )
+        } else {
+            objects.clone()
+        };
         statements.push(json!({
             "Sid": "SignDownloads",
             "Effect": "Allow",
             "Action": "s3:GetObject",
-            "Resource": objects,
+            "Resource": readable,
         }));
     }
     if verification {
