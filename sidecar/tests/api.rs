@@ -217,13 +217,16 @@ impl ObjectStore for FakeStore {
         _enough: usize,
     ) -> Result<usize, StoreError> {
         self.calls.lock().unwrap().push(format!("count {prefix}"));
-        Ok(self
+        let open = self
             .uploads
             .lock()
             .unwrap()
             .values()
             .filter(|(key, _)| key.starts_with(prefix))
-            .count())
+            .count();
+        // S3's answer takes a while to come back: other requests run meanwhile.
+        tokio::task::yield_now().await;
+        Ok(open)
     }
 }
 
@@ -1970,6 +1973,22 @@ async fn open_multipart_uploads_are_capped_per_owner() {
     );
     let (status, _) = call(&s, "POST", "/s3/multipart", Some(create("u2"))).await;
     assert_eq!(status, StatusCode::OK);
+
+    // Eight creates at once for an owner with none open: exactly two get through.
+    let mut burst = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let s = s.clone();
+        burst.spawn(async move {
+            call(&s, "POST", "/s3/multipart", Some(create("u3")))
+                .await
+                .0
+        });
+    }
+    let mut statuses = burst.join_all().await;
+    statuses.sort();
+    let mut expected = vec![StatusCode::OK; 2];
+    expected.extend([StatusCode::TOO_MANY_REQUESTS; 6]);
+    assert_eq!(statuses, expected);
 }
 
 #[tokio::test]

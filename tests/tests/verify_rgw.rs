@@ -22,15 +22,23 @@ const HTML: &[u8] =
 /// A bucket made by the operator's code with verification on (pending uploads expire after
 /// one day), and a plain client to look at it.
 async fn verifying_bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
+    verifying_bucket_with(server, json!({})).await
+}
+
+/// [`verifying_bucket`] with more of the spec (`extra`'s fields).
+async fn verifying_bucket_with(server: &S3Server, extra: Value) -> (String, aws_sdk_s3::Client) {
     let name = unique_name("ub-verify");
-    let spec: UploadBucketSpec = serde_json::from_value(json!({
+    let mut spec = json!({
         "bucketName": name,
         "uploads": {
             "allowedContentTypes": ["image/jpeg", "image/png"],
             "verification": {"enabled": true, "pendingExpirationDays": 1},
         },
-    }))
-    .unwrap();
+    });
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    let spec: UploadBucketSpec = serde_json::from_value(spec).unwrap();
     let mut ub = UploadBucket::new("verified", spec);
     ub.metadata.namespace = Some("e2e".into());
     ub.metadata.uid = Some(format!("uid-{name}"));
@@ -254,6 +262,58 @@ async fn unsigned_headers_never_reach_the_verified_object() {
         verified.metadata().is_none_or(|m| m.is_empty()),
         "{:?}",
         verified.metadata()
+    );
+}
+
+/// On a versioned bucket, what verify replaced or removed in the incoming area stays as
+/// noncurrent versions: the incoming area's rule expires those too, and RGW keeps the rule
+/// as written (a second pass writes nothing: checked in `verifying_bucket_with`).
+#[tokio::test]
+async fn a_versioned_bucket_expires_the_incoming_areas_old_versions() {
+    let Some(server) = s3_server("a_versioned_bucket_expires_the_incoming_areas_old_versions")
+    else {
+        return;
+    };
+    let (bucket, raw) = verifying_bucket_with(&server, json!({"versioning": true})).await;
+    let rules = raw
+        .get_bucket_lifecycle_configuration()
+        .bucket(&bucket)
+        .send()
+        .await
+        .unwrap();
+    let rule = rules
+        .rules()
+        .iter()
+        .find(|r| r.id() == Some("uploadbucket-expire-pending"))
+        .expect("the incoming area's rule");
+    let prefix = rule.filter().and_then(|f| f.prefix());
+    assert_eq!(prefix, Some("uploads/incoming/"), "{rule:?}");
+    assert_eq!(rule.expiration().and_then(|e| e.days()), Some(1));
+    assert_eq!(
+        rule.noncurrent_version_expiration()
+            .and_then(|n| n.noncurrent_days()),
+        Some(1),
+        "{rule:?}"
+    );
+    // Verify on a versioned bucket: the version it read is the one copied.
+    let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
+    let http = reqwest::Client::new();
+    let key = upload(&http, &base, "image/jpeg", JPEG).await;
+    let (status, body) = verify(&http, &base, &key).await;
+    assert_eq!(status, 200, "{body}");
+    let versions = raw
+        .list_object_versions()
+        .bucket(&bucket)
+        .prefix("uploads/incoming/")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        versions
+            .versions()
+            .iter()
+            .all(|v| v.is_latest() != Some(true)),
+        "only old versions and a delete marker left in the incoming area: {versions:?}"
     );
 }
 
