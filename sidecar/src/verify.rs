@@ -62,24 +62,11 @@ fn is_markup_type(ct: &str) -> bool {
         || matches!(ct, "text/xsl" | "application/xslt+xml")
 }
 
-/// Tags that make a document active wherever they appear in it, lowercased.
-const ACTIVE_TAGS: &[&[u8]] = &[
-    b"<script",
-    b"<svg",
-    b"<html",
-    b"<iframe",
-    b"<object",
-    b"<embed",
-    b"<?xml",
-    b"<!doctype",
-    b"<xsl:",
-    b"<body",
-    b"<img",
-];
-
 /// Whether `bytes` are markup: what a browser sniffing them (the MIME sniffing rules as
-/// Chromium implements them, `mime-sniffer`) would take for HTML or XML, or text carrying an
-/// active tag anywhere in what was read. The name of what was found, for the refusal.
+/// Chromium implements them, `mime-sniffer`) would take for HTML or XML, or text with a tag
+/// anywhere in what was read (`<` then a letter, `!`, `?` or `/`; also UTF-7's `+ADw-` for
+/// `<`), since a tag cannot be told safe from active by looking. The name of what was found,
+/// for the refusal.
 pub fn markup(bytes: &[u8]) -> Option<&'static str> {
     use mime_sniffer::MimeTypeSniffer as _;
     let request = mime_sniffer::HttpRequest {
@@ -92,11 +79,11 @@ pub fn markup(bytes: &[u8]) -> Option<&'static str> {
         Some("text/xml") => return Some("XML"),
         _ => {}
     }
-    let lower = bytes.to_ascii_lowercase();
-    ACTIVE_TAGS
-        .iter()
-        .any(|t| lower.windows(t.len()).any(|w| w == *t))
-        .then_some("markup (an HTML, SVG or XML tag)")
+    let tag = bytes
+        .windows(2)
+        .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || b"!?/".contains(&w[1])));
+    let utf7 = bytes.windows(5).any(|w| w.eq_ignore_ascii_case(b"+ADw-"));
+    (tag || utf7).then_some("markup (a tag such as <a or <svg)")
 }
 
 /// Text a `text/*` wildcard admits: UTF-8 (the read may cut the last character), no control
@@ -593,12 +580,25 @@ mod tests {
                 .code,
             "ContentMismatch"
         );
-        // Markup after some text, as the sniffing rules would not see it, is refused too.
-        let buried = b"name,comment\nalice,<script>alert(1)</script>\n";
-        assert_eq!(
-            judge(&c, &info(40, "text/csv"), buried).unwrap_err().code,
-            "ContentMismatch"
-        );
+        // Markup after some text, as the sniffing rules would not see it, is refused too:
+        // any tag (the red team's cases), and UTF-7's spelling of one.
+        for buried in [
+            &b"name,comment\nalice,<script>alert(1)</script>\n"[..],
+            b"hello\n<a href=\"javascript:alert(1)\">click</a>",
+            b"<details open ontoggle=alert(document.domain)>x</details>",
+            b"hi <meta http-equiv=refresh content=0;url=javascript:alert(1)>",
+            b"<x:html xmlns:x='http://www.w3.org/1999/xhtml'><x:script>alert(1)</x:script>",
+            b"+ADw-script+AD4-alert(1)+ADw-/script+AD4-",
+        ] {
+            assert_eq!(
+                judge(&c, &info(buried.len() as i64, "text/plain"), buried)
+                    .unwrap_err()
+                    .code,
+                "ContentMismatch",
+                "{}",
+                String::from_utf8_lossy(buried)
+            );
+        }
         // Plain text and CSV pass.
         assert_eq!(
             judge(&c, &info(20, "text/csv"), b"a,b\n1,2\n\"x < y\",3\n"),

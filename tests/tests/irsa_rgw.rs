@@ -920,8 +920,27 @@ async fn upload_urls_cannot_become_copies() {
         public(alice_verified.clone()).await,
         (200, SECRET_JPEG.to_vec())
     );
-    // Public read serves the verified area only: Bob's pending upload is private.
+    // Public read serves the verified area only: Bob's pending upload is private, and a
+    // public grant added to the PUT does not open it: on RGW the signer signs the canned ACL
+    // `bucket-owner-full-control`, which RGW will not combine with a grant (400; changing the
+    // canned ACL breaks the signature), and the operator sets IgnorePublicAcls besides.
     assert_eq!(public(bob_pending.clone()).await.0, 403);
+    let acl = sign("bob", SECRET_JPEG.len()).await;
+    let mut req = http
+        .put(acl["uploadURL"].as_str().unwrap())
+        .body(SECRET_JPEG.to_vec())
+        .header(
+            "x-amz-grant-read",
+            "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+        );
+    for (k, v) in acl["headers"].as_object().unwrap() {
+        req = req.header(k.as_str(), v.as_str().unwrap());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap_or_default();
+    assert_eq!(status, 400, "PUT with a public grant: {text}");
+    assert_eq!(public(acl["key"].as_str().unwrap().to_owned()).await.0, 403);
 
     // The copy forms the policy's condition cannot see (RGW's UploadPartCopy and ranged-PUT
     // paths never set s3:x-amz-copy-source): RGW 16 refuses them to a role session by itself
