@@ -65,7 +65,7 @@ fn every_field_round_trips() {
             bucket_owner_full_control: true,
             verify: true,
             verify_quarantine: true,
-            s3_backend: Default::default(),
+            s3_backend: uploadbucket_sidecar::config::S3Backend::Rgw,
             require_owner: true,
             urls_per_minute: 30,
             max_open_multipart: 3,
@@ -154,4 +154,36 @@ async fn worker_threads_follow_the_setting() {
             .count();
         assert_eq!(workers, want, "UPLOADBUCKET_WORKER_THREADS={setting:?}");
     }
+}
+
+/// The README's table of what each `type/*` admits is the signer's list, type for type.
+#[test]
+fn the_readme_lists_the_wildcard_types() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let section = readme
+        .split("#### Content types")
+        .nth(1)
+        .and_then(|s| s.split("\n\n").nth(2))
+        .expect("the content types table");
+    let mut listed = Vec::new();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        let major = cells[1].trim_matches('`').trim_end_matches("/*");
+        let subtypes = cells[2].split('`').nth(1).unwrap_or_default();
+        for sub in subtypes.split_whitespace() {
+            listed.push(format!("{major}/{sub}"));
+        }
+        if cells[2].contains("Office Open XML") {
+            for sub in [
+                "presentationml.presentation",
+                "spreadsheetml.sheet",
+                "wordprocessingml.document",
+            ] {
+                listed.push(format!("{major}/vnd.openxmlformats-officedocument.{sub}"));
+            }
+        }
+    }
+    listed.sort();
+    assert_eq!(listed, uploadbucket_sidecar::config::WILDCARD_TYPES);
 }
