@@ -373,7 +373,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             endpoint_url: args.s3_endpoint.clone(),
             force_path_style: args.s3_path_style,
             interceptors: Vec::new(),
-            tags_on_create: args.s3_backend.has_create_bucket_tags(),
+            backend: args.s3_backend,
             metrics: Some(metrics.clone()),
         },
     );

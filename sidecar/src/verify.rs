@@ -240,9 +240,11 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// The answer for a verified object; `upload_key` is the upload it was copied from, when the
+/// call named that.
 fn verified_answer(
     key: &str,
-    upload_key: &str,
+    upload_key: Option<&str>,
     info: &ObjectInfo,
     detected: Option<&str>,
 ) -> Json<Value> {
@@ -292,7 +294,7 @@ pub async fn verify(
     if keys::is_our_key(&state.verified_prefix, &key) {
         crate::uploads::check_owner_under(&state.verified_prefix, &key, owner)?;
         return match state.store.head(&key).await.map_err(store_error)? {
-            Some(info) => Ok((StatusCode::OK, verified_answer(&key, "", &info, None))),
+            Some(info) => Ok((StatusCode::OK, verified_answer(&key, None, &info, None))),
             None => Err(no_such_key(&key)),
         };
     }
@@ -323,7 +325,10 @@ pub async fn verify(
     // stands as it is; whatever the upload key holds now is never looked at.
     if let Some(done) = state.store.head(&target).await.map_err(store_error)? {
         discard(&state, &key).await;
-        return Ok((StatusCode::OK, verified_answer(&target, &key, &done, None)));
+        return Ok((
+            StatusCode::OK,
+            verified_answer(&target, Some(&key), &done, None),
+        ));
     }
     let Some(info) = state.store.head(&key).await.map_err(store_error)? else {
         return Err(no_such_key(&key));
@@ -341,7 +346,7 @@ pub async fn verify(
             tracing::info!(%key, verified = %target, size = info.size, content_type = %content_type, "Upload verified");
             Ok((
                 StatusCode::OK,
-                verified_answer(&target, &key, &done, detected),
+                verified_answer(&target, Some(&key), &done, detected),
             ))
         }
         Err(refusal) => {

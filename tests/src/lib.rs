@@ -105,7 +105,7 @@ impl S3Server {
                 endpoint_url: Some(self.endpoint.clone()),
                 force_path_style: true,
                 interceptors: vec![SharedInterceptor::new(counter.clone())],
-                tags_on_create: self.backend.has_create_bucket_tags(),
+                backend: self.backend,
                 metrics: None,
             },
         );

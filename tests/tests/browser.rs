@@ -756,3 +756,82 @@ async fn the_example_backend_forwards_only_upload_calls_as_the_session_user() {
     assert_eq!(theirs.status().as_u16(), 403);
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// The dev store reads forms and multipart uploads the way S3 does: an upload id belongs to
+/// the key it was made for (Alice cannot put parts into, or complete, Bob's upload under her
+/// key), and a form with a second `tagging` field (which S3-compatible readers resolve
+/// differently) is refused.
+#[tokio::test]
+async fn dev_mode_binds_upload_ids_to_keys_and_refuses_doubled_form_fields() {
+    let data = tempdir();
+    let (_dev, signer) = start_dev(&data, &["--verify"]).await;
+    let http = reqwest::Client::new();
+    let create = |owner: &'static str| {
+        json_of(
+            http.post(format!("{signer}/s3/multipart"))
+                .json(&serde_json::json!({"type": "image/jpeg", "owner": owner})),
+        )
+    };
+    let (alice, bob) = (create("alice").await, create("bob").await);
+    let alice_key = alice["key"].as_str().unwrap();
+    let bob_id = bob["uploadId"].as_str().unwrap();
+    // A part URL for Alice's key with Bob's upload id: the store knows no such upload.
+    let part = json_of(http.get(format!(
+        "{signer}/s3/multipart/{bob_id}/1?key={alice_key}&owner=alice"
+    )))
+    .await;
+    let put = http
+        .put(part["url"].as_str().unwrap())
+        .body(vec![0xffu8; 16])
+        .send()
+        .await
+        .unwrap();
+    let status = put.status().as_u16();
+    let text = put.text().await.unwrap_or_default();
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("NoSuchUpload"), "{text}");
+    // Completing Bob's upload into Alice's key: the signer's listing finds nothing.
+    let complete = http
+        .post(format!(
+            "{signer}/s3/multipart/{bob_id}/complete?key={alice_key}&owner=alice"
+        ))
+        .json(&serde_json::json!({"parts": [{"PartNumber": 1, "ETag": "\"x\""}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(complete.status().as_u16(), 404);
+    assert!(!data.join("dev-uploads").join(alice_key).exists());
+
+    // A form with a forged `tagging` field before the signed one.
+    let form = sign_upload(
+        &http,
+        &signer,
+        serde_json::json!({"contentType": "image/jpeg", "method": "POST"}),
+    )
+    .await;
+    let mut multipart = reqwest::multipart::Form::new().text(
+        "tagging",
+        "<Tagging><TagSet><Tag><Key>uploadbucket-state</Key><Value>verified</Value></Tag></TagSet></Tagging>",
+    );
+    for (k, v) in form["fields"].as_object().unwrap() {
+        multipart = multipart.text(k.clone(), v.as_str().unwrap().to_owned());
+    }
+    multipart = multipart.part(
+        "file",
+        reqwest::multipart::Part::bytes(b"<html><script>x</script>".to_vec()).file_name("x"),
+    );
+    let resp = http
+        .post(form["url"].as_str().unwrap())
+        .multipart(multipart)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(
+        !data
+            .join("dev-uploads")
+            .join(form["key"].as_str().unwrap())
+            .exists()
+    );
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -13,6 +13,7 @@ use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types as s3t;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
+use super::rgw::Backend;
 use super::{
     AwsError, BucketApi, BucketRef, CorsRule, Created, Deleted, Encryption, LifecycleRule,
     Notification, NotifyTarget, PublicAccessBlock, Versioning, is_own_id,
@@ -27,8 +28,10 @@ pub struct S3Options {
     pub force_path_style: bool,
     /// Extra SDK interceptors on every client (tests count requests with one).
     pub interceptors: Vec<aws_sdk_s3::config::SharedInterceptor>,
-    /// Send the ownership tags inside CreateBucket (AWS; see [`Backend::has_create_bucket_tags`]).
-    pub tags_on_create: bool,
+    /// The S3 implementation: requests only one backend needs are sent only on it (never
+    /// because an endpoint is set): ownership tags inside CreateBucket on AWS
+    /// ([`Backend::has_create_bucket_tags`]), RGW's notification removal and SNS topics.
+    pub backend: Backend,
     /// Count every S3 and SNS request into these metrics.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
@@ -287,7 +290,7 @@ impl BucketApi for S3Buckets {
             cfg = cfg.location_constraint(s3t::BucketLocationConstraint::from(b.region.as_str()));
             any = true;
         }
-        if self.options.tags_on_create && !tags.is_empty() {
+        if self.options.backend.has_create_bucket_tags() && !tags.is_empty() {
             let set = tags
                 .iter()
                 .map(|(k, v)| s3t::Tag::builder().key(k).value(v).build())
@@ -893,10 +896,11 @@ impl BucketApi for S3Buckets {
             .put_bucket_notification_configuration()
             .bucket(&b.name)
             .notification_configuration(cfg);
-        if empty && self.options.endpoint_url.is_some() {
+        if empty && self.options.backend == Backend::Rgw {
             // RGW 16 refuses an empty configuration (MalformedXML) and removes a bucket's
             // notifications with `DELETE /<bucket>?notification` instead, which the SDK has
             // no operation for: the same request, turned into that one before it is signed.
+            // Only on RGW: other stores (LocalStack, moto) read that request as DeleteBucket.
             put.customize()
                 .mutate_request(|r| {
                     let _ = r.set_method("DELETE");
@@ -912,7 +916,7 @@ impl BucketApi for S3Buckets {
         }
         // The bucket's own topic, once nothing uses it (on AWS the operator keeps none).
         let own_topic = topic_name(&b.name);
-        if self.options.endpoint_url.is_some()
+        if self.options.backend == Backend::Rgw
             && !kept_topics.contains(&own_topic)
             && let Some((arn, _)) = self.find_topic(&b.region, &own_topic).await?
         {
@@ -1030,6 +1034,92 @@ impl BucketApi for S3Buckets {
                 Err(AwsError::BucketNotEmpty(b.name.clone()))
             }
             Err(e) => Err(classify("DeleteBucket", e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    /// A store that answers every request with an empty success and records its method and
+    /// query: the shape of what the operator sends.
+    async fn recording_store() -> (String, Arc<Mutex<Vec<String>>>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let app = axum::Router::new().fallback(move |req: axum::extract::Request| {
+            let log = log.clone();
+            async move {
+                let query = req.uri().query().unwrap_or_default().to_owned();
+                log.lock()
+                    .unwrap()
+                    .push(format!("{} {}?{query}", req.method(), req.uri().path()));
+                if req.method() == axum::http::Method::GET {
+                    return (
+                        [("content-type", "application/xml")],
+                        "<NotificationConfiguration/>",
+                    )
+                        .into_response();
+                }
+                // SNS (RGW's topics): no topics.
+                if req.uri().path() == "/" {
+                    return (
+                        [("content-type", "text/xml")],
+                        "<ListTopicsResponse><ListTopicsResult><Topics/></ListTopicsResult></ListTopicsResponse>",
+                    )
+                        .into_response();
+                }
+                axum::http::StatusCode::OK.into_response()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, seen)
+    }
+
+    use axum::response::IntoResponse as _;
+
+    /// Removing the last notification: AWS's documented form (PUT an empty configuration) on
+    /// AWS whatever the endpoint, RGW's `DELETE ?notification` only on RGW. Other stores read
+    /// that DELETE as DeleteBucket (LocalStack, moto): it must never reach them.
+    #[tokio::test]
+    async fn removing_notifications_is_a_delete_only_on_rgw() {
+        for (backend, want) in [
+            (Backend::Aws, "PUT /b/?notification"),
+            (Backend::Rgw, "DELETE /b/?notification"),
+        ] {
+            let (url, seen) = recording_store().await;
+            let sdk = aws_config::SdkConfig::builder()
+                .behavior_version(aws_config::BehaviorVersion::latest())
+                .region(aws_config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
+                    aws_sdk_s3::config::Credentials::new("k", "s", None, None, "test"),
+                ))
+                .build();
+            let buckets = S3Buckets::new(
+                sdk,
+                S3Options {
+                    endpoint_url: Some(url),
+                    force_path_style: true,
+                    backend,
+                    ..Default::default()
+                },
+            );
+            let b = BucketRef {
+                name: "b".into(),
+                region: "us-east-1".into(),
+            };
+            buckets.put_notifications(&b, &[]).await.expect("removed");
+            let seen = seen.lock().unwrap().clone();
+            let writes: Vec<&String> = seen
+                .iter()
+                .filter(|r| r.contains("/b"))
+                .filter(|r| !r.starts_with("GET"))
+                .collect();
+            assert_eq!(writes, [want], "{backend:?}: {seen:?}");
         }
     }
 }
