@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit and controller tests, and the end-to-end
-# tests against a real S3/IAM/STS server (Ceph RGW), a real Kubernetes API server
-# (etcd + kube-apiserver), and a one-node cluster that runs the images built here (the
-# journey test: helm install, pods, a browser), all of which this script installs and starts.
+# tests against a real S3/IAM/STS server (Ceph RGW), an AWS stand-in (LocalStack), a real
+# Kubernetes API server (etcd + kube-apiserver), and a one-node cluster that runs the images
+# built here (the journey test: helm install, pods, a browser), all of which this script
+# installs and starts.
 # Needs root (the node's containers and network).
 #
 #   tests/run.sh            everything
@@ -55,6 +56,7 @@ cleanup() {
   local pid
   for pid in "${job[@]}"; do kill -- "-$pid" 2>/dev/null || true; done
   tests/scripts/rgw.sh stop "$work/rgw" || true
+  tests/scripts/localstack.sh stop "$work/localstack" || true
   tests/scripts/kube.sh stop "$work/kube" || true
   # The node's teardown is checked: a process, mount, link or rule left behind fails the run.
   tests/scripts/node.sh stop "$work/node" || status=1
@@ -110,6 +112,11 @@ echo "== starting Ceph RGW"
 RGW_ALSO_ON=$UPLOADBUCKET_NODE_IP tests/scripts/rgw.sh start "$work/rgw" "$(free_port)" "$(free_port)"
 # shellcheck disable=SC1091
 source "$work/rgw/env"
+
+echo "== starting LocalStack (the AWS stand-in)"
+tests/scripts/localstack.sh start "$work/localstack" "$(free_port)"
+# shellcheck disable=SC1091
+source "$work/localstack/env"
 
 echo "== starting etcd + kube-apiserver"
 tests/scripts/kube.sh start "$work/kube"

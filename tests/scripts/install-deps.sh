@@ -9,6 +9,7 @@
 #   @uppy/core + @uppy/aws-s3 + esbuild for the Uppy browser test: npm ci in tests/web/uppy
 #   express for the example app (the journey test's pod): npm ci in examples/web
 #   containerd runc containernetworking-plugins iptables gcc for the one-node cluster
+#   LocalStack (PyPI localstack-core, pinned) in its own virtualenv, the AWS stand-in
 #
 #   install-deps.sh           everything
 #   install-deps.sh --no-go   all but the two Go builds (tests/run.sh builds those beside cargo,
@@ -91,6 +92,9 @@ if [ ! -d "$web/node_modules/express" ] || [ "$web/package-lock.json" -nt "$web/
   echo "install-deps: npm ci in examples/web (express)" >&2
   (cd "$web" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
+
+# The AWS stand-in: LocalStack in a virtualenv of its own (Python 3.12+).
+"$(dirname "$0")/localstack.sh" install
 
 need=()
 # The node (tests/scripts/node.sh): containerd, runc, CNI plugins, iptables (for kube-proxy);

@@ -77,6 +77,31 @@ pub fn s3_server(test: &str) -> Option<S3Server> {
     }
 }
 
+/// LocalStack, the AWS stand-in (tests/scripts/localstack.sh), as an [`S3Server`] on the AWS
+/// backend, or `None` after printing why the test is skipped. Its keys are LocalStack's
+/// `test`/`test` (account 000000000000); the "other" account is another 12-digit key id,
+/// which LocalStack takes as that account's.
+pub fn aws_server(test: &str) -> Option<S3Server> {
+    match std::env::var("UPLOADBUCKET_TEST_AWS_ENDPOINT")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
+        Some(endpoint) => Some(S3Server {
+            endpoint,
+            backend: Backend::Aws,
+            access_key: "test".into(),
+            secret_key: "test".into(),
+            other_access_key: "111111111111".into(),
+            other_secret_key: "test".into(),
+        }),
+        None => require_or_skip(
+            test,
+            "no AWS stand-in is configured (UPLOADBUCKET_TEST_AWS_ENDPOINT unset)",
+            "run tests/run.sh, which starts LocalStack (tests/scripts/localstack.sh)",
+        ),
+    }
+}
+
 impl S3Server {
     /// SDK config with the given static keys, region us-east-1, and the backend's HTTP client.
     pub async fn sdk_config(&self, access_key: &str, secret_key: &str) -> aws_config::SdkConfig {
