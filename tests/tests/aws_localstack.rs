@@ -425,3 +425,541 @@ const RACE_JPEG: [u8; 64] = {
     b
 };
 const RACE_HTML: [u8; 64] = *b"<html><script>alert(document.domain)</script></html>            ";
+
+/// Ownership on the AWS backend: a bucket nobody manages and another UploadBucket's bucket
+/// are refused and left exactly as they were, also when the hostile object is deleted with
+/// `Delete` and `emptyOnDelete`; the object's own bucket is kept with its objects under
+/// `Retain`, and deleted with them under `Delete` + `emptyOnDelete`.
+#[tokio::test]
+async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
+    use uploadbucket_operator::crd::DeletionPolicy;
+    use uploadbucket_tests::BucketSnapshot;
+    let Some(server) = aws_server("only_its_own_bucket_is_written_or_deleted_on_the_aws_backend")
+    else {
+        return;
+    };
+    let (buckets, _) = server.buckets().await;
+    let defaults = uploadbucket_tests::defaults(&server);
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let put = |bucket: String, key: &'static str| {
+        let raw = raw.clone();
+        async move {
+            raw.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                    b"q1,1000\n",
+                ))
+                .send()
+                .await
+                .expect("object");
+        }
+    };
+    let hostile = |name: &str, uid: &str| {
+        let mut ub = object(
+            name,
+            json!({"deletionPolicy": "Delete", "emptyOnDelete": true,
+                "uploads": {"keyPrefix": "", "publicRead": true, "verification": {"enabled": true}}}),
+        );
+        ub.metadata.uid = Some(uid.into());
+        ub
+    };
+
+    // A bucket nobody manages.
+    let unmanaged = unique_name("ub-aws-theirs");
+    raw.create_bucket().bucket(&unmanaged).send().await.unwrap();
+    put(unmanaged.clone(), "reports/q1.csv").await;
+    let before = BucketSnapshot::of(&raw, &unmanaged).await;
+    let ub = hostile(&unmanaged, "uid-hostile-1");
+    let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketExists", "{err}");
+    let outcome =
+        uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
+            .await
+            .unwrap();
+    assert!(format!("{outcome:?}").starts_with("NotOurs"), "{outcome:?}");
+    assert_eq!(BucketSnapshot::of(&raw, &unmanaged).await, before);
+
+    // Another UploadBucket's bucket.
+    let owned = unique_name("ub-aws-owned");
+    let owner = object(&owned, json!({}));
+    uploadbucket_tests::provision(&buckets, &owner, &defaults)
+        .await
+        .expect("the owner's bucket");
+    put(owned.clone(), "uploads/a.jpg").await;
+    let before = BucketSnapshot::of(&raw, &owned).await;
+    let ub = hostile(&owned, "uid-hostile-2");
+    let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "BucketManagedByOther", "{err}");
+    assert!(
+        !err.to_string().contains("uid-"),
+        "never names the other: {err}"
+    );
+    uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
+        .await
+        .unwrap();
+    assert_eq!(BucketSnapshot::of(&raw, &owned).await, before);
+
+    // Its own: Retain keeps the bucket and its objects...
+    let outcome =
+        uploadbucket_tests::clean_up(&buckets, &owner, &defaults, DeletionPolicy::Retain, false)
+            .await
+            .unwrap();
+    assert!(
+        format!("{outcome:?}").starts_with("Retained"),
+        "{outcome:?}"
+    );
+    raw.head_object()
+        .bucket(&owned)
+        .key("uploads/a.jpg")
+        .send()
+        .await
+        .expect("kept");
+    // ...and, made again, Delete with emptyOnDelete removes both.
+    let again = unique_name("ub-aws-gone");
+    let owner = object(&again, json!({}));
+    uploadbucket_tests::provision(&buckets, &owner, &defaults)
+        .await
+        .expect("bucket");
+    put(again.clone(), "uploads/a.jpg").await;
+    let outcome =
+        uploadbucket_tests::clean_up(&buckets, &owner, &defaults, DeletionPolicy::Delete, true)
+            .await
+            .unwrap();
+    assert!(format!("{outcome:?}").starts_with("Deleted"), "{outcome:?}");
+    assert!(
+        raw.head_bucket().bucket(&again).send().await.is_err(),
+        "gone"
+    );
+}
+
+/// What the signer signs, the AWS stand-in enforces by itself: the type, the exact size and
+/// `if-none-match` of a PUT URL, its expiry, a signed SHA-256 or MD5 (400 BadDigest, nothing
+/// stored), a POST form's size range, type and tagging, a part's signed size, and a
+/// completion over an existing key.
+#[tokio::test]
+async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
+    use base64::Engine as _;
+    let Some(server) = aws_server("the_store_enforces_what_the_signer_signed_on_the_aws_backend")
+    else {
+        return;
+    };
+    let (bucket, raw) = verifying(&server).await;
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
+        ("UPLOADBUCKET_MAX_SIZE_BYTES", "2000"),
+        ("UPLOADBUCKET_VERIFY", "true"),
+    ];
+    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &env).await;
+    let http = reqwest::Client::new();
+    let stored = |key: String| {
+        let (raw, bucket) = (raw.clone(), bucket.clone());
+        async move {
+            raw.head_object()
+                .bucket(bucket)
+                .key(key)
+                .send()
+                .await
+                .is_ok()
+        }
+    };
+    let put = |signed: &Value, ct: &'static str, body: Vec<u8>| {
+        let mut req = http.put(signed["uploadURL"].as_str().unwrap()).body(body);
+        for (k, v) in signed["headers"].as_object().unwrap() {
+            let v = if k == "content-type" {
+                ct
+            } else {
+                v.as_str().unwrap()
+            };
+            req = req.header(k.as_str(), v);
+        }
+        async move {
+            let resp = req.send().await.unwrap();
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            )
+        }
+    };
+
+    // PUT: another type, another size, then the right one, then a replay.
+    let signed = sign_upload(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": 100}),
+    )
+    .await;
+    let key = signed["key"].as_str().unwrap().to_owned();
+    assert_eq!(put(&signed, "text/html", vec![1; 100]).await.0, 403, "type");
+    assert_ne!(
+        put(&signed, "image/jpeg", vec![1; 101]).await.0,
+        200,
+        "size"
+    );
+    assert!(!stored(key.clone()).await);
+    assert_eq!(put(&signed, "image/jpeg", vec![1; 100]).await.0, 200);
+    assert_eq!(
+        put(&signed, "image/jpeg", vec![2; 100]).await.0,
+        412,
+        "replay"
+    );
+    // Signed digests: other bytes are refused and nothing is stored.
+    let good = vec![7u8; 64];
+    let sha = base64::engine::general_purpose::STANDARD
+        .encode(<sha2::Sha256 as sha2::Digest>::digest(&good));
+    let md5 = base64::engine::general_purpose::STANDARD.encode(md5_of(&good));
+    for digest in [json!({"checksumSHA256": sha}), json!({"contentMD5": md5})] {
+        let mut req = json!({"contentType": "image/jpeg", "size": 64});
+        req.as_object_mut()
+            .unwrap()
+            .extend(digest.as_object().unwrap().clone());
+        let signed = sign_upload(&http, &base, req).await;
+        let (status, text) = put(&signed, "image/jpeg", vec![8u8; 64]).await;
+        assert_eq!(status, 400, "{digest}: {text}");
+        assert!(text.contains("BadDigest"), "{text}");
+        assert!(!stored(signed["key"].as_str().unwrap().to_owned()).await);
+        assert_eq!(
+            put(&signed, "image/jpeg", good.clone()).await.0,
+            200,
+            "{digest}"
+        );
+    }
+    // Expired.
+    let mut short = env.to_vec();
+    short.push(("UPLOADBUCKET_EXPIRES_SECONDS", "1"));
+    let (_s2, base2) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &short).await;
+    let signed = sign_upload(
+        &http,
+        &base2,
+        json!({"contentType": "image/jpeg", "size": 10}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(
+        put(&signed, "image/jpeg", vec![1; 10]).await.0,
+        403,
+        "expired"
+    );
+
+    // POST form: over the range, another type, then within; its tagging is stored.
+    let form = sign_upload(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "method": "POST"}),
+    )
+    .await;
+    let (status, text) = uploadbucket_tests::post_signed(&http, &form, vec![1; 2001]).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("EntityTooLarge"), "{text}");
+    let mut tampered = form.clone();
+    tampered["fields"]["Content-Type"] = json!("text/html");
+    assert_eq!(
+        uploadbucket_tests::post_signed(&http, &tampered, vec![1; 10])
+            .await
+            .0,
+        403
+    );
+    let (status, text) = uploadbucket_tests::post_signed(&http, &form, vec![1; 2000]).await;
+    assert!(matches!(status, 200 | 204), "{status} {text}");
+    let tags = raw
+        .get_object_tagging()
+        .bucket(&bucket)
+        .key(form["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(tags.tag_set()[0].value(), "pending");
+
+    // Multipart: a part of another size than signed; completing over an existing key.
+    let mp = uploadbucket_tests::json_of(
+        http.post(format!("{base}/s3/multipart"))
+            .json(&json!({"type": "image/jpeg"})),
+    )
+    .await;
+    let (mkey, id) = (
+        mp["key"].as_str().unwrap(),
+        mp["uploadId"].as_str().unwrap(),
+    );
+    let part = uploadbucket_tests::json_of(
+        http.get(format!("{base}/s3/multipart/{id}/1?key={mkey}&size=100")),
+    )
+    .await;
+    let wrong = http
+        .put(part["url"].as_str().unwrap())
+        .body(vec![1u8; 150])
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(wrong.status().as_u16(), 200, "a part of another size");
+    let right = http
+        .put(part["url"].as_str().unwrap())
+        .body(vec![1u8; 100])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(right.status().as_u16(), 200);
+    let etag = right.headers()["etag"].to_str().unwrap().to_owned();
+    // The key taken meanwhile (a plain PUT with the store's keys): the completion's
+    // if-none-match makes the store refuse, and the signer says so.
+    raw.put_object()
+        .bucket(&bucket)
+        .key(mkey)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"taken"))
+        .send()
+        .await
+        .unwrap();
+    let done = http
+        .post(format!("{base}/s3/multipart/{id}/complete?key={mkey}"))
+        .json(&json!({"parts": [{"PartNumber": 1, "ETag": etag}]}))
+        .send()
+        .await
+        .unwrap();
+    let status = done.status().as_u16();
+    let body: Value = done.json().await.unwrap();
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (409, &json!("KeyExists")),
+        "{body}"
+    );
+}
+
+/// MD5 of `bytes`, for a signed Content-MD5.
+fn md5_of(bytes: &[u8]) -> [u8; 16] {
+    use md5::Digest as _;
+    md5::Md5::digest(bytes).into()
+}
+
+/// The upload role on the AWS backend, against LocalStack's IAM: made under the role path
+/// with the uid tag and the permissions boundary, the IRSA trust policy and the upload
+/// policy, read back with a plain IAM client; a second apply changes nothing; cleanup deletes
+/// it, and leaves alone a role of the same name that carries another uid.
+#[tokio::test]
+async fn the_upload_role_on_the_aws_backend() {
+    use uploadbucket_operator::aws::BucketRef;
+    use uploadbucket_operator::aws::iam::IamRoles;
+    use uploadbucket_operator::controller::role::{
+        IrsaSettings, RoleCleanup, apply_role, cleanup_role, desired_role,
+    };
+    let Some(server) = aws_server("the_upload_role_on_the_aws_backend") else {
+        return;
+    };
+    let iam = server.iam_client().await;
+    let issuer = format!("oidc.example.test/id/{}", unique_name("cluster"));
+    let provider_arn = iam
+        .create_open_id_connect_provider()
+        .url(format!("https://{issuer}"))
+        .client_id_list("sts.amazonaws.com")
+        .thumbprint_list("9e99a48a9960b14926bb7f3b02e22da2b0ab7280")
+        .send()
+        .await
+        .unwrap()
+        .open_id_connect_provider_arn()
+        .unwrap()
+        .to_owned();
+    let boundary = iam
+        .create_policy()
+        .policy_name(unique_name("uploadbucket-upload-boundary"))
+        .policy_document(include_str!("../../docs/upload-role-boundary.json"))
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .unwrap()
+        .arn()
+        .unwrap()
+        .to_owned();
+    let settings = IrsaSettings {
+        provider_arn: provider_arn.clone(),
+        issuer: issuer.clone(),
+        role_path: "/uploadbucket/".into(),
+        permissions_boundary: Some(boundary.clone()),
+        tag_roles: true,
+    };
+    let name = unique_name("ub-aws-role");
+    let ub = object(
+        &name,
+        json!({"serviceAccountNames": ["web"], "uploads": {"verification": {"enabled": true}}}),
+    );
+    let bucket = BucketRef {
+        name: name.clone(),
+        region: "us-east-1".into(),
+    };
+    let roles = IamRoles::from_conf(
+        aws_sdk_iam::config::Builder::from(
+            &server
+                .sdk_config(&server.access_key, &server.secret_key)
+                .await,
+        )
+        .endpoint_url(&server.endpoint)
+        .build(),
+    );
+    let role = desired_role(&ub, &bucket, &settings).unwrap();
+    let report = apply_role(&roles, &role, &settings).await.expect("role");
+    let got = iam.get_role().role_name(&role.name).send().await.unwrap();
+    let got = got.role().unwrap();
+    assert_eq!(got.path(), "/uploadbucket/");
+    assert_eq!(got.arn(), report.arn);
+    assert_eq!(
+        got.permissions_boundary()
+            .and_then(|b| b.permissions_boundary_arn()),
+        Some(boundary.as_str())
+    );
+    assert!(
+        got.tags()
+            .iter()
+            .any(|t| t.key() == "uploadbucket.io/uid" && t.value() == format!("uid-{name}")),
+        "{:?}",
+        got.tags()
+    );
+    let trust: Value =
+        serde_json::from_str(&percent_decode(got.assume_role_policy_document().unwrap())).unwrap();
+    assert_eq!(
+        trust["Statement"][0]["Principal"]["Federated"],
+        provider_arn
+    );
+    assert_eq!(
+        trust["Statement"][0]["Condition"]["StringEquals"][format!("{issuer}:sub")],
+        json!(["system:serviceaccount:shop:web"])
+    );
+    let inline = iam
+        .get_role_policy()
+        .role_name(&role.name)
+        .policy_name("uploadbucket-access")
+        .send()
+        .await
+        .unwrap();
+    let policy: Value = serde_json::from_str(&percent_decode(inline.policy_document())).unwrap();
+    let deny = policy["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "NoCopiesIntoUploads")
+        .expect("the copy Deny");
+    assert_eq!(
+        deny["Resource"],
+        format!("arn:aws:s3:::{name}/uploads/incoming/*")
+    );
+    let again = apply_role(&roles, &role, &settings).await.unwrap();
+    assert!(again.changed.is_empty(), "{again:?}");
+
+    // Another object's uid on a role of this name: not ours to delete.
+    assert_eq!(
+        cleanup_role(&roles, &role.name, Some("uid-someone-else"))
+            .await
+            .unwrap(),
+        RoleCleanup::NotOurs
+    );
+    assert_eq!(
+        cleanup_role(&roles, &role.name, Some(&format!("uid-{name}")))
+            .await
+            .unwrap(),
+        RoleCleanup::Deleted
+    );
+    assert!(iam.get_role().role_name(&role.name).send().await.is_err());
+}
+
+/// IAM answers policy documents URL-encoded.
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8()
+        .unwrap()
+        .into_owned()
+}
+
+/// SSE-KMS on the AWS backend: the bucket's default encryption names the key with a bucket
+/// key, and an upload through the signer is stored encrypted with it and verified (S3's ETag
+/// of a KMS-encrypted object is no MD5 of its bytes: verify compares the bytes themselves).
+#[tokio::test]
+async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
+    let Some(server) = aws_server("sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend")
+    else {
+        return;
+    };
+    let created: Value = reqwest::Client::new()
+        .post(&server.endpoint)
+        .header("x-amz-target", "TrentService.CreateKey")
+        .header("content-type", "application/x-amz-json-1.1")
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key_arn = created["KeyMetadata"]["Arn"]
+        .as_str()
+        .expect("a KMS key")
+        .to_owned();
+    let (buckets, counter) = server.buckets().await;
+    let name = unique_name("ub-aws-kms");
+    let ub = object(
+        &name,
+        json!({"encryption": {"type": "SSE-KMS", "kmsKeyId": key_arn},
+            "uploads": {"verification": {"enabled": true}}}),
+    );
+    let defaults = uploadbucket_tests::defaults(&server);
+    uploadbucket_tests::provision(&buckets, &ub, &defaults)
+        .await
+        .expect("provision");
+    uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let enc = raw
+        .get_bucket_encryption()
+        .bucket(&name)
+        .send()
+        .await
+        .unwrap();
+    let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+    let default = rule.apply_server_side_encryption_by_default().unwrap();
+    assert_eq!(default.sse_algorithm().as_str(), "aws:kms");
+    assert_eq!(default.kms_master_key_id(), Some(key_arn.as_str()));
+    assert_eq!(rule.bucket_key_enabled(), Some(true));
+
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
+        ("UPLOADBUCKET_VERIFY", "true"),
+    ];
+    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
+    let http = reqwest::Client::new();
+    let jpeg = RACE_JPEG.to_vec();
+    let signed = sign_upload(
+        &http,
+        &base,
+        json!({"contentType": "image/jpeg", "size": jpeg.len()}),
+    )
+    .await;
+    assert_eq!(put_signed(&http, &signed, jpeg.clone()).await.0, 200);
+    let resp = http
+        .post(format!("{base}/uploads/verify"))
+        .json(&json!({"key": signed["key"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let verified: Value = resp.json().await.unwrap();
+    let got = raw
+        .get_object()
+        .bucket(&name)
+        .key(verified["key"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        got.server_side_encryption().map(|s| s.as_str()),
+        Some("aws:kms")
+    );
+    assert_eq!(got.ssekms_key_id(), Some(key_arn.as_str()));
+    assert_eq!(got.body.collect().await.unwrap().to_vec(), jpeg);
+}

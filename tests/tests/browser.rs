@@ -198,13 +198,32 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let Some(server) = s3_server("browser_uploads_against_rgw_with_operator_cors") else {
         return;
     };
+    browser_uploads_with_operator_cors(&server, "rgw").await;
+}
+
+/// The same pages against the AWS stand-in (LocalStack, strict signatures): its CORS
+/// preflights answered from the rules the operator wrote on the AWS backend.
+#[tokio::test]
+async fn browser_uploads_against_the_aws_stand_in_with_operator_cors() {
+    let Some(server) = uploadbucket_tests::aws_server(
+        "browser_uploads_against_the_aws_stand_in_with_operator_cors",
+    ) else {
+        return;
+    };
+    browser_uploads_with_operator_cors(&server, "aws").await;
+}
+
+/// PUT, POST form and multipart uploads from a page on an origin the bucket's CORS rules
+/// (written by the operator's code) allow, a refused preflight from another origin, and the
+/// store's refusal of a form over the size range; screenshots named `<store>-...`.
+async fn browser_uploads_with_operator_cors(server: &uploadbucket_tests::S3Server, store: &str) {
     let Some(chromium) = chromium() else { return };
 
     let signer_port_env = ("UPLOADBUCKET_MAX_SIZE_BYTES", "12582912");
     // Two app origins: one listed in the bucket's CORS rules, one not.
     let name = unique_name("ub-browser");
     let (sidecar, signer) = start_sidecar(
-        &server,
+        server,
         &name,
         &[
             signer_port_env,
@@ -216,7 +235,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let (other, _b) = app_backend(signer.clone(), None).await;
 
     // The bucket, with CORS for the allowed origin, made by the operator's own code.
-    let (buckets, raw) = bucket_for_pages(&server, &name, &allowed).await;
+    let (buckets, raw) = bucket_for_pages(server, &name, &allowed).await;
     let count = || async {
         raw.list_objects_v2()
             .bucket(&name)
@@ -231,7 +250,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let r = run_page(
         &chromium,
         &format!("{allowed}/?method=PUT&size=200000"),
-        "rgw-put-ok",
+        &format!("{store}-put-ok"),
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
@@ -246,7 +265,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let r = run_page(
         &chromium,
         &format!("{allowed}/?method=POST&size=300000"),
-        "rgw-post-ok",
+        &format!("{store}-post-ok"),
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
@@ -263,7 +282,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let r = run_page(
         &chromium,
         &format!("{allowed}/?method=multipart&size={}", 11 * MIB),
-        "rgw-multipart-ok",
+        &format!("{store}-multipart-ok"),
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
@@ -281,7 +300,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let r = run_page(
         &chromium,
         &format!("{other}/?method=PUT&size=1000"),
-        "rgw-other-origin-blocked",
+        &format!("{store}-other-origin-blocked"),
     )
     .await;
     assert_eq!(r["ok"], false, "{r}");
@@ -296,7 +315,7 @@ async fn browser_uploads_against_rgw_with_operator_cors() {
     let r = run_page(
         &chromium,
         &format!("{allowed}/?method=POST&size={}", 13 * MIB),
-        "rgw-post-too-large",
+        &format!("{store}-post-too-large"),
     )
     .await;
     assert_eq!(r["ok"], false, "{r}");
@@ -499,6 +518,22 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
     let Some(server) = s3_server(test) else {
         return;
     };
+    uppy_uploads_held_to_the_rules(&server, "rgw").await;
+}
+
+#[tokio::test]
+async fn the_real_uppy_6_client_uploads_to_the_aws_stand_in_and_is_held_to_the_rules() {
+    let test = "the_real_uppy_6_client_uploads_to_the_aws_stand_in_and_is_held_to_the_rules";
+    let Some(server) = uploadbucket_tests::aws_server(test) else {
+        return;
+    };
+    uppy_uploads_held_to_the_rules(&server, "aws").await;
+}
+
+/// Uppy 6 (the npm packages, in Chromium) through the signer to `server`: a single file (a
+/// POST form) and multipart, then a refused type, a form over the maximum and a multipart
+/// upload over it, with nothing stored or left open; screenshots `<store>-uppy-...`.
+async fn uppy_uploads_held_to_the_rules(server: &uploadbucket_tests::S3Server, store: &str) {
     let Some(chromium) = chromium() else { return };
     let Some(_bundle) = uppy_bundle() else { return };
     assert_eq!(npm_version("@uppy/aws-s3"), "6.3.1");
@@ -506,7 +541,7 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
 
     let name = unique_name("ub-uppy");
     let (sidecar, signer) = start_sidecar(
-        &server,
+        server,
         &name,
         &[
             ("UPLOADBUCKET_MAX_SIZE_BYTES", "12582912"),
@@ -515,7 +550,7 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
     )
     .await;
     let (app, _app) = app_backend(signer.clone(), None).await;
-    let (buckets, raw) = bucket_for_pages(&server, &name, &app).await;
+    let (buckets, raw) = bucket_for_pages(server, &name, &app).await;
     let stored = || async {
         let listed = raw
             .list_objects_v2()
@@ -536,7 +571,7 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
     let r = run_page(
         &chromium,
         &format!("{app}/uppy?size=200000"),
-        "uppy-single-ok",
+        &format!("{store}-uppy-single-ok"),
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
@@ -551,7 +586,7 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
     let r = run_page(
         &chromium,
         &format!("{app}/uppy?multipart=1&size={}", 11 * MIB),
-        "uppy-multipart-ok",
+        &format!("{store}-uppy-multipart-ok"),
     )
     .await;
     assert_eq!(r["ok"], true, "{r}");
@@ -584,7 +619,8 @@ async fn the_real_uppy_6_client_uploads_to_rgw_and_is_held_to_the_rules() {
             "Payload Too Large",
         ),
     ] {
-        let r = run_page(&chromium, &format!("{app}/uppy?{query}"), shot).await;
+        let shot = format!("{store}-{shot}");
+        let r = run_page(&chromium, &format!("{app}/uppy?{query}"), &shot).await;
         assert_eq!(r["ok"], false, "{query}: {r}");
         assert!(
             r["message"].as_str().unwrap().contains(says),
