@@ -752,3 +752,117 @@ fn podmonitor_matches_what_the_webhook_injects() {
     let err = render(&helm, &["aws.region=eu-west-1", "sidecar.metricsPort=80"]).unwrap_err();
     assert!(err.contains("metricsPort"), "{err}");
 }
+
+/// The README's EKS steps hold together: examples/helm/values-eks.yaml renders (the values
+/// schema passes) as the release they name, whose service account is the subject both
+/// documented trust policies of the operator's role name, annotated with that role; the
+/// upload roles' provider and boundary reach the operator; and examples/app.yaml runs the
+/// image examples/web/Dockerfile says to build, for the UploadBucket of
+/// examples/uploadbucket.yaml.
+#[test]
+fn the_eks_install_holds_together() {
+    let Some(helm) = helm("chart::the_eks_install_holds_together") else {
+        return;
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(&helm)
+        .args([
+            "template",
+            "uploadbucket-operator",
+            "--namespace",
+            "uploadbucket-system",
+        ])
+        .args(["--kube-version", KUBE_VERSION, "-f"])
+        .arg(repo.join("examples/helm/values-eks.yaml"))
+        .arg(chart())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect();
+    let sa = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("ServiceAccount"))
+        .expect("a service account");
+    let subject = format!(
+        "system:serviceaccount:{}:{}",
+        sa["metadata"]["namespace"].as_str().unwrap(),
+        sa["metadata"]["name"].as_str().unwrap()
+    );
+    assert_eq!(
+        sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].as_str(),
+        Some("arn:aws:iam::123456789012:role/uploadbucket-operator")
+    );
+    let json = |path: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(repo.join(path)).unwrap()).unwrap()
+    };
+    let irsa = json("docs/operator-trust-policy-irsa.json");
+    let st = &irsa["Statement"][0];
+    assert_eq!(st["Action"], "sts:AssumeRoleWithWebIdentity");
+    assert_eq!(st["Condition"]["StringEquals"]["OIDC_ISSUER:sub"], subject);
+    assert_eq!(
+        st["Condition"]["StringEquals"]["OIDC_ISSUER:aud"],
+        "sts.amazonaws.com"
+    );
+    let pod_identity = json("docs/operator-trust-policy-pod-identity.json");
+    let st = &pod_identity["Statement"][0];
+    assert_eq!(st["Principal"]["Service"], "pods.eks.amazonaws.com");
+    let tags = &st["Condition"]["StringEquals"];
+    assert_eq!(
+        format!(
+            "system:serviceaccount:{}:{}",
+            tags["aws:RequestTag/kubernetes-namespace"]
+                .as_str()
+                .unwrap(),
+            tags["aws:RequestTag/kubernetes-service-account"]
+                .as_str()
+                .unwrap()
+        ),
+        subject
+    );
+    // The operator gets the upload roles' provider and boundary, on the AWS backend.
+    for wanted in [
+        "arn:aws:iam::123456789012:oidc-provider/oidc.eks.eu-west-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE",
+        "arn:aws:iam::123456789012:policy/uploadbucket-upload-boundary",
+        "REGISTRY/uploadbucket/operator:0.1.0",
+        "REGISTRY/uploadbucket/sidecar:0.1.0",
+    ] {
+        assert!(text.contains(wanted), "{wanted} not rendered");
+    }
+    // The example app: the image the Dockerfile builds, the UploadBucket of the example.
+    let dockerfile = std::fs::read_to_string(repo.join("examples/web/Dockerfile")).unwrap();
+    let app_docs: Vec<Value> = serde_yaml::Deserializer::from_str(
+        &std::fs::read_to_string(repo.join("examples/app.yaml")).unwrap(),
+    )
+    .map(|d| Value::deserialize(d).unwrap())
+    .collect();
+    let deployment = app_docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Deployment"))
+        .unwrap();
+    let pod = &deployment["spec"]["template"];
+    let image = pod["spec"]["containers"][0]["image"].as_str().unwrap();
+    assert!(
+        dockerfile.contains(&format!("-t {}", image.replace("REGISTRY", "$REGISTRY"))),
+        "{image} is not what examples/web/Dockerfile builds"
+    );
+    let ub: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo.join("examples/uploadbucket.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        pod["metadata"]["annotations"]["uploadbucket.io/inject"],
+        ub["metadata"]["name"]
+    );
+    assert_eq!(
+        deployment["metadata"]["namespace"],
+        ub["metadata"]["namespace"]
+    );
+}
