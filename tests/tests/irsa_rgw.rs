@@ -989,3 +989,165 @@ async fn upload_urls_cannot_become_copies() {
         .unwrap();
     assert!(parts.parts().is_empty(), "no part was copied in: {parts:?}");
 }
+
+/// What the EKS Pod Identity agent does for a pod (the SDKs' container credential provider):
+/// answers `GET AWS_CONTAINER_CREDENTIALS_FULL_URI` with the contents of
+/// `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` as `Authorization`, with a session's keys. Here the
+/// sessions are real: RGW's STS, for the UploadBucket's role. Each answer is the next session
+/// in `sessions`; `asked` counts the answers given.
+async fn pod_identity_agent(
+    sessions: Vec<Credentials>,
+    token: String,
+    lifetime: Duration,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let asked = Arc::new(AtomicUsize::new(0));
+    let count = asked.clone();
+    let app = Router::new().route(
+        "/v1/credentials",
+        get(move |headers: axum::http::HeaderMap| {
+            let (sessions, token, count) = (sessions.clone(), token.clone(), count.clone());
+            async move {
+                if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(&token) {
+                    return (axum::http::StatusCode::FORBIDDEN, "{}".to_owned());
+                }
+                let n = count.fetch_add(1, Ordering::SeqCst);
+                let c = &sessions[n.min(sessions.len() - 1)];
+                let expires = uploadbucket_sidecar::presign::rfc3339(SystemTime::now() + lifetime);
+                (
+                    axum::http::StatusCode::OK,
+                    json!({
+                        "AccessKeyId": c.access_key_id,
+                        "SecretAccessKey": c.secret_access_key,
+                        "Token": c.session_token,
+                        "AccountId": "",
+                        "Expiration": expires,
+                    })
+                    .to_string(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1/credentials", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, asked)
+}
+
+/// EKS Pod Identity, the signer's side: with only the container credential variables EKS
+/// sets (no role ARN, no web-identity token), the signer gets its credentials from the
+/// agent, presenting the token file, signs URLs RGW accepts with those role sessions, and
+/// loads the next session before the first expires. A wrong token is refused by the agent
+/// and the signer is not ready.
+#[tokio::test]
+async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
+    let Some(server) = s3_server("the_signer_takes_its_credentials_from_the_pod_identity_agent")
+    else {
+        return;
+    };
+    let issuer = Issuer::start().await;
+    let settings = issuer.register(&server).await;
+    let (buckets, _) = server.buckets().await;
+    let name = unique_name("ub-pod-identity");
+    let spec: UploadBucketSpec =
+        serde_json::from_value(json!({"bucketName": name, "serviceAccountNames": ["web"]}))
+            .unwrap();
+    let mut ub = UploadBucket::new("photos", spec);
+    ub.metadata.namespace = Some("shop".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(&server))
+        .await
+        .expect("bucket");
+    let bucket = BucketRef {
+        name: name.clone(),
+        region: "us-east-1".into(),
+    };
+    let role = desired_role(&ub, &bucket, &settings).unwrap();
+    let report = apply_role(&iam_client(&server).await, &role, &settings)
+        .await
+        .expect("role");
+    let mut sessions = Vec::new();
+    for _ in 0..2 {
+        sessions.push(
+            assume(
+                &server,
+                &report.arn,
+                &issuer.token("shop", "web", "sts.amazonaws.com", 600),
+            )
+            .await
+            .expect("a session"),
+        );
+    }
+    assert_ne!(sessions[0].access_key_id, sessions[1].access_key_id);
+    let dir = std::env::temp_dir().join(unique_name("ub-pod-identity"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-token-of-shop-web").unwrap();
+    // Sessions that the agent says expire in 20 s: the signer loads the next one early.
+    let (agent, asked) = pod_identity_agent(
+        sessions.clone(),
+        "pod-identity-token-of-shop-web".into(),
+        Duration::from_secs(20),
+    )
+    .await;
+    let env = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
+    let http = reqwest::Client::new();
+    let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "credentials from the agent");
+    let upload = |key_id: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let signed = uploadbucket_tests::sign_upload(
+                &http,
+                &base,
+                json!({"contentType": "image/jpeg", "size": 4}),
+            )
+            .await;
+            let url = signed["uploadURL"].as_str().unwrap().to_owned();
+            assert!(url.contains(&key_id), "signed with {key_id}: {url}");
+            assert!(url.contains("X-Amz-Security-Token="), "{url}");
+            let (status, text) =
+                uploadbucket_tests::put_signed(&http, &signed, b"jpeg".to_vec()).await;
+            assert_eq!(status, 200, "{text}");
+        }
+    };
+    upload(sessions[0].access_key_id.clone()).await;
+    // Half the session's life later, the next session signs.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while asked.load(std::sync::atomic::Ordering::SeqCst) < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the signer did not load credentials again before they expired"
+        );
+        // Requests drive the cache: a signing call looks at the credentials' expiry.
+        let _ = http.get(format!("{base}/readyz")).send().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    upload(sessions[1].access_key_id.clone()).await;
+
+    // A token the agent does not know: no credentials, not ready.
+    let wrong_token = dir.join("wrong");
+    std::fs::write(&wrong_token, "someone-else").unwrap();
+    let wrong = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.as_str()),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            wrong_token.to_str().unwrap(),
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    let (_refused, refused) = uploadbucket_tests::start_sidecar_as(&server, &name, &wrong).await;
+    let ready = http.get(format!("{refused}/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&issuer.dir);
+}
