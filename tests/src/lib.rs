@@ -903,24 +903,24 @@ pub struct VerifyRace {
     pub landed: usize,
 }
 
-/// An end user who holds a POST form for `owner` posts `good` and `bad` (bytes verify must
-/// refuse, of the same size, so no size check can tell them apart) to it in turn, as fast
-/// as the store takes them, while the app calls verify, `rounds` times with a fresh form
-/// each. After every verify that answers 200, `verified(key)` must give exactly `good`:
-/// "verified" names the bytes verify read, whatever raced it. Any other answer must leave
-/// nothing in the verified area.
-pub async fn race_verify<F, Fut>(
-    base: &str,
-    good: &'static [u8],
-    bad: &'static [u8],
-    rounds: usize,
-    verified: F,
-) -> VerifyRace
+/// A JPEG (its signature, then padding) and an HTML page of the same size, 64 bytes: no size
+/// check can tell them apart.
+pub const RACE_JPEG: &[u8; 64] =
+    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00padding-padding-padding-padding-padding-padd";
+pub const RACE_HTML: &[u8; 64] =
+    b"<html><script>alert(document.domain)</script></html>            ";
+
+/// An end user who holds a POST form for `owner` posts [`RACE_HTML`] and [`RACE_JPEG`] to it
+/// in turn, as fast as the store takes them, while the app calls verify, `rounds` times with
+/// a fresh form each. After every verify that answers 200, `verified(key)` must give exactly
+/// the JPEG: "verified" names the bytes verify read, whatever raced it. Any other answer must
+/// leave nothing in the verified area.
+pub async fn race_verify<F, Fut>(base: &str, rounds: usize, verified: F) -> VerifyRace
 where
     F: Fn(String) -> Fut,
     Fut: std::future::Future<Output = Option<Vec<u8>>>,
 {
-    assert_eq!(good.len(), bad.len(), "same size");
+    let (good, bad): (&'static [u8], &'static [u8]) = (RACE_JPEG, RACE_HTML);
     let http = reqwest::Client::new();
     let mut race = VerifyRace::default();
     for round in 0..rounds {

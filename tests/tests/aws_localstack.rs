@@ -396,7 +396,7 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
     );
     // Public read (a bucket policy) is not checked here: LocalStack serves anonymous GETs of
     // private objects (measured: 200). AWS only; on RGW, tested.
-    let race = uploadbucket_tests::race_verify(&base, &RACE_JPEG, &RACE_HTML, 30, |key| {
+    let race = uploadbucket_tests::race_verify(&base, 30, |key| {
         let (raw, bucket) = (raw.clone(), bucket.clone());
         async move {
             let got = raw
@@ -413,18 +413,6 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
     eprintln!("verify raced on LocalStack: {race:?}");
     assert!(race.landed > 0, "{race:?}");
 }
-
-const RACE_JPEG: [u8; 64] = {
-    let mut b = [b' '; 64];
-    let head = *b"\xff\xd8\xff\xe0\x00\x10JFIF\x00";
-    let mut i = 0;
-    while i < head.len() {
-        b[i] = head[i];
-        i += 1;
-    }
-    b
-};
-const RACE_HTML: [u8; 64] = *b"<html><script>alert(document.domain)</script></html>            ";
 
 /// Ownership on the AWS backend: a bucket nobody manages and another UploadBucket's bucket
 /// are refused and left exactly as they were, also when the hostile object is deleted with
@@ -933,7 +921,7 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
     ];
     let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
     let http = reqwest::Client::new();
-    let jpeg = RACE_JPEG.to_vec();
+    let jpeg = uploadbucket_tests::RACE_JPEG.to_vec();
     let signed = sign_upload(
         &http,
         &base,

@@ -637,11 +637,6 @@ async fn uppy_uploads_held_to_the_rules(server: &uploadbucket_tests::S3Server, s
     remove_bucket(&buckets, &name).await;
 }
 
-/// A JPEG and an HTML page of the same size (64 bytes).
-const RACE_JPEG: &[u8; 64] =
-    b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00padding-padding-padding-padding-padding-padd";
-const RACE_HTML: &[u8; 64] = b"<html><script>alert(document.domain)</script></html>            ";
-
 /// The dev store keeps the promises S3 keeps: verify cannot be raced into verifying other
 /// bytes, and a PUT URL plus `x-amz-copy-source` is no copy (copies land only where verify
 /// puts them).
@@ -651,7 +646,7 @@ async fn dev_mode_verify_cannot_be_raced_and_urls_cannot_copy() {
     let (_dev, signer) = start_dev(&data, &["--verify"]).await;
     let http = reqwest::Client::new();
     let files = data.join("dev-uploads");
-    let race = uploadbucket_tests::race_verify(&signer, RACE_JPEG, RACE_HTML, 30, |key| {
+    let race = uploadbucket_tests::race_verify(&signer, 30, |key| {
         let path = files.join(key);
         async move { std::fs::read(path).ok() }
     })
@@ -666,7 +661,12 @@ async fn dev_mode_verify_cannot_be_raced_and_urls_cannot_copy() {
         serde_json::json!({"contentType": "image/jpeg", "size": 64, "owner": "bob"}),
     )
     .await;
-    assert_eq!(put_signed(&http, &bob, RACE_JPEG.to_vec()).await.0, 200);
+    assert_eq!(
+        put_signed(&http, &bob, uploadbucket_tests::RACE_JPEG.to_vec())
+            .await
+            .0,
+        200
+    );
     let alice = sign_upload(
         &http,
         &signer,
@@ -675,7 +675,7 @@ async fn dev_mode_verify_cannot_be_raced_and_urls_cannot_copy() {
     .await;
     let mut req = http
         .put(alice["uploadURL"].as_str().unwrap())
-        .body(RACE_JPEG.to_vec())
+        .body(uploadbucket_tests::RACE_JPEG.to_vec())
         .header(
             "x-amz-copy-source",
             format!("dev-uploads/{}", bob["key"].as_str().unwrap()),

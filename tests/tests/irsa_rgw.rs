@@ -237,6 +237,35 @@ impl ProvideCredentials for WebIdentity {
     }
 }
 
+/// The signer as a pod runs it: no keys, only `role_arn` and a fresh `shop/web` token in a
+/// file of a new folder, with RGW's STS, plus `extra` env. The process, its base URL, and the
+/// token's folder.
+async fn signer_in_a_pod(
+    server: &S3Server,
+    issuer: &Issuer,
+    bucket: &str,
+    role_arn: &str,
+    extra: &[(&str, &str)],
+) -> (uploadbucket_tests::Child, String, PathBuf) {
+    let token_dir = std::env::temp_dir().join(unique_name("ub-token"));
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let token_file = token_dir.join("token");
+    std::fs::write(
+        &token_file,
+        issuer.token("shop", "web", "sts.amazonaws.com", 600),
+    )
+    .unwrap();
+    let mut env = vec![
+        ("AWS_ROLE_ARN", role_arn),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
+        ("AWS_ENDPOINT_URL_STS", server.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    env.extend_from_slice(extra);
+    let (child, base) = uploadbucket_tests::start_sidecar_as(server, bucket, &env).await;
+    (child, base, token_dir)
+}
+
 async fn iam_client(server: &S3Server) -> IamRoles {
     IamRoles::from_conf(
         aws_sdk_iam::config::Builder::from(
@@ -350,25 +379,8 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
 
     // The signer as a process, as in a pod: no keys, only the role and a token file; its
     // credentials come from RGW's STS, and the URL it signs works.
-    let token_dir = std::env::temp_dir().join(unique_name("ub-token"));
-    std::fs::create_dir_all(&token_dir).unwrap();
-    let token_file = token_dir.join("token");
-    std::fs::write(
-        &token_file,
-        issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .unwrap();
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(
-        &server,
-        &name,
-        &[
-            ("AWS_ROLE_ARN", report.arn.as_str()),
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
-            ("AWS_ENDPOINT_URL_STS", server.endpoint.as_str()),
-            ("AWS_REGION", "us-east-1"),
-        ],
-    )
-    .await;
+    let (_signer, base, token_dir) =
+        signer_in_a_pod(&server, &issuer, &name, &report.arn, &[]).await;
     let http = reqwest::Client::new();
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200, "credentials from STS");
@@ -788,23 +800,13 @@ async fn upload_urls_cannot_become_copies() {
     let report = apply_role(&iam_client(&server).await, &role, &settings)
         .await
         .expect("role");
-    let token_dir = std::env::temp_dir().join(unique_name("ub-token"));
-    std::fs::create_dir_all(&token_dir).unwrap();
-    let token_file = token_dir.join("token");
-    std::fs::write(
-        &token_file,
-        issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .unwrap();
     // The injected env on RGW (webhook): web identity, the owner's ACL, the backend.
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(
+    let (_signer, base, _token_dir) = signer_in_a_pod(
         &server,
+        &issuer,
         &name,
+        &report.arn,
         &[
-            ("AWS_ROLE_ARN", report.arn.as_str()),
-            ("AWS_WEB_IDENTITY_TOKEN_FILE", token_file.to_str().unwrap()),
-            ("AWS_ENDPOINT_URL_STS", server.endpoint.as_str()),
-            ("AWS_REGION", "us-east-1"),
             ("UPLOADBUCKET_VERIFY", "true"),
             ("UPLOADBUCKET_PUBLIC_READ", "true"),
             ("UPLOADBUCKET_REQUIRE_OWNER", "true"),
