@@ -237,6 +237,34 @@ impl ProvideCredentials for WebIdentity {
     }
 }
 
+/// An UploadBucket `shop/<name>` of `spec` (plus its bucket name and the service account
+/// `web`), its bucket and its role, made by the operator's code; the role.
+async fn bucket_and_role(
+    server: &S3Server,
+    settings: &IrsaSettings,
+    name: &str,
+    mut spec: serde_json::Value,
+) -> uploadbucket_operator::controller::role::RoleReport {
+    spec["bucketName"] = json!(name);
+    spec["serviceAccountNames"] = json!(["web"]);
+    let spec: UploadBucketSpec = serde_json::from_value(spec).unwrap();
+    let mut ub = UploadBucket::new("shared", spec);
+    ub.metadata.namespace = Some("shop".into());
+    ub.metadata.uid = Some(format!("uid-{name}"));
+    let (buckets, _) = server.buckets().await;
+    uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(server))
+        .await
+        .expect("bucket");
+    let bucket = BucketRef {
+        name: name.to_owned(),
+        region: "us-east-1".into(),
+    };
+    let role = desired_role(&ub, &bucket, settings).unwrap();
+    apply_role(&iam_client(server).await, &role, settings)
+        .await
+        .expect("role")
+}
+
 /// The signer as a pod runs it: no keys, only `role_arn` and a fresh `shop/web` token in a
 /// file of a new folder, with RGW's STS, plus `extra` env. The process, its base URL, and the
 /// token's folder.
@@ -777,29 +805,15 @@ async fn upload_urls_cannot_become_copies() {
     };
     let issuer = Issuer::start().await;
     let settings = issuer.register(&server).await;
-    let (buckets, _) = server.buckets().await;
     let name = unique_name("ub-irsa-copy");
-    let spec: UploadBucketSpec = serde_json::from_value(json!({
-        "bucketName": name,
-        "serviceAccountNames": ["web"],
-        "uploads": {"publicRead": true, "requireOwner": true,
-            "verification": {"enabled": true}},
-    }))
-    .unwrap();
-    let mut ub = UploadBucket::new("shared", spec);
-    ub.metadata.namespace = Some("shop".into());
-    ub.metadata.uid = Some(format!("uid-{name}"));
-    uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(&server))
-        .await
-        .expect("bucket");
-    let bucket = BucketRef {
-        name: name.clone(),
-        region: "us-east-1".into(),
-    };
-    let role = desired_role(&ub, &bucket, &settings).unwrap();
-    let report = apply_role(&iam_client(&server).await, &role, &settings)
-        .await
-        .expect("role");
+    let report = bucket_and_role(
+        &server,
+        &settings,
+        &name,
+        json!({"uploads": {"publicRead": true, "requireOwner": true,
+            "verification": {"enabled": true}}}),
+    )
+    .await;
     // The injected env on RGW (webhook): web identity, the owner's ACL, the backend.
     let (_signer, base, _token_dir) = signer_in_a_pod(
         &server,
@@ -1050,25 +1064,8 @@ async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
     };
     let issuer = Issuer::start().await;
     let settings = issuer.register(&server).await;
-    let (buckets, _) = server.buckets().await;
     let name = unique_name("ub-pod-identity");
-    let spec: UploadBucketSpec =
-        serde_json::from_value(json!({"bucketName": name, "serviceAccountNames": ["web"]}))
-            .unwrap();
-    let mut ub = UploadBucket::new("photos", spec);
-    ub.metadata.namespace = Some("shop".into());
-    ub.metadata.uid = Some(format!("uid-{name}"));
-    uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(&server))
-        .await
-        .expect("bucket");
-    let bucket = BucketRef {
-        name: name.clone(),
-        region: "us-east-1".into(),
-    };
-    let role = desired_role(&ub, &bucket, &settings).unwrap();
-    let report = apply_role(&iam_client(&server).await, &role, &settings)
-        .await
-        .expect("role");
+    let report = bucket_and_role(&server, &settings, &name, json!({})).await;
     let mut sessions = Vec::new();
     for _ in 0..2 {
         sessions.push(
