@@ -82,11 +82,39 @@ pub fn markup(bytes: &[u8]) -> Option<&'static str> {
     let tag = bytes
         .windows(2)
         .any(|w| w[0] == b'<' && (w[1].is_ascii_alphabetic() || b"!?/".contains(&w[1])));
-    let utf7 = bytes.windows(5).any(|w| w.eq_ignore_ascii_case(b"+ADw-"));
-    (tag || utf7).then_some("markup (a tag such as <a or <svg)")
+    (tag || utf7_spells_lt(bytes)).then_some("markup (a tag such as <a or <svg)")
 }
 
-/// Text a `text/*` wildcard admits: UTF-8 (the read may cut the last character), no control
+/// Whether a UTF-7 shifted run (`+`, then base64 of UTF-16BE) anywhere in `bytes` holds a
+/// `<`: `+ADw-`, or the character inside a longer run.
+fn utf7_spells_lt(bytes: &[u8]) -> bool {
+    use base64::Engine as _;
+    let lenient = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
+            .with_decode_allow_trailing_bits(true),
+    );
+    let mut rest = bytes;
+    while let Some(plus) = rest.iter().position(|&b| b == b'+') {
+        rest = &rest[plus + 1..];
+        let run = rest
+            .iter()
+            .take_while(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+            .count();
+        // A lone trailing character carries no whole byte.
+        let whole = if run % 4 == 1 { run - 1 } else { run };
+        if let Ok(decoded) = lenient.decode(&rest[..whole])
+            && decoded.chunks_exact(2).any(|unit| unit == [0, b'<'])
+        {
+            return true;
+        }
+        rest = &rest[run..];
+    }
+    false
+}
+
+/// Text a `text/*` type admits: UTF-8 (the read may cut the last character), no control
 /// characters but tab, line breaks and form feed.
 fn is_plain_text(bytes: &[u8]) -> bool {
     let text = match std::str::from_utf8(bytes) {
@@ -173,8 +201,9 @@ pub fn judge(
                 "the object is stored as {stored} but its bytes do not start like {stored} (no known file signature)"
             ),
         ),
-        // Text through `text/*`: the bytes must be text.
-        None if !exact && stored.starts_with("text/") => {
+        // Text, listed exactly or through `text/*`: the bytes must be UTF-8 text (markup in
+        // UTF-16, UTF-32 or EBCDIC would pass the tag search otherwise).
+        None if stored.starts_with("text/") => {
             if is_plain_text(bytes) {
                 Ok(None)
             } else {
@@ -379,9 +408,11 @@ pub async fn verify(
 /// headers, and tags it verified; then reads the copy's first bytes back, which must be
 /// `judged`: an ETag names content only as well as MD5 does (the same bytes posted again
 /// have the same ETag, and a store may not check a precondition), while `target` is a key
-/// no one else writes. Whatever fails on the way (a precondition, the read-back, or the
-/// store itself, which RGW does now and then while the source is being rewritten), `target`
-/// is removed again: an error never leaves anything in the verified area.
+/// only verify writes. A copy refused by its precondition wrote nothing. Whatever fails after
+/// the copy (the read-back, or the store itself, which RGW does now and then while the
+/// source is being rewritten), `target` is looked at again and removed unless its bytes are
+/// ones verify accepts (another signer may have verified the same upload meanwhile): an
+/// error never leaves unaccepted bytes in the verified area, nor removes accepted ones.
 async fn promote(
     state: &AppState,
     key: &str,
@@ -395,9 +426,12 @@ async fn promote(
         disposition: state.config.disposition(content_type),
         acl: state.config.acl(),
     };
-    let copied = async {
-        let store = &state.store;
-        store.promote(key, info, target, &promotion).await?;
+    let store = &state.store;
+    store
+        .promote(key, info, target, &promotion)
+        .await
+        .map_err(store_error)?;
+    let checked = async {
         store.set_state(target, STATE_VERIFIED).await?;
         let done = match store.head(target).await? {
             Some(done) if done.size == info.size => done,
@@ -409,12 +443,27 @@ async fn promote(
         Ok(done)
     }
     .await;
-    if copied.is_err()
-        && let Err(error) = state.store.delete(target).await
-    {
+    if let Err(error) = &checked {
+        tracing::warn!(%key, %target, %error, "A verify copy did not hold the bytes judged");
+        remove_unless_accepted(state, target).await;
+    }
+    checked.map_err(store_error)
+}
+
+/// Removes `target` unless it holds bytes verify accepts (when it cannot tell, it removes).
+async fn remove_unless_accepted(state: &AppState, target: &str) {
+    let store = &state.store;
+    let accepted = match store.head(target).await {
+        Ok(None) => return,
+        Ok(Some(info)) => match store.read_start(target, &info, SNIFF_BYTES).await {
+            Ok(bytes) => judge(&state.config, &info, &bytes).is_ok(),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    };
+    if !accepted && let Err(error) = store.delete(target).await {
         tracing::error!(%target, %error, "Removing a failed verify copy failed");
     }
-    copied.map_err(store_error)
 }
 
 fn no_such_key(key: &str) -> AppError {
@@ -594,6 +643,8 @@ mod tests {
             b"hi <meta http-equiv=refresh content=0;url=javascript:alert(1)>",
             b"<x:html xmlns:x='http://www.w3.org/1999/xhtml'><x:script>alert(1)</x:script>",
             b"+ADw-script+AD4-alert(1)+ADw-/script+AD4-",
+            // The red team's second pass: UTF-7 with the `<` inside a longer run.
+            b"+ADwAcw-cript+AD4-alert(1)+ADwALw-script+AD4-",
         ] {
             assert_eq!(
                 judge(&c, &info(buried.len() as i64, "text/plain"), buried)
@@ -637,6 +688,36 @@ mod tests {
                 .unwrap_err()
                 .code,
             "ContentTypeNotAllowed"
+        );
+    }
+
+    #[test]
+    fn text_listed_exactly_must_still_be_utf8_text() {
+        let mut c = config();
+        c.allowed_content_types = vec!["text/plain".into()];
+        // HTML in UTF-16 (with and without a BOM) and in UTF-32: no ASCII tag to find.
+        let html = "<html><script>alert(document.domain)</script></html>";
+        let utf16le: Vec<u8> = [0xff, 0xfe]
+            .into_iter()
+            .chain(html.encode_utf16().flat_map(u16::to_le_bytes))
+            .collect();
+        let utf16be: Vec<u8> = html.encode_utf16().flat_map(u16::to_be_bytes).collect();
+        let utf32le: Vec<u8> = [0xff, 0xfe, 0, 0]
+            .into_iter()
+            .chain(html.chars().flat_map(|ch| (ch as u32).to_le_bytes()))
+            .collect();
+        for bytes in [utf16le, utf16be, utf32le] {
+            let r = judge(&c, &info(bytes.len() as i64, "text/plain"), &bytes).unwrap_err();
+            assert_eq!(r.code, "ContentMismatch", "{}", r.message);
+        }
+        // UTF-8 text with a byte-order mark, and a phone number's `+1-`, pass.
+        assert_eq!(
+            judge(
+                &c,
+                &info(20, "text/plain"),
+                "\u{feff}call +1-555-0100".as_bytes()
+            ),
+            Ok(None)
         );
     }
 }

@@ -1623,6 +1623,30 @@ async fn a_copy_of_other_bytes_is_caught_and_removed() {
     assert_eq!(store.state_of("uploads/verified/l.jpg"), None, "removed");
 }
 
+/// What is in the verified area after a failed read-back stays when verify accepts it (as
+/// another signer's copy of the same upload would be): only unaccepted bytes are removed.
+#[tokio::test]
+async fn a_failed_read_back_keeps_accepted_bytes() {
+    let store = Arc::new(FakeStore::default());
+    store
+        .lax_copy
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let s = verifying(store.clone(), false);
+    let mut other = JPEG.to_vec();
+    *other.last_mut().unwrap() ^= 1;
+    store.put("uploads/incoming/k.jpg", "image/jpeg", JPEG);
+    store.replace_after("read", "uploads/incoming/k.jpg", "image/jpeg", &other);
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/incoming/k.jpg"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(store.bytes_of("uploads/verified/k.jpg").unwrap(), other);
+}
+
 /// The end user replaces the upload while verify works on it: after verify's HEAD (the read
 /// then fails its If-Match) or after its read (the copy fails its precondition). Either way
 /// nothing is verified, and the answer says to try again.
