@@ -460,6 +460,17 @@ impl S3 for DevStore {
             Self::read(&self.object_tags_path(bucket, key))?.unwrap_or_default()
         };
         let path = self.object_tags_path(&input.bucket, &input.key);
+        // The target's turn, then the source's (targets are verified keys, sources uploads:
+        // no two copies wait for each other in the other order).
+        let _target = self.turn(&input.bucket, &input.key).await;
+        // `If-None-Match: *` on the target (s3s 0.14 has no field for it on CopyObject).
+        let create_only = req
+            .headers
+            .get(header::IF_NONE_MATCH)
+            .is_some_and(|v| v.as_bytes() == b"*");
+        if create_only && self.exists(&input.bucket, &input.key).await.is_ok() {
+            return Err(s3_error!(PreconditionFailed));
+        }
         let _turn = self.turn(bucket, key).await;
         let out = self.fs.copy_object(req).await?;
         Self::write(&path, &tags)?;

@@ -72,7 +72,8 @@ pub trait ObjectStore: Send + Sync {
         len: u64,
     ) -> Result<Vec<u8>, StoreError>;
     /// Copies exactly the version `info` describes of `from` to `to` (server side, on the
-    /// precondition that the source still has its ETag, [`StoreError::Changed`] otherwise),
+    /// precondition that the source still has its ETag and, where the store checks it, that
+    /// `to` does not exist yet; [`StoreError::Changed`] otherwise),
     /// with every header the copy carries set by `target` (`REPLACE`), none of the source's.
     /// Tags are not copied (RGW 16 has no tagging directive): set them after.
     async fn promote(
@@ -149,7 +150,8 @@ where
         return StoreError::Changed;
     }
     match err.code() {
-        Some("PreconditionFailed") => StoreError::Changed,
+        // The upload gone between verify's calls (deleted, or verified by another call).
+        Some("PreconditionFailed" | "NoSuchKey") => StoreError::Changed,
         Some("NoSuchUpload") => StoreError::NoSuchUpload,
         Some("InvalidPart" | "InvalidPartOrder" | "EntityTooSmall" | "MalformedXML") => {
             StoreError::InvalidPart(err.message().unwrap_or_default().to_owned())
@@ -346,6 +348,9 @@ impl ObjectStore for S3Store {
             .key(to)
             .copy_source(source)
             .copy_source_if_match(&info.etag)
+            // Create-only: a verified object is never replaced, also not by a second verify
+            // of the same upload (AWS and LocalStack check it; RGW 16 ignores it).
+            .if_none_match("*")
             .metadata_directive(aws_sdk_s3::types::MetadataDirective::Replace)
             .content_type(target.content_type)
             .set_content_disposition(target.disposition.map(str::to_owned))

@@ -370,7 +370,12 @@ pub async fn verify(
     match judge(&state.config, &info, &bytes) {
         Ok(detected) => {
             let content_type = media_type(&info.content_type);
-            let done = promote(&state, &key, &info, &target, &content_type, &bytes).await?;
+            let (done, detected) =
+                match promote(&state, &key, &info, &target, &content_type, &bytes).await? {
+                    Promoted::Now(done) => (done, detected),
+                    // Another verify of this upload (another signer) copied it first.
+                    Promoted::Before(done) => (done, None),
+                };
             discard(&state, &key).await;
             tracing::info!(%key, verified = %target, size = info.size, content_type = %content_type, "Upload verified");
             Ok((
@@ -420,17 +425,25 @@ async fn promote(
     target: &str,
     content_type: &str,
     judged: &[u8],
-) -> Result<ObjectInfo, AppError> {
+) -> Result<Promoted, AppError> {
     let promotion = Promotion {
         content_type,
         disposition: state.config.disposition(content_type),
         acl: state.config.acl(),
     };
     let store = &state.store;
-    store
-        .promote(key, info, target, &promotion)
-        .await
-        .map_err(store_error)?;
+    match store.promote(key, info, target, &promotion).await {
+        Ok(()) => {}
+        // The upload changed, or the verified key exists (the copy is create-only where the
+        // store can say so): a verified object there came from verify, and stands.
+        Err(StoreError::Changed) => {
+            return match store.head(target).await.map_err(store_error)? {
+                Some(done) => Ok(Promoted::Before(done)),
+                None => Err(store_error(StoreError::Changed)),
+            };
+        }
+        Err(other) => return Err(store_error(other)),
+    }
     let checked = async {
         store.set_state(target, STATE_VERIFIED).await?;
         let done = match store.head(target).await? {
@@ -447,20 +460,39 @@ async fn promote(
         tracing::warn!(%key, %target, %error, "A verify copy did not hold the bytes judged");
         remove_unless_accepted(state, target).await;
     }
-    checked.map_err(store_error)
+    checked.map(Promoted::Now).map_err(store_error)
 }
 
-/// Removes `target` unless it holds bytes verify accepts (when it cannot tell, it removes).
+/// What [`promote`] found in the verified area: its own copy, or one made before.
+enum Promoted {
+    Now(ObjectInfo),
+    Before(ObjectInfo),
+}
+
+/// Removes `target` unless it holds bytes verify accepts. A store that cannot be read just
+/// then (seen on LocalStack while two copies to one key overlap) is asked again twice; if it
+/// still cannot tell, the object is removed: nothing unaccepted may stay.
 async fn remove_unless_accepted(state: &AppState, target: &str) {
     let store = &state.store;
-    let accepted = match store.head(target).await {
-        Ok(None) => return,
-        Ok(Some(info)) => match store.read_start(target, &info, SNIFF_BYTES).await {
-            Ok(bytes) => judge(&state.config, &info, &bytes).is_ok(),
-            Err(_) => false,
-        },
-        Err(_) => false,
-    };
+    let mut accepted = false;
+    for pause in [0, 200, 500] {
+        tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+        let looked = async {
+            let Some(info) = store.head(target).await? else {
+                return Ok(None);
+            };
+            let bytes = store.read_start(target, &info, SNIFF_BYTES).await?;
+            Ok::<_, StoreError>(Some(judge(&state.config, &info, &bytes).is_ok()))
+        };
+        match looked.await {
+            Ok(None) => return,
+            Ok(Some(ok)) => {
+                accepted = ok;
+                break;
+            }
+            Err(error) => tracing::warn!(%target, %error, "Looking at a verify copy failed"),
+        }
+    }
     if !accepted && let Err(error) = store.delete(target).await {
         tracing::error!(%target, %error, "Removing a failed verify copy failed");
     }

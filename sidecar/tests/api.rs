@@ -62,8 +62,12 @@ impl FakeStore {
     }
     /// After the next `call` ("head" or "read") on `key`, `key` is replaced with `bytes`.
     fn replace_after(&self, call: &str, key: &str, ct: &'static str, bytes: &[u8]) {
+        self.write_after(call, key, key, ct, bytes);
+    }
+    /// After the next `call` on `key`, `written` holds `bytes`.
+    fn write_after(&self, call: &str, key: &str, written: &str, ct: &'static str, bytes: &[u8]) {
         let call = format!("{call} {key}");
-        *self.race.lock().unwrap() = Some((call, key.into(), ct, bytes.to_vec()));
+        *self.race.lock().unwrap() = Some((call, written.into(), ct, bytes.to_vec()));
     }
     fn race_point(&self, call: &str) {
         let due = {
@@ -186,6 +190,10 @@ impl ObjectStore for FakeStore {
             target.content_type, target.disposition, target.acl
         ));
         let mut objects = self.objects.lock().unwrap();
+        // If-None-Match: * on the target, as AWS checks it.
+        if objects.contains_key(to) {
+            return Err(StoreError::Changed);
+        }
         let (now, bytes, _) = objects.get(from).cloned().expect("object");
         // x-amz-copy-source-if-match.
         if now.etag != info.etag && !self.lax_copy.load(std::sync::atomic::Ordering::Relaxed) {
@@ -1645,6 +1653,34 @@ async fn a_failed_read_back_keeps_accepted_bytes() {
     .await;
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(store.bytes_of("uploads/verified/k.jpg").unwrap(), other);
+}
+
+/// Another verify of the same upload (another signer) copies it first: this one's copy is
+/// refused (create-only), and it answers the verified object that is there, unchanged.
+#[tokio::test]
+async fn a_second_verify_of_one_upload_answers_the_first_copy() {
+    let store = Arc::new(FakeStore::default());
+    let s = verifying(store.clone(), false);
+    let mut first = JPEG.to_vec();
+    *first.last_mut().unwrap() ^= 1;
+    store.put("uploads/incoming/t.jpg", "image/jpeg", JPEG);
+    store.write_after(
+        "read",
+        "uploads/incoming/t.jpg",
+        "uploads/verified/t.jpg",
+        "image/jpeg",
+        &first,
+    );
+    let (status, body) = call(
+        &s,
+        "POST",
+        "/uploads/verify",
+        Some(json!({"key": "uploads/incoming/t.jpg"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["key"], "uploads/verified/t.jpg");
+    assert_eq!(store.bytes_of("uploads/verified/t.jpg").unwrap(), first);
 }
 
 /// The end user replaces the upload while verify works on it: after verify's HEAD (the read
