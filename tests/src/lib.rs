@@ -894,6 +894,26 @@ fn posts_in(round: usize) -> usize {
     }
 }
 
+/// The bytes stored at `bucket/key`, read with a plain client; `None` when there are none.
+pub async fn object_bytes(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let got = raw.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(got.body.collect().await.expect("object body").to_vec())
+}
+
+/// [`race_verify`] against the signer at `base` for `bucket`, reading verified objects with
+/// the plain client `raw`.
+pub async fn race_verify_in(
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+    base: &str,
+    rounds: usize,
+) -> VerifyRace {
+    race_verify(base, rounds, |key| async move {
+        object_bytes(raw, bucket, &key).await
+    })
+    .await
+}
+
 /// What [`race_verify`] saw.
 #[derive(Debug, Default)]
 pub struct VerifyRace {

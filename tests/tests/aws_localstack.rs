@@ -18,6 +18,19 @@ fn object(name: &str, spec: Value) -> UploadBucket {
     ub
 }
 
+/// Stores a few JPEG bytes at `bucket/key` with a plain client.
+async fn put_jpeg(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    raw.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(
+            b"\xff\xd8\xff",
+        ))
+        .send()
+        .await
+        .expect("put");
+}
+
 /// An SQS queue made through LocalStack's query API; its ARN and URL.
 async fn queue(server: &S3Server, name: &str) -> (String, String) {
     let http = reqwest::Client::new();
@@ -211,15 +224,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
     assert_eq!(notify.queue_configurations()[0].queue_arn(), queue_arn);
 
     // An upload in the incoming area is delivered to the queue.
-    raw.put_object()
-        .bucket(&name)
-        .key("uploads/incoming/a.jpg")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(
-            b"\xff\xd8\xff",
-        ))
-        .send()
-        .await
-        .unwrap();
+    put_jpeg(&raw, &name, "uploads/incoming/a.jpg").await;
     let mut delivered = Vec::new();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     while !delivered
@@ -260,15 +265,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         .unwrap();
     assert!(notify.queue_configurations().is_empty(), "{notify:?}");
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
-    raw.put_object()
-        .bucket(&name)
-        .key("uploads/incoming/b.jpg")
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(
-            b"\xff\xd8\xff",
-        ))
-        .send()
-        .await
-        .unwrap();
+    put_jpeg(&raw, &name, "uploads/incoming/b.jpg").await;
     let after = messages(&server, &queue_url, 2).await;
     assert!(
         !after.iter().any(|m| m.contains("uploads/incoming/b.jpg")),
@@ -396,20 +393,7 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
     );
     // Public read (a bucket policy) is not checked here: LocalStack serves anonymous GETs of
     // private objects (measured: 200). AWS only; on RGW, tested.
-    let race = uploadbucket_tests::race_verify(&base, 30, |key| {
-        let (raw, bucket) = (raw.clone(), bucket.clone());
-        async move {
-            let got = raw
-                .get_object()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-                .ok()?;
-            Some(got.body.collect().await.unwrap().to_vec())
-        }
-    })
-    .await;
+    let race = uploadbucket_tests::race_verify_in(&raw, &bucket, &base, 30).await;
     eprintln!("verify raced on LocalStack: {race:?}");
     assert!(race.landed > 0, "{race:?}");
 }

@@ -326,20 +326,7 @@ async fn verify_cannot_be_raced_into_verifying_other_bytes() {
     };
     let (bucket, raw) = verifying_bucket(&server).await;
     let (_signer, base) = start_sidecar(&server, &bucket, &ENV).await;
-    let race = uploadbucket_tests::race_verify(&base, 30, |key| {
-        let (raw, bucket) = (raw.clone(), bucket.clone());
-        async move {
-            let got = raw
-                .get_object()
-                .bucket(&bucket)
-                .key(&key)
-                .send()
-                .await
-                .ok()?;
-            Some(got.body.collect().await.unwrap().to_vec())
-        }
-    })
-    .await;
+    let race = uploadbucket_tests::race_verify_in(&raw, &bucket, &base, 30).await;
     eprintln!("verify raced on RGW: {race:?}");
     assert!(race.answers.get(&200).is_some_and(|n| *n > 0), "{race:?}");
     assert!(race.landed > 0, "the end user's posts landed: {race:?}");
