@@ -460,9 +460,14 @@ impl S3 for DevStore {
             Self::read(&self.object_tags_path(bucket, key))?.unwrap_or_default()
         };
         let path = self.object_tags_path(&input.bucket, &input.key);
-        // The target's turn, then the source's (targets are verified keys, sources uploads:
-        // no two copies wait for each other in the other order).
-        let _target = self.turn(&input.bucket, &input.key).await;
+        // The target's and the source's turns together (both may fall on one lock).
+        let _turns = self
+            .turns
+            .lock_both(
+                &format!("{}/{}", input.bucket, input.key),
+                &format!("{bucket}/{key}"),
+            )
+            .await;
         // `If-None-Match: *` on the target (s3s 0.14 has no field for it on CopyObject).
         let create_only = req
             .headers
@@ -471,7 +476,6 @@ impl S3 for DevStore {
         if create_only && self.exists(&input.bucket, &input.key).await.is_ok() {
             return Err(s3_error!(PreconditionFailed));
         }
-        let _turn = self.turn(bucket, key).await;
         let out = self.fs.copy_object(req).await?;
         Self::write(&path, &tags)?;
         Ok(out)

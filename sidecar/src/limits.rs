@@ -88,16 +88,57 @@ impl Default for Stripes {
 }
 
 impl Stripes {
-    pub async fn lock(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+    fn index(&self, name: &str) -> usize {
         use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
         let hash = BuildHasherDefault::<DefaultHasher>::default().hash_one(name);
-        self.0[(hash % self.0.len() as u64) as usize].lock().await
+        (hash % self.0.len() as u64) as usize
+    }
+
+    pub async fn lock(&self, name: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        self.0[self.index(name)].lock().await
+    }
+
+    /// The turns of two names at once, taken in one global order (and once when both fall on
+    /// the same lock), so two callers holding one and waiting for the other cannot deadlock.
+    pub async fn lock_both(&self, a: &str, b: &str) -> Vec<tokio::sync::MutexGuard<'_, ()>> {
+        let (mut i, mut j) = (self.index(a), self.index(b));
+        if i > j {
+            std::mem::swap(&mut i, &mut j);
+        }
+        let mut guards = vec![self.0[i].lock().await];
+        if j != i {
+            guards.push(self.0[j].lock().await);
+        }
+        guards
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Names on one lock, and two callers taking two names in opposite orders, all finish.
+    #[tokio::test]
+    async fn both_turns_never_deadlock() {
+        let stripes = std::sync::Arc::new(Stripes::default());
+        let names: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+        let mut tasks = tokio::task::JoinSet::new();
+        for pair in names.windows(2) {
+            let (a, b) = (pair[0].clone(), pair[1].clone());
+            for (x, y) in [(a.clone(), b.clone()), (b, a)] {
+                let stripes = stripes.clone();
+                tasks.spawn(async move {
+                    let both = stripes.lock_both(&x, &y).await;
+                    tokio::task::yield_now().await;
+                    drop(both);
+                    // One name twice: one lock, taken once.
+                    let _same = stripes.lock_both(&x, &x).await;
+                });
+            }
+        }
+        let done = tokio::time::timeout(std::time::Duration::from_secs(10), tasks.join_all()).await;
+        assert!(done.is_ok(), "deadlocked");
+    }
 
     #[test]
     fn a_minute_of_starts_then_one_per_refill_per_owner() {
