@@ -88,6 +88,19 @@ pub struct RunArgs {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "UPLOADBUCKET_LOG_JSON")]
     pub log_json: bool,
+    /// How the signers' pods get their upload role's credentials: `irsa` (a projected
+    /// service-account token exchanged with STS; needs --oidc-provider-arn or --oidc-issuer)
+    /// or `pod-identity` (EKS Pod Identity: the operator keeps an association per service
+    /// account; needs --eks-cluster-arn and the EKS Pod Identity Agent add-on).
+    #[arg(long, env = "UPLOADBUCKET_CREDENTIAL_MODE", value_enum, default_value_t = CredentialMode::Irsa)]
+    pub credential_mode: CredentialMode,
+    /// ARN of the EKS cluster (arn:aws:eks:<region>:<account>:cluster/<name>), for
+    /// --credential-mode pod-identity: its associations, and the upload roles' trust.
+    #[arg(long, env = "UPLOADBUCKET_EKS_CLUSTER_ARN")]
+    pub eks_cluster_arn: Option<String>,
+    /// EKS endpoint of an EKS-compatible API (tests). Default: AWS.
+    #[arg(long, env = "UPLOADBUCKET_EKS_ENDPOINT")]
+    pub eks_endpoint: Option<String>,
     /// IAM ARN of the cluster's OIDC provider (arn:aws:iam::<account>:oidc-provider/<issuer>).
     /// Enables an IRSA role per UploadBucket. Without it (and without --oidc-issuer) no roles
     /// are managed.
@@ -177,6 +190,14 @@ pub struct WebhookArgs {
     /// Lifetime of the signer's projected service-account token (the kubelet renews it).
     #[arg(long, env = "UPLOADBUCKET_SIDECAR_TOKEN_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(i64).range(600..))]
     pub sidecar_token_seconds: i64,
+    /// Where the EKS Pod Identity Agent serves credentials, for --credential-mode
+    /// pod-identity (http://[fd00:ec2::23]/v1/credentials on IPv6 clusters).
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_SIDECAR_POD_IDENTITY_AGENT_URL",
+        default_value = "http://169.254.170.23/v1/credentials"
+    )]
+    pub sidecar_pod_identity_agent_url: String,
     /// Memory limit of the signer (a Kubernetes quantity such as 64Mi).
     #[arg(
         long,
@@ -240,11 +261,11 @@ fn memory_quantity(s: &str) -> Result<String, String> {
 }
 
 impl WebhookArgs {
-    /// Injection settings; `irsa` says whether the operator manages roles, and the S3
-    /// flags are the defaults for the signer's endpoint.
+    /// Injection settings; `roles` says whether the operator manages roles and how pods get
+    /// their credentials, and the S3 flags are the defaults for the signer's endpoint.
     pub fn settings(
         &self,
-        irsa: bool,
+        roles: Option<CredentialMode>,
         s3_endpoint: Option<&str>,
         s3_path_style: bool,
         backend: crate::aws::rgw::Backend,
@@ -253,7 +274,9 @@ impl WebhookArgs {
             image: self.sidecar_image.clone(),
             image_pull_policy: self.sidecar_image_pull_policy.clone(),
             native_sidecar: self.sidecar_native,
-            irsa,
+            irsa: roles.is_some(),
+            pod_identity_agent_url: (roles == Some(CredentialMode::PodIdentity))
+                .then(|| self.sidecar_pod_identity_agent_url.clone()),
             token_expiration_seconds: self.sidecar_token_seconds,
             endpoint_url: self
                 .sidecar_s3_endpoint
@@ -273,11 +296,75 @@ impl WebhookArgs {
     }
 }
 
-/// The OIDC provider ARN and issuer from the flags, asking STS for the account if needed.
-async fn irsa_settings(
+/// How pods get their credentials: the operator's `--credential-mode`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CredentialMode {
+    /// IAM roles for service accounts: a projected token exchanged with STS.
+    Irsa,
+    /// EKS Pod Identity: EKS assumes the role for associated service accounts.
+    PodIdentity,
+}
+
+/// `arn:<partition>:eks:<region>:<account>:cluster/<name>`, checked.
+fn eks_cluster_arn(arn: &str) -> anyhow::Result<()> {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ok = parts.len() == 6
+        && parts[0] == "arn"
+        && parts[1].starts_with("aws")
+        && parts[2] == "eks"
+        && !parts[3].is_empty()
+        && parts[4].len() == 12
+        && parts[4].chars().all(|c| c.is_ascii_digit())
+        && parts[5]
+            .strip_prefix("cluster/")
+            .is_some_and(|n| !n.is_empty() && !n.contains('/'));
+    anyhow::ensure!(
+        ok,
+        "--eks-cluster-arn {arn:?} is not an EKS cluster ARN; expected arn:aws:eks:<region>:<12-digit account>:cluster/<name> (aws eks describe-cluster --name <name> --query cluster.arn)"
+    );
+    Ok(())
+}
+
+/// How upload roles are made, from the flags: `None` when the operator makes none.
+async fn role_settings(
     args: &RunArgs,
     sdk: &aws_config::SdkConfig,
-) -> anyhow::Result<Option<crate::controller::role::IrsaSettings>> {
+) -> anyhow::Result<Option<crate::controller::role::RoleSettings>> {
+    let path = &args.iam_role_path;
+    anyhow::ensure!(
+        path.starts_with('/') && path.ends_with('/'),
+        "--iam-role-path {path:?} must start and end with '/'"
+    );
+    let trust = match args.credential_mode {
+        CredentialMode::Irsa => match irsa_trust(args, sdk).await? {
+            Some(trust) => trust,
+            None => return Ok(None),
+        },
+        CredentialMode::PodIdentity => {
+            anyhow::ensure!(
+                args.oidc_provider_arn.is_none() && args.oidc_issuer.is_none(),
+                "--oidc-provider-arn and --oidc-issuer are for --credential-mode irsa; with pod-identity give --eks-cluster-arn only"
+            );
+            let arn = args.eks_cluster_arn.clone().context(
+                "--credential-mode pod-identity needs --eks-cluster-arn (arn:aws:eks:<region>:<account>:cluster/<name>)",
+            )?;
+            eks_cluster_arn(&arn)?;
+            crate::controller::role::Trust::PodIdentity { cluster_arn: arn }
+        }
+    };
+    Ok(Some(crate::controller::role::RoleSettings {
+        trust,
+        role_path: path.clone(),
+        permissions_boundary: args.iam_permissions_boundary.clone(),
+        tag_roles: args.s3_backend.has_role_tags(),
+    }))
+}
+
+/// The OIDC provider ARN and issuer from the flags, asking STS for the account if needed.
+async fn irsa_trust(
+    args: &RunArgs,
+    sdk: &aws_config::SdkConfig,
+) -> anyhow::Result<Option<crate::controller::role::Trust>> {
     let arn = match (&args.oidc_provider_arn, &args.oidc_issuer) {
         (Some(arn), _) => arn.clone(),
         (None, Some(issuer)) => {
@@ -303,17 +390,9 @@ async fn irsa_settings(
     let issuer = crate::aws::policy::issuer_of_provider(&arn)
         .with_context(|| format!("--oidc-provider-arn {arn:?} is not an OIDC provider ARN (arn:aws:iam::<account>:oidc-provider/<issuer>)"))?
         .to_owned();
-    let path = &args.iam_role_path;
-    anyhow::ensure!(
-        path.starts_with('/') && path.ends_with('/'),
-        "--iam-role-path {path:?} must start and end with '/'"
-    );
-    Ok(Some(crate::controller::role::IrsaSettings {
+    Ok(Some(crate::controller::role::Trust::Irsa {
         provider_arn: arn,
         issuer,
-        role_path: path.clone(),
-        permissions_boundary: args.iam_permissions_boundary.clone(),
-        tag_roles: args.s3_backend.has_role_tags(),
     }))
 }
 
@@ -377,8 +456,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             metrics: Some(metrics.clone()),
         },
     );
-    let irsa = irsa_settings(&args, &sdk).await?;
-    let iam = irsa.as_ref().map(|_| {
+    if args.eks_cluster_arn.is_some() && args.credential_mode != CredentialMode::PodIdentity {
+        anyhow::bail!("--eks-cluster-arn is for --credential-mode pod-identity");
+    }
+    let roles = role_settings(&args, &sdk).await?;
+    let iam = roles.as_ref().map(|_| {
         crate::aws::iam::IamRoles::new(&sdk, args.iam_endpoint.as_deref(), metrics.clone())
     });
     let client = kube::Client::try_default()
@@ -399,19 +481,32 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     )
     .with_s3_endpoint(args.s3_endpoint.clone())
     .with_concurrency(args.max_concurrent_reconciles);
-    match (iam, irsa) {
+    match (iam, roles) {
         (Some(iam), Some(settings)) => {
-            info!(provider = %settings.provider_arn, "IRSA roles enabled");
+            match &settings.trust {
+                crate::controller::role::Trust::Irsa { provider_arn, .. } => {
+                    info!(provider = %provider_arn, "Upload roles enabled (IRSA)")
+                }
+                crate::controller::role::Trust::PodIdentity { cluster_arn } => {
+                    info!(cluster = %cluster_arn, "Upload roles enabled (EKS Pod Identity)");
+                    ctx = ctx.with_pod_identity(Arc::new(crate::aws::eks::EksAssociations::new(
+                        &sdk,
+                        cluster_arn,
+                        args.eks_endpoint.as_deref(),
+                        metrics.clone(),
+                    )));
+                }
+            }
             if settings.permissions_boundary.is_none() && args.s3_backend == Backend::Aws {
                 tracing::warn!(
                     "Upload roles get no permissions boundary (--iam-permissions-boundary); see docs/upload-role-boundary.json"
                 );
             }
-            ctx = ctx.with_irsa(Arc::new(iam), settings);
+            ctx = ctx.with_roles(Arc::new(iam), settings);
         }
-        _ => info!("IRSA roles disabled (no --oidc-provider-arn)"),
+        _ => info!("Upload roles disabled (no --oidc-provider-arn)"),
     }
-    let irsa_on = ctx.irsa.is_some();
+    let roles_on = ctx.roles.is_some().then_some(args.credential_mode);
     let ctx = Arc::new(ctx);
 
     if let Some(dir) = &args.webhook.webhook_cert_dir {
@@ -420,7 +515,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 .context("cannot load the webhook certificate (--webhook-cert-dir)")?,
         );
         let settings = args.webhook.settings(
-            irsa_on,
+            roles_on,
             args.s3_endpoint.as_deref(),
             args.s3_path_style,
             args.s3_backend,
@@ -647,6 +742,28 @@ mod tests {
             panic!("run")
         };
         assert_eq!(args.adoptable_buckets, ["legacy-photos", "media-*"]);
+    }
+
+    #[test]
+    fn eks_cluster_arns_are_checked() {
+        assert!(
+            super::eks_cluster_arn("arn:aws:eks:eu-west-1:123456789012:cluster/shop-prod").is_ok()
+        );
+        assert!(super::eks_cluster_arn("arn:aws-cn:eks:cn-north-1:123456789012:cluster/x").is_ok());
+        for bad in [
+            "shop-prod",
+            "arn:aws:eks:eu-west-1:123456789012:nodegroup/shop/ng",
+            "arn:aws:iam::123456789012:cluster/shop",
+            "arn:aws:eks:eu-west-1:1234:cluster/shop",
+            "arn:aws:eks::123456789012:cluster/shop",
+            "arn:aws:eks:eu-west-1:123456789012:cluster/",
+        ] {
+            let err = super::eks_cluster_arn(bad).unwrap_err().to_string();
+            assert!(
+                err.contains("--eks-cluster-arn") && err.contains("cluster/<name>"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

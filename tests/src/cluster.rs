@@ -264,7 +264,7 @@ impl Operator {
     /// or `write`), or of both kinds with `None`.
     pub async fn aws_requests(&self, kind: Option<&str>) -> u64 {
         let mut total = 0;
-        for service in ["s3", "iam", "sns"] {
+        for service in ["s3", "iam", "sns", "eks"] {
             for k in ["read", "write"] {
                 if kind.is_none_or(|kind| kind == k) {
                     total += self

@@ -718,7 +718,7 @@ async fn the_upload_role_on_the_aws_backend() {
     use uploadbucket_operator::aws::BucketRef;
     use uploadbucket_operator::aws::iam::IamRoles;
     use uploadbucket_operator::controller::role::{
-        IrsaSettings, RoleCleanup, apply_role, cleanup_role, desired_role,
+        RoleCleanup, RoleSettings, apply_role, cleanup_role, desired_role,
     };
     let Some(server) = aws_server("the_upload_role_on_the_aws_backend") else {
         return;
@@ -748,9 +748,11 @@ async fn the_upload_role_on_the_aws_backend() {
         .arn()
         .unwrap()
         .to_owned();
-    let settings = IrsaSettings {
-        provider_arn: provider_arn.clone(),
-        issuer: issuer.clone(),
+    let settings = RoleSettings {
+        trust: uploadbucket_operator::controller::role::Trust::Irsa {
+            provider_arn: provider_arn.clone(),
+            issuer: issuer.clone(),
+        },
         role_path: "/uploadbucket/".into(),
         permissions_boundary: Some(boundary.clone()),
         tag_roles: true,

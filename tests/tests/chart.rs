@@ -866,3 +866,107 @@ fn the_eks_install_holds_together() {
         ub["metadata"]["namespace"]
     );
 }
+
+/// Pod Identity through the chart: the operator gets the mode, the cluster and the agent's
+/// address (flags it has) and no OIDC settings; the schema refuses the mode without a cluster
+/// ARN, with IRSA's provider as well, and an unknown mode. The documented operator policy
+/// grants the association calls on that cluster only and passing upload roles to EKS only.
+#[test]
+fn pod_identity_values_render_and_bad_ones_are_refused() {
+    let Some(helm) = helm("chart::pod_identity_values_render_and_bad_ones_are_refused") else {
+        return;
+    };
+    let arn = "arn:aws:eks:eu-west-1:123456789012:cluster/shop";
+    let docs = render(
+        &helm,
+        &[
+            "aws.region=eu-west-1",
+            "credentialMode=pod-identity",
+            &format!("podIdentity.clusterArn={arn}"),
+        ],
+    )
+    .unwrap();
+    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
+    let env: std::collections::BTreeMap<String, String> =
+        deploy.spec.unwrap().template.spec.unwrap().containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect();
+    assert_eq!(env["UPLOADBUCKET_CREDENTIAL_MODE"], "pod-identity");
+    assert_eq!(env["UPLOADBUCKET_EKS_CLUSTER_ARN"], arn);
+    assert_eq!(
+        env["UPLOADBUCKET_SIDECAR_POD_IDENTITY_AGENT_URL"],
+        "http://169.254.170.23/v1/credentials"
+    );
+    assert!(!env.keys().any(|k| k.contains("OIDC")), "{env:?}");
+    let help = Command::new(bin_path("uploadbucket-operator"))
+        .args(["run", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    for k in env.keys().filter(|k| k.starts_with("UPLOADBUCKET_")) {
+        assert!(
+            help.contains(&format!("[env: {k}=")),
+            "{k} is no flag of the operator"
+        );
+    }
+    for (sets, needle) in [
+        (vec!["credentialMode=pod-identity"], "clusterArn"),
+        (
+            vec![
+                "credentialMode=pod-identity",
+                "podIdentity.clusterArn=arn:aws:eks:eu-west-1:123456789012:cluster/shop",
+                IRSA,
+            ],
+            "/irsa/oidcProviderArn",
+        ),
+        (vec!["credentialMode=kiam"], "/credentialMode"),
+        (
+            vec!["podIdentity.clusterArn=arn:aws:eks:eu-west-1:1234:cluster/shop"],
+            "/podIdentity/clusterArn",
+        ),
+    ] {
+        let err = render(&helm, &sets).unwrap_err();
+        assert!(err.contains(needle), "{sets:?}: {err}");
+    }
+    let policy: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(chart().join("../../docs/operator-iam-policy.json")).unwrap(),
+    )
+    .unwrap();
+    let statement = |sid: &str| {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .cloned()
+            .unwrap_or_else(|| panic!("no statement {sid}"))
+    };
+    let eks = statement("PodIdentityAssociationsOfTheCluster");
+    for op in ["List", "Describe", "Create", "Update", "Delete"] {
+        let action = format!(
+            "eks:{op}PodIdentityAssociation{}",
+            if op == "List" { "s" } else { "" }
+        );
+        assert!(
+            eks["Action"]
+                .as_array()
+                .unwrap()
+                .contains(&serde_json::json!(action)),
+            "{action}"
+        );
+    }
+    assert!(eks.to_string().contains("cluster/CLUSTER_NAME"), "{eks}");
+    let pass = statement("PassUploadRolesToPodIdentity");
+    assert_eq!(pass["Action"], "iam:PassRole");
+    assert_eq!(
+        pass["Resource"],
+        "arn:aws:iam::ACCOUNT_ID:role/uploadbucket/*"
+    );
+    assert_eq!(
+        pass["Condition"]["StringEquals"]["iam:PassedToService"],
+        "pods.eks.amazonaws.com"
+    );
+}

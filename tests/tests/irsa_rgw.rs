@@ -17,7 +17,7 @@ use serde_json::json;
 use uploadbucket_operator::aws::BucketRef;
 use uploadbucket_operator::aws::iam::{IamApi, IamRoles};
 use uploadbucket_operator::controller::role::{
-    IrsaSettings, RoleCleanup, apply_role, cleanup_role, desired_role,
+    RoleCleanup, RoleSettings, apply_role, cleanup_role, desired_role,
 };
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_sidecar::credentials::{CachedCredentials, CredentialSource};
@@ -129,13 +129,15 @@ impl Issuer {
 
     /// Registers this issuer as the server's OIDC provider (once per cluster), and the
     /// operator's IRSA settings for it.
-    async fn register(&self, server: &S3Server) -> IrsaSettings {
+    async fn register(&self, server: &S3Server) -> RoleSettings {
         let provider_arn = server
             .register_oidc_provider(&self.url, &self.thumbprint)
             .await;
-        IrsaSettings {
-            provider_arn,
-            issuer: self.url.trim_start_matches("http://").to_owned(),
+        RoleSettings {
+            trust: uploadbucket_operator::controller::role::Trust::Irsa {
+                provider_arn,
+                issuer: self.url.trim_start_matches("http://").to_owned(),
+            },
             role_path: "/uploadbucket/".into(),
             permissions_boundary: None,
             tag_roles: server.backend.has_role_tags(),
@@ -241,7 +243,7 @@ impl ProvideCredentials for WebIdentity {
 /// `web`), its bucket and its role, made by the operator's code; the role.
 async fn bucket_and_role(
     server: &S3Server,
-    settings: &IrsaSettings,
+    settings: &RoleSettings,
     name: &str,
     mut spec: serde_json::Value,
 ) -> uploadbucket_operator::controller::role::RoleReport {

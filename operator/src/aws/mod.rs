@@ -6,6 +6,7 @@
 //! documents (pure); `rgw.rs` holds everything specific to Ceph RGW as a backend.
 
 pub mod calls;
+pub mod eks;
 pub mod iam;
 pub mod policy;
 pub mod rgw;
@@ -172,6 +173,14 @@ pub enum AwsError {
         "IAM role {0:?} exists and is not this UploadBucket's (its uploadbucket.io/uid tag differs); the operator leaves it alone"
     )]
     RoleManagedByOther(String),
+    #[error(
+        "service account {service_account:?} already has an EKS Pod Identity association that is not this UploadBucket's ({holder}); EKS allows one per service account: run the pods that sign for this UploadBucket as another service account (spec.serviceAccountNames), or remove that association"
+    )]
+    AssociationManagedByOther {
+        service_account: String,
+        /// Whose it is, as far as its tags say.
+        holder: String,
+    },
     #[error("{op}: access denied: {message}")]
     AccessDenied { op: &'static str, message: String },
     #[error("{op}: this S3 backend does not support it: {message}")]
@@ -191,6 +200,7 @@ impl AwsError {
             AwsError::BucketTaken(_) => "BucketNameTaken",
             AwsError::BucketNotEmpty(_) => "BucketNotEmpty",
             AwsError::RoleManagedByOther(_) => "RoleManagedByOther",
+            AwsError::AssociationManagedByOther { .. } => "AssociationManagedByOther",
             AwsError::AccessDenied { .. } => "AccessDenied",
             AwsError::NotSupported { .. } => "NotSupported",
             AwsError::Api { .. } => "AwsApiError",

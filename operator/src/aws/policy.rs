@@ -149,6 +149,35 @@ pub fn trust_policy(
     })
 }
 
+/// Trust policy of an upload role under EKS Pod Identity: EKS (`pods.eks.amazonaws.com`)
+/// may assume it and tag the session, and only for pods of this cluster (`cluster_arn`), this
+/// namespace and the listed service accounts, as the session tags EKS sets say. The
+/// associations decide which service accounts EKS assumes it for; the conditions make any
+/// other association in the account that names this role useless.
+pub fn pod_identity_trust_policy(
+    cluster_arn: &str,
+    namespace: &str,
+    service_accounts: &[String],
+) -> Value {
+    let mut accounts: Vec<&str> = service_accounts.iter().map(String::as_str).collect();
+    accounts.sort();
+    accounts.dedup();
+    json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "Service": "pods.eks.amazonaws.com" },
+            "Action": ["sts:AssumeRole", "sts:TagSession"],
+            "Condition": { "StringEquals": {
+                "aws:SourceAccount": account_of(cluster_arn).unwrap_or_default(),
+                "aws:RequestTag/eks-cluster-arn": cluster_arn,
+                "aws:RequestTag/kubernetes-namespace": namespace,
+                "aws:RequestTag/kubernetes-service-account": accounts,
+            }},
+        }]
+    })
+}
+
 /// Name of the inline policy the operator keeps on each role.
 pub const ROLE_POLICY_NAME: &str = "uploadbucket-access";
 

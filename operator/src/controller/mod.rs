@@ -7,6 +7,7 @@
 //! ([`next_status`]). Cleanup acts only on a bucket [`claim`] proves ours again.
 
 pub mod apply;
+pub mod association;
 pub mod claim;
 pub mod cleanup;
 pub mod desired;
@@ -27,6 +28,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{Instrument, debug, info, info_span, instrument, warn};
 
+use crate::aws::eks::PodIdentityApi;
 use crate::aws::iam::IamApi;
 use crate::aws::{AwsError, BucketApi, BucketRef};
 use crate::crd::{UploadBucket, UploadBucketStatus};
@@ -35,7 +37,7 @@ use apply::ApplyReport;
 use claim::{ClaimError, Claimant, Owned, Ownership};
 use cleanup::CleanupOutcome;
 use desired::{Defaults, Names, SpecError};
-use role::{IrsaSettings, RoleReport};
+use role::{RoleReport, RoleSettings};
 use status::{BUCKET_READY, CondSpec, READY, ROLE_READY};
 
 /// Finalizer that keeps the object until cleanup has run.
@@ -67,8 +69,11 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Periodic re-check of every bucket, which repairs drift made behind our back.
     pub resync: Duration,
-    /// IRSA roles, when the cluster's OIDC provider is configured.
-    pub irsa: Option<(Arc<dyn IamApi>, IrsaSettings)>,
+    /// Upload roles, when the cluster's OIDC provider (IRSA) or EKS cluster (Pod Identity)
+    /// is configured.
+    pub roles: Option<(Arc<dyn IamApi>, RoleSettings)>,
+    /// EKS Pod Identity associations of the roles (credential mode `pod-identity`).
+    pub eks: Option<Arc<dyn PodIdentityApi>>,
     /// The S3 endpoint the operator uses (`None`: AWS), published to workloads in each
     /// object's ConfigMap ([`outputs`]).
     pub s3_endpoint: Option<String>,
@@ -97,16 +102,23 @@ impl Context {
             defaults,
             metrics,
             resync,
-            irsa: None,
+            roles: None,
+            eks: None,
             s3_endpoint: None,
             concurrency: 0,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Manage an IRSA role per UploadBucket too.
-    pub fn with_irsa(mut self, iam: Arc<dyn IamApi>, settings: IrsaSettings) -> Self {
-        self.irsa = Some((iam, settings));
+    /// Manage an upload role per UploadBucket too.
+    pub fn with_roles(mut self, iam: Arc<dyn IamApi>, settings: RoleSettings) -> Self {
+        self.roles = Some((iam, settings));
+        self
+    }
+
+    /// Associate each upload role with its service accounts through EKS Pod Identity.
+    pub fn with_pod_identity(mut self, eks: Arc<dyn PodIdentityApi>) -> Self {
+        self.eks = Some(eks);
         self
     }
 
@@ -299,6 +311,8 @@ struct Provisioned {
     adopted: bool,
     report: ApplyReport,
     role: Option<RoleReport>,
+    /// What changed in the role's Pod Identity associations (credential mode `pod-identity`).
+    associations: association::AssociationReport,
     /// The outputs ConfigMap was created or changed.
     outputs_written: bool,
 }
@@ -337,7 +351,7 @@ async fn provision(
     api: &Api<UploadBucket>,
     written: &std::sync::Mutex<Option<UploadBucketStatus>>,
 ) -> Result<Provisioned, Failure> {
-    let role_wanted = ctx.irsa.as_ref().map(|_| role::derive_role_name(ub));
+    let role_wanted = ctx.roles.as_ref().map(|_| role::derive_role_name(ub));
     let recorded_role = ub.status.as_ref().and_then(|s| s.role_name.clone());
     let intent = async |creating: Option<&BucketRef>| -> Result<(), Error> {
         // Names reach status before anything new exists in AWS, so cleanup can find what
@@ -372,7 +386,7 @@ async fn provision(
     let (names, owned, report) = provision_bucket(&*ctx.buckets, ub, &ctx.defaults, intent)
         .instrument(info_span!("bucket"))
         .await?;
-    let role = match &ctx.irsa {
+    let role = match &ctx.roles {
         None => None,
         Some((iam, settings)) => {
             let fail = |e| Failure::new(Stage::Role, Some(&names), e);
@@ -385,6 +399,13 @@ async fn provision(
                     .map_err(|e| fail(Error::from(e)))?,
             )
         }
+    };
+    let associations = match (&ctx.eks, &role) {
+        (Some(eks), Some(role)) => association::apply_associations(&**eks, ub, &role.arn)
+            .instrument(info_span!("associations"))
+            .await
+            .map_err(|e| Failure::new(Stage::Role, Some(&names), Error::from(e)))?,
+        _ => Default::default(),
     };
     let data = outputs::data(
         ub,
@@ -400,6 +421,7 @@ async fn provision(
         adopted: owned.adopted,
         report,
         role,
+        associations,
         outputs_written,
     })
 }
@@ -547,6 +569,21 @@ fn next_status(
                     format!("{what} {}", role.arn),
                 ));
             }
+            let a = &p.associations;
+            for (list, what) in [
+                (&a.created, "Created"),
+                (&a.updated, "Updated"),
+                (&a.deleted, "Deleted"),
+            ] {
+                if !list.is_empty() {
+                    let message = format!(
+                        "{what} the EKS Pod Identity association of service account {}",
+                        list.join(", ")
+                    );
+                    info!("{message}");
+                    events.push((EventType::Normal, what, message));
+                }
+            }
         }
         Err(f) => {
             if let Some(names) = &f.proven {
@@ -583,7 +620,23 @@ async fn cleanup_object(
     ctx: &Context,
     api: &Api<UploadBucket>,
 ) -> Result<Action, Error> {
-    if let Some((iam, settings)) = &ctx.irsa {
+    if let Some(eks) = &ctx.eks {
+        // Found by the uid tag each carries, re-read before each delete; before the role, so
+        // none is left naming a role that is gone.
+        match association::cleanup_associations(&**eks, ub).await {
+            Ok(deleted) if !deleted.is_empty() => {
+                let message = format!(
+                    "Deleted the EKS Pod Identity association of service account {}",
+                    deleted.join(", ")
+                );
+                info!("{message}");
+                publish(ctx, ub, EventType::Normal, "Deleted", "Cleanup", message).await;
+            }
+            Ok(_) => {}
+            Err(e) => return Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
+        }
+    }
+    if let Some((iam, settings)) = &ctx.roles {
         // Only the role named from this object's own uid, and only once status says it was
         // about to be made: a name written into status by anyone else is ignored.
         let derived = role::derive_role_name(ub);

@@ -1,9 +1,9 @@
-//! The IRSA role of an UploadBucket: desired state (pure), apply and cleanup (side effects,
+//! The upload role of an UploadBucket: desired state (pure), apply and cleanup (side effects,
 //! through [`IamApi`]).
 //!
-//! In: the UploadBucket, its bucket, and the cluster's OIDC provider. Out: a role pods
-//! assume with their projected service-account token, allowed only the upload actions on
-//! `bucket/prefix*`. Read, compare canonically, write only what differs.
+//! In: the UploadBucket, its bucket, and how pods get credentials in this cluster (IRSA's
+//! OIDC provider, or EKS Pod Identity). Out: a role the signer's pods assume, allowed only
+//! the upload actions on `bucket/prefix*`. Read, compare canonically, write only what differs.
 
 use std::collections::BTreeMap;
 
@@ -17,13 +17,40 @@ use crate::crd::UploadBucket;
 
 use super::desired::{SpecError, TAG_UID};
 
+/// Who may assume the upload roles: the operator's credential mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// IRSA: the signer exchanges its projected service-account token with STS
+    /// (AssumeRoleWithWebIdentity), trusted through the cluster's OIDC provider.
+    Irsa {
+        /// IAM ARN of the cluster's OIDC provider.
+        provider_arn: String,
+        /// Its issuer (host/path), as used in condition keys.
+        issuer: String,
+    },
+    /// EKS Pod Identity: EKS assumes the role for pods whose service account has an
+    /// association naming it (the operator keeps those, see `association`).
+    PodIdentity {
+        /// ARN of the EKS cluster (arn:aws:eks:<region>:<account>:cluster/<name>).
+        cluster_arn: String,
+    },
+}
+
+impl Trust {
+    /// The AWS account of the cluster (where upload roles and KMS keys default to).
+    pub fn account(&self) -> &str {
+        match self {
+            Trust::Irsa { provider_arn, .. } => policy::account_of(provider_arn),
+            Trust::PodIdentity { cluster_arn } => policy::account_of(cluster_arn),
+        }
+        .unwrap_or_default()
+    }
+}
+
 /// How roles are made in this cluster.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IrsaSettings {
-    /// IAM ARN of the cluster's OIDC provider.
-    pub provider_arn: String,
-    /// Its issuer (host/path), as used in condition keys.
-    pub issuer: String,
+pub struct RoleSettings {
+    pub trust: Trust,
     /// IAM path of every role, e.g. `/uploadbucket/`.
     pub role_path: String,
     pub permissions_boundary: Option<String>,
@@ -67,7 +94,7 @@ pub fn derive_role_name(ub: &UploadBucket) -> String {
 pub fn desired_role(
     ub: &UploadBucket,
     bucket: &BucketRef,
-    irsa: &IrsaSettings,
+    settings: &RoleSettings,
 ) -> Result<DesiredRole, SpecError> {
     for sa in &ub.spec.service_account_names {
         let ok = !sa.is_empty()
@@ -86,9 +113,16 @@ pub fn desired_role(
             });
         }
     }
+    if matches!(settings.trust, Trust::PodIdentity { .. })
+        && ub.spec.service_account_names.is_empty()
+    {
+        return Err(SpecError {
+            field: "spec.serviceAccountNames",
+            message: "list the service accounts of the pods that sign: with EKS Pod Identity the operator associates the upload role with each of them (EKS allows one association per service account, so a service account can sign for one UploadBucket)".into(),
+        });
+    }
     let ns = ub.namespace().unwrap_or_default();
-    // Uploads to an SSE-KMS bucket need its key; the key's account defaults to the cluster's
-    // (the OIDC provider's).
+    // Uploads to an SSE-KMS bucket need its key; the key's account defaults to the cluster's.
     let kms = ub
         .spec
         .encryption
@@ -97,10 +131,10 @@ pub fn desired_role(
         .filter(|_| ub.spec.encryption.kind == crate::crd::EncryptionType::SseKms)
         .map(|key| policy::KmsKey {
             key,
-            account: policy::account_of(&irsa.provider_arn).unwrap_or_default(),
+            account: settings.trust.account(),
         });
     let mut tags = BTreeMap::new();
-    if irsa.tag_roles {
+    if settings.tag_roles {
         tags.insert(
             super::desired::TAG_MANAGED_BY.to_owned(),
             super::desired::MANAGED_BY.to_owned(),
@@ -114,12 +148,15 @@ pub fn desired_role(
     }
     Ok(DesiredRole {
         name: derive_role_name(ub),
-        trust_policy: policy::trust_policy(
-            &irsa.provider_arn,
-            &irsa.issuer,
-            &ns,
-            &ub.spec.service_account_names,
-        ),
+        trust_policy: match &settings.trust {
+            Trust::Irsa {
+                provider_arn,
+                issuer,
+            } => policy::trust_policy(provider_arn, issuer, &ns, &ub.spec.service_account_names),
+            Trust::PodIdentity { cluster_arn } => {
+                policy::pod_identity_trust_policy(cluster_arn, &ns, &ub.spec.service_account_names)
+            }
+        },
         policy: policy::role_policy(
             &bucket.region,
             &bucket.name,
@@ -145,7 +182,7 @@ pub struct RoleReport {
 pub async fn apply_role(
     iam: &dyn IamApi,
     d: &DesiredRole,
-    irsa: &IrsaSettings,
+    settings: &RoleSettings,
 ) -> Result<RoleReport, AwsError> {
     let mut report = RoleReport::default();
     let role = match iam.get_role(&d.name).await? {
@@ -154,9 +191,9 @@ pub async fn apply_role(
             report.created = true;
             iam.create_role(&NewRole {
                 name: &d.name,
-                path: &irsa.role_path,
+                path: &settings.role_path,
                 trust_policy: &d.trust_policy,
-                permissions_boundary: irsa.permissions_boundary.as_deref(),
+                permissions_boundary: settings.permissions_boundary.as_deref(),
                 tags: &d.tags,
                 description: "Upload role of an UploadBucket (managed by uploadbucket-operator)",
             })
@@ -274,9 +311,11 @@ mod tests {
 
     #[test]
     fn desired_role_scopes_to_namespace_and_prefix() {
-        let irsa = IrsaSettings {
-            provider_arn: "arn:aws:iam::1:oidc-provider/issuer.example/id/X".into(),
-            issuer: "issuer.example/id/X".into(),
+        let irsa = RoleSettings {
+            trust: Trust::Irsa {
+                provider_arn: "arn:aws:iam::1:oidc-provider/issuer.example/id/X".into(),
+                issuer: "issuer.example/id/X".into(),
+            },
             role_path: "/uploadbucket/".into(),
             permissions_boundary: None,
             tag_roles: true,
@@ -304,6 +343,60 @@ mod tests {
         assert_eq!(
             desired_role(&u, &b, &irsa).unwrap_err().field,
             "spec.serviceAccountNames"
+        );
+    }
+
+    #[test]
+    fn pod_identity_roles_trust_eks_for_the_listed_service_accounts_only() {
+        let settings = RoleSettings {
+            trust: Trust::PodIdentity {
+                cluster_arn: "arn:aws:eks:eu-west-1:123456789012:cluster/prod".into(),
+            },
+            role_path: "/uploadbucket/".into(),
+            permissions_boundary: None,
+            tag_roles: true,
+        };
+        let mut u = ub("shop", "avatars");
+        u.spec.encryption.kind = crate::crd::EncryptionType::SseKms;
+        u.spec.encryption.kms_key_id = Some("k-1".into());
+        let b = BucketRef {
+            name: "bkt".into(),
+            region: "eu-west-1".into(),
+        };
+        // No service account listed: nothing to associate, said so.
+        let err = desired_role(&u, &b, &settings).unwrap_err();
+        assert_eq!(err.field, "spec.serviceAccountNames");
+        assert!(
+            err.message.contains("one association per service account"),
+            "{}",
+            err.message
+        );
+        u.spec.service_account_names = vec!["web".into(), "api".into()];
+        let d = desired_role(&u, &b, &settings).unwrap();
+        let st = &d.trust_policy["Statement"][0];
+        assert_eq!(st["Principal"]["Service"], "pods.eks.amazonaws.com");
+        assert_eq!(
+            st["Action"],
+            serde_json::json!(["sts:AssumeRole", "sts:TagSession"])
+        );
+        let eq = &st["Condition"]["StringEquals"];
+        assert_eq!(eq["aws:SourceAccount"], "123456789012");
+        assert_eq!(
+            eq["aws:RequestTag/eks-cluster-arn"],
+            "arn:aws:eks:eu-west-1:123456789012:cluster/prod"
+        );
+        assert_eq!(eq["aws:RequestTag/kubernetes-namespace"], "shop");
+        assert_eq!(
+            eq["aws:RequestTag/kubernetes-service-account"],
+            serde_json::json!(["api", "web"])
+        );
+        // The KMS key's account defaults to the cluster's.
+        assert!(
+            d.policy
+                .to_string()
+                .contains("arn:aws:kms:eu-west-1:123456789012:key/k-1"),
+            "{}",
+            d.policy
         );
     }
 }

@@ -958,15 +958,17 @@ fn irsa_harness(obj: &UploadBucket, s3: FakeS3) -> (Harness, Arc<FakeIam>) {
     });
     let ctx = Arc::into_inner(h.ctx)
         .expect("sole owner")
-        .with_irsa(iam.clone(), irsa_settings());
+        .with_roles(iam.clone(), irsa_settings());
     h.ctx = Arc::new(ctx);
     (h, iam)
 }
 
-fn irsa_settings() -> role::IrsaSettings {
-    role::IrsaSettings {
-        provider_arn: "arn:aws:iam::123456789012:oidc-provider/oidc.example.com/id/X".into(),
-        issuer: "oidc.example.com/id/X".into(),
+fn irsa_settings() -> role::RoleSettings {
+    role::RoleSettings {
+        trust: role::Trust::Irsa {
+            provider_arn: "arn:aws:iam::123456789012:oidc-provider/oidc.example.com/id/X".into(),
+            issuer: "oidc.example.com/id/X".into(),
+        },
         role_path: "/uploadbucket/".into(),
         permissions_boundary: None,
         tag_roles: true,
@@ -1346,7 +1348,7 @@ async fn a_role_under_our_name_with_another_uid_is_neither_written_nor_deleted()
         .insert(name.clone(), foreign.clone());
     let ctx = Arc::into_inner(h.ctx)
         .expect("sole owner")
-        .with_irsa(iam.clone(), irsa_settings());
+        .with_roles(iam.clone(), irsa_settings());
     h.ctx = Arc::new(ctx);
     let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
         .await
@@ -1379,7 +1381,7 @@ async fn a_role_under_our_name_with_another_uid_is_neither_written_nor_deleted()
         .insert(name.clone(), foreign.clone());
     let ctx = Arc::into_inner(d.ctx)
         .expect("sole owner")
-        .with_irsa(iam2.clone(), irsa_settings());
+        .with_roles(iam2.clone(), irsa_settings());
     d.ctx = Arc::new(ctx);
     reconcile(Arc::new(gone), d.ctx.clone())
         .await

@@ -6,8 +6,11 @@
 //! - a container `uploadbucket-signer` (a native sidecar: an init container with
 //!   `restartPolicy: Always`, so it is listening before the app starts and stops after it),
 //!   configured through the sidecar's env contract from the UploadBucket's spec and status;
-//! - a projected service-account token with audience `sts.amazonaws.com`, mounted into the
-//!   signer only, plus `AWS_ROLE_ARN` / `AWS_WEB_IDENTITY_TOKEN_FILE` (IRSA);
+//! - a projected service-account token mounted into the signer only: audience
+//!   `sts.amazonaws.com` with `AWS_ROLE_ARN` / `AWS_WEB_IDENTITY_TOKEN_FILE` (IRSA), or
+//!   audience `pods.eks.amazonaws.com` with `AWS_CONTAINER_CREDENTIALS_FULL_URI` /
+//!   `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE` (EKS Pod Identity, whose own webhook is told to
+//!   skip the app's containers, and whose variables are taken out of them if it came first);
 //! - `UPLOADBUCKET_SIGNER_URL` in every app container, so apps need not hard-code the port;
 //! - the annotation `uploadbucket.io/injected: <bucket>` for whoever reads the pod later.
 
@@ -47,6 +50,18 @@ pub const CONTAINER_NAME: &str = "uploadbucket-signer";
 pub const TOKEN_VOLUME: &str = "uploadbucket-token";
 /// Where the token is mounted in the signer.
 pub const TOKEN_DIR: &str = "/var/run/secrets/uploadbucket.io/serviceaccount";
+/// The token's file name in [`TOKEN_DIR`] under EKS Pod Identity.
+pub const POD_IDENTITY_TOKEN: &str = "eks-pod-identity-token";
+/// Audience of EKS Pod Identity tokens.
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
+/// Pod annotation of EKS's own webhook: containers it gives no Pod Identity credentials.
+pub const ANNOTATION_EKS_SKIP: &str = "eks.amazonaws.com/skip-containers";
+/// What EKS's webhook adds to every container it does not skip: its volume, mounted here,
+/// and the two variables of the container credential provider.
+const EKS_VOLUME: &str = "eks-pod-identity-token";
+const EKS_TOKEN_DIR: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
+const ENV_CONTAINER_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
+const ENV_CONTAINER_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 /// Env var pointing app containers at the signer.
 pub const ENV_SIGNER_URL: &str = "UPLOADBUCKET_SIGNER_URL";
 /// Default port of the signer.
@@ -62,8 +77,11 @@ pub struct Settings {
     /// Inject as a native sidecar (init container with `restartPolicy: Always`, Kubernetes
     /// 1.29+) rather than as a plain container.
     pub native_sidecar: bool,
-    /// Whether the operator manages IRSA roles: then the pod gets the role and a token.
+    /// Whether the operator manages upload roles: then the pod gets the role and a token.
     pub irsa: bool,
+    /// EKS Pod Identity (credential mode `pod-identity`): where the agent serves
+    /// credentials. `None`: IRSA.
+    pub pod_identity_agent_url: Option<String>,
     /// Audience of the projected token (what STS expects).
     pub token_audience: String,
     /// Lifetime of the projected token; the kubelet renews it at 80%.
@@ -95,6 +113,7 @@ impl Default for Settings {
             image_pull_policy: None,
             native_sidecar: true,
             irsa: true,
+            pod_identity_agent_url: None,
             token_audience: "sts.amazonaws.com".into(),
             token_expiration_seconds: 86_400,
             endpoint_url: None,
@@ -304,22 +323,79 @@ fn plan(
         }
     }
     let url = format!("http://127.0.0.1:{port}");
-    for (i, c) in spec.containers.iter().enumerate() {
-        if c.env.iter().flatten().any(|e| e.name == ENV_SIGNER_URL) {
-            continue;
-        }
-        let env = json!({"name": ENV_SIGNER_URL, "value": url});
-        let index = i.to_string();
-        match c.env.as_ref() {
-            Some(e) if !e.is_empty() => {
-                add(&mut ops, &["spec", "containers", &index, "env", "-"], env)
+    let pod_identity = role_arn.is_some() && settings.pod_identity_agent_url.is_some();
+    for (list, containers) in [
+        ("containers", Some(&spec.containers)),
+        ("initContainers", spec.init_containers.as_ref()),
+    ] {
+        for (i, c) in containers.into_iter().flatten().enumerate() {
+            // Pod Identity credentials EKS's webhook gave the app (it ran first): the app
+            // asks the signer instead. Native sidecars go first among init containers, so
+            // their indexes are read before that add moves them; JSON Patch applies in order.
+            let index = match (list, settings.native_sidecar) {
+                ("initContainers", true) => (i + 1).to_string(),
+                _ => i.to_string(),
+            };
+            let mut env: Vec<EnvVar> = c.env.clone().unwrap_or_default();
+            let mut mounts: Vec<VolumeMount> = c.volume_mounts.clone().unwrap_or_default();
+            let stripped = pod_identity && {
+                let (e, m) = (env.len(), mounts.len());
+                env.retain(|v| !from_eks(v));
+                mounts.retain(|m| m.name != EKS_VOLUME);
+                env.len() != e || mounts.len() != m
+            };
+            let wants_url = list == "containers" && !env.iter().any(|e| e.name == ENV_SIGNER_URL);
+            let signer_url = self::env(ENV_SIGNER_URL, url.clone());
+            if stripped {
+                // Whole lists only where something is taken out; otherwise an append, which
+                // keeps whatever fields of the pod this build does not know.
+                env.extend(wants_url.then_some(signer_url));
+                let env = serde_json::to_value(&env).expect("env serializes");
+                add(&mut ops, &["spec", list, &index, "env"], env);
+                let mounts = serde_json::to_value(&mounts).expect("mounts serialize");
+                add(&mut ops, &["spec", list, &index, "volumeMounts"], mounts);
+            } else if wants_url {
+                let signer_url = serde_json::to_value(&signer_url).expect("env serializes");
+                match c.env.as_ref() {
+                    Some(e) if !e.is_empty() => {
+                        add(&mut ops, &["spec", list, &index, "env", "-"], signer_url)
+                    }
+                    _ => add(
+                        &mut ops,
+                        &["spec", list, &index, "env"],
+                        json!([signer_url]),
+                    ),
+                }
             }
-            _ => add(
-                &mut ops,
-                &["spec", "containers", &index, "env"],
-                json!([env]),
-            ),
         }
+    }
+    if pod_identity {
+        // Every container but the signer, for EKS's webhook if it runs after this one.
+        let mut skip: Vec<String> = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_EKS_SKIP))
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+                    .collect()
+            })
+            .unwrap_or_default();
+        skip.extend(
+            spec.containers
+                .iter()
+                .chain(spec.init_containers.iter().flatten())
+                .map(|c| c.name.clone()),
+        );
+        skip.sort();
+        skip.dedup();
+        add(
+            &mut ops,
+            &["metadata", "annotations", ANNOTATION_EKS_SKIP],
+            json!(skip.join(",")),
+        );
     }
     // `requested` found an annotation, so the map exists.
     add(
@@ -440,11 +516,24 @@ fn signer_container(
     vars.push(env("AWS_REGION", region));
     let mut mounts = None;
     if let Some(arn) = role_arn {
-        vars.push(env("AWS_ROLE_ARN", arn));
-        vars.push(env(
-            "AWS_WEB_IDENTITY_TOKEN_FILE",
-            format!("{TOKEN_DIR}/token"),
-        ));
+        match &settings.pod_identity_agent_url {
+            // EKS assumes the role for the pod's service account; the agent hands the
+            // session to whoever shows this pod's token.
+            Some(agent) => {
+                vars.push(env(ENV_CONTAINER_URI, agent.clone()));
+                vars.push(env(
+                    ENV_CONTAINER_TOKEN,
+                    format!("{TOKEN_DIR}/{POD_IDENTITY_TOKEN}"),
+                ));
+            }
+            None => {
+                vars.push(env("AWS_ROLE_ARN", arn));
+                vars.push(env(
+                    "AWS_WEB_IDENTITY_TOKEN_FILE",
+                    format!("{TOKEN_DIR}/token"),
+                ));
+            }
+        }
         mounts = Some(vec![VolumeMount {
             name: TOKEN_VOLUME.into(),
             mount_path: TOKEN_DIR.into(),
@@ -455,7 +544,8 @@ fn signer_container(
     if let Some(sts) = &settings.sts_endpoint_url {
         vars.push(env("AWS_ENDPOINT_URL_STS", sts.clone()));
     }
-    // No instance metadata in a pod that has its own identity: fail fast instead.
+    // No instance metadata in a pod that has its own identity: fail fast instead of signing
+    // as the node. (Pod Identity's agent is the container provider, not instance metadata.)
     vars.push(env("AWS_EC2_METADATA_DISABLED", "true"));
     let ports = config.metrics_listen.map(|m| {
         vec![ContainerPort {
@@ -526,15 +616,35 @@ fn signer_container(
     }
 }
 
+/// A variable EKS's webhook sets for Pod Identity: the agent's address or its token file.
+fn from_eks(v: &EnvVar) -> bool {
+    let value = v.value.as_deref().unwrap_or_default();
+    match v.name.as_str() {
+        ENV_CONTAINER_URI => {
+            value.starts_with("http://169.254.170.23/")
+                || value.starts_with("http://[fd00:ec2::23]/")
+        }
+        ENV_CONTAINER_TOKEN => value.starts_with(EKS_TOKEN_DIR),
+        _ => false,
+    }
+}
+
 fn token_volume(settings: &Settings) -> Volume {
     Volume {
         name: TOKEN_VOLUME.into(),
         projected: Some(ProjectedVolumeSource {
             sources: Some(vec![VolumeProjection {
-                service_account_token: Some(ServiceAccountTokenProjection {
-                    audience: Some(settings.token_audience.clone()),
-                    expiration_seconds: Some(settings.token_expiration_seconds),
-                    path: "token".into(),
+                service_account_token: Some(match settings.pod_identity_agent_url {
+                    Some(_) => ServiceAccountTokenProjection {
+                        audience: Some(POD_IDENTITY_AUDIENCE.into()),
+                        expiration_seconds: Some(settings.token_expiration_seconds),
+                        path: POD_IDENTITY_TOKEN.into(),
+                    },
+                    None => ServiceAccountTokenProjection {
+                        audience: Some(settings.token_audience.clone()),
+                        expiration_seconds: Some(settings.token_expiration_seconds),
+                        path: "token".into(),
+                    },
                 }),
                 ..Default::default()
             }]),

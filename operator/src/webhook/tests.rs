@@ -880,3 +880,168 @@ fn curl(dir: &Path, body: &Path, port: u16, ca: &str) -> (bool, String, String) 
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+fn env_pairs(c: &Value) -> Vec<(String, String)> {
+    c["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_owned(),
+                e["value"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// EKS Pod Identity: the signer gets the agent's address and a token with EKS's audience, in
+/// its own volume; the app gets neither. Whichever webhook runs first: EKS's is told to skip
+/// every other container, and what it gave them already is taken out (the user's own
+/// container-credential settings stay).
+#[test]
+fn pod_identity_credentials_reach_the_signer_only() {
+    let all = buckets();
+    let pod_identity = Settings {
+        pod_identity_agent_url: Some("http://169.254.170.23/v1/credentials".into()),
+        ..settings()
+    };
+    let eks_env = json!([
+        {"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://169.254.170.23/v1/credentials"},
+        {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "value": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token"},
+        {"name": "AWS_REGION", "value": "eu-west-1"}
+    ]);
+    let eks_mount = json!({"name": "eks-pod-identity-token", "mountPath": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount", "readOnly": true});
+    let before_eks: Pod = serde_json::from_value(json!({
+        "metadata": {"namespace": "shop", "annotations": {
+            "uploadbucket.io/inject": "photos", "eks.amazonaws.com/skip-containers": "debug"}},
+        "spec": {"serviceAccountName": "web",
+            "initContainers": [{"name": "migrate", "image": "m"}],
+            "containers": [{"name": "app", "image": "a"}, {"name": "local", "image": "l",
+                "env": [{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": "http://127.0.0.1:9911/creds"}]}]}
+    }))
+    .unwrap();
+    let after_eks: Pod = serde_json::from_value(json!({
+        "metadata": {"namespace": "shop", "annotations": {"uploadbucket.io/inject": "photos"}},
+        "spec": {"serviceAccountName": "web",
+            "volumes": [{"name": "eks-pod-identity-token", "projected": {"sources": [{"serviceAccountToken": {"audience": "pods.eks.amazonaws.com", "path": "eks-pod-identity-token"}}]}}],
+            "initContainers": [{"name": "migrate", "image": "m", "env": eks_env, "volumeMounts": [eks_mount]}],
+            "containers": [{"name": "app", "image": "a", "env": eks_env,
+                "volumeMounts": [eks_mount, {"name": "data", "mountPath": "/data"}]}]}
+    }))
+    .unwrap();
+    for (case, pod, skip) in [
+        (
+            "before EKS's webhook",
+            &before_eks,
+            "app,debug,local,migrate",
+        ),
+        ("after EKS's webhook", &after_eks, "app,migrate"),
+    ] {
+        let Outcome::Inject(patch) =
+            inject::inject(pod, "shop", find(&all, "shop", "photos"), &pod_identity)
+        else {
+            panic!("{case}: not injected");
+        };
+        let p = serde_json::to_value(apply(pod, &patch)).unwrap();
+        assert_eq!(
+            p["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"], skip,
+            "{case}"
+        );
+        let inits = p["spec"]["initContainers"].as_array().unwrap();
+        let signer = &inits[0];
+        assert_eq!(signer["name"], inject::CONTAINER_NAME, "{case}");
+        let env = env_pairs(signer);
+        let has = |k: &str, v: &str| env.iter().any(|(a, b)| a == k && b == v);
+        assert!(
+            has(
+                "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                "http://169.254.170.23/v1/credentials"
+            ),
+            "{case}: {env:?}"
+        );
+        assert!(
+            has(
+                "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+                "/var/run/secrets/uploadbucket.io/serviceaccount/eks-pod-identity-token"
+            ),
+            "{case}: {env:?}"
+        );
+        assert!(
+            !env.iter()
+                .any(|(k, _)| k.starts_with("AWS_ROLE_ARN") || k == "AWS_WEB_IDENTITY_TOKEN_FILE"),
+            "{case}: {env:?}"
+        );
+        let volume = p["spec"]["volumes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == inject::TOKEN_VOLUME)
+            .expect("the signer's token volume");
+        let token = &volume["projected"]["sources"][0]["serviceAccountToken"];
+        assert_eq!(token["audience"], "pods.eks.amazonaws.com", "{case}");
+        assert_eq!(token["path"], "eks-pod-identity-token", "{case}");
+        // No other container holds credentials EKS gave, nor mounts its token.
+        for c in inits[1..]
+            .iter()
+            .chain(p["spec"]["containers"].as_array().unwrap())
+        {
+            let env = env_pairs(c);
+            assert!(
+                !env.iter()
+                    .any(|(k, v)| k == "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"
+                        || (k == "AWS_CONTAINER_CREDENTIALS_FULL_URI"
+                            && v.contains("169.254.170.23"))),
+                "{case}: {} has {env:?}",
+                c["name"]
+            );
+            assert!(
+                !c["volumeMounts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|m| m["name"] == "eks-pod-identity-token"
+                        || m["name"] == inject::TOKEN_VOLUME),
+                "{case}: {}",
+                c["name"]
+            );
+        }
+        let app = &p["spec"]["containers"][0];
+        let app_env = env_pairs(app);
+        assert!(
+            app_env.iter().any(|(k, _)| k == inject::ENV_SIGNER_URL),
+            "{case}"
+        );
+        if case == "after EKS's webhook" {
+            // What was not EKS's credentials stays.
+            assert!(app_env.contains(&("AWS_REGION".into(), "eu-west-1".into())));
+            assert_eq!(
+                app["volumeMounts"],
+                json!([{"name": "data", "mountPath": "/data"}])
+            );
+        } else {
+            let local = env_pairs(&p["spec"]["containers"][1]);
+            assert!(
+                local.contains(&(
+                    "AWS_CONTAINER_CREDENTIALS_FULL_URI".into(),
+                    "http://127.0.0.1:9911/creds".into()
+                )),
+                "{local:?}"
+            );
+        }
+    }
+    // IRSA mode leaves EKS's annotation alone.
+    let Outcome::Inject(patch) = inject::inject(
+        &before_eks,
+        "shop",
+        find(&all, "shop", "photos"),
+        &settings(),
+    ) else {
+        panic!("not injected");
+    };
+    let p = serde_json::to_value(apply(&before_eks, &patch)).unwrap();
+    assert_eq!(
+        p["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"],
+        "debug"
+    );
+}
