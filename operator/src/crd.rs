@@ -313,6 +313,10 @@ pub struct UploadsSpec {
     /// Per-owner quotas (requests without an owner count as one owner).
     #[serde(default, skip_serializing_if = "LimitsSpec::is_off")]
     pub limits: LimitsSpec,
+
+    /// Who may ask the signer for URLs. Default: any container of the pod, naming any owner.
+    #[serde(default, skip_serializing_if = "AuthSpec::is_off")]
+    pub auth: AuthSpec,
 }
 
 /// `spec.uploads.limits`.
@@ -335,6 +339,85 @@ pub struct LimitsSpec {
 impl LimitsSpec {
     fn is_off(&self) -> bool {
         *self == Self::default()
+    }
+}
+
+/// `spec.uploads.auth`.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthSpec {
+    /// Require the end user's token (a JWT from your identity provider) on every call that
+    /// starts, continues or verifies an upload, and take the upload's owner from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<JwtSpec>,
+}
+
+impl AuthSpec {
+    fn is_off(&self) -> bool {
+        self.jwt.is_none()
+    }
+}
+
+/// `spec.uploads.auth.jwt`: the signer checks `Authorization: Bearer <token>` (signature by
+/// one of the issuer's published keys, RS256/RS384/RS512/PS256/PS384/PS512/ES256/ES384/EdDSA;
+/// `iss`; `aud`; `exp` and `nbf` with 60 s of leeway), then puts the upload in the folder of
+/// the token's owner claim. An `owner` in the request that is not the token's is refused.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtSpec {
+    /// The identity provider's issuer URL, exactly as tokens carry it in `iss` (e.g.
+    /// `https://login.example.com/`, `https://cognito-idp.eu-west-1.amazonaws.com/<pool id>`).
+    #[schemars(
+        length(min = 1, max = 1024),
+        regex(pattern = r"^https?://[^\s/?#]+[^\s]*$")
+    )]
+    pub issuer: String,
+
+    /// The audiences a token may be for (its `aud` must hold one of them): the API identifier
+    /// or client id your provider puts there.
+    #[schemars(
+        length(min = 1, max = 16),
+        inner(length(min = 1, max = 512), regex(pattern = r"^[^,\s]+$"))
+    )]
+    pub audiences: Vec<String>,
+
+    /// Where the provider publishes its keys (JWKS). Default: the `jwks_uri` of its OpenID
+    /// Connect discovery document (`<issuer>/.well-known/openid-configuration`).
+    #[serde(default, rename = "jwksURI", skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1024), regex(pattern = r"^https?://[^\s/?#]+[^\s]*$"))]
+    pub jwks_uri: Option<String>,
+
+    /// The claim that names the upload's owner (its folder). Default: `sub`.
+    #[serde(default = "default_owner_claim")]
+    #[schemars(length(min = 1, max = 128), regex(pattern = r"^[^,=\s]+$"))]
+    pub owner_claim: String,
+
+    /// Claims every token must carry, as name: value. The claim must equal the value, or be a
+    /// list holding it, or a space-separated string holding it (as `scope` is), e.g.
+    /// `{scope: "uploads:write"}` or `{groups: uploaders}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 16))]
+    pub required_claims: BTreeMap<String, String>,
+}
+
+fn default_owner_claim() -> String {
+    "sub".to_owned()
+}
+
+impl JwtSpec {
+    /// The signer's settings for this spec (its env contract).
+    pub fn signer_config(&self) -> uploadbucket_sidecar::config::JwtConfig {
+        uploadbucket_sidecar::config::JwtConfig {
+            issuer: Some(self.issuer.clone()),
+            audiences: self.audiences.clone(),
+            jwks_uri: self.jwks_uri.clone(),
+            owner_claim: self.owner_claim.clone(),
+            required_claims: self
+                .required_claims
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+        }
     }
 }
 
@@ -425,6 +508,7 @@ impl Default for UploadsSpec {
             verification: VerificationSpec::default(),
             require_owner: false,
             limits: LimitsSpec::default(),
+            auth: AuthSpec::default(),
         }
     }
 }

@@ -228,6 +228,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     // The bound address: with port 0 the system picked one, and this line says which.
     let address = listener.local_addr().unwrap_or(listen);
     info!(%address, bucket = %config.bucket, region = config.region(), "Signer listening");
+    if let (Some(auth), Some(issuer)) = (state.auth.clone(), config.jwt.issuer.as_deref()) {
+        info!(issuer, audiences = ?config.jwt.audiences, owner_claim = %config.jwt.owner_claim, "Uploads require the user's token");
+        // Keys ahead of the first request; a failure here is only logged.
+        tokio::spawn(async move { auth.warm().await });
+    }
     if let Some(addr) = config.metrics_listen {
         let metrics = tokio::net::TcpListener::bind(addr).await.with_context(|| {
             format!(

@@ -40,6 +40,13 @@ pub const ENV_URLS_PER_MINUTE: &str = "UPLOADBUCKET_URLS_PER_MINUTE";
 pub const ENV_MAX_OPEN_MULTIPART: &str = "UPLOADBUCKET_MAX_OPEN_MULTIPART";
 pub const ENV_METRICS_LISTEN: &str = "UPLOADBUCKET_METRICS_LISTEN";
 pub const ENV_S3_BACKEND: &str = "UPLOADBUCKET_S3_BACKEND";
+pub const ENV_JWT_ISSUER: &str = "UPLOADBUCKET_JWT_ISSUER";
+pub const ENV_JWT_AUDIENCES: &str = "UPLOADBUCKET_JWT_AUDIENCES";
+pub const ENV_JWT_JWKS_URI: &str = "UPLOADBUCKET_JWT_JWKS_URI";
+pub const ENV_JWT_OWNER_CLAIM: &str = "UPLOADBUCKET_JWT_OWNER_CLAIM";
+pub const ENV_JWT_REQUIRED_CLAIMS: &str = "UPLOADBUCKET_JWT_REQUIRED_CLAIMS";
+/// The claim that names the owner when none is set.
+pub const DEFAULT_OWNER_CLAIM: &str = "sub";
 
 /// Which S3 implementation the bucket lives on: requests only one of them needs are sent
 /// only there (never inferred from an endpoint).
@@ -136,6 +143,126 @@ pub fn incoming_prefix(key_prefix: &str) -> String {
 /// Where `verify` puts what it accepted.
 pub fn verified_prefix(key_prefix: &str) -> String {
     format!("{key_prefix}{VERIFIED_AREA}")
+}
+
+/// End-user tokens: with an issuer set, every call that starts, continues or verifies an
+/// upload needs `Authorization: Bearer <JWT>` and the owner comes from the token.
+#[derive(Args, Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JwtConfig {
+    /// Require a JWT from this OpenID Connect issuer (`uploads.auth.jwt.issuer`, such as
+    /// https://login.example.com/): every call that starts, continues or verifies an upload
+    /// needs `Authorization: Bearer <token>` signed by one of the issuer's keys, and the
+    /// upload's owner is the token's owner claim. Default: none (the app names the owner).
+    #[arg(long = "jwt-issuer", env = ENV_JWT_ISSUER)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+
+    /// Audiences a token may be for (its `aud` must hold one), comma-separated.
+    #[arg(long = "jwt-audiences", env = ENV_JWT_AUDIENCES, value_delimiter = ',')]
+    #[serde(default)]
+    pub audiences: Vec<String>,
+
+    /// Where the issuer's keys (JWKS) are. Default: the `jwks_uri` of the issuer's OpenID
+    /// Connect discovery document (`<issuer>/.well-known/openid-configuration`).
+    #[arg(long = "jwt-jwks-uri", env = ENV_JWT_JWKS_URI)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_uri: Option<String>,
+
+    /// The token claim that names the upload's owner.
+    #[arg(long = "jwt-owner-claim", env = ENV_JWT_OWNER_CLAIM, default_value = DEFAULT_OWNER_CLAIM)]
+    #[serde(default = "default_owner_claim")]
+    pub owner_claim: String,
+
+    /// Claims every token must carry, comma-separated `name=value`: the claim equals the
+    /// value, or is a list holding it, or a space-separated string holding it (`scope`).
+    #[arg(long = "jwt-required-claims", env = ENV_JWT_REQUIRED_CLAIMS, value_delimiter = ',')]
+    #[serde(default)]
+    pub required_claims: Vec<String>,
+}
+
+impl JwtConfig {
+    /// Checks and tidies the settings (blank entries dropped): an error names the variable.
+    pub fn validate(&mut self) -> Result<(), ConfigError> {
+        self.audiences = self
+            .audiences
+            .iter()
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        self.required_claims = self
+            .required_claims
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect();
+        let Some(issuer) = self.issuer.as_deref().filter(|i| !i.is_empty()) else {
+            self.issuer = None;
+            for (var, set) in [
+                (ENV_JWT_AUDIENCES, !self.audiences.is_empty()),
+                (ENV_JWT_JWKS_URI, self.jwks_uri.is_some()),
+                (ENV_JWT_REQUIRED_CLAIMS, !self.required_claims.is_empty()),
+                (ENV_JWT_OWNER_CLAIM, self.owner_claim != DEFAULT_OWNER_CLAIM),
+            ] {
+                if set {
+                    return Err(err(
+                        var,
+                        format!(
+                            "is a JWT setting, and {ENV_JWT_ISSUER} is not set: give the issuer too, or remove it"
+                        ),
+                    ));
+                }
+            }
+            return Ok(());
+        };
+        if !http_url(issuer) {
+            return Err(err(
+                ENV_JWT_ISSUER,
+                format!(
+                    "{issuer:?} is not an https:// (or http://) URL of an OpenID Connect issuer, such as https://login.example.com/"
+                ),
+            ));
+        }
+        if self.audiences.is_empty() {
+            return Err(err(
+                ENV_JWT_AUDIENCES,
+                "must list at least one audience a token may be for (its aud claim), such as api://uploads",
+            ));
+        }
+        if let Some(uri) = self.jwks_uri.as_deref().filter(|u| !http_url(u)) {
+            return Err(err(
+                ENV_JWT_JWKS_URI,
+                format!("{uri:?} is not an https:// (or http://) URL"),
+            ));
+        }
+        if self.owner_claim.trim().is_empty() {
+            return Err(err(
+                ENV_JWT_OWNER_CLAIM,
+                "must name a claim, such as sub or email",
+            ));
+        }
+        if let Some(bad) = self.required_claims.iter().find(
+            |c| !matches!(c.split_once('='), Some((k, v)) if !k.trim().is_empty() && !v.is_empty()),
+        ) {
+            return Err(err(
+                ENV_JWT_REQUIRED_CLAIMS,
+                format!("{bad:?} is not name=value, such as scope=uploads:write"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            issuer: None,
+            audiences: Vec::new(),
+            jwks_uri: None,
+            owner_claim: DEFAULT_OWNER_CLAIM.to_owned(),
+            required_claims: Vec::new(),
+        }
+    }
 }
 
 /// Signing rules and where to listen. Every field is a `--flag` and an environment variable.
@@ -245,12 +372,32 @@ pub struct Config {
     #[serde(default)]
     pub max_open_multipart: u32,
 
+    /// End-user tokens (`uploads.auth.jwt`): off unless an issuer is set.
+    #[command(flatten)]
+    #[serde(default)]
+    pub jwt: JwtConfig,
+
     /// A second address serving `GET /metrics` and nothing else, for Prometheus to scrape
     /// from outside the pod (such as 0.0.0.0:9464); the signing API stays on --listen.
     /// Default: none (metrics only on --listen).
     #[arg(long, env = ENV_METRICS_LISTEN)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,
+}
+
+fn default_owner_claim() -> String {
+    DEFAULT_OWNER_CLAIM.to_owned()
+}
+
+/// An `http://` or `https://` URL with a host.
+fn http_url(s: &str) -> bool {
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
+    rest.is_some_and(|r| {
+        let host = r.split(['/', '?', '#']).next().unwrap_or_default();
+        !host.is_empty() && !r.chars().any(|c| c.is_whitespace() || c.is_control())
+    })
 }
 
 /// A configuration value that cannot work.
@@ -387,6 +534,7 @@ impl Config {
                 format!("{bad:?} may only hold letters, digits, '-' and '_'"),
             ));
         }
+        self.jwt.validate()?;
         Ok(self)
     }
 
@@ -446,6 +594,19 @@ impl Config {
         }
         if self.max_open_multipart > 0 {
             env.push((ENV_MAX_OPEN_MULTIPART, self.max_open_multipart.to_string()));
+        }
+        if let Some(issuer) = &self.jwt.issuer {
+            env.push((ENV_JWT_ISSUER, issuer.clone()));
+            env.push((ENV_JWT_AUDIENCES, self.jwt.audiences.join(",")));
+            if let Some(uri) = &self.jwt.jwks_uri {
+                env.push((ENV_JWT_JWKS_URI, uri.clone()));
+            }
+            if self.jwt.owner_claim != DEFAULT_OWNER_CLAIM {
+                env.push((ENV_JWT_OWNER_CLAIM, self.jwt.owner_claim.clone()));
+            }
+            if !self.jwt.required_claims.is_empty() {
+                env.push((ENV_JWT_REQUIRED_CLAIMS, self.jwt.required_claims.join(",")));
+            }
         }
         env
     }

@@ -188,6 +188,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         urls_per_minute: args.urls_per_minute,
         max_open_multipart: 0,
         metrics_listen: None,
+        jwt: Default::default(),
     }
     .validate(None)?;
     let creds = Credentials {

@@ -7,6 +7,8 @@
 pub mod config;
 
 #[cfg(feature = "server")]
+pub mod auth;
+#[cfg(feature = "server")]
 pub mod cli;
 
 #[cfg(feature = "server")]

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::AppError;
 use crate::json::JsonBody;
 use crate::keys;
@@ -146,6 +147,7 @@ fn part_number(s: &str) -> Result<i32, AppError> {
 /// `POST /s3/multipart` → `{key, uploadId}`.
 pub async fn create(
     State(state): State<AppState>,
+    caller: Caller,
     body: JsonBody,
 ) -> Result<Json<Value>, AppError> {
     let req: CreateMultipart = body.parse()?;
@@ -158,7 +160,7 @@ pub async fn create(
             .flatten()
             .map(|(k, v)| (k.as_str(), v.clone())),
     );
-    let scope = crate::uploads::start_upload(&state, req.owner.as_deref())?;
+    let scope = crate::uploads::start_upload(&state, caller.owner(req.owner.as_deref())?)?;
     let cap = state.config.max_open_multipart;
     // Counting and creating under one lock per folder: in this process the cap holds exactly
     // (across processes, two creates at the same moment may each see one slot free).
@@ -236,11 +238,12 @@ async fn sign_part(
 /// S3 refuses a part of any other size.
 pub async fn sign_one(
     State(state): State<AppState>,
+    caller: Caller,
     Path((upload_id, part)): Path<(String, String)>,
     query: Result<Query<SignQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key, q.owner.as_deref())?;
+    let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     let n = part_number(&part)?;
     let size = q.size.map(|s| part_size(&state, s)).transpose()?;
@@ -252,11 +255,12 @@ pub async fn sign_one(
 /// `{presignedUrls: {"1": url}}`; with `sizes`, each part's size is signed.
 pub async fn sign_batch(
     State(state): State<AppState>,
+    caller: Caller,
     Path(upload_id): Path<String>,
     query: Result<Query<BatchQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key, q.owner.as_deref())?;
+    let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     let numbers = q.part_numbers.unwrap_or_default();
     let parts = numbers
@@ -308,11 +312,12 @@ pub async fn sign_batch(
 /// `GET /s3/multipart/{uploadId}?key=` → `[{PartNumber, Size, ETag}]`.
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Path(upload_id): Path<String>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Part>>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key, q.owner.as_deref())?;
+    let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     Ok(Json(
         state
@@ -327,12 +332,13 @@ pub async fn list(
 /// `{location, key}`.
 pub async fn complete(
     State(state): State<AppState>,
+    caller: Caller,
     Path(upload_id): Path<String>,
     query: Result<Query<KeyQuery>, QueryRejection>,
     body: JsonBody,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key, q.owner.as_deref())?;
+    let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     let body: CompleteBody = body.parse()?;
     if body.parts.is_empty() {
@@ -441,11 +447,12 @@ pub fn completed_parts(
 /// `DELETE /s3/multipart/{uploadId}?key=` → `{}`.
 pub async fn abort(
     State(state): State<AppState>,
+    caller: Caller,
     Path(upload_id): Path<String>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
-    let key = our_key(&state, q.key, q.owner.as_deref())?;
+    let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     state
         .store

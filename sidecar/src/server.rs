@@ -48,6 +48,8 @@ pub struct Inner {
     pub sdk_signer: Option<aws_sdk_s3::Client>,
     /// The answer of `POST /bench/ceiling`, when benchmarking (`--bench-ceiling`).
     pub bench_ceiling: Option<Bytes>,
+    /// End-user tokens, when the bucket requires them (`uploads.auth.jwt`).
+    pub auth: Option<Arc<crate::auth::Authenticator>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -65,6 +67,11 @@ impl AppState {
         store: Arc<dyn ObjectStore>,
     ) -> Self {
         Self(Arc::new(Inner {
+            auth: config
+                .jwt
+                .issuer
+                .is_some()
+                .then(|| Arc::new(crate::auth::Authenticator::new(&config.jwt))),
             limiter: crate::limits::RateLimiter::new(config.urls_per_minute),
             upload_prefix: config.upload_prefix().into_owned(),
             verified_prefix: crate::config::verified_prefix(&config.key_prefix),
@@ -125,12 +132,20 @@ pub fn app(state: AppState) -> Router {
     if state.bench_ceiling.is_some() {
         router = router.route("/bench/ceiling", post(bench_ceiling));
     }
-    router
+    // Every route that starts, continues or verifies an upload: with tokens required, none
+    // runs without one.
+    let upload_routes = Router::new()
         .route("/uploads", post(uploads::create).get(uploads::legacy))
         .route("/uploads/verify", post(crate::verify::verify))
         .route("/s3/params", get(uploads::uppy_params))
         .nest("/s3/multipart", multipart_routes.clone())
         .nest("/uploads/multipart", multipart_routes)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::auth::authenticate,
+        ));
+    router
+        .merge(upload_routes)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

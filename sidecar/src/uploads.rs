@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use smallvec::SmallVec;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::AppError;
 use crate::json::{JsonBody, Text};
 use crate::keys;
@@ -331,7 +332,11 @@ pub fn check_owner_under(prefix: &str, key: &str, owner: Option<&str>) -> Result
 }
 
 /// `POST /uploads`.
-pub async fn create(State(state): State<AppState>, body: JsonBody) -> Result<Response, AppError> {
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    body: JsonBody,
+) -> Result<Response, AppError> {
     let req: CreateUpload = body.parse()?;
     let content_type = check_content_type(&state, req.content_type.as_deref())?;
     check_size(&state, req.size)?;
@@ -359,7 +364,7 @@ pub async fn create(State(state): State<AppState>, body: JsonBody) -> Result<Res
             "checksumSHA256 and contentMD5 are signed into PUT URLs only: send size too (and no method, or \"PUT\")",
         ));
     }
-    let prefix = start_upload(&state, req.owner.as_deref())?;
+    let prefix = start_upload(&state, caller.owner(req.owner.as_deref())?)?;
     let key = keys::build_key(&prefix, &keys::random_id(), &content_type);
     let creds = credentials(&state).await?;
     let (now, expires) = lifetime(&state, &creds)?;
@@ -577,6 +582,7 @@ pub struct LegacyQuery {
 /// the bucket allows unsized PUTs.
 pub async fn legacy(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<LegacyQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(query_error)?;
@@ -611,7 +617,7 @@ pub async fn legacy(
         require_size(&state)?;
     }
     let key = keys::build_key(
-        &start_upload(&state, q.owner.as_deref())?,
+        &start_upload(&state, caller.owner(q.owner.as_deref())?)?,
         &keys::random_id(),
         &content_type,
     );
@@ -625,6 +631,7 @@ pub async fn legacy(
 /// allow, and any other parameter, are dropped, never refused.
 pub async fn uppy_params(
     State(state): State<AppState>,
+    caller: Caller,
     query: Result<Query<BTreeMap<String, String>>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
     let Query(q) = query.map_err(query_error)?;
@@ -637,7 +644,7 @@ pub async fn uppy_params(
         }),
     );
     let key = keys::build_key(
-        &start_upload(&state, q.get("owner").map(String::as_str))?,
+        &start_upload(&state, caller.owner(q.get("owner").map(String::as_str))?)?,
         &keys::random_id(),
         &content_type,
     );

@@ -291,6 +291,7 @@ fn verified_answer(
 /// `POST /uploads/verify {"key", "owner"?}`.
 pub async fn verify(
     State(state): State<AppState>,
+    caller: crate::auth::Caller,
     body: Result<JsonBody, AppError>,
 ) -> Result<(StatusCode, Json<Value>), AppError> {
     if !state.config.verify {
@@ -317,7 +318,7 @@ pub async fn verify(
         .key
         .filter(|k| !k.is_empty())
         .ok_or_else(|| AppError::bad_request("MissingKey", "key is required"))?;
-    let owner = req.owner.as_deref();
+    let owner = caller.owner(req.owner.as_deref())?;
 
     // A verified key: verify ran already; say what is there.
     if keys::is_our_key(&state.verified_prefix, &key) {
@@ -541,6 +542,7 @@ mod tests {
             urls_per_minute: 0,
             max_open_multipart: 0,
             metrics_listen: None,
+            jwt: Default::default(),
         }
     }
 

@@ -270,6 +270,7 @@ fn config() -> Config {
         urls_per_minute: 0,
         max_open_multipart: 0,
         metrics_listen: None,
+        jwt: Default::default(),
     }
 }
 

@@ -9,6 +9,7 @@
 pub mod browser;
 pub mod cluster;
 pub mod fleet;
+pub mod oidc;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -323,7 +324,19 @@ pub fn free_port() -> u16 {
 }
 
 /// A child process killed when dropped.
-pub struct Child(pub std::process::Child);
+/// A child process, killed when dropped, and what it logged (when started by
+/// [`spawn_service`]).
+pub struct Child(
+    pub std::process::Child,
+    pub std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+);
+
+impl Child {
+    /// Everything it has logged so far, one line each.
+    pub fn log(&self) -> String {
+        self.1.lock().unwrap().join("\n")
+    }
+}
 
 impl Drop for Child {
     fn drop(&mut self) {
@@ -405,7 +418,9 @@ pub fn spawn_service(
     let mut child = Child(
         cmd.spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}")),
+        Default::default(),
     );
+    let kept = child.1.clone();
     let log = child.0.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel::<(usize, String)>();
     let wanted: Vec<String> = listening.iter().map(|s| (*s).to_owned()).collect();
@@ -415,6 +430,7 @@ pub fn spawn_service(
         for line in std::io::BufReader::new(log).lines().map_while(Result::ok) {
             let plain = strip_ansi(&line);
             eprintln!("[{prefix}] {plain}");
+            kept.lock().unwrap().push(plain.clone());
             // `address=<a>` in text logs, `"address":"<a>"` in JSON ones.
             if let Some(i) = wanted.iter().position(|w| plain.contains(w.as_str()))
                 && let Some(addr) = plain

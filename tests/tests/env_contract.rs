@@ -47,6 +47,7 @@ fn every_field_round_trips() {
             urls_per_minute: 0,
             max_open_multipart: 0,
             metrics_listen: None,
+            jwt: Default::default(),
         },
         Config {
             bucket: "b".repeat(3),
@@ -70,6 +71,13 @@ fn every_field_round_trips() {
             urls_per_minute: 30,
             max_open_multipart: 3,
             metrics_listen: Some("0.0.0.0:9464".parse().unwrap()),
+            jwt: uploadbucket_sidecar::config::JwtConfig {
+                issuer: Some("https://login.example.com/".into()),
+                audiences: vec!["api://uploads".into(), "spa-client".into()],
+                jwks_uri: Some("https://login.example.com/.well-known/jwks.json".into()),
+                owner_claim: "email".into(),
+                required_claims: vec!["scope=uploads:write".into(), "groups=uploaders".into()],
+            },
         },
     ];
     for config in configs {
@@ -107,6 +115,50 @@ fn a_bad_value_names_the_variable() {
             err.contains("UPLOADBUCKET_METRICS_LISTEN") && err.contains("another port"),
             "{err}"
         );
+    }
+    // JWT settings: each bad one is named with what it allows.
+    for (set, var, says) in [
+        (
+            vec![("UPLOADBUCKET_JWT_ISSUER", "login.example.com")],
+            "UPLOADBUCKET_JWT_ISSUER",
+            "https://",
+        ),
+        (
+            vec![("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/")],
+            "UPLOADBUCKET_JWT_AUDIENCES",
+            "at least one audience",
+        ),
+        (
+            vec![("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads")],
+            "UPLOADBUCKET_JWT_AUDIENCES",
+            "UPLOADBUCKET_JWT_ISSUER is not set",
+        ),
+        (
+            vec![
+                ("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/"),
+                ("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads"),
+                ("UPLOADBUCKET_JWT_REQUIRED_CLAIMS", "scope"),
+            ],
+            "UPLOADBUCKET_JWT_REQUIRED_CLAIMS",
+            "name=value",
+        ),
+        (
+            vec![
+                ("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/"),
+                ("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads"),
+                ("UPLOADBUCKET_JWT_JWKS_URI", "/keys"),
+            ],
+            "UPLOADBUCKET_JWT_JWKS_URI",
+            "URL",
+        ),
+    ] {
+        let mut env = vec![
+            ("UPLOADBUCKET_BUCKET", "b".to_owned()),
+            ("AWS_REGION", "eu-west-1".to_owned()),
+        ];
+        env.extend(set.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let err = parse_back(&env).unwrap_err();
+        assert!(err.contains(var) && err.contains(says), "{set:?}: {err}");
     }
     // AWS_REGION is the region's fallback.
     let c = parse_back(&[

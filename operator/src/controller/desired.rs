@@ -450,6 +450,35 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
             ),
         ));
     }
+    if let Some(jwt) = &spec.uploads.auth.jwt {
+        // What the signer would refuse at start is refused here, naming the field.
+        jwt.signer_config().validate().map_err(|e| {
+            SpecError::new(
+                "spec.uploads.auth.jwt",
+                e.message.replace("UPLOADBUCKET_JWT_", ""),
+            )
+        })?;
+        if let Some(k) = jwt
+            .required_claims
+            .keys()
+            .find(|k| k.is_empty() || k.contains(['=', ',']) || k.chars().any(char::is_whitespace))
+        {
+            return Err(SpecError::new(
+                "spec.uploads.auth.jwt.requiredClaims",
+                format!("claim name {k:?} must be non-empty, with no '=', ',' or spaces"),
+            ));
+        }
+        if let Some((k, _)) = jwt
+            .required_claims
+            .iter()
+            .find(|(_, v)| v.is_empty() || v.contains(','))
+        {
+            return Err(SpecError::new(
+                "spec.uploads.auth.jwt.requiredClaims",
+                format!("the value of {k:?} must be non-empty, with no ','"),
+            ));
+        }
+    }
     let tag_count = spec.tags.len();
     if tag_count > 40 {
         return Err(SpecError::new(

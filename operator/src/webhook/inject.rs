@@ -296,6 +296,14 @@ fn plan(
         max_open_multipart: ub.spec.uploads.limits.open_multipart_uploads.max(0) as u32,
         // Every address of the pod's network namespace: its IP (and loopback).
         metrics_listen: metrics_port.map(|m| std::net::SocketAddr::from(([0, 0, 0, 0], m))),
+        jwt: ub
+            .spec
+            .uploads
+            .auth
+            .jwt
+            .as_ref()
+            .map(crate::crd::JwtSpec::signer_config)
+            .unwrap_or_default(),
     };
     let container = signer_container(&config, &region, role_arn.as_deref(), settings);
 
