@@ -43,6 +43,8 @@ struct Eks {
     /// id -> association, as EKS returns it.
     associations: Mutex<BTreeMap<String, Value>>,
     seen: Mutex<Vec<Seen>>,
+    /// Answer every list with the same nextToken (a broken or hostile endpoint).
+    endless: std::sync::atomic::AtomicBool,
 }
 
 impl Eks {
@@ -113,6 +115,11 @@ async fn start_eks() -> (String, Arc<Eks>) {
                         "associationArn": a["associationArn"], "associationId": a["associationId"]})
                 })
                 .collect();
+            if eks.endless.load(std::sync::atomic::Ordering::SeqCst) {
+                return ok(
+                    json!({"associations": list.iter().take(1).collect::<Vec<_>>(), "nextToken": "again"}),
+                );
+            }
             // Pages of one, so the operator must follow nextToken.
             let start: usize = q.get("nextToken").map_or(0, |t| t.parse().unwrap());
             let page: Vec<Value> = list.iter().skip(start).take(1).cloned().collect();
@@ -375,6 +382,33 @@ async fn the_operator_keeps_pod_identity_associations_it_can_prove_its_own() {
     .await;
     assert!(eks.holding(&ns).contains_key("worker"));
 
+    // An endpoint that pages forever: the operator stops, says so, and carries on after.
+    eks.endless.store(true, std::sync::atomic::Ordering::SeqCst);
+    let lists_before = eks.seen().iter().filter(|s| s.method == "GET").count();
+    ubs.patch(
+        "photos",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"serviceAccountNames": ["worker", "api"]}})),
+    )
+    .await
+    .unwrap();
+    let stuck = wait_not_ready(&ubs, "photos", "AwsApiError").await;
+    assert!(
+        stuck
+            .condition("Ready")
+            .unwrap()
+            .message
+            .contains("PaginationLoop"),
+        "{:?}",
+        stuck.condition("Ready")
+    );
+    let lists = eks.seen().iter().filter(|s| s.method == "GET").count() - lists_before;
+    assert!(lists <= 10, "{lists} list calls for one pass");
+    eks.endless
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    wait_ready(&ubs, "photos").await;
+    assert!(eks.holding(&ns).contains_key("api"));
+
     // Deleting the refused objects touches nobody's association; deleting photos removes its
     // own, before its role.
     for name in ["avatars", "reports", "nobody", "photos"] {
@@ -389,7 +423,7 @@ async fn the_operator_keeps_pod_identity_associations_it_can_prove_its_own() {
         .filter(|s| s.method == "DELETE")
         .map(|s| s.path.clone())
         .collect();
-    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    assert_eq!(deletes.len(), 3, "web, then worker and api: {deletes:?}");
     assert!(
         !deletes.iter().any(|p| p.ends_with("/theirs")),
         "{deletes:?}"

@@ -78,6 +78,13 @@ impl EksAssociations {
         if let Some(url) = endpoint {
             b = b.endpoint_url(url);
         }
+        // A stalled EKS call must not hold a reconcile (or shutdown) for long.
+        b = b.timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .operation_attempt_timeout(std::time::Duration::from_secs(10))
+                .operation_timeout(std::time::Duration::from_secs(30))
+                .build(),
+        );
         b.push_interceptor(super::calls::counter("eks", metrics));
         Self::from_conf(b.build(), cluster)
     }
@@ -90,6 +97,9 @@ impl EksAssociations {
         }
     }
 }
+
+/// Most pages of associations read for one namespace (100 each: 10,000 associations).
+const MAX_PAGES: usize = 100;
 
 fn not_found<E: ProvideErrorMetadata>(e: &SdkError<E, HttpResponse>) -> bool {
     e.code() == Some("ResourceNotFoundException")
@@ -117,9 +127,10 @@ fn association(a: &aws_sdk_eks::types::PodIdentityAssociation) -> Association {
 #[async_trait]
 impl PodIdentityApi for EksAssociations {
     async fn list_associations(&self, namespace: &str) -> Result<Vec<AssociationRef>, AwsError> {
-        let mut out = Vec::new();
-        let mut token = None;
-        loop {
+        let mut out: Vec<AssociationRef> = Vec::new();
+        let mut token: Option<String> = None;
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..MAX_PAGES {
             let page = self
                 .client
                 .list_pod_identity_associations()
@@ -129,17 +140,34 @@ impl PodIdentityApi for EksAssociations {
                 .send()
                 .await
                 .map_err(|e| super::s3::classify("ListPodIdentityAssociations", e))?;
-            out.extend(page.associations().iter().filter_map(|a| {
-                Some(AssociationRef {
-                    id: a.association_id()?.to_owned(),
-                    service_account: a.service_account()?.to_owned(),
-                })
-            }));
+            for a in page.associations() {
+                // Only this namespace's, each once, whatever the answer holds.
+                if let (Some(id), Some(sa), Some(ns)) =
+                    (a.association_id(), a.service_account(), a.namespace())
+                    && ns == namespace
+                    && !out.iter().any(|o| o.id == id)
+                {
+                    out.push(AssociationRef {
+                        id: id.to_owned(),
+                        service_account: sa.to_owned(),
+                    });
+                }
+            }
             token = page.next_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok(out);
+            match &token {
+                None => return Ok(out),
+                // A token given before would page forever.
+                Some(t) if !seen.insert(t.clone()) => break,
+                Some(_) => {}
             }
         }
+        Err(AwsError::Api {
+            op: "ListPodIdentityAssociations",
+            code: "PaginationLoop".into(),
+            message: format!(
+                "EKS kept answering with more pages (a repeated nextToken, or over {MAX_PAGES} pages) for namespace {namespace:?}; stopped"
+            ),
+        })
     }
 
     async fn describe_association(&self, id: &str) -> Result<Option<Association>, AwsError> {

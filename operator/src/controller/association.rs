@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::aws::eks::{Association, Made, PodIdentityApi};
+use crate::aws::eks::{Association, AssociationRef, Made, PodIdentityApi};
 use crate::aws::{AwsError, Deleted};
 use crate::crd::UploadBucket;
 
@@ -40,11 +40,40 @@ fn ours(a: &Association, uid: &str) -> bool {
     !uid.is_empty() && a.tags.get(TAG_UID).map(String::as_str) == Some(uid)
 }
 
-/// Who holds an association, for the refusal's message.
+/// Who holds an association, for the refusal's message: an UploadBucket only when the
+/// association carries a uid as well as its name.
 fn holder(a: &Association) -> String {
-    match (a.tags.get(TAG_NAMESPACE), a.tags.get(TAG_NAME)) {
-        (Some(ns), Some(name)) => format!("it is UploadBucket {ns}/{name}'s"),
+    let uid = a.tags.get(TAG_UID).filter(|u| !u.is_empty());
+    match (uid, a.tags.get(TAG_NAMESPACE), a.tags.get(TAG_NAME)) {
+        (Some(_), Some(ns), Some(name)) => format!("it is UploadBucket {ns}/{name}'s"),
         _ => format!("association {} for role {}", a.id, a.role_arn),
+    }
+}
+
+/// Reads association `id`, which the list said is `namespace`'s for `service_account`: an
+/// answer about anything else is not trusted (the id, namespace and service account must be
+/// the ones asked about, since the next write goes to that id).
+async fn describe(
+    eks: &dyn PodIdentityApi,
+    id: &str,
+    namespace: &str,
+    service_account: &str,
+) -> Result<Option<Association>, AwsError> {
+    match eks.describe_association(id).await? {
+        Some(a)
+            if a.id == id && a.namespace == namespace && a.service_account == service_account =>
+        {
+            Ok(Some(a))
+        }
+        Some(a) => Err(AwsError::Api {
+            op: "DescribePodIdentityAssociation",
+            code: "UnexpectedAnswer".into(),
+            message: format!(
+                "asked about association {id} ({namespace}/{service_account}), EKS answered about {} ({}/{}); nothing written",
+                a.id, a.namespace, a.service_account
+            ),
+        }),
+        None => Ok(None),
     }
 }
 
@@ -78,7 +107,7 @@ pub async fn apply_associations(
             }
             continue;
         };
-        let Some(a) = eks.describe_association(&found.id).await? else {
+        let Some(a) = describe(eks, &found.id, &ns, sa).await? else {
             continue; // Deleted since the list; made on the next pass.
         };
         if !ours(&a, &uid) {
@@ -89,7 +118,7 @@ pub async fn apply_associations(
         }
         if a.role_arn != role_arn {
             // The describe just above is the re-check before this write.
-            eks.update_association(&a.id, role_arn).await?;
+            eks.update_association(&found.id, role_arn).await?;
             report.updated.push(sa.clone());
         }
     }
@@ -97,17 +126,24 @@ pub async fn apply_associations(
         .iter()
         .filter(|a| !wanted.contains(&a.service_account))
     {
-        if remove_if_ours(eks, &stale.id, &uid).await? {
+        if remove_if_ours(eks, stale, &ns, &uid).await? {
             report.deleted.push(stale.service_account.clone());
         }
     }
     Ok(report)
 }
 
-/// Deletes association `id` if, read right before, it is still `uid`'s.
-async fn remove_if_ours(eks: &dyn PodIdentityApi, id: &str, uid: &str) -> Result<bool, AwsError> {
-    match eks.describe_association(id).await? {
-        Some(a) if ours(&a, uid) => Ok(eks.delete_association(id).await? == Deleted::Deleted),
+/// Deletes the listed association if, read right before, it is still `uid`'s.
+async fn remove_if_ours(
+    eks: &dyn PodIdentityApi,
+    listed: &AssociationRef,
+    namespace: &str,
+    uid: &str,
+) -> Result<bool, AwsError> {
+    match describe(eks, &listed.id, namespace, &listed.service_account).await? {
+        Some(a) if ours(&a, uid) => {
+            Ok(eks.delete_association(&listed.id).await? == Deleted::Deleted)
+        }
         _ => Ok(false),
     }
 }
@@ -120,12 +156,10 @@ pub async fn cleanup_associations(
     ub: &UploadBucket,
 ) -> Result<Vec<String>, AwsError> {
     let uid = ub.uid().unwrap_or_default();
+    let ns = ub.namespace().unwrap_or_default();
     let mut deleted = Vec::new();
-    for a in eks
-        .list_associations(&ub.namespace().unwrap_or_default())
-        .await?
-    {
-        if remove_if_ours(eks, &a.id, &uid).await? {
+    for a in eks.list_associations(&ns).await? {
+        if remove_if_ours(eks, &a, &ns, &uid).await? {
             deleted.push(a.service_account);
         }
     }
@@ -139,7 +173,6 @@ mod tests {
     use async_trait::async_trait;
 
     use super::*;
-    use crate::aws::eks::AssociationRef;
     use crate::crd::UploadBucketSpec;
 
     /// EKS as far as associations go: one per (namespace, service account).
@@ -382,11 +415,78 @@ mod tests {
         let eks = FakeEks::default();
         let u = ub("u1", &["web"]);
         apply_associations(&eks, &u, ROLE).await.unwrap();
-        let id = eks.all.lock().unwrap()[0].id.clone();
+        let listed = eks.list_associations("shop").await.unwrap().remove(0);
         eks.all.lock().unwrap()[0]
             .tags
             .insert(TAG_UID.into(), "u2".into());
-        assert!(!remove_if_ours(&eks, &id, "u1").await.unwrap());
+        assert!(!remove_if_ours(&eks, &listed, "shop", "u1").await.unwrap());
         assert_eq!(eks.held().len(), 1);
+    }
+
+    /// EKS answering a describe with another association (whatever its tags say) gets no
+    /// write: not to the id asked about, not to the id answered.
+    #[tokio::test]
+    async fn an_answer_about_another_association_is_not_trusted() {
+        struct Liar(FakeEks);
+        #[async_trait]
+        impl PodIdentityApi for Liar {
+            async fn list_associations(&self, ns: &str) -> Result<Vec<AssociationRef>, AwsError> {
+                self.0.list_associations(ns).await
+            }
+            async fn describe_association(
+                &self,
+                id: &str,
+            ) -> Result<Option<Association>, AwsError> {
+                let mut a = self.0.describe_association(id).await?;
+                if let Some(a) = a.as_mut() {
+                    a.id = "someone-elses".into();
+                }
+                Ok(a)
+            }
+            async fn create_association(
+                &self,
+                ns: &str,
+                sa: &str,
+                role: &str,
+                tags: &BTreeMap<String, String>,
+            ) -> Result<Made, AwsError> {
+                self.0.create_association(ns, sa, role, tags).await
+            }
+            async fn update_association(&self, id: &str, role: &str) -> Result<(), AwsError> {
+                self.0.update_association(id, role).await
+            }
+            async fn delete_association(&self, id: &str) -> Result<Deleted, AwsError> {
+                self.0.delete_association(id).await
+            }
+        }
+        let u = ub("u1", &["web"]);
+        let eks = Liar(FakeEks::default());
+        apply_associations(&eks, &u, ROLE).await.unwrap();
+        eks.0.all.lock().unwrap()[0].role_arn = "arn:aws:iam::1:role/other".into();
+        let before = eks.0.writes().len();
+        let err = apply_associations(&eks, &u, ROLE).await.unwrap_err();
+        assert!(err.to_string().contains("someone-elses"), "{err}");
+        assert!(cleanup_associations(&eks, &u).await.is_err());
+        assert_eq!(eks.0.writes().len(), before, "{:?}", eks.0.writes());
+    }
+
+    #[test]
+    fn an_uploadbucket_is_named_as_holder_only_with_its_uid() {
+        let named = |tags: &[(&str, &str)]| holder(&foreign("x", "web", tags));
+        assert!(
+            named(&[(TAG_NAMESPACE, "shop"), (TAG_NAME, "photos")]).starts_with("association x")
+        );
+        assert!(
+            named(&[(TAG_UID, ""), (TAG_NAMESPACE, "shop"), (TAG_NAME, "photos")])
+                .starts_with("association x")
+        );
+        assert_eq!(
+            named(&[
+                (TAG_UID, "u9"),
+                (TAG_NAMESPACE, "shop"),
+                (TAG_NAME, "photos")
+            ]),
+            "it is UploadBucket shop/photos's"
+        );
     }
 }

@@ -59,7 +59,6 @@ pub const ANNOTATION_EKS_SKIP: &str = "eks.amazonaws.com/skip-containers";
 /// What EKS's webhook adds to every container it does not skip: its volume, mounted here,
 /// and the two variables of the container credential provider.
 const EKS_VOLUME: &str = "eks-pod-identity-token";
-const EKS_TOKEN_DIR: &str = "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount";
 const ENV_CONTAINER_URI: &str = "AWS_CONTAINER_CREDENTIALS_FULL_URI";
 const ENV_CONTAINER_TOKEN: &str = "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE";
 /// Env var pointing app containers at the signer.
@@ -167,6 +166,16 @@ pub fn inject(
         return Outcome::Deny("the pod has no spec".into());
     };
     if has_signer(spec) {
+        // Reinvoked after another webhook changed the pod (or the pod came with a container
+        // of the signer's name): under Pod Identity, whatever containers it now has get no
+        // credentials from EKS's webhook either.
+        if settings.pod_identity_agent_url.is_some() && settings.irsa {
+            let mut ops = Vec::new();
+            app_containers(pod, spec, None, true, 0, &mut ops);
+            if !ops.is_empty() {
+                return Outcome::Inject(Patch(ops));
+            }
+        }
         return Outcome::AlreadyInjected;
     }
     match plan(pod, spec, namespace, name, bucket, settings) {
@@ -220,6 +229,39 @@ fn plan(
             "container {:?} mounts the volume {TOKEN_VOLUME:?}, which holds the signer's AWS web-identity token and is for the signer only; remove that volumeMount (the app asks the signer at $UPLOADBUCKET_SIGNER_URL instead)",
             c.name
         ));
+    }
+    if settings.pod_identity_agent_url.is_some() {
+        // Under Pod Identity the service account's credentials are the upload role's: a
+        // container with a token of EKS's audience could ask the agent for them itself.
+        let own_tokens: Vec<&str> = spec
+            .volumes
+            .iter()
+            .flatten()
+            .filter(|v| v.name != EKS_VOLUME)
+            .filter(|v| {
+                v.projected
+                    .iter()
+                    .flat_map(|p| p.sources.iter().flatten())
+                    .any(|s| {
+                        s.service_account_token
+                            .as_ref()
+                            .is_some_and(|t| t.audience.as_deref() == Some(POD_IDENTITY_AUDIENCE))
+                    })
+            })
+            .map(|v| v.name.as_str())
+            .collect();
+        if let Some((c, v)) = containers.clone().find_map(|c| {
+            c.volume_mounts
+                .iter()
+                .flatten()
+                .find(|m| own_tokens.contains(&m.name.as_str()))
+                .map(|m| (c, m.name.clone()))
+        }) {
+            return Err(format!(
+                "container {:?} mounts volume {v:?}, a service-account token for {POD_IDENTITY_AUDIENCE}: with EKS Pod Identity that token gets the upload role's credentials, which are for the signer only; remove the volume (the app asks the signer at $UPLOADBUCKET_SIGNER_URL instead)",
+                c.name
+            ));
+        }
     }
     let port = port(pod)?;
     check_port_free(spec, port, ANNOTATION_PORT)?;
@@ -332,79 +374,10 @@ fn plan(
     }
     let url = format!("http://127.0.0.1:{port}");
     let pod_identity = role_arn.is_some() && settings.pod_identity_agent_url.is_some();
-    for (list, containers) in [
-        ("containers", Some(&spec.containers)),
-        ("initContainers", spec.init_containers.as_ref()),
-    ] {
-        for (i, c) in containers.into_iter().flatten().enumerate() {
-            // Pod Identity credentials EKS's webhook gave the app (it ran first): the app
-            // asks the signer instead. Native sidecars go first among init containers, so
-            // their indexes are read before that add moves them; JSON Patch applies in order.
-            let index = match (list, settings.native_sidecar) {
-                ("initContainers", true) => (i + 1).to_string(),
-                _ => i.to_string(),
-            };
-            let mut env: Vec<EnvVar> = c.env.clone().unwrap_or_default();
-            let mut mounts: Vec<VolumeMount> = c.volume_mounts.clone().unwrap_or_default();
-            let stripped = pod_identity && {
-                let (e, m) = (env.len(), mounts.len());
-                env.retain(|v| !from_eks(v));
-                mounts.retain(|m| m.name != EKS_VOLUME);
-                env.len() != e || mounts.len() != m
-            };
-            let wants_url = list == "containers" && !env.iter().any(|e| e.name == ENV_SIGNER_URL);
-            let signer_url = self::env(ENV_SIGNER_URL, url.clone());
-            if stripped {
-                // Whole lists only where something is taken out; otherwise an append, which
-                // keeps whatever fields of the pod this build does not know.
-                env.extend(wants_url.then_some(signer_url));
-                let env = serde_json::to_value(&env).expect("env serializes");
-                add(&mut ops, &["spec", list, &index, "env"], env);
-                let mounts = serde_json::to_value(&mounts).expect("mounts serialize");
-                add(&mut ops, &["spec", list, &index, "volumeMounts"], mounts);
-            } else if wants_url {
-                let signer_url = serde_json::to_value(&signer_url).expect("env serializes");
-                match c.env.as_ref() {
-                    Some(e) if !e.is_empty() => {
-                        add(&mut ops, &["spec", list, &index, "env", "-"], signer_url)
-                    }
-                    _ => add(
-                        &mut ops,
-                        &["spec", list, &index, "env"],
-                        json!([signer_url]),
-                    ),
-                }
-            }
-        }
-    }
-    if pod_identity {
-        // Every container but the signer, for EKS's webhook if it runs after this one.
-        let mut skip: Vec<String> = pod
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(ANNOTATION_EKS_SKIP))
-            .map(|v| {
-                v.split(',')
-                    .map(|s| s.trim().to_owned())
-                    .filter(|s| !s.is_empty())
-                    .collect()
-            })
-            .unwrap_or_default();
-        skip.extend(
-            spec.containers
-                .iter()
-                .chain(spec.init_containers.iter().flatten())
-                .map(|c| c.name.clone()),
-        );
-        skip.sort();
-        skip.dedup();
-        add(
-            &mut ops,
-            &["metadata", "annotations", ANNOTATION_EKS_SKIP],
-            json!(skip.join(",")),
-        );
-    }
+    // Native sidecars go first among init containers, so the others' indexes move by one;
+    // JSON Patch applies in order, and the signer's add comes first.
+    let init_offset = usize::from(settings.native_sidecar);
+    app_containers(pod, spec, Some(&url), pod_identity, init_offset, &mut ops);
     // `requested` found an annotation, so the map exists.
     add(
         &mut ops,
@@ -426,6 +399,97 @@ fn plan(
         }
     }
     Ok(Patch(ops))
+}
+
+/// The patch for the pod's own containers (every container but the signer): the signer's
+/// URL in app containers (`signer_url`), and under Pod Identity (`pod_identity`) none of the
+/// credentials EKS's webhook gives every container it does not skip: its variables and token
+/// mount are taken out where it ran first, and `eks.amazonaws.com/skip-containers` lists them
+/// all for when it runs later, or again. `init_offset`: how far the signer's own insertion
+/// moves the init containers.
+fn app_containers(
+    pod: &Pod,
+    spec: &PodSpec,
+    signer_url: Option<&str>,
+    pod_identity: bool,
+    init_offset: usize,
+    ops: &mut Vec<PatchOperation>,
+) {
+    let mut add = |path: &[&str], value: Value| {
+        ops.push(PatchOperation::Add(AddOperation {
+            path: PointerBuf::from_tokens(path.iter().copied()),
+            value,
+        }));
+    };
+    let mut names = Vec::new();
+    for (list, containers, offset) in [
+        ("containers", Some(&spec.containers), 0),
+        ("initContainers", spec.init_containers.as_ref(), init_offset),
+    ] {
+        for (i, c) in containers.into_iter().flatten().enumerate() {
+            if c.name == CONTAINER_NAME {
+                continue;
+            }
+            names.push(c.name.clone());
+            let index = (i + offset).to_string();
+            let mut env: Vec<EnvVar> = c.env.clone().unwrap_or_default();
+            let mut mounts: Vec<VolumeMount> = c.volume_mounts.clone().unwrap_or_default();
+            let stripped = pod_identity && {
+                let (e, m) = (env.len(), mounts.len());
+                env.retain(|v| !from_eks(v));
+                mounts.retain(|m| m.name != EKS_VOLUME);
+                env.len() != e || mounts.len() != m
+            };
+            let url = signer_url
+                .filter(|_| list == "containers")
+                .filter(|_| !env.iter().any(|e| e.name == ENV_SIGNER_URL))
+                .map(|u| self::env(ENV_SIGNER_URL, u));
+            if stripped {
+                // Whole lists only where something is taken out; otherwise an append, which
+                // keeps whatever fields of the pod this build does not know.
+                env.extend(url);
+                add(
+                    &["spec", list, &index, "env"],
+                    serde_json::to_value(&env).expect("env serializes"),
+                );
+                add(
+                    &["spec", list, &index, "volumeMounts"],
+                    serde_json::to_value(&mounts).expect("mounts serialize"),
+                );
+            } else if let Some(url) = url {
+                let url = serde_json::to_value(&url).expect("env serializes");
+                match c.env.as_ref() {
+                    Some(e) if !e.is_empty() => add(&["spec", list, &index, "env", "-"], url),
+                    _ => add(&["spec", list, &index, "env"], json!([url])),
+                }
+            }
+        }
+    }
+    if pod_identity {
+        let listed = pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_EKS_SKIP));
+        let mut skip: Vec<String> = listed
+            .map(|v| {
+                v.split(',')
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty() && s != CONTAINER_NAME)
+                    .collect()
+            })
+            .unwrap_or_default();
+        skip.extend(names);
+        skip.sort();
+        skip.dedup();
+        let skip = skip.join(",");
+        if listed != Some(&skip) {
+            add(
+                &["metadata", "annotations", ANNOTATION_EKS_SKIP],
+                json!(skip),
+            );
+        }
+    }
 }
 
 fn not_ready(namespace: &str, name: &str, ub: &UploadBucket, what: &str) -> String {
@@ -624,15 +688,24 @@ fn signer_container(
     }
 }
 
-/// A variable EKS's webhook sets for Pod Identity: the agent's address or its token file.
+/// A variable EKS's webhook sets for Pod Identity: the agent's address (however spelled) or a
+/// token file of EKS's.
 fn from_eks(v: &EnvVar) -> bool {
     let value = v.value.as_deref().unwrap_or_default();
     match v.name.as_str() {
-        ENV_CONTAINER_URI => {
-            value.starts_with("http://169.254.170.23/")
-                || value.starts_with("http://[fd00:ec2::23]/")
-        }
-        ENV_CONTAINER_TOKEN => value.starts_with(EKS_TOKEN_DIR),
+        ENV_CONTAINER_URI => value.parse::<axum::http::Uri>().ok().is_some_and(|u| {
+            let host = u.host().unwrap_or_default();
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match host.parse::<std::net::IpAddr>() {
+                Ok(ip) => [
+                    std::net::IpAddr::from([169, 254, 170, 23]),
+                    std::net::IpAddr::from([0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x23]),
+                ]
+                .contains(&ip),
+                Err(_) => false,
+            }
+        }),
+        ENV_CONTAINER_TOKEN => value.contains("pods.eks.amazonaws.com"),
         _ => false,
     }
 }

@@ -1045,3 +1045,119 @@ fn pod_identity_credentials_reach_the_signer_only() {
         "debug"
     );
 }
+
+/// Pod Identity, on reinvocation (another webhook added a container after ours ran, and EKS's
+/// gave it credentials): the new container joins the skip list and loses what EKS gave it,
+/// however the agent's address is spelled; the signer keeps its own. A pod that already holds
+/// a container of the signer's name gets the same. A container mounting its own token for
+/// EKS's audience is refused.
+#[test]
+fn pod_identity_holds_on_reinvocation_and_refuses_own_eks_tokens() {
+    let all = buckets();
+    let settings = Settings {
+        pod_identity_agent_url: Some("http://169.254.170.23/v1/credentials".into()),
+        ..settings()
+    };
+    let ub = find(&all, "shop", "photos");
+    let Outcome::Inject(patch) =
+        inject::inject(&pod_identity_pod(json!([])), "shop", ub, &settings)
+    else {
+        panic!("not injected");
+    };
+    let mut injected = serde_json::to_value(apply(&pod_identity_pod(json!([])), &patch)).unwrap();
+    // Another webhook adds a proxy; EKS's gives it credentials, in spellings of its address.
+    for (uri, token) in [
+        (
+            "http://169.254.170.23/v1/credentials",
+            "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token",
+        ),
+        (
+            "HTTP://169.254.170.23:80/v1/credentials",
+            "/var/run/secrets//pods.eks.amazonaws.com/serviceaccount/./eks-pod-identity-token",
+        ),
+        (
+            "http://[FD00:EC2:0::23]/v1/credentials",
+            "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount/eks-pod-identity-token",
+        ),
+    ] {
+        let mut pod = injected.clone();
+        pod["spec"]["containers"].as_array_mut().unwrap().push(json!({
+            "name": "istio-proxy", "image": "proxy",
+            "env": [{"name": "AWS_CONTAINER_CREDENTIALS_FULL_URI", "value": uri},
+                    {"name": "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "value": token}],
+            "volumeMounts": [{"name": "eks-pod-identity-token", "mountPath": "/var/run/secrets/pods.eks.amazonaws.com/serviceaccount"}]
+        }));
+        let pod: Pod = serde_json::from_value(pod).unwrap();
+        let Outcome::Inject(again) = inject::inject(&pod, "shop", ub, &settings) else {
+            panic!("{uri}: nothing done on reinvocation");
+        };
+        let p = serde_json::to_value(apply(&pod, &again)).unwrap();
+        assert_eq!(
+            p["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"], "app,istio-proxy",
+            "{uri}"
+        );
+        let proxy = &p["spec"]["containers"][1];
+        assert_eq!(proxy["env"], json!([]), "{uri}");
+        assert_eq!(proxy["volumeMounts"], json!([]), "{uri}");
+        let signer = &p["spec"]["initContainers"][0];
+        assert!(
+            env_pairs(signer)
+                .iter()
+                .any(|(k, _)| k == "AWS_CONTAINER_CREDENTIALS_FULL_URI"),
+            "{uri}"
+        );
+        // Nothing more to do the next time.
+        let settled: Pod = serde_json::from_value(p).unwrap();
+        assert_eq!(
+            inject::inject(&settled, "shop", ub, &settings),
+            Outcome::AlreadyInjected
+        );
+    }
+    // A pod that brings a container named like the signer: the others are still skipped.
+    let squat: Pod = serde_json::from_value(json!({
+        "metadata": {"namespace": "shop", "annotations": {"uploadbucket.io/inject": "photos"}},
+        "spec": {"serviceAccountName": "web", "containers": [
+            {"name": "app", "image": "a"}, {"name": inject::CONTAINER_NAME, "image": "fake"}]}
+    }))
+    .unwrap();
+    let Outcome::Inject(patch) = inject::inject(&squat, "shop", ub, &settings) else {
+        panic!("the squatter's pod is left to EKS");
+    };
+    let p = serde_json::to_value(apply(&squat, &patch)).unwrap();
+    assert_eq!(
+        p["metadata"]["annotations"]["eks.amazonaws.com/skip-containers"],
+        "app"
+    );
+    // Its own token for EKS's audience: refused, naming the container and the volume.
+    injected = serde_json::to_value(pod_identity_pod(
+        json!([{"name": "my-token", "projected": {"sources": [
+        {"serviceAccountToken": {"audience": "pods.eks.amazonaws.com", "path": "t"}}]}}]),
+    ))
+    .unwrap();
+    injected["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "my-token", "mountPath": "/t"}]);
+    let pod: Pod = serde_json::from_value(injected).unwrap();
+    match inject::inject(&pod, "shop", ub, &settings) {
+        Outcome::Deny(m) => assert!(
+            m.contains("\"app\"")
+                && m.contains("\"my-token\"")
+                && m.contains("pods.eks.amazonaws.com"),
+            "{m}"
+        ),
+        other => panic!("{other:?}"),
+    }
+    // The same pod in IRSA mode is none of this webhook's business.
+    assert!(matches!(
+        inject::inject(&pod, "shop", ub, &self::settings()),
+        Outcome::Inject(_)
+    ));
+}
+
+/// A plain pod for `photos` running as `web`, with these volumes.
+fn pod_identity_pod(volumes: Value) -> Pod {
+    serde_json::from_value(json!({
+        "metadata": {"namespace": "shop", "annotations": {"uploadbucket.io/inject": "photos"}},
+        "spec": {"serviceAccountName": "web", "volumes": volumes, "containers": [{"name": "app", "image": "a"}]}
+    }))
+    .unwrap()
+}
