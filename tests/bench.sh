@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Signer benchmarks, all figures from one run on this machine:
 #  1. criterion: the fast presigner vs the cached-key ceiling vs aws-sdk-s3's presigner;
-#  2. wrk: POST /uploads req/s at concurrency 1, 16, 64, fast signer vs `--signer sdk`, and
+#  2. wrk: POST /uploads req/s at concurrency 1, 16, 64, fast signer vs `--signer sdk` vs the
+#     fast signer requiring an end user's JWT (RS256, the key cached; `jwt`), and
 #     the HTTP ceilings on the fast sidecar at the same concurrencies: the unsigned exchange
 #     (POST /bench/ceiling: the same request body in, an answer of the same size out, nothing
 #     signed) and GET /healthz (no body in, 2 bytes out);
@@ -10,8 +11,8 @@
 #     core (informative: where a gap comes from).
 # Prints a markdown table (medians, with the spread of the rounds) and checks the targets
 # (signer >= 0.7x the cached-key ceiling, /uploads >= 3x the SDK build at concurrency 16 and
-# 64 and at 1 unless the HTTP round trip caps it, /uploads >= 0.8x the unsigned exchange at
-# concurrency 16 and 64, RSS idle <= 10 MiB); exits 1 if missed.
+# 64 and at 1 unless the HTTP round trip caps it, also with a JWT checked, /uploads >= 0.8x
+# the unsigned exchange at concurrency 16 and 64, RSS idle <= 10 MiB); exits 1 if missed.
 #   tests/bench.sh            (about 6 minutes after the release build)
 #   BENCH_SECONDS=10 BENCH_ROUNDS=5 tests/bench.sh   (seconds per wrk run, runs per figure)
 set -euo pipefail
@@ -52,6 +53,7 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 start_sidecar() {
   local mode=$1 signer=$1 pin=(); shift
   if [ "$mode" = pinned ]; then signer=fast pin=(taskset -c 1); fi
+  if [ "$mode" = jwt ]; then signer=fast; fi
   port[$mode]=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   env -i PATH="$PATH" UPLOADBUCKET_BUCKET=bench-bucket UPLOADBUCKET_REGION=eu-west-1 \
     UPLOADBUCKET_LISTEN=127.0.0.1:${port[$mode]} UPLOADBUCKET_SIGNER="$signer" "$@" \
@@ -69,13 +71,41 @@ post() { curl -sf -o /dev/null -w '%{size_download}' -X POST -H 'content-type: a
 # the same request body read the same way, an answer of the same size as its `/uploads`
 # answer, through the same middleware, nothing parsed or signed. It is the HTTP ceiling of
 # this exchange, which `GET /healthz` (no body in, 2 bytes out) is not.
+# An OpenID Connect issuer for the `jwt` sidecar: discovery and a JWKS served from files,
+# an RS256 key from openssl, and one token good for a day that every request sends.
+issuer_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+token=$(python3 - "$work/issuer" "http://127.0.0.1:$issuer_port/" <<'PY'
+import base64, json, os, subprocess, sys, time
+root, iss = sys.argv[1], sys.argv[2]
+os.makedirs(f"{root}/.well-known")
+key = f"{root}/key.pem"
+subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048", "-out", key], check=True, capture_output=True)
+modulus = subprocess.run(["openssl", "rsa", "-in", key, "-noout", "-modulus"], check=True, capture_output=True, text=True).stdout.strip().split("=")[1]
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+n = b64(bytes.fromhex(modulus))
+json.dump({"issuer": iss, "jwks_uri": f"{iss}keys"}, open(f"{root}/.well-known/openid-configuration", "w"))
+json.dump({"keys": [{"kty": "RSA", "kid": "bench", "alg": "RS256", "use": "sig", "n": n, "e": "AQAB"}]}, open(f"{root}/keys", "w"))
+head = b64(json.dumps({"alg": "RS256", "kid": "bench", "typ": "JWT"}).encode())
+body = b64(json.dumps({"iss": iss, "sub": "bench-user", "aud": "api://bench", "exp": int(time.time()) + 86400}).encode())
+sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=f"{head}.{body}".encode(), check=True, capture_output=True).stdout
+print(f"{head}.{body}.{b64(sig)}")
+PY
+)
+python3 -m http.server --bind 127.0.0.1 --directory "$work/issuer" "$issuer_port" >/dev/null 2>&1 &
+pids+=($!)
+{ cat "$work/post.lua"; echo "wrk.headers[\"authorization\"] = \"Bearer $token\""; } >"$work/post-jwt.lua"
+
 declare -A port pid idle peak
 start_sidecar fast
 answer_bytes=$(post fast /uploads)
 kill "${pid[fast]}"; wait "${pid[fast]}" 2>/dev/null || true
 start_sidecar fast UPLOADBUCKET_BENCH_CEILING="$answer_bytes"
 start_sidecar sdk
+start_sidecar jwt UPLOADBUCKET_JWT_ISSUER="http://127.0.0.1:$issuer_port/" UPLOADBUCKET_JWT_AUDIENCES=api://bench
 for mode in fast sdk; do post "$mode" /uploads >/dev/null; done
+# The jwt sidecar signs for the token's user (its key fetched and cached by now).
+jwt_key=$(curl -sf -X POST -H 'content-type: application/json' -H "authorization: Bearer $token" -d "$body" "http://127.0.0.1:${port[jwt]}/uploads" | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+case $jwt_key in uploads/bench-user/*) ;; *) echo "bench.sh: the jwt sidecar answered key $jwt_key" >&2; exit 1 ;; esac
 ceiling_bytes=$(post fast /bench/ceiling)
 [ "$ceiling_bytes" = "$answer_bytes" ] || { echo "bench.sh: /bench/ceiling answered $ceiling_bytes bytes, /uploads $answer_bytes" >&2; exit 1; }
 sleep 1
@@ -83,14 +113,18 @@ for mode in fast sdk; do idle[$mode]=$(rss_kib "${pid[$mode]}"); done
 
 # One wrk run against one mode; prints req/s. RSS is sampled meanwhile into rss-<mode>.
 wrk_run() {
-  local mode=$1 c=$2 rps sampler script=post.lua path=/uploads
+  local mode=$1 c=$2 rps out sampler script=post.lua path=/uploads
   case $mode in
     healthz) mode=fast script=get.lua path=/healthz ;;
     ceiling) mode=fast path=/bench/ceiling ;;
+    jwt) script=post-jwt.lua ;;
   esac
   ( while kill -0 "${pid[$mode]}" 2>/dev/null; do rss_kib "${pid[$mode]}"; sleep 0.2; done ) >>"$work/rss-$mode" &
   sampler=$!
-  rps=$(wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${secs}s" -s "$work/$script" "http://127.0.0.1:${port[$mode]}$path" | awk '/Requests\/sec/ {print $2}')
+  out=$(wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${secs}s" -s "$work/$script" "http://127.0.0.1:${port[$mode]}$path")
+  # A run with any answer that is not 2xx measured something else: stop.
+  if grep -q "Non-2xx" <<<"$out"; then echo "bench.sh: $mode at concurrency $c: $(grep Non-2xx <<<"$out")" >&2; kill $$; exit 1; fi
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   kill "$sampler" 2>/dev/null || true
   wait "$sampler" 2>/dev/null || true
   echo "$rps"
@@ -99,13 +133,13 @@ wrk_run() {
 # The two modes, /healthz and the unsigned exchange take turns, $rounds times per
 # concurrency, the order rotating, and each figure is the median: a shared machine drifts by
 # tens of percent within a minute, and turns spread the drift over both sides of a ratio.
-kinds=(fast sdk healthz ceiling)
+kinds=(fast sdk jwt healthz ceiling)
 declare -A runs
 for c in 1 16 64; do
   echo "== wrk: concurrency $c, $rounds rounds of ${kinds[*]}, the order rotating" >&2
   for round in $(seq 1 "$rounds"); do
-    for i in 0 1 2 3; do
-      k=${kinds[$(((i + round) % 4))]}
+    for i in 0 1 2 3 4; do
+      k=${kinds[$(((i + round) % 5))]}
       runs[$k,$c]="${runs[$k,$c]:-} $(wrk_run "$k" "$c")"
     done
   done
@@ -134,6 +168,7 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
     read -r -a before < <(awk '{print $14, $15}' "/proc/${pid[pinned]}/stat")
     out=$(taskset -c 0 wrk -t1 -c16 -d"${secs}s" -s "$work/$script" "http://127.0.0.1:${port[pinned]}$path")
     read -r -a after < <(awk '{print $14, $15}' "/proc/${pid[pinned]}/stat")
+    if grep -q "Non-2xx" <<<"$out"; then echo "bench.sh: pinned $path: $(grep Non-2xx <<<"$out")" >&2; kill $$; exit 1; fi
     echo "$out" | awk -v u=$((after[0] - before[0])) -v s=$((after[1] - before[1])) -v t="$tck" \
       '/requests in/ {n=$1} /Requests\/sec/ {r=$2} END {printf "%s %.2f %.2f\n", r, u/t/n*1e6, s/t/n*1e6}'
   }
@@ -184,6 +219,15 @@ for c in (1, 16, 64):
     else:
         target, met = ">= 3x", check(r >= 3)
     print(f"| POST /uploads req/s, concurrency {c} | {fig('fast', c)} | {fig('sdk', c)} | {r:.2f}x {per} | {target} | {met} |")
+for c in (1, 16, 64):
+    r, per = ratio("jwt", "sdk", c)
+    if c == 1:
+        target = ">= 3x, or >= 0.8x of the unsigned exchange"
+        met = check(r >= 3 or ratio("jwt", "ceiling", c)[0] >= 0.8)
+    else:
+        target, met = ">= 3x", check(r >= 3)
+    cost, cper = ratio("jwt", "fast", c)
+    print(f"| POST /uploads with a JWT checked (RS256, key cached) req/s, concurrency {c}: {cost:.2f}x {cper} of without | {fig('jwt', c)} | {fig('sdk', c)} | {r:.2f}x {per} | {target} | {met} |")
 for c in (1, 16, 64):
     r, per = ratio("fast", "ceiling", c)
     target, met = ("-", "-") if c == 1 else (">= 0.8x", check(r >= 0.8))

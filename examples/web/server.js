@@ -9,6 +9,10 @@ const app = express();
 // --- the part your own backend needs (README, "Browser snippet") ---
 // The webhook sets UPLOADBUCKET_SIGNER_URL in every app container of an injected pod.
 const signer = process.env.UPLOADBUCKET_SIGNER_URL || 'http://127.0.0.1:8787';
+// With spec.uploads.auth.jwt on the UploadBucket (TOKEN_AUTH=1 here), the signer checks the
+// user's token itself and takes the owner from it: this backend forwards the browser's
+// Authorization header and names no owner.
+const tokenAuth = process.env.TOKEN_AUTH === '1';
 // Who is uploading. Use your login session's user id here; this example gives each browser
 // an anonymous id in an HttpOnly cookie, so every browser has its own folder.
 function currentUser(req, res) {
@@ -40,20 +44,24 @@ app.use('/api/uploads', express.json(), async (req, res) => {
     return res.status(404).json({ error: { code: 'NotFound', message: `${req.method} ${req.path} is not an upload call` } });
   }
   // The owner is set here from the session, never taken from the browser: keys go under
-  // <prefix><owner>/ and every later call on an upload must name the same owner.
-  const owner = currentUser(req, res);
+  // <prefix><owner>/ and every later call on an upload must name the same owner. With tokens
+  // the signer takes it from the token instead.
+  const headers = { 'content-type': 'application/json' };
+  const owner = tokenAuth ? undefined : currentUser(req, res);
+  if (tokenAuth && req.headers.authorization) headers.authorization = req.headers.authorization;
   if (route.owner === 'query') {
     for (const name of ['key', 'size', 'partNumbers', 'sizes']) {
       if (typeof req.query[name] === 'string') url.searchParams.set(name, req.query[name]);
     }
-    url.searchParams.set('owner', owner);
+    if (owner) url.searchParams.set('owner', owner);
   }
   try {
     const r = await fetch(url, {
       method: req.method,
-      headers: { 'content-type': 'application/json' },
-      body: req.method === 'POST' ? JSON.stringify(route.owner === 'body' ? { ...req.body, owner } : req.body) : undefined,
+      headers,
+      body: req.method === 'POST' ? JSON.stringify(route.owner === 'body' && owner ? { ...req.body, owner } : req.body) : undefined,
     });
+    if (r.headers.has('www-authenticate')) res.set('www-authenticate', r.headers.get('www-authenticate'));
     if (r.headers.has('retry-after')) res.set('retry-after', r.headers.get('retry-after'));
     res.status(r.status).type('application/json').send(await r.text());
   } catch (e) {

@@ -31,6 +31,10 @@ const PART_SIZE = 8 * 1024 * 1024;
 const CHECKSUM_UP_TO = 64 * 1024 * 1024;
 const MULTIPART_FROM = 16 * 1024 * 1024;
 
+function bearer(token) {
+  return token ? { authorization: `Bearer ${token}` } : {};
+}
+
 function mb(bytes) {
   return `${Math.round((bytes / (1024 * 1024)) * 10) / 10} MB`;
 }
@@ -58,6 +62,8 @@ async function api(url, options) {
       ContentMismatch: `This file is not what its type says. ${message}`,
       TooManyUploads: `Too many uploads at once; try again in ${res.headers.get('retry-after') || 'a few'} seconds.`,
       Unavailable: 'Uploads are unavailable right now. Please try again in a moment.',
+      MissingToken: 'Sign in to upload.',
+      TokenExpired: 'Your sign-in has expired: sign in again.',
     }[code];
     throw new UploadError(friendly || message, code);
   }
@@ -110,7 +116,7 @@ async function uploadPut(file, opts) {
   const checksumSHA256 = await sha256(file);
   const signed = await api(opts.api, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...opts.auth },
     body: JSON.stringify({ filename: file.name, contentType: file.type, size: file.size, checksumSHA256, owner: opts.owner }),
   });
   await send('PUT', signed.uploadURL, { headers: signed.headers, body: file, onProgress: opts.onProgress });
@@ -120,7 +126,7 @@ async function uploadPut(file, opts) {
 async function uploadPost(file, opts) {
   const signed = await api(opts.api, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...opts.auth },
     body: JSON.stringify({ filename: file.name, contentType: file.type, method: 'POST', owner: opts.owner }),
   });
   const form = new FormData();
@@ -132,7 +138,7 @@ async function uploadPost(file, opts) {
 
 async function uploadMultipart(file, opts) {
   const base = `${opts.api}/multipart`;
-  const json = { 'content-type': 'application/json' };
+  const json = { 'content-type': 'application/json', ...opts.auth };
   const { key, uploadId } = await api(base, {
     method: 'POST',
     headers: json,
@@ -146,7 +152,7 @@ async function uploadMultipart(file, opts) {
     const numbers = Array.from({ length: count }, (_, i) => i + 1);
     // Each part's exact size is signed too: the storage refuses a part of any other size.
     const sizes = numbers.map((n) => Math.min(n * PART_SIZE, file.size) - (n - 1) * PART_SIZE);
-    const { presignedUrls } = await api(`${base}/${id}/batch?key=${k}&partNumbers=${numbers.join(',')}&sizes=${sizes.join(',')}`);
+    const { presignedUrls } = await api(`${base}/${id}/batch?key=${k}&partNumbers=${numbers.join(',')}&sizes=${sizes.join(',')}`, { headers: opts.auth });
     const parts = [];
     let done = 0;
     for (const n of numbers) {
@@ -163,16 +169,18 @@ async function uploadMultipart(file, opts) {
     await api(`${base}/${id}/complete?key=${k}`, { method: 'POST', headers: json, body: JSON.stringify({ parts }) });
   } catch (e) {
     // Leave nothing half-uploaded behind.
-    fetch(`${base}/${id}?key=${k}`, { method: 'DELETE' }).catch(() => {});
+    fetch(`${base}/${id}?key=${k}`, { method: 'DELETE', headers: opts.auth }).catch(() => {});
     throw e;
   }
   return { key, method: 'multipart' };
 }
 
-export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 'auto', onProgress, owner } = {}) {
+// `token`: the signed-in user's access token, for buckets that require one
+// (spec.uploads.auth.jwt); sent as `Authorization: Bearer` on every call to the API.
+export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 'auto', onProgress, owner, token } = {}) {
   if (!file) throw new UploadError('Choose a file first.', 'NoFile');
   if (!file.type) throw new UploadError('The browser could not tell the file type; try a file with a usual extension.', 'NoType');
-  const opts = { api: apiUrl, onProgress, owner: owner || undefined };
+  const opts = { api: apiUrl, onProgress, owner: owner || undefined, auth: bearer(token) };
   if (method === 'POST') return uploadPost(file, opts);
   if (method === 'multipart') return uploadMultipart(file, opts);
   if (method !== 'auto') return uploadPut(file, opts);
@@ -199,10 +207,10 @@ export async function uploadFile(file, { api: apiUrl = '/api/uploads', method = 
 // type (a bucket with verification on). Resolves to {key, size, contentType, detectedType,
 // etag}; an object that fails is deleted (or quarantined) and this throws UploadError with
 // the reason (code ContentMismatch, ContentTypeNotAllowed or TooLarge).
-export async function verifyUpload(key, { api: apiUrl = '/api/uploads', owner } = {}) {
+export async function verifyUpload(key, { api: apiUrl = '/api/uploads', owner, token } = {}) {
   return api(`${apiUrl}/verify`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', ...bearer(token) },
     body: JSON.stringify({ key, owner: owner || undefined }),
   });
 }

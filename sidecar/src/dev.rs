@@ -90,6 +90,10 @@ pub struct DevArgs {
     /// Uploads an owner may start per minute (`uploads.limits.urlsPerMinute`); 0: no limit.
     #[arg(long, env = crate::config::ENV_URLS_PER_MINUTE, default_value_t = 0)]
     pub urls_per_minute: u32,
+    /// Require end users' tokens, as with `spec.uploads.auth.jwt` (`--jwt-issuer` and
+    /// `--jwt-audiences` at least), to try JWT mode against your identity provider.
+    #[command(flatten)]
+    pub jwt: crate::config::JwtConfig,
 }
 
 /// The origins a browser page of this dev setup can have (the page is served on `listen`).
@@ -188,7 +192,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         urls_per_minute: args.urls_per_minute,
         max_open_multipart: 0,
         metrics_listen: None,
-        jwt: Default::default(),
+        jwt: args.jwt.clone(),
     }
     .validate(None)?;
     let creds = Credentials {

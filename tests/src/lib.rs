@@ -323,7 +323,6 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
-/// A child process killed when dropped.
 /// A child process, killed when dropped, and what it logged (when started by
 /// [`spawn_service`]).
 pub struct Child(

@@ -89,7 +89,24 @@ impl Issuer {
             "jwks_uri": format!("{url}keys"),
             "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
         });
+        // A test login: `/authorize?redirect_uri=&login_hint=&audience=` sends the browser
+        // back with a token for that user in the fragment, as an implicit-flow login does.
+        let login = {
+            let (keys, url) = (keys.clone(), url.clone());
+            move |axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+                let key = keys.lock().unwrap()[0].clone();
+                let now = now();
+                let token = key.sign(&json!({
+                    "iss": url, "sub": q.get("login_hint").cloned().unwrap_or_default(),
+                    "aud": q.get("audience").cloned().unwrap_or_default(),
+                    "iat": now, "exp": now + 600,
+                }));
+                let to = format!("{}#access_token={token}", q.get("redirect_uri").cloned().unwrap_or_default());
+                (StatusCode::FOUND, [(header::LOCATION, to)])
+            }
+        };
         let app = Router::new()
+            .route("/authorize", get(login))
             .route(
                 "/.well-known/openid-configuration",
                 get({

@@ -695,23 +695,13 @@ async fn dev_mode_verify_cannot_be_raced_and_urls_cannot_copy() {
 /// slashes) reach nothing, and a browser's own `owner` is replaced.
 #[tokio::test]
 async fn the_example_backend_forwards_only_upload_calls_as_the_session_user() {
-    let example = repo().join("examples/web");
-    if !example.join("node_modules/express").exists() {
-        let _: Option<()> = require_or_skip(
-            "the_example_backend_forwards_only_upload_calls_as_the_session_user",
-            "examples/web/node_modules is missing",
-            "tests/scripts/install-deps.sh (npm ci in examples/web)",
-        );
+    let test = "the_example_backend_forwards_only_upload_calls_as_the_session_user";
+    if example_missing(test) {
         return;
     }
     let data = tempdir();
     let (_dev, signer) = start_dev(&data, &["--verify"]).await;
-    let mut cmd = Command::new("node");
-    cmd.arg(example.join("server.js"))
-        .env("PORT", "0")
-        .env("UPLOADBUCKET_SIGNER_URL", &signer);
-    let (_app, addrs) = spawn_service(cmd, "app", &["listening"]);
-    let app = format!("http://{}", addrs[0]);
+    let (_app, app) = example_backend(&signer, &[]);
     // One browser (its session cookie), Alice's.
     let alice = reqwest::Client::builder()
         .cookie_store(true)
@@ -791,6 +781,164 @@ async fn the_example_backend_forwards_only_upload_calls_as_the_session_user() {
         .unwrap();
     assert_eq!(theirs.status().as_u16(), 403);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Whether examples/web has no node_modules (a loud skip, or a failure under CI).
+fn example_missing(test: &str) -> bool {
+    let missing = !repo().join("examples/web/node_modules/express").exists();
+    if missing {
+        let _: Option<()> = require_or_skip(
+            test,
+            "examples/web/node_modules is missing",
+            "tests/scripts/install-deps.sh (npm ci in examples/web)",
+        );
+    }
+    missing
+}
+
+/// examples/web/server.js in front of `signer`, with `env`; the process and its base URL.
+fn example_backend(signer: &str, env: &[(&str, &str)]) -> (uploadbucket_tests::Child, String) {
+    let mut cmd = Command::new("node");
+    cmd.arg(repo().join("examples/web/server.js"))
+        .env("PORT", "0")
+        .env("UPLOADBUCKET_SIGNER_URL", signer)
+        .envs(env.iter().copied());
+    let (app, addrs) = spawn_service(cmd, "app", &["listening"]);
+    (app, format!("http://{}", addrs[0]))
+}
+
+/// With the bucket requiring tokens, examples/web/server.js (`TOKEN_AUTH=1`) forwards the
+/// browser's `Authorization` and names no owner: the signer puts the upload in the token's
+/// folder, refuses a browser's other `owner` and a missing token (its `WWW-Authenticate`
+/// reaching the browser), and another user's token cannot continue the upload.
+#[tokio::test]
+async fn the_example_backend_forwards_the_users_token() {
+    use uploadbucket_tests::oidc::{Issuer, SigningKey};
+    if example_missing("the_example_backend_forwards_the_users_token") {
+        return;
+    }
+    let key = SigningKey::generate("k1", jsonwebtoken::Algorithm::ES256);
+    let issuer = Issuer::start(vec![key.clone()], 300).await;
+    let data = tempdir();
+    let (_dev, signer) = start_dev(
+        &data,
+        &["--jwt-issuer", &issuer.url, "--jwt-audiences", "api://uploads"],
+    )
+    .await;
+    let (_app, app) = example_backend(&signer, &[("TOKEN_AUTH", "1")]);
+    let http = reqwest::Client::new();
+    let ada = key.sign(&issuer.claims("ada", "api://uploads"));
+    let bob = key.sign(&issuer.claims("bob", "api://uploads"));
+    let created = json_of(
+        http.post(format!("{app}/api/uploads"))
+            .bearer_auth(&ada)
+            .json(&serde_json::json!({"contentType": "image/jpeg", "size": 4})),
+    )
+    .await;
+    assert!(created["key"].as_str().unwrap().starts_with("uploads/ada/"), "{created}");
+    let (status, text) = put_signed(&http, &created, b"\xff\xd8\xff\xe0".to_vec()).await;
+    assert_eq!(status, 200, "{text}");
+    let theirs = http
+        .post(format!("{app}/api/uploads"))
+        .bearer_auth(&ada)
+        .json(&serde_json::json!({"contentType": "image/jpeg", "size": 4, "owner": "bob"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(theirs.status().as_u16(), 403);
+    let anonymous = http
+        .post(format!("{app}/api/uploads"))
+        .json(&serde_json::json!({"contentType": "image/jpeg", "size": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    assert!(
+        anonymous
+            .headers()
+            .get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("Bearer")),
+        "{:?}",
+        anonymous.headers()
+    );
+    let mp = json_of(
+        http.post(format!("{app}/api/uploads/multipart"))
+            .bearer_auth(&ada)
+            .json(&serde_json::json!({"type": "image/jpeg"})),
+    )
+    .await;
+    let (mkey, id) = (mp["key"].as_str().unwrap(), mp["uploadId"].as_str().unwrap());
+    assert!(mkey.starts_with("uploads/ada/"), "{mp}");
+    let part = |token: &str| {
+        http.get(format!("{app}/api/uploads/multipart/{id}/1?key={mkey}"))
+            .bearer_auth(token)
+            .send()
+    };
+    assert_eq!(part(&ada).await.unwrap().status().as_u16(), 200);
+    assert_eq!(part(&bob).await.unwrap().status().as_u16(), 403);
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// In Chromium: the page signs in (a login redirect of the suite's OpenID Connect issuer
+/// hands it a token for ada), uploads through examples/web/server.js in token mode with the
+/// token, and the object lands in ada's folder, a PUT and a multipart upload alike; the page
+/// without signing in is told to sign in.
+#[tokio::test]
+async fn the_signed_in_page_uploads_into_its_users_folder() {
+    use uploadbucket_tests::oidc::{Issuer, SigningKey};
+    let test = "the_signed_in_page_uploads_into_its_users_folder";
+    let Some(chromium) = chromium() else { return };
+    if example_missing(test) {
+        return;
+    }
+    let issuer = Issuer::start(vec![SigningKey::generate("k1", jsonwebtoken::Algorithm::RS256)], 300).await;
+    // The page's origin is fixed first: dev mode's store allows it (CORS).
+    let port = uploadbucket_tests::free_port();
+    let origin = format!("http://127.0.0.1:{port}");
+    let data = tempdir();
+    let (_dev, signer) = start_dev(
+        &data,
+        &[
+            "--allowed-origins", &origin,
+            "--jwt-issuer", &issuer.url,
+            "--jwt-audiences", "api://uploads",
+        ],
+    )
+    .await;
+    // The harness page and upload.js, served by the example backend itself.
+    let web = tempdir();
+    std::fs::copy(repo().join("tests/web/harness.html"), web.join("index.html")).unwrap();
+    std::fs::copy(repo().join("examples/web/upload.js"), web.join("upload.js")).unwrap();
+    let port_s = port.to_string();
+    let (_app, app) = example_backend(
+        &signer,
+        &[("TOKEN_AUTH", "1"), ("PORT", &port_s), ("WEB_ROOT", web.to_str().unwrap())],
+    );
+    assert_eq!(app, origin);
+    for (method, size) in [("PUT", 200_000usize), ("multipart", 17 * MIB)] {
+        let back = format!("{origin}/?method={method}&size={size}");
+        let login = format!(
+            "{}authorize?login_hint=ada&audience=api://uploads&redirect_uri={}",
+            issuer.url,
+            percent_encoding::utf8_percent_encode(&back, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let r = run_page(&chromium, &login, &format!("jwt-{method}")).await;
+        assert_eq!(r["ok"], true, "{method}: {r}");
+        let key = r["key"].as_str().unwrap();
+        assert!(key.starts_with("uploads/ada/"), "{method}: {key}");
+        let stored = data.join("dev-uploads").join(key);
+        assert_eq!(
+            std::fs::metadata(&stored).map(|m| m.len() as usize).ok(),
+            Some(size),
+            "{method}: {}",
+            stored.display()
+        );
+    }
+    let r = run_page(&chromium, &format!("{origin}/?method=PUT&size=1000"), "jwt-signed-out").await;
+    assert_eq!((&r["ok"], &r["code"]), (&serde_json::json!(false), &serde_json::json!("MissingToken")), "{r}");
+    assert_eq!(r["message"], "Sign in to upload.", "{r}");
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&web);
 }
 
 /// The dev store reads forms and multipart uploads the way S3 does: an upload id belongs to

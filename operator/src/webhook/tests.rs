@@ -1161,3 +1161,52 @@ fn pod_identity_pod(volumes: Value) -> Pod {
     }))
     .unwrap()
 }
+
+/// `uploads.auth.jwt` reaches the signer through the env contract, every field, and parses
+/// back to the same settings the signer will run with.
+#[test]
+fn jwt_settings_reach_the_signer() {
+    let (_, pod) = pods().into_iter().find(|(s, _)| s == "pod-basic").unwrap();
+    let mut all = buckets();
+    let photos = all
+        .iter_mut()
+        .find(|b| b.metadata.name.as_deref() == Some("photos"))
+        .unwrap();
+    photos.spec.uploads.auth = serde_json::from_value(json!({"jwt": {
+        "issuer": "https://login.example.com/",
+        "audiences": ["api://uploads", "spa"],
+        "jwksURI": "https://login.example.com/keys",
+        "ownerClaim": "email",
+        "requiredClaims": {"scope": "uploads:write", "groups": "uploaders"}
+    }}))
+    .unwrap();
+    let Outcome::Inject(patch) = decide(&pod, &all) else {
+        panic!("not injected")
+    };
+    let spec = apply(&pod, &patch).spec.unwrap();
+    let signer = &spec.init_containers.as_ref().unwrap()[0];
+    for (var, want) in [
+        ("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/"),
+        ("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads,spa"),
+        ("UPLOADBUCKET_JWT_JWKS_URI", "https://login.example.com/keys"),
+        ("UPLOADBUCKET_JWT_OWNER_CLAIM", "email"),
+        ("UPLOADBUCKET_JWT_REQUIRED_CLAIMS", "groups=uploaders,scope=uploads:write"),
+    ] {
+        assert_eq!(env_of(signer, var), vec![want], "{var}");
+    }
+    // Without it, none of them.
+    let Outcome::Inject(patch) = decide(&pod, &buckets()) else {
+        panic!("not injected")
+    };
+    let spec = apply(&pod, &patch).spec.unwrap();
+    let signer = &spec.init_containers.as_ref().unwrap()[0];
+    assert!(
+        !signer
+            .env
+            .iter()
+            .flatten()
+            .any(|e| e.name.starts_with("UPLOADBUCKET_JWT_")),
+        "{:?}",
+        signer.env
+    );
+}
