@@ -450,8 +450,11 @@ impl Authenticator {
         let client =
             self.http
                 .get_or_init(|| {
+                    // The provider named here: a build that links both of rustls' providers
+                    // (the workspace's, with kube's ring) has no process default to use.
+                    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
                     let https = hyper_rustls::HttpsConnectorBuilder::new()
-                        .with_native_roots()
+                        .with_provider_and_native_roots(provider)
                         .map_err(|e| {
                             format!("no CA certificates to check the provider's TLS with: {e}")
                         })?

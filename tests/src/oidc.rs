@@ -93,7 +93,9 @@ impl Issuer {
         // back with a token for that user in the fragment, as an implicit-flow login does.
         let login = {
             let (keys, url) = (keys.clone(), url.clone());
-            move |axum::extract::Query(q): axum::extract::Query<std::collections::BTreeMap<String, String>>| async move {
+            move |axum::extract::Query(q): axum::extract::Query<
+                std::collections::BTreeMap<String, String>,
+            >| async move {
                 let key = keys.lock().unwrap()[0].clone();
                 let now = now();
                 let token = key.sign(&json!({
@@ -101,7 +103,10 @@ impl Issuer {
                     "aud": q.get("audience").cloned().unwrap_or_default(),
                     "iat": now, "exp": now + 600,
                 }));
-                let to = format!("{}#access_token={token}", q.get("redirect_uri").cloned().unwrap_or_default());
+                let to = format!(
+                    "{}#access_token={token}",
+                    q.get("redirect_uri").cloned().unwrap_or_default()
+                );
                 (StatusCode::FOUND, [(header::LOCATION, to)])
             }
         };

@@ -822,7 +822,12 @@ async fn the_example_backend_forwards_the_users_token() {
     let data = tempdir();
     let (_dev, signer) = start_dev(
         &data,
-        &["--jwt-issuer", &issuer.url, "--jwt-audiences", "api://uploads"],
+        &[
+            "--jwt-issuer",
+            &issuer.url,
+            "--jwt-audiences",
+            "api://uploads",
+        ],
     )
     .await;
     let (_app, app) = example_backend(&signer, &[("TOKEN_AUTH", "1")]);
@@ -835,7 +840,10 @@ async fn the_example_backend_forwards_the_users_token() {
             .json(&serde_json::json!({"contentType": "image/jpeg", "size": 4})),
     )
     .await;
-    assert!(created["key"].as_str().unwrap().starts_with("uploads/ada/"), "{created}");
+    assert!(
+        created["key"].as_str().unwrap().starts_with("uploads/ada/"),
+        "{created}"
+    );
     let (status, text) = put_signed(&http, &created, b"\xff\xd8\xff\xe0".to_vec()).await;
     assert_eq!(status, 200, "{text}");
     let theirs = http
@@ -867,7 +875,10 @@ async fn the_example_backend_forwards_the_users_token() {
             .json(&serde_json::json!({"type": "image/jpeg"})),
     )
     .await;
-    let (mkey, id) = (mp["key"].as_str().unwrap(), mp["uploadId"].as_str().unwrap());
+    let (mkey, id) = (
+        mp["key"].as_str().unwrap(),
+        mp["uploadId"].as_str().unwrap(),
+    );
     assert!(mkey.starts_with("uploads/ada/"), "{mp}");
     let part = |token: &str| {
         http.get(format!("{app}/api/uploads/multipart/{id}/1?key={mkey}"))
@@ -891,7 +902,11 @@ async fn the_signed_in_page_uploads_into_its_users_folder() {
     if example_missing(test) {
         return;
     }
-    let issuer = Issuer::start(vec![SigningKey::generate("k1", jsonwebtoken::Algorithm::RS256)], 300).await;
+    let issuer = Issuer::start(
+        vec![SigningKey::generate("k1", jsonwebtoken::Algorithm::RS256)],
+        300,
+    )
+    .await;
     // The page's origin is fixed first: dev mode's store allows it (CORS).
     let port = uploadbucket_tests::free_port();
     let origin = format!("http://127.0.0.1:{port}");
@@ -899,20 +914,31 @@ async fn the_signed_in_page_uploads_into_its_users_folder() {
     let (_dev, signer) = start_dev(
         &data,
         &[
-            "--allowed-origins", &origin,
-            "--jwt-issuer", &issuer.url,
-            "--jwt-audiences", "api://uploads",
+            "--allowed-origins",
+            &origin,
+            "--jwt-issuer",
+            &issuer.url,
+            "--jwt-audiences",
+            "api://uploads",
         ],
     )
     .await;
     // The harness page and upload.js, served by the example backend itself.
     let web = tempdir();
-    std::fs::copy(repo().join("tests/web/harness.html"), web.join("index.html")).unwrap();
+    std::fs::copy(
+        repo().join("tests/web/harness.html"),
+        web.join("index.html"),
+    )
+    .unwrap();
     std::fs::copy(repo().join("examples/web/upload.js"), web.join("upload.js")).unwrap();
     let port_s = port.to_string();
     let (_app, app) = example_backend(
         &signer,
-        &[("TOKEN_AUTH", "1"), ("PORT", &port_s), ("WEB_ROOT", web.to_str().unwrap())],
+        &[
+            ("TOKEN_AUTH", "1"),
+            ("PORT", &port_s),
+            ("WEB_ROOT", web.to_str().unwrap()),
+        ],
     );
     assert_eq!(app, origin);
     for (method, size) in [("PUT", 200_000usize), ("multipart", 17 * MIB)] {
@@ -934,8 +960,20 @@ async fn the_signed_in_page_uploads_into_its_users_folder() {
             stored.display()
         );
     }
-    let r = run_page(&chromium, &format!("{origin}/?method=PUT&size=1000"), "jwt-signed-out").await;
-    assert_eq!((&r["ok"], &r["code"]), (&serde_json::json!(false), &serde_json::json!("MissingToken")), "{r}");
+    let r = run_page(
+        &chromium,
+        &format!("{origin}/?method=PUT&size=1000"),
+        "jwt-signed-out",
+    )
+    .await;
+    assert_eq!(
+        (&r["ok"], &r["code"]),
+        (
+            &serde_json::json!(false),
+            &serde_json::json!("MissingToken")
+        ),
+        "{r}"
+    );
     assert_eq!(r["message"], "Sign in to upload.", "{r}");
     let _ = std::fs::remove_dir_all(&data);
     let _ = std::fs::remove_dir_all(&web);

@@ -1136,14 +1136,32 @@ mod tests {
     #[test]
     fn jwt_settings_the_signer_cannot_run_with_are_refused() {
         let jwt = |j: serde_json::Value| spec(serde_json::json!({"uploads": {"auth": {"jwt": j}}}));
-        let ok = jwt(serde_json::json!({"issuer": "https://login.example.com/", "audiences": ["api://u"],
-            "requiredClaims": {"scope": "uploads:write"}}));
+        let ok = jwt(
+            serde_json::json!({"issuer": "https://login.example.com/", "audiences": ["api://u"],
+            "requiredClaims": {"scope": "uploads:write"}}),
+        );
         desired(&ub("a", "b", ok), &defaults()).unwrap();
         for (bad, field, says) in [
-            (serde_json::json!({"issuer": "login.example.com", "audiences": ["api://u"]}), "spec.uploads.auth.jwt", "https://"),
-            (serde_json::json!({"issuer": "https://x/", "audiences": [" "]}), "spec.uploads.auth.jwt", "at least one audience"),
-            (serde_json::json!({"issuer": "https://x/", "audiences": ["a"], "requiredClaims": {"a=b": "c"}}), "spec.uploads.auth.jwt.requiredClaims", "\"a=b\""),
-            (serde_json::json!({"issuer": "https://x/", "audiences": ["a"], "requiredClaims": {"scope": "a,b"}}), "spec.uploads.auth.jwt.requiredClaims", "\"scope\""),
+            (
+                serde_json::json!({"issuer": "login.example.com", "audiences": ["api://u"]}),
+                "spec.uploads.auth.jwt",
+                "https://",
+            ),
+            (
+                serde_json::json!({"issuer": "https://x/", "audiences": [" "]}),
+                "spec.uploads.auth.jwt",
+                "at least one audience",
+            ),
+            (
+                serde_json::json!({"issuer": "https://x/", "audiences": ["a"], "requiredClaims": {"a=b": "c"}}),
+                "spec.uploads.auth.jwt.requiredClaims",
+                "\"a=b\"",
+            ),
+            (
+                serde_json::json!({"issuer": "https://x/", "audiences": ["a"], "requiredClaims": {"scope": "a,b"}}),
+                "spec.uploads.auth.jwt.requiredClaims",
+                "\"scope\"",
+            ),
         ] {
             let e = desired(&ub("a", "b", jwt(bad.clone())), &defaults()).unwrap_err();
             assert_eq!(e.field, field, "{bad}");

@@ -1188,9 +1188,15 @@ fn jwt_settings_reach_the_signer() {
     for (var, want) in [
         ("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/"),
         ("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads,spa"),
-        ("UPLOADBUCKET_JWT_JWKS_URI", "https://login.example.com/keys"),
+        (
+            "UPLOADBUCKET_JWT_JWKS_URI",
+            "https://login.example.com/keys",
+        ),
         ("UPLOADBUCKET_JWT_OWNER_CLAIM", "email"),
-        ("UPLOADBUCKET_JWT_REQUIRED_CLAIMS", "groups=uploaders,scope=uploads:write"),
+        (
+            "UPLOADBUCKET_JWT_REQUIRED_CLAIMS",
+            "groups=uploaders,scope=uploads:write",
+        ),
     ] {
         assert_eq!(env_of(signer, var), vec![want], "{var}");
     }
