@@ -23,7 +23,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, PublicKeyUse};
+use jsonwebtoken::jwk::{
+    AlgorithmParameters, EllipticCurve, JwkSet, KeyAlgorithm, KeyOperations, PublicKeyUse,
+};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
 
@@ -42,8 +44,10 @@ pub const MIN_REFRESH: Duration = Duration::from_secs(30);
 pub const DEFAULT_FRESH: Duration = Duration::from_secs(600);
 pub const MIN_FRESH: Duration = Duration::from_secs(60);
 pub const MAX_FRESH: Duration = Duration::from_secs(86_400);
-/// Longest wait for the provider's discovery document or keys.
+/// Longest wait for the provider's discovery document and keys together.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest token read (provider tokens with many groups reach a few KiB).
+pub const MAX_TOKEN: usize = 16 * 1024;
 /// Largest discovery document or JWKS read.
 const MAX_DOCUMENT: usize = 1 << 20;
 
@@ -99,6 +103,14 @@ fn refuse(code: &'static str, message: impl Into<String>) -> AuthError {
         code,
         message: message.into(),
         unavailable: false,
+    }
+}
+
+/// At most 64 characters of a value a token chose, for messages and logs.
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(64) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_owned(),
     }
 }
 
@@ -215,7 +227,10 @@ impl Authenticator {
     }
 
     /// Checks the `Authorization` header's token.
-    pub async fn verify(&self, authorization: Option<&HeaderValue>) -> Result<Verified, AuthError> {
+    pub async fn verify(
+        self: &Arc<Self>,
+        authorization: Option<&HeaderValue>,
+    ) -> Result<Verified, AuthError> {
         let Some(value) = authorization else {
             return Err(refuse(
                 "MissingToken",
@@ -236,6 +251,12 @@ impl Authenticator {
                     "the Authorization header is not \"Bearer <token>\"",
                 )
             })?;
+        if token.len() > MAX_TOKEN {
+            return Err(refuse(
+                "InvalidToken",
+                format!("the token is over {} KiB", MAX_TOKEN / 1024),
+            ));
+        }
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| refuse("InvalidToken", "the token is not a signed JWT"))?;
         if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
@@ -253,7 +274,8 @@ impl Authenticator {
                 "UnknownKey",
                 match &header.kid {
                     Some(kid) => format!(
-                        "the provider publishes no key {kid:?} for {:?}",
+                        "the provider publishes no key {:?} for {:?}",
+                        shown(kid),
                         header.alg
                     ),
                     None => format!(
@@ -291,10 +313,27 @@ impl Authenticator {
                 Some(_) => {}
             }
         }
+        // The crate accepts an `iss` list holding the issuer; a token has one issuer.
+        if claims.get("iss").and_then(Value::as_str) != Some(self.issuer()) {
+            return Err(refuse(
+                "WrongIssuer",
+                format!("the token's issuer (iss) is not {:?}", self.issuer()),
+            ));
+        }
         let claim_name = &self.config.owner_claim;
+        // An address the provider has not verified could be anyone's.
+        if claim_name == "email"
+            && !matches!(claims.get("email_verified"), Some(v) if holds(v, "true"))
+        {
+            return Err(refuse(
+                "EmailNotVerified",
+                "the owner is the token's email, and its email_verified is not true",
+            ));
+        }
         let claim = match claims.get(claim_name) {
+            // Strings only: a number has several spellings (123, 1.23e2, "123"), and distinct
+            // users must never share a folder.
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
             _ => {
                 return Err(refuse(
                     "MissingClaim",
@@ -346,54 +385,71 @@ impl Authenticator {
         }
     }
 
-    /// The keys to verify a token naming `kid` with: the cached ones while fresh and holding
-    /// `kid`; otherwise fetched again (at most every [`MIN_REFRESH`] once they are fresh), or
-    /// the cached ones when the provider does not answer.
-    async fn keys_for(&self, kid: Option<&str>) -> Result<Arc<Vec<Key>>, AuthError> {
-        let usable = |k: &Known, now: Instant| {
-            let fresh = k.fresh_until.is_some_and(|f| now < f);
-            let has = kid.is_none_or(|kid| k.keys.iter().any(|x| x.kid.as_deref() == Some(kid)));
-            (fresh && has).then(|| k.keys.clone())
+    /// The keys to verify a token naming `kid` with. While the cached keys hold `kid` they
+    /// are used at once, also past their freshness (then one fetch starts in the background,
+    /// so a slow provider slows no request). A `kid` they do not hold (rotation), or no keys
+    /// yet, waits for a fetch: at most one every [`MIN_REFRESH`], all waiting for the same
+    /// one, bounded by [`FETCH_TIMEOUT`].
+    async fn keys_for(self: &Arc<Self>, kid: Option<&str>) -> Result<Arc<Vec<Key>>, AuthError> {
+        let holds = |k: &Known| {
+            !k.keys.is_empty()
+                && kid.is_none_or(|kid| k.keys.iter().any(|x| x.kid.as_deref() == Some(kid)))
         };
-        let ready = usable(&self.read(), Instant::now());
-        if let Some(keys) = ready {
+        let (held, stale) = {
+            let k = self.read();
+            let stale = k.fresh_until.is_none_or(|f| Instant::now() >= f);
+            (holds(&k).then(|| k.keys.clone()), stale)
+        };
+        if let Some(keys) = held {
+            if stale {
+                let me = self.clone();
+                tokio::spawn(async move { me.refresh(false).await });
+            }
             return Ok(keys);
         }
-        let _one = self.fetching.lock().await;
-        let now = Instant::now();
-        let cached = {
-            let k = self.read();
-            if let Some(keys) = usable(&k, now) {
-                return Ok(keys); // Fetched while this request waited.
+        self.refresh(true).await;
+        let k = self.read();
+        if k.keys.is_empty() {
+            Err(keys_unavailable())
+        } else {
+            Ok(k.keys.clone())
+        }
+    }
+
+    /// One fetch of the keys, unless one ran within [`MIN_REFRESH`] or (`wait` false) one is
+    /// running now; `wait`: wait for a running one instead. A failure keeps the cached keys.
+    async fn refresh(&self, wait: bool) {
+        let _one = if wait {
+            self.fetching.lock().await
+        } else {
+            match self.fetching.try_lock() {
+                Ok(g) => g,
+                Err(_) => return,
             }
-            if k.last_attempt.is_some_and(|t| now < t + MIN_REFRESH) {
-                // Asked a moment ago: what is cached is all there is for now.
-                return if k.keys.is_empty() {
-                    Err(keys_unavailable())
-                } else {
-                    Ok(k.keys.clone())
-                };
-            }
-            k.keys.clone()
         };
-        match self.fetch().await {
+        let now = Instant::now();
+        if self
+            .read()
+            .last_attempt
+            .is_some_and(|t| now < t + MIN_REFRESH)
+        {
+            return;
+        }
+        self.write().last_attempt = Some(now);
+        let fetched = tokio::time::timeout(FETCH_TIMEOUT, self.fetch())
+            .await
+            .unwrap_or_else(|_| Err(format!("no keys within {FETCH_TIMEOUT:?}")));
+        match fetched {
             Ok((keys, fresh_for)) => {
-                let keys = Arc::new(keys);
                 let mut k = self.write();
-                k.keys = keys.clone();
+                k.keys = Arc::new(keys);
                 k.fresh_until = Some(now + fresh_for);
-                k.last_attempt = Some(now);
-                Ok(keys)
+            }
+            Err(e) if self.read().keys.is_empty() => {
+                tracing::warn!(issuer = self.issuer(), error = %e, "Cannot get the identity provider's keys");
             }
             Err(e) => {
-                self.write().last_attempt = Some(now);
-                if cached.is_empty() {
-                    tracing::warn!(issuer = self.issuer(), error = %e, "Cannot get the identity provider's keys");
-                    Err(keys_unavailable())
-                } else {
-                    tracing::warn!(issuer = self.issuer(), error = %e, "Cannot refresh the identity provider's keys; using the cached ones");
-                    Ok(cached)
-                }
+                tracing::warn!(issuer = self.issuer(), error = %e, "Cannot refresh the identity provider's keys; using the cached ones");
             }
         }
     }
@@ -473,28 +529,25 @@ impl Authenticator {
             .header("accept", "application/json")
             .body(http_body_util::Empty::new())
             .map_err(|e| format!("{url}: {e}"))?;
-        let response = tokio::time::timeout(FETCH_TIMEOUT, client.request(request))
+        let response = client
+            .request(request)
             .await
-            .map_err(|_| format!("{url}: no answer within {FETCH_TIMEOUT:?}"))?
             .map_err(|e| format!("{url}: {e}"))?;
         if !response.status().is_success() {
             return Err(format!("{url}: HTTP {}", response.status()));
         }
         let fresh_for = freshness(response.headers().get(CACHE_CONTROL));
-        let body = tokio::time::timeout(
-            FETCH_TIMEOUT,
-            http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT).collect(),
-        )
-        .await
-        .map_err(|_| format!("{url}: body not read within {FETCH_TIMEOUT:?}"))?
-        .map_err(|e| format!("{url}: {e}"))?
-        .to_bytes();
+        let body = http_body_util::Limited::new(response.into_body(), MAX_DOCUMENT)
+            .collect()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?
+            .to_bytes();
         let doc = serde_json::from_slice(&body).map_err(|e| format!("{url}: not JSON: {e}"))?;
         Ok((doc, fresh_for))
     }
 
     /// Loads the keys ahead of the first request (errors only logged: requests try again).
-    pub async fn warm(&self) {
+    pub async fn warm(self: &Arc<Self>) {
         let _ = self.keys_for(None).await;
     }
 }
@@ -533,6 +586,14 @@ fn key(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Key> {
         jwk.common.public_key_use,
         Some(PublicKeyUse::Encryption | PublicKeyUse::Other(_))
     ) {
+        return None;
+    }
+    if jwk
+        .common
+        .key_operations
+        .as_ref()
+        .is_some_and(|ops| !ops.contains(&KeyOperations::Verify))
+    {
         return None;
     }
     let by_type: Vec<Algorithm> = match &jwk.algorithm {
@@ -619,7 +680,8 @@ fn holds(v: &Value, wanted: &str) -> bool {
 /// a verified [`Verified`] goes into the request's extensions, or the request is refused.
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let Some(auth) = state.auth.as_ref() else {
-        return next.run(req).await;
+        // Not layered without tokens (see `server::app`); refuse rather than let one through.
+        return keys_unavailable().into_response();
     };
     match auth.verify(req.headers().get(AUTHORIZATION)).await {
         Ok(v) => {

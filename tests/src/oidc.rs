@@ -74,6 +74,8 @@ pub struct Issuer {
     keys: Arc<Mutex<Vec<SigningKey>>>,
     down: Arc<AtomicBool>,
     jwks_requests: Arc<AtomicUsize>,
+    /// Seconds every JWKS answer waits first (a provider that hangs).
+    delay: Arc<AtomicUsize>,
 }
 
 impl Issuer {
@@ -84,6 +86,7 @@ impl Issuer {
         let keys = Arc::new(Mutex::new(keys));
         let down = Arc::new(AtomicBool::new(false));
         let jwks_requests = Arc::new(AtomicUsize::new(0));
+        let delay = Arc::new(AtomicUsize::new(0));
         let discovery = json!({
             "issuer": url,
             "jwks_uri": format!("{url}keys"),
@@ -127,9 +130,16 @@ impl Issuer {
             .route(
                 "/keys",
                 get({
-                    let (keys, down, count) = (keys.clone(), down.clone(), jwks_requests.clone());
+                    let (keys, down, count, delay) = (
+                        keys.clone(),
+                        down.clone(),
+                        jwks_requests.clone(),
+                        delay.clone(),
+                    );
                     move || async move {
                         count.fetch_add(1, Ordering::SeqCst);
+                        let wait = delay.load(Ordering::SeqCst) as u64;
+                        tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
                         if down.load(Ordering::SeqCst) {
                             return (
                                 StatusCode::SERVICE_UNAVAILABLE,
@@ -159,6 +169,7 @@ impl Issuer {
             keys,
             down,
             jwks_requests,
+            delay,
         }
     }
 
@@ -175,6 +186,11 @@ impl Issuer {
     /// Answers 503 to everything while `down`.
     pub fn set_down(&self, down: bool) {
         self.down.store(down, Ordering::SeqCst);
+    }
+
+    /// Makes every JWKS answer wait `secs` seconds first.
+    pub fn set_delay(&self, secs: usize) {
+        self.delay.store(secs, Ordering::SeqCst);
     }
 
     /// How many times its JWKS was asked for.

@@ -296,6 +296,32 @@ async fn bad_tokens_are_refused_each_with_its_reason() {
             401,
             "MissingClaim",
         ),
+        (
+            "a number as owner",
+            Some(rsa.sign(&with(&|c| c["sub"] = json!(123)))),
+            401,
+            "MissingClaim",
+        ),
+        (
+            "iss as a list",
+            Some(rsa.sign(&with(&|c| {
+                c["iss"] = json!(["https://evil.example/", issuer.url.clone()])
+            }))),
+            401,
+            "WrongIssuer",
+        ),
+        (
+            "over 16 KiB",
+            Some(rsa.sign(&with(&|c| c["pad"] = json!("x".repeat(17 * 1024))))),
+            401,
+            "InvalidToken",
+        ),
+        (
+            "a 10 KB kid",
+            Some(SigningKey::generate(&"k".repeat(10_000), Algorithm::RS256).sign(&good())),
+            401,
+            "UnknownKey",
+        ),
     ];
     let mut tokens = Vec::new();
     for (case, token, want_status, want_code) in &cases {
@@ -329,6 +355,7 @@ async fn bad_tokens_are_refused_each_with_its_reason() {
             continue;
         }
         assert_eq!(body["error"]["code"], *want_code, "{case}: {body}");
+        assert!(body.to_string().len() < 1024, "{case}: a long answer");
         let challenge = challenge.unwrap_or_else(|| panic!("{case}: no WWW-Authenticate"));
         assert!(
             challenge.starts_with("Bearer realm=\"uploadbucket\""),
@@ -472,25 +499,78 @@ async fn an_outage_of_the_provider_is_ridden_out_on_cached_keys() {
     assert_eq!(code(start(&base, Some(&token), json!({})).await).0, 201);
     let fetched_at = Instant::now();
     assert_eq!(issuer.jwks_requests(), 1);
-    issuer.set_down(true);
+    // It hangs rather than refuses: no request waits for it.
+    issuer.set_delay(30);
     tokio::time::sleep(
         (fetched_at + Duration::from_secs(62)).saturating_duration_since(Instant::now()),
     )
     .await;
     for _ in 0..5 {
+        let asked = Instant::now();
         assert_eq!(
             code(start(&base, Some(&token), json!({})).await).0,
             201,
             "from the cache"
         );
+        assert!(
+            asked.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            asked.elapsed()
+        );
     }
     assert_eq!(issuer.jwks_requests(), 2, "one try while down");
+    issuer.set_delay(0);
+    issuer.set_down(true);
 
     let (_cold, cold) = signer(&server, &name, &issuer, &[]).await;
     let (status, _, body) = start(&cold, Some(&token), json!({})).await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (503, &json!("KeysUnavailable")),
+        "{body}"
+    );
+}
+
+/// With the email as the owner, only a verified address names a folder: a token whose
+/// `email_verified` is not true (anyone can sign up with someone else's address at most
+/// providers) is refused.
+#[tokio::test]
+async fn an_unverified_email_names_no_folder() {
+    let Some(server) = s3_server("an_unverified_email_names_no_folder") else {
+        return;
+    };
+    let (name, _) = bucket(&server).await;
+    let key = SigningKey::generate("k1", Algorithm::RS256);
+    let issuer = Issuer::start(vec![key.clone()], 300).await;
+    let (_signer, base) = signer(
+        &server,
+        &name,
+        &issuer,
+        &[("UPLOADBUCKET_JWT_OWNER_CLAIM", "email")],
+    )
+    .await;
+    let token = |verified: Option<Value>| {
+        let mut c = issuer.claims("auth0|mallory", AUDIENCE);
+        c["email"] = json!("alice@example.com");
+        if let Some(v) = verified {
+            c["email_verified"] = v;
+        }
+        key.sign(&c)
+    };
+    for refused in [None, Some(json!(false)), Some(json!("no"))] {
+        assert_eq!(
+            code(start(&base, Some(&token(refused.clone())), json!({})).await),
+            (401, "EmailNotVerified".into()),
+            "{refused:?}"
+        );
+    }
+    let (status, _, body) = start(&base, Some(&token(Some(json!(true)))), json!({})).await;
+    assert_eq!(status, 201, "{body}");
+    assert!(
+        body["key"]
+            .as_str()
+            .unwrap()
+            .starts_with("uploads/alice@example.com/"),
         "{body}"
     );
 }
