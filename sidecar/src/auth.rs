@@ -28,6 +28,7 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
+use sha2::Digest as _;
 
 use crate::config::JwtConfig;
 use crate::error::AppError;
@@ -48,6 +49,13 @@ pub const MAX_FRESH: Duration = Duration::from_secs(86_400);
 const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest token read (provider tokens with many groups reach a few KiB).
 pub const MAX_TOKEN: usize = 16 * 1024;
+/// A token checked lately is taken as checked for at most this long (and never past its
+/// `exp` with the leeway): the calls of one upload (create, parts, complete, verify) carry
+/// the same token, and its signature is checked once. As an API gateway caches its
+/// authorizer's answer per token.
+pub const RECENT_TTL: Duration = Duration::from_secs(60);
+/// Most tokens remembered as checked.
+const RECENT_MAX: usize = 1024;
 /// Largest discovery document or JWKS read.
 const MAX_DOCUMENT: usize = 1 << 20;
 
@@ -203,6 +211,8 @@ pub struct Authenticator {
     /// One fetch at a time; requests that find the keys stale wait for it.
     fetching: tokio::sync::Mutex<()>,
     http: std::sync::OnceLock<Result<HttpClient, String>>,
+    /// SHA-256 of a token lately checked -> who it is, until when ([`RECENT_TTL`]).
+    recent: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Verified, Instant)>>,
 }
 
 impl Authenticator {
@@ -219,6 +229,7 @@ impl Authenticator {
             known: Default::default(),
             fetching: Default::default(),
             http: Default::default(),
+            recent: Default::default(),
         }
     }
 
@@ -257,6 +268,49 @@ impl Authenticator {
                 format!("the token is over {} KiB", MAX_TOKEN / 1024),
             ));
         }
+        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
+        if let Some(v) = self.remembered(&digest) {
+            return Ok(v);
+        }
+        let verified = self.check(token).await?;
+        self.remember(digest, &verified);
+        Ok(verified.0)
+    }
+
+    /// A token checked within [`RECENT_TTL`] (and still within its `exp`).
+    fn remembered(&self, digest: &[u8; 32]) -> Option<Verified> {
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        match recent.get(digest) {
+            Some((v, until)) if Instant::now() < *until => Some(v.clone()),
+            _ => None,
+        }
+    }
+
+    fn remember(&self, digest: [u8; 32], (v, exp): &(Verified, Option<f64>)) {
+        let now = Instant::now();
+        let left = exp.map_or(0.0, |exp| {
+            let unix_now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_secs_f64();
+            exp + LEEWAY_SECONDS as f64 - unix_now
+        });
+        let keep = Duration::from_secs_f64(left.clamp(0.0, RECENT_TTL.as_secs_f64()));
+        if keep.is_zero() {
+            return;
+        }
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= RECENT_MAX {
+            recent.retain(|_, (_, until)| now < *until);
+            if recent.len() >= RECENT_MAX {
+                recent.clear();
+            }
+        }
+        recent.insert(digest, (v.clone(), now + keep));
+    }
+
+    /// Checks a token (signature, claims, owner): who it is and its `exp`.
+    async fn check(self: &Arc<Self>, token: &str) -> Result<(Verified, Option<f64>), AuthError> {
         let header = jsonwebtoken::decode_header(token)
             .map_err(|_| refuse("InvalidToken", "the token is not a signed JWT"))?;
         if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
@@ -354,7 +408,8 @@ impl Authenticator {
                 ),
             ));
         }
-        Ok(Verified { owner, claim })
+        let exp = claims.get("exp").and_then(Value::as_f64);
+        Ok((Verified { owner, claim }, exp))
     }
 
     fn refusal(&self, e: jsonwebtoken::errors::Error) -> AuthError {
@@ -444,6 +499,11 @@ impl Authenticator {
                 let mut k = self.write();
                 k.keys = Arc::new(keys);
                 k.fresh_until = Some(now + fresh_for);
+                // A key the provider retired stops counting now, for tokens checked before too.
+                self.recent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clear();
             }
             Err(e) if self.read().keys.is_empty() => {
                 tracing::warn!(issuer = self.issuer(), error = %e, "Cannot get the identity provider's keys");
@@ -713,6 +773,46 @@ mod tests {
             let f = owner_folder(claim);
             assert!(crate::keys::valid_owner(&f), "{claim:?} -> {f:?}");
         }
+    }
+
+    /// A checked token is taken as checked for at most a minute and never past its `exp`
+    /// (with the leeway); the memory is bounded.
+    #[test]
+    fn checked_tokens_are_remembered_briefly() {
+        let auth = Authenticator::new(&JwtConfig {
+            issuer: Some("https://login.example.com/".into()),
+            audiences: vec!["a".into()],
+            ..Default::default()
+        });
+        let v = Verified {
+            owner: "ada".into(),
+            claim: "ada".into(),
+        };
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64();
+        auth.remember([1; 32], &(v.clone(), Some(unix_now - 61.0)));
+        assert_eq!(auth.remembered(&[1; 32]), None, "expired beyond the leeway");
+        auth.remember([2; 32], &(v.clone(), None));
+        assert_eq!(auth.remembered(&[2; 32]), None, "no exp, nothing kept");
+        auth.remember([3; 32], &(v.clone(), Some(unix_now + 3600.0)));
+        assert_eq!(auth.remembered(&[3; 32]), Some(v.clone()));
+        let until = auth.recent.lock().unwrap()[&[3; 32]].1;
+        assert!(until <= Instant::now() + RECENT_TTL, "at most a minute");
+        auth.remember([4; 32], &(v.clone(), Some(unix_now - 50.0)));
+        let until = auth.recent.lock().unwrap()[&[4; 32]].1;
+        assert!(
+            until <= Instant::now() + Duration::from_secs(11),
+            "not past exp + leeway"
+        );
+        for i in 0..(RECENT_MAX as u32 + 10) {
+            let mut d = [0u8; 32];
+            d[..4].copy_from_slice(&i.to_le_bytes());
+            d[31] = 9;
+            auth.remember(d, &(v.clone(), Some(unix_now + 3600.0)));
+        }
+        assert!(auth.recent.lock().unwrap().len() <= RECENT_MAX);
     }
 
     #[test]
