@@ -571,6 +571,21 @@ pub async fn post_signed(
     )
 }
 
+/// A new bucket on `server` named from `base` (made with a plain client, not the operator),
+/// and that client.
+pub async fn plain_bucket(server: &S3Server, base: &str) -> (String, aws_sdk_s3::Client) {
+    let raw = server
+        .raw_client(&server.access_key, &server.secret_key)
+        .await;
+    let name = unique_name(base);
+    raw.create_bucket()
+        .bucket(&name)
+        .send()
+        .await
+        .expect("create bucket");
+    (name, raw)
+}
+
 /// Asserts that `bucket/key` is stored with this content type and size.
 pub async fn assert_stored(
     raw: &aws_sdk_s3::Client,

@@ -9,21 +9,12 @@ use std::time::{Duration, Instant};
 use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 use uploadbucket_tests::oidc::{Issuer, SigningKey, hmac_signed, now, unsigned, with_payload};
-use uploadbucket_tests::{Child, S3Server, put_signed, s3_server, start_sidecar, unique_name};
+use uploadbucket_tests::{Child, S3Server, put_signed, s3_server, start_sidecar};
 
 const AUDIENCE: &str = "api://uploads";
 
 async fn bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
-    let name = unique_name("ub-jwt");
-    raw.create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("create bucket");
-    (name, raw)
+    uploadbucket_tests::plain_bucket(server, "ub-jwt").await
 }
 
 /// A signer for `bucket` that requires tokens of `issuer` (with `extra` settings).

@@ -10,16 +10,7 @@ use uploadbucket_tests::{
 };
 
 async fn bucket(server: &S3Server) -> (String, aws_sdk_s3::Client) {
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
-    let name = unique_name("ub-signer");
-    raw.create_bucket()
-        .bucket(&name)
-        .send()
-        .await
-        .expect("create bucket");
-    (name, raw)
+    uploadbucket_tests::plain_bucket(server, "ub-signer").await
 }
 
 async fn sign(http: &reqwest::Client, base: &str, req: Value) -> Value {
