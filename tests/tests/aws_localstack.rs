@@ -18,17 +18,20 @@ fn object(name: &str, spec: Value) -> UploadBucket {
     ub
 }
 
-/// Stores a few JPEG bytes at `bucket/key` with a plain client.
-async fn put_jpeg(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+/// Stores `bytes` at `bucket/key` with a plain client.
+async fn put_bytes(raw: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: &'static [u8]) {
     raw.put_object()
         .bucket(bucket)
         .key(key)
-        .body(aws_sdk_s3::primitives::ByteStream::from_static(
-            b"\xff\xd8\xff",
-        ))
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(bytes))
         .send()
         .await
         .expect("put");
+}
+
+/// Stores a few JPEG bytes at `bucket/key` with a plain client.
+async fn put_jpeg(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    put_bytes(raw, bucket, key, b"\xff\xd8\xff").await;
 }
 
 /// An SQS queue made through LocalStack's query API; its ARN and URL.
@@ -417,17 +420,7 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
         .await;
     let put = |bucket: String, key: &'static str| {
         let raw = raw.clone();
-        async move {
-            raw.put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(aws_sdk_s3::primitives::ByteStream::from_static(
-                    b"q1,1000\n",
-                ))
-                .send()
-                .await
-                .expect("object");
-        }
+        async move { put_bytes(&raw, &bucket, key, b"q1,1000\n").await }
     };
     let hostile = |name: &str, uid: &str| {
         let mut ub = object(
