@@ -6,7 +6,7 @@ const path = require('node:path');
 
 const app = express();
 
-// --- the part your own backend needs (README, "Browser snippet") ---
+// --- the part your own backend needs (docs/guides/browser-snippet.md) ---
 // The webhook sets UPLOADBUCKET_SIGNER_URL in every app container of an injected pod.
 const signer = process.env.UPLOADBUCKET_SIGNER_URL || 'http://127.0.0.1:8787';
 // With spec.uploads.auth.jwt on the UploadBucket (TOKEN_AUTH=1 here), the signer checks the

@@ -85,7 +85,7 @@ pub const SCRIPT_CAPABLE_TYPES: &[&str] = &[
 /// The media types a `type/*` entry admits: formats a browser displays or downloads but never
 /// runs script from, each with a file signature or a text form `verify` can check. Anything
 /// else (`text/xsl`, `application/rss+xml`, `image/x-anything`, every `+xml` type) must be
-/// listed exactly. Kept sorted; documented in the README.
+/// listed exactly. Kept sorted; documented in docs/guides/calling-the-signer.md (Content types).
 pub const WILDCARD_TYPES: &[&str] = &[
     "application/gzip",
     "application/msword",

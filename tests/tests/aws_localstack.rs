@@ -1,6 +1,7 @@
 //! The AWS backend (`--s3-backend aws`, the default) against LocalStack, an independent
 //! implementation of the AWS APIs (tests/scripts/localstack.sh; strict SigV4 on S3). What it
-//! cannot check (tokens, trust policies, IAM permissions) is listed in the README as AWS only.
+//! cannot check (tokens, trust policies, IAM permissions) is listed as AWS only in
+//! docs/concepts/backends.md.
 //! Every result is read back with a plain SDK client or LocalStack's own SQS API, not through
 //! the operator's code.
 

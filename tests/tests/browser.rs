@@ -690,7 +690,8 @@ async fn dev_mode_verify_cannot_be_raced_and_urls_cannot_copy() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-/// examples/web/server.js, the backend the README tells people to copy, forwards only the
+/// examples/web/server.js, the backend docs/guides/browser-snippet.md tells people to copy,
+/// forwards only the
 /// signer's upload calls, with the owner from its session: path tricks (dot segments, encoded
 /// slashes) reach nothing, and a browser's own `owner` is replaced.
 #[tokio::test]

@@ -753,9 +753,9 @@ fn podmonitor_matches_what_the_webhook_injects() {
     assert!(err.contains("metricsPort"), "{err}");
 }
 
-/// The README's EKS steps hold together: examples/helm/values-eks.yaml renders (the values
-/// schema passes) as the release they name, whose service account is the subject both
-/// documented trust policies of the operator's role name, annotated with that role; the
+/// The EKS steps (docs/install/eks.md) hold together: examples/helm/values-eks.yaml renders
+/// (the values schema passes) as the release they name, whose service account is the subject
+/// both documented trust policies of the operator's role name, annotated with that role; the
 /// upload roles' provider and boundary reach the operator; and examples/app.yaml runs the
 /// image examples/web/Dockerfile says to build, for the UploadBucket of
 /// examples/uploadbucket.yaml.

@@ -208,13 +208,17 @@ async fn worker_threads_follow_the_setting() {
     }
 }
 
-/// The README's table of what each `type/*` admits is the signer's list, type for type.
+/// The docs' table of what each `type/*` admits (docs/guides/calling-the-signer.md, "Content
+/// types") is the signer's list, type for type.
 #[test]
-fn the_readme_lists_the_wildcard_types() {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
-    let section = readme
-        .split("#### Content types")
+fn the_docs_list_the_wildcard_types() {
+    let docs = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../docs/guides/calling-the-signer.md"
+    ))
+    .unwrap();
+    let section = docs
+        .split("## Content types")
         .nth(1)
         .and_then(|s| s.split("\n\n").nth(2))
         .expect("the content types table");

@@ -414,7 +414,8 @@ async fn helm_install_to_browser_upload_on_a_real_node() {
             .is_err(),
         "the journey needs a fresh cluster (tests/scripts/node.sh stop DIR && start DIR IMAGES)"
     );
-    // The operator, as the README installs it: its own credentials for the store in a Secret.
+    // The operator, as docs/install/rgw.md installs it: its own credentials for the store in a
+    // Secret.
     node.kubectl(&["create", "namespace", SYSTEM]);
     node.kubectl(&[
         "create",
@@ -699,7 +700,7 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     // PUT and multipart URLs carry the signature in their query string, and RGW 16 refuses
     // the browser's CORS preflight of any such URL signed with STS session credentials
     // (SignatureDoesNotMatch), although it answers the same preflight without the query by
-    // the bucket's CORS rules and accepts the PUT itself: the README's backend table says so,
+    // the bucket's CORS rules and accepts the PUT itself: docs/concepts/backends.md says so,
     // and this fails the day RGW accepts them.
     let r = run_page_with(
         &chromium,
@@ -956,19 +957,20 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     );
 }
 
-/// The README's backend snippet is the marked part of examples/web/server.js, word for word,
-/// so the code the journey runs in a pod is the code the README shows.
+/// The backend snippet of docs/guides/browser-snippet.md is the marked part of
+/// examples/web/server.js, word for word, so the code the journey runs in a pod is the code
+/// the docs show.
 #[test]
-fn readme_shows_the_example_backend() {
+fn docs_show_the_example_backend() {
     let server = std::fs::read_to_string(repo().join("examples/web/server.js")).unwrap();
     let start = server
         .find("// --- the part your own backend needs")
         .expect("start marker");
     let end = server.find("// --- end ---").expect("end marker");
     let block = &server[start..end];
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let docs = std::fs::read_to_string(repo().join("docs/guides/browser-snippet.md")).unwrap();
     assert!(
-        readme.contains(block),
-        "README.md (Browser snippet) differs from examples/web/server.js:\n{block}"
+        docs.contains(block),
+        "docs/guides/browser-snippet.md differs from examples/web/server.js:\n{block}"
     );
 }

@@ -7,7 +7,7 @@
 //! reference describes (one per namespace and service account; ResourceInUseException,
 //! ResourceNotFoundException) and the test checks the requests aws-sdk-eks sent it: paths,
 //! bodies, SigV4 scope. That the role's trust policy admits EKS's sessions, and that EKS
-//! serves credentials through an association, only real AWS can show (README, backend table).
+//! serves credentials through an association, only real AWS can show (docs/concepts/backends.md).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

@@ -300,7 +300,7 @@ async fn post_forms_land_and_oversize_is_refused_by_the_server() {
     assert!((200..300).contains(&status), "{status}: {text}");
     assert_stored(&raw, &name, key, "image/png", 1500).await;
     // The same form again, within its lifetime: a POST policy has no condition for "create
-    // only", so the second upload replaces the first (the README's backend table says so;
+    // only", so the second upload replaces the first (docs/concepts/backends.md says so;
     // the key stays unguessable, so only whoever holds the form can do it).
     let (status, text) = uploadbucket_tests::post_signed(&http, &signed, vec![1; 1200]).await;
     assert!((200..300).contains(&status), "{status}: {text}");
@@ -565,7 +565,7 @@ async fn public_buckets_store_documents_as_attachments() {
     assert_eq!(disposition(key).await.as_deref(), Some("attachment"));
 
     // POST form: the field is pinned by the policy. (RGW 16 accepts the form but does not
-    // store a Content-Disposition from it; AWS does. See the README's backend table.)
+    // store a Content-Disposition from it; AWS does. See docs/concepts/backends.md.)
     let mut form = sign(
         &http,
         &base,
