@@ -35,6 +35,7 @@ pub const MAX_SIZE_BYTES_LIMIT: i64 = 5 * 1024 * 1024 * 1024 * 1024;
     status = "UploadBucketStatus",
     derive = "PartialEq",
     derive = "Default",
+    doc = "An UploadBucket: an S3 bucket made for uploads straight from browsers and apps, kept in shape by the uploadbucket operator (CORS, public-access block, encryption, lifecycle, tags), with an IAM role that the pods of `spec.serviceAccountNames` assume to sign upload URLs. Apply it in the app's namespace; annotate the app's pods `uploadbucket.io/inject: <name>` to get the signer sidecar. Reference: docs/reference/uploadbucket-api.md.",
     printcolumn(
         name = "Bucket",
         type_ = "string",

@@ -31,7 +31,7 @@ use serde_json::Value;
 use sha2::Digest as _;
 
 use crate::config::JwtConfig;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::server::AppState;
 
 /// Clock skew allowed on `exp` and `nbf`.
@@ -89,7 +89,7 @@ impl Caller {
             (None, asked) => Ok(asked),
             (Some(v), Some(a)) if a != v.owner && a != v.claim => Err(AppError::with_status(
                 StatusCode::FORBIDDEN,
-                "TokenOwnerMismatch",
+                ErrorCode::TokenOwnerMismatch,
                 "owner is not the signed-in user's: with tokens the owner comes from the token; leave owner out, or send the token's",
             )),
             (Some(v), _) => Ok(Some(&v.owner)),
@@ -100,13 +100,13 @@ impl Caller {
 /// Why a token was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthError {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     /// The provider's keys could not be had (503), rather than the token being bad (401).
     pub unavailable: bool,
 }
 
-fn refuse(code: &'static str, message: impl Into<String>) -> AuthError {
+fn refuse(code: ErrorCode, message: impl Into<String>) -> AuthError {
     AuthError {
         code,
         message: message.into(),
@@ -124,7 +124,7 @@ fn shown(s: &str) -> String {
 
 fn keys_unavailable() -> AuthError {
     AuthError {
-        code: "KeysUnavailable",
+        code: ErrorCode::KeysUnavailable,
         message: "the identity provider's keys cannot be had right now; retry shortly".into(),
         unavailable: true,
     }
@@ -132,7 +132,15 @@ fn keys_unavailable() -> AuthError {
 
 impl IntoResponse for AuthError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
+        debug_assert!(
+            self.code
+                .statuses()
+                .contains(&if self.unavailable { 503 } else { 401 }),
+            "{} does not declare the status it is answered with",
+            self.code
+        );
+        let body =
+            serde_json::json!({"error": {"code": self.code.as_str(), "message": self.message}});
         if self.unavailable {
             let mut r = (StatusCode::SERVICE_UNAVAILABLE, axum::Json(body)).into_response();
             r.headers_mut().insert(
@@ -143,7 +151,7 @@ impl IntoResponse for AuthError {
         }
         let mut r = (StatusCode::UNAUTHORIZED, axum::Json(body)).into_response();
         // RFC 6750: no error attribute when the request carried no token at all.
-        let challenge = if self.code == "MissingToken" {
+        let challenge = if self.code == ErrorCode::MissingToken {
             r#"Bearer realm="uploadbucket""#.to_owned()
         } else {
             let description: String = self
@@ -213,11 +221,27 @@ pub struct Authenticator {
     http: std::sync::OnceLock<Result<HttpClient, String>>,
     /// SHA-256 of a token lately checked -> who it is, until when ([`RECENT_TTL`]).
     recent: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Verified, Instant)>>,
+    /// The claim rules, one per key family (the crate wants every algorithm of a rule to fit
+    /// the key), built once rather than per token.
+    validations: [(jsonwebtoken::AlgorithmFamily, Validation); 3],
+}
+
+/// The claim rules every token is held to, for the algorithms of one key family.
+fn validation(config: &JwtConfig, algorithms: &[Algorithm]) -> Validation {
+    let mut v = Validation::new(algorithms[0]);
+    v.algorithms = algorithms.to_vec();
+    v.leeway = LEEWAY_SECONDS;
+    v.validate_nbf = true;
+    v.set_issuer(&[config.issuer.as_deref().unwrap_or_default()]);
+    v.set_audience(&config.audiences);
+    v.set_required_spec_claims(&["exp", "iss", "aud"]);
+    v
 }
 
 impl Authenticator {
     /// For a validated config with an issuer.
     pub fn new(config: &JwtConfig) -> Self {
+        crate::jwt_rsa::install();
         Self {
             required: config
                 .required_claims
@@ -230,6 +254,18 @@ impl Authenticator {
             fetching: Default::default(),
             http: Default::default(),
             recent: Default::default(),
+            validations: {
+                use Algorithm::*;
+                use jsonwebtoken::AlgorithmFamily as F;
+                [
+                    (
+                        F::Rsa,
+                        validation(config, &[RS256, RS384, RS512, PS256, PS384, PS512]),
+                    ),
+                    (F::Ec, validation(config, &[ES256, ES384])),
+                    (F::Ed, validation(config, &[EdDSA])),
+                ]
+            },
         }
     }
 
@@ -244,7 +280,7 @@ impl Authenticator {
     ) -> Result<Verified, AuthError> {
         let Some(value) = authorization else {
             return Err(refuse(
-                "MissingToken",
+                ErrorCode::MissingToken,
                 "this bucket requires the signed-in user's token: send Authorization: Bearer <token>",
             ));
         };
@@ -258,13 +294,13 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
                 refuse(
-                    "InvalidToken",
+                    ErrorCode::InvalidToken,
                     "the Authorization header is not \"Bearer <token>\"",
                 )
             })?;
         if token.len() > MAX_TOKEN {
             return Err(refuse(
-                "InvalidToken",
+                ErrorCode::InvalidToken,
                 format!("the token is over {} KiB", MAX_TOKEN / 1024),
             ));
         }
@@ -312,10 +348,10 @@ impl Authenticator {
     /// Checks a token (signature, claims, owner): who it is and its `exp`.
     async fn check(self: &Arc<Self>, token: &str) -> Result<(Verified, Option<f64>), AuthError> {
         let header = jsonwebtoken::decode_header(token)
-            .map_err(|_| refuse("InvalidToken", "the token is not a signed JWT"))?;
+            .map_err(|_| refuse(ErrorCode::InvalidToken, "the token is not a signed JWT"))?;
         if header.alg.family() == jsonwebtoken::AlgorithmFamily::Hmac {
             return Err(refuse(
-                "UnsupportedAlgorithm",
+                ErrorCode::UnsupportedAlgorithm,
                 format!(
                     "alg {:?} is not accepted: tokens must be signed with one of the provider's published keys (RS*, PS*, ES256, ES384, EdDSA)",
                     header.alg
@@ -325,7 +361,7 @@ impl Authenticator {
         let keys = self.keys_for(header.kid.as_deref()).await?;
         let key = pick(&keys, header.kid.as_deref(), header.alg).ok_or_else(|| {
             refuse(
-                "UnknownKey",
+                ErrorCode::UnknownKey,
                 match &header.kid {
                     Some(kid) => format!(
                         "the provider publishes no key {:?} for {:?}",
@@ -339,26 +375,27 @@ impl Authenticator {
                 },
             )
         })?;
-        let mut validation = Validation::new(header.alg);
-        validation.leeway = LEEWAY_SECONDS;
-        validation.validate_nbf = true;
-        validation.set_issuer(&[self.issuer()]);
-        validation.set_audience(&self.config.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "aud"]);
-        let claims = jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key.key, &validation)
+        let family = header.alg.family();
+        let Some((_, validation)) = self.validations.iter().find(|(f, _)| *f == family) else {
+            return Err(refuse(
+                ErrorCode::UnsupportedAlgorithm,
+                format!("alg {:?} is not accepted", header.alg),
+            ));
+        };
+        let claims = jsonwebtoken::decode::<BTreeMap<String, Value>>(token, &key.key, validation)
             .map_err(|e| self.refusal(e))?
             .claims;
         for (name, wanted) in &self.required {
             match claims.get(name) {
                 None => {
                     return Err(refuse(
-                        "MissingClaim",
+                        ErrorCode::MissingClaim,
                         format!("the token has no {name:?} claim, which this bucket requires"),
                     ));
                 }
                 Some(v) if !holds(v, wanted) => {
                     return Err(refuse(
-                        "ClaimMismatch",
+                        ErrorCode::ClaimMismatch,
                         format!(
                             "the token's {name:?} claim does not hold {wanted:?}, which this bucket requires"
                         ),
@@ -370,7 +407,7 @@ impl Authenticator {
         // The crate accepts an `iss` list holding the issuer; a token has one issuer.
         if claims.get("iss").and_then(Value::as_str) != Some(self.issuer()) {
             return Err(refuse(
-                "WrongIssuer",
+                ErrorCode::WrongIssuer,
                 format!("the token's issuer (iss) is not {:?}", self.issuer()),
             ));
         }
@@ -380,7 +417,7 @@ impl Authenticator {
             && !matches!(claims.get("email_verified"), Some(v) if holds(v, "true"))
         {
             return Err(refuse(
-                "EmailNotVerified",
+                ErrorCode::EmailNotVerified,
                 "the owner is the token's email, and its email_verified is not true",
             ));
         }
@@ -390,7 +427,7 @@ impl Authenticator {
             Some(Value::String(s)) if !s.is_empty() => s.clone(),
             _ => {
                 return Err(refuse(
-                    "MissingClaim",
+                    ErrorCode::MissingClaim,
                     format!(
                         "the token has no {claim_name:?} claim (a non-empty string) to name the owner"
                     ),
@@ -400,7 +437,7 @@ impl Authenticator {
         let owner = owner_folder(&claim);
         if owner.len() > crate::keys::MAX_OWNER {
             return Err(refuse(
-                "InvalidOwnerClaim",
+                ErrorCode::InvalidOwnerClaim,
                 format!(
                     "the token's {claim_name:?} claim makes a folder name of {} characters, more than {}; choose a shorter claim (uploads.auth.jwt.ownerClaim)",
                     owner.len(),
@@ -415,28 +452,35 @@ impl Authenticator {
     fn refusal(&self, e: jsonwebtoken::errors::Error) -> AuthError {
         use jsonwebtoken::errors::ErrorKind as K;
         match e.kind() {
-            K::ExpiredSignature => refuse("TokenExpired", "the token has expired"),
-            K::ImmatureSignature => refuse("TokenNotYetValid", "the token is not valid yet (nbf)"),
+            K::ExpiredSignature => refuse(ErrorCode::TokenExpired, "the token has expired"),
+            K::ImmatureSignature => refuse(
+                ErrorCode::TokenNotYetValid,
+                "the token is not valid yet (nbf)",
+            ),
             K::InvalidIssuer => refuse(
-                "WrongIssuer",
+                ErrorCode::WrongIssuer,
                 format!("the token's issuer (iss) is not {:?}", self.issuer()),
             ),
             K::InvalidAudience => refuse(
-                "WrongAudience",
+                ErrorCode::WrongAudience,
                 format!(
                     "the token is not for this bucket: its aud holds none of {}",
                     self.config.audiences.join(", ")
                 ),
             ),
-            K::InvalidSignature => refuse("BadSignature", "the token's signature does not verify"),
-            K::MissingRequiredClaim(c) => {
-                refuse("MissingClaim", format!("the token has no {c:?} claim"))
-            }
+            K::InvalidSignature => refuse(
+                ErrorCode::BadSignature,
+                "the token's signature does not verify",
+            ),
+            K::MissingRequiredClaim(c) => refuse(
+                ErrorCode::MissingClaim,
+                format!("the token has no {c:?} claim"),
+            ),
             K::InvalidAlgorithm => refuse(
-                "UnsupportedAlgorithm",
+                ErrorCode::UnsupportedAlgorithm,
                 "the token's alg does not fit the provider's key",
             ),
-            _ => refuse("InvalidToken", "the token cannot be read"),
+            _ => refuse(ErrorCode::InvalidToken, "the token cannot be read"),
         }
     }
 
@@ -686,10 +730,12 @@ fn key(jwk: &jsonwebtoken::jwk::Jwk) -> Option<Key> {
     if algorithms.is_empty() {
         return None;
     }
+    let key = DecodingKey::from_jwk(jwk).ok()?;
+    crate::jwt_rsa::register(&key, &algorithms);
     Some(Key {
         kid: jwk.common.key_id.clone(),
         algorithms,
-        key: DecodingKey::from_jwk(jwk).ok()?,
+        key,
     })
 }
 
@@ -749,7 +795,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             next.run(req).await
         }
         Err(e) => {
-            tracing::info!(code = e.code, reason = %e.message, "Refused a token");
+            tracing::info!(code = e.code.as_str(), reason = %e.message, "Refused a token");
             e.into_response()
         }
     }

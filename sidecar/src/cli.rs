@@ -55,7 +55,7 @@ enum Command {
 pub struct ServeArgs {
     #[command(flatten)]
     pub config: Config,
-    /// Log as JSON lines.
+    /// Log as JSON lines (`RUST_LOG` sets the levels).
     #[arg(long, env = "UPLOADBUCKET_LOG_JSON")]
     pub log_json: bool,
     /// Which presigner serves POST /uploads PUT URLs: `fast` (default) or `sdk` (aws-sdk-s3's,

@@ -158,24 +158,27 @@ pub struct JwtConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub issuer: Option<String>,
 
-    /// Audiences a token may be for (its `aud` must hold one), comma-separated.
+    /// Audiences a token may be for (its `aud` must hold one), comma-separated
+    /// (`uploads.auth.jwt.audiences`; required with an issuer).
     #[arg(long = "jwt-audiences", env = ENV_JWT_AUDIENCES, value_delimiter = ',')]
     #[serde(default)]
     pub audiences: Vec<String>,
 
     /// Where the issuer's keys (JWKS) are. Default: the `jwks_uri` of the issuer's OpenID
-    /// Connect discovery document (`<issuer>/.well-known/openid-configuration`).
+    /// Connect discovery document (`<issuer>/.well-known/openid-configuration`)
+    /// (`uploads.auth.jwt.jwksURI`).
     #[arg(long = "jwt-jwks-uri", env = ENV_JWT_JWKS_URI)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jwks_uri: Option<String>,
 
-    /// The token claim that names the upload's owner.
+    /// The token claim that names the upload's owner (`uploads.auth.jwt.ownerClaim`).
     #[arg(long = "jwt-owner-claim", env = ENV_JWT_OWNER_CLAIM, default_value = DEFAULT_OWNER_CLAIM)]
     #[serde(default = "default_owner_claim")]
     pub owner_claim: String,
 
     /// Claims every token must carry, comma-separated `name=value`: the claim equals the
-    /// value, or is a list holding it, or a space-separated string holding it (`scope`).
+    /// value, or is a list holding it, or a space-separated string holding it (`scope`)
+    /// (`uploads.auth.jwt.requiredClaims`).
     #[arg(long = "jwt-required-claims", env = ENV_JWT_REQUIRED_CLAIMS, value_delimiter = ',')]
     #[serde(default)]
     pub required_claims: Vec<String>,
@@ -274,7 +277,7 @@ pub struct Config {
     #[arg(long, env = ENV_BUCKET, default_value = "", hide_default_value = true)]
     pub bucket: String,
 
-    /// Region of the bucket. Default: AWS_REGION.
+    /// Region of the bucket (the webhook sets it from the bucket's region). Default: AWS_REGION.
     #[arg(long, env = ENV_REGION)]
     pub region: Option<String>,
 
@@ -282,27 +285,31 @@ pub struct Config {
     #[arg(long, env = ENV_LISTEN, default_value = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Prefix of every object key: empty or ending in '/'.
+    /// Prefix of every object key: empty or ending in '/' (`uploads.keyPrefix`).
     #[arg(long, env = ENV_KEY_PREFIX, default_value = "uploads/")]
     pub key_prefix: String,
 
-    /// Content types clients may upload, comma-separated: exact (image/png) or type/* (image/*).
+    /// Content types clients may upload, comma-separated: exact (image/png) or type/* (image/*)
+    /// (`uploads.allowedContentTypes`).
     #[arg(long, env = ENV_ALLOWED_CONTENT_TYPES, default_value = "image/jpeg", value_delimiter = ',')]
     pub allowed_content_types: Vec<String>,
 
-    /// Largest object in bytes.
+    /// Largest object in bytes (`uploads.maxSizeBytes`).
     #[arg(long, env = ENV_MAX_SIZE_BYTES, default_value_t = DEFAULT_MAX_SIZE_BYTES)]
     pub max_size_bytes: u64,
 
-    /// Lifetime of presigned URLs in seconds (1..604800).
+    /// Lifetime of presigned URLs in seconds, 1..604800 (`uploads.expiresSeconds`); a URL
+    /// never outlives the credentials that signed it.
     #[arg(long, env = ENV_EXPIRES_SECONDS, default_value_t = DEFAULT_EXPIRES_SECONDS)]
     pub expires_seconds: u64,
 
-    /// S3 endpoint of an S3-compatible store (e.g. http://127.0.0.1:7480). Default: AWS.
+    /// S3 endpoint of an S3-compatible store (e.g. http://127.0.0.1:7480; the webhook sets it
+    /// from the operator's `--s3-endpoint`). Default: AWS.
     #[arg(long = "endpoint-url", env = ENV_ENDPOINT)]
     pub endpoint_url: Option<String>,
 
-    /// Path-style URLs (endpoint/bucket/key), for S3-compatible stores.
+    /// Path-style URLs (endpoint/bucket/key), for S3-compatible stores. Default:
+    /// virtual-hosted (bucket.endpoint/key).
     #[arg(long, env = ENV_PATH_STYLE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub path_style: bool,
 
@@ -311,12 +318,14 @@ pub struct Config {
     pub allow_non_loopback: bool,
 
     /// Metadata keys clients may set (x-amz-meta-*), comma-separated. Empty: no metadata.
+    /// Clients' metadata is signed into the URL, so S3 refuses any other.
     #[arg(long, env = ENV_METADATA_KEYS, value_delimiter = ',')]
     pub allowed_metadata: Vec<String>,
 
     /// Let `GET /uploads` and `POST /uploads` with `"method": "PUT"` hand out PUT URLs with no
     /// signed size, as the original sample did: anyone holding such a URL can store an object
     /// of any size (up to S3's 5 GiB). Default: false, so every PUT URL signs content-length.
+    /// Set from `uploads.allowUnsizedPut`.
     #[arg(long, env = ENV_ALLOW_UNSIZED_PUT, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub allow_unsized_put: bool,
@@ -324,7 +333,7 @@ pub struct Config {
     /// The bucket serves uploads to anyone (`uploads.publicRead`): objects of types that are
     /// not images, video or audio are stored with `Content-Disposition: attachment`, signed
     /// into the URL, so a browser downloads them instead of rendering them on the bucket's
-    /// origin.
+    /// origin (and the verified copy keeps that header).
     #[arg(long, env = ENV_PUBLIC_READ, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub public_read: bool,
@@ -332,24 +341,29 @@ pub struct Config {
     /// Every upload grants the bucket owner full control (`x-amz-acl:
     /// bucket-owner-full-control`, signed), for stores without S3 Object Ownership (Ceph RGW),
     /// where an object uploaded with web-identity credentials otherwise belongs to that
-    /// identity and the bucket owner cannot read it. The operator sets it for `rgw`.
+    /// identity and the bucket owner cannot read it. The operator sets it for `rgw`; it is
+    /// signed into PUT URLs, POST forms and multipart uploads alike.
     #[arg(long, env = ENV_BUCKET_OWNER_FULL_CONTROL, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub bucket_owner_full_control: bool,
 
-    /// The S3 implementation (`aws` or `rgw`); the operator sets it from its `--s3-backend`.
+    /// The S3 implementation (`aws` or `rgw`): a request only one store needs is sent only to
+    /// that store (on `rgw`, verify's copy precondition as `x-amz-copy-if-match`). The webhook
+    /// sets it from the operator's `--s3-backend`, never from an endpoint being set.
     #[arg(long, env = ENV_S3_BACKEND, value_enum, default_value = "aws")]
     #[serde(default)]
     pub s3_backend: S3Backend,
 
     /// Verification is on (`uploads.verification.enabled`): every upload is tagged
-    /// `uploadbucket-state=pending` (signed) and `POST /uploads/verify` checks objects.
+    /// `uploadbucket-state=pending` (signed) under `<keyPrefix>incoming/`, and
+    /// `POST /uploads/verify` checks an object's bytes and copies what it accepts to
+    /// `<keyPrefix>verified/`.
     #[arg(long, env = ENV_VERIFY, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub verify: bool,
 
     /// An object that fails verification is tagged `quarantined` and kept, instead of
-    /// deleted.
+    /// deleted (`uploads.verification.onFailure: Quarantine`).
     #[arg(long, env = ENV_VERIFY_QUARANTINE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     #[serde(default)]
     pub verify_quarantine: bool,
@@ -361,13 +375,15 @@ pub struct Config {
     pub require_owner: bool,
 
     /// Uploads an owner may start per minute, per signer process (a token bucket holding a
-    /// minute's worth); more get 429 with Retry-After. 0: no limit.
+    /// minute's worth); more get 429 with Retry-After. 0: no limit
+    /// (`uploads.limits.urlsPerMinute`).
     #[arg(long, env = ENV_URLS_PER_MINUTE, default_value_t = 0)]
     #[serde(default)]
     pub urls_per_minute: u32,
 
     /// Multipart uploads an owner may have in progress at once, counted from S3 (so across
-    /// all signers of the bucket); another gets 429. 0: no limit.
+    /// all signers of the bucket); another gets 429. 0: no limit
+    /// (`uploads.limits.openMultipartUploads`).
     #[arg(long, env = ENV_MAX_OPEN_MULTIPART, default_value_t = 0)]
     #[serde(default)]
     pub max_open_multipart: u32,
@@ -379,7 +395,8 @@ pub struct Config {
 
     /// A second address serving `GET /metrics` and nothing else, for Prometheus to scrape
     /// from outside the pod (such as 0.0.0.0:9464); the signing API stays on --listen.
-    /// Default: none (metrics only on --listen).
+    /// Default: none (metrics only on --listen). The webhook sets it from the pod's
+    /// `uploadbucket.io/metrics-port` annotation.
     #[arg(long, env = ENV_METRICS_LISTEN)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics_listen: Option<SocketAddr>,

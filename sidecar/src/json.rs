@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use http_body_util::BodyExt as _;
 use serde::Deserialize;
 
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 
 /// A request body that declared itself JSON, not parsed yet (see [`JsonBody::parse`]).
 pub struct JsonBody(pub Bytes);
@@ -32,7 +32,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         if !declared {
             return Err(AppError::with_status(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "UnsupportedMediaType",
+                ErrorCode::UnsupportedMediaType,
                 "send the request body as JSON with header content-type: application/json",
             ));
         }
@@ -56,7 +56,7 @@ async fn read_body(mut body: Body) -> Result<Bytes, AppError> {
         };
         let frame = frame.map_err(|e| {
             AppError::bad_request(
-                "InvalidBody",
+                ErrorCode::InvalidBody,
                 format!("could not read the request body: {e}"),
             )
         })?;
@@ -67,7 +67,7 @@ async fn read_body(mut body: Body) -> Result<Bytes, AppError> {
         if read + data.len() > MAX_JSON_BODY {
             return Err(AppError::with_status(
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "BodyTooLarge",
+                ErrorCode::BodyTooLarge,
                 format!("the request body is over {MAX_JSON_BODY} bytes"),
             ));
         }
@@ -111,7 +111,7 @@ impl JsonBody {
                 Err(e) if e.path().to_string() != "." => format!("{}: {}", e.path(), e.inner()),
                 _ => first.to_string(),
             };
-            AppError::bad_request("InvalidJson", message)
+            AppError::bad_request(ErrorCode::InvalidJson, message)
         })
     }
 }
@@ -270,7 +270,7 @@ mod tests {
             Err(AppError::Client { status, code, .. }) => {
                 assert_eq!(
                     (status, code),
-                    (StatusCode::PAYLOAD_TOO_LARGE, "BodyTooLarge")
+                    (StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::BodyTooLarge)
                 )
             }
             other => panic!("{other:?}"),

@@ -10,6 +10,8 @@ pub mod config;
 pub mod auth;
 #[cfg(feature = "server")]
 pub mod cli;
+#[cfg(feature = "server")]
+pub mod jwt_rsa;
 
 #[cfg(feature = "server")]
 pub mod credentials;

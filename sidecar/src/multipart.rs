@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::json::JsonBody;
 use crate::keys;
 use crate::presign::PresignInput;
@@ -73,7 +73,7 @@ fn part_size(state: &AppState, size: u64) -> Result<u64, AppError> {
     let max = state.config.max_size_bytes.min(MAX_PART_BYTES);
     if size == 0 || size > max {
         return Err(AppError::bad_request(
-            "InvalidPartSize",
+            ErrorCode::InvalidPartSize,
             format!("size {size} is not a part size this bucket allows; allowed: 1 to {max} bytes"),
         ));
     }
@@ -89,16 +89,16 @@ fn store_error(e: StoreError) -> AppError {
     match e {
         StoreError::NoSuchUpload => AppError::with_status(
             StatusCode::NOT_FOUND,
-            "NoSuchUpload",
+            ErrorCode::NoSuchUpload,
             "uploadId is not a multipart upload in progress for this key (finished, aborted or never created)",
         ),
         StoreError::InvalidPart(m) => AppError::bad_request(
-            "InvalidPart",
+            ErrorCode::InvalidPart,
             format!("parts: S3 refused the part list: {m}"),
         ),
         StoreError::Changed => AppError::with_status(
             StatusCode::CONFLICT,
-            "KeyExists",
+            ErrorCode::KeyExists,
             "the key already holds an object (this upload was completed before)",
         ),
         StoreError::Denied(m) => AppError::internal("S3 access", m),
@@ -108,12 +108,12 @@ fn store_error(e: StoreError) -> AppError {
 
 /// The key of a call, which must be one this signer could have issued, for `owner`.
 fn our_key(state: &AppState, key: Option<String>, owner: Option<&str>) -> Result<String, AppError> {
-    let key = key
-        .filter(|k| !k.is_empty())
-        .ok_or_else(|| AppError::bad_request("MissingKey", "query parameter key is required"))?;
+    let key = key.filter(|k| !k.is_empty()).ok_or_else(|| {
+        AppError::bad_request(ErrorCode::MissingKey, "query parameter key is required")
+    })?;
     if !keys::is_our_key(&state.upload_prefix, &key) {
         return Err(AppError::bad_request(
-            "InvalidKey",
+            ErrorCode::InvalidKey,
             format!(
                 "key {key:?} was not issued by this signer (keys start with {:?})",
                 state.upload_prefix
@@ -127,7 +127,7 @@ fn our_key(state: &AppState, key: Option<String>, owner: Option<&str>) -> Result
 fn check_upload_id(id: &str) -> Result<(), AppError> {
     if id.is_empty() || id.len() > 1024 || id.chars().any(|c| c.is_control()) {
         return Err(AppError::bad_request(
-            "InvalidUploadId",
+            ErrorCode::InvalidUploadId,
             "uploadId is empty, too long or has control characters",
         ));
     }
@@ -138,7 +138,7 @@ fn part_number(s: &str) -> Result<i32, AppError> {
     match s.trim().parse::<i32>() {
         Ok(n) if (1..=MAX_PART).contains(&n) => Ok(n),
         _ => Err(AppError::bad_request(
-            "InvalidPartNumber",
+            ErrorCode::InvalidPartNumber,
             format!("partNumber {s:?} is not an integer from 1 to {MAX_PART}"),
         )),
     }
@@ -177,7 +177,7 @@ pub async fn create(
             .map_err(store_error)?;
         if open >= cap as usize {
             return Err(AppError::Throttled {
-                code: "TooManyOpenUploads",
+                code: ErrorCode::TooManyOpenUploads,
                 message: format!(
                     "{} multipart uploads are already in progress under {scope:?} (at most {cap}): complete or abort one first",
                     open
@@ -242,7 +242,8 @@ pub async fn sign_one(
     Path((upload_id, part)): Path<(String, String)>,
     query: Result<Query<SignQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| AppError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     let n = part_number(&part)?;
@@ -259,7 +260,8 @@ pub async fn sign_batch(
     Path(upload_id): Path<String>,
     query: Result<Query<BatchQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| AppError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     let numbers = q.part_numbers.unwrap_or_default();
@@ -270,7 +272,7 @@ pub async fn sign_batch(
         .collect::<Result<Vec<_>, _>>()?;
     if parts.is_empty() || parts.len() > 1000 {
         return Err(AppError::bad_request(
-            "InvalidPartNumber",
+            ErrorCode::InvalidPartNumber,
             "partNumbers must list 1 to 1000 part numbers, comma-separated",
         ));
     }
@@ -284,7 +286,7 @@ pub async fn sign_batch(
                         .parse::<u64>()
                         .map_err(|_| {
                             AppError::bad_request(
-                                "InvalidPartSize",
+                                ErrorCode::InvalidPartSize,
                                 format!("sizes: {s:?} is not a number of bytes"),
                             )
                         })
@@ -294,7 +296,7 @@ pub async fn sign_batch(
                 .collect::<Result<Vec<_>, _>>()?;
             if sizes.len() != parts.len() {
                 return Err(AppError::bad_request(
-                    "InvalidPartSize",
+                    ErrorCode::InvalidPartSize,
                     "sizes must list one size per part number, in the same order",
                 ));
             }
@@ -316,7 +318,8 @@ pub async fn list(
     Path(upload_id): Path<String>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<Vec<Part>>, AppError> {
-    let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| AppError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     Ok(Json(
@@ -337,13 +340,14 @@ pub async fn complete(
     query: Result<Query<KeyQuery>, QueryRejection>,
     body: JsonBody,
 ) -> Result<Json<Value>, AppError> {
-    let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| AppError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     let body: CompleteBody = body.parse()?;
     if body.parts.is_empty() {
         return Err(AppError::bad_request(
-            "InvalidPart",
+            ErrorCode::InvalidPart,
             "parts must list at least one {PartNumber, ETag}",
         ));
     }
@@ -391,7 +395,7 @@ pub fn completed_parts(
     for p in named {
         if !(1..=MAX_PART).contains(&p.number) {
             return Err(AppError::bad_request(
-                "InvalidPart",
+                ErrorCode::InvalidPart,
                 format!(
                     "part {}: PartNumber must be 1..{MAX_PART}; the upload was aborted",
                     p.number
@@ -400,13 +404,13 @@ pub fn completed_parts(
         }
         if out.iter().any(|o| o.number == p.number) {
             return Err(AppError::bad_request(
-                "InvalidPart",
+                ErrorCode::InvalidPart,
                 format!("part {} is named twice; the upload was aborted", p.number),
             ));
         }
         let Some(s) = stored.iter().find(|s| s.number == p.number) else {
             return Err(AppError::bad_request(
-                "InvalidPart",
+                ErrorCode::InvalidPart,
                 format!(
                     "part {} was never uploaded; the upload was aborted",
                     p.number
@@ -417,7 +421,7 @@ pub fn completed_parts(
         // at completion, which refuses a part whose ETag does not match.
         if !s.etag.is_empty() && unquote(&s.etag) != unquote(&p.etag) {
             return Err(AppError::bad_request(
-                "InvalidPart",
+                ErrorCode::InvalidPart,
                 format!(
                     "part {}: ETag {:?} is not the stored part's; the upload was aborted",
                     p.number, p.etag
@@ -435,7 +439,7 @@ pub fn completed_parts(
     if total > i64::try_from(max_size).unwrap_or(i64::MAX) {
         return Err(AppError::with_status(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "TooLarge",
+            ErrorCode::TooLarge,
             format!(
                 "the upload is {total} bytes, over the maximum of {max_size} bytes; it was aborted"
             ),
@@ -451,7 +455,8 @@ pub async fn abort(
     Path(upload_id): Path<String>,
     query: Result<Query<KeyQuery>, QueryRejection>,
 ) -> Result<Json<Value>, AppError> {
-    let Query(q) = query.map_err(|e| AppError::bad_request("InvalidQuery", e.body_text()))?;
+    let Query(q) =
+        query.map_err(|e| AppError::bad_request(ErrorCode::InvalidQuery, e.body_text()))?;
     let key = our_key(&state, q.key, caller.owner(q.owner.as_deref())?)?;
     check_upload_id(&upload_id)?;
     state

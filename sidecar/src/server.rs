@@ -14,7 +14,7 @@ use axum::routing::{get, post};
 
 use crate::config::Config;
 use crate::credentials::CredentialSource;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::json::JsonBody;
 use crate::metrics::{Metrics, Route};
 use crate::presign::Presigner;
@@ -166,7 +166,7 @@ pub fn metrics_app(state: AppState) -> Router {
         .fallback(|| async {
             AppError::with_status(
                 StatusCode::NOT_FOUND,
-                "NotFound",
+                ErrorCode::NotFound,
                 "this listener serves GET /metrics only; the signing API is on the pod's loopback",
             )
         })
@@ -176,7 +176,7 @@ pub fn metrics_app(state: AppState) -> Router {
 async fn not_found() -> AppError {
     AppError::with_status(
         StatusCode::NOT_FOUND,
-        "NotFound",
+        ErrorCode::NotFound,
         "no such endpoint; see POST /uploads, GET /uploads, /s3/params and /s3/multipart",
     )
 }

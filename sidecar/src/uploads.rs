@@ -20,7 +20,7 @@ use smallvec::SmallVec;
 
 use crate::AppState;
 use crate::auth::Caller;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::json::{JsonBody, Text};
 use crate::keys;
 use crate::presign::{Credentials, PostInput, PresignInput, rfc3339};
@@ -71,7 +71,7 @@ fn digest(
     match base64::engine::general_purpose::STANDARD.decode(v) {
         Ok(d) if d.len() == bytes => Ok(Some(v.to_owned())),
         _ => Err(AppError::bad_request(
-            "InvalidChecksum",
+            ErrorCode::InvalidChecksum,
             format!(
                 "{field} must be the base64 of a {bytes}-byte digest, such as btoa of crypto.subtle.digest's result"
             ),
@@ -80,7 +80,7 @@ fn digest(
 }
 
 fn query_error(rej: QueryRejection) -> AppError {
-    AppError::bad_request("InvalidQuery", rej.body_text())
+    AppError::bad_request(ErrorCode::InvalidQuery, rej.body_text())
 }
 
 /// Validates a client's content type against the allowed list. Returns the lowercase
@@ -92,7 +92,7 @@ pub fn check_content_type<'c>(
     let allowed = || state.config.allowed_content_types.join(", ");
     let Some(ct) = ct.map(str::trim).filter(|c| !c.is_empty()) else {
         return Err(AppError::bad_request(
-            "MissingContentType",
+            ErrorCode::MissingContentType,
             format!("contentType is required; allowed: {}", allowed()),
         ));
     };
@@ -104,13 +104,13 @@ pub fn check_content_type<'c>(
     };
     if !crate::config::valid_content_type_pattern(&media) || media.ends_with("/*") {
         return Err(AppError::bad_request(
-            "InvalidContentType",
+            ErrorCode::InvalidContentType,
             format!("contentType {ct:?} is not a media type such as image/jpeg"),
         ));
     }
     if !state.config.allows_content_type(&media) {
         return Err(AppError::bad_request(
-            "ContentTypeNotAllowed",
+            ErrorCode::ContentTypeNotAllowed,
             format!(
                 "contentType {media:?} is not allowed; allowed: {}",
                 allowed()
@@ -143,11 +143,11 @@ pub fn check_metadata(
                     allowed.join(", ")
                 )
             };
-            return Err(AppError::bad_request("MetadataNotAllowed", msg));
+            return Err(AppError::bad_request(ErrorCode::MetadataNotAllowed, msg));
         }
         if !v.chars().all(|c| c.is_ascii() && !c.is_ascii_control()) {
             return Err(AppError::bad_request(
-                "InvalidMetadata",
+                ErrorCode::InvalidMetadata,
                 format!("metadata.{key}: values must be printable ASCII"),
             ));
         }
@@ -156,7 +156,7 @@ pub fn check_metadata(
     }
     if total > MAX_METADATA_BYTES {
         return Err(AppError::bad_request(
-            "InvalidMetadata",
+            ErrorCode::InvalidMetadata,
             format!("metadata is {total} bytes; S3 allows at most {MAX_METADATA_BYTES}"),
         ));
     }
@@ -166,12 +166,12 @@ pub fn check_metadata(
 pub fn check_size(state: &AppState, size: Option<u64>) -> Result<(), AppError> {
     match size {
         Some(0) => Err(AppError::bad_request(
-            "InvalidSize",
+            ErrorCode::InvalidSize,
             "size must be at least 1 byte",
         )),
         Some(n) if n > state.config.max_size_bytes => Err(AppError::with_status(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "TooLarge",
+            ErrorCode::TooLarge,
             format!(
                 "size {n} exceeds the maximum of {} bytes",
                 state.config.max_size_bytes
@@ -188,7 +188,7 @@ pub fn require_size(state: &AppState) -> Result<(), AppError> {
         return Ok(());
     }
     Err(AppError::bad_request(
-        "SizeRequired",
+        ErrorCode::SizeRequired,
         format!(
             "size is required for a PUT URL: S3 enforces the maximum ({} bytes) only on a size signed into the URL; send the file's exact size, or use a POST form (POST /uploads with \"method\": \"POST\"), whose policy carries the size range",
             state.config.max_size_bytes
@@ -272,14 +272,14 @@ pub fn start_upload<'s>(
 fn owner_scope<'s>(state: &'s AppState, owner: Option<&str>) -> Result<Cow<'s, str>, AppError> {
     match owner {
         Some(o) if !keys::valid_owner(o) => Err(AppError::bad_request(
-            "InvalidOwner",
+            ErrorCode::InvalidOwner,
             format!(
                 "owner {o:?} must be 1 to {} characters of A-Z a-z 0-9 . _ - @, not starting with '.'",
                 keys::MAX_OWNER
             ),
         )),
         None if state.config.require_owner => Err(AppError::bad_request(
-            "OwnerRequired",
+            ErrorCode::OwnerRequired,
             "owner is required by this bucket (uploads.requireOwner): your backend names the user the upload is for",
         )),
         _ => Ok(keys::scope(&state.upload_prefix, owner)),
@@ -294,7 +294,7 @@ fn take_start(state: &AppState, owner: Option<&str>) -> Result<(), AppError> {
         .limiter
         .take(owner, tokio::time::Instant::now())
         .map_err(|wait| AppError::Throttled {
-            code: "TooManyUploads",
+            code: ErrorCode::TooManyUploads,
             message: format!(
                 "{} may start {} uploads a minute; retry in {} s",
                 if owner.is_empty() {
@@ -323,7 +323,7 @@ pub fn check_owner_under(prefix: &str, key: &str, owner: Option<&str>) -> Result
     }
     Err(AppError::with_status(
         axum::http::StatusCode::FORBIDDEN,
-        "OwnerMismatch",
+        ErrorCode::OwnerMismatch,
         match owner {
             Some(o) => format!("key {key:?} does not belong to owner {o:?}"),
             None => format!("key {key:?} belongs to an owner: name it (owner)"),
@@ -348,7 +348,7 @@ pub async fn create(
         Some(m) if m.eq_ignore_ascii_case("POST") => "POST",
         Some(m) => {
             return Err(AppError::bad_request(
-                "InvalidMethod",
+                ErrorCode::InvalidMethod,
                 format!("method {m:?} is not supported; allowed: PUT, POST"),
             ));
         }
@@ -360,7 +360,7 @@ pub async fn create(
     let md5 = digest("contentMD5", req.content_md5.as_deref(), 16)?;
     if method == "POST" && (sha256.is_some() || md5.is_some()) {
         return Err(AppError::bad_request(
-            "ChecksumNeedsPut",
+            ErrorCode::ChecksumNeedsPut,
             "checksumSHA256 and contentMD5 are signed into PUT URLs only: send size too (and no method, or \"PUT\")",
         ));
     }
@@ -590,7 +590,7 @@ pub async fn legacy(
     // unverified object would never expire.
     if state.config.verify {
         return Err(AppError::bad_request(
-            "VerificationNeedsPost",
+            ErrorCode::VerificationNeedsPost,
             "this bucket verifies uploads, and a GET /uploads URL cannot carry the pending tag: use POST /uploads (send the headers it returns)",
         ));
     }
@@ -606,7 +606,7 @@ pub async fn legacy(
     // anything a browser might render from the bucket's origin.
     if state.config.disposition(&content_type).is_some() {
         return Err(AppError::bad_request(
-            "DispositionNeedsPost",
+            ErrorCode::DispositionNeedsPost,
             format!(
                 "this bucket is public, so {content_type} uploads must be stored as attachments, which a GET /uploads URL cannot carry: use POST /uploads (send the headers it returns)"
             ),

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::config::{STATE_QUARANTINED, STATE_VERIFIED};
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::json::JsonBody;
 use crate::keys;
 use crate::server::AppState;
@@ -45,7 +45,7 @@ pub struct VerifyRequest {
 /// Why an object was refused.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Refusal {
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -154,7 +154,7 @@ pub fn judge(
     let refuse = |code, message: String| Err(Refusal { code, message });
     if info.size < 1 || info.size as u64 > config.max_size_bytes {
         return refuse(
-            "TooLarge",
+            ErrorCode::TooLarge,
             format!(
                 "the object is {} bytes; this bucket takes 1 to {}",
                 info.size, config.max_size_bytes
@@ -164,7 +164,7 @@ pub fn judge(
     let stored = media_type(&info.content_type);
     let Some(exact) = config.admits(&stored) else {
         return refuse(
-            "ContentTypeNotAllowed",
+            ErrorCode::ContentTypeNotAllowed,
             format!(
                 "the object is stored as {stored:?}, which this bucket does not take (allowed: {})",
                 config.allowed_content_types.join(", ")
@@ -183,7 +183,7 @@ pub fn judge(
             return Ok(detected);
         }
         return refuse(
-            "ContentMismatch",
+            ErrorCode::ContentMismatch,
             format!("the object is stored as {stored} but its bytes are {found}"),
         );
     }
@@ -191,12 +191,12 @@ pub fn judge(
         Some(d) if same_type(d, &stored) => Ok(detected),
         // Bytes of a known format under another type's name.
         Some(d) => refuse(
-            "ContentMismatch",
+            ErrorCode::ContentMismatch,
             format!("the object is stored as {stored} but its bytes are {d}"),
         ),
         // A type with a known signature whose bytes do not carry it (HTML sent as a JPEG).
         None if infer::is_mime_supported(&stored) => refuse(
-            "ContentMismatch",
+            ErrorCode::ContentMismatch,
             format!(
                 "the object is stored as {stored} but its bytes do not start like {stored} (no known file signature)"
             ),
@@ -208,14 +208,14 @@ pub fn judge(
                 Ok(None)
             } else {
                 refuse(
-                    "ContentMismatch",
+                    ErrorCode::ContentMismatch,
                     format!("the object is stored as {stored} but its bytes are not text"),
                 )
             }
         }
         // Through a wildcard, a type must be proven by its bytes.
         None if !exact => refuse(
-            "ContentMismatch",
+            ErrorCode::ContentMismatch,
             format!(
                 "the object is stored as {stored}, which this bucket takes only through a wildcard, and its bytes do not show that type"
             ),
@@ -239,7 +239,7 @@ fn store_error(e: StoreError) -> AppError {
     match e {
         StoreError::Changed => AppError::with_status(
             StatusCode::CONFLICT,
-            "UploadChanged",
+            ErrorCode::UploadChanged,
             "the upload was replaced while it was being verified; nothing was verified: call verify again",
         ),
         StoreError::Denied(m) => AppError::internal("S3 access (verify)", m),
@@ -297,7 +297,7 @@ pub async fn verify(
     if !state.config.verify {
         return Err(AppError::with_status(
             StatusCode::CONFLICT,
-            "VerificationDisabled",
+            ErrorCode::VerificationDisabled,
             "this bucket does not verify uploads (spec.uploads.verification.enabled is false)",
         ));
     }
@@ -317,7 +317,7 @@ pub async fn verify(
     let key = req
         .key
         .filter(|k| !k.is_empty())
-        .ok_or_else(|| AppError::bad_request("MissingKey", "key is required"))?;
+        .ok_or_else(|| AppError::bad_request(ErrorCode::MissingKey, "key is required"))?;
     let owner = caller.owner(req.owner.as_deref())?;
 
     // A verified key: verify ran already; say what is there.
@@ -330,7 +330,7 @@ pub async fn verify(
     }
     if !keys::is_our_key(&state.upload_prefix, &key) {
         return Err(AppError::bad_request(
-            "InvalidKey",
+            ErrorCode::InvalidKey,
             format!(
                 "key {key:?} was not issued by this signer (upload keys start with {:?})",
                 state.upload_prefix
@@ -346,7 +346,7 @@ pub async fn verify(
     let Some(_claim) = state.verifying.claim(&key) else {
         return Err(AppError::with_status(
             StatusCode::CONFLICT,
-            "VerificationInProgress",
+            ErrorCode::VerificationInProgress,
             format!("{key:?} is being verified by another call; try again when it has answered"),
         ));
     };
@@ -395,7 +395,7 @@ pub async fn verify(
             } else {
                 state.store.delete(&key).await.map_err(store_error)?;
             }
-            tracing::warn!(%key, code = refusal.code, reason = %refusal.message, quarantined = kept, "Upload refused by verification");
+            tracing::warn!(%key, code = refusal.code.as_str(), reason = %refusal.message, quarantined = kept, "Upload refused by verification");
             let outcome = if kept {
                 "it is kept, tagged quarantined, until the incoming area's expiry"
             } else {
@@ -502,7 +502,7 @@ async fn remove_unless_accepted(state: &AppState, target: &str) {
 fn no_such_key(key: &str) -> AppError {
     AppError::with_status(
         StatusCode::NOT_FOUND,
-        "NoSuchKey",
+        ErrorCode::NoSuchKey,
         format!("nothing is stored at {key:?} (not uploaded yet, expired, or deleted)"),
     )
 }
@@ -583,7 +583,7 @@ mod tests {
     fn disguised_bytes_are_refused_naming_both_types() {
         let c = config();
         let r = judge(&c, &info(40, "image/jpeg"), HTML).unwrap_err();
-        assert_eq!(r.code, "ContentMismatch");
+        assert_eq!(r.code, ErrorCode::ContentMismatch);
         assert!(
             r.message
                 .contains("stored as image/jpeg but its bytes are text/html"),
@@ -593,7 +593,7 @@ mod tests {
         // HTML is HTML under a text type too.
         assert_eq!(
             judge(&c, &info(40, "text/plain"), HTML).unwrap_err().code,
-            "ContentMismatch"
+            ErrorCode::ContentMismatch
         );
         // Bytes of no known format under a type that has a signature.
         let r = judge(&c, &info(11, "image/jpeg"), b"hello world").unwrap_err();
@@ -603,7 +603,7 @@ mod tests {
             r.message
         );
         let r = judge(&c, &info(16, "image/jpeg"), PNG).unwrap_err();
-        assert_eq!(r.code, "ContentMismatch");
+        assert_eq!(r.code, ErrorCode::ContentMismatch);
         assert!(
             r.message.contains("its bytes are image/png"),
             "{}",
@@ -611,7 +611,7 @@ mod tests {
         );
         // A known binary format stored as text.
         let r = judge(&c, &info(16, "text/plain"), PNG).unwrap_err();
-        assert_eq!(r.code, "ContentMismatch");
+        assert_eq!(r.code, ErrorCode::ContentMismatch);
     }
 
     #[test]
@@ -619,11 +619,11 @@ mod tests {
         let c = config();
         assert_eq!(
             judge(&c, &info(1001, "image/jpeg"), JPEG).unwrap_err().code,
-            "TooLarge"
+            ErrorCode::TooLarge
         );
         assert_eq!(
             judge(&c, &info(0, "image/jpeg"), JPEG).unwrap_err().code,
-            "TooLarge"
+            ErrorCode::TooLarge
         );
         // image/* never admits SVG, whatever the bytes.
         let r = judge(
@@ -632,12 +632,12 @@ mod tests {
             b"<svg xmlns=\"http://www.w3.org/2000/svg\"/>",
         )
         .unwrap_err();
-        assert_eq!(r.code, "ContentTypeNotAllowed");
+        assert_eq!(r.code, ErrorCode::ContentTypeNotAllowed);
         assert_eq!(
             judge(&c, &info(11, "application/pdf"), JPEG)
                 .unwrap_err()
                 .code,
-            "ContentTypeNotAllowed"
+            ErrorCode::ContentTypeNotAllowed
         );
     }
 
@@ -653,20 +653,20 @@ mod tests {
         // Issue 25's cases: SVG with script as text/plain, XSL with an onerror handler.
         let svg = b"<svg xmlns='http://www.w3.org/2000/svg' onload='alert(1)'/>";
         let r = judge(&c, &info(60, "text/plain"), svg).unwrap_err();
-        assert_eq!(r.code, "ContentMismatch", "{}", r.message);
+        assert_eq!(r.code, ErrorCode::ContentMismatch, "{}", r.message);
         let xsl = b"<?xml version='1.0'?><xsl:stylesheet version='1.0' xmlns:xsl='http://www.w3.org/1999/XSL/Transform'><xsl:template match='/'><img src='x' onerror='alert(1)'/></xsl:template></xsl:stylesheet>";
         // Listed exactly and declared so: the operator's choice.
         assert_eq!(judge(&c, &info(200, "text/xsl"), xsl), Ok(Some("text/xml")));
         // Declared as anything else: refused.
         assert_eq!(
             judge(&c, &info(200, "text/csv"), xsl).unwrap_err().code,
-            "ContentMismatch"
+            ErrorCode::ContentMismatch
         );
         assert_eq!(
             judge(&c, &info(200, "application/pdf"), b"  <html><body>x")
                 .unwrap_err()
                 .code,
-            "ContentMismatch"
+            ErrorCode::ContentMismatch
         );
         // Markup after some text, as the sniffing rules would not see it, is refused too:
         // any tag (the red team's cases), and UTF-7's spelling of one.
@@ -684,7 +684,7 @@ mod tests {
                 judge(&c, &info(buried.len() as i64, "text/plain"), buried)
                     .unwrap_err()
                     .code,
-                "ContentMismatch",
+                ErrorCode::ContentMismatch,
                 "{}",
                 String::from_utf8_lossy(buried)
             );
@@ -709,19 +709,19 @@ mod tests {
             )
             .unwrap_err()
             .code,
-            "ContentMismatch"
+            ErrorCode::ContentMismatch
         );
         // A type only a wildcard admits and no signature identifies: nothing proves it.
         let mut listed = config();
         listed.allowed_content_types = vec!["video/*".into()];
         let r = judge(&listed, &info(5, "video/mpeg"), b"@echo off\r\n").unwrap_err();
-        assert_eq!(r.code, "ContentMismatch", "{}", r.message);
+        assert_eq!(r.code, ErrorCode::ContentMismatch, "{}", r.message);
         // Made-up subtypes never get that far: the wildcard does not admit them.
         assert_eq!(
             judge(&c, &info(9, "image/x-anything"), b"@echo off")
                 .unwrap_err()
                 .code,
-            "ContentTypeNotAllowed"
+            ErrorCode::ContentTypeNotAllowed
         );
     }
 
@@ -742,7 +742,7 @@ mod tests {
             .collect();
         for bytes in [utf16le, utf16be, utf32le] {
             let r = judge(&c, &info(bytes.len() as i64, "text/plain"), &bytes).unwrap_err();
-            assert_eq!(r.code, "ContentMismatch", "{}", r.message);
+            assert_eq!(r.code, ErrorCode::ContentMismatch, "{}", r.message);
         }
         // UTF-8 text with a byte-order mark, and a phone number's `+1-`, pass.
         assert_eq!(

@@ -12,6 +12,7 @@ pub mod policy;
 pub mod rgw;
 pub mod s3;
 
+use crate::reasons::Reason;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
@@ -195,15 +196,15 @@ pub enum AwsError {
 
 impl AwsError {
     /// Short label for metrics and Events.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            AwsError::BucketTaken(_) => "BucketNameTaken",
-            AwsError::BucketNotEmpty(_) => "BucketNotEmpty",
-            AwsError::RoleManagedByOther(_) => "RoleManagedByOther",
-            AwsError::AssociationManagedByOther { .. } => "AssociationManagedByOther",
-            AwsError::AccessDenied { .. } => "AccessDenied",
-            AwsError::NotSupported { .. } => "NotSupported",
-            AwsError::Api { .. } => "AwsApiError",
+            AwsError::BucketTaken(_) => Reason::BucketNameTaken,
+            AwsError::BucketNotEmpty(_) => Reason::BucketNotEmpty,
+            AwsError::RoleManagedByOther(_) => Reason::RoleManagedByOther,
+            AwsError::AssociationManagedByOther { .. } => Reason::AssociationManagedByOther,
+            AwsError::AccessDenied { .. } => Reason::AccessDenied,
+            AwsError::NotSupported { .. } => Reason::NotSupported,
+            AwsError::Api { .. } => Reason::AwsApiError,
         }
     }
 

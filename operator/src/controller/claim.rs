@@ -15,6 +15,7 @@
 //! A name from `spec.bucketName` or from status is never by itself a licence to write. Every
 //! destructive call re-checks with [`still_ours`] right before it acts.
 
+use crate::reasons::Reason;
 use std::collections::BTreeMap;
 
 use crate::aws::{AwsError, BucketApi, BucketRef, Created};
@@ -64,12 +65,12 @@ pub enum ClaimError {
 }
 
 impl ClaimError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            ClaimError::Exists(_) => "BucketExists",
-            ClaimError::ManagedByOther(_) => "BucketManagedByOther",
-            ClaimError::AdoptionNotAllowed(_) => "AdoptionNotAllowed",
-            ClaimError::NothingToAdopt(_) => "NothingToAdopt",
+            ClaimError::Exists(_) => Reason::BucketExists,
+            ClaimError::ManagedByOther(_) => Reason::BucketManagedByOther,
+            ClaimError::AdoptionNotAllowed(_) => Reason::AdoptionNotAllowed,
+            ClaimError::NothingToAdopt(_) => Reason::NothingToAdopt,
             ClaimError::Aws(e) => e.reason(),
         }
     }

@@ -15,6 +15,7 @@ pub mod outputs;
 pub mod role;
 pub mod status;
 
+use crate::reasons::Reason;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -158,14 +159,14 @@ pub enum Error {
 
 impl Error {
     /// Short label for metrics and Event reasons.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::InvalidSpec(_) => "InvalidSpec",
+            Error::InvalidSpec(_) => Reason::InvalidSpec,
             Error::Claim(e) => e.reason(),
             Error::Aws(e) => e.reason(),
-            Error::Kube(_) => "KubeApiError",
+            Error::Kube(_) => Reason::KubeApiError,
             Error::Outputs(e) => e.reason(),
-            Error::Finalizer(_) => "FinalizerError",
+            Error::Finalizer(_) => Reason::FinalizerError,
         }
     }
 
@@ -232,8 +233,8 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
 
 /// Decides when a failed object is tried again. Every failure is counted.
 pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.failure(error.reason());
-    warn!(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any(), reason = error.reason(), %error, "Reconcile failed");
+    ctx.metrics.failure(error.reason().as_str());
+    warn!(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any(), reason = %error.reason(), %error, "Reconcile failed");
     let mut failures = ctx.failures();
     let (n, delay) = match error.retry() {
         None => {
@@ -371,7 +372,7 @@ async fn provision(
             &[CondSpec::new(
                 READY,
                 false,
-                "Provisioning",
+                Reason::Provisioning,
                 "Provisioning the bucket",
             )],
             ub.metadata.generation,
@@ -517,8 +518,8 @@ fn next_status(
                 bucket.name, bucket.region
             );
             let mut conds = vec![
-                CondSpec::new(READY, true, "Provisioned", msg.clone()),
-                CondSpec::new(BUCKET_READY, true, "Provisioned", msg),
+                CondSpec::new(READY, true, Reason::Provisioned, msg.clone()),
+                CondSpec::new(BUCKET_READY, true, Reason::Provisioned, msg),
             ];
             if let Some(role) = &p.role {
                 st.role_name = Some(p.names.role.clone());
@@ -527,7 +528,7 @@ fn next_status(
                 conds.push(CondSpec::new(
                     ROLE_READY,
                     true,
-                    "Provisioned",
+                    Reason::Provisioned,
                     format!("Role {} is provisioned as specified", role.arn),
                 ));
             }
@@ -609,7 +610,7 @@ fn next_status(
                 }
             }
             status::set_conditions(&mut st, &conds, ub.metadata.generation, now);
-            events.push((EventType::Warning, reason, message));
+            events.push((EventType::Warning, reason.as_str(), message));
         }
     }
     (st, events)
@@ -780,7 +781,7 @@ async fn cleanup_failed(
         ctx,
         ub,
         EventType::Warning,
-        error.reason(),
+        error.reason().as_str(),
         "Cleanup",
         error.to_string(),
     )

@@ -10,6 +10,7 @@
 //! write only on a difference; a ConfigMap of that name the object does not control is never
 //! touched.
 
+use crate::reasons::Reason;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ConfigMap;
@@ -41,10 +42,10 @@ pub enum OutputsError {
 }
 
 impl OutputsError {
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            OutputsError::Taken(_) => "ConfigMapManagedByOther",
-            OutputsError::Kube { .. } => "KubeApiError",
+            OutputsError::Taken(_) => Reason::ConfigMapManagedByOther,
+            OutputsError::Kube { .. } => Reason::KubeApiError,
         }
     }
 }

@@ -1,0 +1,192 @@
+//! The documentation holds together: every relative link in README.md and docs/ reaches a
+//! file (and, with `#anchor`, a heading in it), and every page of docs/ is in the book's
+//! table of contents (docs/SUMMARY.md), so it can be found from the site and from GitHub.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .canonicalize()
+        .unwrap()
+}
+
+/// The markdown files to check: the top-level ones and everything under docs/.
+fn pages() -> Vec<PathBuf> {
+    let root = repo();
+    let mut out: Vec<PathBuf> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    let mut dirs = vec![root.join("docs"), root.join("charts")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The text outside fenced code blocks and inline code.
+fn prose(text: &str) -> String {
+    let mut out = String::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced {
+            continue;
+        }
+        // Drop inline code spans.
+        let mut inside = false;
+        for part in line.split('`') {
+            if !inside {
+                out.push_str(part);
+            }
+            inside = !inside;
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Link targets of inline links `[text](target)`.
+fn links(text: &str) -> Vec<String> {
+    let text = prose(text);
+    let mut out = Vec::new();
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("](") {
+        rest = &rest[i + 2..];
+        let Some(end) = rest.find(')') else { break };
+        let target = rest[..end].split_whitespace().next().unwrap_or_default();
+        out.push(target.to_owned());
+        rest = &rest[end..];
+    }
+    out
+}
+
+/// GitHub's anchors for the headings of a markdown text (duplicates get -1, -2, ...).
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut fenced = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            fenced = !fenced;
+            continue;
+        }
+        if fenced || !line.starts_with('#') {
+            continue;
+        }
+        let heading = line.trim_start_matches('#').trim();
+        let slug: String = heading
+            .to_lowercase()
+            .chars()
+            .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+            .map(|c| if c == ' ' { '-' } else { c })
+            .collect();
+        let mut candidate = slug.clone();
+        let mut n = 0;
+        while seen.contains(&candidate) {
+            n += 1;
+            candidate = format!("{slug}-{n}");
+        }
+        seen.insert(candidate);
+    }
+    seen
+}
+
+#[test]
+fn every_relative_link_reaches_its_file_and_heading() {
+    let mut broken = Vec::new();
+    let mut checked = 0;
+    for page in pages() {
+        let text = std::fs::read_to_string(&page).unwrap();
+        for target in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") || target.is_empty() {
+                continue;
+            }
+            checked += 1;
+            let (file, anchor) = match target.split_once('#') {
+                Some((f, a)) => (f, Some(a)),
+                None => (target.as_str(), None),
+            };
+            let path = if file.is_empty() {
+                page.clone()
+            } else {
+                page.parent().unwrap().join(file)
+            };
+            let shown = page.strip_prefix(repo()).unwrap().display().to_string();
+            if !path.exists() {
+                broken.push(format!("{shown}: {target}: no such file"));
+                continue;
+            }
+            if let Some(anchor) = anchor
+                && path.extension().is_some_and(|e| e == "md")
+                && !anchors(&std::fs::read_to_string(&path).unwrap()).contains(anchor)
+            {
+                broken.push(format!("{shown}: {target}: no such heading"));
+            }
+        }
+    }
+    assert!(
+        checked > 100,
+        "only {checked} links found: is the parser broken?"
+    );
+    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
+}
+
+#[test]
+fn every_docs_page_is_in_the_summary() {
+    let docs = repo().join("docs");
+    let summary = std::fs::read_to_string(docs.join("SUMMARY.md")).unwrap();
+    let listed: BTreeSet<PathBuf> = links(&summary)
+        .iter()
+        .map(|l| docs.join(l.split('#').next().unwrap()))
+        .collect();
+    let missing: Vec<String> = pages()
+        .into_iter()
+        .filter(|p| p.starts_with(&docs) && p.file_name().unwrap() != "SUMMARY.md")
+        .filter(|p| !listed.contains(p))
+        .map(|p| p.strip_prefix(&docs).unwrap().display().to_string())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "pages missing from docs/SUMMARY.md: {missing:?}"
+    );
+}
+
+#[test]
+fn the_readme_stays_short() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let lines = readme.lines().count();
+    assert!(
+        lines <= 200,
+        "README.md has {lines} lines; keep it at most 200 and move detail into docs/"
+    );
+}
+
+#[test]
+fn the_anchor_rules_are_githubs() {
+    let a = anchors("# A `b` c\n## Hello, World!\n## Hello, World!\n```\n# not\n```\n");
+    assert_eq!(
+        a,
+        ["a-b-c", "hello-world", "hello-world-1"]
+            .into_iter()
+            .map(String::from)
+            .collect()
+    );
+    assert_eq!(
+        links("see [x](a.md#b) and `[y](no.md)` and [z](https://e.x)"),
+        ["a.md#b", "https://e.x"]
+    );
+}
