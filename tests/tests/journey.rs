@@ -23,6 +23,10 @@ use uploadbucket_tests::{helm, require_or_skip, s3_server};
 const RELEASE: &str = "uploadbucket-operator";
 const SYSTEM: &str = "uploadbucket-system";
 const APP_NS: &str = "shop";
+/// What Pod Security "restricted" asks of every container (with the pod's `runAsNonRoot` and
+/// `seccompProfile`): the app's namespace and the operator's enforce that level, so the API
+/// server itself refuses either pod, the injected signer included, if it ever drifts.
+const RESTRICTED_CONTAINER: &str = "{allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}}";
 const RGW_HOST: &str = "rgw.storage.test";
 // From the low band of the Service range, which Kubernetes keeps for addresses chosen by
 // hand (random allocation takes it last).
@@ -218,11 +222,12 @@ spec:
       automountServiceAccountToken: false
       terminationGracePeriodSeconds: 5
       hostAliases: [{{ip: "{node_ip}", hostnames: [{RGW_HOST}]}}]
-      securityContext: {{runAsNonRoot: true}}
+      securityContext: {{runAsNonRoot: true, seccompProfile: {{type: RuntimeDefault}}}}
       containers:
         - name: app
           image: {APP_IMAGE}
           imagePullPolicy: IfNotPresent
+          securityContext: {RESTRICTED_CONTAINER}
           ports: [{{containerPort: 3000}}]
           readinessProbe: {{httpGet: {{path: /, port: 3000}}, periodSeconds: 2}}
           # Where the bucket is, from the UploadBucket's outputs ConfigMap.
@@ -259,9 +264,38 @@ metadata:
 spec:
   serviceAccountName: web
   automountServiceAccountToken: false
-  containers: [{{name: app, image: {APP_IMAGE}, imagePullPolicy: IfNotPresent}}]
+  securityContext: {{runAsNonRoot: true, seccompProfile: {{type: RuntimeDefault}}}}
+  containers:
+    - {{name: app, image: {APP_IMAGE}, imagePullPolicy: IfNotPresent, securityContext: {RESTRICTED_CONTAINER}}}
 "#
     )
+}
+
+/// Labels `namespace` to enforce Pod Security "restricted", and proves the API server
+/// enforces it there: a pod that asks for nothing of the level is refused, naming the policy.
+fn enforce_restricted(node: &Node, namespace: &str) {
+    node.kubectl(&[
+        "label",
+        "namespace",
+        namespace,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    ]);
+    let loose = format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: loose, namespace: {namespace}}}\n\
+         spec: {{containers: [{{name: app, image: {APP_IMAGE}}}]}}\n"
+    );
+    let refused = node
+        .try_run(
+            "kubectl",
+            &["apply", "--dry-run=server", "-f", "-"],
+            Some(&loose),
+        )
+        .expect_err("a pod that is not restricted-compliant must be refused");
+    assert!(
+        refused.contains("violates PodSecurity \"restricted:latest\""),
+        "{namespace}: refused, but not by Pod Security: {refused}"
+    );
 }
 
 fn signer_of(pod: &Value) -> Option<&Value> {
@@ -417,6 +451,7 @@ async fn helm_install_to_browser_upload_on_a_real_node() {
     // The operator, as docs/install/rgw.md installs it: its own credentials for the store in a
     // Secret.
     node.kubectl(&["create", "namespace", SYSTEM]);
+    enforce_restricted(&node, SYSTEM);
     node.kubectl(&[
         "create",
         "secret",
@@ -472,6 +507,7 @@ async fn helm_install_to_browser_upload_on_a_real_node() {
 
     // An UploadBucket: bucket, CORS and an IRSA role, by the operator running as a pod.
     node.kubectl(&["create", "namespace", APP_NS]);
+    enforce_restricted(&node, APP_NS);
     node.apply(&upload_bucket("avatars"));
     node.kubectl(&[
         "wait",
