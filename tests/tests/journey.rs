@@ -546,6 +546,12 @@ async fn helm_install_to_browser_upload_on_a_real_node() {
         signer["restartPolicy"], "Always",
         "native sidecar: {signer}"
     );
+    // What a NetworkPolicy selects to let the signers out (docs/guides/jwt.md, Egress).
+    assert_eq!(
+        pod["metadata"]["labels"]["uploadbucket.io/signer"], "true",
+        "{}",
+        pod["metadata"]
+    );
     assert_eq!(signer["image"], "uploadbucket/sidecar:0.1.0");
     let signer_env = signer["env"].as_array().unwrap();
     let env_of = |name: &str| {

@@ -40,6 +40,10 @@ pub const ANNOTATION_PORT: &str = "uploadbucket.io/port";
 pub const ANNOTATION_METRICS_PORT: &str = "uploadbucket.io/metrics-port";
 /// Set on pods whose signer serves metrics on the pod IP: what the chart's PodMonitor selects.
 pub const LABEL_SIGNER_METRICS: &str = "uploadbucket.io/signer-metrics";
+/// Label of every pod the signer was injected into: what a NetworkPolicy selects to let the
+/// pods that sign reach STS, S3 or an identity provider (a policy applies to the whole pod:
+/// Kubernetes has no per-container egress rules).
+pub const LABEL_SIGNER: &str = "uploadbucket.io/signer";
 /// Name of the signer's metrics port (what the PodMonitor scrapes).
 pub const METRICS_PORT_NAME: &str = "ub-metrics";
 /// Set on injected pods: the bucket the signer signs for.
@@ -384,19 +388,26 @@ fn plan(
         &["metadata", "annotations", ANNOTATION_INJECTED],
         json!(bucket_name),
     );
+    let mut labels = vec![LABEL_SIGNER];
     if metrics_port.is_some() {
-        match pod.metadata.labels.as_ref() {
-            Some(l) if !l.is_empty() => add(
-                &mut ops,
-                &["metadata", "labels", LABEL_SIGNER_METRICS],
-                json!("true"),
-            ),
-            _ => add(
-                &mut ops,
-                &["metadata", "labels"],
-                json!({LABEL_SIGNER_METRICS: "true"}),
-            ),
+        labels.push(LABEL_SIGNER_METRICS);
+    }
+    match pod.metadata.labels.as_ref() {
+        Some(l) if !l.is_empty() => {
+            for label in labels {
+                add(&mut ops, &["metadata", "labels", label], json!("true"));
+            }
         }
+        _ => add(
+            &mut ops,
+            &["metadata", "labels"],
+            Value::Object(
+                labels
+                    .into_iter()
+                    .map(|l| (l.into(), json!("true")))
+                    .collect(),
+            ),
+        ),
     }
     Ok(Patch(ops))
 }
