@@ -250,27 +250,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         });
     }
     axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown())
+        .with_graceful_shutdown(crate::server::shutdown())
         .await
         .context("server failed")
-}
-
-/// Resolves on SIGTERM (pod shutdown) or Ctrl-C.
-pub async fn shutdown() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    info!("Shutting down");
 }
 
 #[cfg(test)]

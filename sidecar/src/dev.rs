@@ -262,7 +262,7 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     info!(address = %listen, store = %endpoint, "Dev mode running");
     axum::serve(listener, router)
-        .with_graceful_shutdown(crate::cli::shutdown())
+        .with_graceful_shutdown(crate::server::shutdown())
         .await
         .context("server failed")
 }

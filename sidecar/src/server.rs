@@ -225,3 +225,21 @@ async fn track(State(state): State<AppState>, req: Request, next: Next) -> Respo
         .record(route, response.status().as_u16(), started.elapsed());
     response
 }
+
+/// Resolves on SIGTERM (pod shutdown) or Ctrl-C.
+pub async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("Shutting down");
+}

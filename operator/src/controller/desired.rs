@@ -163,7 +163,7 @@ pub fn resolve(ub: &UploadBucket, defaults: &Defaults) -> Result<Names, SpecErro
         bucket,
         derived,
         adopt: spec.adopt_existing_bucket,
-        role: super::role::derive_role_name(ub),
+        role: derive_role_name(ub),
     })
 }
 
@@ -186,7 +186,7 @@ pub fn recorded_names(ub: &UploadBucket, defaults: &Defaults) -> Option<Names> {
             && name == derive_bucket_name(ub, &defaults.bucket_name_prefix),
         bucket: BucketRef { name, region },
         adopt: ub.spec.adopt_existing_bucket,
-        role: super::role::derive_role_name(ub),
+        role: derive_role_name(ub),
     })
 }
 
@@ -662,6 +662,29 @@ pub fn desired(ub: &UploadBucket, defaults: &Defaults) -> Result<DesiredBucket, 
         versioning: spec.versioning,
         bucket,
     })
+}
+
+/// `ub-<namespace>-<name>-<8 hex of sha256(ns/name/uid)>`, at most 64 characters of the
+/// ones IAM allows.
+pub fn derive_role_name(ub: &UploadBucket) -> String {
+    let ns = ub.namespace().unwrap_or_default();
+    let hash = hex::encode(Sha256::digest(format!(
+        "{ns}/{}/{}",
+        ub.name_any(),
+        ub.uid().unwrap_or_default()
+    )));
+    let base: String = format!("ub-{ns}-{}", ub.name_any())
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64 - 9)
+        .collect();
+    format!("{base}-{}", &hash[..8])
 }
 
 #[cfg(test)]

@@ -352,7 +352,7 @@ async fn provision(
     api: &Api<UploadBucket>,
     written: &std::sync::Mutex<Option<UploadBucketStatus>>,
 ) -> Result<Provisioned, Failure> {
-    let role_wanted = ctx.roles.as_ref().map(|_| role::derive_role_name(ub));
+    let role_wanted = ctx.roles.as_ref().map(|_| desired::derive_role_name(ub));
     let recorded_role = ub.status.as_ref().and_then(|s| s.role_name.clone());
     let intent = async |creating: Option<&BucketRef>| -> Result<(), Error> {
         // Names reach status before anything new exists in AWS, so cleanup can find what
@@ -640,7 +640,7 @@ async fn cleanup_object(
     if let Some((iam, settings)) = &ctx.roles {
         // Only the role named from this object's own uid, and only once status says it was
         // about to be made: a name written into status by anyone else is ignored.
-        let derived = role::derive_role_name(ub);
+        let derived = desired::derive_role_name(ub);
         let recorded = ub.status.as_ref().and_then(|s| s.role_name.as_deref());
         if recorded.is_some_and(|r| r != derived) {
             warn!(

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::aws::iam::{IamApi, NewRole, Role};
 use crate::aws::{AwsError, BucketRef, Deleted, policy};
 use crate::crd::UploadBucket;
 
-use super::desired::{SpecError, TAG_UID};
+use super::desired::{SpecError, TAG_UID, derive_role_name};
 
 /// Who may assume the upload roles: the operator's credential mode.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,29 +64,6 @@ pub struct DesiredRole {
     pub trust_policy: Value,
     pub policy: Value,
     pub tags: BTreeMap<String, String>,
-}
-
-/// `ub-<namespace>-<name>-<8 hex of sha256(ns/name/uid)>`, at most 64 characters of the
-/// ones IAM allows.
-pub fn derive_role_name(ub: &UploadBucket) -> String {
-    let ns = ub.namespace().unwrap_or_default();
-    let hash = hex::encode(Sha256::digest(format!(
-        "{ns}/{}/{}",
-        ub.name_any(),
-        ub.uid().unwrap_or_default()
-    )));
-    let base: String = format!("ub-{ns}-{}", ub.name_any())
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "+=,.@_-".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64 - 9)
-        .collect();
-    format!("{base}-{}", &hash[..8])
 }
 
 /// Pure: the desired role for an UploadBucket whose bucket is `bucket`.

@@ -1173,7 +1173,7 @@ async fn another_objects_bucket_is_refused_without_naming_it_and_a_forged_status
         bucket_name: Some("shop-avatars".into()),
         creating_bucket: Some("shop-avatars".into()),
         region: Some("eu-west-1".into()),
-        role_name: Some(role::derive_role_name(&victim)),
+        role_name: Some(desired::derive_role_name(&victim)),
         ..Default::default()
     });
     forged.metadata.deletion_timestamp = Some(
@@ -1331,7 +1331,7 @@ async fn adoption_needs_the_admin_and_the_spec_and_keeps_everyone_elses_settings
 #[tokio::test]
 async fn a_role_under_our_name_with_another_uid_is_neither_written_nor_deleted() {
     let obj = ub(json!({"serviceAccountNames": ["web"]}));
-    let name = role::derive_role_name(&obj);
+    let name = desired::derive_role_name(&obj);
     let foreign: FakeRole = (
         json!({"Statement": []}),
         [("theirs".to_owned(), json!({"Statement": []}))].into(),
