@@ -466,6 +466,38 @@ pub fn spawn_service(
     (child, addrs)
 }
 
+/// An example app backend (examples/web/server.js, examples/backend-python/app.py, the
+/// program of examples/backend-go) that `cmd` starts, in front of the signer at `signer`, with
+/// `env`: on a port of its own (`PORT=0` unless `env` names one), read from its
+/// `listening address=` line. The process and its base URL.
+pub fn example_backend(
+    mut cmd: std::process::Command,
+    signer: &str,
+    env: &[(&str, &str)],
+) -> (Child, String) {
+    cmd.env("PORT", "0")
+        .env("UPLOADBUCKET_SIGNER_URL", signer)
+        .envs(env.iter().copied());
+    let (app, addrs) = spawn_service(cmd, "app", &["listening"]);
+    (app, format!("http://{}", addrs[0]))
+}
+
+/// Whether examples/web has no node_modules (a loud skip, or a failure under CI), so
+/// server.js cannot run.
+pub fn example_web_missing(test: &str) -> bool {
+    let missing = !browser::repo()
+        .join("examples/web/node_modules/express")
+        .exists();
+    if missing {
+        let _: Option<()> = require_or_skip(
+            test,
+            "examples/web/node_modules is missing",
+            "tests/scripts/install-deps.sh (npm ci in examples/web)",
+        );
+    }
+    missing
+}
+
 /// `line` without terminal colour codes.
 fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
@@ -612,18 +644,45 @@ pub async fn assert_stored(
 
 /// The helm binary, or `None` after a loud SKIPPED (a failure when servers are required).
 pub fn helm(test: &str) -> Option<std::path::PathBuf> {
-    tool(test, "helm", "HELM", "version")
+    tool(test, "helm", "HELM", "version", INSTALLED_BY_DEPS)
 }
 
 /// Prometheus' promtool (built from its Go module by tests/scripts/install-deps.sh), or
 /// `None` after a loud SKIPPED (a failure when servers are required).
 pub fn promtool(test: &str) -> Option<std::path::PathBuf> {
-    tool(test, "promtool", "PROMTOOL", "--version")
+    tool(test, "promtool", "PROMTOOL", "--version", INSTALLED_BY_DEPS)
 }
 
+/// The Go toolchain (`$GO` or `go` on PATH; a prerequisite of the suite, as it builds helm,
+/// promtool and Kubernetes), or `None` after a loud SKIPPED (a failure when servers are
+/// required).
+pub fn go(test: &str) -> Option<std::path::PathBuf> {
+    tool(
+        test,
+        "go",
+        "GO",
+        "version",
+        "install Go (https://go.dev/dl), a prerequisite of the suite",
+    )
+}
+
+/// Python 3 (`$PYTHON` or `python3` on PATH), or `None` after a loud SKIPPED (a failure when
+/// servers are required).
+pub fn python3(test: &str) -> Option<std::path::PathBuf> {
+    tool(
+        test,
+        "python3",
+        "PYTHON",
+        "--version",
+        "apt-get install python3",
+    )
+}
+
+const INSTALLED_BY_DEPS: &str = "tests/scripts/install-deps.sh installs it";
+
 /// The first of `$env`, `name` on PATH and ~/.cache/uploadbucket/bin/`name` that answers
-/// `probe`.
-fn tool(test: &str, name: &str, env: &str, probe: &str) -> Option<std::path::PathBuf> {
+/// `probe`; `how` to get it goes into the skip or the failure.
+fn tool(test: &str, name: &str, env: &str, probe: &str, how: &str) -> Option<std::path::PathBuf> {
     let candidates = [
         std::env::var_os(env).map(std::path::PathBuf::from),
         Some(std::path::PathBuf::from(name)),
@@ -642,11 +701,7 @@ fn tool(test: &str, name: &str, env: &str, probe: &str) -> Option<std::path::Pat
             return Some(c);
         }
     }
-    require_or_skip(
-        test,
-        &format!("no {name} binary was found"),
-        "tests/scripts/install-deps.sh installs it",
-    )
+    require_or_skip(test, &format!("no {name} binary was found"), how)
 }
 
 /// The Kubernetes version charts are rendered for: the one tests/scripts/kube.sh runs (helm

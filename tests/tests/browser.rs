@@ -18,8 +18,8 @@ use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_tests::browser::{chromium, dump_dom, repo, run_page, tempdir};
 use uploadbucket_tests::{
-    assert_stored, json_of, put_signed, require_or_skip, s3_server, sign_upload, spawn_service,
-    start_dev, start_sidecar, unique_name,
+    assert_stored, example_web_missing, json_of, put_signed, require_or_skip, s3_server,
+    sign_upload, start_dev, start_sidecar, unique_name,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -697,7 +697,7 @@ async fn dev_mode_verify_cannot_be_raced_and_urls_cannot_copy() {
 #[tokio::test]
 async fn the_example_backend_forwards_only_upload_calls_as_the_session_user() {
     let test = "the_example_backend_forwards_only_upload_calls_as_the_session_user";
-    if example_missing(test) {
+    if example_web_missing(test) {
         return;
     }
     let data = tempdir();
@@ -784,28 +784,11 @@ async fn the_example_backend_forwards_only_upload_calls_as_the_session_user() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-/// Whether examples/web has no node_modules (a loud skip, or a failure under CI).
-fn example_missing(test: &str) -> bool {
-    let missing = !repo().join("examples/web/node_modules/express").exists();
-    if missing {
-        let _: Option<()> = require_or_skip(
-            test,
-            "examples/web/node_modules is missing",
-            "tests/scripts/install-deps.sh (npm ci in examples/web)",
-        );
-    }
-    missing
-}
-
 /// examples/web/server.js in front of `signer`, with `env`; the process and its base URL.
 fn example_backend(signer: &str, env: &[(&str, &str)]) -> (uploadbucket_tests::Child, String) {
     let mut cmd = Command::new("node");
-    cmd.arg(repo().join("examples/web/server.js"))
-        .env("PORT", "0")
-        .env("UPLOADBUCKET_SIGNER_URL", signer)
-        .envs(env.iter().copied());
-    let (app, addrs) = spawn_service(cmd, "app", &["listening"]);
-    (app, format!("http://{}", addrs[0]))
+    cmd.arg(repo().join("examples/web/server.js"));
+    uploadbucket_tests::example_backend(cmd, signer, env)
 }
 
 /// With the bucket requiring tokens, examples/web/server.js (`TOKEN_AUTH=1`) forwards the
@@ -815,7 +798,7 @@ fn example_backend(signer: &str, env: &[(&str, &str)]) -> (uploadbucket_tests::C
 #[tokio::test]
 async fn the_example_backend_forwards_the_users_token() {
     use uploadbucket_tests::oidc::{Issuer, SigningKey};
-    if example_missing("the_example_backend_forwards_the_users_token") {
+    if example_web_missing("the_example_backend_forwards_the_users_token") {
         return;
     }
     let key = SigningKey::generate("k1", jsonwebtoken::Algorithm::ES256);
@@ -900,7 +883,7 @@ async fn the_signed_in_page_uploads_into_its_users_folder() {
     use uploadbucket_tests::oidc::{Issuer, SigningKey};
     let test = "the_signed_in_page_uploads_into_its_users_folder";
     let Some(chromium) = chromium() else { return };
-    if example_missing(test) {
+    if example_web_missing(test) {
         return;
     }
     let issuer = Issuer::start(

@@ -1,0 +1,3 @@
+module example.com/uploadbucket-backend
+
+go 1.22
