@@ -198,12 +198,46 @@ pub struct WebhookArgs {
         default_value = "http://169.254.170.23/v1/credentials"
     )]
     pub sidecar_pod_identity_agent_url: String,
-    /// Memory limit of the signer (a Kubernetes quantity such as 64Mi).
+    /// CPU request of the signer: millicores such as 10m, or cores such as 0.5; at least
+    /// 1m, the smallest amount Kubernetes represents. The signer idles at next to no CPU and
+    /// signs a URL in microseconds, so the default suits most pods.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_SIDECAR_CPU_REQUEST",
+        default_value = "10m",
+        value_parser = cpu_quantity
+    )]
+    pub sidecar_cpu_request: String,
+    /// CPU limit of the signer, as --sidecar-cpu-request; at least the request. Default: none,
+    /// so that a burst of signing is never throttled (the request reserves the signer's share).
+    #[arg(long, env = "UPLOADBUCKET_SIDECAR_CPU_LIMIT", value_parser = cpu_quantity)]
+    pub sidecar_cpu_limit: Option<String>,
+    /// Memory request of the signer, a Kubernetes quantity such as 16Mi; at least 16Mi. The
+    /// signer idles at about 10 MiB of RSS (10.11 MiB in the README's benchmark of
+    /// 2026-12-06), mostly its code pages. A request under that has the kubelet see the signer
+    /// above its request from the start, which puts its pod first in line for eviction when
+    /// the node runs short of memory; 16Mi adds room for the page cache and socket buffers the
+    /// container is charged for.
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_SIDECAR_MEMORY_REQUEST",
+        default_value = "16Mi",
+        value_parser = memory_request
+    )]
+    pub sidecar_memory_request: String,
+    /// Memory limit of the signer, a Kubernetes quantity such as 64Mi; at least 32Mi, and at
+    /// least --sidecar-memory-request (the API server refuses a pod whose limit is under its
+    /// request). The floor: the signer's RSS peaks at 13.7-14.5 MiB under the benchmark's
+    /// load (POST /uploads at concurrency 64), which leaves out work that also takes memory
+    /// (JWKS documents of up to 1 MiB fetched over TLS, up to 1,024 remembered tokens,
+    /// verification's reads); under about twice that peak an OOM kill would restart the signer
+    /// while its pod's uploads fail. A limit such as 8Mi is under even the idle RSS, so the
+    /// signer would be killed as it starts, again and again.
     #[arg(
         long,
         env = "UPLOADBUCKET_SIDECAR_MEMORY_LIMIT",
         default_value = "64Mi",
-        value_parser = memory_quantity
+        value_parser = memory_limit
     )]
     pub sidecar_memory_limit: String,
     /// Give every injected signer a metrics-only listener on this port of the pod's IP
@@ -245,22 +279,133 @@ fn adoptable_pattern(s: &str) -> Result<String, String> {
     }
 }
 
+/// Memory suffixes the signer's flags take, with their multipliers (bytes).
+const MEMORY_SUFFIXES: &[(&str, f64)] = &[
+    ("", 1.0),
+    ("k", 1e3),
+    ("M", 1e6),
+    ("G", 1e9),
+    ("T", 1e12),
+    ("Ki", 1024.0),
+    ("Mi", 1048576.0),
+    ("Gi", 1073741824.0),
+    ("Ti", 1099511627776.0),
+];
+/// CPU suffixes: cores, or millicores.
+const CPU_SUFFIXES: &[(&str, f64)] = &[("", 1.0), ("m", 0.001)];
+/// The least memory request the signer takes (see --sidecar-memory-request).
+pub const SIGNER_MIN_MEMORY_REQUEST: &str = "16Mi";
+/// The least memory limit the signer takes (see --sidecar-memory-limit).
+pub const SIGNER_MIN_MEMORY_LIMIT: &str = "32Mi";
+
+/// A Kubernetes quantity in base units (bytes, cores): a plain decimal number (`64`, `0.5`)
+/// with one of `suffixes`. Signs and exponents (`1e3`), which Kubernetes also reads, are
+/// refused, as the chart's schema refuses them. `None` when it is none of these.
+fn quantity(s: &str, suffixes: &[(&str, f64)]) -> Option<f64> {
+    let number = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let (_, scale) = suffixes.iter().find(|(x, _)| *x == &s[number.len()..])?;
+    let digits = number.chars().filter(char::is_ascii_digit).count();
+    let dots = number.chars().filter(|c| *c == '.').count();
+    if digits == 0 || dots > 1 || digits + dots != number.len() {
+        return None;
+    }
+    number.parse::<f64>().ok().map(|n| n * scale)
+}
+
 /// Checked here, where the error names the flag, rather than by the API server refusing
 /// every injected pod.
 fn memory_quantity(s: &str) -> Result<String, String> {
-    let digits = s.trim_end_matches(|c: char| c.is_ascii_alphabetic());
-    let suffix = &s[digits.len()..];
-    let number_ok = !digits.is_empty() && digits.parse::<f64>().is_ok_and(|n| n > 0.0);
-    if number_ok && ["", "k", "M", "G", "Ki", "Mi", "Gi"].contains(&suffix) {
-        Ok(s.to_owned())
-    } else {
-        Err(format!(
-            "{s:?} is not a memory quantity; use a number with Ki, Mi, Gi, k, M or G, such as 64Mi"
-        ))
+    match quantity(s, MEMORY_SUFFIXES) {
+        Some(n) if n > 0.0 => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is not a memory quantity; use a number with Ki, Mi, Gi, Ti, k, M, G or T, such as 64Mi"
+        )),
     }
 }
 
+/// A memory quantity of at least `floor`; `why` says what the floor is for.
+fn memory_at_least(s: &str, floor: &str, why: &str) -> Result<String, String> {
+    let s = memory_quantity(s)?;
+    let bytes = |q: &str| quantity(q, MEMORY_SUFFIXES).unwrap_or_default();
+    if bytes(&s) < bytes(floor) {
+        return Err(format!("{s} is below {floor}, {why}"));
+    }
+    Ok(s)
+}
+
+fn memory_request(s: &str) -> Result<String, String> {
+    memory_at_least(
+        s,
+        SIGNER_MIN_MEMORY_REQUEST,
+        "the least the signer asks for: it idles at about 10 MiB of RSS",
+    )
+}
+
+fn memory_limit(s: &str) -> Result<String, String> {
+    memory_at_least(
+        s,
+        SIGNER_MIN_MEMORY_LIMIT,
+        "the least the signer runs in: its RSS reaches about 15 MiB under load, and a signer killed for memory fails its pod's uploads",
+    )
+}
+
+fn cpu_quantity(s: &str) -> Result<String, String> {
+    match quantity(s, CPU_SUFFIXES) {
+        Some(n) if n >= 0.001 => Ok(s.to_owned()),
+        _ => Err(format!(
+            "{s:?} is not a CPU quantity of at least 1m; use millicores such as 10m, or cores such as 0.5"
+        )),
+    }
+}
+
+/// `limit` (a flag and its value) is at least `request`, or the error says which flags to
+/// change and why.
+fn limit_not_under_request(
+    limit: (&str, &str),
+    request: (&str, &str),
+    suffixes: &[(&str, f64)],
+) -> anyhow::Result<()> {
+    let env = |flag: &str| {
+        format!(
+            "UPLOADBUCKET_{}",
+            flag.trim_start_matches("--")
+                .replace('-', "_")
+                .to_uppercase()
+        )
+    };
+    let value = |q: &str| quantity(q, suffixes).unwrap_or_default();
+    anyhow::ensure!(
+        value(limit.1) >= value(request.1),
+        "{} {} ({}) is below {} {} ({}): the API server refuses a container whose limit is under its request, so every pod given a signer would be refused; raise the limit or lower the request",
+        limit.0,
+        limit.1,
+        env(limit.0),
+        request.0,
+        request.1,
+        env(request.0),
+    );
+    Ok(())
+}
+
 impl WebhookArgs {
+    /// The signer's requests and limits make a container the API server admits: each limit
+    /// at least its request. (Each value's form and floor are checked as the flags are read.)
+    pub fn check_resources(&self) -> anyhow::Result<()> {
+        limit_not_under_request(
+            ("--sidecar-memory-limit", &self.sidecar_memory_limit),
+            ("--sidecar-memory-request", &self.sidecar_memory_request),
+            MEMORY_SUFFIXES,
+        )?;
+        if let Some(limit) = &self.sidecar_cpu_limit {
+            limit_not_under_request(
+                ("--sidecar-cpu-limit", limit),
+                ("--sidecar-cpu-request", &self.sidecar_cpu_request),
+                CPU_SUFFIXES,
+            )?;
+        }
+        Ok(())
+    }
+
     /// Injection settings; `roles` says whether the operator manages roles and how pods get
     /// their credentials, and the S3 flags are the defaults for the signer's endpoint.
     pub fn settings(
@@ -284,6 +429,9 @@ impl WebhookArgs {
                 .or(s3_endpoint.map(str::to_owned)),
             path_style: s3_path_style,
             sts_endpoint_url: self.sidecar_sts_endpoint.clone(),
+            cpu_request: self.sidecar_cpu_request.clone(),
+            cpu_limit: self.sidecar_cpu_limit.clone(),
+            memory_request: self.sidecar_memory_request.clone(),
             memory_limit: self.sidecar_memory_limit.clone(),
             metrics_port: self.sidecar_metrics_port,
             bucket_owner_full_control: !backend.owner_owns_uploads(),
@@ -433,6 +581,7 @@ fn init_tracing(json: bool) {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
+    args.webhook.check_resources()?;
     let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
     if let Some(region) = &args.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
@@ -768,12 +917,74 @@ mod tests {
 
     #[test]
     fn memory_quantities() {
-        for ok in ["64Mi", "128M", "1Gi", "67108864", "0.5Gi"] {
+        for ok in ["64Mi", "128M", "1Gi", "67108864", "0.5Gi", ".5Gi", "1Ti"] {
             assert_eq!(super::memory_quantity(ok).as_deref(), Ok(ok));
         }
-        for bad in ["64MB", "", "Mi", "-1Mi", "lots"] {
+        for bad in [
+            "64MB", "", "Mi", "-1Mi", "lots", "1e9", "1.2.3Mi", "0Mi", "64mi",
+        ] {
             let e = super::memory_quantity(bad).unwrap_err();
             assert!(e.contains("such as 64Mi"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn signer_resources_have_floors_and_limits_not_under_requests() {
+        assert!(super::memory_limit("32Mi").is_ok() && super::memory_limit("33554432").is_ok());
+        for low in ["8Mi", "31Mi", "33M"] {
+            let e = super::memory_limit(low).unwrap_err();
+            assert!(e.contains("is below 32Mi"), "{low}: {e}");
+        }
+        assert!(super::memory_request("16Mi").is_ok());
+        let e = super::memory_request("10Mi").unwrap_err();
+        assert!(e.contains("is below 16Mi"), "{e}");
+        for ok in ["1m", "10m", "0.5", "2"] {
+            assert_eq!(super::cpu_quantity(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["0", "0.5m", "10M", "m", "-1"] {
+            let e = super::cpu_quantity(bad).unwrap_err();
+            assert!(e.contains("at least 1m"), "{bad}: {e}");
+        }
+        use clap::Parser;
+        let parse = |flags: &[&str]| {
+            let mut argv = vec!["uploadbucket-operator", "run"];
+            argv.extend(flags);
+            match super::Cli::try_parse_from(argv).map(|c| c.command) {
+                Ok(Some(super::Command::Run(args))) => Ok(args.webhook),
+                Ok(_) => panic!("run"),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        let e = parse(&["--sidecar-memory-limit", "8Mi"]).unwrap_err();
+        assert!(
+            e.contains("--sidecar-memory-limit") && e.contains("below 32Mi"),
+            "{e}"
+        );
+        let defaults = parse(&[]).unwrap();
+        defaults.check_resources().unwrap();
+        let e = parse(&["--sidecar-memory-request", "128Mi"])
+            .unwrap()
+            .check_resources()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--sidecar-memory-limit 64Mi (UPLOADBUCKET_SIDECAR_MEMORY_LIMIT) is below --sidecar-memory-request 128Mi"),
+            "{e}"
+        );
+        let e = parse(&[
+            "--sidecar-cpu-request",
+            "0.5",
+            "--sidecar-cpu-limit",
+            "100m",
+        ])
+        .unwrap()
+        .check_resources()
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("--sidecar-cpu-limit 100m"), "{e}");
+        parse(&["--sidecar-cpu-request", "1m", "--sidecar-cpu-limit", "1m"])
+            .unwrap()
+            .check_resources()
+            .unwrap();
     }
 }

@@ -715,12 +715,39 @@ pub fn render_chart(
     namespace: &str,
     sets: &[&str],
 ) -> Result<String, String> {
-    let chart =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator");
+    render_chart_with(helm, namespace, &[], sets)
+}
+
+/// The chart's directory in this repository.
+pub fn chart_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator")
+}
+
+/// [`render_chart`] with values files (`-f`, in order) before the `--set`s.
+pub fn render_chart_with(
+    helm: &std::path::Path,
+    namespace: &str,
+    files: &[&std::path::Path],
+    sets: &[&str],
+) -> Result<String, String> {
+    render_chart_dir(helm, &chart_dir(), namespace, files, sets)
+}
+
+/// [`render_chart_with`] for the chart in `chart` (a copy, say).
+pub fn render_chart_dir(
+    helm: &std::path::Path,
+    chart: &std::path::Path,
+    namespace: &str,
+    files: &[&std::path::Path],
+    sets: &[&str],
+) -> Result<String, String> {
     let mut cmd = std::process::Command::new(helm);
     cmd.args(["template", "ub", "--namespace", namespace, "--include-crds"])
         .args(["--kube-version", KUBE_VERSION])
         .arg(chart);
+    for f in files {
+        cmd.arg("-f").arg(f);
+    }
     for s in sets {
         cmd.args(["--set", s]);
     }
@@ -729,6 +756,42 @@ pub fn render_chart(
         return Err(String::from_utf8_lossy(&out.stderr).into_owned());
     }
     Ok(String::from_utf8(out.stdout).expect("helm prints UTF-8"))
+}
+
+/// A file of the webhook's golden-test fixtures (operator/testdata).
+pub fn operator_testdata(file: &str) -> String {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../operator/testdata")
+        .join(file);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The signer container the webhook injects with `settings` into testdata/pod-basic.yaml,
+/// for UploadBucket shop/photos (Ready, with its role).
+pub fn injected_signer(
+    settings: &uploadbucket_operator::webhook::inject::Settings,
+) -> k8s_openapi::api::core::v1::Container {
+    use serde::Deserialize;
+    use uploadbucket_operator::webhook::inject::{self, Outcome};
+    let pod: k8s_openapi::api::core::v1::Pod =
+        serde_yaml::from_str(&operator_testdata("pod-basic.yaml")).unwrap();
+    let photos = serde_yaml::Deserializer::from_str(&operator_testdata("uploadbuckets.yaml"))
+        .map(|d| uploadbucket_operator::crd::UploadBucket::deserialize(d).unwrap())
+        .find(|b| b.metadata.name.as_deref() == Some("photos"))
+        .unwrap();
+    let Outcome::Inject(patch) = inject::inject(&pod, "shop", Some(&photos), settings) else {
+        panic!("pod-basic is injected")
+    };
+    let mut doc = serde_json::to_value(&pod).unwrap();
+    json_patch::patch(&mut doc, &patch).unwrap();
+    let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(doc).unwrap();
+    let spec = pod.spec.unwrap();
+    spec.init_containers
+        .into_iter()
+        .flatten()
+        .chain(spec.containers)
+        .find(|c| c.name == inject::CONTAINER_NAME)
+        .expect("the signer")
 }
 
 /// The operator's defaults for tests against `server`: region us-east-1, no bucket-name

@@ -9,23 +9,78 @@ use std::process::Command;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::api::core::v1::{Container, Secret};
+use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use serde::Deserialize;
 use serde_yaml::Value;
-use uploadbucket_tests::{KUBE_VERSION, bin_path, helm, render_chart};
+use uploadbucket_tests::{
+    KUBE_VERSION, bin_path, chart_dir, helm, render_chart_dir, render_chart_with,
+};
 
 fn chart() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator")
+    chart_dir()
 }
 
 fn render(helm: &Path, sets: &[&str]) -> Result<Vec<Value>, String> {
-    let text = render_chart(helm, "uploadbucket-system", sets)?;
-    Ok(serde_yaml::Deserializer::from_str(&text)
+    render_files(helm, &[], sets)
+}
+
+/// [`render`] with values files before the `--set`s.
+fn render_files(helm: &Path, files: &[&Path], sets: &[&str]) -> Result<Vec<Value>, String> {
+    let text = render_chart_with(helm, "uploadbucket-system", files, sets)?;
+    Ok(documents(&text))
+}
+
+fn documents(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
         .map(|d| Value::deserialize(d).unwrap())
         .filter(|v| !v.is_null())
-        .collect())
+        .collect()
 }
+
+/// The operator container of the rendered Deployment.
+fn operator_container(docs: &[Value]) -> Container {
+    let deploy: Deployment = of_kind(docs, "Deployment").remove(0);
+    deploy
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap()
+        .containers
+        .remove(0)
+}
+
+/// The operator container's environment, as name and value.
+fn operator_env(docs: &[Value]) -> Vec<(String, String)> {
+    operator_container(docs)
+        .env
+        .into_iter()
+        .flatten()
+        .map(|e| (e.name, e.value.unwrap_or_default()))
+        .collect()
+}
+
+/// The operator binary run with `env` and nothing else of this process's environment, where
+/// there is no cluster: whether it exited 0, and what it printed on stderr.
+fn run_operator(env: &[(String, String)]) -> (bool, String) {
+    let out = Command::new(bin_path("uploadbucket-operator"))
+        .arg("run")
+        .env_clear()
+        .env("KUBECONFIG", "/nonexistent/kubeconfig")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .envs(env.iter().cloned())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// What the operator says when it got past its flags and settings to the point where it
+/// looks for a cluster.
+const NO_CLUSTER: &str = "no Kubernetes client configuration";
 
 fn of_kind<T: serde::de::DeserializeOwned>(docs: &[Value], kind: &str) -> Vec<T> {
     docs.iter()
@@ -132,6 +187,7 @@ fn every_env_the_chart_sets_is_an_operator_flag() {
             "sidecar.image.pullPolicy=Always",
             "sidecar.s3Endpoint=https://s3.example.com",
             "sidecar.stsEndpoint=https://sts.example.com",
+            "sidecar.resources.limits.cpu=500m",
         ],
     )
     .unwrap();
@@ -164,26 +220,9 @@ fn every_env_the_chart_sets_is_an_operator_flag() {
     }
     // And the operator accepts the values themselves: it gets past its flags and settings
     // to the point where it looks for a cluster (there is none here).
-    let out = Command::new(bin_path("uploadbucket-operator"))
-        .arg("run")
-        .env_clear()
-        .env("KUBECONFIG", "/nonexistent/kubeconfig")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .envs(
-            container
-                .env
-                .iter()
-                .flatten()
-                .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())),
-        )
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("no Kubernetes client configuration"),
-        "{stderr}"
-    );
+    let (ok, stderr) = run_operator(&operator_env(&docs));
+    assert!(!ok);
+    assert!(stderr.contains(NO_CLUSTER), "{stderr}");
 }
 
 #[test]
@@ -417,8 +456,14 @@ const OBSERVABILITY: [&str; 5] = [
 /// The rendered PrometheusRule's groups and the dashboard's JSON, from a render with every
 /// observability piece on.
 fn observability(helm: &Path) -> (serde_json::Value, serde_json::Value) {
+    observability_with(helm, &[])
+}
+
+/// [`observability`] with `extra` values set too.
+fn observability_with(helm: &Path, extra: &[&str]) -> (serde_json::Value, serde_json::Value) {
     let mut sets = vec!["aws.region=eu-west-1"];
     sets.extend(OBSERVABILITY);
+    sets.extend(extra);
     let docs = render(helm, &sets).unwrap();
     let one = |kind: &str| -> Value {
         let found: Vec<&Value> = docs
@@ -968,5 +1013,833 @@ fn pod_identity_values_render_and_bad_ones_are_refused() {
     assert_eq!(
         pass["Condition"]["StringEquals"]["iam:PassedToService"],
         "pods.eks.amazonaws.com"
+    );
+}
+
+// ----- Conventions: Artifact Hub, NOTES, signer resources, HA, RBAC, monitors, runbooks -----
+
+/// The chart's CRD, as JSON.
+fn crd() -> serde_json::Value {
+    serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("crds/uploadbuckets.uploadbucket.io.yaml")).unwrap(),
+    )
+    .unwrap()
+}
+
+/// `value` fits the structural schema `schema` of a CRD: every field is one the schema
+/// names (or sits under an open map), of its type, and required fields are there. `at`:
+/// where, for the message.
+fn fits(value: &serde_json::Value, schema: &serde_json::Value, at: &str) -> Result<(), String> {
+    use serde_json::Value as J;
+    if schema["x-kubernetes-preserve-unknown-fields"] == true {
+        return Ok(());
+    }
+    match (schema["type"].as_str(), value) {
+        (Some("object"), J::Object(fields)) => {
+            for r in schema["required"].as_array().into_iter().flatten() {
+                let r = r.as_str().unwrap_or_default();
+                if !fields.contains_key(r) {
+                    return Err(format!("{at}.{r} is required"));
+                }
+            }
+            for (k, v) in fields {
+                let sub = match (
+                    schema["properties"].get(k),
+                    schema.get("additionalProperties"),
+                ) {
+                    (Some(sub), _) => sub,
+                    (None, Some(sub)) if sub.is_object() => sub,
+                    _ => return Err(format!("{at}.{k} is not a field of the CRD")),
+                };
+                fits(v, sub, &format!("{at}.{k}"))?;
+            }
+            Ok(())
+        }
+        (Some("array"), J::Array(items)) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| fits(v, &schema["items"], &format!("{at}[{i}]"))),
+        (Some("string"), J::String(_))
+        | (Some("boolean"), J::Bool(_))
+        | (Some("number"), J::Number(_))
+        | (None, _) => Ok(()),
+        (Some("integer"), J::Number(n)) if n.is_i64() || n.is_u64() => Ok(()),
+        (Some(t), v) => Err(format!("{at}: {v} is not of type {t}")),
+    }
+}
+
+/// An UploadBucket manifest the chart's CRD accepts (as far as its schema goes).
+fn assert_fits_the_crd(ub: &serde_json::Value) {
+    let crd = crd();
+    let version = &crd["spec"]["versions"][0];
+    assert_eq!(
+        ub["apiVersion"],
+        format!(
+            "{}/{}",
+            crd["spec"]["group"].as_str().unwrap(),
+            version["name"].as_str().unwrap()
+        )
+    );
+    assert_eq!(ub["kind"], crd["spec"]["names"]["kind"]);
+    assert!(ub["metadata"]["name"].is_string(), "{ub}");
+    let body: serde_json::Map<String, serde_json::Value> = ub
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| !["apiVersion", "kind", "metadata"].contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    fits(
+        &serde_json::Value::Object(body),
+        &version["schema"]["openAPIV3Schema"],
+        "",
+    )
+    .unwrap_or_else(|e| panic!("{e}: {ub}"));
+}
+
+/// Chart.yaml, and one of its annotations that holds a YAML list.
+fn chart_yaml() -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(chart().join("Chart.yaml")).unwrap()).unwrap()
+}
+
+fn annotation_list(meta: &Value, key: &str) -> Vec<serde_json::Value> {
+    let text = meta["annotations"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no annotation {key}"));
+    serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{key}: {e}"))
+}
+
+/// What Artifact Hub shows is true of the chart: the project's address (Cargo.toml's), the
+/// license Cargo.toml names, the images the chart runs by default, the CRD it installs, an
+/// example UploadBucket that CRD accepts, and a change list.
+#[test]
+fn chart_metadata_is_what_artifact_hub_shows() {
+    let Some(helm) = helm("chart::chart_metadata_is_what_artifact_hub_shows") else {
+        return;
+    };
+    let meta = chart_yaml();
+    let cargo = std::fs::read_to_string(chart().join("../../Cargo.toml")).unwrap();
+    let cargo_value = |key: &str| -> String {
+        let prefix = format!("{key} = \"");
+        cargo
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str())?.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("{key} in Cargo.toml"))
+            .to_owned()
+    };
+    let repository = cargo_value("repository");
+    assert_eq!(meta["home"].as_str(), Some(repository.as_str()));
+    let sources = meta["sources"].as_sequence().expect("sources");
+    assert!(
+        !sources.is_empty()
+            && sources
+                .iter()
+                .all(|s| s.as_str().unwrap().starts_with(&repository)),
+        "{sources:?}"
+    );
+    assert_eq!(
+        meta["maintainers"][0]["name"].as_str(),
+        Some("uploadbucket maintainers")
+    );
+    let annotations = &meta["annotations"];
+    assert_eq!(
+        annotations["artifacthub.io/license"].as_str(),
+        Some(cargo_value("license").as_str())
+    );
+    assert_eq!(
+        annotations["artifacthub.io/prerelease"].as_str(),
+        Some("true")
+    );
+
+    let docs = render(&helm, &["aws.region=eu-west-1"]).unwrap();
+    let env: std::collections::BTreeMap<String, String> = operator_env(&docs).into_iter().collect();
+    let running = BTreeSet::from([
+        operator_container(&docs).image.unwrap(),
+        env["UPLOADBUCKET_SIDECAR_IMAGE"].clone(),
+    ]);
+    let listed: BTreeSet<String> = annotation_list(&meta, "artifacthub.io/images")
+        .iter()
+        .map(|i| {
+            assert!(i["name"].is_string(), "{i}");
+            i["image"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(listed, running);
+
+    let crd = crd();
+    let crds = annotation_list(&meta, "artifacthub.io/crds");
+    assert_eq!(crds.len(), 1, "{crds:?}");
+    assert_eq!(crds[0]["kind"], crd["spec"]["names"]["kind"]);
+    assert_eq!(crds[0]["version"], crd["spec"]["versions"][0]["name"]);
+    assert_eq!(crds[0]["name"], crd["metadata"]["name"]);
+    assert!(crds[0]["displayName"].is_string());
+    assert!(
+        crds[0]["description"]
+            .as_str()
+            .is_some_and(|d| d.len() > 40)
+    );
+    let examples = annotation_list(&meta, "artifacthub.io/crdsExamples");
+    assert_eq!(examples.len(), 1);
+    assert_fits_the_crd(&examples[0]);
+
+    let changes = annotation_list(&meta, "artifacthub.io/changes");
+    assert!(!changes.is_empty());
+    for change in &changes {
+        let kind = change["kind"].as_str().unwrap_or_default();
+        assert!(
+            [
+                "added",
+                "changed",
+                "deprecated",
+                "removed",
+                "fixed",
+                "security"
+            ]
+            .contains(&kind),
+            "{change}"
+        );
+        assert!(change["description"].is_string(), "{change}");
+    }
+}
+
+/// NOTES.txt as `helm install` prints it for `sets`. `helm template` leaves the notes out,
+/// so a copy of the chart with one more template, a ConfigMap holding them, is rendered.
+fn notes(helm: &Path, sets: &[&str]) -> String {
+    let dir = std::env::temp_dir().join(uploadbucket_tests::unique_name("ub-notes"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("uploadbucket-operator");
+    let cp = Command::new("cp")
+        .arg("-r")
+        .arg(chart())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    std::fs::write(
+        copy.join("templates/notes-for-tests.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: notes-for-tests\ndata:\n  notes: {{ include \"uploadbucket-operator/templates/NOTES.txt\" . | toJson }}\n",
+    )
+    .unwrap();
+    let text = render_chart_dir(helm, &copy, "uploadbucket-system", &[], sets);
+    let _ = std::fs::remove_dir_all(&dir);
+    documents(&text.unwrap())
+        .iter()
+        .find(|d| d["metadata"]["name"] == "notes-for-tests")
+        .and_then(|d| d["data"]["notes"].as_str())
+        .expect("the notes")
+        .to_owned()
+}
+
+/// The UploadBucket manifest printed in the notes (indented, up to the next blank line).
+fn notes_manifest(notes: &str) -> serde_json::Value {
+    let lines: Vec<&str> = notes
+        .lines()
+        .skip_while(|l| l.trim() != "apiVersion: uploadbucket.io/v1alpha1")
+        .take_while(|l| !l.trim().is_empty())
+        .collect();
+    assert!(!lines.is_empty(), "no UploadBucket in the notes:\n{notes}");
+    let indent = lines[0].len() - lines[0].trim_start().len();
+    let yaml: String = lines
+        .iter()
+        .map(|l| format!("{}\n", l.get(indent..).unwrap_or(l)))
+        .collect();
+    serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}:\n{yaml}"))
+}
+
+/// The notes print an UploadBucket the CRD accepts (Artifact Hub's example, in a namespace to
+/// fill in, or the watched one) rather than a file the chart does not ship; say what a signer
+/// gets without upload roles (nothing: instance metadata is off); and warn about an empty
+/// region on AWS, an empty bucket-name prefix, and upload roles without a boundary, each only
+/// when it applies.
+#[test]
+fn notes_describe_what_is_installed() {
+    let Some(helm) = helm("chart::notes_describe_what_is_installed") else {
+        return;
+    };
+    let warns = |text: &str, warning: &str| text.contains(&format!("WARNING: {warning}"));
+    let text = notes(&helm, &["aws.region=eu-west-1"]);
+    assert!(!text.contains("examples/"), "{text}");
+    assert!(!text.contains("whatever AWS credentials"), "{text}");
+    let manifest = notes_manifest(&text);
+    assert_fits_the_crd(&manifest);
+    assert_eq!(manifest["metadata"]["namespace"], "<your-app-namespace>");
+    let example = annotation_list(&chart_yaml(), "artifacthub.io/crdsExamples").remove(0);
+    assert_eq!(manifest["spec"], example["spec"]);
+    assert!(
+        warns(&text, "no upload roles")
+            && text.contains("AWS_EC2_METADATA_DISABLED=true")
+            && text.contains("503"),
+        "{text}"
+    );
+    assert!(warns(&text, "aws.bucketNamePrefix is empty"), "{text}");
+    assert!(!warns(&text, "aws.region is empty"), "{text}");
+
+    let boundary = "upload roles are created without a permissions boundary";
+    let pod_identity = [
+        "credentialMode=pod-identity",
+        "podIdentity.clusterArn=arn:aws:eks:eu-west-1:123456789012:cluster/shop",
+    ];
+    for (sets, warning, shown) in [
+        (vec![IRSA], "aws.region is empty", true),
+        (
+            vec![
+                IRSA,
+                "extraEnv[0].name=AWS_REGION",
+                "extraEnv[0].value=eu-west-1",
+            ],
+            "aws.region is empty",
+            false,
+        ),
+        (
+            vec![IRSA, "aws.s3Backend=rgw"],
+            "aws.region is empty",
+            false,
+        ),
+        (vec!["aws.region=eu-west-1", IRSA], boundary, true),
+        (
+            vec!["aws.region=eu-west-1", pod_identity[0], pod_identity[1]],
+            boundary,
+            true,
+        ),
+        (
+            vec![
+                "aws.region=eu-west-1",
+                IRSA,
+                "irsa.permissionsBoundary=arn:aws:iam::123456789012:policy/boundary",
+            ],
+            boundary,
+            false,
+        ),
+        (
+            vec!["aws.region=eu-west-1", IRSA, "aws.s3Backend=rgw"],
+            boundary,
+            false,
+        ),
+        (vec!["aws.region=eu-west-1", IRSA], "no upload roles", false),
+        (
+            vec!["aws.region=eu-west-1", "aws.bucketNamePrefix=acme-"],
+            "aws.bucketNamePrefix is empty",
+            false,
+        ),
+    ] {
+        let text = notes(&helm, &sets);
+        assert_eq!(warns(&text, warning), shown, "{sets:?}:\n{text}");
+    }
+    let text = notes(&helm, &["aws.region=eu-west-1", "watchNamespace=shop"]);
+    assert_eq!(notes_manifest(&text)["metadata"]["namespace"], "shop");
+}
+
+/// The operator's injection flags as the chart sets them: its `UPLOADBUCKET_SIDECAR_*` and
+/// `UPLOADBUCKET_WEBHOOK_*` variables, read as the flags they stand for.
+fn webhook_args(
+    env: &[(String, String)],
+) -> Result<uploadbucket_operator::cli::WebhookArgs, String> {
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        webhook: uploadbucket_operator::cli::WebhookArgs,
+    }
+    let mut argv = vec!["uploadbucket-operator".to_owned()];
+    for (name, value) in env {
+        let Some(flag) = name
+            .strip_prefix("UPLOADBUCKET_")
+            .filter(|f| f.starts_with("SIDECAR_") || f.starts_with("WEBHOOK_"))
+        else {
+            continue;
+        };
+        argv.push(format!("--{}", flag.to_lowercase().replace('_', "-")));
+        argv.push(value.clone());
+    }
+    <Flags as clap::Parser>::try_parse_from(argv)
+        .map(|f| f.webhook)
+        .map_err(|e| e.to_string())
+}
+
+/// A CPU or memory quantity in base units (cores, bytes), read independently of the
+/// operator: what the API server compares.
+fn quantity(q: &str) -> f64 {
+    let number = q.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let scale = match &q[number.len()..] {
+        "" => 1.0,
+        "m" => 1e-3,
+        "k" => 1e3,
+        "M" => 1e6,
+        "G" => 1e9,
+        "Ki" => 1024.0,
+        "Mi" => 1024.0 * 1024.0,
+        "Gi" => 1024.0 * 1024.0 * 1024.0,
+        other => panic!("suffix {other} of {q}"),
+    };
+    number.parse::<f64>().unwrap() * scale
+}
+
+/// The smallest signer resources the chart and the operator accept make a signer container
+/// the API server admits: every request at most its limit, as the values say. The check is
+/// on the rendered chart, the operator's flags and the webhook's injection (no API server
+/// here; cluster.rs runs the operator with these values against one). The defaults and the
+/// deprecated sidecar.memoryLimit go the same way.
+#[test]
+fn smallest_accepted_signer_resources_make_an_admissible_container() {
+    let Some(helm) = helm("chart::smallest_accepted_signer_resources_make_an_admissible_container")
+    else {
+        return;
+    };
+    use uploadbucket_operator::aws::rgw::Backend;
+    use uploadbucket_operator::cli::{
+        CredentialMode, SIGNER_MIN_MEMORY_LIMIT, SIGNER_MIN_MEMORY_REQUEST,
+    };
+    let smallest = [
+        "sidecar.resources.requests.cpu=1m".to_owned(),
+        format!("sidecar.resources.requests.memory={SIGNER_MIN_MEMORY_REQUEST}"),
+        format!("sidecar.resources.limits.memory={SIGNER_MIN_MEMORY_LIMIT}"),
+        "sidecar.resources.limits.cpu=1m".to_owned(),
+    ];
+    let cases = [
+        (
+            smallest.iter().map(String::as_str).collect::<Vec<_>>(),
+            [
+                ("requests.cpu", Some("1m")),
+                ("requests.memory", Some(SIGNER_MIN_MEMORY_REQUEST)),
+                ("limits.memory", Some(SIGNER_MIN_MEMORY_LIMIT)),
+                ("limits.cpu", Some("1m")),
+            ],
+        ),
+        (
+            vec![],
+            [
+                ("requests.cpu", Some("10m")),
+                ("requests.memory", Some("16Mi")),
+                ("limits.memory", Some("64Mi")),
+                ("limits.cpu", None),
+            ],
+        ),
+        (
+            vec!["sidecar.memoryLimit=128Mi"],
+            [
+                ("requests.cpu", Some("10m")),
+                ("requests.memory", Some("16Mi")),
+                ("limits.memory", Some("128Mi")),
+                ("limits.cpu", None),
+            ],
+        ),
+        // CPU in cores, as a number (what `cpu: 2` in a values file is).
+        (
+            vec!["sidecar.resources.limits.cpu=2"],
+            [
+                ("requests.cpu", Some("10m")),
+                ("requests.memory", Some("16Mi")),
+                ("limits.memory", Some("64Mi")),
+                ("limits.cpu", Some("2")),
+            ],
+        ),
+    ];
+    for (extra, want) in cases {
+        let mut sets = vec!["aws.region=eu-west-1", IRSA];
+        sets.extend(&extra);
+        let env = operator_env(&render(&helm, &sets).unwrap());
+        // The operator starts with them...
+        let (ok, stderr) = run_operator(&env);
+        assert!(!ok && stderr.contains(NO_CLUSTER), "{extra:?}: {stderr}");
+        // ...and injects a signer with exactly them, each request within its limit.
+        let args = webhook_args(&env).unwrap_or_else(|e| panic!("{extra:?}: {e}"));
+        args.check_resources().unwrap();
+        let settings = args.settings(Some(CredentialMode::Irsa), None, false, Backend::Aws);
+        let signer = uploadbucket_tests::injected_signer(&settings);
+        let resources = signer.resources.expect("resources");
+        let (requests, limits) = (
+            resources.requests.unwrap_or_default(),
+            resources.limits.unwrap_or_default(),
+        );
+        for (what, value) in want {
+            let (kind, resource) = what.split_once('.').unwrap();
+            let map = if kind == "requests" {
+                &requests
+            } else {
+                &limits
+            };
+            assert_eq!(
+                map.get(resource).map(|q| q.0.as_str()),
+                value,
+                "{extra:?}: {what}"
+            );
+        }
+        for (resource, request) in &requests {
+            if let Some(limit) = limits.get(resource) {
+                assert!(
+                    quantity(&request.0) <= quantity(&limit.0),
+                    "{extra:?}: {resource} request {} over its limit {}",
+                    request.0,
+                    limit.0
+                );
+            }
+        }
+    }
+}
+
+/// Signer resources the API server would refuse in every injected pod (a limit under its
+/// request), or that the signer cannot run in, are refused by the chart before anything is
+/// installed, and by the operator at start, naming the value or the flag.
+#[test]
+fn signer_resources_that_cannot_work_are_refused() {
+    let Some(helm) = helm("chart::signer_resources_that_cannot_work_are_refused") else {
+        return;
+    };
+    for (set, needle) in [
+        (
+            "sidecar.resources.limits.memory=8Mi",
+            "sidecar.resources.limits.memory 8Mi is below 32Mi",
+        ),
+        (
+            "sidecar.memoryLimit=8Mi",
+            "sidecar.memoryLimit 8Mi is below 32Mi",
+        ),
+        (
+            "sidecar.resources.requests.memory=8Mi",
+            "sidecar.resources.requests.memory 8Mi is below 16Mi",
+        ),
+        (
+            "sidecar.resources.requests.memory=128Mi",
+            "sidecar.resources.limits.memory 64Mi is below sidecar.resources.requests.memory 128Mi",
+        ),
+        (
+            "sidecar.resources.limits.cpu=5m",
+            "sidecar.resources.limits.cpu 5m is below sidecar.resources.requests.cpu 10m",
+        ),
+        (
+            "sidecar.resources.requests.cpu=0.0001",
+            "sidecar.resources.requests.cpu 0.0001 is below 1m",
+        ),
+        // Not quantities: the schema names the value.
+        (
+            "sidecar.resources.limits.memory=64MB",
+            "/sidecar/resources/limits/memory",
+        ),
+        (
+            "sidecar.resources.requests.cpu=1e3",
+            "/sidecar/resources/requests/cpu",
+        ),
+        (
+            "sidecar.resources.limits.cpu=-1",
+            "/sidecar/resources/limits/cpu",
+        ),
+    ] {
+        let err = render(&helm, &["aws.region=eu-west-1", set]).unwrap_err();
+        assert!(err.contains(needle), "{set}: {err}");
+    }
+    let env = operator_env(&render(&helm, &["aws.region=eu-west-1"]).unwrap());
+    let with = |name: &str, value: &str| {
+        let mut env = env.clone();
+        env.retain(|(k, _)| k != name);
+        env.push((name.to_owned(), value.to_owned()));
+        env
+    };
+    let cases = [
+        (
+            "UPLOADBUCKET_SIDECAR_MEMORY_LIMIT",
+            "8Mi",
+            "--sidecar-memory-limit",
+        ),
+        (
+            "UPLOADBUCKET_SIDECAR_MEMORY_REQUEST",
+            "128Mi",
+            "--sidecar-memory-limit 64Mi (UPLOADBUCKET_SIDECAR_MEMORY_LIMIT) is below --sidecar-memory-request 128Mi",
+        ),
+        (
+            "UPLOADBUCKET_SIDECAR_CPU_LIMIT",
+            "5m",
+            "--sidecar-cpu-limit 5m (UPLOADBUCKET_SIDECAR_CPU_LIMIT) is below --sidecar-cpu-request 10m",
+        ),
+        (
+            "UPLOADBUCKET_SIDECAR_CPU_REQUEST",
+            "0",
+            "--sidecar-cpu-request",
+        ),
+    ];
+    // The flags' own checks, and the one across them, as the operator makes them...
+    for (name, value, needle) in cases {
+        let refusal = webhook_args(&with(name, value)).and_then(|args| {
+            args.check_resources()
+                .map_err(|e| e.to_string())
+                .map(|()| "accepted".to_owned())
+        });
+        assert!(
+            refusal.as_ref().is_err_and(|e| e.contains(needle)),
+            "{name}={value}: {refusal:?}"
+        );
+    }
+    // ...and the operator binary stopping on them at start, before it looks for a cluster.
+    for (name, value, needle) in cases {
+        let (ok, stderr) = run_operator(&with(name, value));
+        assert!(
+            !ok && stderr.contains(needle) && !stderr.contains(NO_CLUSTER),
+            "{name}={value}: {stderr}"
+        );
+    }
+}
+
+/// values-ha.yaml renders: two replicas or more under leader election, a
+/// PodDisruptionBudget for them, and a soft spread by node and by zone whose selector picks
+/// this release's pods.
+#[test]
+fn values_ha_renders_a_spread_highly_available_operator() {
+    let Some(helm) = helm("chart::values_ha_renders_a_spread_highly_available_operator") else {
+        return;
+    };
+    let file = chart().join("values-ha.yaml");
+    let docs = render_files(&helm, &[&file], &["aws.region=eu-west-1"]).unwrap();
+    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
+    let spec = deploy.spec.unwrap();
+    assert!(spec.replicas.unwrap_or(1) >= 2, "{:?}", spec.replicas);
+    assert_eq!(
+        spec.strategy.and_then(|s| s.type_).as_deref(),
+        Some("RollingUpdate")
+    );
+    let labels = spec.template.metadata.unwrap().labels.unwrap_or_default();
+    let pod = spec.template.spec.unwrap();
+    let env = &pod.containers[0].env;
+    assert!(
+        env.iter()
+            .flatten()
+            .any(|e| e.name == "UPLOADBUCKET_LEADER_ELECTION" && e.value.as_deref() == Some("true")),
+        "{env:?}"
+    );
+    let pdb = docs
+        .iter()
+        .find(|d| d["kind"] == "PodDisruptionBudget")
+        .expect("a PodDisruptionBudget");
+    assert_eq!(pdb["spec"]["minAvailable"].as_u64(), Some(1));
+    let spread = pod
+        .topology_spread_constraints
+        .expect("topologySpreadConstraints");
+    let keys: BTreeSet<&str> = spread.iter().map(|c| c.topology_key.as_str()).collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from(["kubernetes.io/hostname", "topology.kubernetes.io/zone"])
+    );
+    for c in &spread {
+        assert_eq!(c.when_unsatisfiable, "ScheduleAnyway", "a soft spread");
+        assert_eq!(c.max_skew, 1);
+        let selected = c
+            .label_selector
+            .as_ref()
+            .and_then(|s| s.match_labels.clone())
+            .unwrap_or_default();
+        assert!(!selected.is_empty());
+        for (k, v) in &selected {
+            assert_eq!(labels.get(k), Some(v), "the pods lack {k}={v}");
+        }
+        // Keys taken from each new pod's own labels: the release's, and the rollout's (set
+        // by the Deployment, not the chart).
+        for key in c.match_label_keys.iter().flatten() {
+            assert!(
+                labels.contains_key(key) || key == "pod-template-hash",
+                "the pods have no label {key}"
+            );
+        }
+    }
+    // And without it, nothing is spread.
+    let docs = render(&helm, &["aws.region=eu-west-1"]).unwrap();
+    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
+    assert!(
+        deploy
+            .spec
+            .unwrap()
+            .template
+            .spec
+            .unwrap()
+            .topology_spread_constraints
+            .is_none()
+    );
+}
+
+/// With watchNamespace, the operator's writes (ConfigMaps, Events, UploadBucket status and
+/// finalizers) are a Role's in that namespace, bound to its service account, and no
+/// ClusterRole rule grants them; it keeps cluster-wide reads of UploadBuckets, which the
+/// webhook needs for pods in any namespace. Without it, the ClusterRole grants them all.
+#[test]
+fn watch_namespace_keeps_the_writes_in_that_namespace() {
+    let Some(helm) = helm("chart::watch_namespace_keeps_the_writes_in_that_namespace") else {
+        return;
+    };
+    type Rules = Vec<k8s_openapi::api::rbac::v1::PolicyRule>;
+    let grants = |rules: &Rules, resource: &str, verb: &str| {
+        rules.iter().any(|r| {
+            r.resources.iter().flatten().any(|x| x == resource) && r.verbs.iter().any(|v| v == verb)
+        })
+    };
+    let writes = [
+        ("configmaps", "create"),
+        ("configmaps", "update"),
+        ("configmaps", "delete"),
+        ("configmaps", "watch"),
+        ("events", "create"),
+        ("uploadbuckets", "patch"),
+        ("uploadbuckets/status", "patch"),
+        ("uploadbuckets/finalizers", "update"),
+    ];
+    let docs = render(&helm, &["aws.region=eu-west-1", "watchNamespace=x"]).unwrap();
+    let cluster: ClusterRole = of_kind(&docs, "ClusterRole").remove(0);
+    let cluster_rules = cluster.rules.unwrap_or_default();
+    for (resource, verb) in writes {
+        assert!(
+            !grants(&cluster_rules, resource, verb),
+            "the ClusterRole grants {verb} {resource}"
+        );
+    }
+    assert!(
+        !cluster_rules
+            .iter()
+            .any(|r| r.resources.iter().flatten().any(|x| x == "configmaps")),
+        "{cluster_rules:?}"
+    );
+    for verb in ["get", "list", "watch"] {
+        assert!(grants(&cluster_rules, "uploadbuckets", verb), "{verb}");
+    }
+    let roles: Vec<Role> = of_kind(&docs, "Role");
+    let role = roles
+        .iter()
+        .find(|r| r.metadata.namespace.as_deref() == Some("x"))
+        .expect("a Role in x");
+    let role_rules = role.rules.clone().unwrap_or_default();
+    for (resource, verb) in writes {
+        assert!(
+            grants(&role_rules, resource, verb),
+            "the Role in x cannot {verb} {resource}"
+        );
+    }
+    let bindings: Vec<RoleBinding> = of_kind(&docs, "RoleBinding");
+    let binding = bindings
+        .iter()
+        .find(|b| b.metadata.namespace.as_deref() == Some("x"))
+        .expect("a RoleBinding in x");
+    assert_eq!(binding.role_ref.kind, "Role");
+    assert_eq!(Some(&binding.role_ref.name), role.metadata.name.as_ref());
+    let sa = docs.iter().find(|d| d["kind"] == "ServiceAccount").unwrap();
+    let subject = &binding.subjects.as_ref().unwrap()[0];
+    assert_eq!(
+        (Some(subject.name.as_str()), subject.namespace.as_deref()),
+        (
+            sa["metadata"]["name"].as_str(),
+            sa["metadata"]["namespace"].as_str()
+        )
+    );
+
+    let docs = render(&helm, &["aws.region=eu-west-1"]).unwrap();
+    let cluster: ClusterRole = of_kind(&docs, "ClusterRole").remove(0);
+    let cluster_rules = cluster.rules.unwrap_or_default();
+    for (resource, verb) in writes {
+        assert!(
+            grants(&cluster_rules, resource, verb),
+            "without watchNamespace the ClusterRole cannot {verb} {resource}"
+        );
+    }
+    let roles: Vec<Role> = of_kind(&docs, "Role");
+    assert!(
+        roles.iter().all(|r| r
+            .metadata
+            .name
+            .as_deref()
+            .is_some_and(|n| n.ends_with("-leader"))),
+        "only the leader Lease's Role"
+    );
+}
+
+/// The ServiceMonitor and the PodMonitor carry the labels a Prometheus selects them by
+/// (kube-prometheus-stack: release), besides the chart's own; the boolean switches stay.
+#[test]
+fn monitors_carry_the_labels_prometheus_selects() {
+    let Some(helm) = helm("chart::monitors_carry_the_labels_prometheus_selects") else {
+        return;
+    };
+    let labels_of = |docs: &[Value], kind: &str| -> Value {
+        docs.iter()
+            .find(|d| d["kind"].as_str() == Some(kind))
+            .unwrap_or_else(|| panic!("no {kind}"))["metadata"]["labels"]
+            .clone()
+    };
+    let mut sets = vec!["aws.region=eu-west-1"];
+    sets.extend(OBSERVABILITY);
+    let plain = render(&helm, &sets).unwrap();
+    sets.extend([
+        "metrics.serviceMonitorLabels.release=kube-prometheus-stack",
+        "sidecar.podMonitorLabels.release=kube-prometheus-stack",
+        "sidecar.podMonitorLabels.team=storage",
+    ]);
+    let labelled = render(&helm, &sets).unwrap();
+    for kind in ["ServiceMonitor", "PodMonitor"] {
+        let labels = labels_of(&labelled, kind);
+        assert_eq!(
+            labels["release"].as_str(),
+            Some("kube-prometheus-stack"),
+            "{kind}"
+        );
+        assert_eq!(
+            labels["app.kubernetes.io/name"].as_str(),
+            Some("uploadbucket-operator"),
+            "{kind}"
+        );
+        assert!(labels_of(&plain, kind)["release"].is_null(), "{kind}");
+    }
+    assert_eq!(
+        labels_of(&labelled, "PodMonitor")["team"].as_str(),
+        Some("storage")
+    );
+    assert!(labels_of(&labelled, "ServiceMonitor")["team"].is_null());
+    let err = render(
+        &helm,
+        &[
+            "aws.region=eu-west-1",
+            "metrics.serviceMonitorLabels=release",
+        ],
+    )
+    .unwrap_err();
+    assert!(err.contains("/metrics/serviceMonitorLabels"), "{err}");
+}
+
+/// Every alert links its runbook: docs/operations/alerts.md at the anchor of its name in
+/// lowercase (the heading `## <AlertName>`), under metrics.prometheusRule.runbookBaseUrl.
+#[test]
+fn every_alert_links_its_runbook() {
+    let Some(helm) = helm("chart::every_alert_links_its_runbook") else {
+        return;
+    };
+    for (base, extra) in [
+        ("https://example.invalid/uploadbucket/blob/main", None),
+        (
+            "https://git.example.com/platform/uploadbucket/-/blob/v0.1.0",
+            Some(
+                "metrics.prometheusRule.runbookBaseUrl=https://git.example.com/platform/uploadbucket/-/blob/v0.1.0/",
+            ),
+        ),
+    ] {
+        let (rules, _) = observability_with(&helm, &extra.into_iter().collect::<Vec<_>>());
+        let alerts: Vec<&serde_json::Value> = rules["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|g| g["rules"].as_array().unwrap())
+            .filter(|r| r["alert"].is_string())
+            .collect();
+        assert!(alerts.len() >= 6, "{} alerts", alerts.len());
+        for rule in alerts {
+            let name = rule["alert"].as_str().unwrap();
+            assert_eq!(
+                rule["annotations"]["runbook_url"].as_str(),
+                Some(format!("{base}/docs/operations/alerts.md#{}", name.to_lowercase()).as_str()),
+                "{name}"
+            );
+        }
+    }
+    let err = render(
+        &helm,
+        &[
+            "aws.region=eu-west-1",
+            "metrics.prometheusRule.runbookBaseUrl=example.com/runbooks",
+        ],
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("/metrics/prometheusRule/runbookBaseUrl"),
+        "{err}"
     );
 }

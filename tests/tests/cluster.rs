@@ -191,6 +191,12 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
             ),
             // The shortest resync, so drift repair is seen within the test.
             ("UPLOADBUCKET_RESYNC_SECONDS", "10".into()),
+            // The smallest signer resources the operator accepts: the pods below show that
+            // the API server admits the container they make.
+            ("UPLOADBUCKET_SIDECAR_CPU_REQUEST", "1m".into()),
+            ("UPLOADBUCKET_SIDECAR_CPU_LIMIT", "1m".into()),
+            ("UPLOADBUCKET_SIDECAR_MEMORY_REQUEST", "16Mi".into()),
+            ("UPLOADBUCKET_SIDECAR_MEMORY_LIMIT", "32Mi".into()),
         ],
     );
 
@@ -350,6 +356,22 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     assert_eq!(env["UPLOADBUCKET_ALLOWED_CONTENT_TYPES"], "image/png");
     assert_eq!(env["AWS_ENDPOINT_URL_S3"], server.endpoint);
     assert_eq!(env["AWS_ROLE_ARN"], role_arn);
+    let resources = signer.resources.clone().expect("signer resources");
+    let (requests, limits) = (
+        resources.requests.unwrap_or_default(),
+        resources.limits.unwrap_or_default(),
+    );
+    let stored = |m: &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+                  k: &str| m.get(k).map(|q| q.0.clone());
+    assert_eq!(
+        [
+            stored(&requests, "cpu"),
+            stored(&requests, "memory"),
+            stored(&limits, "cpu"),
+            stored(&limits, "memory"),
+        ],
+        ["1m", "16Mi", "1m", "32Mi"].map(|q| Some(q.to_owned()))
+    );
     assert_eq!(env["AWS_ENDPOINT_URL_STS"], server.endpoint);
     assert_eq!(
         env["AWS_WEB_IDENTITY_TOKEN_FILE"],
@@ -613,18 +635,25 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
     }
     let ns = namespace(&client, "ub-chart").await;
     // The CRD is installed already (and cluster-scoped): the rendered objects without it.
-    // Every optional piece on, the monitoring objects included.
-    let rendered = uploadbucket_tests::render_chart(
+    // Every optional piece on, the monitoring objects included; values-ha.yaml (replicas,
+    // PodDisruptionBudget, topology spread), and the writes in a Role of the watched namespace.
+    let ha = uploadbucket_tests::chart_dir().join("values-ha.yaml");
+    let watch = format!("watchNamespace={ns}");
+    let rendered = uploadbucket_tests::render_chart_with(
         &helm,
         &ns,
+        &[ha.as_path()],
         &[
             "aws.region=eu-west-1",
             "irsa.oidcProviderArn=arn:aws:iam::123456789012:oidc-provider/oidc.example.com",
             "metrics.serviceMonitor=true",
+            "metrics.serviceMonitorLabels.release=kube-prometheus-stack",
             "metrics.prometheusRule.enabled=true",
             "metrics.grafanaDashboard.enabled=true",
             "sidecar.podMonitor=true",
+            "sidecar.podMonitorLabels.release=kube-prometheus-stack",
             "sidecar.metricsPort=9464",
+            watch.as_str(),
         ],
     )
     .expect("helm template");
@@ -662,6 +691,16 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
     ] {
         assert!(
             stdout.contains(&format!("{kind}.")) || stdout.contains(&format!("{kind}/")),
+            "{kind} not applied: {stdout}"
+        );
+    }
+    for kind in [
+        "role.rbac.authorization.k8s.io/",
+        "rolebinding.rbac.authorization.k8s.io/",
+        "poddisruptionbudget.policy/",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(kind)),
             "{kind} not applied: {stdout}"
         );
     }

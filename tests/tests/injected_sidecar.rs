@@ -3,47 +3,19 @@
 //! rules, the signer it starts enforces them, and its probe command works.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use k8s_openapi::api::core::v1::{Container, Pod};
-use serde::Deserialize;
+use k8s_openapi::api::core::v1::Container;
 use serde_json::{Value, json};
-use uploadbucket_operator::crd::UploadBucket;
-use uploadbucket_operator::webhook::inject::{self, Outcome, Settings};
+use uploadbucket_operator::webhook::inject::Settings;
 use uploadbucket_sidecar::config::Config;
 use uploadbucket_tests::{bin_path, free_port, spawn_service, wait_healthy};
 
-fn testdata(file: &str) -> String {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../operator/testdata")
-        .join(file);
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
 /// The signer container injected into testdata/pod-basic.yaml for UploadBucket shop/photos.
 fn injected_signer() -> Container {
-    let pod: Pod = serde_yaml::from_str(&testdata("pod-basic.yaml")).unwrap();
-    let photos = serde_yaml::Deserializer::from_str(&testdata("uploadbuckets.yaml"))
-        .map(|d| UploadBucket::deserialize(d).unwrap())
-        .find(|b| b.metadata.name.as_deref() == Some("photos"))
-        .unwrap();
-    let settings = Settings {
+    uploadbucket_tests::injected_signer(&Settings {
         image: "uploadbucket/sidecar:test".into(),
         ..Settings::default()
-    };
-    let Outcome::Inject(patch) = inject::inject(&pod, "shop", Some(&photos), &settings) else {
-        panic!("pod-basic is injected")
-    };
-    let mut doc = serde_json::to_value(&pod).unwrap();
-    json_patch::patch(&mut doc, &patch).unwrap();
-    let pod: Pod = serde_json::from_value(doc).unwrap();
-    pod.spec
-        .unwrap()
-        .init_containers
-        .unwrap()
-        .into_iter()
-        .find(|c| c.name == inject::CONTAINER_NAME)
-        .unwrap()
+    })
 }
 
 fn env_map(c: &Container) -> BTreeMap<String, String> {

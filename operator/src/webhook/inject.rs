@@ -100,9 +100,13 @@ pub struct Settings {
     pub bucket_owner_full_control: bool,
     /// The operator's S3 backend, which the signer needs for backend-only requests.
     pub s3_backend: uploadbucket_sidecar::config::S3Backend,
-    /// Requests and limits of the signer.
+    /// CPU request of the signer (a Kubernetes quantity).
     pub cpu_request: String,
+    /// CPU limit of the signer; `None`: no limit.
+    pub cpu_limit: Option<String>,
+    /// Memory request of the signer.
     pub memory_request: String,
+    /// Memory limit of the signer.
     pub memory_limit: String,
     /// Port of the signer's metrics-only listener on the pod IP; `None`: no such listener
     /// unless the pod's annotation asks.
@@ -125,6 +129,7 @@ impl Default for Settings {
             bucket_owner_full_control: false,
             s3_backend: Default::default(),
             cpu_request: "10m".into(),
+            cpu_limit: None,
             memory_request: "16Mi".into(),
             memory_limit: "64Mi".into(),
             metrics_port: None,
@@ -673,10 +678,15 @@ fn signer_container(
                 ("cpu".into(), quantity(&settings.cpu_request)),
                 ("memory".into(), quantity(&settings.memory_request)),
             ])),
-            limits: Some(BTreeMap::from([(
-                "memory".into(),
-                quantity(&settings.memory_limit),
-            )])),
+            limits: Some(
+                [
+                    ("memory", Some(&settings.memory_limit)),
+                    ("cpu", settings.cpu_limit.as_ref()),
+                ]
+                .into_iter()
+                .filter_map(|(k, v)| Some((k.to_owned(), quantity(v?.as_str()))))
+                .collect(),
+            ),
             ..Default::default()
         }),
         security_context: Some(SecurityContext {
