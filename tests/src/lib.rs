@@ -621,6 +621,17 @@ pub fn promtool(test: &str) -> Option<std::path::PathBuf> {
     tool(test, "promtool", "PROMTOOL", "--version")
 }
 
+/// openapi-spec-validator, the OpenAPI linter (in a virtualenv of tests/scripts/install-deps.sh),
+/// or `None` after a loud SKIPPED (a failure when servers are required).
+pub fn openapi_spec_validator(test: &str) -> Option<std::path::PathBuf> {
+    tool(
+        test,
+        "openapi-spec-validator",
+        "OPENAPI_SPEC_VALIDATOR",
+        "--version",
+    )
+}
+
 /// The first of `$env`, `name` on PATH and ~/.cache/uploadbucket/bin/`name` that answers
 /// `probe`.
 fn tool(test: &str, name: &str, env: &str, probe: &str) -> Option<std::path::PathBuf> {
