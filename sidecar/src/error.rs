@@ -9,8 +9,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 /// Declares [`ErrorCode`]: each code with its meaning (its doc comment, which the reference
-/// page docs/reference/signer-errors.md and the OpenAPI document are generated from) and the
-/// HTTP statuses it is answered with.
+/// page docs/reference/signer-errors.md is generated from and the OpenAPI document's
+/// `ErrorCode` is checked against) and the HTTP statuses it is answered with.
 macro_rules! error_codes {
     ($($(#[doc = $doc:literal])+ $name:ident = $($status:literal)|+;)+) => {
         /// Every code the signer's API answers with, in `{"error": {"code", "message"}}`.

@@ -10,6 +10,8 @@
 #   express for the example app (the journey test's pod): npm ci in examples/web
 #   containerd runc containernetworking-plugins iptables gcc for the one-node cluster
 #   LocalStack (PyPI localstack-core, pinned) in its own virtualenv, the AWS stand-in
+#   openapi-spec-validator (PyPI, pinned) in its own virtualenv, linking into ~/.cache/uploadbucket/bin:
+#     the linter of the signer's OpenAPI document (docs/reference/signer.openapi.yaml)
 #
 #   install-deps.sh           everything
 #   install-deps.sh --no-go   all but the two Go builds (tests/run.sh builds those beside cargo,
@@ -64,6 +66,26 @@ install_monitoring_crds() {
   echo "$PROMETHEUS_OPERATOR_VERSION" >"$dest/version"
 }
 
+# The OpenAPI linter: validates docs/reference/signer.openapi.yaml against the official
+# OpenAPI 3.1 schema (tests/tests/docs.rs runs it). Every package pinned
+# (openapi-constraints.txt); ~10 s once.
+OPENAPI_SPEC_VALIDATOR_VERSION=0.9.0
+install_openapi_spec_validator() {
+  local venv="$bin/../openapi-spec-validator-$OPENAPI_SPEC_VALIDATOR_VERSION"
+  if [ "$("$bin/openapi-spec-validator" --version 2>/dev/null)" = "openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION" ]; then
+    return 0
+  fi
+  command -v python3 >/dev/null || { echo "install-deps: Python 3 is needed for openapi-spec-validator" >&2; exit 1; }
+  echo "install-deps: openapi-spec-validator $OPENAPI_SPEC_VALIDATOR_VERSION into $venv" >&2
+  rm -rf "$venv"
+  mkdir -p "$bin"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install --quiet --disable-pip-version-check \
+    -c "$(dirname "$0")/openapi-constraints.txt" "openapi-spec-validator==$OPENAPI_SPEC_VALIDATOR_VERSION"
+  ln -sfn "$(cd "$venv" && pwd)/bin/openapi-spec-validator" "$bin/openapi-spec-validator"
+  "$bin/openapi-spec-validator" --version >/dev/null
+}
+
 go_builds=1
 case "${1:-}" in
   promtool) install_promtool; exit 0 ;;
@@ -95,6 +117,8 @@ fi
 
 # The AWS stand-in: LocalStack in a virtualenv of its own (Python 3.12+).
 "$(dirname "$0")/localstack.sh" install
+
+install_openapi_spec_validator
 
 need=()
 # The node (tests/scripts/node.sh): containerd, runc, CNI plugins, iptables (for kube-proxy);

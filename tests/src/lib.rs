@@ -680,6 +680,18 @@ pub fn python3(test: &str) -> Option<std::path::PathBuf> {
 
 const INSTALLED_BY_DEPS: &str = "tests/scripts/install-deps.sh installs it";
 
+/// openapi-spec-validator, the OpenAPI linter (in a virtualenv of tests/scripts/install-deps.sh),
+/// or `None` after a loud SKIPPED (a failure when servers are required).
+pub fn openapi_spec_validator(test: &str) -> Option<std::path::PathBuf> {
+    tool(
+        test,
+        "openapi-spec-validator",
+        "OPENAPI_SPEC_VALIDATOR",
+        "--version",
+        INSTALLED_BY_DEPS,
+    )
+}
+
 /// The first of `$env`, `name` on PATH and ~/.cache/uploadbucket/bin/`name` that answers
 /// `probe`; `how` to get it goes into the skip or the failure.
 fn tool(test: &str, name: &str, env: &str, probe: &str, how: &str) -> Option<std::path::PathBuf> {

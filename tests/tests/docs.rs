@@ -1,6 +1,7 @@
 //! The documentation holds together: every relative link in README.md and docs/ reaches a
-//! file (and, with `#anchor`, a heading in it), and every page of docs/ is in the book's
-//! table of contents (docs/SUMMARY.md), so it can be found from the site and from GitHub.
+//! file (and, with `#anchor`, a heading in it), every page of docs/ is in the book's table of
+//! contents (docs/SUMMARY.md), so it can be found from the site and from GitHub, and the
+//! signer's OpenAPI document passes an OpenAPI linter.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -189,4 +190,68 @@ fn the_anchor_rules_are_githubs() {
         links("see [x](a.md#b) and `[y](no.md)` and [z](https://e.x)"),
         ["a.md#b", "https://e.x"]
     );
+}
+
+/// docs/reference/signer.openapi.yaml passes openapi-spec-validator (the official OpenAPI 3.1
+/// schema, and every reference resolves), and copies of it broken on purpose do not, so the
+/// linter is seen to look. That the document is true to the signer is sidecar/tests/openapi.rs'
+/// and api.rs' business.
+#[test]
+fn the_signer_openapi_document_passes_openapi_spec_validator() {
+    let test = "docs::the_signer_openapi_document_passes_openapi_spec_validator";
+    let Some(linter) = uploadbucket_tests::openapi_spec_validator(test) else {
+        return;
+    };
+    let lint = |path: &Path| {
+        let out = std::process::Command::new(&linter)
+            .arg(path)
+            .output()
+            .unwrap_or_else(|e| panic!("{}: {e}", linter.display()));
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let document = repo().join("docs/reference/signer.openapi.yaml");
+    let (ok, output) = lint(&document);
+    assert!(ok, "openapi-spec-validator refuses the document:\n{output}");
+    assert!(output.contains("OK"), "{output}");
+
+    let doc: serde_json::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&document).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(uploadbucket_tests::unique_name("openapi-lint"));
+    std::fs::create_dir_all(&dir).unwrap();
+    type Breakage = fn(&mut serde_json::Value);
+    let breakages: [(&str, Breakage); 3] = [
+        ("a response without its description", |d| {
+            let ok = d["paths"]["/healthz"]["get"]["responses"]["200"]
+                .as_object_mut()
+                .unwrap();
+            assert!(ok.remove("description").is_some());
+        }),
+        ("a reference to no schema", |d| {
+            d["components"]["schemas"]["ErrorBody"]["properties"]["error"]["properties"]["code"]
+                ["$ref"] = "#/components/schemas/NoSuchSchema".into();
+        }),
+        ("a path parameter not marked required", |d| {
+            let id = d["components"]["parameters"]["uploadId"]
+                .as_object_mut()
+                .unwrap();
+            assert!(id.remove("required").is_some());
+        }),
+    ];
+    for (what, break_it) in breakages {
+        let mut broken = doc.clone();
+        break_it(&mut broken);
+        let path = dir.join("broken.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(&broken).unwrap()).unwrap();
+        let (ok, output) = lint(&path);
+        assert!(
+            !ok,
+            "openapi-spec-validator accepts the document with {what}:\n{output}"
+        );
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -758,9 +758,10 @@ fn signer_errors() -> String {
         out,
         "Every refusal is JSON, `{{\"error\": {{\"code\": \"...\", \"message\": \"...\"}}}}`: the \
          code is for programs, the message for people (it names the field and what is \
-         allowed). 429 and 503 answers carry `Retry-After`; 401 answers carry \
-         `WWW-Authenticate: Bearer`. A new code may be added in any release; a code's meaning \
-         does not change.\n"
+         allowed). 429 answers carry `Retry-After`, and so do 503 `KeysUnavailable` ones; 401 \
+         answers carry `WWW-Authenticate: Bearer`. A new code may be added in any release \
+         (treat one you do not know by its HTTP status); a code's meaning does not change. \
+         Which route answers which status: the [OpenAPI document](signer.openapi.yaml).\n"
     )
     .unwrap();
     writeln!(out, "| Code | HTTP status | Meaning |\n|---|---|---|").unwrap();
