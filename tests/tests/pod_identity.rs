@@ -236,13 +236,17 @@ async fn the_operator_keeps_pod_identity_associations_it_can_prove_its_own() {
     ensure_crd(&client).await;
     let ns = namespace(&client, "ub-podid").await;
     let (eks_url, eks) = start_eks().await;
-    // Someone else's association, before the operator starts.
-    eks.associations.lock().unwrap().insert(
-        "theirs".into(),
-        json!({"clusterName": CLUSTER, "namespace": ns, "serviceAccount": "batch",
-            "roleArn": "arn:aws:iam::000000000000:role/batch", "associationId": "theirs",
-            "associationArn": format!("{CLUSTER_ARN}/theirs"), "tags": {}}),
-    );
+    // Someone else's associations, before the operator starts: two, so that its very first
+    // list of the namespace is two pages (pages of one) whatever else happens later.
+    for (id, service_account) in [("theirs", "batch"), ("cron", "cron")] {
+        eks.associations.lock().unwrap().insert(
+            id.into(),
+            json!({"clusterName": CLUSTER, "namespace": ns, "serviceAccount": service_account,
+                "roleArn": format!("arn:aws:iam::000000000000:role/{service_account}"),
+                "associationId": id, "associationArn": format!("{CLUSTER_ARN}/{id}"),
+                "tags": {}}),
+        );
+    }
     let prefix = format!("{}-", unique_name("podid"));
     let _operator = start_operator(
         &kubeconfig,
@@ -269,7 +273,10 @@ async fn the_operator_keeps_pod_identity_associations_it_can_prove_its_own() {
     let role_arn = status.role_arn.clone().expect("a role");
     let uid = photos.metadata.uid.clone().unwrap();
     let held = eks.holding(&ns);
-    assert_eq!(held.keys().collect::<Vec<_>>(), ["batch", "web", "worker"]);
+    assert_eq!(
+        held.keys().collect::<Vec<_>>(),
+        ["batch", "cron", "web", "worker"]
+    );
     for sa in ["web", "worker"] {
         assert_eq!(held[sa].0, role_arn, "{sa}");
         assert_eq!(held[sa].1["uploadbucket.io/uid"], uid.as_str(), "{sa}");
@@ -416,7 +423,11 @@ async fn the_operator_keeps_pod_identity_associations_it_can_prove_its_own() {
         wait_gone(&ubs, name).await;
     }
     let left = eks.holding(&ns);
-    assert_eq!(left.keys().collect::<Vec<_>>(), ["batch"], "{left:?}");
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        ["batch", "cron"],
+        "{left:?}"
+    );
     let deletes: Vec<String> = eks
         .seen()
         .iter()
@@ -425,7 +436,9 @@ async fn the_operator_keeps_pod_identity_associations_it_can_prove_its_own() {
         .collect();
     assert_eq!(deletes.len(), 3, "web, then worker and api: {deletes:?}");
     assert!(
-        !deletes.iter().any(|p| p.ends_with("/theirs")),
+        !deletes
+            .iter()
+            .any(|p| p.ends_with("/theirs") || p.ends_with("/cron")),
         "{deletes:?}"
     );
     assert!(
