@@ -32,7 +32,6 @@ use sha2::Digest as _;
 
 use crate::config::JwtConfig;
 use crate::error::{AppError, ErrorCode};
-use crate::server::AppState;
 
 /// Clock skew allowed on `exp` and `nbf`.
 pub const LEEWAY_SECONDS: u64 = 60;
@@ -784,11 +783,11 @@ fn holds(v: &Value, wanted: &str) -> bool {
 
 /// Middleware on the routes that start, continue or verify uploads: with tokens required,
 /// a verified [`Verified`] goes into the request's extensions, or the request is refused.
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let Some(auth) = state.auth.as_ref() else {
-        // Not layered without tokens (see `server::app`); refuse rather than let one through.
-        return keys_unavailable().into_response();
-    };
+pub async fn authenticate(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     match auth.verify(req.headers().get(AUTHORIZATION)).await {
         Ok(v) => {
             req.extensions_mut().insert(v);

@@ -36,6 +36,8 @@ pub mod presign;
 #[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
+pub mod state;
+#[cfg(feature = "server")]
 pub mod store;
 #[cfg(feature = "server")]
 pub mod uploads;
@@ -43,4 +45,5 @@ pub mod uploads;
 pub mod verify;
 
 #[cfg(feature = "server")]
-pub use server::{AppState, app};
+pub use server::app;
+pub use state::AppState;

@@ -113,6 +113,29 @@ impl Stripes {
     }
 }
 
+/// Keys being verified in this process: a second call for the same key waits its turn
+/// elsewhere (409) instead of racing the first.
+#[derive(Default)]
+pub struct InProgress(Mutex<std::collections::HashSet<String>>);
+
+pub struct Claim<'a>(&'a InProgress, String);
+
+impl InProgress {
+    /// Claims `key` until the returned guard drops; `None` while another call holds it.
+    pub fn claim(&self, key: &str) -> Option<Claim<'_>> {
+        let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.insert(key.to_owned())
+            .then(|| Claim(self, key.to_owned()))
+    }
+}
+
+impl Drop for Claim<'_> {
+    fn drop(&mut self) {
+        let mut keys = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        keys.remove(&self.1);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

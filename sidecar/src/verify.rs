@@ -15,9 +15,6 @@
 //! tagged `quarantined` and left to the incoming area's expiry, and the answer is 422 saying
 //! why.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
-
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -28,7 +25,7 @@ use crate::config::{STATE_QUARANTINED, STATE_VERIFIED};
 use crate::error::{AppError, ErrorCode};
 use crate::json::JsonBody;
 use crate::keys;
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::store::{ObjectInfo, Promotion, StoreError};
 
 /// How much of an object verify reads: enough for every signature `infer` knows.
@@ -244,28 +241,6 @@ fn store_error(e: StoreError) -> AppError {
         ),
         StoreError::Denied(m) => AppError::internal("S3 access (verify)", m),
         other => AppError::internal("S3 (verify)", other),
-    }
-}
-
-/// Keys being verified in this process: a second call for the same key waits its turn
-/// elsewhere (409) instead of racing the first.
-#[derive(Default)]
-pub struct InProgress(Mutex<HashSet<String>>);
-
-pub struct Claim<'a>(&'a InProgress, String);
-
-impl InProgress {
-    fn claim(&self, key: &str) -> Option<Claim<'_>> {
-        let mut keys = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        keys.insert(key.to_owned())
-            .then(|| Claim(self, key.to_owned()))
-    }
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        let mut keys = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
-        keys.remove(&self.1);
     }
 }
 
