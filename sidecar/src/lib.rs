@@ -46,4 +46,5 @@ pub mod verify;
 
 #[cfg(feature = "server")]
 pub use server::app;
+#[cfg(feature = "server")]
 pub use state::AppState;
