@@ -1167,3 +1167,36 @@ where
     }
     race
 }
+
+/// The operator's and the signer's metric registries with every family sampled and every
+/// outcome recorded once, so their text shows each family's labels and label values (the
+/// chart's dashboard and alerts, and the metrics reference, are checked against it).
+pub fn sampled_metrics() -> (
+    uploadbucket_operator::metrics::Metrics,
+    uploadbucket_sidecar::metrics::Metrics,
+) {
+    let operator = uploadbucket_operator::metrics::Metrics::default();
+    operator.reconciles.inc();
+    operator.failure("AccessDenied");
+    operator.observe(std::time::Duration::from_millis(5));
+    for r in uploadbucket_operator::metrics::Review::ALL {
+        operator.webhook(r);
+    }
+    operator.webhook_duration.observe(0.001);
+    operator
+        .aws_requests
+        .get_or_create(&uploadbucket_operator::metrics::CallLabels {
+            service: "s3",
+            kind: "read",
+        })
+        .inc();
+    operator.set_ready("shop", "photos", true);
+    let signer = uploadbucket_sidecar::metrics::Metrics::default();
+    for route in uploadbucket_sidecar::metrics::Route::ALL {
+        for status in [200, 404, 503] {
+            signer.record(route, status, std::time::Duration::from_micros(80));
+        }
+    }
+    signer.credentials(false);
+    (operator, signer)
+}

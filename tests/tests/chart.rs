@@ -552,29 +552,7 @@ type Exported =
 /// What the binaries export, from the operator's and the signer's registries with every
 /// outcome recorded once.
 fn exported() -> Exported {
-    let operator = uploadbucket_operator::metrics::Metrics::default();
-    operator.reconciles.inc();
-    operator.failure("AccessDenied");
-    operator.observe(std::time::Duration::from_millis(5));
-    for r in uploadbucket_operator::metrics::Review::ALL {
-        operator.webhook(r);
-    }
-    operator.webhook_duration.observe(0.001);
-    operator
-        .aws_requests
-        .get_or_create(&uploadbucket_operator::metrics::CallLabels {
-            service: "s3",
-            kind: "read",
-        })
-        .inc();
-    operator.set_ready("shop", "photos", true);
-    let signer = uploadbucket_sidecar::metrics::Metrics::default();
-    for route in uploadbucket_sidecar::metrics::Route::ALL {
-        for status in [200, 404, 503] {
-            signer.record(route, status, std::time::Duration::from_micros(80));
-        }
-    }
-    signer.credentials(false);
+    let (operator, signer) = uploadbucket_tests::sampled_metrics();
     let mut out = Exported::default();
     for line in (operator.encode() + &signer.encode()).lines() {
         if line.starts_with('#') || line.is_empty() {

@@ -629,30 +629,10 @@ fn metrics_table(out: &mut String, text: &str, values: &[(&str, Vec<&str>)]) {
 }
 
 fn metrics() -> String {
-    use uploadbucket_operator::metrics::{Metrics, Review};
+    use uploadbucket_operator::metrics::Review;
     use uploadbucket_operator::reasons::Reason;
-    use uploadbucket_sidecar::metrics::{Metrics as SignerMetrics, Route};
 
-    // One sample of each family, so the text shows each family's labels.
-    let operator = Metrics::default();
-    operator.failure(Reason::AwsApiError.as_str());
-    operator.webhook(Review::Injected);
-    operator.set_ready("ns", "name", true);
-    operator.observe(std::time::Duration::from_millis(1));
-    operator
-        .aws_requests
-        .get_or_create(&uploadbucket_operator::metrics::CallLabels {
-            service: "s3",
-            kind: "read",
-        })
-        .inc();
-    let signer = SignerMetrics::default();
-    for route in Route::ALL {
-        for status in [200, 400, 500] {
-            signer.record(route, status, std::time::Duration::from_micros(50));
-        }
-    }
-    signer.credentials(true);
+    let (operator, signer) = uploadbucket_tests::sampled_metrics();
 
     // Reconciles fail with any reason but the two of success.
     let reasons: Vec<&str> = Reason::ALL
