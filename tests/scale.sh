@@ -132,7 +132,11 @@ for label in "${labels[@]}"; do
     done
   done
   metrics=$(curl -sf "http://127.0.0.1:$admin/metrics")
-  if grep -q 'outcome="denied"' <<<"$metrics" || ! grep -q 'outcome="injected"' <<<"$metrics"; then
+  # Every review injected: a count of any other outcome (denied, skipped, error, invalid)
+  # fails the run, and so does no injection at all.
+  others=$(awk '/^uploadbucket_webhook_reviews_total\{/ && !/outcome="injected"/ { n += $NF } END { print n + 0 }' <<<"$metrics")
+  injected=$(awk '/^uploadbucket_webhook_reviews_total\{outcome="injected"\}/ { n += $NF } END { print n + 0 }' <<<"$metrics")
+  if [ "$others" != 0 ] || [ "$injected" = 0 ]; then
     grep uploadbucket_webhook <<<"$metrics" >&2
     echo "scale.sh: reviews were not all answered with an injection ($label)" >&2; exit 1
   fi
