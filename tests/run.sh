@@ -23,7 +23,7 @@ for arg in "$@"; do
 done
 
 # Checks that can rewrite their expected files never do so here.
-unset UPDATE_GOLDEN UPDATE_CRDS UPDATE_REFERENCE
+unset UPDATE_GOLDEN UPDATE_CRDS UPDATE_REFERENCE UPDATE_DASHBOARD_BUNDLE
 
 work=${UPLOADBUCKET_TEST_DIR:-$(mktemp -d -t uploadbucket-tests.XXXXXX)}
 mkdir -p "$work"

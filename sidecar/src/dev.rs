@@ -3,7 +3,8 @@
 //! In: a data folder and the usual signing rules. Out: an embedded S3-compatible store on
 //! 127.0.0.1 (s3s + s3s-fs: real SigV4 checks, files on disk, so uploads survive restarts)
 //! answering CORS for the demo page's origin, the signer pointed at it with dev credentials,
-//! and the demo upload page at `/`.
+//! and the demo pages: at `/` the Uppy Dashboard (bundled from npm at build time, see
+//! sidecar/web/dashboard/), at `/plain` a form on examples/web/upload.js, no framework.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,9 +12,11 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{HeaderValue, Method, header};
-use axum::response::{Html, IntoResponse};
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use clap::Args;
 use serde_json::json;
@@ -22,7 +25,7 @@ use tracing::info;
 
 use crate::config::Config;
 use crate::credentials::StaticCredentials;
-use crate::error::AppError;
+use crate::error::{AppError, ErrorCode};
 use crate::presign::{Credentials, Endpoint, Presigner};
 use crate::store::S3Store;
 use crate::{AppState, app};
@@ -31,8 +34,15 @@ use crate::{AppState, app};
 pub const DEV_ACCESS_KEY: &str = "UPLOADBUCKETDEVKEY00";
 pub const DEV_SECRET_KEY: &str = "uploadbucket-dev-secret-key-not-for-production";
 
+/// The Dashboard page; `{{ALLOWED_TYPES}}`, `{{MAX_SIZE}}` and `{{INCOMING}}` are filled in at
+/// start.
 const PAGE: &str = include_str!("../web/dev.html");
+const PLAIN_PAGE: &str = include_str!("../web/plain.html");
 const UPLOAD_JS: &str = include_str!("../../examples/web/upload.js");
+/// Uppy (core, Dashboard, AWS S3) and the page's script, made by esbuild from
+/// sidecar/web/dashboard/ (its package.json's `build`), committed: nothing is fetched at run time.
+const DASHBOARD_JS: &str = include_str!("../web/dashboard.bundle.js");
+const DASHBOARD_CSS: &str = include_str!("../web/dashboard.bundle.css");
 
 #[derive(Args, Debug, Clone)]
 pub struct DevArgs {
@@ -231,24 +241,37 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         Arc::new(StaticCredentials::new(creds)),
         store.clone(),
     );
-    let router = app(state).merge(
-        Router::new()
-            .route("/", get(|| async { Html(PAGE) }))
-            .route(
-                "/upload.js",
-                get(|| async {
-                    (
-                        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-                        UPLOAD_JS,
-                    )
-                }),
-            )
-            .route("/dev/objects", get(list_objects))
-            .with_state(store),
-    );
+    let page = Html(dashboard_page(
+        &config.allowed_content_types,
+        config.max_size_bytes,
+        &config.key_prefix,
+    ));
+    let demo = Demo {
+        store,
+        key_prefix: config.key_prefix.clone(),
+    };
+    let router = app(state)
+        .merge(
+            Router::new()
+                .route("/", get(move || async move { page }))
+                .route("/plain", get(|| async { Html(PLAIN_PAGE) }))
+                .route("/upload.js", get(|| async { asset(JS, UPLOAD_JS) }))
+                .route(
+                    "/dashboard.bundle.js",
+                    get(|| async { asset(JS, DASHBOARD_JS) }),
+                )
+                .route(
+                    "/dashboard.bundle.css",
+                    get(|| async { asset("text/css; charset=utf-8", DASHBOARD_CSS) }),
+                )
+                .route("/dev/objects", get(list_objects))
+                .route("/dev/objects/{*key}", get(get_object))
+                .with_state(demo),
+        )
+        .layer(axum::middleware::from_fn(reason_phrase));
     let data = std::fs::canonicalize(&args.data_dir).unwrap_or(args.data_dir.clone());
     println!(
-        "\nuploadbucket dev mode\n  upload page:  http://{listen}/\n  signer API:   http://{listen}/uploads\n  local S3:     {endpoint} (bucket {bucket})\n  files land in {dir}\n  allowed: {types}, up to {max} bytes\n  verification: {verify}\nPress Ctrl-C to stop.\n",
+        "\nuploadbucket dev mode\n  upload page:  http://{listen}/ (the Uppy Dashboard; without a framework: /plain)\n  signer API:   http://{listen}/uploads\n  local S3:     {endpoint} (bucket {bucket})\n  files land in {dir}\n  allowed: {types}, up to {max} bytes\n  verification: {verify}\nPress Ctrl-C to stop.\n",
         listen = listen,
         bucket = args.bucket,
         dir = data.join(&args.bucket).display(),
@@ -267,8 +290,176 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         .context("server failed")
 }
 
+const JS: &str = "text/javascript; charset=utf-8";
+
+/// A page's script or style sheet. `no-cache`: a rebuilt binary's bundle is used at once.
+fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+}
+
+/// The Dashboard page with this dev mode's rules in it (its note says what is allowed; the
+/// signer, not the page, refuses the rest).
+fn dashboard_page(allowed: &[String], max_size_bytes: u64, key_prefix: &str) -> String {
+    let escape = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('"', "&quot;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    PAGE.replace("{{ALLOWED_TYPES}}", &escape(&allowed.join(", ")))
+        .replace("{{MAX_SIZE}}", &max_size_bytes.to_string())
+        .replace(
+            "{{INCOMING}}",
+            &escape(&crate::config::incoming_prefix(key_prefix)),
+        )
+}
+
+/// What the demo pages' routes need: the dev store and where uploads go in it.
+#[derive(Clone)]
+struct Demo {
+    store: Arc<S3Store>,
+    key_prefix: String,
+}
+
+/// Uppy's S3 client (its Companion mode, which the signer's `/s3/*` routes serve) shows only
+/// a failed call's status text. In dev mode the signer's error message is also the HTTP/1.1
+/// reason phrase of `/s3/*` refusals, so the Dashboard shows it next to the file
+/// ("contentType \"text/html\" is not allowed; ...") instead of "Bad Request".
+async fn reason_phrase(req: Request, next: Next) -> Response {
+    let uppy = req.uri().path().starts_with("/s3/");
+    let response = next.run(req).await;
+    let status = response.status();
+    if !uppy || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // The signer's error bodies are a few hundred bytes.
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(reason_text));
+    if let Some(phrase) = message.and_then(|m| hyper::ext::ReasonPhrase::try_from(m).ok()) {
+        parts.extensions.insert(phrase);
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// `message` as a reason phrase may carry it: visible ASCII and spaces, at most 300 bytes.
+fn reason_text(message: &str) -> String {
+    message
+        .chars()
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .take(300)
+        .collect()
+}
+
+/// Whether the demo pages may ask for `key`: under the upload prefix, at most 1024 bytes of
+/// visible ASCII, no empty, `.` or `..` segment, no backslash.
+fn demo_key(key: &str, prefix: &str) -> bool {
+    key.len() <= 1024
+        && key.starts_with(prefix)
+        && key.len() > prefix.len()
+        && key.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
+        && key.split('/').all(|s| !matches!(s, "" | "." | ".."))
+}
+
+/// `GET /dev/objects/<key>`, for the demo pages only: an object of the dev store with its
+/// stored content type; images inline (the Dashboard's links and thumbnails), everything
+/// else, SVG included, as an attachment, and a sandbox so nothing stored runs on this origin.
+async fn get_object(
+    State(demo): State<Demo>,
+    Path(key): Path<String>,
+) -> Result<Response, AppError> {
+    if !demo_key(&key, &demo.key_prefix) {
+        return Err(AppError::bad_request(
+            ErrorCode::InvalidKey,
+            format!(
+                "not a key of an upload (under {:?}, no empty, . or .. segments)",
+                demo.key_prefix
+            ),
+        ));
+    }
+    let out = match demo
+        .store
+        .client()
+        .get_object()
+        .bucket(&demo.store.bucket)
+        .key(&key)
+        .send()
+        .await
+    {
+        Ok(out) => out,
+        Err(e) if e.as_service_error().is_some_and(|e| e.is_no_such_key()) => {
+            return Err(AppError::with_status(
+                StatusCode::NOT_FOUND,
+                ErrorCode::NoSuchKey,
+                format!("nothing is stored at {key:?}"),
+            ));
+        }
+        Err(e) => {
+            return Err(AppError::internal(
+                "dev store read",
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            ));
+        }
+    };
+    let content_type = out
+        .content_type()
+        .filter(|t| HeaderValue::from_str(t).is_ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let inline = media.starts_with("image/") && media != "image/svg+xml";
+    let name = key.rsplit('/').next().unwrap_or("upload");
+    let mut response = Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+        .header(
+            header::CONTENT_SECURITY_POLICY,
+            "sandbox; default-src 'none'",
+        )
+        .header(header::CACHE_CONTROL, "no-store");
+    if let Some(length) = out.content_length().filter(|n| *n >= 0) {
+        response = response.header(header::CONTENT_LENGTH, length);
+    }
+    if !inline {
+        // `name` is the last segment of a checked key (visible ASCII); no quote or backslash
+        // is left to end the quoted name early.
+        response = response.header(
+            header::CONTENT_DISPOSITION,
+            format!(
+                "attachment; filename=\"{}\"",
+                name.replace(['\\', '"'], "_")
+            ),
+        );
+    }
+    response
+        .body(Body::new(out.body.into_inner()))
+        .map_err(|e| AppError::internal("dev store read", e))
+}
+
 /// What is in the dev bucket, newest first, with each object's verification state tag.
-async fn list_objects(State(store): State<Arc<S3Store>>) -> Result<impl IntoResponse, AppError> {
+async fn list_objects(State(demo): State<Demo>) -> Result<impl IntoResponse, AppError> {
+    let store = demo.store;
     let out = store
         .client()
         .list_objects_v2()
@@ -312,4 +503,58 @@ async fn list_objects(State(store): State<Arc<S3Store>>) -> Result<impl IntoResp
         list.push(json!({"key": key, "size": size, "lastModified": modified, "state": state}));
     }
     Ok(axum::Json(json!({"bucket": store.bucket, "objects": list})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn demo_keys_are_upload_keys_only() {
+        for ok in [
+            "uploads/a.jpg",
+            "uploads/incoming/alice/0f3a.png",
+            "uploads/x",
+        ] {
+            assert!(demo_key(ok, "uploads/"), "{ok}");
+        }
+        for bad in [
+            "",
+            "uploads/",
+            "other/a.jpg",
+            "uploads/../a.jpg",
+            "uploads/./a.jpg",
+            "uploads//a.jpg",
+            "uploads/a/",
+            "uploads/a\\b.jpg",
+            "uploads/a b.jpg",
+            "uploads/caf\u{e9}.jpg",
+            "uploads/a\n.jpg",
+        ] {
+            assert!(!demo_key(bad, "uploads/"), "{bad:?}");
+        }
+        assert!(!demo_key(
+            &format!("uploads/{}", "a".repeat(1020)),
+            "uploads/"
+        ));
+    }
+
+    #[test]
+    fn reason_phrases_are_what_http_1_allows() {
+        let message = "contentType \"text/html\" is not allowed; allowed: image/*";
+        assert_eq!(reason_text(message), message);
+        let odd = reason_text("caf\u{e9}\r\nX: y\t");
+        assert_eq!(odd, "caf???X: y?");
+        assert!(hyper::ext::ReasonPhrase::try_from(odd).is_ok());
+        assert_eq!(reason_text(&"a".repeat(400)).len(), 300);
+    }
+
+    #[test]
+    fn the_page_carries_the_rules_escaped() {
+        let page = dashboard_page(&["image/*".into(), "text/plain".into()], 1234, "up\"loads/");
+        assert!(page.contains("data-allowed-types=\"image/*, text/plain\""));
+        assert!(page.contains("data-max-size=\"1234\""));
+        assert!(page.contains("data-incoming=\"up&quot;loads/incoming/\""));
+        assert!(!page.contains("{{"));
+    }
 }

@@ -7,6 +7,8 @@
 #   promtool for the chart's alert-rule tests: likewise
 #   the Prometheus operator's CRDs (from its Go module) into ~/.cache/uploadbucket/monitoring-crds
 #   @uppy/core + @uppy/aws-s3 + esbuild for the Uppy browser test: npm ci in tests/web/uppy
+#   @uppy/dashboard + @uppy/core + @uppy/aws-s3 + esbuild for the dev page's bundle check:
+#     npm ci in sidecar/web/dashboard
 #   express for the example app (the journey test's pod): npm ci in examples/web
 #   containerd runc containernetworking-plugins iptables gcc for the one-node cluster
 #   LocalStack (PyPI localstack-core, pinned) in its own virtualenv, the AWS stand-in
@@ -106,6 +108,15 @@ if [ ! -x "$uppy/node_modules/.bin/esbuild" ] || [ "$uppy/package-lock.json" -nt
   command -v npm >/dev/null || { echo "install-deps: npm is needed for the Uppy browser test (Node.js 20+)" >&2; exit 1; }
   echo "install-deps: npm ci in tests/web/uppy (@uppy/core, @uppy/aws-s3, esbuild)" >&2
   (cd "$uppy" && npm ci --no-audit --no-fund --loglevel=error >&2)
+fi
+
+# The dev page's Uppy Dashboard, to check that its committed bundle is what its locked
+# packages make (tests/tests/web_bundle.rs): exactly the locked npm packages.
+dashboard="$(cd "$(dirname "$0")/../../sidecar/web/dashboard" && pwd)"
+if [ ! -x "$dashboard/node_modules/.bin/esbuild" ] || [ "$dashboard/package-lock.json" -nt "$dashboard/node_modules/.package-lock.json" ]; then
+  command -v npm >/dev/null || { echo "install-deps: npm is needed for the dev page's bundle check (Node.js 20+)" >&2; exit 1; }
+  echo "install-deps: npm ci in sidecar/web/dashboard (@uppy/dashboard, @uppy/core, @uppy/aws-s3, esbuild)" >&2
+  (cd "$dashboard" && npm ci --no-audit --no-fund --loglevel=error >&2)
 fi
 
 # The example app the journey test runs in a pod: Express, exactly as locked.

@@ -16,7 +16,7 @@ use axum::routing::get;
 use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::browser::{chromium, dump_dom, repo, run_page, tempdir};
+use uploadbucket_tests::browser::{Cdp, chromium, dump_dom, repo, run_page, tempdir};
 use uploadbucket_tests::{
     assert_stored, example_web_missing, json_of, put_signed, require_or_skip, s3_server,
     sign_upload, start_dev, start_sidecar, unique_name,
@@ -338,16 +338,19 @@ async fn browser_uploads_against_dev_mode() {
     let (child, signer) = start_dev(&data, &["--allowed-origins", &page_origin, "--verify"]).await;
     let http = reqwest::Client::new();
 
-    // The demo page itself is served.
-    let page = http
-        .get(format!("{signer}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(page.contains("uploadbucket") && page.contains("upload.js"));
+    // The demo pages are served: the Dashboard at /, the form on upload.js at /plain.
+    let page = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{signer}{path}");
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let dashboard = page("/").await;
+    assert!(
+        dashboard.contains("/dashboard.bundle.js") && dashboard.contains("href=\"/plain\""),
+        "{dashboard}"
+    );
+    let plain = page("/plain").await;
+    assert!(plain.contains("uploadbucket") && plain.contains("upload.js"));
 
     // Serve the harness on the allowed origin's port.
     let (origin, _h) = app_backend(signer.clone(), Some(page_listener)).await;
@@ -434,11 +437,25 @@ async fn browser_uploads_against_dev_mode() {
         "{key} deleted"
     );
     assert_eq!(listed().await.len(), 6, "both HTML uploads deleted");
-    // The demo page lists them with their state, and a Verify button on each pending one.
-    let demo = dump_dom(&chromium, &format!("{signer}/")).await;
-    assert_eq!(demo.matches("<td>pending</td>").count(), 4, "{demo}");
-    assert_eq!(demo.matches("<td>verified</td>").count(), 2, "{demo}");
-    assert_eq!(demo.matches("<button>Verify</button>").count(), 4, "{demo}");
+    // Both demo pages list them with their state, and a Verify button on each pending one.
+    for path in ["/", "/plain"] {
+        let demo = dump_dom(&chromium, &format!("{signer}{path}")).await;
+        assert_eq!(
+            demo.matches("<td>pending</td>").count(),
+            4,
+            "{path}: {demo}"
+        );
+        assert_eq!(
+            demo.matches("<td>verified</td>").count(),
+            2,
+            "{path}: {demo}"
+        );
+        assert_eq!(
+            demo.matches("<button>Verify</button>").count(),
+            4,
+            "{path}: {demo}"
+        );
+    }
 
     // A multipart upload is verified by its owner, and only by its owner.
     let big = objects
@@ -510,6 +527,278 @@ async fn browser_uploads_against_dev_mode() {
     assert!(text.contains("BadDigest"), "{text}");
     drop(child);
     let _ = std::fs::remove_dir_all(&data);
+}
+
+/// Two images drawn by Chromium (a JPEG and a PNG) for the Dashboard test, written into `dir`.
+async fn drawn_images(cdp: &mut Cdp, dir: &std::path::Path) -> Vec<PathBuf> {
+    use base64::Engine as _;
+    let drawn = cdp
+        .eval(
+            "(() => {
+              const draw = (w, h, hue, label, type) => {
+                const c = document.createElement('canvas');
+                c.width = w; c.height = h;
+                const g = c.getContext('2d');
+                const fill = g.createLinearGradient(0, 0, w, h);
+                fill.addColorStop(0, `hsl(${hue}, 80%, 62%)`);
+                fill.addColorStop(1, `hsl(${hue + 140}, 70%, 38%)`);
+                g.fillStyle = fill; g.fillRect(0, 0, w, h);
+                g.fillStyle = 'rgba(255,255,255,.85)';
+                g.beginPath(); g.arc(w * .72, h * .32, h * .18, 0, 2 * Math.PI); g.fill();
+                g.font = `bold ${h / 6}px sans-serif`; g.fillText(label, w * .08, h * .82);
+                return c.toDataURL(type, 0.9).split(',')[1];
+              };
+              return [draw(640, 480, 20, 'sunset', 'image/jpeg'), draw(480, 360, 190, 'diagram', 'image/png')];
+            })()",
+        )
+        .await;
+    let mut files = Vec::new();
+    for (name, data) in ["sunset.jpg", "diagram.png"]
+        .iter()
+        .zip(drawn.as_array().unwrap())
+    {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.as_str().unwrap())
+            .unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        files.push(path);
+    }
+    files
+}
+
+/// The dev page (`/`) is the real Uppy Dashboard. In Chromium, over the DevTools protocol: an
+/// HTML file chosen with its file picker and two images (a JPEG and a PNG) dropped onto it,
+/// each shown with a thumbnail or icon; after a click on Upload the images are in the dev
+/// store with the bytes sent, each shows a link (its thumbnail) that serves its object, as
+/// does the bucket's list under the Dashboard, and the HTML file shows the signer's refusal
+/// next to it, word for word, with a retry button. Screenshot `dev-dashboard`. Also the object
+/// route's rules: keys checked, images inline, anything else (SVG too) an attachment.
+#[tokio::test]
+async fn the_dev_page_is_the_uppy_dashboard_with_thumbnails_links_and_refusals() {
+    let Some(chromium) = chromium() else { return };
+    let data = tempdir();
+    let files = tempdir();
+    let (_dev, signer) = start_dev(
+        &data,
+        &[
+            // (SVG by name: `image/*` leaves it out, as markup; here it shows that the object
+            // route serves it as a download.)
+            "--allowed-content-types",
+            "image/*,image/svg+xml",
+            "--max-size-bytes",
+            "5000000",
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let mut cdp = Cdp::start(&chromium, 1000, 900).await;
+    let images = drawn_images(&mut cdp, &files).await;
+    let html = files.join("page.html");
+    std::fs::write(&html, "<!doctype html><title>not an image</title>").unwrap();
+
+    cdp.navigate(&format!("{signer}/")).await;
+    let input = "input.uppy-Dashboard-input[name='files[]']:not([webkitdirectory])";
+    cdp.wait_for(
+        &format!("!!document.querySelector(\"{input}\")"),
+        20,
+        "the Dashboard",
+    )
+    .await;
+    // What a first visit shows.
+    cdp.screenshot("dev-dashboard-empty").await;
+    // The file picker for the HTML file, then the images dropped onto the Dashboard.
+    cdp.set_input_files(input, std::slice::from_ref(&html))
+        .await;
+    cdp.wait_for(
+        "document.querySelectorAll('.uppy-Dashboard-Item').length === 1",
+        10,
+        "the chosen file listed",
+    )
+    .await;
+    cdp.drop_files(".uppy-Dashboard-inner", &images).await;
+    cdp.wait_for(
+        "document.querySelectorAll('.uppy-Dashboard-Item').length === 3 \
+         && document.querySelectorAll('.uppy-Dashboard-Item img.uppy-Dashboard-Item-previewImg').length === 2",
+        20,
+        "three files listed, the images with thumbnails",
+    )
+    .await;
+    cdp.click(".uppy-StatusBar-actionBtn--upload").await;
+    // Done: no file uploading, and the bucket's list under the Dashboard shows the two.
+    let items = cdp
+        .wait_for(
+            "(() => {
+              const items = [...document.querySelectorAll('.uppy-Dashboard-Item')];
+              if (items.some((e) => !e.matches('.is-complete, .is-error'))) return null;
+              if (document.querySelectorAll('#list a').length !== 2) return null;
+              return items.map((e) => ({
+                name: e.querySelector('.uppy-Dashboard-Item-name')?.getAttribute('title'),
+                complete: e.classList.contains('is-complete'),
+                failed: e.classList.contains('is-error'),
+                error: e.querySelector('.uppy-Dashboard-Item-errorDetails')?.getAttribute('aria-label') ?? null,
+                shown: e.querySelector('.uppy-Dashboard-Item-errorDetails') ? getComputedStyle(e.querySelector('.uppy-Dashboard-Item-errorDetails'), '::after').content : null,
+                retry: !!e.querySelector('.uppy-Dashboard-Item-progressIndicator[aria-label=\"Retry upload\"]'),
+                link: e.querySelector('a.uppy-Dashboard-Item-previewLink')?.href ?? null,
+                thumbnail: !!e.querySelector('img.uppy-Dashboard-Item-previewImg'),
+              }));
+            })()",
+            60,
+            "the uploads done",
+        )
+        .await;
+    let listed: Vec<String> = serde_json::from_value(
+        cdp.eval("[...document.querySelectorAll('#list a')].map((a) => a.href)")
+            .await,
+    )
+    .unwrap();
+    let shot = cdp.screenshot("dev-dashboard").await;
+    eprintln!("screenshot: {}", shot.display());
+    // Its retry button asks the signer again (the file leaves the error state), and is
+    // refused again, for the same reason.
+    cdp.eval(
+        "(() => {
+          const item = document.querySelector('.uppy-Dashboard-Item.is-error');
+          window.retried = false;
+          // A class attribute that held no is-error before a change: it left the state.
+          new MutationObserver((changes) => {
+            if (changes.some((c) => !c.oldValue.includes('is-error'))) window.retried = true;
+          }).observe(item, { attributes: true, attributeFilter: ['class'], attributeOldValue: true });
+        })()",
+    )
+    .await;
+    cdp.click(".uppy-Dashboard-Item.is-error .uppy-Dashboard-Item-progressIndicator")
+        .await;
+    let again = cdp
+        .wait_for(
+            "window.retried && document.querySelector('.uppy-Dashboard-Item.is-error              .uppy-Dashboard-Item-errorDetails')?.getAttribute('aria-label')",
+            20,
+            "the retried file refused again",
+        )
+        .await;
+    cdp.close().await;
+
+    let items = items.as_array().unwrap();
+    assert_eq!(items.len(), 3, "{items:?}");
+    let item = |name: &str| {
+        items
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in the Dashboard: {items:?}"))
+    };
+    // The refused file: the signer's own message next to it.
+    let refused = json_of(http.get(format!(
+        "{signer}/s3/params?filename=page.html&type=text/html"
+    )))
+    .await;
+    let says = refused["error"]["message"].as_str().unwrap();
+    assert!(says.contains("not allowed"), "{refused}");
+    let html_item = item("page.html");
+    assert_eq!(
+        (&html_item["failed"], &html_item["error"]),
+        (&Value::from(true), &Value::from(says)),
+        "{html_item}"
+    );
+    // Shown as text under its name (the page's style makes the "?" button's label its
+    // content), not only on a click: the computed `content`, a CSS string.
+    let shown = html_item["shown"].as_str().unwrap_or_default();
+    assert_eq!(
+        shown
+            .strip_prefix('"')
+            .and_then(|s| s.strip_suffix('"'))
+            .map(|s| s.replace("\\\"", "\"")),
+        Some(says.to_owned()),
+        "{html_item}"
+    );
+    assert_eq!(html_item["link"], Value::Null, "{html_item}");
+    assert_eq!(html_item["retry"], true, "{html_item}");
+    assert_eq!(again, says, "after a retry");
+    // The images: stored with the bytes sent, linked from the Dashboard and the list.
+    let mut links = Vec::new();
+    for (path, content_type) in images.iter().zip(["image/jpeg", "image/png"]) {
+        let name = path.file_name().unwrap().to_str().unwrap();
+        let sent = std::fs::read(path).unwrap();
+        let it = item(name);
+        assert_eq!(
+            (&it["complete"], &it["thumbnail"]),
+            (&Value::from(true), &Value::from(true)),
+            "{it}"
+        );
+        let link = it["link"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no link: {it}"));
+        let key = link
+            .strip_prefix(&format!("{signer}/dev/objects/"))
+            .unwrap_or_else(|| panic!("{link}"));
+        assert!(key.starts_with("uploads/"), "{key}");
+        assert_eq!(
+            std::fs::read(data.join("dev-uploads").join(key))
+                .ok()
+                .as_deref(),
+            Some(&sent[..]),
+            "{name} stored at {key}"
+        );
+        let got = http.get(link).send().await.unwrap();
+        assert_eq!(got.status(), 200, "{link}");
+        assert_eq!(got.headers()[header::CONTENT_TYPE], content_type, "{link}");
+        assert!(
+            got.headers().get(header::CONTENT_DISPOSITION).is_none(),
+            "{link}: inline"
+        );
+        assert_eq!(got.bytes().await.unwrap(), sent, "{link}");
+        links.push(link.to_owned());
+    }
+    links.sort();
+    let mut listed = listed;
+    listed.sort();
+    assert_eq!(
+        listed, links,
+        "the list under the Dashboard links the same objects"
+    );
+    let stored = json_of(http.get(format!("{signer}/dev/objects"))).await;
+    assert_eq!(stored["objects"].as_array().unwrap().len(), 2, "{stored}");
+
+    // The object route: anything but a raster image is a download, and only upload keys.
+    let svg = sign_upload(
+        &http,
+        &signer,
+        serde_json::json!({"contentType": "image/svg+xml", "size": 11}),
+    )
+    .await;
+    assert_eq!(
+        put_signed(&http, &svg, b"<svg></svg>".to_vec()).await.0,
+        200
+    );
+    let got = http
+        .get(format!(
+            "{signer}/dev/objects/{}",
+            svg["key"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.status(), 200);
+    let disposition = got.headers()[header::CONTENT_DISPOSITION].to_str().unwrap();
+    assert!(disposition.starts_with("attachment"), "{disposition}");
+    assert_eq!(got.headers()["x-content-type-options"], "nosniff");
+    for (path, status) in [
+        ("uploads/missing.jpg", 404),
+        // (`..` as a segment the client resolves itself; encoded slashes it does not.)
+        ("uploads/%2E%2E%2Fother%2Fx.jpg", 400),
+        ("uploads/a%5Cb.jpg", 400),
+        ("uploads//x.jpg", 400),
+        ("other/x.jpg", 400),
+        ("uploads/", 400),
+    ] {
+        let got = http
+            .get(format!("{signer}/dev/objects/{path}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status().as_u16(), status, "{path}");
+    }
+    let _ = std::fs::remove_dir_all(&data);
+    let _ = std::fs::remove_dir_all(&files);
 }
 
 #[tokio::test]
