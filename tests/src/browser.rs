@@ -9,6 +9,19 @@ use serde_json::Value;
 use crate::{require_or_skip, unique_name};
 
 /// The repository's root directory.
+/// How every test runs Chromium: headless, no sandbox (root in a container), nothing fetched
+/// in the background.
+const HEADLESS: [&str; 8] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+];
+
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -48,21 +61,12 @@ pub async fn run_page_with(chromium: &Path, url: &str, shot: &str, flags: &[Stri
     let run = move |extra: Vec<String>| {
         let profile = tempdir();
         let mut cmd = Command::new(&chromium);
-        cmd.args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--virtual-time-budget=30000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(&flags)
-        .args(extra)
-        .arg(&url_owned);
+        cmd.args(HEADLESS)
+            .arg("--virtual-time-budget=30000")
+            .arg(format!("--user-data-dir={}", profile.display()))
+            .args(&flags)
+            .args(extra)
+            .arg(&url_owned);
         let out = cmd.output().expect("run chromium");
         let _ = std::fs::remove_dir_all(&profile);
         out
@@ -158,18 +162,8 @@ impl Cdp {
         cmd.arg("-c")
             .arg(r#"exec 3<&0 4>&1 </dev/null >&2; exec "$0" "$@""#)
             .arg(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--hide-scrollbars",
-                "--remote-debugging-pipe",
-            ])
+            .args(HEADLESS)
+            .args(["--hide-scrollbars", "--remote-debugging-pipe"])
             .arg(format!("--user-data-dir={}", profile.display()))
             .arg(format!("--window-size={width},{height}"))
             .arg("about:blank")
