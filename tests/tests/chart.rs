@@ -9,7 +9,7 @@ use std::process::Command;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Container, Secret};
+use k8s_openapi::api::core::v1::{Container, PodSpec, Secret};
 use k8s_openapi::api::rbac::v1::{ClusterRole, Role, RoleBinding};
 use serde::Deserialize;
 use serde_yaml::Value;
@@ -38,17 +38,15 @@ fn documents(text: &str) -> Vec<Value> {
         .collect()
 }
 
+/// The pod template's spec of the rendered operator Deployment.
+fn operator_pod(docs: &[Value]) -> PodSpec {
+    let deploy: Deployment = of_kind(docs, "Deployment").remove(0);
+    deploy.spec.unwrap().template.spec.unwrap()
+}
+
 /// The operator container of the rendered Deployment.
 fn operator_container(docs: &[Value]) -> Container {
-    let deploy: Deployment = of_kind(docs, "Deployment").remove(0);
-    deploy
-        .spec
-        .unwrap()
-        .template
-        .spec
-        .unwrap()
-        .containers
-        .remove(0)
+    operator_pod(docs).containers.remove(0)
 }
 
 /// The operator container's environment, as name and value.
@@ -191,8 +189,7 @@ fn every_env_the_chart_sets_is_an_operator_flag() {
         ],
     )
     .unwrap();
-    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
-    let container = &deploy.spec.unwrap().template.spec.unwrap().containers[0];
+    let container = &operator_container(&docs);
     let names: Vec<String> = container
         .env
         .iter()
@@ -304,8 +301,7 @@ fn webhook_configuration_and_certificate() {
     uploadbucket_operator::webhook::tls::CertStore::load(&dir)
         .expect("operator loads the chart's certificate");
 
-    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
-    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    let pod = operator_pod(&docs);
     let volume = &pod.volumes.as_ref().unwrap()[0];
     assert_eq!(
         volume.secret.as_ref().unwrap().secret_name.as_deref(),
@@ -423,8 +419,7 @@ fn other_certificate_sources_and_bad_values() {
         docs.iter()
             .all(|d| d["kind"] != "MutatingWebhookConfiguration" && d["kind"] != "Secret")
     );
-    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
-    let pod = deploy.spec.unwrap().template.spec.unwrap();
+    let pod = operator_pod(&docs);
     assert!(pod.volumes.is_none());
     let service = docs.iter().find(|d| d["kind"] == "Service").unwrap();
     let ports: Vec<&str> = service["spec"]["ports"]
@@ -909,14 +904,12 @@ fn pod_identity_values_render_and_bad_ones_are_refused() {
         ],
     )
     .unwrap();
-    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
-    let env: std::collections::BTreeMap<String, String> =
-        deploy.spec.unwrap().template.spec.unwrap().containers[0]
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-            .collect();
+    let env: std::collections::BTreeMap<String, String> = operator_container(&docs)
+        .env
+        .iter()
+        .flatten()
+        .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+        .collect();
     assert_eq!(env["UPLOADBUCKET_CREDENTIAL_MODE"], "pod-identity");
     assert_eq!(env["UPLOADBUCKET_EKS_CLUSTER_ARN"], arn);
     assert_eq!(
@@ -1617,17 +1610,7 @@ fn values_ha_renders_a_spread_highly_available_operator() {
     }
     // And without it, nothing is spread.
     let docs = render(&helm, &["aws.region=eu-west-1"]).unwrap();
-    let deploy: Deployment = of_kind(&docs, "Deployment").remove(0);
-    assert!(
-        deploy
-            .spec
-            .unwrap()
-            .template
-            .spec
-            .unwrap()
-            .topology_spread_constraints
-            .is_none()
-    );
+    assert!(operator_pod(&docs).topology_spread_constraints.is_none());
 }
 
 /// With watchNamespace, the operator's writes (ConfigMaps, Events, UploadBucket status and
