@@ -663,23 +663,24 @@ mod tests {
     #[test]
     fn crd_files_are_up_to_date() {
         // The CRD directory and the chart's copy (Helm installs `crds/` before templates).
+        // Cargo's value at run time: the build cache is shared between checkouts, and the
+        // path compiled in may be another checkout's.
+        let dir = std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(
+            || env!("CARGO_MANIFEST_DIR").into(),
+            std::path::PathBuf::from,
+        );
         for path in [
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../crds/uploadbuckets.uploadbucket.io.yaml"
-            ),
-            concat!(
-                env!("CARGO_MANIFEST_DIR"),
-                "/../charts/uploadbucket-operator/crds/uploadbuckets.uploadbucket.io.yaml"
-            ),
+            dir.join("../crds/uploadbuckets.uploadbucket.io.yaml"),
+            dir.join("../charts/uploadbucket-operator/crds/uploadbuckets.uploadbucket.io.yaml"),
         ] {
-            let committed = std::fs::read_to_string(path).unwrap_or_default();
+            let path = path.display().to_string();
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
             if std::env::var_os("UPDATE_CRDS").is_some() {
                 assert!(
                     std::env::var_os("CI").is_none(),
                     "UPDATE_CRDS is set under CI: a check that rewrites what it checks proves nothing"
                 );
-                std::fs::write(path, crd_yaml()).expect("write CRD");
+                std::fs::write(&path, crd_yaml()).expect("write CRD");
                 continue;
             }
             assert!(

@@ -23,10 +23,7 @@ const HEADLESS: [&str; 8] = [
 ];
 
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("repo root")
-        .to_path_buf()
+    crate::repo_root()
 }
 
 /// Headless Chromium, or the skip/failure of [`require_or_skip`] when it is missing.

@@ -730,9 +730,24 @@ pub fn render_chart(
     render_chart_with(helm, namespace, &[], sets)
 }
 
+/// The checkout the tests run from. Cargo sets `CARGO_MANIFEST_DIR` when it runs a test, and
+/// that is the one to trust: the build cache is shared between checkouts (CI's clone and a
+/// developer's tree), and a test binary built in one would otherwise read the other's files
+/// through the path compiled into it.
+pub fn repo_root() -> std::path::PathBuf {
+    manifest_dir().join("..")
+}
+
+/// The `tests/` package's directory (see [`repo_root`]).
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into())
+}
+
 /// The chart's directory in this repository.
 pub fn chart_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/uploadbucket-operator")
+    repo_root().join("charts/uploadbucket-operator")
 }
 
 /// [`render_chart`] with values files (`-f`, in order) before the `--set`s.
@@ -772,9 +787,7 @@ pub fn render_chart_dir(
 
 /// A file of the webhook's golden-test fixtures (operator/testdata).
 pub fn operator_testdata(file: &str) -> String {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../operator/testdata")
-        .join(file);
+    let path = repo_root().join("operator/testdata").join(file);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 

@@ -68,14 +68,15 @@ async fn an_api_server_restart_loses_no_reconcile_and_repeats_no_write() {
     edit("b01", 101).await;
     let restart = std::time::Instant::now();
     let kubeconfig = std::path::Path::new(&f.kubeconfig);
-    let out = std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/kube.sh"))
-        .args([
-            "restart-apiserver",
-            kubeconfig.parent().unwrap().to_str().unwrap(),
-            "5",
-        ])
-        .output()
-        .expect("run kube.sh");
+    let out =
+        std::process::Command::new(uploadbucket_tests::manifest_dir().join("scripts/kube.sh"))
+            .args([
+                "restart-apiserver",
+                kubeconfig.parent().unwrap().to_str().unwrap(),
+                "5",
+            ])
+            .output()
+            .expect("run kube.sh");
     assert!(
         out.status.success(),
         "kube.sh restart-apiserver: {}",

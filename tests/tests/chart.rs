@@ -508,7 +508,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
     )
     .unwrap();
     std::fs::copy(
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("prometheus/alerts_test.yaml"),
+        uploadbucket_tests::manifest_dir().join("prometheus/alerts_test.yaml"),
         dir.join("alerts_test.yaml"),
     )
     .unwrap();
@@ -782,7 +782,7 @@ fn the_eks_install_holds_together() {
     let Some(helm) = helm("chart::the_eks_install_holds_together") else {
         return;
     };
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = uploadbucket_tests::repo_root();
     let out = Command::new(&helm)
         .args([
             "template",

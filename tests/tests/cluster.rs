@@ -1008,7 +1008,7 @@ const RGW16_UNKNOWN_ACTIONS: &[&str] = &[
 /// The documented operator policy, with the prefix and account filled in, as JSON.
 fn documented_policy(prefix: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/operator-iam-policy.json"),
+        uploadbucket_tests::repo_root().join("docs/operator-iam-policy.json"),
     )
     .expect("docs/operator-iam-policy.json");
     serde_json::from_str(

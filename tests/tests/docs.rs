@@ -7,10 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap()
+    uploadbucket_tests::repo_root().canonicalize().unwrap()
 }
 
 /// The markdown files to check: the top-level ones and everything under docs/.

@@ -212,10 +212,9 @@ async fn worker_threads_follow_the_setting() {
 /// types") is the signer's list, type for type.
 #[test]
 fn the_docs_list_the_wildcard_types() {
-    let docs = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../docs/guides/calling-the-signer.md"
-    ))
+    let docs = std::fs::read_to_string(
+        uploadbucket_tests::repo_root().join("docs/guides/calling-the-signer.md"),
+    )
     .unwrap();
     let section = docs
         .split("## Content types")

@@ -15,7 +15,14 @@ use super::inject::{self, Outcome, Settings};
 use super::*;
 
 fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+    manifest_dir().join("testdata")
+}
+
+/// Cargo's `CARGO_MANIFEST_DIR` at run time: the build cache is shared between checkouts, and
+/// the path compiled in may be another checkout's.
+fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
 }
 
 fn buckets() -> Vec<UploadBucket> {
@@ -512,14 +519,8 @@ fn a_bucket_without_a_role_is_not_ready_when_irsa_is_on() {
 
 #[test]
 fn the_example_app_is_injected_for_the_example_bucket() {
-    let read = |f: &str| {
-        std::fs::read_to_string(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../examples")
-                .join(f),
-        )
-        .unwrap()
-    };
+    let read =
+        |f: &str| std::fs::read_to_string(manifest_dir().join("../examples").join(f)).unwrap();
     let mut ub: UploadBucket = serde_yaml::from_str(&read("uploadbucket.yaml")).unwrap();
     // As the operator leaves it once provisioned.
     ub.status = find(&buckets(), "shop", "photos").unwrap().status.clone();

@@ -33,7 +33,11 @@ pub const METHODS: &[&str] = &[
 ];
 
 pub fn document_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/reference/signer.openapi.yaml")
+    // Cargo's value at run time: the build cache is shared between checkouts, and the path
+    // compiled in may be another checkout's.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../docs/reference/signer.openapi.yaml")
 }
 
 /// The document, loaded once.
