@@ -75,9 +75,34 @@ pub struct RunArgs {
         default_value_t = 16
     )]
     pub max_concurrent_reconciles: u16,
+    /// Most of those slots one namespace may hold at once, so that one tenant's failing or
+    /// slow objects cannot stall every other namespace. 0: three quarters of
+    /// --max-concurrent-reconciles (at least 1).
+    #[arg(
+        long,
+        env = "UPLOADBUCKET_MAX_CONCURRENT_RECONCILES_PER_NAMESPACE",
+        default_value_t = 0
+    )]
+    pub max_concurrent_reconciles_per_namespace: u16,
+    /// Longest wait for one attempt of one AWS call (connect to answer), in seconds. A call is
+    /// tried at most --aws-max-attempts times, so a slow or unreachable endpoint holds a
+    /// reconcile slot at most about attempts × this long.
+    #[arg(long, env = "UPLOADBUCKET_AWS_ATTEMPT_TIMEOUT_SECONDS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=300))]
+    pub aws_attempt_timeout_seconds: u64,
+    /// Attempts per AWS call. Throttling (`SlowDown`, `Throttling`, `TooManyRequests`), 5xx
+    /// answers and dropped connections are retried with the SDK's adaptive mode: a rate
+    /// limiter per client that slows every call of the operator down while the service
+    /// throttles.
+    #[arg(long, env = "UPLOADBUCKET_AWS_MAX_ATTEMPTS", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=10))]
+    pub aws_max_attempts: u32,
     /// Watch only this namespace. Default: all namespaces.
     #[arg(long, env = "UPLOADBUCKET_WATCH_NAMESPACE")]
     pub watch_namespace: Option<String>,
+    /// Reconcile only the UploadBuckets whose labels match this selector (e.g.
+    /// `shard=a`, `tier in (gold,silver)`), to split a cluster's objects between operators.
+    /// Objects outside it are left alone, finalizers included. Default: all of them.
+    #[arg(long, env = "UPLOADBUCKET_WATCH_SELECTOR")]
+    pub watch_selector: Option<String>,
     /// Address of /healthz, /readyz and /metrics.
     #[arg(
         long,
@@ -582,7 +607,19 @@ fn init_tracing(json: bool) {
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
     args.webhook.check_resources()?;
-    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    let attempt = Duration::from_secs(args.aws_attempt_timeout_seconds);
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(
+            aws_config::retry::RetryConfig::adaptive().with_max_attempts(args.aws_max_attempts),
+        )
+        .timeout_config(
+            aws_config::timeout::TimeoutConfig::builder()
+                .connect_timeout(attempt.min(Duration::from_secs(5)))
+                .operation_attempt_timeout(attempt)
+                // Every attempt plus the retries' backoff (at most 20 s each in the SDK).
+                .operation_timeout((attempt + Duration::from_secs(20)) * args.aws_max_attempts)
+                .build(),
+        );
     if let Some(region) = &args.region {
         loader = loader.region(aws_config::Region::new(region.clone()));
     }
@@ -629,7 +666,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         Duration::from_secs(args.resync_seconds),
     )
     .with_s3_endpoint(args.s3_endpoint.clone())
-    .with_concurrency(args.max_concurrent_reconciles);
+    .with_concurrency(
+        args.max_concurrent_reconciles,
+        args.max_concurrent_reconciles_per_namespace,
+    )
+    .with_watch_selector(args.watch_selector.clone());
     match (iam, roles) {
         (Some(iam), Some(settings)) => {
             match &settings.trust {

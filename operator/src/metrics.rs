@@ -74,6 +74,10 @@ pub struct CallLabels {
 pub struct Metrics {
     registry: Registry,
     pub reconciles: Counter,
+    /// Passes put off because the object's namespace held its share of the slots.
+    pub deferred: Counter,
+    /// Passes that found the object as its last full pass left it (only the outputs checked).
+    pub unchanged: Counter,
     pub failures: Family<ReasonLabels, Counter>,
     pub duration: Histogram,
     pub webhook_reviews: Family<OutcomeLabels, Counter>,
@@ -87,6 +91,18 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("uploadbucket");
         let reconciles = Counter::default();
+        let deferred = Counter::default();
+        registry.register(
+            "reconciles_deferred",
+            "Reconciles put off for a moment because their namespace held its share of the reconcile slots",
+            deferred.clone(),
+        );
+        let unchanged = Counter::default();
+        registry.register(
+            "reconciles_unchanged",
+            "Passes that found the object as its last full pass left it, before the resync was due: only its outputs ConfigMap was checked (no AWS call)",
+            unchanged.clone(),
+        );
         let failures = Family::<ReasonLabels, Counter>::default();
         // 10 ms .. ~40 s: a reconcile is a dozen S3 round trips.
         let duration =
@@ -137,6 +153,8 @@ impl Default for Metrics {
         Self {
             registry,
             reconciles,
+            deferred,
+            unchanged,
             failures,
             duration,
             webhook_reviews,

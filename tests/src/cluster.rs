@@ -285,9 +285,20 @@ pub async fn create_upload_bucket(
     name: &str,
     spec: serde_json::Value,
 ) -> UploadBucket {
+    create_labeled_upload_bucket(ubs, name, json!({}), spec).await
+}
+
+/// [`create_upload_bucket`] with `labels` (e.g. the one an operator's
+/// `UPLOADBUCKET_WATCH_SELECTOR` selects).
+pub async fn create_labeled_upload_bucket(
+    ubs: &Api<UploadBucket>,
+    name: &str,
+    labels: serde_json::Value,
+    spec: serde_json::Value,
+) -> UploadBucket {
     let ub: UploadBucket = serde_json::from_value(json!({
         "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
-        "metadata": {"name": name}, "spec": spec
+        "metadata": {"name": name, "labels": labels}, "spec": spec
     }))
     .expect("an UploadBucket");
     ubs.create(&PostParams::default(), &ub)

@@ -10,6 +10,7 @@ pub mod browser;
 pub mod cluster;
 pub mod fleet;
 pub mod oidc;
+pub mod store_proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -51,6 +51,18 @@ const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// outage ends.
 const TRANSIENT_BACKOFF_CAP: Duration = Duration::from_secs(60);
 
+/// Waits (retries and resyncs) are spread by up to this fraction below their nominal length,
+/// so objects created or failing together do not come back together.
+const JITTER: f64 = 0.25;
+/// When a namespace already holds its share of the reconcile slots, its next object waits
+/// about this long (jittered) and tries again.
+const SHARE_WAIT: Duration = Duration::from_secs(2);
+
+/// Pure: `d` shortened by `fraction` × `r` (`r` in 0..1).
+fn spread(d: Duration, fraction: f64, r: f64) -> Duration {
+    d.mul_f64(1.0 - fraction * r.clamp(0.0, 1.0))
+}
+
 /// A failing object's retry schedule.
 struct Backoff {
     /// Consecutive transient failures (0 for a failure a person must fix).
@@ -59,6 +71,55 @@ struct Backoff {
     until: Instant,
     /// The generation that failed.
     generation: Option<i64>,
+}
+
+/// An object's last full, successful pass: until the resync is due, a pass of the same
+/// object (same uid, generation, labels and annotations, Ready in status) only checks the
+/// outputs ConfigMap, the one output another party may change without touching the object.
+/// Such passes come from the operator's own writes (its status, the finalizer, the ConfigMap)
+/// and would otherwise re-read every setting in AWS right after writing it.
+struct Settled {
+    uid: String,
+    generation: Option<i64>,
+    /// Hash of the labels and annotations: `kubectl annotate` forces a full pass.
+    meta: u64,
+    at: Instant,
+}
+
+impl Settled {
+    fn of(ub: &UploadBucket) -> Self {
+        Settled {
+            uid: ub.uid().unwrap_or_default(),
+            generation: ub.metadata.generation,
+            meta: meta_hash(ub),
+            at: Instant::now(),
+        }
+    }
+
+    /// How long `ub` can go without a full pass, if this record still describes it.
+    fn covers(&self, ub: &UploadBucket, resync: Duration) -> Option<Duration> {
+        let ready = ub.status.as_ref().is_some_and(|s| {
+            s.observed_generation == ub.metadata.generation
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == READY && c.status == "True")
+        });
+        (ready
+            && self.uid == ub.uid().unwrap_or_default()
+            && self.generation == ub.metadata.generation
+            && self.meta == meta_hash(ub))
+        .then(|| resync.checked_sub(self.at.elapsed()))
+        .flatten()
+        .filter(|left| !left.is_zero())
+    }
+}
+
+fn meta_hash(ub: &UploadBucket) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ub.metadata.labels.hash(&mut h);
+    ub.metadata.annotations.hash(&mut h);
+    h.finish()
 }
 
 /// Everything a reconcile needs.
@@ -80,8 +141,41 @@ pub struct Context {
     pub s3_endpoint: Option<String>,
     /// Most objects reconciled at once (0: no limit).
     pub concurrency: u16,
+    /// Only UploadBuckets whose labels match this selector are reconciled (`None`: all).
+    pub watch_selector: Option<String>,
+    /// Most reconcile slots one namespace may hold at once (0: no limit), so a tenant's
+    /// broken or slow objects cannot take all of [`Context::concurrency`].
+    pub namespace_share: u16,
+    /// How much waits are spread ([`JITTER`]; tests that check nominal waits set 0).
+    pub jitter: f64,
     /// Retry schedules of failing objects.
     failures: Mutex<HashMap<String, Backoff>>,
+    /// Last full successful pass of each object.
+    settled: Mutex<HashMap<String, Settled>>,
+    /// Reconciles running per namespace.
+    running: Mutex<HashMap<String, u16>>,
+}
+
+/// A reconcile slot held by a namespace; released on drop.
+struct Slot<'a> {
+    ctx: &'a Context,
+    namespace: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut running = lock(&self.ctx.running);
+        if let Some(n) = running.get_mut(&self.namespace) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.namespace);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Context {
@@ -107,7 +201,12 @@ impl Context {
             eks: None,
             s3_endpoint: None,
             concurrency: 0,
+            namespace_share: 0,
+            watch_selector: None,
+            jitter: JITTER,
             failures: Mutex::new(HashMap::new()),
+            settled: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
         }
     }
 
@@ -123,10 +222,36 @@ impl Context {
         self
     }
 
-    /// Reconcile at most `n` objects at once (0: no limit).
-    pub fn with_concurrency(mut self, n: u16) -> Self {
+    /// Reconcile at most `n` objects at once (0: no limit), at most `per_namespace` of them
+    /// from one namespace (0: three quarters of `n`, at least 1).
+    pub fn with_concurrency(mut self, n: u16, per_namespace: u16) -> Self {
         self.concurrency = n;
+        self.namespace_share = match (n, per_namespace) {
+            (0, share) => share,
+            (n, 0) => (n - n / 4).max(1),
+            (n, share) => share.min(n),
+        };
         self
+    }
+
+    /// Reconcile only the objects matching the label selector `selector`.
+    pub fn with_watch_selector(mut self, selector: Option<String>) -> Self {
+        self.watch_selector = selector;
+        self
+    }
+
+    /// A slot for one reconcile in `namespace`, unless it holds its share already.
+    fn slot(&self, namespace: &str) -> Option<Slot<'_>> {
+        let mut running = lock(&self.running);
+        let n = running.entry(namespace.to_owned()).or_default();
+        if self.namespace_share != 0 && *n >= self.namespace_share {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            ctx: self,
+            namespace: namespace.to_owned(),
+        })
     }
 
     /// The S3 endpoint workloads are told about (an S3-compatible store's URL).
@@ -135,8 +260,13 @@ impl Context {
         self
     }
 
+    /// `d` shortened by a random fraction of up to [`Context::jitter`].
+    fn jittered(&self, d: Duration) -> Duration {
+        spread(d, self.jitter, fastrand::f64())
+    }
+
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backoff>> {
-        self.failures.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.failures)
     }
 }
 
@@ -211,9 +341,26 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
     {
         return Ok(Action::requeue(wait));
     }
+    let ns = ub.namespace().unwrap_or_default();
+    let Some(_slot) = ctx.slot(&ns) else {
+        ctx.metrics.deferred.inc();
+        return Ok(Action::requeue(ctx.jittered(SHARE_WAIT)));
+    };
+    let unchanged_for = lock(&ctx.settled)
+        .get(&key(&ub))
+        .and_then(|s| s.covers(&ub, ctx.resync));
+    if ub.metadata.deletion_timestamp.is_none()
+        && let Some(left) = unchanged_for
+        && outputs_current(&ub, &ctx).await
+    {
+        ctx.metrics.unchanged.inc();
+        return Ok(Action::requeue(left));
+    }
+    if ub.metadata.deletion_timestamp.is_some() {
+        lock(&ctx.settled).remove(&key(&ub));
+    }
     ctx.metrics.reconciles.inc();
     let started = Instant::now();
-    let ns = ub.namespace().unwrap_or_default();
     let api: Api<UploadBucket> = Api::namespaced(ctx.client.clone(), &ns);
     let result = finalizer(&api, FINALIZER, ub, |event| async {
         match event {
@@ -231,24 +378,38 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
     result
 }
 
+/// Whether the object's outputs ConfigMap holds what a full pass would write (from the names
+/// and the role recorded in status). Any doubt (an error, no ConfigMap) means no.
+async fn outputs_current(ub: &UploadBucket, ctx: &Context) -> bool {
+    let Ok(names) = desired::resolve(ub, &ctx.defaults) else {
+        return false;
+    };
+    let role_arn = ub.status.as_ref().and_then(|s| s.role_arn.as_deref());
+    let data = outputs::data(ub, &names, role_arn, ctx.s3_endpoint.as_deref());
+    outputs::is_current(&ctx.client, ub, &data).await
+}
+
 /// Decides when a failed object is tried again. Every failure is counted.
 pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.failure(error.reason().as_str());
     warn!(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any(), reason = %error.reason(), %error, "Reconcile failed");
+    lock(&ctx.settled).remove(&key(&ub));
     let mut failures = ctx.failures();
     let (n, delay) = match error.retry() {
         None => {
             failures.remove(&key(&ub));
             return Action::await_change();
         }
-        Some(Retry::Slow) => (0, MAX_BACKOFF),
+        Some(Retry::Slow) => (0, ctx.jittered(MAX_BACKOFF)),
         Some(Retry::Backoff) => {
+            // The count starts over when the spec changed since the last failure.
             let n = failures
                 .get(&key(&ub))
+                .filter(|b| b.generation == ub.metadata.generation)
                 .map_or(0, |b| b.failures)
                 .saturating_add(1);
             let delay = Duration::from_secs(1u64 << (n - 1).min(16)).min(TRANSIENT_BACKOFF_CAP);
-            (n, delay)
+            (n, ctx.jittered(delay))
         }
     };
     failures.insert(
@@ -300,7 +461,9 @@ async fn apply_object(
     match result {
         Ok(_) => {
             ctx.failures().remove(&key(ub));
-            Ok(Action::requeue(ctx.resync))
+            lock(&ctx.settled).insert(key(ub), Settled::of(ub));
+            // Spread: objects made together are not re-checked together.
+            Ok(Action::requeue(ctx.jittered(ctx.resync)))
         }
         Err(failure) => Err(failure.error),
     }
@@ -820,7 +983,19 @@ pub async fn run(
         Some(ns) => Api::namespaced(ctx.client.clone(), ns),
         None => Api::all(ctx.client.clone()),
     };
-    if let Err(e) = api.list(&kube::api::ListParams::default().limit(1)).await {
+    let mut probe = kube::api::ListParams::default().limit(1);
+    if let Some(selector) = &ctx.watch_selector {
+        probe = probe.labels(selector);
+    }
+    if let Err(e) = api.list(&probe).await {
+        if let (kube::Error::Api(status), Some(selector)) = (&e, &ctx.watch_selector)
+            && status.code == 400
+        {
+            anyhow::bail!(
+                "--watch-selector {selector:?} is not a label selector the API server takes ({}); write it as for kubectl get -l, e.g. shard=a or tier in (gold,silver)",
+                status.message
+            );
+        }
         anyhow::bail!(
             "cannot list UploadBuckets ({e}); is the CRD installed? kubectl apply -f crds/uploadbuckets.uploadbucket.io.yaml"
         );
@@ -840,7 +1015,11 @@ pub async fn run(
     // The objects, cached without their managed fields (most of an object's memory, and
     // nothing here reads them).
     let (reader, writer) = kube::runtime::reflector::store();
-    let objects = watcher(api, watcher::Config::default().any_semantic())
+    let mut selected = watcher::Config::default().any_semantic();
+    if let Some(selector) = &ctx.watch_selector {
+        selected = selected.labels(selector);
+    }
+    let objects = watcher(api, selected)
         .default_backoff()
         .modify(|ub| ub.managed_fields_mut().clear())
         .reflect(writer)

@@ -123,6 +123,26 @@ fn controlled_by(cm: &ConfigMap, ub: &UploadBucket) -> bool {
         .any(|r| r.uid == uid && r.controller == Some(true))
 }
 
+/// Whether the ConfigMap exists, is this object's, and holds `data` and its labels (a read;
+/// an error counts as no).
+pub async fn is_current(
+    client: &Client,
+    ub: &UploadBucket,
+    data: &BTreeMap<String, String>,
+) -> bool {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ub.namespace().unwrap_or_default());
+    match api.get_opt(&config_map_name(&ub.name_any())).await {
+        Ok(Some(cm)) => {
+            controlled_by(&cm, ub)
+                && cm.data.as_ref() == Some(data)
+                && labels(ub)
+                    .iter()
+                    .all(|(k, v)| cm.labels().get(k) == Some(v))
+        }
+        _ => false,
+    }
+}
+
 /// Writes the ConfigMap if it is missing or differs; `Ok(true)` when something was written.
 pub async fn publish(
     client: &Client,

@@ -185,11 +185,18 @@ pub async fn apply_role(
         iam.update_trust_policy(&d.name, &d.trust_policy).await?;
         report.changed.push("trustPolicy");
     }
-    let current = iam
-        .get_role_policy(&d.name, policy::ROLE_POLICY_NAME)
-        .await?;
+    // A role CreateRole just made has no inline policy yet and nobody else's hands on it:
+    // nothing to read back or re-check (new object: GetRole, CreateRole, PutRolePolicy).
+    let current = if report.created {
+        None
+    } else {
+        iam.get_role_policy(&d.name, policy::ROLE_POLICY_NAME)
+            .await?
+    };
     if current.as_ref().map(policy::canonical) != Some(policy::canonical(&d.policy)) {
-        recheck(iam, &d.name, d.tags.get(TAG_UID).map(String::as_str)).await?;
+        if !report.created {
+            recheck(iam, &d.name, d.tags.get(TAG_UID).map(String::as_str)).await?;
+        }
         iam.put_role_policy(&d.name, policy::ROLE_POLICY_NAME, &d.policy)
             .await?;
         report.changed.push("permissionPolicy");

@@ -407,13 +407,16 @@ fn harness_with(obj: &UploadBucket, s3: FakeS3, config_maps: ConfigMaps) -> Harn
         bucket_name_prefix: String::new(),
         adoptable_buckets: vec!["legacy-*".into()],
     };
-    let ctx = Arc::new(Context::new(
+    let mut ctx = Context::new(
         client,
         s3.clone(),
         defaults,
         Arc::new(Metrics::default()),
         Duration::from_secs(300),
-    ));
+    );
+    // Nominal waits, so the tests can name them; `waits_are_spread` checks the spread.
+    ctx.jitter = 0.0;
+    let ctx = Arc::new(ctx);
     Harness {
         ctx,
         s3,
@@ -1514,4 +1517,20 @@ async fn the_outputs_config_map_is_ours_or_left_alone_and_repaired_when_edited()
         first.config_maps.lock().unwrap()["photos-bucket"]["data"],
         want
     );
+}
+
+/// Retries and resyncs are spread below their nominal wait, never above it.
+#[test]
+fn waits_are_spread() {
+    let d = Duration::from_secs(300);
+    assert_eq!(super::spread(d, super::JITTER, 0.0), d);
+    assert_eq!(
+        super::spread(d, super::JITTER, 1.0),
+        Duration::from_secs(225)
+    );
+    assert_eq!(
+        super::spread(d, super::JITTER, 7.0),
+        Duration::from_secs(225)
+    );
+    assert_eq!(super::spread(d, 0.0, 0.5), d);
 }

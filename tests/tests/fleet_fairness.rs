@@ -1,0 +1,258 @@
+//! One operator for many tenants, against the operator binary on the real API server and Ceph
+//! RGW (S3 and IAM), with RGW behind a proxy that misbehaves on purpose
+//! ([`StoreProxy`]): what a new object costs in AWS requests, that one namespace whose calls
+//! hang cannot stall another, and that a throttling store slows the operator down without
+//! losing or doubling anything. The tight figures (p99 over many tries, 10,000 objects) are
+//! the scale script's (tests/scale.sh); the bounds here are loose enough for a shared 2-core
+//! machine.
+
+use std::time::{Duration, Instant};
+
+use kube::Api;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+use uploadbucket_operator::crd::UploadBucket;
+use uploadbucket_tests::cluster::{
+    Operator, create_labeled_upload_bucket, create_upload_bucket, namespace, start_operator,
+    wait_for, wait_ready,
+};
+use uploadbucket_tests::fleet::{Fleet, wait_all_deleted, wait_all_ready};
+use uploadbucket_tests::store_proxy::{Misbehaviour, StoreProxy};
+use uploadbucket_tests::unique_name;
+
+/// The operator's AWS requests to `service` so far (reads and writes).
+async fn requests(operator: &Operator, service: &str, kind: &str) -> u64 {
+    operator
+        .metric(&format!(
+            "uploadbucket_aws_requests_total{{service=\"{service}\",kind=\"{kind}\"}}"
+        ))
+        .await
+}
+
+/// A new object (CORS, an IRSA role) costs at most 10 S3 and 4 IAM requests until it is
+/// Ready, reads and writes together; the passes its own writes bring back (its status, its
+/// outputs ConfigMap) cost none; an annotation forces a full pass, which reads and writes
+/// nothing.
+#[tokio::test]
+async fn a_new_object_is_ready_within_ten_s3_and_four_iam_requests() {
+    let test = "fleet_fairness::a_new_object_is_ready_within_ten_s3_and_four_iam_requests";
+    let Some(f) = Fleet::new(test, "ub-calls").await else {
+        return;
+    };
+    let operator = f.operator();
+    let ubs = f.ubs();
+    create_upload_bucket(
+        &ubs,
+        "photos",
+        json!({"cors": {"allowedOrigins": ["https://shop.example.com"]}, "serviceAccountNames": ["web"], "deletionPolicy": "Delete"}),
+    )
+    .await;
+    wait_ready(&ubs, "photos").await;
+    operator.settled().await;
+    let (s3r, s3w) = (
+        requests(&operator, "s3", "read").await,
+        requests(&operator, "s3", "write").await,
+    );
+    let (iamr, iamw) = (
+        requests(&operator, "iam", "read").await,
+        requests(&operator, "iam", "write").await,
+    );
+    eprintln!(
+        "until Ready and settled: S3 {s3r} reads + {s3w} writes, IAM {iamr} reads + {iamw} writes"
+    );
+    assert!(
+        s3w > 0 && iamw > 0,
+        "the object was provisioned through the counted clients"
+    );
+    assert!(s3r + s3w <= 10, "S3: {s3r} reads + {s3w} writes");
+    assert!(iamr + iamw <= 4, "IAM: {iamr} reads + {iamw} writes");
+    assert!(
+        operator
+            .metric_reaching("uploadbucket_reconciles_unchanged_total", 1)
+            .await
+            >= 1,
+        "the pass its own status write brought back was told apart"
+    );
+
+    // An annotation forces a full pass: it reads every setting and writes nothing.
+    let passes = operator.metric("uploadbucket_reconciles_total").await;
+    ubs.patch(
+        "photos",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"annotations": {"example.com/touched": "1"}}})),
+    )
+    .await
+    .unwrap();
+    operator
+        .metric_reaching("uploadbucket_reconciles_total", passes + 1)
+        .await;
+    operator.settled().await;
+    assert!(
+        requests(&operator, "s3", "read").await > s3r,
+        "the forced pass read the bucket's settings"
+    );
+    assert_eq!(requests(&operator, "s3", "write").await, s3w, "no S3 write");
+    assert_eq!(
+        requests(&operator, "iam", "write").await,
+        iamw,
+        "no IAM write"
+    );
+    f.cleanup(operator).await;
+}
+
+/// Namespace A holds 24 objects whose every AWS call hangs (the store never answers for
+/// their buckets and roles); the operator runs 4 reconciles at once. Namespace B's new
+/// objects are still Ready within seconds: A holds at most its share of the slots (3 of 4),
+/// a hung call holds a slot only as long as its timeout (2 attempts of 2 s here), and A's
+/// failing objects back off, so their request rate stays bounded.
+#[tokio::test]
+async fn a_namespace_whose_calls_hang_does_not_stall_another() {
+    let test = "fleet_fairness::a_namespace_whose_calls_hang_does_not_stall_another";
+    let Some(mut f) = Fleet::new(test, "ub-fair").await else {
+        return;
+    };
+    let proxy = StoreProxy::start(
+        &f.server.endpoint,
+        Misbehaviour {
+            hold_marker: Some("-hang-".into()),
+            hold: Duration::from_secs(120),
+            ..Default::default()
+        },
+    )
+    .await;
+    f.set("UPLOADBUCKET_S3_ENDPOINT", &proxy.endpoint);
+    f.set("UPLOADBUCKET_IAM_ENDPOINT", &proxy.endpoint);
+    f.set("UPLOADBUCKET_MAX_CONCURRENT_RECONCILES", "4");
+    f.set("UPLOADBUCKET_AWS_ATTEMPT_TIMEOUT_SECONDS", "2");
+    f.set("UPLOADBUCKET_AWS_MAX_ATTEMPTS", "2");
+    let b_ns = namespace(&f.client, "ub-fair-b").await;
+    // Every namespace (A's and B's), but only this test's objects: other tests' leftovers on a
+    // shared API server are not this operator's to reconcile.
+    let run = unique_name("run");
+    f.set(
+        "UPLOADBUCKET_WATCH_SELECTOR",
+        &format!("test.uploadbucket.io/run={run}"),
+    );
+    let label = json!({"test.uploadbucket.io/run": run});
+    let operator = start_operator(&f.kubeconfig, &f.server, "", &f.settings);
+    let a = f.ubs();
+    let b: Api<UploadBucket> = Api::namespaced(f.client.clone(), &b_ns);
+    const A: usize = 24;
+    for i in 0..A {
+        create_labeled_upload_bucket(
+            &a,
+            &format!("hang-{i:02}"),
+            label.clone(),
+            json!({"serviceAccountNames": ["web"]}),
+        )
+        .await;
+    }
+    wait_for("A's calls hanging at the store", 30, || async {
+        (proxy.held() >= 3).then_some(())
+    })
+    .await;
+
+    let mut waits = Vec::new();
+    for i in 0..3 {
+        let started = Instant::now();
+        create_labeled_upload_bucket(
+            &b,
+            &format!("quick-{i}"),
+            label.clone(),
+            json!({"serviceAccountNames": ["web"]}),
+        )
+        .await;
+        wait_ready(&b, &format!("quick-{i}")).await;
+        waits.push(started.elapsed());
+    }
+    eprintln!("B's objects Ready after {waits:?}, with A's {A} objects hanging");
+    for w in &waits {
+        assert!(
+            *w < Duration::from_secs(20),
+            "B waited {w:?} behind A's hung calls: {waits:?}"
+        );
+    }
+
+    // A's request rate while it keeps failing: each pass stops at its first call (2 attempts),
+    // then the object backs off (1 s, 2 s, 4 s, ... per object).
+    let held = proxy.held();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let rate = (proxy.held() - held) as f64 / 30.0;
+    eprintln!("A's requests while failing: {rate:.1}/s for {A} objects");
+    assert!(
+        rate <= A as f64 * 2.0 / 4.0,
+        "{rate:.1} requests/s for {A} failing objects"
+    );
+    let not_ready_a = a
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|u| u.condition("Ready").is_none_or(|c| c.status != "True"))
+        .count();
+    assert_eq!(
+        not_ready_a, A,
+        "A's objects cannot be Ready behind a hung store"
+    );
+
+    // Let A's calls through again so cleanup can delete what exists.
+    proxy.calm();
+    b.delete_collection(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    wait_all_deleted(&b).await;
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(f.client.clone())
+        .delete(&b_ns, &Default::default())
+        .await;
+    f.cleanup(operator).await;
+}
+
+/// The store admits 5 requests a second and throttles the rest (S3's `503 SlowDown`, IAM's
+/// `Throttling`), while 10 new objects want about 110. The SDK's adaptive retries slow the
+/// operator to what the store takes: every object becomes Ready with exactly one bucket and
+/// one role, and every request the operator counted reached the store's proxy.
+#[tokio::test]
+async fn a_throttling_store_slows_the_operator_without_losing_or_doubling_anything() {
+    let test =
+        "fleet_fairness::a_throttling_store_slows_the_operator_without_losing_or_doubling_anything";
+    let Some(mut f) = Fleet::new(test, "ub-throttle").await else {
+        return;
+    };
+    let proxy = StoreProxy::start(
+        &f.server.endpoint,
+        Misbehaviour {
+            admit_per_second: 5.0,
+            ..Default::default()
+        },
+    )
+    .await;
+    f.set("UPLOADBUCKET_S3_ENDPOINT", &proxy.endpoint);
+    f.set("UPLOADBUCKET_IAM_ENDPOINT", &proxy.endpoint);
+    let operator = f.operator();
+    const N: usize = 10;
+    f.create(N).await;
+    wait_all_ready(&f.ubs(), 180).await;
+    f.assert_owned_once(N).await;
+    operator.settled().await;
+    let sent = operator.aws_requests(None).await;
+    let seen = proxy
+        .tally
+        .requests
+        .load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "{N} objects: {sent} requests sent, {} throttled, {} forwarded",
+        proxy.throttled(),
+        proxy.forwarded()
+    );
+    assert!(
+        proxy.throttled() >= N as u64,
+        "the store throttled: {}",
+        proxy.throttled()
+    );
+    assert_eq!(
+        sent, seen,
+        "every request the operator counted reached the store"
+    );
+    f.cleanup(operator).await;
+}
