@@ -6,11 +6,13 @@
 #  rounds' range. The operator runs as a standby replica (another holds the Lease), so it
 #  only serves the webhook; every review must come back "injected" (checked on /metrics).
 #
-#  Objects: SCALE_OBJECTS (1000) UploadBuckets created at once against Ceph RGW (S3 and
+#  Objects: SCALE_OBJECTS (1000; a list such as "1000 10000" runs each count in turn, a
+#  namespace and an operator each) UploadBuckets created at once against Ceph RGW (S3 and
 #  IAM: a bucket and an IRSA role each) and the real API server: time until all are Ready,
 #  the operator's peak and settled RSS and CPU seconds, AWS requests per object (the
 #  operator's own count), and a full resync of all of them (each reconciled once more) with
-#  the writes it made (target: none) and its reads per object.
+#  the writes it made, its reads per object and how long a window it took. The targets are
+#  checked: a missed one fails the run (exit 1) after the tables are printed.
 #
 #   tests/scale.sh                      both, the current release build
 #   tests/scale.sh OTHER_OPERATOR_BIN   the webhook of that binary too, in the same run
@@ -110,12 +112,17 @@ start_operator() {
 
 # One wrk run: prints "p50_ms p99_ms reviews_per_s".
 run_wrk() {
-  local c=$1
-  wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${secs}s" --latency -s "$work/review.lua" \
-    "https://127.0.0.1:$webhook/mutate" | awk '
+  local c=$1 out
+  out=$(wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${secs}s" --latency -s "$work/review.lua" \
+    "https://127.0.0.1:$webhook/mutate")
+  # A rate made of error answers or broken connections is no rate: the run fails.
+  if grep -qE "Non-2xx|Socket errors" <<<"$out"; then
+    echo "scale.sh: wrk at concurrency $c: $(grep -E 'Non-2xx|Socket errors' <<<"$out")" >&2; kill $$; exit 1
+  fi
+  awk '
       function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
       $1 == "50%" { p50 = ms($2) } $1 == "99%" { p99 = ms($2) } /Requests\/sec/ { rps = $2 }
-      END { printf "%.3f %.3f %.0f\n", p50, p99, rps }'
+      END { printf "%.3f %.3f %.0f\n", p50, p99, rps }' <<<"$out"
 }
 
 declare -A result
@@ -167,8 +174,12 @@ for label in labels:
 PY
 }
 
-bench_objects() {
-  local n=${SCALE_OBJECTS:-1000}
+# The objects' targets, per count: all Ready within 60 s per 1,000 objects, settled RSS 32 MiB
+# up to 1,000 objects and 64 MiB beyond, at most 10 S3 and 4 IAM requests per new object, and
+# a resync that writes nothing. A missed target fails the run (after the table).
+missed=0
+
+bench_objects_setup() {
   python3 -c 'import boto3' 2>/dev/null || python3 -m pip install -q boto3
   echo "== starting Ceph RGW" >&2
   tests/scripts/rgw.sh start "$work/rgw" "$(free_port)" "$(free_port)" >&2
@@ -176,7 +187,6 @@ bench_objects() {
   source "$work/rgw/env"
   radosgw-admin -c "$UPLOADBUCKET_TEST_RGW_CONF" user modify --uid=uploadbucket-test --max-buckets=100000 >/dev/null
   # The cluster's OIDC provider in RGW's IAM, as once per cluster.
-  local provider
   provider=$(python3 - <<'PY'
 import os, boto3
 iam = boto3.client("iam", endpoint_url=os.environ["UPLOADBUCKET_TEST_S3_ENDPOINT"], region_name="us-east-1",
@@ -186,16 +196,21 @@ print(iam.create_open_id_connect_provider(Url="https://scale.issuer.test", Clien
     ThumbprintList=["0123456789abcdef0123456789abcdef01234567"])["OpenIDConnectProviderArn"])
 PY
 )
-  kubectl create namespace scale >/dev/null
+}
+
+# One count: bench_objects N. A namespace and an operator of its own.
+bench_objects() {
+  local n=$1 ns=scale-$1 resync=${SCALE_RESYNC_SECONDS:-120}
+  kubectl create namespace "$ns" >/dev/null
   local admin; admin=$(free_port)
   KUBECONFIG=$KUBECONFIG AWS_ACCESS_KEY_ID=$UPLOADBUCKET_TEST_ACCESS_KEY_ID \
     AWS_SECRET_ACCESS_KEY=$UPLOADBUCKET_TEST_SECRET_ACCESS_KEY AWS_EC2_METADATA_DISABLED=true \
     UPLOADBUCKET_REGION=us-east-1 UPLOADBUCKET_S3_ENDPOINT="$UPLOADBUCKET_TEST_S3_ENDPOINT" \
-    UPLOADBUCKET_S3_PATH_STYLE=true UPLOADBUCKET_S3_BACKEND=rgw UPLOADBUCKET_WATCH_NAMESPACE=scale \
+    UPLOADBUCKET_S3_PATH_STYLE=true UPLOADBUCKET_S3_BACKEND=rgw UPLOADBUCKET_WATCH_NAMESPACE="$ns" \
     UPLOADBUCKET_OIDC_PROVIDER_ARN="$provider" UPLOADBUCKET_IAM_ENDPOINT="$UPLOADBUCKET_TEST_S3_ENDPOINT" \
-    UPLOADBUCKET_RESYNC_SECONDS="${SCALE_RESYNC_SECONDS:-120}" \
+    UPLOADBUCKET_RESYNC_SECONDS="$resync" \
     UPLOADBUCKET_ADMIN_LISTEN="127.0.0.1:$admin" RUST_LOG=warn \
-    "$current" run >"$work/operator-objects.log" 2>&1 &
+    "$current" run >"$work/operator-objects-$n.log" 2>&1 &
   local op=$!
   pids+=("$op")
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -219,14 +234,14 @@ PY
   }
   echo "== $n UploadBuckets at once" >&2
   for i in $(seq "$n"); do
-    printf 'apiVersion: uploadbucket.io/v1alpha1\nkind: UploadBucket\nmetadata: {name: b%04d, namespace: scale}\nspec: {cors: {allowedOrigins: ["https://shop.example.com"]}, deletionPolicy: Delete}\n---\n' "$i"
-  done >"$work/objects.yaml"
+    printf 'apiVersion: uploadbucket.io/v1alpha1\nkind: UploadBucket\nmetadata: {name: b%05d, namespace: %s}\nspec: {cors: {allowedOrigins: ["https://shop.example.com"]}, serviceAccountNames: [web], deletionPolicy: Delete}\n---\n' "$i" "$ns"
+  done >"$work/objects-$n.yaml"
   local t0; t0=$(date +%s.%N)
-  kubectl create -f "$work/objects.yaml" >/dev/null
+  kubectl create -f "$work/objects-$n.yaml" >/dev/null
   local t_created; t_created=$(date +%s.%N)
-  local ready=0
+  local ready=0 limit=$(( 900 * (n + 999) / 1000 ))
   while :; do
-    ready=$(kubectl get uploadbuckets -n scale -o json | python3 -c '
+    ready=$(kubectl get uploadbuckets -n "$ns" -o json | python3 -c '
 import json, sys
 items = json.load(sys.stdin)["items"]
 print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True" for c in i.get("status", {}).get("conditions", []))))')
@@ -234,43 +249,79 @@ print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True"
     local elapsed; elapsed=$(awk -v a="$now" -v b="$t0" 'BEGIN { printf "%.0f", a - b }')
     echo "  ${elapsed} s: $ready Ready" >&2
     [ "$ready" -ge "$n" ] && break
-    if [ "$elapsed" -gt 900 ]; then echo "scale.sh: not all Ready after 15 minutes" >&2; exit 1; fi
-    sleep 5
+    if [ "$elapsed" -gt "$limit" ]; then echo "scale.sh: not all $n Ready after $limit s" >&2; exit 1; fi
+    sleep 2
   done
   local t_ready; t_ready=$(date +%s.%N)
-  local at_ready; at_ready=$(sample)
-  echo "  all Ready: $at_ready" >&2
-  # A full resync: every object reconciled once more, with nothing changed.
-  local want=$(( $(cut -d' ' -f1 <<<"$at_ready") + n ))
-  while [ "$(sample | cut -d' ' -f1)" -lt "$want" ]; do sleep 5; done
+  # The passes brought back by the operator's own writes finish.
+  local at_ready prev
+  at_ready=$(sample)
+  while sleep 5; prev=$at_ready; at_ready=$(sample); [ "$(cut -d' ' -f1-5 <<<"$prev")" != "$(cut -d' ' -f1-5 <<<"$at_ready")" ]; do :; done
+  echo "  all Ready, settled: $at_ready" >&2
+  # A full resync: every object reconciled once more, with nothing changed. Each object's
+  # resync comes up to a quarter early (jitter), so it may start 0.75 x resync after its
+  # Ready; the window it takes is measured. Deadline: twice the period.
+  local want=$(( $(cut -d' ' -f1 <<<"$at_ready") + n )) first="" last t_now rec
+  local deadline=$(( $(date +%s) + 2 * resync + 60 ))
+  while :; do
+    rec=$(sample | cut -d' ' -f1); t_now=$(date +%s.%N)
+    [ -z "$first" ] && [ "$rec" -gt "$(cut -d' ' -f1 <<<"$at_ready")" ] && first=$t_now
+    if [ "$rec" -ge "$want" ]; then last=$t_now; break; fi
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      echo "scale.sh: the resync reached $rec of $want reconciles in $(( 2 * resync + 60 )) s" >&2; exit 1
+    fi
+    sleep 1
+  done
   sleep 10  # the last passes finish
   local after; after=$(sample)
   echo "  after a resync: $after" >&2
-  python3 - "$n" "$t0" "$t_created" "$t_ready" "$at_ready" "$after" <<'PY'
+  python3 - "$n" "$t0" "$t_created" "$t_ready" "$at_ready" "$after" "$first" "$last" "$resync" <<'PY' || missed=1
 import sys
 n = int(sys.argv[1]); t0, tc, tr = map(float, sys.argv[2:5])
 a = [float(x) for x in sys.argv[5].split()]; b = [float(x) for x in sys.argv[6].split()]
+first, last, resync = float(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9])
 rec, s3r, s3w, iamr, iamw, cpu, rss, hwm = range(8)
+d = [b[i] - a[i] for i in range(6)]
+s3_new, iam_new = (a[s3r] + a[s3w]) / n, (a[iamr] + a[iamw]) / n
+ready_s, settled = tr - t0, b[rss] / 1024
+targets = [
+    ("all Ready", ready_s <= 60 * max(1, n / 1000), f"{ready_s:.0f} s <= {60 * max(1, n / 1000):.0f} s"),
+    ("S3 requests per new object", s3_new <= 10, f"{s3_new:.1f} <= 10"),
+    ("IAM requests per new object", iam_new <= 4, f"{iam_new:.1f} <= 4"),
+    ("RSS settled", settled <= (32 if n <= 1000 else 64), f"{settled:.1f} MiB <= {32 if n <= 1000 else 64} MiB"),
+    ("resync writes", d[s3w] + d[iamw] == 0, f"{d[s3w] + d[iamw]:.0f} == 0"),
+]
 print(f"\n## {n} UploadBuckets at once (Ceph RGW as S3 and IAM, real kube-apiserver, one operator; 2 cores, everything on this machine)\n")
 print("| figure | value |\n|---|---|")
 print(f"| created (kubectl create) | {tc - t0:.0f} s |")
-print(f"| all Ready after | {tr - t0:.0f} s |")
-print(f"| reconciles until then | {a[rec]:.0f} ({a[rec] / n:.1f} per object) |")
-print(f"| AWS requests per object until Ready | S3 {a[s3r] / n:.1f} reads + {a[s3w] / n:.1f} writes, IAM {a[iamr] / n:.1f} reads + {a[iamw] / n:.1f} writes |")
-print(f"| operator CPU until Ready | {a[cpu]:.1f} s |")
+print(f"| all Ready after | {ready_s:.0f} s |")
+print(f"| reconciles until Ready and settled | {a[rec]:.0f} ({a[rec] / n:.1f} per object) |")
+print(f"| AWS requests per object until Ready and settled | S3 {a[s3r] / n:.1f} reads + {a[s3w] / n:.1f} writes, IAM {a[iamr] / n:.1f} reads + {a[iamw] / n:.1f} writes |")
+print(f"| operator CPU until then | {a[cpu]:.1f} s |")
 print(f"| operator RSS peak (VmHWM) | {b[hwm] / 1024:.1f} MiB |")
-print(f"| operator RSS settled (after the resync) | {b[rss] / 1024:.1f} MiB |")
-d = [b[i] - a[i] for i in range(6)]
-print(f"| full resync: reconciles | {d[rec]:.0f} |")
+print(f"| operator RSS settled (after the resync) | {settled:.1f} MiB ({b[rss] * 1024 / n:.0f} bytes per object, all of it counted) |")
+print(f"| full resync: reconciles | {d[rec]:.0f}, spread over {last - first:.0f} s of the {resync} s period |")
 print(f"| full resync: writes | S3 {d[s3w]:.0f}, IAM {d[iamw]:.0f} |")
 print(f"| full resync: reads per object | S3 {d[s3r] / n:.1f}, IAM {d[iamr] / n:.1f} |")
-print(f"| full resync: operator CPU | {d[cpu]:.1f} s |")
+print(f"| full resync: operator CPU | {d[cpu]:.1f} s ({d[cpu] * 1000 / n:.2f} ms per object) |")
+print("\n| target | met |\n|---|---|")
+for name, ok, what in targets:
+    print(f"| {name}: {what} | {'yes' if ok else '**NO**'} |")
+sys.exit(0 if all(ok for _, ok, _ in targets) else 1)
 PY
+  kill "$op"; wait "$op" 2>/dev/null || true
+}
+
+bench_all_objects() {
+  bench_objects_setup
+  # SCALE_OBJECTS: the counts to run, one after another in this run (e.g. "1000 10000").
+  for n in ${SCALE_OBJECTS:-1000}; do bench_objects "$n"; done
 }
 
 case "${SCALE_ONLY:-all}" in
   webhook) bench_webhook ;;
-  objects) bench_objects ;;
-  all) bench_webhook; bench_objects ;;
+  objects) bench_all_objects ;;
+  all) bench_webhook; bench_all_objects ;;
   *) echo "SCALE_ONLY: webhook, objects or all" >&2; exit 2 ;;
 esac
+if [ "$missed" != 0 ]; then echo "scale.sh: a target was missed (see the tables)" >&2; exit 1; fi
