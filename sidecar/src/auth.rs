@@ -28,7 +28,6 @@ use jsonwebtoken::jwk::{
 };
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::Value;
-use sha2::Digest as _;
 
 use crate::config::JwtConfig;
 use crate::error::{AppError, ErrorCode};
@@ -62,9 +61,10 @@ const MAX_DOCUMENT: usize = 1 << 20;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Verified {
     /// The owner folder: the claim, with any character a folder name cannot hold encoded.
-    pub owner: String,
+    /// (Shared strings: a remembered token's caller is handed to every request it makes.)
+    pub owner: Arc<str>,
     /// The claim as the token carries it.
-    pub claim: String,
+    pub claim: Arc<str>,
 }
 
 /// The request's verified caller, when the bucket requires tokens (an extractor: `None`
@@ -86,7 +86,7 @@ impl Caller {
     pub fn owner<'a>(&'a self, asked: Option<&'a str>) -> Result<Option<&'a str>, AppError> {
         match (&self.0, asked) {
             (None, asked) => Ok(asked),
-            (Some(v), Some(a)) if a != v.owner && a != v.claim => Err(AppError::with_status(
+            (Some(v), Some(a)) if a != &*v.owner && a != &*v.claim => Err(AppError::with_status(
                 StatusCode::FORBIDDEN,
                 ErrorCode::TokenOwnerMismatch,
                 "owner is not the signed-in user's: with tokens the owner comes from the token; leave owner out, or send the token's",
@@ -218,8 +218,12 @@ pub struct Authenticator {
     /// One fetch at a time; requests that find the keys stale wait for it.
     fetching: tokio::sync::Mutex<()>,
     http: std::sync::OnceLock<Result<HttpClient, String>>,
-    /// SHA-256 of a token lately checked -> who it is, until when ([`RECENT_TTL`]).
-    recent: std::sync::Mutex<std::collections::HashMap<[u8; 32], (Verified, Instant)>>,
+    /// A token lately checked -> who it is, until when ([`RECENT_TTL`]). Keyed by the whole
+    /// token, compared byte for byte on a hit, so a fast hash (no cryptographic digest) is
+    /// enough: at most [`RECENT_MAX`] tokens of at most [`MAX_TOKEN`] bytes.
+    recent: std::sync::Mutex<
+        std::collections::HashMap<Box<str>, (Verified, Instant), foldhash::fast::RandomState>,
+    >,
     /// The claim rules, one per key family (the crate wants every algorithm of a rule to fit
     /// the key), built once rather than per token.
     validations: [(jsonwebtoken::AlgorithmFamily, Validation); 3],
@@ -303,25 +307,24 @@ impl Authenticator {
                 format!("the token is over {} KiB", MAX_TOKEN / 1024),
             ));
         }
-        let digest: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
-        if let Some(v) = self.remembered(&digest) {
+        if let Some(v) = self.remembered(token) {
             return Ok(v);
         }
         let verified = self.check(token).await?;
-        self.remember(digest, &verified);
+        self.remember(token, &verified);
         Ok(verified.0)
     }
 
     /// A token checked within [`RECENT_TTL`] (and still within its `exp`).
-    fn remembered(&self, digest: &[u8; 32]) -> Option<Verified> {
+    fn remembered(&self, token: &str) -> Option<Verified> {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        match recent.get(digest) {
+        match recent.get(token) {
             Some((v, until)) if Instant::now() < *until => Some(v.clone()),
             _ => None,
         }
     }
 
-    fn remember(&self, digest: [u8; 32], (v, exp): &(Verified, Option<f64>)) {
+    fn remember(&self, token: &str, (v, exp): &(Verified, Option<f64>)) {
         let now = Instant::now();
         let left = exp.map_or(0.0, |exp| {
             let unix_now = std::time::SystemTime::now()
@@ -341,7 +344,7 @@ impl Authenticator {
                 recent.clear();
             }
         }
-        recent.insert(digest, (v.clone(), now + keep));
+        recent.insert(token.into(), (v.clone(), now + keep));
     }
 
     /// Checks a token (signature, claims, owner): who it is and its `exp`.
@@ -445,7 +448,13 @@ impl Authenticator {
             ));
         }
         let exp = claims.get("exp").and_then(Value::as_f64);
-        Ok((Verified { owner, claim }, exp))
+        Ok((
+            Verified {
+                owner: owner.into(),
+                claim: claim.into(),
+            },
+            exp,
+        ))
     }
 
     fn refusal(&self, e: jsonwebtoken::errors::Error) -> AuthError {
@@ -837,25 +846,24 @@ mod tests {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_secs_f64();
-        auth.remember([1; 32], &(v.clone(), Some(unix_now - 61.0)));
-        assert_eq!(auth.remembered(&[1; 32]), None, "expired beyond the leeway");
-        auth.remember([2; 32], &(v.clone(), None));
-        assert_eq!(auth.remembered(&[2; 32]), None, "no exp, nothing kept");
-        auth.remember([3; 32], &(v.clone(), Some(unix_now + 3600.0)));
-        assert_eq!(auth.remembered(&[3; 32]), Some(v.clone()));
-        let until = auth.recent.lock().unwrap()[&[3; 32]].1;
+        auth.remember("t1", &(v.clone(), Some(unix_now - 61.0)));
+        assert_eq!(auth.remembered("t1"), None, "expired beyond the leeway");
+        auth.remember("t2", &(v.clone(), None));
+        assert_eq!(auth.remembered("t2"), None, "no exp, nothing kept");
+        auth.remember("t3", &(v.clone(), Some(unix_now + 3600.0)));
+        assert_eq!(auth.remembered("t3"), Some(v.clone()));
+        assert_eq!(auth.remembered("t3x"), None, "only the very same token");
+        assert_eq!(auth.remembered("t"), None, "only the very same token");
+        let until = auth.recent.lock().unwrap()["t3"].1;
         assert!(until <= Instant::now() + RECENT_TTL, "at most a minute");
-        auth.remember([4; 32], &(v.clone(), Some(unix_now - 50.0)));
-        let until = auth.recent.lock().unwrap()[&[4; 32]].1;
+        auth.remember("t4", &(v.clone(), Some(unix_now - 50.0)));
+        let until = auth.recent.lock().unwrap()["t4"].1;
         assert!(
             until <= Instant::now() + Duration::from_secs(11),
             "not past exp + leeway"
         );
-        for i in 0..(RECENT_MAX as u32 + 10) {
-            let mut d = [0u8; 32];
-            d[..4].copy_from_slice(&i.to_le_bytes());
-            d[31] = 9;
-            auth.remember(d, &(v.clone(), Some(unix_now + 3600.0)));
+        for i in 0..(RECENT_MAX + 10) {
+            auth.remember(&format!("many-{i}"), &(v.clone(), Some(unix_now + 3600.0)));
         }
         assert!(auth.recent.lock().unwrap().len() <= RECENT_MAX);
     }
