@@ -859,7 +859,8 @@ pub async fn provision(
     uploadbucket_operator::controller::apply::ApplyReport,
     uploadbucket_operator::controller::Error,
 > {
-    uploadbucket_operator::controller::provision_bucket(api, ub, defaults, async |_| Ok(()))
+    use uploadbucket_operator::controller::provision::provision_bucket;
+    provision_bucket(api, ub, defaults, async |_| Ok(()))
         .await
         .map(|(_, _, report)| report)
         .map_err(|f| f.error)

@@ -1,17 +1,23 @@
 //! The UploadBucket controller: reconcile = finalizer(apply | cleanup).
 //!
 //! In: UploadBucket watch events. Out: S3 calls (through [`BucketApi`]), status written with
-//! server-side apply, Events, metrics. A pass reads top-down: resolve names
-//! ([`desired::resolve`], pure) -> prove the bucket is this object's ([`claim`], the one place
-//! a bucket becomes ours) -> [`apply`] (side effects) -> the role -> one status write
-//! ([`next_status`]). Cleanup acts only on a bucket [`claim`] proves ours again.
+//! server-side apply, Events, metrics. An apply reads top-down, one step to a module, each
+//! saying what goes in and what comes out: the provisioning pass
+//! ([`provision`](mod@provision): the names and the desired state, pure, from [`desired`] ->
+//! prove the bucket is this object's ([`claim`], the one place a bucket becomes ours) ->
+//! [`apply`] its settings -> the [`role`] and its [`association`]s -> the [`outputs`]
+//! ConfigMap) -> one status write (`outcome`, over [`status`]). The cleanup path
+//! ([`cleanup`]) acts only on what is proven the object's own: a bucket [`claim`] proves
+//! ours again.
 
 pub mod apply;
 pub mod association;
 pub mod claim;
 pub mod cleanup;
 pub mod desired;
+mod outcome;
 pub mod outputs;
+pub mod provision;
 pub mod role;
 pub mod status;
 
@@ -21,25 +27,25 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalized, finalizer};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
-use tracing::{Instrument, debug, info, info_span, instrument, warn};
+use tracing::{debug, info, instrument, warn};
 
 use crate::aws::eks::PodIdentityApi;
 use crate::aws::iam::IamApi;
-use crate::aws::{AwsError, BucketApi, BucketRef};
-use crate::crd::{UploadBucket, UploadBucketStatus};
+use crate::aws::{AwsError, BucketApi};
+use crate::crd::UploadBucket;
 use crate::metrics::Metrics;
-use apply::ApplyReport;
-use claim::{ClaimError, Claimant, Owned, Ownership};
-use cleanup::CleanupOutcome;
-use desired::{Defaults, Names, SpecError};
-use role::{RoleReport, RoleSettings};
-use status::{BUCKET_READY, CondSpec, READY, ROLE_READY};
+use claim::ClaimError;
+use cleanup::cleanup_object;
+use desired::{Defaults, SpecError};
+use outcome::next_status;
+use provision::provision;
+use role::RoleSettings;
+use status::READY;
 
 /// Finalizer that keeps the object until cleanup has run.
 pub const FINALIZER: &str = "uploadbucket.io/cleanup";
@@ -467,489 +473,6 @@ async fn apply_object(
         }
         Err(failure) => Err(failure.error),
     }
-}
-
-/// What one provisioning pass achieved.
-struct Provisioned {
-    names: Names,
-    adopted: bool,
-    report: ApplyReport,
-    role: Option<RoleReport>,
-    /// What changed in the role's Pod Identity associations (credential mode `pod-identity`).
-    associations: association::AssociationReport,
-    /// The outputs ConfigMap was created or changed.
-    outputs_written: bool,
-}
-
-/// Why a pass stopped, and how far it got: `proven` is set once the bucket was proven ours,
-/// so status may record it even when a later step failed.
-pub struct Failure {
-    pub stage: Stage,
-    pub error: Error,
-    pub proven: Option<Names>,
-}
-
-impl Failure {
-    fn new(stage: Stage, proven: Option<&Names>, error: impl Into<Error>) -> Self {
-        Failure {
-            stage,
-            error: error.into(),
-            proven: proven.cloned(),
-        }
-    }
-}
-
-/// Which part of provisioning failed, for the conditions.
-#[derive(Clone, Copy, Debug)]
-pub enum Stage {
-    Kube,
-    Bucket,
-    Role,
-}
-
-/// resolve names (pure) -> claim the bucket -> apply it -> the role. Status is written once,
-/// by the caller, except for the intent recorded right before AWS gets something new.
-async fn provision(
-    ub: &UploadBucket,
-    ctx: &Context,
-    api: &Api<UploadBucket>,
-    written: &std::sync::Mutex<Option<UploadBucketStatus>>,
-) -> Result<Provisioned, Failure> {
-    let role_wanted = ctx.roles.as_ref().map(|_| desired::derive_role_name(ub));
-    let recorded_role = ub.status.as_ref().and_then(|s| s.role_name.clone());
-    let intent = async |creating: Option<&BucketRef>| -> Result<(), Error> {
-        // Names reach status before anything new exists in AWS, so cleanup can find what
-        // this object may have created even if the operator dies mid-way. Neither is a
-        // licence to act by itself: see `claim`.
-        if creating.is_none() && recorded_role == role_wanted {
-            return Ok(());
-        }
-        let mut st = ub.status.clone().unwrap_or_default();
-        if let Some(b) = creating {
-            st.creating_bucket = Some(b.name.clone());
-            st.region = Some(b.region.clone());
-        }
-        st.role_name = role_wanted.clone().or(st.role_name);
-        status::set_conditions(
-            &mut st,
-            &[CondSpec::new(
-                READY,
-                false,
-                Reason::Provisioning,
-                "Provisioning the bucket",
-            )],
-            ub.metadata.generation,
-            Timestamp::now(),
-        );
-        status::patch_status(api, ub, &st).await?;
-        if let Ok(mut w) = written.lock() {
-            *w = Some(st);
-        }
-        Ok(())
-    };
-    let (names, owned, report) = provision_bucket(&*ctx.buckets, ub, &ctx.defaults, intent)
-        .instrument(info_span!("bucket"))
-        .await?;
-    let role = match &ctx.roles {
-        None => None,
-        Some((iam, settings)) => {
-            let fail = |e| Failure::new(Stage::Role, Some(&names), e);
-            let r = role::desired_role(ub, &names.bucket, settings)
-                .map_err(|e| fail(Error::from(e)))?;
-            Some(
-                role::apply_role(&**iam, &r, settings)
-                    .instrument(info_span!("role", role = %r.name))
-                    .await
-                    .map_err(|e| fail(Error::from(e)))?,
-            )
-        }
-    };
-    let associations = match (&ctx.eks, &role) {
-        (Some(eks), Some(role)) => association::apply_associations(&**eks, ub, &role.arn)
-            .instrument(info_span!("associations"))
-            .await
-            .map_err(|e| Failure::new(Stage::Role, Some(&names), Error::from(e)))?,
-        _ => Default::default(),
-    };
-    let data = outputs::data(
-        ub,
-        &names,
-        role.as_ref().map(|r| r.arn.as_str()),
-        ctx.s3_endpoint.as_deref(),
-    );
-    let outputs_written = outputs::publish(&ctx.client, ub, data)
-        .await
-        .map_err(|e| Failure::new(Stage::Kube, Some(&names), e))?;
-    Ok(Provisioned {
-        names,
-        adopted: owned.adopted,
-        report,
-        role,
-        associations,
-        outputs_written,
-    })
-}
-
-/// The bucket half of a pass: resolve (pure), claim, apply. `record_intent` runs right before
-/// the first call that may create something (with the bucket about to be created under this
-/// object's derived name, if any); tests pass a no-op.
-pub async fn provision_bucket(
-    api: &dyn BucketApi,
-    ub: &UploadBucket,
-    defaults: &Defaults,
-    record_intent: impl AsyncFnOnce(Option<&BucketRef>) -> Result<(), Error>,
-) -> Result<(Names, Owned, ApplyReport), Failure> {
-    let names = desired::resolve(ub, defaults).map_err(|e| Failure::new(Stage::Bucket, None, e))?;
-    let d = desired::desired(ub, defaults).map_err(|e| Failure::new(Stage::Bucket, None, e))?;
-    let uid = ub.uid().unwrap_or_default();
-    let recorded = ub
-        .status
-        .as_ref()
-        .and_then(|s| s.creating_bucket.as_deref());
-    let who = Claimant::new(&names, &uid, recorded, defaults);
-    let claimed = claim::inspect(api, &who)
-        .await
-        .map_err(|e| Failure::new(Stage::Bucket, None, e))?;
-    // The intent that holds from here on: what status had, or the one recorded just now.
-    let (owned, intent) = match claimed {
-        Ownership::Ours(owned) => {
-            record_intent(None)
-                .await
-                .map_err(|e| Failure::new(Stage::Kube, None, e))?;
-            (owned, recorded)
-        }
-        Ownership::Absent => {
-            let creating = names.derived.then_some(&names.bucket);
-            record_intent(creating)
-                .await
-                .map_err(|e| Failure::new(Stage::Kube, None, e))?;
-            let intent = creating.map(|b| b.name.as_str());
-            let who = Claimant::new(&names, &uid, intent, defaults);
-            let tags = desired::ownership_tags(ub, false);
-            let owned = claim::create(api, &who, &tags)
-                .await
-                .map_err(|e| Failure::new(Stage::Bucket, None, e))?;
-            (owned, intent)
-        }
-    };
-    let dropped: Vec<String> = ub
-        .status
-        .as_ref()
-        .map(|s| s.managed_tag_keys.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|k| !d.spec_tags.contains_key(k))
-        .collect();
-    let who = Claimant::new(&names, &uid, intent, defaults);
-    let ownership = desired::ownership_tags(ub, owned.adopted);
-    let report = apply::apply(api, &who, &owned, &d, &ownership, &dropped)
-        .await
-        .map_err(|e| Failure::new(Stage::Bucket, Some(&names), e))?;
-    Ok((names, owned, report))
-}
-
-/// The one status write of a pass, and the Events to publish with it.
-fn next_status(
-    ub: &UploadBucket,
-    current: Option<UploadBucketStatus>,
-    result: &Result<Provisioned, Failure>,
-) -> (UploadBucketStatus, Vec<(EventType, &'static str, String)>) {
-    let mut st = current.unwrap_or_default();
-    let mut events = Vec::new();
-    let record = |st: &mut UploadBucketStatus, names: &Names| {
-        st.bucket_name = Some(names.bucket.name.clone());
-        st.region = Some(names.bucket.region.clone());
-        st.bucket_arn = Some(crate::aws::policy::bucket_arn(
-            &names.bucket.region,
-            &names.bucket.name,
-        ));
-        st.creating_bucket = None;
-        st.managed_tag_keys = ub.spec.tags.keys().cloned().collect();
-    };
-    let now = Timestamp::now();
-    match result {
-        Ok(p) => {
-            record(&mut st, &p.names);
-            st.config_map_name = Some(outputs::config_map_name(&ub.name_any()));
-            if p.outputs_written {
-                info!(config_map = ?st.config_map_name, "Wrote the outputs ConfigMap");
-            }
-            let bucket = &p.names.bucket;
-            let how = if p.adopted { "adopted and " } else { "" };
-            let msg = format!(
-                "Bucket {} in {} is {how}provisioned as specified",
-                bucket.name, bucket.region
-            );
-            let mut conds = vec![
-                CondSpec::new(READY, true, Reason::Provisioned, msg.clone()),
-                CondSpec::new(BUCKET_READY, true, Reason::Provisioned, msg),
-            ];
-            if let Some(role) = &p.role {
-                st.role_name = Some(p.names.role.clone());
-                st.role_arn = Some(role.arn.clone());
-                conds[0].message = format!("{}; pods assume role {}", conds[0].message, role.arn);
-                conds.push(CondSpec::new(
-                    ROLE_READY,
-                    true,
-                    Reason::Provisioned,
-                    format!("Role {} is provisioned as specified", role.arn),
-                ));
-            }
-            status::set_conditions(&mut st, &conds, ub.metadata.generation, now);
-            if p.report.created {
-                info!(bucket = %bucket.name, "Created bucket");
-                events.push((
-                    EventType::Normal,
-                    "Created",
-                    format!("Created bucket {}", bucket.name),
-                ));
-            }
-            if !p.report.changed.is_empty() {
-                info!(bucket = %bucket.name, changed = ?p.report.changed, "Updated bucket");
-                events.push((
-                    EventType::Normal,
-                    "Updated",
-                    format!(
-                        "Set {} on bucket {}",
-                        p.report.changed.join(", "),
-                        bucket.name
-                    ),
-                ));
-            }
-            if let Some(role) = p
-                .role
-                .as_ref()
-                .filter(|r| r.created || !r.changed.is_empty())
-            {
-                let what = if role.created {
-                    "Created role".to_owned()
-                } else {
-                    format!("Set {} on role", role.changed.join(", "))
-                };
-                info!(role = %role.arn, "{what}");
-                events.push((
-                    EventType::Normal,
-                    if role.created { "Created" } else { "Updated" },
-                    format!("{what} {}", role.arn),
-                ));
-            }
-            let a = &p.associations;
-            for (list, what) in [
-                (&a.created, "Created"),
-                (&a.updated, "Updated"),
-                (&a.deleted, "Deleted"),
-            ] {
-                if !list.is_empty() {
-                    let message = format!(
-                        "{what} the EKS Pod Identity association of service account {}",
-                        list.join(", ")
-                    );
-                    info!("{message}");
-                    events.push((EventType::Normal, what, message));
-                }
-            }
-        }
-        Err(f) => {
-            if let Some(names) = &f.proven {
-                record(&mut st, names);
-            }
-            if let Error::Claim(c) = &f.error
-                && c.not_ours()
-            {
-                // Status names only buckets proven ours.
-                st.bucket_name = None;
-                st.bucket_arn = None;
-            }
-            let reason = f.error.reason();
-            let message = f.error.to_string();
-            let mut conds = vec![CondSpec::new(READY, false, reason, message.clone())];
-            match f.stage {
-                Stage::Kube => {}
-                Stage::Bucket => {
-                    conds.push(CondSpec::new(BUCKET_READY, false, reason, message.clone()))
-                }
-                Stage::Role => {
-                    conds.push(CondSpec::new(ROLE_READY, false, reason, message.clone()))
-                }
-            }
-            status::set_conditions(&mut st, &conds, ub.metadata.generation, now);
-            events.push((EventType::Warning, reason.as_str(), message));
-        }
-    }
-    (st, events)
-}
-
-async fn cleanup_object(
-    ub: &UploadBucket,
-    ctx: &Context,
-    api: &Api<UploadBucket>,
-) -> Result<Action, Error> {
-    if let Some(eks) = &ctx.eks {
-        // Found by the uid tag each carries, re-read before each delete; before the role, so
-        // none is left naming a role that is gone.
-        match association::cleanup_associations(&**eks, ub).await {
-            Ok(deleted) if !deleted.is_empty() => {
-                let message = format!(
-                    "Deleted the EKS Pod Identity association of service account {}",
-                    deleted.join(", ")
-                );
-                info!("{message}");
-                publish(ctx, ub, EventType::Normal, "Deleted", "Cleanup", message).await;
-            }
-            Ok(_) => {}
-            Err(e) => return Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
-        }
-    }
-    if let Some((iam, settings)) = &ctx.roles {
-        // Only the role named from this object's own uid, and only once status says it was
-        // about to be made: a name written into status by anyone else is ignored.
-        let derived = desired::derive_role_name(ub);
-        let recorded = ub.status.as_ref().and_then(|s| s.role_name.as_deref());
-        if recorded.is_some_and(|r| r != derived) {
-            warn!(
-                recorded,
-                "Ignoring a role name in status that is not this object's"
-            );
-        }
-        if recorded == Some(derived.as_str()) {
-            let uid = ub.uid().unwrap_or_default();
-            let tagged = settings.tag_roles.then_some(uid.as_str());
-            match role::cleanup_role(&**iam, &derived, tagged).await {
-                Ok(role::RoleCleanup::Deleted) => {
-                    info!(role = %derived, "Deleted role");
-                    publish(
-                        ctx,
-                        ub,
-                        EventType::Normal,
-                        "Deleted",
-                        "Cleanup",
-                        format!("Deleted role {derived}"),
-                    )
-                    .await;
-                }
-                Ok(role::RoleCleanup::NotFound) => {}
-                Ok(role::RoleCleanup::NotOurs) => {
-                    publish(
-                        ctx,
-                        ub,
-                        EventType::Warning,
-                        "LeftUntouched",
-                        "Cleanup",
-                        format!("Left role {derived} untouched: its uid tag is not this object's"),
-                    )
-                    .await;
-                }
-                Err(e) => return Err(cleanup_failed(ctx, ub, api, Error::Aws(e)).await),
-            }
-        }
-    }
-    let names = desired::recorded_names(ub, &ctx.defaults);
-    let uid = ub.uid().unwrap_or_default();
-    let intent = ub
-        .status
-        .as_ref()
-        .and_then(|s| s.creating_bucket.as_deref());
-    let who = names
-        .as_ref()
-        .map(|n| Claimant::new(n, &uid, intent, &ctx.defaults));
-    let mut spec_tag_keys: Vec<String> = ub.spec.tags.keys().cloned().collect();
-    if let Some(st) = &ub.status {
-        spec_tag_keys.extend(st.managed_tag_keys.iter().cloned());
-    }
-    let outcome = cleanup::cleanup(
-        &*ctx.buckets,
-        who.as_ref(),
-        ub.spec.deletion_policy,
-        ub.spec.empty_on_delete,
-        &spec_tag_keys,
-    )
-    .await;
-    let name = names
-        .as_ref()
-        .map(|n| n.bucket.name.as_str())
-        .unwrap_or("-");
-    match outcome {
-        Ok(outcome) => {
-            let (type_, reason, note) = match &outcome {
-                CleanupOutcome::NothingRecorded => (
-                    EventType::Normal,
-                    "Deleted",
-                    "No bucket was provisioned for this object; nothing to clean up".to_owned(),
-                ),
-                CleanupOutcome::NotOurs(why) => (
-                    EventType::Warning,
-                    "LeftUntouched",
-                    format!("Left bucket {name} untouched: {why}"),
-                ),
-                CleanupOutcome::Retained => (
-                    EventType::Normal,
-                    "Retained",
-                    format!("Kept bucket {name} (deletionPolicy Retain)"),
-                ),
-                CleanupOutcome::Released => (
-                    EventType::Normal,
-                    "Released",
-                    format!(
-                        "Released adopted bucket {name}: removed the operator's tags, rules and policy statements, kept everything else"
-                    ),
-                ),
-                CleanupOutcome::Deleted { objects } => (
-                    EventType::Normal,
-                    "Deleted",
-                    format!("Deleted bucket {name} and {objects} objects in it"),
-                ),
-                CleanupOutcome::AlreadyGone => (
-                    EventType::Normal,
-                    "Deleted",
-                    format!("Bucket {name} was already gone"),
-                ),
-            };
-            info!(bucket = name, "{note}");
-            publish(ctx, ub, type_, reason, "Cleanup", note).await;
-            // Kubernetes' garbage collector removes it too (owner reference); this does not
-            // wait for it.
-            if let Err(e) = outputs::remove(&ctx.client, ub).await {
-                warn!(error = %e, "Could not delete the outputs ConfigMap; the garbage collector will");
-            }
-            ctx.failures().remove(&key(ub));
-            ctx.metrics
-                .forget(&ub.namespace().unwrap_or_default(), &ub.name_any());
-            Ok(Action::await_change())
-        }
-        Err(e) => Err(cleanup_failed(ctx, ub, api, Error::Claim(e)).await),
-    }
-}
-
-/// A failed cleanup: the Ready condition says what deletion waits for, with a Warning.
-async fn cleanup_failed(
-    ctx: &Context,
-    ub: &UploadBucket,
-    api: &Api<UploadBucket>,
-    error: Error,
-) -> Error {
-    let mut st = ub.status.clone().unwrap_or_default();
-    let message = format!("Deletion is waiting: {error}");
-    status::set_conditions(
-        &mut st,
-        &[CondSpec::new(READY, false, error.reason(), message)],
-        ub.metadata.generation,
-        Timestamp::now(),
-    );
-    if status::differs(ub.status.as_ref(), &st)
-        && let Err(e) = status::patch_status(api, ub, &st).await
-    {
-        warn!(error = %e, "Could not write status");
-    }
-    publish(
-        ctx,
-        ub,
-        EventType::Warning,
-        error.reason().as_str(),
-        "Cleanup",
-        error.to_string(),
-    )
-    .await;
-    error
 }
 
 /// Publishes an Event; a failure to do so is logged, never fatal.

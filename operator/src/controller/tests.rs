@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use http::{Request, Response};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
 use kube::client::Body;
 use kube::runtime::controller::Action;
@@ -17,8 +18,8 @@ use serde_json::{Value, json};
 use super::*;
 use crate::aws::rgw::Backend;
 use crate::aws::{
-    CorsRule, Created, Deleted, Encryption, LifecycleRule, Notification, PublicAccessBlock,
-    Versioning,
+    BucketRef, CorsRule, Created, Deleted, Encryption, LifecycleRule, Notification,
+    PublicAccessBlock, Versioning,
 };
 use crate::crd::{UploadBucketSpec, UploadBucketStatus};
 

@@ -13,8 +13,9 @@ use tracing::warn;
 use crate::aws::{BucketApi, Deleted, policy};
 use crate::crd::DeletionPolicy;
 
-use super::claim::{ClaimError, Claimant, Owned, still_ours};
-use super::desired::RESERVED_TAG_PREFIX;
+use crate::controller::apply;
+use crate::controller::claim::{ClaimError, Claimant, Owned, still_ours};
+use crate::controller::desired::RESERVED_TAG_PREFIX;
 
 /// What cleanup did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,10 +64,7 @@ pub async fn cleanup(
     }
     // Nobody listens for this object's events any more: its notifications (and on
     // S3-compatible stores their topic) go, whatever happens to the bucket.
-    if !super::apply::own_notifications(api, b, true)
-        .await?
-        .is_empty()
-    {
+    if !apply::own_notifications(api, b, true).await?.is_empty() {
         recheck(api, who).await?;
         api.put_notifications(b, &[]).await?;
     }
@@ -111,10 +109,7 @@ async fn release(
         recheck(api, who).await?;
         api.put_lifecycle(b, &[]).await?;
     }
-    if !super::apply::own_notifications(api, b, true)
-        .await?
-        .is_empty()
-    {
+    if !apply::own_notifications(api, b, true).await?.is_empty() {
         recheck(api, who).await?;
         api.put_notifications(b, &[]).await?;
     }
