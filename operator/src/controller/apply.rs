@@ -34,6 +34,11 @@ pub struct ApplyReport {
 }
 
 /// Brings the bucket in line with `d`. `ownership`: the tags that mark it ours.
+///
+/// One function on purpose, longer than the others: the order of its steps is part of the
+/// safety argument (the tags first, so a new bucket is marked ours before anything else;
+/// the public-access block before the policy; a guard before every write), and it reads
+/// best as one list.
 pub async fn apply(
     api: &dyn BucketApi,
     who: &Claimant<'_>,

@@ -14,324 +14,40 @@ pub mod apply;
 pub mod association;
 pub mod claim;
 pub mod cleanup;
+mod context;
 pub mod desired;
+mod error;
 mod outcome;
 pub mod outputs;
 pub mod provision;
 pub mod role;
 pub mod status;
 
-use crate::reasons::Reason;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalized, finalizer};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
-use crate::aws::eks::PodIdentityApi;
-use crate::aws::iam::IamApi;
-use crate::aws::{AwsError, BucketApi};
 use crate::crd::UploadBucket;
-use crate::metrics::Metrics;
-use claim::ClaimError;
 use cleanup::cleanup_object;
-use desired::{Defaults, SpecError};
 use outcome::next_status;
 use provision::provision;
-use role::RoleSettings;
 use status::READY;
+
+pub use context::Context;
+use context::{
+    Backoff, MAX_BACKOFF, SHARE_WAIT, Settled, TRANSIENT_BACKOFF_CAP, key, lock, publish,
+};
+pub use error::Error;
+use error::Retry;
 
 /// Finalizer that keeps the object until cleanup has run.
 pub const FINALIZER: &str = "uploadbucket.io/cleanup";
-
-/// Wait before retrying a failure a person must fix (a name taken, access denied).
-const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Longest wait between retries of a transient failure (the store unreachable, throttling):
-/// the backoff doubles from 1 s up to this, so an object is back at most this long after an
-/// outage ends.
-const TRANSIENT_BACKOFF_CAP: Duration = Duration::from_secs(60);
-
-/// Waits (retries and resyncs) are spread by up to this fraction below their nominal length,
-/// so objects created or failing together do not come back together.
-const JITTER: f64 = 0.25;
-/// When a namespace already holds its share of the reconcile slots, its next object waits
-/// about this long (jittered) and tries again.
-const SHARE_WAIT: Duration = Duration::from_secs(2);
-
-/// Pure: `d` shortened by `fraction` × `r` (`r` in 0..1).
-fn spread(d: Duration, fraction: f64, r: f64) -> Duration {
-    d.mul_f64(1.0 - fraction * r.clamp(0.0, 1.0))
-}
-
-/// A failing object's retry schedule.
-struct Backoff {
-    /// Consecutive transient failures (0 for a failure a person must fix).
-    failures: u32,
-    /// No pass before this, unless the spec changes or the object is being deleted.
-    until: Instant,
-    /// The generation that failed.
-    generation: Option<i64>,
-}
-
-/// An object's last full, successful pass: until the resync is due, a pass of the same
-/// object (same uid, generation, labels and annotations, Ready in status) only checks the
-/// outputs ConfigMap, the one output another party may change without touching the object.
-/// Such passes come from the operator's own writes (its status, the finalizer, the ConfigMap)
-/// and would otherwise re-read every setting in AWS right after writing it.
-struct Settled {
-    uid: String,
-    generation: Option<i64>,
-    /// Hash of the labels and annotations: `kubectl annotate` forces a full pass.
-    meta: u64,
-    at: Instant,
-}
-
-impl Settled {
-    fn of(ub: &UploadBucket) -> Self {
-        Settled {
-            uid: ub.uid().unwrap_or_default(),
-            generation: ub.metadata.generation,
-            meta: meta_hash(ub),
-            at: Instant::now(),
-        }
-    }
-
-    /// How long `ub` can go without a full pass, if this record still describes it.
-    fn covers(&self, ub: &UploadBucket, resync: Duration) -> Option<Duration> {
-        let ready = ub.status.as_ref().is_some_and(|s| {
-            s.observed_generation == ub.metadata.generation
-                && s.conditions
-                    .iter()
-                    .any(|c| c.type_ == READY && c.status == "True")
-        });
-        (ready
-            && self.uid == ub.uid().unwrap_or_default()
-            && self.generation == ub.metadata.generation
-            && self.meta == meta_hash(ub))
-        .then(|| resync.checked_sub(self.at.elapsed()))
-        .flatten()
-        .filter(|left| !left.is_zero())
-    }
-}
-
-fn meta_hash(ub: &UploadBucket) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ub.metadata.labels.hash(&mut h);
-    ub.metadata.annotations.hash(&mut h);
-    h.finish()
-}
-
-/// Everything a reconcile needs.
-pub struct Context {
-    pub client: Client,
-    pub buckets: Arc<dyn BucketApi>,
-    pub defaults: Defaults,
-    pub recorder: Recorder,
-    pub metrics: Arc<Metrics>,
-    /// Periodic re-check of every bucket, which repairs drift made behind our back.
-    pub resync: Duration,
-    /// Upload roles, when the cluster's OIDC provider (IRSA) or EKS cluster (Pod Identity)
-    /// is configured.
-    pub roles: Option<(Arc<dyn IamApi>, RoleSettings)>,
-    /// EKS Pod Identity associations of the roles (credential mode `pod-identity`).
-    pub eks: Option<Arc<dyn PodIdentityApi>>,
-    /// The S3 endpoint the operator uses (`None`: AWS), published to workloads in each
-    /// object's ConfigMap ([`outputs`]).
-    pub s3_endpoint: Option<String>,
-    /// Most objects reconciled at once (0: no limit).
-    pub concurrency: u16,
-    /// Only UploadBuckets whose labels match this selector are reconciled (`None`: all).
-    pub watch_selector: Option<String>,
-    /// Most reconcile slots one namespace may hold at once (0: no limit), so a tenant's
-    /// broken or slow objects cannot take all of [`Context::concurrency`].
-    pub namespace_share: u16,
-    /// How much waits are spread ([`JITTER`]; tests that check nominal waits set 0).
-    pub jitter: f64,
-    /// Retry schedules of failing objects.
-    failures: Mutex<HashMap<String, Backoff>>,
-    /// Last full successful pass of each object.
-    settled: Mutex<HashMap<String, Settled>>,
-    /// Reconciles running per namespace.
-    running: Mutex<HashMap<String, u16>>,
-}
-
-/// A reconcile slot held by a namespace; released on drop.
-struct Slot<'a> {
-    ctx: &'a Context,
-    namespace: String,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        let mut running = lock(&self.ctx.running);
-        if let Some(n) = running.get_mut(&self.namespace) {
-            *n -= 1;
-            if *n == 0 {
-                running.remove(&self.namespace);
-            }
-        }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        buckets: Arc<dyn BucketApi>,
-        defaults: Defaults,
-        metrics: Arc<Metrics>,
-        resync: Duration,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: "uploadbucket-operator".into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        Self {
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            buckets,
-            defaults,
-            metrics,
-            resync,
-            roles: None,
-            eks: None,
-            s3_endpoint: None,
-            concurrency: 0,
-            namespace_share: 0,
-            watch_selector: None,
-            jitter: JITTER,
-            failures: Mutex::new(HashMap::new()),
-            settled: Mutex::new(HashMap::new()),
-            running: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// Manage an upload role per UploadBucket too.
-    pub fn with_roles(mut self, iam: Arc<dyn IamApi>, settings: RoleSettings) -> Self {
-        self.roles = Some((iam, settings));
-        self
-    }
-
-    /// Associate each upload role with its service accounts through EKS Pod Identity.
-    pub fn with_pod_identity(mut self, eks: Arc<dyn PodIdentityApi>) -> Self {
-        self.eks = Some(eks);
-        self
-    }
-
-    /// Reconcile at most `n` objects at once (0: no limit), at most `per_namespace` of them
-    /// from one namespace (0: three quarters of `n`, at least 1).
-    pub fn with_concurrency(mut self, n: u16, per_namespace: u16) -> Self {
-        self.concurrency = n;
-        self.namespace_share = match (n, per_namespace) {
-            (0, share) => share,
-            (n, 0) => (n - n / 4).max(1),
-            (n, share) => share.min(n),
-        };
-        self
-    }
-
-    /// Reconcile only the objects matching the label selector `selector`.
-    pub fn with_watch_selector(mut self, selector: Option<String>) -> Self {
-        self.watch_selector = selector;
-        self
-    }
-
-    /// A slot for one reconcile in `namespace`, unless it holds its share already.
-    fn slot(&self, namespace: &str) -> Option<Slot<'_>> {
-        let mut running = lock(&self.running);
-        let n = running.entry(namespace.to_owned()).or_default();
-        if self.namespace_share != 0 && *n >= self.namespace_share {
-            return None;
-        }
-        *n += 1;
-        Some(Slot {
-            ctx: self,
-            namespace: namespace.to_owned(),
-        })
-    }
-
-    /// The S3 endpoint workloads are told about (an S3-compatible store's URL).
-    pub fn with_s3_endpoint(mut self, endpoint: Option<String>) -> Self {
-        self.s3_endpoint = endpoint;
-        self
-    }
-
-    /// `d` shortened by a random fraction of up to [`Context::jitter`].
-    fn jittered(&self, d: Duration) -> Duration {
-        spread(d, self.jitter, fastrand::f64())
-    }
-
-    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backoff>> {
-        lock(&self.failures)
-    }
-}
-
-/// Why a reconcile failed.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("invalid spec: {0}")]
-    InvalidSpec(#[from] SpecError),
-    #[error(transparent)]
-    Claim(#[from] ClaimError),
-    #[error(transparent)]
-    Aws(#[from] AwsError),
-    #[error("Kubernetes API: {0}")]
-    Kube(#[from] kube::Error),
-    #[error(transparent)]
-    Outputs(#[from] outputs::OutputsError),
-    #[error("finalizer: {0}")]
-    Finalizer(String),
-}
-
-impl Error {
-    /// Short label for metrics and Event reasons.
-    pub fn reason(&self) -> Reason {
-        match self {
-            Error::InvalidSpec(_) => Reason::InvalidSpec,
-            Error::Claim(e) => e.reason(),
-            Error::Aws(e) => e.reason(),
-            Error::Kube(_) => Reason::KubeApiError,
-            Error::Outputs(e) => e.reason(),
-            Error::Finalizer(_) => Reason::FinalizerError,
-        }
-    }
-
-    /// How long to wait before retrying; `None`: wait for the object to change.
-    fn retry(&self) -> Option<Retry> {
-        match self {
-            Error::InvalidSpec(_) => None,
-            // Not ours: check back rarely (reads only) in case the bucket is released.
-            Error::Claim(e) if e.not_ours() => Some(Retry::Slow),
-            // Someone else's ConfigMap under our name: a person must act.
-            Error::Outputs(outputs::OutputsError::Taken(_)) => Some(Retry::Slow),
-            Error::Claim(ClaimError::Aws(e)) | Error::Aws(e) if !e.is_transient() => {
-                Some(Retry::Slow)
-            }
-            _ => Some(Retry::Backoff),
-        }
-    }
-}
-
-enum Retry {
-    /// A person has to act (name taken, permissions, bucket not empty): check back rarely.
-    Slow,
-    /// Exponential from 1 s to 5 min.
-    Backoff,
-}
-
-fn key(ub: &UploadBucket) -> String {
-    format!("{}/{}", ub.namespace().unwrap_or_default(), ub.name_any())
-}
 
 /// One reconciliation of one UploadBucket.
 #[instrument(skip_all, fields(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any()))]
@@ -472,27 +188,6 @@ async fn apply_object(
             Ok(Action::requeue(ctx.jittered(ctx.resync)))
         }
         Err(failure) => Err(failure.error),
-    }
-}
-
-/// Publishes an Event; a failure to do so is logged, never fatal.
-async fn publish(
-    ctx: &Context,
-    ub: &UploadBucket,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let ev = KubeEvent {
-        type_,
-        reason: reason.to_owned(),
-        note: Some(status::truncate(&note, 1000)),
-        action: action.to_owned(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&ev, &ub.object_ref(&())).await {
-        debug!(error = %e, "Could not publish event");
     }
 }
 

@@ -29,7 +29,8 @@ use super::desired::{self, Defaults, Names};
 use super::outputs;
 use super::role::{self, RoleReport};
 use super::status::{self, CondSpec, READY};
-use super::{Context, Error};
+use super::context::Context;
+use super::error::Error;
 
 /// What one provisioning pass achieved.
 pub(super) struct Provisioned {

@@ -17,11 +17,15 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::aws::rgw::Backend;
+use crate::aws::{AwsError, BucketApi};
 use crate::aws::{
     BucketRef, CorsRule, Created, Deleted, Encryption, LifecycleRule, Notification,
     PublicAccessBlock, Versioning,
 };
 use crate::crd::{UploadBucketSpec, UploadBucketStatus};
+use crate::metrics::Metrics;
+use context::JITTER;
+use desired::Defaults;
 
 type Timeline = Arc<Mutex<Vec<String>>>;
 
@@ -1524,14 +1528,8 @@ async fn the_outputs_config_map_is_ours_or_left_alone_and_repaired_when_edited()
 #[test]
 fn waits_are_spread() {
     let d = Duration::from_secs(300);
-    assert_eq!(super::spread(d, super::JITTER, 0.0), d);
-    assert_eq!(
-        super::spread(d, super::JITTER, 1.0),
-        Duration::from_secs(225)
-    );
-    assert_eq!(
-        super::spread(d, super::JITTER, 7.0),
-        Duration::from_secs(225)
-    );
-    assert_eq!(super::spread(d, 0.0, 0.5), d);
+    assert_eq!(context::spread(d, JITTER, 0.0), d);
+    assert_eq!(context::spread(d, JITTER, 1.0), Duration::from_secs(225));
+    assert_eq!(context::spread(d, JITTER, 7.0), Duration::from_secs(225));
+    assert_eq!(context::spread(d, 0.0, 0.5), d);
 }

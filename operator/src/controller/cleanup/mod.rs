@@ -25,7 +25,9 @@ use crate::crd::UploadBucket;
 use super::claim::{ClaimError, Claimant};
 use super::desired::{self, Names};
 use super::status::{self, CondSpec, READY};
-use super::{Context, Error, association, key, outputs, publish, role};
+use super::context::{Context, key, publish};
+use super::error::Error;
+use super::{association, outputs, role};
 
 /// Deletion of one UploadBucket: associations, role, bucket, outputs, in that order; the
 /// first failure stops it (`cleanup_failed`).

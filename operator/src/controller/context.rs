@@ -1,0 +1,273 @@
+//! What every reconcile shares: the clients and settings ([`Context`]), and the operator's
+//! memory of each object between passes: its retry schedule after a failure ([`Backoff`]),
+//! its last full pass ([`Settled`]), and the reconcile slots each namespace holds ([`Slot`]).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::{Client, Resource, ResourceExt};
+use tracing::debug;
+
+use crate::aws::BucketApi;
+use crate::aws::eks::PodIdentityApi;
+use crate::aws::iam::IamApi;
+use crate::crd::UploadBucket;
+use crate::metrics::Metrics;
+
+use super::desired::Defaults;
+use super::role::RoleSettings;
+use super::status::{self, READY};
+
+/// Wait before retrying a failure a person must fix (a name taken, access denied).
+pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest wait between retries of a transient failure (the store unreachable, throttling):
+/// the backoff doubles from 1 s up to this, so an object is back at most this long after an
+/// outage ends.
+pub(super) const TRANSIENT_BACKOFF_CAP: Duration = Duration::from_secs(60);
+
+/// Waits (retries and resyncs) are spread by up to this fraction below their nominal length,
+/// so objects created or failing together do not come back together.
+pub(super) const JITTER: f64 = 0.25;
+/// When a namespace already holds its share of the reconcile slots, its next object waits
+/// about this long (jittered) and tries again.
+pub(super) const SHARE_WAIT: Duration = Duration::from_secs(2);
+
+/// Pure: `d` shortened by `fraction` × `r` (`r` in 0..1).
+pub(super) fn spread(d: Duration, fraction: f64, r: f64) -> Duration {
+    d.mul_f64(1.0 - fraction * r.clamp(0.0, 1.0))
+}
+
+/// A failing object's retry schedule.
+pub(super) struct Backoff {
+    /// Consecutive transient failures (0 for a failure a person must fix).
+    pub(super) failures: u32,
+    /// No pass before this, unless the spec changes or the object is being deleted.
+    pub(super) until: Instant,
+    /// The generation that failed.
+    pub(super) generation: Option<i64>,
+}
+
+/// An object's last full, successful pass: until the resync is due, a pass of the same
+/// object (same uid, generation, labels and annotations, Ready in status) only checks the
+/// outputs ConfigMap, the one output another party may change without touching the object.
+/// Such passes come from the operator's own writes (its status, the finalizer, the ConfigMap)
+/// and would otherwise re-read every setting in AWS right after writing it.
+pub(super) struct Settled {
+    uid: String,
+    generation: Option<i64>,
+    /// Hash of the labels and annotations: `kubectl annotate` forces a full pass.
+    meta: u64,
+    at: Instant,
+}
+
+impl Settled {
+    pub(super) fn of(ub: &UploadBucket) -> Self {
+        Settled {
+            uid: ub.uid().unwrap_or_default(),
+            generation: ub.metadata.generation,
+            meta: meta_hash(ub),
+            at: Instant::now(),
+        }
+    }
+
+    /// How long `ub` can go without a full pass, if this record still describes it.
+    pub(super) fn covers(&self, ub: &UploadBucket, resync: Duration) -> Option<Duration> {
+        let ready = ub.status.as_ref().is_some_and(|s| {
+            s.observed_generation == ub.metadata.generation
+                && s.conditions
+                    .iter()
+                    .any(|c| c.type_ == READY && c.status == "True")
+        });
+        (ready
+            && self.uid == ub.uid().unwrap_or_default()
+            && self.generation == ub.metadata.generation
+            && self.meta == meta_hash(ub))
+        .then(|| resync.checked_sub(self.at.elapsed()))
+        .flatten()
+        .filter(|left| !left.is_zero())
+    }
+}
+
+fn meta_hash(ub: &UploadBucket) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ub.metadata.labels.hash(&mut h);
+    ub.metadata.annotations.hash(&mut h);
+    h.finish()
+}
+
+/// Everything a reconcile needs.
+pub struct Context {
+    pub client: Client,
+    pub buckets: Arc<dyn BucketApi>,
+    pub defaults: Defaults,
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Periodic re-check of every bucket, which repairs drift made behind our back.
+    pub resync: Duration,
+    /// Upload roles, when the cluster's OIDC provider (IRSA) or EKS cluster (Pod Identity)
+    /// is configured.
+    pub roles: Option<(Arc<dyn IamApi>, RoleSettings)>,
+    /// EKS Pod Identity associations of the roles (credential mode `pod-identity`).
+    pub eks: Option<Arc<dyn PodIdentityApi>>,
+    /// The S3 endpoint the operator uses (`None`: AWS), published to workloads in each
+    /// object's ConfigMap ([`outputs`]).
+    pub s3_endpoint: Option<String>,
+    /// Most objects reconciled at once (0: no limit).
+    pub concurrency: u16,
+    /// Only UploadBuckets whose labels match this selector are reconciled (`None`: all).
+    pub watch_selector: Option<String>,
+    /// Most reconcile slots one namespace may hold at once (0: no limit), so a tenant's
+    /// broken or slow objects cannot take all of [`Context::concurrency`].
+    pub namespace_share: u16,
+    /// How much waits are spread ([`JITTER`]; tests that check nominal waits set 0).
+    pub jitter: f64,
+    /// Retry schedules of failing objects.
+    pub(super) failures: Mutex<HashMap<String, Backoff>>,
+    /// Last full successful pass of each object.
+    pub(super) settled: Mutex<HashMap<String, Settled>>,
+    /// Reconciles running per namespace.
+    running: Mutex<HashMap<String, u16>>,
+}
+
+/// A reconcile slot held by a namespace; released on drop.
+pub(super) struct Slot<'a> {
+    ctx: &'a Context,
+    namespace: String,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut running = lock(&self.ctx.running);
+        if let Some(n) = running.get_mut(&self.namespace) {
+            *n -= 1;
+            if *n == 0 {
+                running.remove(&self.namespace);
+            }
+        }
+    }
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        buckets: Arc<dyn BucketApi>,
+        defaults: Defaults,
+        metrics: Arc<Metrics>,
+        resync: Duration,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: "uploadbucket-operator".into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            buckets,
+            defaults,
+            metrics,
+            resync,
+            roles: None,
+            eks: None,
+            s3_endpoint: None,
+            concurrency: 0,
+            namespace_share: 0,
+            watch_selector: None,
+            jitter: JITTER,
+            failures: Mutex::new(HashMap::new()),
+            settled: Mutex::new(HashMap::new()),
+            running: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Manage an upload role per UploadBucket too.
+    pub fn with_roles(mut self, iam: Arc<dyn IamApi>, settings: RoleSettings) -> Self {
+        self.roles = Some((iam, settings));
+        self
+    }
+
+    /// Associate each upload role with its service accounts through EKS Pod Identity.
+    pub fn with_pod_identity(mut self, eks: Arc<dyn PodIdentityApi>) -> Self {
+        self.eks = Some(eks);
+        self
+    }
+
+    /// Reconcile at most `n` objects at once (0: no limit), at most `per_namespace` of them
+    /// from one namespace (0: three quarters of `n`, at least 1).
+    pub fn with_concurrency(mut self, n: u16, per_namespace: u16) -> Self {
+        self.concurrency = n;
+        self.namespace_share = match (n, per_namespace) {
+            (0, share) => share,
+            (n, 0) => (n - n / 4).max(1),
+            (n, share) => share.min(n),
+        };
+        self
+    }
+
+    /// Reconcile only the objects matching the label selector `selector`.
+    pub fn with_watch_selector(mut self, selector: Option<String>) -> Self {
+        self.watch_selector = selector;
+        self
+    }
+
+    /// A slot for one reconcile in `namespace`, unless it holds its share already.
+    pub(super) fn slot(&self, namespace: &str) -> Option<Slot<'_>> {
+        let mut running = lock(&self.running);
+        let n = running.entry(namespace.to_owned()).or_default();
+        if self.namespace_share != 0 && *n >= self.namespace_share {
+            return None;
+        }
+        *n += 1;
+        Some(Slot {
+            ctx: self,
+            namespace: namespace.to_owned(),
+        })
+    }
+
+    /// The S3 endpoint workloads are told about (an S3-compatible store's URL).
+    pub fn with_s3_endpoint(mut self, endpoint: Option<String>) -> Self {
+        self.s3_endpoint = endpoint;
+        self
+    }
+
+    /// `d` shortened by a random fraction of up to [`Context::jitter`].
+    pub(super) fn jittered(&self, d: Duration) -> Duration {
+        spread(d, self.jitter, fastrand::f64())
+    }
+
+    pub(super) fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backoff>> {
+        lock(&self.failures)
+    }
+}
+
+/// The object's key in the operator's memory: `namespace/name`.
+pub(super) fn key(ub: &UploadBucket) -> String {
+    format!("{}/{}", ub.namespace().unwrap_or_default(), ub.name_any())
+}
+
+/// Publishes an Event; a failure to do so is logged, never fatal.
+pub(super) async fn publish(
+    ctx: &Context,
+    ub: &UploadBucket,
+    type_: EventType,
+    reason: &str,
+    action: &str,
+    note: String,
+) {
+    let ev = KubeEvent {
+        type_,
+        reason: reason.to_owned(),
+        note: Some(status::truncate(&note, 1000)),
+        action: action.to_owned(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&ev, &ub.object_ref(&())).await {
+        debug!(error = %e, "Could not publish event");
+    }
+}
