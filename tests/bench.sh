@@ -11,7 +11,8 @@
 #     core (informative: where a gap comes from).
 # Prints a markdown table (medians, with the spread of the rounds) and checks the targets
 # (signer >= 0.7x the cached-key ceiling, /uploads >= 3x the SDK build at concurrency 16 and
-# 64 and at 1 unless the HTTP round trip caps it, also with a JWT checked, /uploads >= 0.8x
+# 64, and at 1, where the round trip both pay caps the ratio, 3x on the time each adds to the
+# unsigned exchange; also with a JWT checked; /uploads >= 0.8x
 # the unsigned exchange at concurrency 16 and 64, RSS idle <= 10 MiB); exits 1 if missed.
 #   tests/bench.sh            (about 6 minutes after the release build)
 #   BENCH_SECONDS=10 BENCH_ROUNDS=5 tests/bench.sh   (seconds per wrk run, runs per figure)
@@ -213,6 +214,15 @@ def ratio(a, b, c):
     # are seconds apart, so a round's ratio drifts less than its figures.
     per = [x / y for x, y in zip(runs[a, c], runs[b, c])]
     return med(a, c) / med(b, c), f"[{min(per):.2f}-{max(per):.2f}]"
+def overhead_target(kind, c):
+    """What `kind` and the SDK build each add to the unsigned exchange's time per request
+    (µs, medians): the SDK's added time must be at least 3x `kind`'s."""
+    exchange = 1e6 / med("ceiling", c)
+    mine, sdk = 1e6 / med(kind, c) - exchange, 1e6 / med("sdk", c) - exchange
+    # Within the noise of the exchange itself (or faster): nothing added to divide by.
+    met = sdk > 0 and (mine <= 0 or sdk / mine >= 3)
+    return (f">= 3x on the time added to the exchange ({exchange:.1f} µs): "
+            f"{max(mine, 0):.1f} µs vs the SDK's {sdk:.1f} µs"), check(met)
 ok = True
 def check(cond):
     global ok
@@ -228,18 +238,17 @@ for c in (1, 16, 64):
     r, per = ratio("fast", "sdk", c)
     if c == 1:
         # At concurrency 1 the loopback round trip, which both builds pay, caps the ratio
-        # (the SDK build at half the exchange's speed allows 2x at most): there the target
-        # is the exchange.
-        target = ">= 3x, or >= 0.8x of the unsigned exchange"
-        met = check(r >= 3 or ratio("fast", "ceiling", c)[0] >= 0.8)
+        # (the SDK build at half the exchange's speed allows 2x at most). Judged instead on
+        # what each adds to the unsigned exchange's time per request: the fast build's added
+        # time at most a third of the SDK build's.
+        target, met = overhead_target("fast", c)
     else:
         target, met = ">= 3x", check(r >= 3)
     print(f"| POST /uploads req/s, concurrency {c} | {fig('fast', c)} | {fig('sdk', c)} | {r:.2f}x {per} | {target} | {met} |")
 for c in (1, 16, 64):
     r, per = ratio("jwt", "sdk", c)
     if c == 1:
-        target = ">= 3x, or >= 0.8x of the unsigned exchange"
-        met = check(r >= 3 or ratio("jwt", "ceiling", c)[0] >= 0.8)
+        target, met = overhead_target("jwt", c)
     else:
         target, met = ">= 3x", check(r >= 3)
     cost, cper = ratio("jwt", "fast", c)
