@@ -25,12 +25,12 @@ use crate::reasons::Reason;
 use super::apply::{self, ApplyReport};
 use super::association;
 use super::claim::{self, Claimant, Owned, Ownership};
+use super::context::Context;
 use super::desired::{self, Defaults, Names};
+use super::error::Error;
 use super::outputs;
 use super::role::{self, RoleReport};
 use super::status::{self, CondSpec, READY};
-use super::context::Context;
-use super::error::Error;
 
 /// What one provisioning pass achieved.
 pub(super) struct Provisioned {

@@ -23,10 +23,10 @@ use crate::aws::AwsError;
 use crate::crd::UploadBucket;
 
 use super::claim::{ClaimError, Claimant};
-use super::desired::{self, Names};
-use super::status::{self, CondSpec, READY};
 use super::context::{Context, key, publish};
+use super::desired::{self, Names};
 use super::error::Error;
+use super::status::{self, CondSpec, READY};
 use super::{association, outputs, role};
 
 /// Deletion of one UploadBucket: associations, role, bucket, outputs, in that order; the
