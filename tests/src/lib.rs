@@ -150,32 +150,63 @@ impl S3Server {
 
     /// Registers `issuer` (with the SHA-1 `thumbprint` of its signing certificate) as an OIDC
     /// provider in the server's IAM, as a platform engineer does once per cluster; its ARN.
-    /// An issuer registered by an earlier run against the same server is reused (RGW's
-    /// provider ARNs have no account: `arn:aws:iam:::oidc-provider/<host and path>`).
+    /// A provider an earlier run registered for the same URL (RGW's provider ARNs have no
+    /// account: `arn:aws:iam:::oidc-provider/<host and path>`) is reused only when it trusts
+    /// the same certificate: a test issuer on a loopback port gets a new key each run, and a
+    /// port can come round again, so a provider left with another run's thumbprint is
+    /// registered anew (RGW has no UpdateOpenIDConnectProviderThumbprint). Without that, STS
+    /// refused every token of this run, and a test of refusals passed for the wrong reason.
     pub async fn register_oidc_provider(&self, issuer: &str, thumbprint: &str) -> String {
-        match self
-            .iam_client()
-            .await
-            .create_open_id_connect_provider()
-            .url(issuer)
-            .client_id_list("sts.amazonaws.com")
-            .thumbprint_list(thumbprint)
-            .send()
-            .await
-        {
-            Ok(created) => created
-                .open_id_connect_provider_arn()
-                .expect("provider ARN")
-                .to_owned(),
-            Err(e)
-                if e.as_service_error().and_then(|e| e.meta().code())
-                    == Some("EntityAlreadyExists") =>
+        use aws_sdk_iam::error::ProvideErrorMetadata;
+        let iam = self.iam_client().await;
+        let host_path = issuer.split_once("://").map_or(issuer, |(_, h)| h);
+        let arn = format!("arn:aws:iam:::oidc-provider/{host_path}");
+        for _ in 0..3 {
+            let created = iam
+                .create_open_id_connect_provider()
+                .url(issuer)
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list(thumbprint)
+                .send()
+                .await;
+            let e = match created {
+                Ok(created) => {
+                    return created
+                        .open_id_connect_provider_arn()
+                        .expect("provider ARN")
+                        .to_owned();
+                }
+                Err(e) => e,
+            };
+            assert_eq!(
+                e.code(),
+                Some("EntityAlreadyExists"),
+                "register {issuer} as an OIDC provider: {e:?}"
+            );
+            let existing = iam
+                .get_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("read the OIDC provider {arn}: {e:?}"));
+            if existing
+                .thumbprint_list()
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(thumbprint))
             {
-                let host_path = issuer.split_once("://").map_or(issuer, |(_, h)| h);
-                format!("arn:aws:iam:::oidc-provider/{host_path}")
+                return arn;
             }
-            Err(e) => panic!("register {issuer} as an OIDC provider: {e:?}"),
+            eprintln!(
+                "{arn} trusts {:?}, not {thumbprint}: registering it anew",
+                existing.thumbprint_list()
+            );
+            iam.delete_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("delete the stale OIDC provider {arn}: {e:?}"));
         }
+        panic!("could not register {issuer} as an OIDC provider with thumbprint {thumbprint}")
     }
 
     /// A plain aws-sdk-s3 client (no operator code) to look at, or tamper with, what is stored.
@@ -262,6 +293,75 @@ pub fn rgw_conf(test: &str) -> Option<String> {
             "UPLOADBUCKET_TEST_RGW_CONF is unset (this test runs radosgw-admin)",
             "run tests/run.sh",
         ),
+    }
+}
+
+/// The log of the test RGW (the `log_file` of its ceph.conf, for its `client.rgw.*` daemon),
+/// where it says why it refused what its answers do not tell apart: RGW 16's STS answers
+/// `AccessDenied` with no message to a token for another audience, to an expired token and to
+/// a subject the role's trust policy does not name alike.
+pub struct RgwLog {
+    path: std::path::PathBuf,
+}
+
+impl RgwLog {
+    /// The log of the RGW of `conf` (see [`rgw_conf`]).
+    pub fn of(conf: &str) -> Self {
+        let text = std::fs::read_to_string(conf).unwrap_or_else(|e| panic!("{conf}: {e}"));
+        let setting = |key: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_owned())
+            })
+        };
+        let daemon = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("[client.rgw.")?.strip_suffix(']'))
+            .unwrap_or_else(|| panic!("no [client.rgw.*] section in {conf}"));
+        let file = setting("log_file").unwrap_or_else(|| panic!("no log_file in {conf}"));
+        Self {
+            path: file
+                .replace("$name", &format!("client.rgw.{daemon}"))
+                .into(),
+        }
+    }
+
+    /// Where the log ends now: what is logged from here on is [`RgwLog::since`] it.
+    pub fn end(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// The lines logged since `mark` (an [`RgwLog::end`]).
+    pub fn since(&self, mark: u64) -> Vec<String> {
+        use std::io::{Read as _, Seek as _};
+        let mut file = std::fs::File::open(&self.path)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.path.display()));
+        file.seek(std::io::SeekFrom::Start(mark)).unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits up to 5 s (RGW writes its log from a thread of its own) for a line logged since
+    /// `mark` that holds each of `parts`; fails the test, with what was logged, without one.
+    pub async fn wait_for_line(&self, mark: u64, parts: &[&str], what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let lines = self.since(mark);
+            if lines.iter().any(|l| parts.iter().all(|p| l.contains(p))) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: RGW logged no line with {parts:?} ({}) since then:\n{}",
+                self.path.display(),
+                lines.join("\n")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 }
 
