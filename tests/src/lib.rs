@@ -978,17 +978,55 @@ pub async fn clean_up(
 }
 
 /// Everything a bucket's owner would notice, read with a plain aws-sdk-s3 client (no operator
-/// code): tags, lifecycle, CORS, policy, versioning, notifications and every object version. Two snapshots
-/// compare equal only when nothing of the bucket changed.
+/// code): tags, lifecycle, CORS, policy, public-access block, ACL, versioning, notifications,
+/// and every object version with its tags and ACL. Two snapshots compare equal only when
+/// nothing of the bucket changed.
 #[derive(Debug, PartialEq)]
 pub struct BucketSnapshot {
     pub tags: Vec<(String, String)>,
     pub lifecycle: String,
     pub cors: String,
     pub policy: Option<String>,
+    /// The public-access block's four switches; `None` when the bucket has none.
+    pub public_access_block: Option<[Option<bool>; 4]>,
+    /// The bucket ACL: owner and grants (sorted).
+    pub acl: String,
     pub versioning: String,
     pub notifications: String,
-    pub objects: Vec<(String, String, String, i64)>,
+    pub objects: Vec<ObjectSnapshot>,
+}
+
+/// One object version as [`BucketSnapshot`] sees it.
+#[derive(Debug, PartialEq, PartialOrd, Eq, Ord)]
+pub struct ObjectSnapshot {
+    pub key: String,
+    pub version_id: String,
+    pub e_tag: String,
+    pub size: i64,
+    /// Its tags, sorted.
+    pub tags: Vec<(String, String)>,
+    /// Its ACL: owner and grants (sorted).
+    pub acl: String,
+}
+
+/// An ACL as text that compares equal whatever order the grants come in.
+fn acl_text(
+    owner: Option<&aws_sdk_s3::types::Owner>,
+    grants: &[aws_sdk_s3::types::Grant],
+) -> String {
+    let mut grants: Vec<String> = grants.iter().map(|g| format!("{g:?}")).collect();
+    grants.sort();
+    format!("owner {:?}; grants {grants:?}", owner.and_then(|o| o.id()))
+}
+
+/// Tags as sorted (key, value) pairs.
+fn tag_pairs(tags: &[aws_sdk_s3::types::Tag]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = tags
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    v.sort();
+    v
 }
 
 impl BucketSnapshot {
@@ -997,15 +1035,7 @@ impl BucketSnapshot {
         use aws_sdk_s3::error::ProvideErrorMetadata;
         let absent = |code: Option<&str>, codes: &[&str]| code.is_some_and(|c| codes.contains(&c));
         let tags = match raw.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(t) => {
-                let mut v: Vec<_> = t
-                    .tag_set()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                    .collect();
-                v.sort();
-                v
-            }
+            Ok(t) => tag_pairs(t.tag_set()),
             Err(e) if absent(e.code(), &["NoSuchTagSet", "NoSuchTagSetError"]) => Vec::new(),
             Err(e) => panic!("GetBucketTagging {bucket}: {e:?}"),
         };
@@ -1029,6 +1059,25 @@ impl BucketSnapshot {
             Err(e) if absent(e.code(), &["NoSuchBucketPolicy"]) => None,
             Err(e) => panic!("GetBucketPolicy {bucket}: {e:?}"),
         };
+        let public_access_block = match raw.get_public_access_block().bucket(bucket).send().await {
+            Ok(p) => p.public_access_block_configuration().map(|c| {
+                [
+                    c.block_public_acls(),
+                    c.ignore_public_acls(),
+                    c.block_public_policy(),
+                    c.restrict_public_buckets(),
+                ]
+            }),
+            Err(e) if absent(e.code(), &["NoSuchPublicAccessBlockConfiguration"]) => None,
+            Err(e) => panic!("GetPublicAccessBlock {bucket}: {e:?}"),
+        };
+        let acl = raw
+            .get_bucket_acl()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(|a| acl_text(a.owner(), a.grants()))
+            .unwrap_or_else(|e| panic!("GetBucketAcl {bucket}: {e:?}"));
         let versioning = raw
             .get_bucket_versioning()
             .bucket(bucket)
@@ -1057,24 +1106,45 @@ impl BucketSnapshot {
             .send()
             .await
             .unwrap_or_else(|e| panic!("ListObjectVersions {bucket}: {e:?}"));
-        let mut objects: Vec<_> = listed
-            .versions()
-            .iter()
-            .map(|v| {
-                (
-                    v.key().unwrap_or_default().to_owned(),
-                    v.version_id().unwrap_or_default().to_owned(),
-                    v.e_tag().unwrap_or_default().to_owned(),
-                    v.size().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let mut objects = Vec::new();
+        for v in listed.versions() {
+            let key = v.key().unwrap_or_default().to_owned();
+            let version_id = v.version_id().unwrap_or_default().to_owned();
+            let tags = raw
+                .get_object_tagging()
+                .bucket(bucket)
+                .key(&key)
+                .set_version_id(v.version_id().map(str::to_owned))
+                .send()
+                .await
+                .map(|t| tag_pairs(t.tag_set()))
+                .unwrap_or_else(|e| panic!("GetObjectTagging {bucket}/{key}: {e:?}"));
+            let acl = raw
+                .get_object_acl()
+                .bucket(bucket)
+                .key(&key)
+                .set_version_id(v.version_id().map(str::to_owned))
+                .send()
+                .await
+                .map(|a| acl_text(a.owner(), a.grants()))
+                .unwrap_or_else(|e| panic!("GetObjectAcl {bucket}/{key}: {e:?}"));
+            objects.push(ObjectSnapshot {
+                key,
+                version_id,
+                e_tag: v.e_tag().unwrap_or_default().to_owned(),
+                size: v.size().unwrap_or_default(),
+                tags,
+                acl,
+            });
+        }
         objects.sort();
         Self {
             tags,
             lifecycle,
             cors,
             policy,
+            public_access_block,
+            acl,
             versioning,
             notifications,
             objects,
