@@ -154,6 +154,9 @@ pub async fn cluster_and_s3(test: &str) -> Option<(Client, String, crate::S3Serv
     Some((client, kubeconfig, server))
 }
 
+/// How long [`Operator::settled`] waits for the operator's counters to hold still.
+pub const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+
 /// A running `uploadbucket-operator run`.
 pub struct Operator {
     pub child: Child,
@@ -241,7 +244,9 @@ impl Operator {
     }
 
     /// Its reconciles and AWS writes so far, read once both have held still for 3 s (the
-    /// passes under way have finished).
+    /// passes under way have finished). Fails the test if they are still moving after
+    /// [`SETTLE_DEADLINE`]: an operator that never settles (a pass requeueing itself, a
+    /// write that never reads back as written) is a finding, not something to wait out.
     pub async fn settled(&self) -> (u64, u64) {
         let counts = || async {
             (
@@ -249,13 +254,20 @@ impl Operator {
                 self.aws_requests(Some("write")).await,
             )
         };
-        let mut last = counts().await;
+        let started = tokio::time::Instant::now();
+        let first = counts().await;
+        let mut last = first;
         loop {
             tokio::time::sleep(Duration::from_secs(3)).await;
             let now = counts().await;
             if now == last {
                 return now;
             }
+            assert!(
+                started.elapsed() < SETTLE_DEADLINE,
+                "the operator did not settle within {SETTLE_DEADLINE:?}: (reconciles, AWS writes) \
+                 went from {first:?} to {now:?} and were still moving (last 3 s: from {last:?})"
+            );
             last = now;
         }
     }

@@ -392,9 +392,10 @@ pub fn unique_name(base: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    // Clock, process and a counter: unique across parallel tests and test binaries.
+    // Clock, process and a counter: unique across parallel tests and test binaries. Each
+    // part ends at a `-`: run together, (0x1a, 0x2b3) and (0x1a2, 0xb3) would read the same.
     format!(
-        "{base}-{:x}{:x}{:x}",
+        "{base}-{:x}-{:x}-{:x}",
         nanos % 0xff_ffff,
         std::process::id() % 0xfff,
         COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -415,12 +416,17 @@ pub fn bin_path(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// A loopback port where nothing answers, for as long as the returned socket lives: bound but
+/// never listening, so a connection is refused at once, and bound without `SO_REUSEADDR`, so
+/// no other process can take the port meanwhile (a port found free and released, then named
+/// later, could be anybody's by the time it is used).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind a loopback port");
+    let port = socket.local_addr().expect("its address").port();
+    (socket, port)
 }
 
 /// A child process, killed when dropped, and what it logged (when started by
@@ -1165,6 +1171,13 @@ pub struct CuttableProxy {
 impl CuttableProxy {
     pub async fn start(target: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on(listener, target)
+    }
+
+    /// A proxy on a port the caller bound already: an address that must be known before the
+    /// process behind it starts (a page's origin, say) stays the test's own throughout, where
+    /// a port picked free and handed to that process could be taken in between.
+    pub fn on(listener: tokio::net::TcpListener, target: String) -> Self {
         let port = listener.local_addr().unwrap().port();
         let tasks = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
