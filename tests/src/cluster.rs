@@ -208,6 +208,33 @@ pub fn start_operator(
 }
 
 impl Operator {
+    /// Waits up to `limit` for the process to exit, by a blocking wait (not a poll), so the
+    /// moment returned is when it exited, to within a scheduler tick. Past `limit` it is
+    /// killed and the test fails with `what`.
+    pub async fn exit_within(
+        self,
+        limit: Duration,
+        what: &str,
+    ) -> (std::process::ExitStatus, std::time::SystemTime) {
+        let pid = self.child.0.id();
+        let mut waiting = tokio::task::spawn_blocking(move || {
+            let mut me = self;
+            let status = me.child.0.wait().expect("wait for the operator");
+            (status, std::time::SystemTime::now())
+        });
+        match tokio::time::timeout(limit, &mut waiting).await {
+            Ok(exited) => exited.expect("the waiting thread"),
+            Err(_) => {
+                // Ends the blocked wait, which would otherwise hold the runtime's shutdown.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                let _ = waiting.await;
+                panic!("{what}: still running {limit:?} later (killed now)");
+            }
+        }
+    }
+
     /// The value of the sample `name` (with its labels, e.g.
     /// `uploadbucket_reconcile_failures_total{reason="AccessDenied"}`) on `/metrics`; 0 if absent.
     pub async fn metric(&self, name: &str) -> u64 {
