@@ -238,12 +238,19 @@ impl Operator {
     /// The value of the sample `name` (with its labels, e.g.
     /// `uploadbucket_reconcile_failures_total{reason="AccessDenied"}`) on `/metrics`; 0 if absent.
     pub async fn metric(&self, name: &str) -> u64 {
+        let value = self.sample(name).await;
+        assert!(value.fract() == 0.0, "{name} is not a count: {value}");
+        value as u64
+    }
+
+    /// The value of the sample `name` (a histogram's `_sum`, say) on `/metrics`; 0 if absent.
+    pub async fn sample(&self, name: &str) -> f64 {
         self.metrics()
             .await
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .map(|v| v.trim().parse().expect("a counter"))
-            .unwrap_or(0)
+            .map(|v| v.trim().parse().expect("a number"))
+            .unwrap_or(0.0)
     }
 
     /// The value of the sample `name` once it reaches `at_least`, or its last value after 10 s.
