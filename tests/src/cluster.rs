@@ -154,6 +154,9 @@ pub async fn cluster_and_s3(test: &str) -> Option<(Client, String, crate::S3Serv
     Some((client, kubeconfig, server))
 }
 
+/// How long [`Operator::settled`] waits for the operator's counters to hold still.
+pub const SETTLE_DEADLINE: Duration = Duration::from_secs(60);
+
 /// A running `uploadbucket-operator run`.
 pub struct Operator {
     pub child: Child,
@@ -205,15 +208,49 @@ pub fn start_operator(
 }
 
 impl Operator {
+    /// Waits up to `limit` for the process to exit, by a blocking wait (not a poll), so the
+    /// moment returned is when it exited, to within a scheduler tick. Past `limit` it is
+    /// killed and the test fails with `what`.
+    pub async fn exit_within(
+        self,
+        limit: Duration,
+        what: &str,
+    ) -> (std::process::ExitStatus, std::time::SystemTime) {
+        let pid = self.child.0.id();
+        let mut waiting = tokio::task::spawn_blocking(move || {
+            let mut me = self;
+            let status = me.child.0.wait().expect("wait for the operator");
+            (status, std::time::SystemTime::now())
+        });
+        match tokio::time::timeout(limit, &mut waiting).await {
+            Ok(exited) => exited.expect("the waiting thread"),
+            Err(_) => {
+                // Ends the blocked wait, which would otherwise hold the runtime's shutdown.
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                let _ = waiting.await;
+                panic!("{what}: still running {limit:?} later (killed now)");
+            }
+        }
+    }
+
     /// The value of the sample `name` (with its labels, e.g.
     /// `uploadbucket_reconcile_failures_total{reason="AccessDenied"}`) on `/metrics`; 0 if absent.
     pub async fn metric(&self, name: &str) -> u64 {
+        let value = self.sample(name).await;
+        assert!(value.fract() == 0.0, "{name} is not a count: {value}");
+        value as u64
+    }
+
+    /// The value of the sample `name` (a histogram's `_sum`, say) on `/metrics`; 0 if absent.
+    pub async fn sample(&self, name: &str) -> f64 {
         self.metrics()
             .await
             .lines()
             .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-            .map(|v| v.trim().parse().expect("a counter"))
-            .unwrap_or(0)
+            .map(|v| v.trim().parse().expect("a number"))
+            .unwrap_or(0.0)
     }
 
     /// The value of the sample `name` once it reaches `at_least`, or its last value after 10 s.
@@ -241,7 +278,9 @@ impl Operator {
     }
 
     /// Its reconciles and AWS writes so far, read once both have held still for 3 s (the
-    /// passes under way have finished).
+    /// passes under way have finished). Fails the test if they are still moving after
+    /// [`SETTLE_DEADLINE`]: an operator that never settles (a pass requeueing itself, a
+    /// write that never reads back as written) is a finding, not something to wait out.
     pub async fn settled(&self) -> (u64, u64) {
         let counts = || async {
             (
@@ -249,13 +288,20 @@ impl Operator {
                 self.aws_requests(Some("write")).await,
             )
         };
-        let mut last = counts().await;
+        let started = tokio::time::Instant::now();
+        let first = counts().await;
+        let mut last = first;
         loop {
             tokio::time::sleep(Duration::from_secs(3)).await;
             let now = counts().await;
             if now == last {
                 return now;
             }
+            assert!(
+                started.elapsed() < SETTLE_DEADLINE,
+                "the operator did not settle within {SETTLE_DEADLINE:?}: (reconciles, AWS writes) \
+                 went from {first:?} to {now:?} and were still moving (last 3 s: from {last:?})"
+            );
             last = now;
         }
     }

@@ -151,32 +151,63 @@ impl S3Server {
 
     /// Registers `issuer` (with the SHA-1 `thumbprint` of its signing certificate) as an OIDC
     /// provider in the server's IAM, as a platform engineer does once per cluster; its ARN.
-    /// An issuer registered by an earlier run against the same server is reused (RGW's
-    /// provider ARNs have no account: `arn:aws:iam:::oidc-provider/<host and path>`).
+    /// A provider an earlier run registered for the same URL (RGW's provider ARNs have no
+    /// account: `arn:aws:iam:::oidc-provider/<host and path>`) is reused only when it trusts
+    /// the same certificate: a test issuer on a loopback port gets a new key each run, and a
+    /// port can come round again, so a provider left with another run's thumbprint is
+    /// registered anew (RGW has no UpdateOpenIDConnectProviderThumbprint). Without that, STS
+    /// refused every token of this run, and a test of refusals passed for the wrong reason.
     pub async fn register_oidc_provider(&self, issuer: &str, thumbprint: &str) -> String {
-        match self
-            .iam_client()
-            .await
-            .create_open_id_connect_provider()
-            .url(issuer)
-            .client_id_list("sts.amazonaws.com")
-            .thumbprint_list(thumbprint)
-            .send()
-            .await
-        {
-            Ok(created) => created
-                .open_id_connect_provider_arn()
-                .expect("provider ARN")
-                .to_owned(),
-            Err(e)
-                if e.as_service_error().and_then(|e| e.meta().code())
-                    == Some("EntityAlreadyExists") =>
+        use aws_sdk_iam::error::ProvideErrorMetadata;
+        let iam = self.iam_client().await;
+        let host_path = issuer.split_once("://").map_or(issuer, |(_, h)| h);
+        let arn = format!("arn:aws:iam:::oidc-provider/{host_path}");
+        for _ in 0..3 {
+            let created = iam
+                .create_open_id_connect_provider()
+                .url(issuer)
+                .client_id_list("sts.amazonaws.com")
+                .thumbprint_list(thumbprint)
+                .send()
+                .await;
+            let e = match created {
+                Ok(created) => {
+                    return created
+                        .open_id_connect_provider_arn()
+                        .expect("provider ARN")
+                        .to_owned();
+                }
+                Err(e) => e,
+            };
+            assert_eq!(
+                e.code(),
+                Some("EntityAlreadyExists"),
+                "register {issuer} as an OIDC provider: {e:?}"
+            );
+            let existing = iam
+                .get_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("read the OIDC provider {arn}: {e:?}"));
+            if existing
+                .thumbprint_list()
+                .iter()
+                .any(|t| t.eq_ignore_ascii_case(thumbprint))
             {
-                let host_path = issuer.split_once("://").map_or(issuer, |(_, h)| h);
-                format!("arn:aws:iam:::oidc-provider/{host_path}")
+                return arn;
             }
-            Err(e) => panic!("register {issuer} as an OIDC provider: {e:?}"),
+            eprintln!(
+                "{arn} trusts {:?}, not {thumbprint}: registering it anew",
+                existing.thumbprint_list()
+            );
+            iam.delete_open_id_connect_provider()
+                .open_id_connect_provider_arn(&arn)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("delete the stale OIDC provider {arn}: {e:?}"));
         }
+        panic!("could not register {issuer} as an OIDC provider with thumbprint {thumbprint}")
     }
 
     /// A plain aws-sdk-s3 client (no operator code) to look at, or tamper with, what is stored.
@@ -266,6 +297,75 @@ pub fn rgw_conf(test: &str) -> Option<String> {
     }
 }
 
+/// The log of the test RGW (the `log_file` of its ceph.conf, for its `client.rgw.*` daemon),
+/// where it says why it refused what its answers do not tell apart: RGW 16's STS answers
+/// `AccessDenied` with no message to a token for another audience, to an expired token and to
+/// a subject the role's trust policy does not name alike.
+pub struct RgwLog {
+    path: std::path::PathBuf,
+}
+
+impl RgwLog {
+    /// The log of the RGW of `conf` (see [`rgw_conf`]).
+    pub fn of(conf: &str) -> Self {
+        let text = std::fs::read_to_string(conf).unwrap_or_else(|e| panic!("{conf}: {e}"));
+        let setting = |key: &str| {
+            text.lines().find_map(|l| {
+                let (k, v) = l.split_once('=')?;
+                (k.trim() == key).then(|| v.trim().to_owned())
+            })
+        };
+        let daemon = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("[client.rgw.")?.strip_suffix(']'))
+            .unwrap_or_else(|| panic!("no [client.rgw.*] section in {conf}"));
+        let file = setting("log_file").unwrap_or_else(|| panic!("no log_file in {conf}"));
+        Self {
+            path: file
+                .replace("$name", &format!("client.rgw.{daemon}"))
+                .into(),
+        }
+    }
+
+    /// Where the log ends now: what is logged from here on is [`RgwLog::since`] it.
+    pub fn end(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
+
+    /// The lines logged since `mark` (an [`RgwLog::end`]).
+    pub fn since(&self, mark: u64) -> Vec<String> {
+        use std::io::{Read as _, Seek as _};
+        let mut file = std::fs::File::open(&self.path)
+            .unwrap_or_else(|e| panic!("{}: {e}", self.path.display()));
+        file.seek(std::io::SeekFrom::Start(mark)).unwrap();
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).unwrap();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// Waits up to 5 s (RGW writes its log from a thread of its own) for a line logged since
+    /// `mark` that holds each of `parts`; fails the test, with what was logged, without one.
+    pub async fn wait_for_line(&self, mark: u64, parts: &[&str], what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let lines = self.since(mark);
+            if lines.iter().any(|l| parts.iter().all(|p| l.contains(p))) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: RGW logged no line with {parts:?} ({}) since then:\n{}",
+                self.path.display(),
+                lines.join("\n")
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}
+
 /// `radosgw-admin -c <conf> <args>`, run to its end, whatever its exit status.
 pub fn rgw_admin_output(conf: &str, args: &[&str]) -> std::process::Output {
     std::process::Command::new("radosgw-admin")
@@ -293,9 +393,10 @@ pub fn unique_name(base: &str) -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or_default();
-    // Clock, process and a counter: unique across parallel tests and test binaries.
+    // Clock, process and a counter: unique across parallel tests and test binaries. Each
+    // part ends at a `-`: run together, (0x1a, 0x2b3) and (0x1a2, 0xb3) would read the same.
     format!(
-        "{base}-{:x}{:x}{:x}",
+        "{base}-{:x}-{:x}-{:x}",
         nanos % 0xff_ffff,
         std::process::id() % 0xfff,
         COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -316,12 +417,17 @@ pub fn bin_path(name: &str) -> std::path::PathBuf {
     path
 }
 
-/// A free loopback port.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+/// A loopback port where nothing answers, for as long as the returned socket lives: bound but
+/// never listening, so a connection is refused at once, and bound without `SO_REUSEADDR`, so
+/// no other process can take the port meanwhile (a port found free and released, then named
+/// later, could be anybody's by the time it is used).
+pub fn refusing_port() -> (tokio::net::TcpSocket, u16) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("a TCP socket");
+    socket
+        .bind("127.0.0.1:0".parse().unwrap())
+        .expect("bind a loopback port");
+    let port = socket.local_addr().expect("its address").port();
+    (socket, port)
 }
 
 /// A child process, killed when dropped, and what it logged (when started by
@@ -893,17 +999,55 @@ pub async fn clean_up(
 }
 
 /// Everything a bucket's owner would notice, read with a plain aws-sdk-s3 client (no operator
-/// code): tags, lifecycle, CORS, policy, versioning, notifications and every object version. Two snapshots
-/// compare equal only when nothing of the bucket changed.
+/// code): tags, lifecycle, CORS, policy, public-access block, ACL, versioning, notifications,
+/// and every object version with its tags and ACL. Two snapshots compare equal only when
+/// nothing of the bucket changed.
 #[derive(Debug, PartialEq)]
 pub struct BucketSnapshot {
     pub tags: Vec<(String, String)>,
     pub lifecycle: String,
     pub cors: String,
     pub policy: Option<String>,
+    /// The public-access block's four switches; `None` when the bucket has none.
+    pub public_access_block: Option<[Option<bool>; 4]>,
+    /// The bucket ACL: owner and grants (sorted).
+    pub acl: String,
     pub versioning: String,
     pub notifications: String,
-    pub objects: Vec<(String, String, String, i64)>,
+    pub objects: Vec<ObjectSnapshot>,
+}
+
+/// One object version as [`BucketSnapshot`] sees it.
+#[derive(Debug, PartialEq, PartialOrd, Eq, Ord)]
+pub struct ObjectSnapshot {
+    pub key: String,
+    pub version_id: String,
+    pub e_tag: String,
+    pub size: i64,
+    /// Its tags, sorted.
+    pub tags: Vec<(String, String)>,
+    /// Its ACL: owner and grants (sorted).
+    pub acl: String,
+}
+
+/// An ACL as text that compares equal whatever order the grants come in.
+fn acl_text(
+    owner: Option<&aws_sdk_s3::types::Owner>,
+    grants: &[aws_sdk_s3::types::Grant],
+) -> String {
+    let mut grants: Vec<String> = grants.iter().map(|g| format!("{g:?}")).collect();
+    grants.sort();
+    format!("owner {:?}; grants {grants:?}", owner.and_then(|o| o.id()))
+}
+
+/// Tags as sorted (key, value) pairs.
+fn tag_pairs(tags: &[aws_sdk_s3::types::Tag]) -> Vec<(String, String)> {
+    let mut v: Vec<_> = tags
+        .iter()
+        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+        .collect();
+    v.sort();
+    v
 }
 
 impl BucketSnapshot {
@@ -912,15 +1056,7 @@ impl BucketSnapshot {
         use aws_sdk_s3::error::ProvideErrorMetadata;
         let absent = |code: Option<&str>, codes: &[&str]| code.is_some_and(|c| codes.contains(&c));
         let tags = match raw.get_bucket_tagging().bucket(bucket).send().await {
-            Ok(t) => {
-                let mut v: Vec<_> = t
-                    .tag_set()
-                    .iter()
-                    .map(|t| (t.key().to_owned(), t.value().to_owned()))
-                    .collect();
-                v.sort();
-                v
-            }
+            Ok(t) => tag_pairs(t.tag_set()),
             Err(e) if absent(e.code(), &["NoSuchTagSet", "NoSuchTagSetError"]) => Vec::new(),
             Err(e) => panic!("GetBucketTagging {bucket}: {e:?}"),
         };
@@ -944,6 +1080,25 @@ impl BucketSnapshot {
             Err(e) if absent(e.code(), &["NoSuchBucketPolicy"]) => None,
             Err(e) => panic!("GetBucketPolicy {bucket}: {e:?}"),
         };
+        let public_access_block = match raw.get_public_access_block().bucket(bucket).send().await {
+            Ok(p) => p.public_access_block_configuration().map(|c| {
+                [
+                    c.block_public_acls(),
+                    c.ignore_public_acls(),
+                    c.block_public_policy(),
+                    c.restrict_public_buckets(),
+                ]
+            }),
+            Err(e) if absent(e.code(), &["NoSuchPublicAccessBlockConfiguration"]) => None,
+            Err(e) => panic!("GetPublicAccessBlock {bucket}: {e:?}"),
+        };
+        let acl = raw
+            .get_bucket_acl()
+            .bucket(bucket)
+            .send()
+            .await
+            .map(|a| acl_text(a.owner(), a.grants()))
+            .unwrap_or_else(|e| panic!("GetBucketAcl {bucket}: {e:?}"));
         let versioning = raw
             .get_bucket_versioning()
             .bucket(bucket)
@@ -972,24 +1127,45 @@ impl BucketSnapshot {
             .send()
             .await
             .unwrap_or_else(|e| panic!("ListObjectVersions {bucket}: {e:?}"));
-        let mut objects: Vec<_> = listed
-            .versions()
-            .iter()
-            .map(|v| {
-                (
-                    v.key().unwrap_or_default().to_owned(),
-                    v.version_id().unwrap_or_default().to_owned(),
-                    v.e_tag().unwrap_or_default().to_owned(),
-                    v.size().unwrap_or_default(),
-                )
-            })
-            .collect();
+        let mut objects = Vec::new();
+        for v in listed.versions() {
+            let key = v.key().unwrap_or_default().to_owned();
+            let version_id = v.version_id().unwrap_or_default().to_owned();
+            let tags = raw
+                .get_object_tagging()
+                .bucket(bucket)
+                .key(&key)
+                .set_version_id(v.version_id().map(str::to_owned))
+                .send()
+                .await
+                .map(|t| tag_pairs(t.tag_set()))
+                .unwrap_or_else(|e| panic!("GetObjectTagging {bucket}/{key}: {e:?}"));
+            let acl = raw
+                .get_object_acl()
+                .bucket(bucket)
+                .key(&key)
+                .set_version_id(v.version_id().map(str::to_owned))
+                .send()
+                .await
+                .map(|a| acl_text(a.owner(), a.grants()))
+                .unwrap_or_else(|e| panic!("GetObjectAcl {bucket}/{key}: {e:?}"));
+            objects.push(ObjectSnapshot {
+                key,
+                version_id,
+                e_tag: v.e_tag().unwrap_or_default().to_owned(),
+                size: v.size().unwrap_or_default(),
+                tags,
+                acl,
+            });
+        }
         objects.sort();
         Self {
             tags,
             lifecycle,
             cors,
             policy,
+            public_access_block,
+            acl,
             versioning,
             notifications,
             objects,
@@ -1010,6 +1186,13 @@ pub struct CuttableProxy {
 impl CuttableProxy {
     pub async fn start(target: String) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::on(listener, target)
+    }
+
+    /// A proxy on a port the caller bound already: an address that must be known before the
+    /// process behind it starts (a page's origin, say) stays the test's own throughout, where
+    /// a port picked free and handed to that process could be taken in between.
+    pub fn on(listener: tokio::net::TcpListener, target: String) -> Self {
         let port = listener.local_addr().unwrap().port();
         let tasks = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));

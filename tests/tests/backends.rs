@@ -20,8 +20,8 @@ use serde_json::{Value, json};
 use uploadbucket_tests::browser::{repo, tempdir};
 use uploadbucket_tests::oidc::{Issuer, SigningKey};
 use uploadbucket_tests::{
-    Child, S3Server, example_backend, example_web_missing, free_port, object_bytes, plain_bucket,
-    post_signed, put_signed, s3_server, start_sidecar,
+    Child, S3Server, example_backend, example_web_missing, object_bytes, plain_bucket, post_signed,
+    put_signed, s3_server, start_sidecar,
 };
 
 /// A small JPEG: its signature and JFIF header, then the end-of-image marker.
@@ -470,7 +470,8 @@ async fn holds_to_the_rules(server: &S3Server, backend: &Backend) {
     }
 
     // No signer behind it: a 502 the page can explain.
-    let (_lone, lone) = backend.start(&format!("http://127.0.0.1:{}", free_port()), &[]);
+    let (_nobody, nobody) = uploadbucket_tests::refusing_port();
+    let (_lone, lone) = backend.start(&format!("http://127.0.0.1:{nobody}"), &[]);
     let got = call(
         reqwest::Client::new()
             .post(format!("{lone}/api/uploads"))

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Container;
 use serde_json::{Value, json};
 use uploadbucket_operator::webhook::inject::Settings;
 use uploadbucket_sidecar::config::Config;
-use uploadbucket_tests::{bin_path, free_port, spawn_service, wait_healthy};
+use uploadbucket_tests::{bin_path, spawn_service, wait_healthy};
 
 /// The signer container injected into testdata/pod-basic.yaml for UploadBucket shop/photos.
 fn injected_signer() -> Container {
@@ -117,7 +117,7 @@ async fn the_injected_signer_enforces_the_bucket_rules_and_its_probe_works() {
 
     let (ok, stderr) = run_probe(&signer, &format!("{base}/healthz"));
     assert!(ok, "{stderr}");
-    let closed = free_port();
+    let (_closed, closed) = uploadbucket_tests::refusing_port();
     let (ok, stderr) = run_probe(&signer, &format!("http://127.0.0.1:{closed}/healthz"));
     assert!(!ok);
     assert!(stderr.contains("cannot connect"), "{stderr}");

@@ -37,7 +37,7 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
     (url, got)
 }
 
-/// The keys of the ObjectCreated events received so far.
+/// The `bucket/key` of the ObjectCreated events received so far, in the order they came.
 fn created_keys(got: &Mutex<Vec<Value>>) -> Vec<String> {
     got.lock()
         .unwrap()
@@ -48,8 +48,41 @@ fn created_keys(got: &Mutex<Vec<Value>>) -> Vec<String> {
                 .as_str()
                 .is_some_and(|n| n.starts_with("ObjectCreated"))
         })
-        .filter_map(|r| r["s3"]["object"]["key"].as_str().map(str::to_owned))
+        .filter_map(|r| {
+            let bucket = r["s3"]["bucket"]["name"].as_str()?;
+            let key = r["s3"]["object"]["key"].as_str()?;
+            Some(format!("{bucket}/{key}"))
+        })
         .collect()
+}
+
+/// Waits (up to 30 s) for the event of `marker`, a `bucket/key` uploaded after the ones a
+/// check is about; the events received until then, in order, the marker's last. RGW pushes a
+/// non-persistent topic's event before it answers the upload, so an event of an earlier upload
+/// arrives before the marker's: what has not come by then is not coming.
+async fn events_until(got: &Mutex<Vec<Value>>, marker: &str) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let keys = created_keys(got);
+        if let Some(at) = keys.iter().position(|k| k == marker) {
+            return keys[..=at].to_vec();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no event for the marker {marker} within 30 s; events so far: {keys:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn put(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) {
+    raw.put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(ByteStream::from_static(b"\xff\xd8\xff\xe0"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("PUT {bucket}/{key}: {e:?}"));
 }
 
 #[tokio::test]
@@ -81,31 +114,19 @@ async fn the_app_hears_of_each_upload_under_the_prefix_until_the_object_goes() {
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
         .await;
-    for key in ["uploads/a.jpg", "elsewhere/b.jpg", "uploads/c.jpg"] {
-        raw.put_object()
-            .bucket(&name)
-            .key(key)
-            .body(ByteStream::from_static(b"\xff\xd8\xff\xe0"))
-            .send()
-            .await
-            .unwrap();
+    // Outside the prefix, between two under it; then a marker under it.
+    for key in [
+        "uploads/a.jpg",
+        "elsewhere/b.jpg",
+        "uploads/c.jpg",
+        "uploads/marker.jpg",
+    ] {
+        put(&raw, &name, key).await;
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while created_keys(&got).len() < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "events so far: {:?}",
-            got.lock().unwrap()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut keys = created_keys(&got);
-    keys.sort();
     assert_eq!(
-        keys,
-        ["uploads/a.jpg", "uploads/c.jpg"],
-        "one event per upload under the prefix, none elsewhere"
+        events_until(&got, &format!("{name}/uploads/marker.jpg")).await,
+        ["uploads/a.jpg", "uploads/c.jpg", "uploads/marker.jpg"].map(|k| format!("{name}/{k}")),
+        "one event per upload under the prefix, in order, none elsewhere"
     );
 
     // Deleting the UploadBucket (Retain) removes the notification and its topic.
@@ -135,18 +156,48 @@ async fn the_app_hears_of_each_upload_under_the_prefix_until_the_object_goes() {
             .is_none_or(|a| !a.ends_with(&format!(":{topic}")))),
         "topic {topic} deleted: {topics:?}"
     );
-    let before = created_keys(&got).len();
-    raw.put_object()
-        .bucket(&name)
-        .key("uploads/after.jpg")
-        .body(ByteStream::from_static(b"x"))
+    // After it: an upload under the prefix, then a marker in a bucket of the test's own whose
+    // notification (a topic of its own, to the same receiver) is still there.
+    let marked = unique_name("ub-notify-marker");
+    raw.create_bucket().bucket(&marked).send().await.unwrap();
+    let marker_topic = sns
+        .create_topic()
+        .name(unique_name("ub-notify-marker"))
+        .attributes("push-endpoint", &url)
         .send()
         .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+        .expect("the marker's topic")
+        .topic_arn()
+        .expect("its ARN")
+        .to_owned();
+    raw.put_bucket_notification_configuration()
+        .bucket(&marked)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .topic_configurations(
+                    aws_sdk_s3::types::TopicConfiguration::builder()
+                        .id("marker")
+                        .topic_arn(&marker_topic)
+                        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .expect("the marker's notification");
+    let before = created_keys(&got).len();
+    put(&raw, &name, "uploads/after.jpg").await;
+    put(&raw, &marked, "marker.jpg").await;
     assert_eq!(
-        created_keys(&got).len(),
-        before,
+        events_until(&got, &format!("{marked}/marker.jpg")).await[before..],
+        [format!("{marked}/marker.jpg")],
         "no events after the UploadBucket went"
     );
+    sns.delete_topic()
+        .topic_arn(&marker_topic)
+        .send()
+        .await
+        .expect("delete the marker's topic");
 }

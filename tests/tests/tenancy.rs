@@ -40,6 +40,7 @@ async fn foreign_bucket(raw: &aws_sdk_s3::Client, name: &str, objects: usize) {
             .bucket(name)
             .key(format!("reports/{i}.csv"))
             .body(ByteStream::from(format!("q{i},1000\n").into_bytes()))
+            .tagging("classification=internal")
             .send()
             .await
             .expect("object");
@@ -113,6 +114,20 @@ async fn foreign_bucket(raw: &aws_sdk_s3::Client, name: &str, objects: usize) {
         .send()
         .await
         .expect("policy");
+    // A public-access block of its own: public ACLs ignored, public policies allowed.
+    raw.put_public_access_block()
+        .bucket(name)
+        .public_access_block_configuration(
+            s3t::PublicAccessBlockConfiguration::builder()
+                .block_public_acls(false)
+                .ignore_public_acls(true)
+                .block_public_policy(false)
+                .restrict_public_buckets(false)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("public-access block");
 }
 
 fn object(name: &str, spec: serde_json::Value) -> UploadBucket {
@@ -159,18 +174,31 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     let prefix = format!("{}-", unique_name("tn"));
     let shop = namespace(&client, "shop").await;
     let evil = namespace(&client, "evil").await;
-    let _operator = start_operator(
-        &kubeconfig,
-        &server,
-        "",
-        &[
-            ("UPLOADBUCKET_BUCKET_NAME_PREFIX", prefix.clone()),
-            (
-                "UPLOADBUCKET_ADOPTABLE_BUCKETS",
-                format!("{prefix}legacy-*"),
-            ),
-        ],
-    );
+    // The operator as one cluster-wide process would run it, as two processes with the same
+    // settings, each watching one of the test's namespaces: the UploadBuckets other tests
+    // leave in the shared API server are none of this test's business (a cluster-wide
+    // operator here reconciled them, under this test's prefix). Who owns a bucket is decided
+    // from its tags in S3, not from what an operator watches, so the tenants meet in S3 as
+    // they would under one operator.
+    let settings = [
+        ("UPLOADBUCKET_BUCKET_NAME_PREFIX", prefix.clone()),
+        (
+            "UPLOADBUCKET_ADOPTABLE_BUCKETS",
+            format!("{prefix}legacy-*"),
+        ),
+    ];
+    let operators = [
+        start_operator(&kubeconfig, &server, &shop, &settings),
+        start_operator(&kubeconfig, &server, &evil, &settings),
+    ];
+    // Every AWS write of both, once they have settled.
+    let writes = || async {
+        let mut total = 0;
+        for o in &operators {
+            total += o.settled().await.1;
+        }
+        total
+    };
     let shop_ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &shop);
     let evil_ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &evil);
     let create = |api: &Api<UploadBucket>, ub: UploadBucket| {
@@ -217,6 +245,16 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     foreign_bucket(&raw, &finance, 3).await;
     let finance_before = BucketSnapshot::of(&raw, &finance).await;
     assert_eq!(finance_before.objects.len(), 3);
+    // The snapshot sees what the attacks could change: its public-access block, and its
+    // objects' tags.
+    assert!(
+        finance_before.public_access_block.is_some()
+            && finance_before.objects.iter().all(|o| !o.tags.is_empty()),
+        "{finance_before:?}"
+    );
+    // From here to the adoption, every object is refused: neither operator may write to AWS
+    // at all, to the other tenant's bucket least of all.
+    let writes_before_attacks = writes().await;
 
     // Attack 1: take over the unmanaged bucket, then delete the object to wipe it.
     create(&evil_ubs, hostile("grab-finance", &finance)).await;
@@ -297,6 +335,14 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     delete_and_wait(&shop_ubs, "not-listed").await;
     assert_eq!(BucketSnapshot::of(&raw, &legacy).await, legacy_before);
     assert_eq!(BucketSnapshot::of(&raw, &finance).await, finance_before);
+    let writes_after_attacks = writes().await;
+    eprintln!(
+        "AWS writes of the operators: {writes_before_attacks} before the attacks, {writes_after_attacks} after"
+    );
+    assert_eq!(
+        writes_after_attacks, writes_before_attacks,
+        "AWS writes by the operators while every object they saw was refused"
+    );
 
     create(
         &shop_ubs,
@@ -313,6 +359,14 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     )
     .await;
     let adopted = wait_ready(&shop_ubs, "legacy").await;
+    // The control: the same count moves when an operator does write (the adoption's tags,
+    // rules and statements).
+    let writes_adopted = writes().await;
+    eprintln!("AWS writes of the operators once the adoption is Ready: {writes_adopted}");
+    assert!(
+        writes_adopted > writes_after_attacks,
+        "the adoption wrote nothing the operators counted"
+    );
     assert_eq!(
         adopted.status.as_ref().unwrap().bucket_name.as_deref(),
         Some(legacy.as_str())
