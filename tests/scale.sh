@@ -16,7 +16,8 @@
 #
 #   tests/scale.sh                      both, the current release build
 #   tests/scale.sh OTHER_OPERATOR_BIN   the webhook of that binary too, in the same run
-#   SCALE_ONLY=webhook|objects tests/scale.sh
+#   SCALE_ONLY=webhook|objects|fairness tests/scale.sh
+#   SCALE_ONLY=objects SCALE_OBJECTS="1000 10000" tests/scale.sh   (the fleet figures)
 #
 # Needs kube-apiserver + etcd (tests/scripts/kube.sh install), Ceph RGW
 # (tests/scripts/install-deps.sh), python3 with boto3, and wrk (installed if missing).
@@ -312,8 +313,30 @@ PY
   kill "$op"; wait "$op" 2>/dev/null || true
 }
 
+# Fairness: namespace A holds FAIRNESS_FAILING (500) failing objects (a third each hanging
+# at the store, denied, and taken by another account, through the test proxy of
+# tests/src/store_proxy.rs), namespace B creates FAIRNESS_TRIES (20) objects one after the
+# other: B's p99 from creation to Ready (target 10 s) and A's request rate. The scenario is
+# tests/src/bin/fairness.rs (the suite runs a small version of it in fleet_fairness.rs),
+# against this run's API server and RGW, the operator's defaults.
+bench_fairness() {
+  [ -n "${provider:-}" ] || bench_objects_setup
+  echo "== fairness: ${FAIRNESS_FAILING:-500} failing objects in one namespace, ${FAIRNESS_TRIES:-20} new in another" >&2
+  cargo build -q -p uploadbucket-operator
+  (
+    # shellcheck disable=SC1091
+    source "$work/kube/env"
+    # shellcheck disable=SC1091
+    source "$work/rgw/env"
+    UPLOADBUCKET_REQUIRE_SERVERS=1 AWS_EC2_METADATA_DISABLED=true \
+      cargo run -q -p uploadbucket-tests --bin fairness >"$work/fairness.log" 2>&1
+  ) || { tail -40 "$work/fairness.log" >&2; missed=1; }
+  echo; echo "## Fairness"; echo
+  grep "^fairness:" "$work/fairness.log" || echo "(no figure: see the log above)"
+}
+
 bench_all_objects() {
-  bench_objects_setup
+  [ -n "${provider:-}" ] || bench_objects_setup
   # SCALE_OBJECTS: the counts to run, one after another in this run (e.g. "1000 10000").
   for n in ${SCALE_OBJECTS:-1000}; do bench_objects "$n"; done
 }
@@ -321,7 +344,8 @@ bench_all_objects() {
 case "${SCALE_ONLY:-all}" in
   webhook) bench_webhook ;;
   objects) bench_all_objects ;;
-  all) bench_webhook; bench_all_objects ;;
-  *) echo "SCALE_ONLY: webhook, objects or all" >&2; exit 2 ;;
+  fairness) bench_fairness ;;
+  all) bench_webhook; bench_all_objects; bench_fairness ;;
+  *) echo "SCALE_ONLY: webhook, objects, fairness or all" >&2; exit 2 ;;
 esac
 if [ "$missed" != 0 ]; then echo "scale.sh: a target was missed (see the tables)" >&2; exit 1; fi

@@ -656,6 +656,17 @@ pub fn crd_yaml() -> String {
     )
 }
 
+/// Drops from a cached UploadBucket what the operator never reads and what is most of its
+/// size: the managed fields, and `kubectl apply`'s copy of the whole object in the
+/// `last-applied-configuration` annotation. Every watch cache of UploadBuckets keeps them
+/// slim, so memory per object stays what the spec and status take.
+pub fn slim(ub: &mut UploadBucket) {
+    ub.metadata.managed_fields = None;
+    if let Some(a) = ub.metadata.annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! tests make of what RGW holds.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use kube::Api;
@@ -12,8 +12,10 @@ use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 
 use crate::cluster::{
-    Operator, cluster_and_s3, create_upload_bucket, namespace, start_operator, wait_for,
+    Operator, cluster_and_s3, create_labeled_upload_bucket, create_upload_bucket, namespace,
+    start_operator, wait_for, wait_ready,
 };
+use crate::store_proxy::{Misbehaviour, StoreProxy};
 use crate::{S3Server, rgw_admin_output, unique_name};
 
 /// Waits until the UploadBuckets of `ubs` are all gone (their finalizers have run).
@@ -284,4 +286,113 @@ impl Fleet {
             .delete(&self.ns, &DeleteParams::default())
             .await;
     }
+}
+
+/// What [`fairness`] saw.
+pub struct Fairness {
+    /// How long each of B's objects took from creation to Ready.
+    pub waits: Vec<Duration>,
+    /// A's requests per second at the store while it kept failing.
+    pub a_rate: f64,
+}
+
+/// Namespace A holds failing objects, `failing` of each kind: `hang` (every call hangs at the
+/// store), `deny` (every call refused with AccessDenied), `taken` (the bucket belongs to
+/// another account); then namespace B creates `tries` objects one after the other, each
+/// timed until Ready. The operator watches both namespaces (only this run's objects: a label
+/// selector), with `settings` on top of the fleet's.
+pub async fn fairness(
+    test: &str,
+    base: &str,
+    failing: &[(&str, usize)],
+    tries: usize,
+    settings: &[(&'static str, &str)],
+) -> Option<Fairness> {
+    let mut f = Fleet::new(test, base).await?;
+    let proxy = StoreProxy::start(
+        &f.server.endpoint,
+        Misbehaviour {
+            hold_marker: Some("-hang-".into()),
+            hold: Duration::from_secs(600),
+            deny_marker: Some("-deny-".into()),
+            taken_marker: Some("-taken-".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    f.set("UPLOADBUCKET_S3_ENDPOINT", &proxy.endpoint);
+    f.set("UPLOADBUCKET_IAM_ENDPOINT", &proxy.endpoint);
+    for (k, v) in settings {
+        f.set(k, v);
+    }
+    let b_ns = namespace(&f.client, &format!("{base}-b")).await;
+    // Every namespace (A's and B's), but only this run's objects: other tests' leftovers on
+    // a shared API server are not this operator's to reconcile.
+    let run = unique_name("run");
+    f.set(
+        "UPLOADBUCKET_WATCH_SELECTOR",
+        &format!("test.uploadbucket.io/run={run}"),
+    );
+    let label = json!({"test.uploadbucket.io/run": run});
+    let operator = start_operator(&f.kubeconfig, &f.server, "", &f.settings);
+    let a = f.ubs();
+    let b: Api<UploadBucket> = Api::namespaced(f.client.clone(), &b_ns);
+    let mut a_count = 0;
+    for (kind, n) in failing {
+        for i in 0..*n {
+            create_labeled_upload_bucket(
+                &a,
+                &format!("{kind}-{i:03}"),
+                label.clone(),
+                json!({"serviceAccountNames": ["web"]}),
+            )
+            .await;
+        }
+        a_count += n;
+    }
+    wait_for("A's objects failing at the store", 60, || async {
+        (proxy.held() + proxy.refused() >= 3).then_some(())
+    })
+    .await;
+
+    let mut waits = Vec::new();
+    for i in 0..tries {
+        let started = Instant::now();
+        create_labeled_upload_bucket(
+            &b,
+            &format!("quick-{i:02}"),
+            label.clone(),
+            json!({"serviceAccountNames": ["web"]}),
+        )
+        .await;
+        wait_ready(&b, &format!("quick-{i:02}")).await;
+        waits.push(started.elapsed());
+    }
+
+    // A's request rate while it keeps failing.
+    let seen = || proxy.held() + proxy.refused();
+    let before = seen();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    let a_rate = (seen() - before) as f64 / 30.0;
+    let not_ready_a = a
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .filter(|u| u.condition("Ready").is_none_or(|c| c.status != "True"))
+        .count();
+    assert_eq!(not_ready_a, a_count, "A's objects cannot be Ready");
+
+    // Let A's calls through again so cleanup can delete what exists.
+    proxy.calm();
+    b.delete_collection(&Default::default(), &Default::default())
+        .await
+        .unwrap();
+    wait_all_deleted(&b).await;
+    let _ = Api::<Namespace>::all(f.client.clone())
+        .delete(&b_ns, &Default::default())
+        .await;
+    f.cleanup(operator).await;
+    Some(Fairness { waits, a_rate })
 }

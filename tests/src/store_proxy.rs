@@ -24,6 +24,12 @@ pub struct Misbehaviour {
     /// answered `503 SlowDown` (a store that hangs on some buckets and roles).
     pub hold_marker: Option<String>,
     pub hold: Duration,
+    /// Requests whose path or body contains this are refused at once with `403
+    /// AccessDenied` (an identity without the permission).
+    pub deny_marker: Option<String>,
+    /// Buckets whose name contains this belong to another account: HEAD answers 403 and
+    /// CreateBucket `409 BucketAlreadyExists`.
+    pub taken_marker: Option<String>,
 }
 
 /// What the proxy has done so far.
@@ -34,6 +40,7 @@ pub struct Tally {
     pub requests: AtomicU64,
     pub throttled: AtomicU64,
     pub held: AtomicU64,
+    pub refused: AtomicU64,
     pub forwarded: AtomicU64,
 }
 
@@ -96,6 +103,10 @@ impl StoreProxy {
         self.tally.held.load(Ordering::SeqCst)
     }
 
+    pub fn refused(&self) -> u64 {
+        self.tally.refused.load(Ordering::SeqCst)
+    }
+
     pub fn forwarded(&self) -> u64 {
         self.tally.forwarded.load(Ordering::SeqCst)
     }
@@ -153,6 +164,23 @@ fn throttled(body: &[u8]) -> Response {
     }
 }
 
+/// An error answer as the service gives it: S3's `<Error>`, or IAM's `<ErrorResponse>` for a
+/// query-protocol request.
+fn refusal(body: &[u8], status: StatusCode, code: &str) -> Response {
+    let xml = if is_query_protocol(body) {
+        format!(
+            "<ErrorResponse><Error><Type>Sender</Type><Code>{code}</Code><Message>refused by the \
+             test proxy</Message></Error><RequestId>proxy</RequestId></ErrorResponse>"
+        )
+    } else {
+        format!(
+            "<Error><Code>{code}</Code><Message>refused by the test proxy</Message>\
+             <RequestId>proxy</RequestId></Error>"
+        )
+    };
+    (status, [(header::CONTENT_TYPE, "application/xml")], xml).into_response()
+}
+
 /// Headers that belong to one hop, not to the message: never relayed. (`Content-Length` is
 /// relayed with requests, where SigV4 signs it, and set anew on answers.)
 fn hop_by_hop(name: &HeaderName) -> bool {
@@ -185,6 +213,27 @@ async fn relay(State(s): State<Arc<Shared>>, req: Request) -> Response {
         s.tally.held.fetch_add(1, Ordering::SeqCst);
         tokio::time::sleep(s.rules.hold).await;
         return throttled(&body);
+    }
+    let marked = |m: &Option<String>| {
+        m.as_deref().is_some_and(|m| {
+            path.contains(m) || std::str::from_utf8(&body).is_ok_and(|b| b.contains(m))
+        })
+    };
+    if !calm && marked(&s.rules.deny_marker) {
+        s.tally.refused.fetch_add(1, Ordering::SeqCst);
+        return refusal(&body, StatusCode::FORBIDDEN, "AccessDenied");
+    }
+    if !calm && marked(&s.rules.taken_marker) {
+        s.tally.refused.fetch_add(1, Ordering::SeqCst);
+        // CreateBucket: a PUT of the bucket itself (path style: one segment, no query).
+        let create = parts.method == axum::http::Method::PUT
+            && parts.uri.query().is_none()
+            && parts.uri.path().trim_matches('/').split('/').count() == 1;
+        return if create {
+            refusal(&body, StatusCode::CONFLICT, "BucketAlreadyExists")
+        } else {
+            refusal(&body, StatusCode::FORBIDDEN, "AccessDenied")
+        };
     }
     if !calm && !s.admit() {
         s.tally.throttled.fetch_add(1, Ordering::SeqCst);

@@ -230,8 +230,7 @@ pub async fn run(
         None => Api::all(ctx.client.clone()),
     };
     let managed = format!("{}={}", outputs::MANAGED_BY.0, outputs::MANAGED_BY.1);
-    // The objects, cached without their managed fields (most of an object's memory, and
-    // nothing here reads them).
+    // The objects, cached without what nothing here reads ([`crate::crd::slim`]).
     let (reader, writer) = kube::runtime::reflector::store();
     let mut selected = watcher::Config::default().any_semantic();
     if let Some(selector) = &ctx.watch_selector {
@@ -239,7 +238,7 @@ pub async fn run(
     }
     let objects = watcher(api, selected)
         .default_backoff()
-        .modify(|ub| ub.managed_fields_mut().clear())
+        .modify(crate::crd::slim)
         .reflect(writer)
         .applied_objects();
     Controller::for_stream(objects, reader)

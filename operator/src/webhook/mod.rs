@@ -69,8 +69,7 @@ impl CachedLookup {
         let (store, writer) = kube::runtime::reflector::store();
         let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
             .default_backoff()
-            // Nobody reads them here; they are most of an object's size.
-            .modify(|ub| kube::ResourceExt::managed_fields_mut(ub).clear())
+            .modify(crate::crd::slim)
             .reflect(writer)
             .applied_objects();
         tokio::spawn(async move {
