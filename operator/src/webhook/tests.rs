@@ -152,6 +152,20 @@ fn every_refusal_says_what_to_change() {
                 "remove that volumeMount",
             ],
         ),
+        (
+            "pod-init-mounts-token",
+            [
+                "container \"copy-token\" mounts the volume \"uploadbucket-token\"",
+                "remove that volumeMount",
+            ],
+        ),
+        (
+            "pod-volume-name-taken",
+            [
+                "already has a volume named \"uploadbucket-token\"",
+                "rename that volume",
+            ],
+        ),
     ];
     assert_eq!(denied.len(), expect.len(), "{denied:#?}");
     for (stem, needles) in expect {
