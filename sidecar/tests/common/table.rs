@@ -145,8 +145,8 @@ pub async fn expect(state: &AppState, req: &Req, status: u16) -> Value {
 }
 
 /// One row of a refusal table: what it tries, the request, and the status and error code it
-/// must be refused with; optionally words its message must hold, and words the whole answer
-/// must not (internals).
+/// must be refused with; optionally words its message must hold, words the whole answer must
+/// not (internals), and headers it must carry.
 #[derive(Debug, Clone)]
 pub struct Refusal {
     pub label: String,
@@ -155,6 +155,8 @@ pub struct Refusal {
     pub code: &'static str,
     pub saying: Vec<&'static str>,
     pub hiding: Vec<&'static str>,
+    /// A header the answer must carry: with this value, or (`None`) with any.
+    pub headers: Vec<(&'static str, Option<&'static str>)>,
 }
 
 /// A [`Refusal`]: `label` tries `req`, which must be answered `status` with `code`.
@@ -166,6 +168,7 @@ pub fn row(label: impl Into<String>, req: Req, status: u16, code: &'static str) 
         code,
         saying: Vec::new(),
         hiding: Vec::new(),
+        headers: Vec::new(),
     }
 }
 
@@ -179,6 +182,12 @@ impl Refusal {
     /// The row, its whole answer holding none of `secrets`.
     pub fn hiding(mut self, secrets: &[&'static str]) -> Self {
         self.hiding.extend_from_slice(secrets);
+        self
+    }
+
+    /// The row, its answer also carrying the header `name`: with `value`, or (`None`) with any.
+    pub fn with_header(mut self, name: &'static str, value: Option<&'static str>) -> Self {
+        self.headers.push((name, value));
         self
     }
 
@@ -200,6 +209,19 @@ impl Refusal {
         let text = answer.body.to_string();
         if let Some(secret) = self.hiding.iter().find(|s| text.contains(*s)) {
             return Some(format!("the answer shows {secret:?}"));
+        }
+        for (name, value) in &self.headers {
+            let got = answer
+                .headers
+                .get(*name)
+                .map(|v| v.to_str().unwrap_or("(not text)"));
+            match (got, value) {
+                (None, _) => return Some(format!("no {name} header")),
+                (Some(got), Some(value)) if got != *value => {
+                    return Some(format!("{name}: {got:?}, not {value:?}"));
+                }
+                _ => {}
+            }
         }
         None
     }
