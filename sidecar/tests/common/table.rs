@@ -227,41 +227,54 @@ impl Refusal {
     }
 }
 
-/// What is wrong with `answer` for `row`, naming the row; `None` when it is the row's refusal.
-fn failure(row: &Refusal, answer: &Answer) -> Option<String> {
-    row.mismatch(answer).map(|wrong| {
-        format!(
-            "row {:?} ({}): {wrong}\n    the answer: {}",
-            row.label, row.req, answer.body
-        )
-    })
+/// Sends the row's request (through [`ask`], in a task of its own, so that a panic on the way,
+/// such as the OpenAPI check's in [`send`], is the row's failure too); its answer, or what is
+/// wrong, naming the row.
+async fn check(state: &AppState, row: &Refusal) -> Result<Answer, String> {
+    let (state, req) = (state.clone(), row.req.clone());
+    let name = || format!("row {:?} ({})", row.label, row.req);
+    let answer = match tokio::spawn(async move { ask(&state, &req).await }).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let panic = e.try_into_panic().expect("the task is never cancelled");
+            let message = panic
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            return Err(format!("{}: sending it panicked: {message}", name()));
+        }
+    };
+    match row.mismatch(&answer) {
+        None => Ok(answer),
+        Some(wrong) => Err(format!(
+            "{}: {wrong}\n    the answer: {}",
+            name(),
+            answer.body
+        )),
+    }
 }
 
 /// Sends the row's request; its answer, once it is the row's refusal (a panic naming the row
 /// otherwise).
 pub async fn refused(state: &AppState, row: &Refusal) -> Answer {
-    let answer = ask(state, &row.req).await;
-    if let Some(failure) = failure(row, &answer) {
-        panic!("{failure}");
-    }
-    answer
+    check(state, row)
+        .await
+        .unwrap_or_else(|failure| panic!("{failure}"))
 }
 
 /// Every row of `table`, in order; then a panic listing each row whose answer was not its
-/// refusal, if any was not. The answers, in the rows' order.
-pub async fn refuses(state: &AppState, table: impl IntoIterator<Item = Refusal>) -> Vec<Answer> {
-    let (mut answers, mut failed) = (Vec::new(), Vec::new());
+/// refusal, if any was not.
+pub async fn refuses(state: &AppState, table: impl IntoIterator<Item = Refusal>) {
+    let (mut rows, mut failed) = (0, Vec::new());
     for row in table {
-        let answer = ask(state, &row.req).await;
-        failed.extend(failure(&row, &answer));
-        answers.push(answer);
+        rows += 1;
+        failed.extend(check(state, &row).await.err());
     }
     assert!(
         failed.is_empty(),
-        "{} of {} rows failed:\n{}",
+        "{} of {rows} rows failed:\n{}",
         failed.len(),
-        answers.len(),
         failed.join("\n")
     );
-    answers
 }
