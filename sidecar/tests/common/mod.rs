@@ -1,6 +1,7 @@
 //! What the API tests share: a fake S3 store, fixed credentials, a pinned clock, states built
 //! from them, and [`call`] / [`send`], which drive `app(state)` with `oneshot` and hold every
-//! answer to the signer's OpenAPI document ([`contract`]).
+//! answer to the signer's OpenAPI document ([`contract`]); requests as data and refusal tables
+//! on top of them ([`table`]).
 // Each test crate uses some of these.
 #![allow(dead_code)]
 

@@ -41,11 +41,7 @@ pub fn delete(uri: impl Into<String>) -> Req {
 
 /// `POST uri` with `body` as JSON.
 pub fn post(uri: impl Into<String>, body: Value) -> Req {
-    Req {
-        method: Method::POST,
-        body: Some(("application/json", body.to_string())),
-        ..get(uri)
-    }
+    post_as(uri, "application/json", &body.to_string())
 }
 
 /// `POST uri` with `body` sent as `content_type`.
