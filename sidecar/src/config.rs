@@ -402,6 +402,39 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
 }
 
+/// The flags' defaults, and no bucket yet (`validate` requires one): the base of a
+/// configuration made in code, `Config { bucket, ..Config::default() }`.
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            region: None,
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("DEFAULT_LISTEN is an address"),
+            key_prefix: "uploads/".to_owned(),
+            allowed_content_types: vec!["image/jpeg".to_owned()],
+            max_size_bytes: DEFAULT_MAX_SIZE_BYTES,
+            expires_seconds: DEFAULT_EXPIRES_SECONDS,
+            endpoint_url: None,
+            path_style: false,
+            allow_non_loopback: false,
+            allowed_metadata: Vec::new(),
+            allow_unsized_put: false,
+            public_read: false,
+            bucket_owner_full_control: false,
+            s3_backend: S3Backend::default(),
+            verify: false,
+            verify_quarantine: false,
+            require_owner: false,
+            urls_per_minute: 0,
+            max_open_multipart: 0,
+            jwt: JwtConfig::default(),
+            metrics_listen: None,
+        }
+    }
+}
+
 fn default_owner_claim() -> String {
     DEFAULT_OWNER_CLAIM.to_owned()
 }
@@ -722,6 +755,11 @@ mod tests {
         assert_eq!(c.expires_seconds, 300);
         assert_eq!(c.region(), "eu-west-1");
         assert!(!c.path_style);
+    }
+
+    #[test]
+    fn the_default_is_the_flags_defaults() {
+        assert_eq!(parse(&[]), Config::default());
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::json;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
 use tracing::info;
 
-use crate::config::Config;
+use crate::config::{self, Config};
 use crate::credentials::StaticCredentials;
 use crate::error::{AppError, ErrorCode};
 use crate::presign::{Credentials, Endpoint, Presigner};
@@ -33,6 +33,11 @@ use crate::{AppState, app};
 /// Credentials of the embedded store. Local only: the store listens on loopback.
 pub const DEV_ACCESS_KEY: &str = "UPLOADBUCKETDEVKEY00";
 pub const DEV_SECRET_KEY: &str = "uploadbucket-dev-secret-key-not-for-production";
+
+/// The dev mode's own variables (the others are the signer's, [`config`]'s).
+pub const ENV_DEV_DATA_DIR: &str = "UPLOADBUCKET_DEV_DATA_DIR";
+pub const ENV_DEV_S3_LISTEN: &str = "UPLOADBUCKET_DEV_S3_LISTEN";
+pub const ENV_DEV_ORIGINS: &str = "UPLOADBUCKET_DEV_ORIGINS";
 
 /// The Dashboard page; `{{ALLOWED_TYPES}}`, `{{MAX_SIZE}}` and `{{INCOMING}}` are filled in at
 /// start.
@@ -47,63 +52,55 @@ const DASHBOARD_CSS: &str = include_str!("../web/dashboard.bundle.css");
 #[derive(Args, Debug, Clone)]
 pub struct DevArgs {
     /// Folder the uploaded files are stored in (one sub-folder per bucket).
-    #[arg(
-        long,
-        env = "UPLOADBUCKET_DEV_DATA_DIR",
-        default_value = ".uploadbucket-dev"
-    )]
+    #[arg(long, env = ENV_DEV_DATA_DIR, default_value = ".uploadbucket-dev")]
     pub data_dir: PathBuf,
     /// Address of the signer and the demo page.
-    #[arg(long, env = "UPLOADBUCKET_LISTEN", default_value = "127.0.0.1:8787")]
+    #[arg(long, env = config::ENV_LISTEN, default_value = config::DEFAULT_LISTEN)]
     pub listen: SocketAddr,
     /// Address of the embedded S3-compatible store.
-    #[arg(
-        long,
-        env = "UPLOADBUCKET_DEV_S3_LISTEN",
-        default_value = "127.0.0.1:8788"
-    )]
+    #[arg(long, env = ENV_DEV_S3_LISTEN, default_value = "127.0.0.1:8788")]
     pub s3_listen: SocketAddr,
     /// Bucket name in the embedded store.
-    #[arg(long, env = "UPLOADBUCKET_BUCKET", default_value = "dev-uploads")]
+    #[arg(long, env = config::ENV_BUCKET, default_value = "dev-uploads")]
     pub bucket: String,
-    #[arg(long, env = "UPLOADBUCKET_KEY_PREFIX", default_value = "uploads/")]
+    #[arg(long, env = config::ENV_KEY_PREFIX, default_value = "uploads/")]
     pub key_prefix: String,
     /// Content types the signer allows (comma list, exact or type/*).
     #[arg(
         long,
-        env = "UPLOADBUCKET_ALLOWED_CONTENT_TYPES",
+        env = config::ENV_ALLOWED_CONTENT_TYPES,
         default_value = "image/*,application/pdf,text/plain,video/*",
         value_delimiter = ','
     )]
     pub allowed_content_types: Vec<String>,
     /// Largest object in bytes (default 100 MiB, so multipart can be tried).
-    #[arg(long, env = "UPLOADBUCKET_MAX_SIZE_BYTES", default_value_t = 100 * 1024 * 1024)]
+    #[arg(long, env = config::ENV_MAX_SIZE_BYTES, default_value_t = 100 * 1024 * 1024)]
     pub max_size_bytes: u64,
-    #[arg(long, env = "UPLOADBUCKET_EXPIRES_SECONDS", default_value_t = 300)]
+    #[arg(long, env = config::ENV_EXPIRES_SECONDS, default_value_t = 300)]
     pub expires_seconds: u64,
     /// Extra browser origins the store answers CORS for (the demo page's is always there),
     /// e.g. your front end's dev server: http://localhost:3000
-    #[arg(long, env = "UPLOADBUCKET_DEV_ORIGINS", value_delimiter = ',')]
+    #[arg(long, env = ENV_DEV_ORIGINS, value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
     /// Verify uploads as `uploads.verification.enabled` does: every upload is tagged
     /// `uploadbucket-state=pending` and `POST /uploads/verify` checks its bytes (the demo
     /// page's Verify button). The dev store keeps tags but runs no lifecycle: unverified
     /// uploads stay until deleted.
-    #[arg(long, env = crate::config::ENV_VERIFY, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = config::ENV_VERIFY, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub verify: bool,
     /// A refused object is tagged `quarantined` and kept instead of deleted.
-    #[arg(long, env = crate::config::ENV_VERIFY_QUARANTINE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = config::ENV_VERIFY_QUARANTINE, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub verify_quarantine: bool,
     /// Every upload must name an `owner` (`uploads.requireOwner`).
-    #[arg(long, env = crate::config::ENV_REQUIRE_OWNER, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
+    #[arg(long, env = config::ENV_REQUIRE_OWNER, value_parser = clap::builder::BoolishValueParser::new(), default_value = "false", num_args = 0..=1, default_missing_value = "true")]
     pub require_owner: bool,
     /// Uploads an owner may start per minute (`uploads.limits.urlsPerMinute`); 0: no limit.
-    #[arg(long, env = crate::config::ENV_URLS_PER_MINUTE, default_value_t = 0)]
+    #[arg(long, env = config::ENV_URLS_PER_MINUTE, default_value_t = 0)]
     pub urls_per_minute: u32,
     /// Require end users' tokens, as with `spec.uploads.auth.jwt` (`--jwt-issuer` and
     /// `--jwt-audiences` at least), to try JWT mode against your identity provider.
     #[command(flatten)]
-    pub jwt: crate::config::JwtConfig,
+    pub jwt: config::JwtConfig,
 }
 
 /// The origins a browser page of this dev setup can have (the page is served on `listen`).
@@ -190,19 +187,12 @@ pub async fn run(args: DevArgs) -> anyhow::Result<()> {
         expires_seconds: args.expires_seconds,
         endpoint_url: Some(endpoint.clone()),
         path_style: true,
-        allow_non_loopback: false,
-        allowed_metadata: Vec::new(),
-        allow_unsized_put: false,
-        public_read: false,
-        bucket_owner_full_control: false,
         verify: args.verify,
         verify_quarantine: args.verify_quarantine,
-        s3_backend: Default::default(),
         require_owner: args.require_owner,
         urls_per_minute: args.urls_per_minute,
-        max_open_multipart: 0,
-        metrics_listen: None,
         jwt: args.jwt.clone(),
+        ..Config::default()
     }
     .validate(None)?;
     let creds = Credentials {

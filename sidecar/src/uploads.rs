@@ -196,19 +196,17 @@ pub fn require_size(state: &AppState) -> Result<(), AppError> {
     ))
 }
 
-/// A POST form for `key`: its url and fields (as JSON), the policy pinning key, content type,
-/// metadata and 1..=`max` bytes.
-#[allow(clippy::too_many_arguments)]
-fn post_form(
+/// A POST form for `key`, as the answer `{method, url, fields, key, expiresAt, maxSizeBytes}`:
+/// its policy pins key, content type, metadata and 1..=`max` bytes.
+async fn post_form(
     state: &AppState,
-    creds: &Credentials,
-    now: std::time::SystemTime,
-    expires: Duration,
     key: &str,
     content_type: &str,
     max: u64,
     metadata: &[(String, String)],
-) -> (String, serde_json::Map<String, Value>) {
+) -> Result<Value, AppError> {
+    let creds = credentials(state).await?;
+    let (now, expires) = lifetime(state, &creds)?;
     let input = PostInput {
         key,
         content_type,
@@ -219,13 +217,20 @@ fn post_form(
         tagging: state.config.tagging_xml(),
         expires,
     };
-    let form = state.presigner.presign_post(creds, now, &input);
-    let fields = form
+    let form = state.presigner.presign_post(&creds, now, &input);
+    let fields: serde_json::Map<String, Value> = form
         .fields
         .into_iter()
         .map(|(k, v)| (k, Value::String(v)))
         .collect();
-    (form.url, fields)
+    Ok(json!({
+        "method": "POST",
+        "url": form.url,
+        "fields": fields,
+        "key": key,
+        "expiresAt": rfc3339(now + expires),
+        "maxSizeBytes": max,
+    }))
 }
 
 /// The URL lifetime: the configured one, cut short if the credentials expire sooner.
@@ -366,35 +371,15 @@ pub async fn create(
     }
     let prefix = start_upload(&state, caller.owner(req.owner.as_deref())?)?;
     let key = keys::build_key(&prefix, &keys::random_id(), &content_type);
-    let creds = credentials(&state).await?;
-    let (now, expires) = lifetime(&state, &creds)?;
-    let expires_at = rfc3339(now + expires);
 
     if method == "POST" {
         let max = req.size.unwrap_or(state.config.max_size_bytes);
-        let form = post_form(
-            &state,
-            &creds,
-            now,
-            expires,
-            &key,
-            &content_type,
-            max,
-            &metadata,
-        );
-        return Ok((
-            StatusCode::CREATED,
-            Json(json!({
-                "method": "POST",
-                "url": form.0,
-                "fields": form.1,
-                "key": key,
-                "expiresAt": expires_at,
-                "maxSizeBytes": max,
-            })),
-        )
-            .into_response());
+        let form = post_form(&state, &key, &content_type, max, &metadata).await?;
+        return Ok((StatusCode::CREATED, Json(form)).into_response());
     }
+    let creds = credentials(&state).await?;
+    let (now, expires) = lifetime(&state, &creds)?;
+    let expires_at = rfc3339(now + expires);
 
     let mut size_digits = itoa::Buffer::new();
     let size = req.size.map(|n| size_digits.format(n));
@@ -648,28 +633,10 @@ pub async fn uppy_params(
         &keys::random_id(),
         &content_type,
     );
-    let creds = credentials(&state).await?;
-    let (now, expires) = lifetime(&state, &creds)?;
     let max = state.config.max_size_bytes;
-    let (url, fields) = post_form(
-        &state,
-        &creds,
-        now,
-        expires,
-        &key,
-        &content_type,
-        max,
-        &metadata,
-    );
-    Ok(Json(json!({
-        "method": "POST",
-        "url": url,
-        "fields": fields,
-        "headers": {},
-        "key": key,
-        "expiresAt": rfc3339(now + expires),
-        "maxSizeBytes": max,
-    })))
+    let mut form = post_form(&state, &key, &content_type, max, &metadata).await?;
+    form["headers"] = json!({});
+    Ok(Json(form))
 }
 
 /// The metadata an Uppy-shaped call may set: allowed keys with string values; everything

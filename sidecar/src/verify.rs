@@ -498,26 +498,11 @@ mod tests {
         crate::config::Config {
             bucket: "b".into(),
             region: Some("eu-west-1".into()),
-            listen: "127.0.0.1:8787".parse().unwrap(),
             key_prefix: "uploads/".into(),
             allowed_content_types: vec!["image/*".into(), "text/plain".into()],
             max_size_bytes: 1000,
-            expires_seconds: 300,
-            endpoint_url: None,
-            path_style: false,
-            allow_non_loopback: false,
-            allowed_metadata: Vec::new(),
-            allow_unsized_put: false,
-            public_read: false,
-            bucket_owner_full_control: false,
             verify: true,
-            verify_quarantine: false,
-            s3_backend: Default::default(),
-            require_owner: false,
-            urls_per_minute: 0,
-            max_open_multipart: 0,
-            metrics_listen: None,
-            jwt: Default::default(),
+            ..Default::default()
         }
     }
 

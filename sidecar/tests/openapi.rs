@@ -767,52 +767,51 @@ async fn token_refusals_are_the_documents() {
     c.jwt.jwks_uri = Some("http://127.0.0.1:9/jwks".into());
     c.jwt.audiences = vec!["api://uploads".into()];
     let s = state_from(c);
-    let upload = json!({"contentType": "image/jpeg", "size": 5});
-    let post = |authorization: Option<String>| {
-        let mut req = Request::post("/uploads").header("content-type", "application/json");
-        if let Some(a) = authorization {
-            req = req.header("authorization", a);
-        }
-        req.body(Body::from(upload.to_string())).unwrap()
+    let upload = post("/uploads", json!({"contentType": "image/jpeg", "size": 5}));
+    let bearer = |token: &str| {
+        upload
+            .clone()
+            .header("authorization", format!("Bearer {token}"))
     };
-    let code = |resp: axum::response::Response| async move {
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        serde_json::from_slice::<Value>(&bytes).unwrap()["error"]["code"].clone()
-    };
-
-    let resp = send(&s, post(None)).await;
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(
-        resp.headers()["www-authenticate"],
-        r#"Bearer realm="uploadbucket""#
-    );
-    assert_eq!(code(resp).await, "MissingToken");
-
-    let resp = send(&s, post(Some("Bearer not-a-jwt".into()))).await;
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    assert_eq!(code(resp).await, "InvalidToken");
-
-    let resp = send(&s, post(Some(format!("Bearer {}", shaped_token())))).await;
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(resp.headers().contains_key("retry-after"));
-    assert_eq!(code(resp).await, "KeysUnavailable");
-
-    for (method, uri, body) in [
-        ("GET", "/s3/params?type=image/jpeg", None),
-        (
-            "POST",
-            "/uploads/multipart",
-            Some(json!({"type": "image/jpeg"})),
-        ),
-        (
-            "POST",
-            "/uploads/verify",
-            Some(json!({"key": "uploads/a.jpg"})),
-        ),
-    ] {
-        let (status, answer) = call(&s, method, uri, body).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {uri}: {answer}");
-    }
+    refuses(
+        &s,
+        [
+            row("a URL without a token", upload.clone(), 401, "MissingToken")
+                .with_header("www-authenticate", Some(r#"Bearer realm="uploadbucket""#)),
+            row(
+                "a token that is no JWT",
+                bearer("not-a-jwt"),
+                401,
+                "InvalidToken",
+            ),
+            row(
+                "a JWT while the issuer's keys cannot be had",
+                bearer(&shaped_token()),
+                503,
+                "KeysUnavailable",
+            )
+            .with_header("retry-after", None),
+            row(
+                "Uppy's form without a token",
+                get("/s3/params?type=image/jpeg"),
+                401,
+                "MissingToken",
+            ),
+            row(
+                "a multipart upload without a token",
+                post("/uploads/multipart", json!({"type": "image/jpeg"})),
+                401,
+                "MissingToken",
+            ),
+            row(
+                "verify without a token",
+                post("/uploads/verify", json!({"key": "uploads/a.jpg"})),
+                401,
+                "MissingToken",
+            ),
+        ],
+    )
+    .await;
     let (status, _) = call(&s, "GET", "/healthz", None).await;
     assert_eq!(status, StatusCode::OK);
 }

@@ -73,6 +73,35 @@ fn at(secs: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs)
 }
 
+/// The SDK's presigning: from `when`, for `expires` seconds.
+fn presigning(when: SystemTime, expires: u64) -> PresigningConfig {
+    PresigningConfig::builder()
+        .start_time(when)
+        .expires_in(Duration::from_secs(expires))
+        .build()
+        .unwrap()
+}
+
+/// Our URL for `case`: a PUT of `key` with the query `params`, signing `headers`, from `when`
+/// for `expires` seconds.
+fn ours_put(
+    case: &Case,
+    key: &str,
+    params: &[(&str, &str)],
+    headers: &[(&str, &str)],
+    (when, expires): (SystemTime, u64),
+) -> String {
+    let (p, creds) = ours(case);
+    let input = PresignInput {
+        method: "PUT",
+        key,
+        params,
+        headers,
+        expires: Duration::from_secs(expires),
+    };
+    p.presign(&creds, when, &input)
+}
+
 async fn compare_put(
     key: &str,
     content_type: &str,
@@ -82,11 +111,6 @@ async fn compare_put(
     expires: u64,
 ) {
     for case in &CASES {
-        let cfg = PresigningConfig::builder()
-            .start_time(when)
-            .expires_in(Duration::from_secs(expires))
-            .build()
-            .unwrap();
         let mut req = sdk(case)
             .put_object()
             .bucket("my-bucket")
@@ -98,9 +122,8 @@ async fn compare_put(
         if let Some((k, v)) = meta {
             req = req.metadata(k, v);
         }
-        let expected = req.presigned(cfg).await.unwrap().uri().to_owned();
+        let expected = req.presigned(presigning(when, expires)).await.unwrap();
 
-        let (p, creds) = ours(case);
         let size_s = size.map(|n| n.to_string());
         let meta_name = meta.map(|(k, _)| format!("x-amz-meta-{k}"));
         let mut headers: Vec<(&str, &str)> = vec![("content-type", content_type)];
@@ -110,57 +133,36 @@ async fn compare_put(
         if let (Some(name), Some((_, v))) = (&meta_name, meta) {
             headers.push((name, v));
         }
-        let got = p.presign(
-            &creds,
-            when,
-            &PresignInput {
-                method: "PUT",
-                key,
-                params: &[("x-id", "PutObject")],
-                headers: &headers,
-                expires: Duration::from_secs(expires),
-            },
+        let got = ours_put(
+            case,
+            key,
+            &[("x-id", "PutObject")],
+            &headers,
+            (when, expires),
         );
-        assert_eq!(got, expected, "key {key:?} case {}", case.region);
+        assert_eq!(got, expected.uri(), "key {key:?} case {}", case.region);
     }
 }
 
 async fn compare_part(key: &str, upload_id: &str, part: i32, when: SystemTime) {
     for case in &CASES {
-        let cfg = PresigningConfig::builder()
-            .start_time(when)
-            .expires_in(Duration::from_secs(900))
-            .build()
-            .unwrap();
         let expected = sdk(case)
             .upload_part()
             .bucket("my-bucket")
             .key(key)
             .upload_id(upload_id)
             .part_number(part)
-            .presigned(cfg)
+            .presigned(presigning(when, 900))
             .await
-            .unwrap()
-            .uri()
-            .to_owned();
-        let (p, creds) = ours(case);
+            .unwrap();
         let part_s = part.to_string();
-        let got = p.presign(
-            &creds,
-            when,
-            &PresignInput {
-                method: "PUT",
-                key,
-                params: &[
-                    ("x-id", "UploadPart"),
-                    ("partNumber", &part_s),
-                    ("uploadId", upload_id),
-                ],
-                headers: &[],
-                expires: Duration::from_secs(900),
-            },
-        );
-        assert_eq!(got, expected, "key {key:?} upload {upload_id:?}");
+        let params = [
+            ("x-id", "UploadPart"),
+            ("partNumber", &part_s),
+            ("uploadId", upload_id),
+        ];
+        let got = ours_put(case, key, &params, &[], (when, 900));
+        assert_eq!(got, expected.uri(), "key {key:?} upload {upload_id:?}");
     }
 }
 
@@ -229,11 +231,6 @@ async fn integrity_and_no_overwrite_headers_match_the_sdk() {
     for (checksum_md5, checksum_sha) in [(None, None), (Some(md5), None), (None, Some(sha))] {
         for case in &CASES {
             let when = at(1_700_000_000);
-            let cfg = PresigningConfig::builder()
-                .start_time(when)
-                .expires_in(Duration::from_secs(300))
-                .build()
-                .unwrap();
             let mut req = sdk(case)
                 .put_object()
                 .bucket("my-bucket")
@@ -247,8 +244,7 @@ async fn integrity_and_no_overwrite_headers_match_the_sdk() {
             if let Some(v) = checksum_sha {
                 req = req.checksum_sha256(v);
             }
-            let expected = req.presigned(cfg).await.unwrap().uri().to_owned();
-            let (p, creds) = ours(case);
+            let expected = req.presigned(presigning(when, 300)).await.unwrap();
             let mut headers: Vec<(&str, &str)> = vec![
                 ("content-type", "image/jpeg"),
                 ("if-none-match", "*"),
@@ -260,19 +256,11 @@ async fn integrity_and_no_overwrite_headers_match_the_sdk() {
             if let Some(v) = checksum_sha {
                 headers.push(("x-amz-checksum-sha256", v));
             }
-            let got = p.presign(
-                &creds,
-                when,
-                &PresignInput {
-                    method: "PUT",
-                    key: "uploads/a.jpg",
-                    params: &[("x-id", "PutObject")],
-                    headers: &headers,
-                    expires: Duration::from_secs(300),
-                },
-            );
+            let put = [("x-id", "PutObject")];
+            let got = ours_put(case, "uploads/a.jpg", &put, &headers, (when, 300));
             assert_eq!(
-                got, expected,
+                got,
+                expected.uri(),
                 "{checksum_md5:?} {checksum_sha:?} {}",
                 case.region
             );

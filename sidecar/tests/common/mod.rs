@@ -1,10 +1,14 @@
 //! What the API tests share: a fake S3 store, fixed credentials, a pinned clock, states built
 //! from them, and [`call`] / [`send`], which drive `app(state)` with `oneshot` and hold every
-//! answer to the signer's OpenAPI document ([`contract`]).
+//! answer to the signer's OpenAPI document ([`contract`]); requests as data and refusal tables
+//! on top of them ([`table`]).
 // Each test crate uses some of these.
 #![allow(dead_code)]
 
 pub mod contract;
+pub mod table;
+
+pub use table::*;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -93,6 +97,14 @@ impl FakeStore {
         if let Some((_, key, ct, bytes)) = due {
             self.put(&key, ct, &bytes);
         }
+    }
+    /// The calls so far, in order.
+    pub fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+    /// The multipart upload `id` now holds `parts` (as if the client had uploaded them).
+    pub fn set_parts(&self, id: &str, parts: Vec<Part>) {
+        self.uploads.lock().unwrap().get_mut(id).expect("upload").1 = parts;
     }
     pub fn bytes_of(&self, key: &str) -> Option<Vec<u8>> {
         self.objects.lock().unwrap().get(key).map(|o| o.1.clone())
@@ -255,26 +267,12 @@ pub fn config() -> Config {
     Config {
         bucket: "photos".into(),
         region: Some("eu-west-1".into()),
-        listen: "127.0.0.1:8787".parse().unwrap(),
         key_prefix: "uploads/".into(),
         allowed_content_types: vec!["image/jpeg".into(), "image/*".into()],
         max_size_bytes: 1000,
         expires_seconds: 300,
-        endpoint_url: None,
-        path_style: false,
-        allow_non_loopback: false,
         allowed_metadata: vec!["user-id".into()],
-        allow_unsized_put: false,
-        public_read: false,
-        bucket_owner_full_control: false,
-        verify: false,
-        verify_quarantine: false,
-        s3_backend: Default::default(),
-        require_owner: false,
-        urls_per_minute: 0,
-        max_open_multipart: 0,
-        metrics_listen: None,
-        jwt: Default::default(),
+        ..Config::default()
     }
 }
 
@@ -287,32 +285,39 @@ pub fn creds(expiry: Option<SystemTime>) -> Credentials {
     }
 }
 
-pub fn state_with(creds: Arc<dyn CredentialSource>, store: Arc<FakeStore>) -> AppState {
+/// A state with `config` over `store`, handing out `creds`, on the pinned clock.
+pub fn state_of(
+    config: Config,
+    creds: Arc<dyn CredentialSource>,
+    store: Arc<dyn ObjectStore>,
+) -> AppState {
     AppState::new(
-        config(),
+        config,
         Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
         creds,
         store,
     )
     .with_clock(now)
 }
+
+/// A state with `config` over `store`, with [`creds`] that do not expire.
+pub fn state_over(config: Config, store: Arc<dyn ObjectStore>) -> AppState {
+    state_of(config, Arc::new(StaticCredentials::new(creds(None))), store)
+}
+
+/// The default [`config`] over `store`, handing out `creds`.
+pub fn state_with(creds: Arc<dyn CredentialSource>, store: Arc<FakeStore>) -> AppState {
+    state_of(config(), creds, store)
+}
+
 /// A state with `config` instead of the default one.
 pub fn state_from(config: Config) -> AppState {
-    AppState::new(
-        config,
-        Presigner::new("photos", "eu-west-1", Endpoint::aws("eu-west-1")),
-        Arc::new(StaticCredentials::new(creds(None))),
-        Arc::new(FakeStore::default()),
-    )
-    .with_clock(now)
+    state_over(config, Arc::new(FakeStore::default()))
 }
 
 pub fn state() -> (AppState, Arc<FakeStore>) {
     let store = Arc::new(FakeStore::default());
-    (
-        state_with(Arc::new(StaticCredentials::new(creds(None))), store.clone()),
-        store,
-    )
+    (state_over(config(), store.clone()), store)
 }
 
 /// `method uri` with `body` as JSON through `app(state)`: the status and the answer (JSON, or
@@ -323,20 +328,8 @@ pub async fn call(
     uri: &str,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut req = Request::builder().method(method).uri(uri);
-    let body = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
-            Body::from(b.to_string())
-        }
-        None => Body::empty(),
-    };
-    let resp = send(state, req.body(body).unwrap()).await;
-    let status = resp.status();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    let value = serde_json::from_slice(&bytes)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-    (status, value)
+    let answer = ask(state, &Req::new(method, uri, body)).await;
+    (answer.status, answer.body)
 }
 
 /// `req` through `app(state)`; the answer, once it matched the OpenAPI document for its
