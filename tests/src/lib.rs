@@ -728,6 +728,124 @@ pub async fn plain_bucket(server: &S3Server, base: &str) -> (String, aws_sdk_s3:
     (name, raw)
 }
 
+/// The arrangement most signer tests start from: the test's S3 server, a new plain bucket on
+/// it, a signer process for that bucket and an HTTP client.
+pub struct SignerRig {
+    pub server: S3Server,
+    /// The bucket's name.
+    pub bucket: String,
+    /// A plain S3 client with the server's keys, to read back what was stored.
+    pub raw: aws_sdk_s3::Client,
+    /// The signer's base URL.
+    pub base: String,
+    pub http: reqwest::Client,
+    pub signer: Child,
+}
+
+impl SignerRig {
+    /// The rig for `test` (`None` after a loud skip when there is no server), its bucket named
+    /// from `bucket_base`, its signer started with `env` besides the server's keys.
+    pub async fn start(test: &str, bucket_base: &str, env: &[(&str, &str)]) -> Option<Self> {
+        let server = s3_server(test)?;
+        let (bucket, raw) = plain_bucket(&server, bucket_base).await;
+        let (signer, base) = start_sidecar(&server, &bucket, env).await;
+        Some(Self {
+            server,
+            bucket,
+            raw,
+            base,
+            http: reqwest::Client::new(),
+            signer,
+        })
+    }
+
+    /// `POST /uploads` with `req`, a 201 required: the signer's answer.
+    pub async fn sign(&self, req: serde_json::Value) -> serde_json::Value {
+        sign_upload(&self.http, &self.base, req).await
+    }
+
+    /// Asserts that nothing is stored at `key` of the rig's bucket; `why` names the case.
+    pub async fn assert_absent(&self, key: &str, why: &str) {
+        assert_absent(&self.raw, &self.bucket, key, why).await;
+    }
+
+    /// Whether `key` is stored in the rig's bucket.
+    pub async fn is_stored(&self, key: &str) -> bool {
+        is_stored(&self.raw, &self.bucket, key).await
+    }
+
+    /// Asserts that `key` is stored in the rig's bucket with this content type and size.
+    pub async fn assert_stored(&self, key: &str, content_type: &str, size: i64) {
+        assert_stored(&self.raw, &self.bucket, key, content_type, size).await;
+    }
+}
+
+/// PUTs `body` to `url` with exactly `headers`; (status, response text).
+pub async fn put_with(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut req = http.put(url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("put");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+/// Whether `bucket/key` is stored (a HEAD with the plain client `raw` succeeds).
+pub async fn is_stored(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
+    raw.head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Asserts that nothing is stored at `bucket/key`; `why` names the case.
+pub async fn assert_absent(raw: &aws_sdk_s3::Client, bucket: &str, key: &str, why: &str) {
+    assert!(
+        !is_stored(raw, bucket, key).await,
+        "{why}: {bucket}/{key} must not be stored"
+    );
+}
+
+/// Sends `req`; its status and its body as JSON (`Null` when it is not JSON).
+pub async fn status_json(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.send().await.expect("the server answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// One row of a refusal table: the request was answered `status` (`body` for the message),
+/// and the row allows only `allowed`. A failure names the row by its `label`.
+pub fn assert_row(label: &str, status: u16, body: &dyn std::fmt::Display, allowed: &[u16]) {
+    assert!(
+        allowed.contains(&status),
+        "row {label:?}: answered {status}, expected one of {allowed:?}: {body}"
+    );
+}
+
+/// A multipart upload's id as a path segment (`+`, `/` and `=` escaped).
+pub fn upload_id_segment(id: &str) -> String {
+    id.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+/// PUTs `body` to the presigned part `url`; the part's ETag (a 200 is required).
+pub async fn put_part(http: &reqwest::Client, url: &str, body: Vec<u8>) -> String {
+    let resp = http.put(url).body(body).send().await.expect("part PUT");
+    assert_eq!(resp.status().as_u16(), 200, "part PUT to {url}");
+    resp.headers()["etag"].to_str().unwrap().to_owned()
+}
+
 /// Asserts that `bucket/key` is stored with this content type and size.
 pub async fn assert_stored(
     raw: &aws_sdk_s3::Client,
