@@ -8,14 +8,15 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    Operator, api_error, cluster, cluster_and_s3, create_upload_bucket, ensure_crd, is_local,
-    namespace, pod, start_operator, wait_for, wait_gone, wait_ready, webhook_certificate,
+    Operator, api_error, cluster, cluster_and_s3, create_upload_bucket, delete_and_wait,
+    delete_namespace, ensure_crd, is_local, namespace, pod, start_operator, wait_cors, wait_for,
+    wait_ready, webhook_certificate,
 };
 use uploadbucket_tests::{s3_server, unique_name};
 
@@ -316,28 +317,27 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .send()
         .await
         .expect("delete CORS");
-    wait_for("the running operator to restore CORS", 40, || {
-        let raw = raw.clone();
-        let bucket = bucket.clone();
-        async move {
-            let cors = raw.get_bucket_cors().bucket(&bucket).send().await.ok()?;
-            (cors.cors_rules().first()?.allowed_origins() == ["https://shop.example.com"])
-                .then_some(())
-        }
-    })
+    wait_cors(
+        &raw,
+        &bucket,
+        "https://shop.example.com",
+        "the running operator to restore CORS",
+        40,
+    )
     .await;
 
     // Inject.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let created = pods
-        .create(
-            &PostParams::default(),
-            &pod(
-                "web-0",
-                json!({"uploadbucket.io/inject": "photos"}),
-                Some("web"),
-            ),
+    // Pods that ask for the signer of "photos".
+    let asking = |name: &str, service_account| {
+        pod(
+            name,
+            json!({"uploadbucket.io/inject": "photos"}),
+            service_account,
         )
+    };
+    let created = pods
+        .create(&PostParams::default(), &asking("web-0", Some("web")))
         .await
         .expect("an annotated pod is admitted");
     let spec = created.spec.as_ref().unwrap();
@@ -424,85 +424,57 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
                 dry_run: true,
                 ..Default::default()
             },
-            &pod(
-                "web-dry",
-                json!({"uploadbucket.io/inject": "photos"}),
-                Some("web"),
-            ),
+            &asking("web-dry", Some("web")),
         )
         .await
         .unwrap();
     assert!(dry.spec.unwrap().init_containers.is_some());
     assert!(pods.get_opt("web-dry").await.unwrap().is_none());
 
-    // Refuse, with the reason.
-    let refused = pods
-        .create(
-            &PostParams::default(),
-            &pod(
-                "intruder",
-                json!({"uploadbucket.io/inject": "photos"}),
-                None,
-            ),
-        )
-        .await
-        .map(|_| ())
-        .map_err(api_error)
-        .expect_err("a pod with a service account not allowed is refused");
-    assert!(
-        refused.contains("inject.uploadbucket.io")
-            && refused.contains("service account \"default\" may not use UploadBucket"),
-        "{refused}"
-    );
-    let refused = pods
-        .create(
-            &PostParams::default(),
-            &pod(
-                "typo",
-                json!({"uploadbucket.io/inject": "fotos"}),
-                Some("web"),
-            ),
-        )
-        .await
-        .map(|_| ())
-        .map_err(api_error)
-        .expect_err("a pod naming no UploadBucket is refused");
-    assert!(
-        refused.contains("has no UploadBucket \"fotos\""),
-        "{refused}"
-    );
-    // A pod on the node's network, and an app container reaching for the signer's token.
-    let mut on_host = pod(
-        "on-host",
-        json!({"uploadbucket.io/inject": "photos"}),
-        Some("web"),
-    );
+    // Refused, with the reason: one row a pod (the pod, what the refusal must say), and none
+    // of them stored. A service account not allowed, a name that is no UploadBucket, a pod on
+    // the node's network, and an app container reaching for the signer's token.
+    let mut on_host = asking("on-host", Some("web"));
     on_host.spec.as_mut().unwrap().host_network = Some(true);
-    let mut thief = pod(
-        "thief",
-        json!({"uploadbucket.io/inject": "photos"}),
-        Some("web"),
-    );
+    let mut thief = asking("thief", Some("web"));
     thief.spec.as_mut().unwrap().containers[0].volume_mounts = Some(vec![
         serde_json::from_value(json!({"name": "uploadbucket-token", "mountPath": "/stolen"}))
             .unwrap(),
     ]);
-    for (p, needle) in [
-        (on_host, "remove hostNetwork: true"),
+    let refusals: [(Pod, &[&str]); 4] = [
+        (
+            asking("intruder", None),
+            &[
+                "inject.uploadbucket.io",
+                "service account \"default\" may not use UploadBucket",
+            ],
+        ),
+        (
+            pod(
+                "typo",
+                json!({"uploadbucket.io/inject": "fotos"}),
+                Some("web"),
+            ),
+            &["has no UploadBucket \"fotos\""],
+        ),
+        (on_host, &["remove hostNetwork: true"]),
         (
             thief,
-            "container \"app\" mounts the volume \"uploadbucket-token\"",
+            &["container \"app\" mounts the volume \"uploadbucket-token\""],
         ),
-    ] {
+    ];
+    for (p, needles) in refusals {
         let name = p.metadata.name.clone().unwrap();
         let refused = pods
             .create(&PostParams::default(), &p)
             .await
             .map(|_| ())
             .map_err(api_error)
-            .expect_err(&name);
-        assert!(refused.contains(needle), "{name}: {refused}");
-        assert!(pods.get_opt(&name).await.unwrap().is_none());
+            .expect_err(&format!("row {name:?} must be refused"));
+        for needle in needles {
+            assert!(refused.contains(needle), "row {name:?}: {refused}");
+        }
+        assert!(pods.get_opt(&name).await.unwrap().is_none(), "row {name:?}");
     }
 
     // Pods that do not ask are not touched (matchConditions keep them from the webhook).
@@ -539,10 +511,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     }
 
     // Clean up through the finalizer: the bucket goes, then the object.
-    ubs.delete("photos", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&ubs, "photos").await;
+    delete_and_wait(&ubs, "photos").await;
     assert!(
         config_maps
             .get_opt("photos-bucket")
@@ -580,9 +549,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .delete(&hook_name, &DeleteParams::default())
         .await
         .unwrap();
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -705,9 +672,7 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         );
     }
     assert!(stdout.contains("(server dry run)"), "{stdout}");
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }
 
 /// An operator replica with leader election (a Lease of `seconds` in `ns`).
@@ -844,9 +809,7 @@ async fn on_sigterm_the_webhook_answers_through_the_shutdown_delay() {
         );
     }
     let _ = std::fs::remove_dir_all(&work);
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }
 
 async fn reconciles(operator: &Operator) -> u64 {
@@ -919,22 +882,18 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
         .await;
-    wait_for("the new leader to apply the CORS change", 30, || {
-        let raw = raw.clone();
-        let bucket = bucket.clone();
-        async move {
-            let cors = raw.get_bucket_cors().bucket(&bucket).send().await.ok()?;
-            (cors.cors_rules()[0].allowed_origins() == ["https://b.example.com"]).then_some(())
-        }
-    })
+    wait_cors(
+        &raw,
+        &bucket,
+        "https://b.example.com",
+        "the new leader to apply the CORS change",
+        30,
+    )
     .await;
     assert!(reconciles(&second).await > 0);
 
-    ubs.delete("docs", &DeleteParams::default()).await.unwrap();
-    wait_gone(&ubs, "docs").await;
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_and_wait(&ubs, "docs").await;
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -1015,9 +974,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over(
         exited.1 <= acquired,
         "the old leader ran until {stopped:?} after the cut, the standby led from {led:?} after it"
     );
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }
 
 /// Actions of docs/operator-iam-policy.json that Ceph RGW 16's policy parser does not know
@@ -1201,8 +1158,7 @@ async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slo
         ["https://b.example.com"]
     );
 
-    ubs.delete("docs", &DeleteParams::default()).await.unwrap();
-    wait_gone(&ubs, "docs").await;
+    delete_and_wait(&ubs, "docs").await;
     let gone = raw.head_bucket().bucket(&bucket).send().await;
     assert!(
         gone.as_ref()
@@ -1213,7 +1169,5 @@ async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slo
     );
     drop(operator);
     uploadbucket_tests::rgw_admin(&conf, &["user", "rm", "--uid", &user]);
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }

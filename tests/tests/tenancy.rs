@@ -9,11 +9,11 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types as s3t;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    cluster_and_s3, namespace, start_operator, wait_gone, wait_not_ready, wait_ready,
+    cluster_and_s3, delete_and_wait, namespace, start_operator, wait_not_ready, wait_ready,
 };
 use uploadbucket_tests::{BucketSnapshot, unique_name};
 
@@ -132,12 +132,6 @@ fn hostile(name: &str, bucket: &str) -> UploadBucket {
             "emptyOnDelete": true
         }),
     )
-}
-
-/// Deletes `name` and waits for its finalizer to let go, within a minute.
-async fn delete_and_wait(ubs: &Api<UploadBucket>, name: &str) {
-    ubs.delete(name, &DeleteParams::default()).await.unwrap();
-    wait_gone(ubs, name).await;
 }
 
 #[tokio::test]
