@@ -145,6 +145,17 @@ pub async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
     .await
 }
 
+/// [`cluster_and_s3`] and a new namespace named from `ns_base`: (client, kubeconfig, S3
+/// server, namespace).
+pub async fn cluster_s3_namespace(
+    test: &str,
+    ns_base: &str,
+) -> Option<(Client, String, crate::S3Server, String)> {
+    let (client, kubeconfig, server) = cluster_and_s3(test).await?;
+    let ns = namespace(&client, ns_base).await;
+    Some((client, kubeconfig, server, ns))
+}
+
 /// Deletes the UploadBucket `name` and waits for its finalizer to let go, within a minute.
 pub async fn delete_and_wait(ubs: &Api<UploadBucket>, name: &str) {
     ubs.delete(name, &kube::api::DeleteParams::default())

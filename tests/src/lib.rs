@@ -798,6 +798,19 @@ pub async fn put_with(
     )
 }
 
+/// Asserts that an AWS call answered 404 (what it asked for is gone); `what` names it.
+pub fn assert_not_found<T: std::fmt::Debug, E: std::fmt::Debug>(
+    got: Result<T, aws_sdk_s3::error::SdkError<E>>,
+    what: &str,
+) {
+    let status = got
+        .as_ref()
+        .err()
+        .and_then(|e| e.raw_response())
+        .map(|r| r.status().as_u16());
+    assert_eq!(status, Some(404), "{what} must be gone: {got:?}");
+}
+
 /// Whether `bucket/key` is stored (a HEAD with the plain client `raw` succeeds).
 pub async fn is_stored(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
     raw.head_object()
