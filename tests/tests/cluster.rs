@@ -685,6 +685,15 @@ async fn create_docs(client: &kube::Client, ns: &str) -> Api<UploadBucket> {
     ubs
 }
 
+/// Changes the CORS origin of "docs" (see [`create_docs`]) to https://b.example.com.
+async fn move_docs_cors(ubs: &Api<UploadBucket>) {
+    let cors = json!({"allowedOrigins": ["https://b.example.com"]});
+    let patch = Patch::Merge(json!({"spec": {"cors": cors}}));
+    ubs.patch("docs", &PatchParams::default(), &patch)
+        .await
+        .expect("patch docs");
+}
+
 /// An operator replica with leader election (a Lease of `seconds` in `ns`).
 fn operator_with_lease(
     kubeconfig: &str,
@@ -847,13 +856,7 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     // and picks up a change made meanwhile.
     first.child.0.kill().unwrap();
     let _ = first.child.0.wait();
-    ubs.patch(
-        "docs",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"cors": {"allowedOrigins": ["https://b.example.com"]}}})),
-    )
-    .await
-    .unwrap();
+    move_docs_cors(&ubs).await;
     wait_leader(&client, &ns, "replica-b", u64::from(LEASE) + 30).await;
     let raw = server
         .raw_client(&server.access_key, &server.secret_key)
@@ -1086,13 +1089,7 @@ async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slo
     put_policy(granted)
         .await
         .expect("the policy without the Deny");
-    ubs.patch(
-        "docs",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"cors": {"allowedOrigins": ["https://b.example.com"]}}})),
-    )
-    .await
-    .unwrap();
+    move_docs_cors(&ubs).await;
     let ready = wait_ready(&ubs, "docs").await;
     let bucket = ready.status.unwrap().bucket_name.unwrap();
     assert!(bucket.starts_with(&prefix), "{bucket}");
