@@ -673,11 +673,25 @@ pub async fn put_signed(
     signed: &serde_json::Value,
     body: Vec<u8>,
 ) -> (u16, String) {
+    put_signed_with(http, signed, body, &[]).await
+}
+
+/// [`put_signed`] with `extra` headers besides the signed ones (what a client may add, or
+/// smuggle); (status, response text).
+pub async fn put_signed_with(
+    http: &reqwest::Client,
+    signed: &serde_json::Value,
+    body: Vec<u8>,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
     let mut req = http
         .put(signed["uploadURL"].as_str().expect("uploadURL"))
         .body(body);
     for (k, v) in signed["headers"].as_object().expect("headers") {
         req = req.header(k.as_str(), v.as_str().expect("header value"));
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
     }
     let resp = req.send().await.expect("PUT");
     (
@@ -842,6 +856,14 @@ pub fn assert_row(label: &str, status: u16, body: &dyn std::fmt::Display, allowe
     assert!(
         allowed.contains(&status),
         "row {label:?}: answered {status}, expected one of {allowed:?}: {body}"
+    );
+}
+
+/// [`assert_row`] for a row that must be refused, by whatever status: anything but a 2xx.
+pub fn assert_refused(label: &str, status: u16, body: &dyn std::fmt::Display) {
+    assert!(
+        !(200..300).contains(&status),
+        "row {label:?}: answered {status}, expected a refusal: {body}"
     );
 }
 

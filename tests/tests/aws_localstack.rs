@@ -7,7 +7,10 @@
 
 use serde_json::{Value, json};
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::{S3Server, aws_server, put_signed, sign_upload, unique_name};
+use uploadbucket_tests::{
+    S3Server, assert_refused, assert_row, aws_server, is_stored, json_of, put_part, put_signed,
+    put_signed_with, sign_upload, status_json, unique_name,
+};
 
 fn object(name: &str, spec: Value) -> UploadBucket {
     let mut spec = spec;
@@ -337,52 +340,33 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
         json!({"contentType": "image/jpeg", "size": JPEG.len()}),
     )
     .await;
-    for (header, value) in [
-        (
-            "x-amz-copy-source",
-            format!("{bucket}/{}", bob["key"].as_str().unwrap()),
-        ),
-        ("x-amz-meta-owner", "admin".to_owned()),
-        (
-            "x-amz-website-redirect-location",
-            "https://evil.example/".to_owned(),
-        ),
-    ] {
-        let mut req = http
-            .put(alice["uploadURL"].as_str().unwrap())
-            .body(JPEG.to_vec())
-            .header(header, value);
-        for (k, v) in alice["headers"].as_object().unwrap() {
-            req = req.header(k.as_str(), v.as_str().unwrap());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        assert_eq!(status, 403, "{header}: {text}");
-        assert!(text.contains("not signed"), "{header}: {text}");
+    let copy_source = format!("{bucket}/{}", bob["key"].as_str().unwrap());
+    let smuggled = [
+        ("x-amz-copy-source", copy_source.as_str()),
+        ("x-amz-meta-owner", "admin"),
+        ("x-amz-website-redirect-location", "https://evil.example/"),
+    ];
+    for (header, value) in smuggled {
+        let extra = [(header, value)];
+        let (status, text) = put_signed_with(&http, &alice, JPEG.to_vec(), &extra).await;
+        assert_row(header, status, &text, &[403]);
+        assert!(text.contains("not signed"), "row {header:?}: {text}");
     }
     // Standard headers it takes unsigned stay on the upload; the verified copy has its own.
-    let mut req = http
-        .put(alice["uploadURL"].as_str().unwrap())
-        .body(JPEG.to_vec())
-        .header("cache-control", "public, max-age=31536000, immutable")
-        .header(
+    let unsigned = [
+        ("cache-control", "public, max-age=31536000, immutable"),
+        (
             "content-disposition",
             "inline; filename=\"invoice.pdf.exe\"",
-        );
-    for (k, v) in alice["headers"].as_object().unwrap() {
-        req = req.header(k.as_str(), v.as_str().unwrap());
-    }
-    assert_eq!(req.send().await.unwrap().status().as_u16(), 200);
-    let verified = http
-        .post(format!("{base}/uploads/verify"))
-        .json(&json!({"key": alice["key"]}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        ),
+    ];
+    let (status, text) = put_signed_with(&http, &alice, JPEG.to_vec(), &unsigned).await;
+    assert_eq!(status, 200, "{text}");
+    let verified = json_of(
+        http.post(format!("{base}/uploads/verify"))
+            .json(&json!({"key": alice["key"]})),
+    )
+    .await;
     let head = raw
         .head_object()
         .bucket(&bucket)
@@ -528,14 +512,7 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     let http = reqwest::Client::new();
     let stored = |key: String| {
         let (raw, bucket) = (raw.clone(), bucket.clone());
-        async move {
-            raw.head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .is_ok()
-        }
+        async move { is_stored(&raw, &bucket, &key).await }
     };
     let put = |signed: &Value, ct: &'static str, body: Vec<u8>| {
         let mut req = http.put(signed["uploadURL"].as_str().unwrap()).body(body);
@@ -564,19 +541,23 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     )
     .await;
     let key = signed["key"].as_str().unwrap().to_owned();
-    assert_eq!(put(&signed, "text/html", vec![1; 100]).await.0, 403, "type");
-    assert_ne!(
-        put(&signed, "image/jpeg", vec![1; 101]).await.0,
-        200,
-        "size"
-    );
+    // Refused rows: (label, content type, body size, statuses allowed; empty: any refusal).
+    let refusals: [(&str, &str, usize, &[u16]); 2] = [
+        ("another type", "text/html", 100, &[403]),
+        ("another size", "image/jpeg", 101, &[]),
+    ];
+    for (label, content_type, size, allowed) in refusals {
+        let (status, text) = put(&signed, content_type, vec![1; size]).await;
+        if allowed.is_empty() {
+            assert_refused(label, status, &text);
+        } else {
+            assert_row(label, status, &text, allowed);
+        }
+    }
     assert!(!stored(key.clone()).await);
     assert_eq!(put(&signed, "image/jpeg", vec![1; 100]).await.0, 200);
-    assert_eq!(
-        put(&signed, "image/jpeg", vec![2; 100]).await.0,
-        412,
-        "replay"
-    );
+    let (status, text) = put(&signed, "image/jpeg", vec![2; 100]).await;
+    assert_row("replay", status, &text, &[412]);
     // Signed digests: other bytes are refused and nothing is stored.
     let good = vec![7u8; 64];
     let sha = base64::engine::general_purpose::STANDARD
@@ -658,21 +639,10 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
         http.get(format!("{base}/s3/multipart/{id}/1?key={mkey}&size=100")),
     )
     .await;
-    let wrong = http
-        .put(part["url"].as_str().unwrap())
-        .body(vec![1u8; 150])
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(wrong.status().as_u16(), 200, "a part of another size");
-    let right = http
-        .put(part["url"].as_str().unwrap())
-        .body(vec![1u8; 100])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(right.status().as_u16(), 200);
-    let etag = right.headers()["etag"].to_str().unwrap().to_owned();
+    let part_url = part["url"].as_str().unwrap();
+    let (status, text) = uploadbucket_tests::put_with(&http, part_url, &[], vec![1u8; 150]).await;
+    assert_refused("a part of another size", status, &text);
+    let etag = put_part(&http, part_url, vec![1u8; 100]).await;
     // The key taken meanwhile (a plain PUT with the store's keys): the completion's
     // if-none-match makes the store refuse, and the signer says so.
     raw.put_object()
@@ -682,14 +652,11 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
         .send()
         .await
         .unwrap();
-    let done = http
-        .post(format!("{base}/s3/multipart/{id}/complete?key={mkey}"))
-        .json(&json!({"parts": [{"PartNumber": 1, "ETag": etag}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = done.status().as_u16();
-    let body: Value = done.json().await.unwrap();
+    let (status, body) = status_json(
+        http.post(format!("{base}/s3/multipart/{id}/complete?key={mkey}"))
+            .json(&json!({"parts": [{"PartNumber": 1, "ETag": etag}]})),
+    )
+    .await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (409, &json!("KeyExists")),
