@@ -210,6 +210,11 @@ impl S3Server {
         panic!("could not register {issuer} as an OIDC provider with thumbprint {thumbprint}")
     }
 
+    /// [`S3Server::raw_client`] with the server's own keys.
+    pub async fn admin_client(&self) -> aws_sdk_s3::Client {
+        self.raw_client(&self.access_key, &self.secret_key).await
+    }
+
     /// A plain aws-sdk-s3 client (no operator code) to look at, or tamper with, what is stored.
     pub async fn raw_client(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
         let sdk = self.sdk_config(access_key, secret_key).await;
@@ -730,9 +735,7 @@ pub async fn post_signed(
 /// A new bucket on `server` named from `base` (made with a plain client, not the operator),
 /// and that client.
 pub async fn plain_bucket(server: &S3Server, base: &str) -> (String, aws_sdk_s3::Client) {
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let name = unique_name(base);
     raw.create_bucket()
         .bucket(&name)

@@ -99,9 +99,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         return;
     };
     let (buckets, counter) = server.buckets().await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let name = unique_name("ub-aws");
     let (queue_arn, queue_url) = queue(&server, &unique_name("ub-events")).await;
     let spec = json!({
@@ -298,9 +296,7 @@ async fn verifying(server: &S3Server) -> (String, aws_sdk_s3::Client) {
     uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(server))
         .await
         .expect("provision");
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     (name, raw)
 }
 
@@ -400,9 +396,7 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
     };
     let (buckets, _) = server.buckets().await;
     let defaults = uploadbucket_tests::defaults(&server);
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let put = |bucket: String, key: &'static str| {
         let raw = raw.clone();
         async move { put_bytes(&raw, &bucket, key, b"q1,1000\n").await }
@@ -845,9 +839,7 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
         .await
         .expect("provision");
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let enc = raw
         .get_bucket_encryption()
         .bucket(&name)

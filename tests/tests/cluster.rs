@@ -298,9 +298,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     .await;
     assert_eq!(restored.data.unwrap_or_default(), want);
 
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let cors = raw
         .get_bucket_cors()
         .bucket(&bucket)
@@ -858,9 +856,7 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     let _ = first.child.0.wait();
     move_docs_cors(&ubs).await;
     wait_leader(&client, &ns, "replica-b", u64::from(LEASE) + 30).await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     wait_cors(
         &raw,
         &bucket,

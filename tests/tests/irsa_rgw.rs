@@ -571,9 +571,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
 
     // ... and is denied outside the prefix, on another bucket, and GET; the same requests
     // with the bucket owner's keys succeed (the refusals are the role's, not the objects').
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let put = |s3: &aws_sdk_s3::Client, bucket: &str, key: &str| {
         s3.put_object()
             .bucket(bucket)
@@ -730,9 +728,7 @@ async fn verification_widens_the_role_only_under_the_prefix() {
     .await
     .expect("assume");
     let s3 = s3_as(&server, &creds);
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     for key in ["uploads/mine.jpg", "private/theirs.jpg"] {
         raw.put_object()
             .bucket(&name)
@@ -930,9 +926,7 @@ async fn upload_urls_cannot_become_copies() {
     )
     .await;
     let http = reqwest::Client::new();
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let sign = |owner: &'static str, size: usize| {
         let (http, base) = (http.clone(), base.clone());
         async move {

@@ -111,9 +111,7 @@ async fn the_app_hears_of_each_upload_under_the_prefix_until_the_object_goes() {
     // Read back as written: the second pass writes nothing.
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
 
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     // Outside the prefix, between two under it; then a marker under it.
     for key in [
         "uploads/a.jpg",

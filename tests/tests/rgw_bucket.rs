@@ -69,9 +69,7 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
         return;
     };
     let (buckets, counter) = server.buckets().await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let name = unique_name("ub-apply");
     let uid = "11111111-2222-3333-4444-555555555555";
     let ub = object(
@@ -389,9 +387,7 @@ async fn public_read_serves_the_verified_area_only() {
         return;
     };
     let (buckets, counter) = server.buckets().await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let name = unique_name("ub-public");
     let uid = "uid-public";
     let ub = object(

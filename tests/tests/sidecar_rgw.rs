@@ -496,9 +496,7 @@ async fn unsigned_extra_headers_cannot_make_an_upload_public() {
     // Stored (RGW 16 takes unsigned x-amz-* headers: measured), so the GET below is about an
     // object that is there, not a missing key.
     assert_eq!(status, 200, "the PUT with unsigned headers: {text}");
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     assert_stored(&raw, &name, &key, "image/jpeg", 3).await;
     assert_eq!(anonymous, 403, "the upload must not be public");
 

@@ -140,9 +140,7 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
         return;
     };
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     // The admin's policy: every bucket name carries this prefix; `<prefix>legacy-*` may be
     // adopted.
     let prefix = format!("{}-", unique_name("tn"));
