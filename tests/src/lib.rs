@@ -215,6 +215,15 @@ impl S3Server {
         self.raw_client(&self.access_key, &self.secret_key).await
     }
 
+    /// The operator's IAM roles client on this server, with the server's own keys.
+    pub async fn iam_roles(&self) -> uploadbucket_operator::aws::iam::IamRoles {
+        let sdk = self.sdk_config(&self.access_key, &self.secret_key).await;
+        let conf = aws_sdk_iam::config::Builder::from(&sdk)
+            .endpoint_url(&self.endpoint)
+            .build();
+        uploadbucket_operator::aws::iam::IamRoles::from_conf(conf)
+    }
+
     /// A plain aws-sdk-s3 client (no operator code) to look at, or tamper with, what is stored.
     pub async fn raw_client(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
         let sdk = self.sdk_config(access_key, secret_key).await;

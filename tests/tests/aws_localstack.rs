@@ -38,6 +38,31 @@ async fn put_jpeg(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) {
     put_bytes(raw, bucket, key, b"\xff\xd8\xff").await;
 }
 
+/// A PUT URL from the signer at `base` for a JPEG of `size` bytes.
+async fn sign_jpeg(http: &reqwest::Client, base: &str, size: usize) -> Value {
+    sign_upload(
+        http,
+        base,
+        json!({"contentType": "image/jpeg", "size": size}),
+    )
+    .await
+}
+
+/// The first rule of the default encryption of `bucket`, read with the plain client `raw`.
+async fn encryption_rule(
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> aws_sdk_s3::types::ServerSideEncryptionRule {
+    let enc = raw
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("the bucket's encryption");
+    let config = enc.server_side_encryption_configuration().unwrap();
+    config.rules()[0].clone()
+}
+
 /// An SQS queue made through LocalStack's query API; its ARN and URL.
 async fn queue(server: &S3Server, name: &str) -> (String, String) {
     let http = reqwest::Client::new();
@@ -158,13 +183,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
             .as_str(),
         "BucketOwnerEnforced"
     );
-    let enc = raw
-        .get_bucket_encryption()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
-    let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+    let rule = encryption_rule(&raw, &name).await;
     assert_eq!(
         rule.apply_server_side_encryption_by_default()
             .unwrap()
@@ -256,12 +275,10 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         .send()
         .await
         .expect("the bucket is still there");
-    raw.head_object()
-        .bucket(&name)
-        .key("uploads/incoming/a.jpg")
-        .send()
-        .await
-        .expect("its object too");
+    assert!(
+        is_stored(&raw, &name, "uploads/incoming/a.jpg").await,
+        "its object too"
+    );
     let notify = raw
         .get_bucket_notification_configuration()
         .bucket(&name)
@@ -322,20 +339,10 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
     const JPEG: &[u8] = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00";
 
     // Bob's upload, verified.
-    let bob = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": JPEG.len()}),
-    )
-    .await;
+    let bob = sign_jpeg(&http, &base, JPEG.len()).await;
     assert_eq!(put_signed(&http, &bob, JPEG.to_vec()).await.0, 200);
     // Alice's URL with a copy source, or with metadata: refused by the store.
-    let alice = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": JPEG.len()}),
-    )
-    .await;
+    let alice = sign_jpeg(&http, &base, JPEG.len()).await;
     let copy_source = format!("{bucket}/{}", bob["key"].as_str().unwrap());
     let smuggled = [
         ("x-amz-copy-source", copy_source.as_str()),
@@ -459,12 +466,7 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
         format!("{outcome:?}").starts_with("Retained"),
         "{outcome:?}"
     );
-    raw.head_object()
-        .bucket(&owned)
-        .key("uploads/a.jpg")
-        .send()
-        .await
-        .expect("kept");
+    assert!(is_stored(&raw, &owned, "uploads/a.jpg").await, "kept");
     // ...and, made again, Delete with emptyOnDelete removes both.
     let again = unique_name("ub-aws-gone");
     let owner = object(&again, json!({}));
@@ -528,12 +530,7 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     };
 
     // PUT: another type, another size, then the right one, then a replay.
-    let signed = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": 100}),
-    )
-    .await;
+    let signed = sign_jpeg(&http, &base, 100).await;
     let key = signed["key"].as_str().unwrap().to_owned();
     // Refused rows: (label, content type, body size, statuses allowed; empty: any refusal).
     let refusals: [(&str, &str, usize, &[u16]); 2] = [
@@ -577,12 +574,7 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     let mut short = env.to_vec();
     short.push(("UPLOADBUCKET_EXPIRES_SECONDS", "1"));
     let (_s2, base2) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &short).await;
-    let signed = sign_upload(
-        &http,
-        &base2,
-        json!({"contentType": "image/jpeg", "size": 10}),
-    )
-    .await;
+    let signed = sign_jpeg(&http, &base2, 10).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(
         put(&signed, "image/jpeg", vec![1; 10]).await.0,
@@ -671,7 +663,6 @@ fn md5_of(bytes: &[u8]) -> [u8; 16] {
 #[tokio::test]
 async fn the_upload_role_on_the_aws_backend() {
     use uploadbucket_operator::aws::BucketRef;
-    use uploadbucket_operator::aws::iam::IamRoles;
     use uploadbucket_operator::controller::role::{
         RoleCleanup, RoleSettings, apply_role, cleanup_role, desired_role,
     };
@@ -721,15 +712,7 @@ async fn the_upload_role_on_the_aws_backend() {
         name: name.clone(),
         region: "us-east-1".into(),
     };
-    let roles = IamRoles::from_conf(
-        aws_sdk_iam::config::Builder::from(
-            &server
-                .sdk_config(&server.access_key, &server.secret_key)
-                .await,
-        )
-        .endpoint_url(&server.endpoint)
-        .build(),
-    );
+    let roles = server.iam_roles().await;
     let role = desired_role(&ub, &bucket, &settings).unwrap();
     let report = apply_role(&roles, &role, &settings).await.expect("role");
     let got = iam.get_role().role_name(&role.name).send().await.unwrap();
@@ -812,17 +795,14 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
     else {
         return;
     };
-    let created: Value = reqwest::Client::new()
-        .post(&server.endpoint)
-        .header("x-amz-target", "TrentService.CreateKey")
-        .header("content-type", "application/x-amz-json-1.1")
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = json_of(
+        reqwest::Client::new()
+            .post(&server.endpoint)
+            .header("x-amz-target", "TrentService.CreateKey")
+            .header("content-type", "application/x-amz-json-1.1")
+            .body("{}"),
+    )
+    .await;
     let key_arn = created["KeyMetadata"]["Arn"]
         .as_str()
         .expect("a KMS key")
@@ -840,13 +820,7 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
         .expect("provision");
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
     let raw = server.admin_client().await;
-    let enc = raw
-        .get_bucket_encryption()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
-    let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+    let rule = encryption_rule(&raw, &name).await;
     let default = rule.apply_server_side_encryption_by_default().unwrap();
     assert_eq!(default.sse_algorithm().as_str(), "aws:kms");
     assert_eq!(default.kms_master_key_id(), Some(key_arn.as_str()));
@@ -861,12 +835,7 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
     let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
     let http = reqwest::Client::new();
     let jpeg = uploadbucket_tests::RACE_JPEG.to_vec();
-    let signed = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": jpeg.len()}),
-    )
-    .await;
+    let signed = sign_jpeg(&http, &base, jpeg.len()).await;
     assert_eq!(put_signed(&http, &signed, jpeg.clone()).await.0, 200);
     let resp = http
         .post(format!("{base}/uploads/verify"))

@@ -324,7 +324,7 @@ async fn bucket_and_role(
         region: "us-east-1".into(),
     };
     let role = desired_role(&ub, &bucket, settings).unwrap();
-    apply_role(&iam_client(server).await, &role, settings)
+    apply_role(&server.iam_roles().await, &role, settings)
         .await
         .expect("role")
 }
@@ -356,18 +356,6 @@ async fn signer_in_a_pod(
     env.extend_from_slice(extra);
     let (child, base) = uploadbucket_tests::start_sidecar_as(server, bucket, &env).await;
     (child, base, token_dir)
-}
-
-async fn iam_client(server: &S3Server) -> IamRoles {
-    IamRoles::from_conf(
-        aws_sdk_iam::config::Builder::from(
-            &server
-                .sdk_config(&server.access_key, &server.secret_key)
-                .await,
-        )
-        .endpoint_url(&server.endpoint)
-        .build(),
-    )
 }
 
 fn s3_as(server: &S3Server, c: &Credentials) -> aws_sdk_s3::Client {
@@ -717,7 +705,7 @@ async fn verification_widens_the_role_only_under_the_prefix() {
         name: name.clone(),
         region: "us-east-1".into(),
     };
-    let iam = iam_client(&server).await;
+    let iam = server.iam_roles().await;
     let role = desired_role(&ub, &bucket, &settings).unwrap();
     let report = apply_role(&iam, &role, &settings).await.expect("role");
     let creds = assume(
@@ -845,7 +833,7 @@ async fn signers_of_a_new_service_account_starting_at_once_all_get_credentials()
         region: "us-east-1".into(),
     };
     let role = desired_role(&ub, &bucket, &settings).unwrap();
-    let report = apply_role(&iam_client(&server).await, &role, &settings)
+    let report = apply_role(&server.iam_roles().await, &role, &settings)
         .await
         .expect("role");
     let token_file = issuer.dir.join(unique_name("replica-token"));
