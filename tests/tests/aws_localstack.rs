@@ -301,6 +301,20 @@ const SIGNER: [(&str, &str); 3] = [
     ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
 ];
 
+/// A signer for `bucket` with LocalStack's keys and `env`: the process and its base URL.
+async fn signer(
+    server: &S3Server,
+    bucket: &str,
+    env: &[(&str, &str)],
+) -> (uploadbucket_tests::Child, String) {
+    let mut all = vec![
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    all.extend_from_slice(env);
+    uploadbucket_tests::start_sidecar_as(server, bucket, &all).await
+}
+
 /// A verifying bucket made by the operator's code on the AWS backend, and a signer for it
 /// with AWS's request shapes (`UPLOADBUCKET_S3_BACKEND` unset).
 async fn verifying(server: &S3Server) -> (String, aws_sdk_s3::Client) {
@@ -329,12 +343,7 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
         return;
     };
     let (bucket, raw) = verifying(&server).await;
-    let mut env: Vec<(&str, &str)> = vec![
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
-    env.extend(SIGNER);
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &env).await;
+    let (_signer, base) = signer(&server, &bucket, &SIGNER).await;
     let http = reqwest::Client::new();
     const JPEG: &[u8] = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00";
 
@@ -418,44 +427,45 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
         ub
     };
 
-    // A bucket nobody manages.
+    // A bucket nobody manages, and another UploadBucket's bucket, each with an object.
     let unmanaged = unique_name("ub-aws-theirs");
     raw.create_bucket().bucket(&unmanaged).send().await.unwrap();
     put(unmanaged.clone(), "reports/q1.csv").await;
-    let before = BucketSnapshot::of(&raw, &unmanaged).await;
-    let ub = hostile(&unmanaged, "uid-hostile-1");
-    let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "BucketExists", "{err}");
-    let outcome =
-        uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
-            .await
-            .unwrap();
-    assert!(format!("{outcome:?}").starts_with("NotOurs"), "{outcome:?}");
-    assert_eq!(BucketSnapshot::of(&raw, &unmanaged).await, before);
-
-    // Another UploadBucket's bucket.
     let owned = unique_name("ub-aws-owned");
     let owner = object(&owned, json!({}));
     uploadbucket_tests::provision(&buckets, &owner, &defaults)
         .await
         .expect("the owner's bucket");
     put(owned.clone(), "uploads/a.jpg").await;
-    let before = BucketSnapshot::of(&raw, &owned).await;
-    let ub = hostile(&owned, "uid-hostile-2");
-    let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "BucketManagedByOther", "{err}");
-    assert!(
-        !err.to_string().contains("uid-"),
-        "never names the other: {err}"
-    );
-    uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
-        .await
-        .unwrap();
-    assert_eq!(BucketSnapshot::of(&raw, &owned).await, before);
+    // One row a hostile object: (bucket, its uid, the refusal's reason, how its clean-up
+    // with Delete and emptyOnDelete ends, where checked). The bucket is left as it was, and
+    // the error never names the other object.
+    let refusals = [
+        (&unmanaged, "uid-hostile-1", "BucketExists", Some("NotOurs")),
+        (&owned, "uid-hostile-2", "BucketManagedByOther", None),
+    ];
+    for (bucket, uid, reason, cleaned) in refusals {
+        let before = BucketSnapshot::of(&raw, bucket).await;
+        let ub = hostile(bucket, uid);
+        let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), reason, "row {uid:?}: {err}");
+        assert!(!err.to_string().contains("uid-"), "row {uid:?}: {err}");
+        let outcome =
+            uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
+                .await
+                .unwrap();
+        if let Some(cleaned) = cleaned {
+            let outcome = format!("{outcome:?}");
+            assert!(outcome.starts_with(cleaned), "row {uid:?}: {outcome}");
+        }
+        assert_eq!(
+            BucketSnapshot::of(&raw, bucket).await,
+            before,
+            "row {uid:?}"
+        );
+    }
 
     // Its own: Retain keeps the bucket and its objects...
     let outcome =
@@ -498,13 +508,11 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     };
     let (bucket, raw) = verifying(&server).await;
     let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
         ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
         ("UPLOADBUCKET_MAX_SIZE_BYTES", "2000"),
         ("UPLOADBUCKET_VERIFY", "true"),
     ];
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &env).await;
+    let (_signer, base) = signer(&server, &bucket, &env).await;
     let http = reqwest::Client::new();
     let stored = |key: String| {
         let (raw, bucket) = (raw.clone(), bucket.clone());
@@ -573,7 +581,7 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     // Expired.
     let mut short = env.to_vec();
     short.push(("UPLOADBUCKET_EXPIRES_SECONDS", "1"));
-    let (_s2, base2) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &short).await;
+    let (_s2, base2) = signer(&server, &bucket, &short).await;
     let signed = sign_jpeg(&http, &base2, 10).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(
@@ -827,12 +835,10 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
     assert_eq!(rule.bucket_key_enabled(), Some(true));
 
     let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
         ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
         ("UPLOADBUCKET_VERIFY", "true"),
     ];
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
+    let (_signer, base) = signer(&server, &name, &env).await;
     let http = reqwest::Client::new();
     let jpeg = uploadbucket_tests::RACE_JPEG.to_vec();
     let signed = sign_jpeg(&http, &base, jpeg.len()).await;
