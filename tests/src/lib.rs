@@ -640,6 +640,22 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// A listener on a free local port, and its base URL (`http://127.0.0.1:<port>`).
+pub async fn local_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let url = format!("http://{}", listener.local_addr().expect("local address"));
+    (listener, url)
+}
+
+/// Serves `app` on `listener` in the background, until the task is dropped or aborted.
+pub fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
 /// Waits up to 5 s for `{base}/healthz` to answer.
 pub async fn wait_healthy(base: &str) {
     let http = reqwest::Client::new();

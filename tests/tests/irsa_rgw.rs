@@ -97,8 +97,7 @@ impl Issuer {
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex_n[i..i + 2], 16).unwrap())
             .collect();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, url) = uploadbucket_tests::local_listener().await;
         let discovery = json!({
             "issuer": url,
             "jwks_uri": format!("{url}/openid/v1/jwks"),
@@ -120,9 +119,7 @@ impl Issuer {
                 "/openid/v1/jwks",
                 get(move || async move { axum::Json(jwks.clone()) }),
             );
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = uploadbucket_tests::serve(listener, router);
         Issuer {
             dir,
             url,
@@ -1127,10 +1124,29 @@ async fn pod_identity_agent(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/credentials", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (listener, base) = uploadbucket_tests::local_listener().await;
+    uploadbucket_tests::serve(listener, app);
+    let url = format!("{base}/v1/credentials");
     (url, asked)
+}
+
+/// A signer for `bucket` whose credentials come from the Pod Identity agent at `agent`, with
+/// the token in `token_file`: the process and its base URL.
+async fn agent_signer(
+    server: &S3Server,
+    bucket: &str,
+    agent: &str,
+    token_file: &std::path::Path,
+) -> (uploadbucket_tests::Child, String) {
+    let env = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    uploadbucket_tests::start_sidecar_as(server, bucket, &env).await
 }
 
 /// EKS Pod Identity, the signer's side: with only the container credential variables EKS
@@ -1172,15 +1188,7 @@ async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
         Duration::from_secs(20),
     )
     .await;
-    let env = [
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.as_str()),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            token_file.to_str().unwrap(),
-        ),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
+    let (_signer, base) = agent_signer(&server, &name, &agent, &token_file).await;
     let http = reqwest::Client::new();
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200, "credentials from the agent");
@@ -1218,15 +1226,7 @@ async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
     // A token the agent does not know: no credentials, not ready.
     let wrong_token = dir.join("wrong");
     std::fs::write(&wrong_token, "someone-else").unwrap();
-    let wrong = [
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.as_str()),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            wrong_token.to_str().unwrap(),
-        ),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    let (_refused, refused) = uploadbucket_tests::start_sidecar_as(&server, &name, &wrong).await;
+    let (_refused, refused) = agent_signer(&server, &name, &agent, &wrong_token).await;
     let ready = http.get(format!("{refused}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
     let _ = std::fs::remove_dir_all(&dir);

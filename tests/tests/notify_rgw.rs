@@ -29,11 +29,9 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/events", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (listener, base) = uploadbucket_tests::local_listener().await;
+    uploadbucket_tests::serve(listener, app);
+    let url = format!("{base}/events");
     (url, got)
 }
 

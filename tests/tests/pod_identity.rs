@@ -212,9 +212,8 @@ async fn start_eks() -> (String, Arc<Eks>) {
             get(member).post(member).delete(member),
         )
         .with_state(eks.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (listener, url) = uploadbucket_tests::local_listener().await;
+    uploadbucket_tests::serve(listener, app);
     (url, eks)
 }
 
