@@ -48,6 +48,18 @@ async fn sign_jpeg(http: &reqwest::Client, base: &str, size: usize) -> Value {
     .await
 }
 
+/// The notification configuration of `bucket`, read with the plain client `raw`.
+async fn notifications(
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput{
+    raw.get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("the bucket's notifications")
+}
+
 /// The first rule of the default encryption of `bucket`, read with the plain client `raw`.
 async fn encryption_rule(
     raw: &aws_sdk_s3::Client,
@@ -239,12 +251,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         policy["Statement"][0]["Resource"],
         format!("arn:aws:s3:::{name}/uploads/verified/*")
     );
-    let notify = raw
-        .get_bucket_notification_configuration()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
+    let notify = notifications(&raw, &name).await;
     assert_eq!(notify.queue_configurations()[0].queue_arn(), queue_arn);
 
     // An upload in the incoming area is delivered to the queue.
@@ -279,12 +286,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         is_stored(&raw, &name, "uploads/incoming/a.jpg").await,
         "its object too"
     );
-    let notify = raw
-        .get_bucket_notification_configuration()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
+    let notify = notifications(&raw, &name).await;
     assert!(notify.queue_configurations().is_empty(), "{notify:?}");
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
     put_jpeg(&raw, &name, "uploads/incoming/b.jpg").await;
@@ -843,14 +845,11 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
     let jpeg = uploadbucket_tests::RACE_JPEG.to_vec();
     let signed = sign_jpeg(&http, &base, jpeg.len()).await;
     assert_eq!(put_signed(&http, &signed, jpeg.clone()).await.0, 200);
-    let resp = http
+    let verify = http
         .post(format!("{base}/uploads/verify"))
-        .json(&json!({"key": signed["key"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let verified: Value = resp.json().await.unwrap();
+        .json(&json!({"key": signed["key"]}));
+    let (status, verified) = status_json(verify).await;
+    assert_eq!(status, 200, "{verified}");
     let got = raw
         .get_object()
         .bucket(&name)

@@ -23,7 +23,9 @@ use uploadbucket_operator::controller::role::{
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_sidecar::credentials::{CachedCredentials, CredentialSource};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, PresignInput, Presigner};
-use uploadbucket_tests::{RequestCounter, S3Server, s3_server, unique_name};
+use uploadbucket_tests::{
+    RequestCounter, S3Server, assert_row, json_of, put_signed_with, s3_server, unique_name,
+};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -199,6 +201,20 @@ async fn assume(server: &S3Server, role_arn: &str, token: &str) -> Result<Creden
     };
     let cache = CachedCredentials::new(SharedCredentialsProvider::new(provider), Duration::ZERO);
     Ok(Credentials::clone(&*cache.credentials().await?))
+}
+
+/// The credentials of a session of `role_arn` for a token of shop/web (the service account
+/// the tests allow), which must be given; `what` names the step.
+async fn assume_shop_web(
+    server: &S3Server,
+    issuer: &Issuer,
+    role_arn: &str,
+    what: &str,
+) -> Credentials {
+    let token = issuer.token("shop", "web", "sts.amazonaws.com", 600);
+    assume(server, role_arn, &token)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 /// An STS client of the server (no credentials: AssumeRoleWithWebIdentity needs none).
@@ -440,13 +456,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     );
 
     // An allowed service account's token assumes the role.
-    let creds = assume(
-        &server,
-        &report.arn,
-        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .await
-    .expect("assume as shop/web");
+    let creds = assume_shop_web(&server, &issuer, &report.arn, "assume as shop/web").await;
     let s3 = s3_as(&server, &creds);
     s3.put_object()
         .bucket(&name)
@@ -639,13 +649,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     let role2 = desired_role(&ub2, &bucket, &settings).unwrap();
     let changed = apply_role(&iam, &role2, &settings).await.expect("update");
     assert_eq!(changed.changed, vec!["permissionPolicy"]);
-    let creds2 = assume(
-        &server,
-        &report.arn,
-        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .await
-    .expect("assume again");
+    let creds2 = assume_shop_web(&server, &issuer, &report.arn, "assume again").await;
     s3_as(&server, &creds2)
         .get_object()
         .bucket(&name)
@@ -705,13 +709,7 @@ async fn verification_widens_the_role_only_under_the_prefix() {
     let iam = server.iam_roles().await;
     let role = desired_role(&ub, &bucket, &settings).unwrap();
     let report = apply_role(&iam, &role, &settings).await.expect("role");
-    let creds = assume(
-        &server,
-        &report.arn,
-        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .await
-    .expect("assume");
+    let creds = assume_shop_web(&server, &issuer, &report.arn, "assume").await;
     let s3 = s3_as(&server, &creds);
     let raw = server.admin_client().await;
     for key in ["uploads/mine.jpg", "private/theirs.jpg"] {
@@ -962,21 +960,9 @@ async fn upload_urls_cannot_become_copies() {
     let attempt = |source: String, extra: Vec<(&'static str, &'static str)>| {
         let (http, alice) = (http.clone(), alice.clone());
         async move {
-            let mut req = http
-                .put(alice["uploadURL"].as_str().unwrap())
-                .body(SECRET_JPEG.to_vec());
-            for (k, v) in alice["headers"].as_object().unwrap() {
-                req = req.header(k.as_str(), v.as_str().unwrap());
-            }
-            req = req.header("x-amz-copy-source", source);
-            for (k, v) in extra {
-                req = req.header(k, v);
-            }
-            let resp = req.send().await.unwrap();
-            (
-                resp.status().as_u16(),
-                resp.text().await.unwrap_or_default(),
-            )
+            let mut headers = vec![("x-amz-copy-source", source.as_str())];
+            headers.extend(extra);
+            put_signed_with(&http, &alice, SECRET_JPEG.to_vec(), &headers).await
         }
     };
     for source in [&bob_verified, &bob_pending] {
@@ -988,7 +974,12 @@ async fn upload_urls_cannot_become_copies() {
             ],
         ] {
             let (status, text) = attempt(format!("{name}/{source}"), extra.clone()).await;
-            assert_eq!(status, 403, "copy of {source} with {extra:?}: {text}");
+            assert_row(
+                &format!("copy of {source} with {extra:?}"),
+                status,
+                &text,
+                &[403],
+            );
         }
     }
     let head = raw.head_object().bucket(&name).key(&alice_key).send().await;
@@ -1021,19 +1012,11 @@ async fn upload_urls_cannot_become_copies() {
     // canned ACL breaks the signature), and the operator sets IgnorePublicAcls besides.
     assert_eq!(public(bob_pending.clone()).await.0, 403);
     let acl = sign("bob", SECRET_JPEG.len()).await;
-    let mut req = http
-        .put(acl["uploadURL"].as_str().unwrap())
-        .body(SECRET_JPEG.to_vec())
-        .header(
-            "x-amz-grant-read",
-            "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
-        );
-    for (k, v) in acl["headers"].as_object().unwrap() {
-        req = req.header(k.as_str(), v.as_str().unwrap());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    let grant = [(
+        "x-amz-grant-read",
+        "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+    )];
+    let (status, text) = put_signed_with(&http, &acl, SECRET_JPEG.to_vec(), &grant).await;
     assert_eq!(status, 400, "PUT with a public grant: {text}");
     assert_eq!(public(acl["key"].as_str().unwrap().to_owned()).await.0, 403);
 
@@ -1046,27 +1029,16 @@ async fn upload_urls_cannot_become_copies() {
     )
     .await;
     assert_eq!(ranged.0, 403, "ranged copy through a PUT URL: {}", ranged.1);
-    let create = http
-        .post(format!("{base}/s3/multipart"))
-        .json(&json!({"type": "image/jpeg", "owner": "alice"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let create = json_of(
+        http.post(format!("{base}/s3/multipart"))
+            .json(&json!({"type": "image/jpeg", "owner": "alice"})),
+    )
+    .await;
     let (key, id) = (
         create["key"].as_str().unwrap(),
         create["uploadId"].as_str().unwrap(),
     );
-    let part = http
-        .get(format!("{base}/s3/multipart/{id}/1?key={key}&owner=alice"))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let part = json_of(http.get(format!("{base}/s3/multipart/{id}/1?key={key}&owner=alice"))).await;
     let resp = http
         .put(part["url"].as_str().unwrap())
         .header("x-amz-copy-source", format!("{name}/{bob_pending}"))
@@ -1166,15 +1138,7 @@ async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
     let report = bucket_and_role(&server, &settings, &name, json!({})).await;
     let mut sessions = Vec::new();
     for _ in 0..2 {
-        sessions.push(
-            assume(
-                &server,
-                &report.arn,
-                &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-            )
-            .await
-            .expect("a session"),
-        );
+        sessions.push(assume_shop_web(&server, &issuer, &report.arn, "a session").await);
     }
     assert_ne!(sessions[0].access_key_id, sessions[1].access_key_id);
     let dir = std::env::temp_dir().join(unique_name("ub-pod-identity"));
