@@ -145,6 +145,48 @@ pub async fn wait_gone(ubs: &Api<UploadBucket>, name: &str) {
     .await
 }
 
+/// [`cluster_and_s3`] and a new namespace named from `ns_base`: (client, kubeconfig, S3
+/// server, namespace).
+pub async fn cluster_s3_namespace(
+    test: &str,
+    ns_base: &str,
+) -> Option<(Client, String, crate::S3Server, String)> {
+    let (client, kubeconfig, server) = cluster_and_s3(test).await?;
+    let ns = namespace(&client, ns_base).await;
+    Some((client, kubeconfig, server, ns))
+}
+
+/// Deletes the UploadBucket `name` and waits for its finalizer to let go, within a minute.
+pub async fn delete_and_wait(ubs: &Api<UploadBucket>, name: &str) {
+    ubs.delete(name, &kube::api::DeleteParams::default())
+        .await
+        .unwrap_or_else(|e| panic!("delete {name}: {e}"));
+    wait_gone(ubs, name).await;
+}
+
+/// Deletes the test's namespace `ns` (best effort: the API server may be going away).
+pub async fn delete_namespace(client: &Client, ns: &str) {
+    let _ = Api::<Namespace>::all(client.clone())
+        .delete(ns, &kube::api::DeleteParams::default())
+        .await;
+}
+
+/// Waits up to `seconds` until the CORS of `bucket` (read with the plain client `raw`) allows
+/// exactly `origin` in its first rule; `what` names the wait.
+pub async fn wait_cors(
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+    origin: &str,
+    what: &str,
+    seconds: u64,
+) {
+    wait_for(what, seconds, || async {
+        let cors = raw.get_bucket_cors().bucket(bucket).send().await.ok()?;
+        (cors.cors_rules().first()?.allowed_origins() == [origin]).then_some(())
+    })
+    .await;
+}
+
 /// The API server (with the CRD installed) and the S3 server, for a test of the operator
 /// against both; `None` (a skip, or a failure when servers are required) without either.
 pub async fn cluster_and_s3(test: &str) -> Option<(Client, String, crate::S3Server)> {

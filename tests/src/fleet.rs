@@ -98,9 +98,7 @@ pub async fn wait_cors_max_age(fleet: &Fleet, name: &str, max_age: i32, secs: u6
 
 /// The buckets in RGW whose names start with `prefix`.
 pub async fn buckets_named(server: &S3Server, prefix: &str) -> Vec<String> {
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let listed = raw.list_buckets().send().await.unwrap();
     listed
         .buckets()
@@ -159,9 +157,7 @@ pub async fn assert_each_owns_one_bucket_and_role(
     assert_eq!(objects.len(), n, "UploadBuckets");
     let buckets = buckets_named(server, prefix).await;
     assert_eq!(buckets.len(), n, "buckets named {prefix}*: {buckets:?}");
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let mut tagged = BTreeSet::new();
     for b in &buckets {
         let tags = raw.get_bucket_tagging().bucket(b).send().await.unwrap();

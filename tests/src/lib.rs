@@ -210,6 +210,20 @@ impl S3Server {
         panic!("could not register {issuer} as an OIDC provider with thumbprint {thumbprint}")
     }
 
+    /// [`S3Server::raw_client`] with the server's own keys.
+    pub async fn admin_client(&self) -> aws_sdk_s3::Client {
+        self.raw_client(&self.access_key, &self.secret_key).await
+    }
+
+    /// The operator's IAM roles client on this server, with the server's own keys.
+    pub async fn iam_roles(&self) -> uploadbucket_operator::aws::iam::IamRoles {
+        let sdk = self.sdk_config(&self.access_key, &self.secret_key).await;
+        let conf = aws_sdk_iam::config::Builder::from(&sdk)
+            .endpoint_url(&self.endpoint)
+            .build();
+        uploadbucket_operator::aws::iam::IamRoles::from_conf(conf)
+    }
+
     /// A plain aws-sdk-s3 client (no operator code) to look at, or tamper with, what is stored.
     pub async fn raw_client(&self, access_key: &str, secret_key: &str) -> aws_sdk_s3::Client {
         let sdk = self.sdk_config(access_key, secret_key).await;
@@ -626,6 +640,22 @@ fn strip_ansi(line: &str) -> String {
     out
 }
 
+/// A listener on a free local port, and its base URL (`http://127.0.0.1:<port>`).
+pub async fn local_listener() -> (tokio::net::TcpListener, String) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a local port");
+    let url = format!("http://{}", listener.local_addr().expect("local address"));
+    (listener, url)
+}
+
+/// Serves `app` on `listener` in the background, until the task is dropped or aborted.
+pub fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    })
+}
+
 /// Waits up to 5 s for `{base}/healthz` to answer.
 pub async fn wait_healthy(base: &str) {
     let http = reqwest::Client::new();
@@ -673,11 +703,25 @@ pub async fn put_signed(
     signed: &serde_json::Value,
     body: Vec<u8>,
 ) -> (u16, String) {
+    put_signed_with(http, signed, body, &[]).await
+}
+
+/// [`put_signed`] with `extra` headers besides the signed ones (what a client may add, or
+/// smuggle); (status, response text).
+pub async fn put_signed_with(
+    http: &reqwest::Client,
+    signed: &serde_json::Value,
+    body: Vec<u8>,
+    extra: &[(&str, &str)],
+) -> (u16, String) {
     let mut req = http
         .put(signed["uploadURL"].as_str().expect("uploadURL"))
         .body(body);
     for (k, v) in signed["headers"].as_object().expect("headers") {
         req = req.header(k.as_str(), v.as_str().expect("header value"));
+    }
+    for (k, v) in extra {
+        req = req.header(*k, *v);
     }
     let resp = req.send().await.expect("PUT");
     (
@@ -716,9 +760,7 @@ pub async fn post_signed(
 /// A new bucket on `server` named from `base` (made with a plain client, not the operator),
 /// and that client.
 pub async fn plain_bucket(server: &S3Server, base: &str) -> (String, aws_sdk_s3::Client) {
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let name = unique_name(base);
     raw.create_bucket()
         .bucket(&name)
@@ -726,6 +768,145 @@ pub async fn plain_bucket(server: &S3Server, base: &str) -> (String, aws_sdk_s3:
         .await
         .expect("create bucket");
     (name, raw)
+}
+
+/// The arrangement most signer tests start from: the test's S3 server, a new plain bucket on
+/// it, a signer process for that bucket and an HTTP client.
+pub struct SignerRig {
+    pub server: S3Server,
+    /// The bucket's name.
+    pub bucket: String,
+    /// A plain S3 client with the server's keys, to read back what was stored.
+    pub raw: aws_sdk_s3::Client,
+    /// The signer's base URL.
+    pub base: String,
+    pub http: reqwest::Client,
+    pub signer: Child,
+}
+
+impl SignerRig {
+    /// The rig for `test` (`None` after a loud skip when there is no server), its bucket named
+    /// from `bucket_base`, its signer started with `env` besides the server's keys.
+    pub async fn start(test: &str, bucket_base: &str, env: &[(&str, &str)]) -> Option<Self> {
+        let server = s3_server(test)?;
+        let (bucket, raw) = plain_bucket(&server, bucket_base).await;
+        let (signer, base) = start_sidecar(&server, &bucket, env).await;
+        Some(Self {
+            server,
+            bucket,
+            raw,
+            base,
+            http: reqwest::Client::new(),
+            signer,
+        })
+    }
+
+    /// `POST /uploads` with `req`, a 201 required: the signer's answer.
+    pub async fn sign(&self, req: serde_json::Value) -> serde_json::Value {
+        sign_upload(&self.http, &self.base, req).await
+    }
+
+    /// Asserts that nothing is stored at `key` of the rig's bucket; `why` names the case.
+    pub async fn assert_absent(&self, key: &str, why: &str) {
+        assert_absent(&self.raw, &self.bucket, key, why).await;
+    }
+
+    /// Whether `key` is stored in the rig's bucket.
+    pub async fn is_stored(&self, key: &str) -> bool {
+        is_stored(&self.raw, &self.bucket, key).await
+    }
+
+    /// Asserts that `key` is stored in the rig's bucket with this content type and size.
+    pub async fn assert_stored(&self, key: &str, content_type: &str, size: i64) {
+        assert_stored(&self.raw, &self.bucket, key, content_type, size).await;
+    }
+}
+
+/// PUTs `body` to `url` with exactly `headers`; (status, response text).
+pub async fn put_with(
+    http: &reqwest::Client,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> (u16, String) {
+    let mut req = http.put(url).body(body);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.send().await.expect("put");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+/// Asserts that an AWS call answered 404 (what it asked for is gone); `what` names it.
+pub fn assert_not_found<T: std::fmt::Debug, E: std::fmt::Debug>(
+    got: Result<T, aws_sdk_s3::error::SdkError<E>>,
+    what: &str,
+) {
+    let status = got
+        .as_ref()
+        .err()
+        .and_then(|e| e.raw_response())
+        .map(|r| r.status().as_u16());
+    assert_eq!(status, Some(404), "{what} must be gone: {got:?}");
+}
+
+/// Whether `bucket/key` is stored (a HEAD with the plain client `raw` succeeds).
+pub async fn is_stored(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) -> bool {
+    raw.head_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .is_ok()
+}
+
+/// Asserts that nothing is stored at `bucket/key`; `why` names the case.
+pub async fn assert_absent(raw: &aws_sdk_s3::Client, bucket: &str, key: &str, why: &str) {
+    assert!(
+        !is_stored(raw, bucket, key).await,
+        "{why}: {bucket}/{key} must not be stored"
+    );
+}
+
+/// Sends `req`; its status and its body as JSON (`Null` when it is not JSON).
+pub async fn status_json(req: reqwest::RequestBuilder) -> (u16, serde_json::Value) {
+    let resp = req.send().await.expect("the server answers");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or_default())
+}
+
+/// One row of a refusal table: the request was answered `status` (`body` for the message),
+/// and the row allows only `allowed`. A failure names the row by its `label`.
+pub fn assert_row(label: &str, status: u16, body: &dyn std::fmt::Display, allowed: &[u16]) {
+    assert!(
+        allowed.contains(&status),
+        "row {label:?}: answered {status}, expected one of {allowed:?}: {body}"
+    );
+}
+
+/// [`assert_row`] for a row that must be refused, by whatever status: anything but a 2xx.
+pub fn assert_refused(label: &str, status: u16, body: &dyn std::fmt::Display) {
+    assert!(
+        !(200..300).contains(&status),
+        "row {label:?}: answered {status}, expected a refusal: {body}"
+    );
+}
+
+/// A multipart upload's id as a path segment (`+`, `/` and `=` escaped).
+pub fn upload_id_segment(id: &str) -> String {
+    id.replace('+', "%2B")
+        .replace('/', "%2F")
+        .replace('=', "%3D")
+}
+
+/// PUTs `body` to the presigned part `url`; the part's ETag (a 200 is required).
+pub async fn put_part(http: &reqwest::Client, url: &str, body: Vec<u8>) -> String {
+    let resp = http.put(url).body(body).send().await.expect("part PUT");
+    assert_eq!(resp.status().as_u16(), 200, "part PUT to {url}");
+    resp.headers()["etag"].to_str().unwrap().to_owned()
 }
 
 /// Asserts that `bucket/key` is stored with this content type and size.

@@ -81,8 +81,8 @@ pub struct Issuer {
 impl Issuer {
     /// Serves discovery and a JWKS (`Cache-Control: max-age=<max_age>`) holding `keys`.
     pub async fn start(keys: Vec<SigningKey>, max_age: u64) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/", listener.local_addr().unwrap());
+        let (listener, base) = crate::local_listener().await;
+        let url = format!("{base}/");
         let keys = Arc::new(Mutex::new(keys));
         let down = Arc::new(AtomicBool::new(false));
         let jwks_requests = Arc::new(AtomicUsize::new(0));
@@ -163,7 +163,7 @@ impl Issuer {
                     }
                 }),
             );
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        crate::serve(listener, app);
         Self {
             url,
             keys,

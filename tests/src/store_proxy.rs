@@ -75,14 +75,9 @@ impl StoreProxy {
                 .build()
                 .expect("an HTTP client"),
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind the store proxy");
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, endpoint) = crate::local_listener().await;
         let app = axum::Router::new().fallback(relay).with_state(shared);
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
+        let task = crate::serve(listener, app);
         StoreProxy {
             endpoint,
             tally,

@@ -7,7 +7,10 @@
 
 use serde_json::{Value, json};
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::{S3Server, aws_server, put_signed, sign_upload, unique_name};
+use uploadbucket_tests::{
+    S3Server, assert_refused, assert_row, aws_server, is_stored, json_of, put_part, put_signed,
+    put_signed_with, sign_upload, status_json, unique_name,
+};
 
 fn object(name: &str, spec: Value) -> UploadBucket {
     let mut spec = spec;
@@ -33,6 +36,43 @@ async fn put_bytes(raw: &aws_sdk_s3::Client, bucket: &str, key: &str, bytes: &'s
 /// Stores a few JPEG bytes at `bucket/key` with a plain client.
 async fn put_jpeg(raw: &aws_sdk_s3::Client, bucket: &str, key: &str) {
     put_bytes(raw, bucket, key, b"\xff\xd8\xff").await;
+}
+
+/// A PUT URL from the signer at `base` for a JPEG of `size` bytes.
+async fn sign_jpeg(http: &reqwest::Client, base: &str, size: usize) -> Value {
+    sign_upload(
+        http,
+        base,
+        json!({"contentType": "image/jpeg", "size": size}),
+    )
+    .await
+}
+
+/// The notification configuration of `bucket`, read with the plain client `raw`.
+async fn notifications(
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> aws_sdk_s3::operation::get_bucket_notification_configuration::GetBucketNotificationConfigurationOutput{
+    raw.get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("the bucket's notifications")
+}
+
+/// The first rule of the default encryption of `bucket`, read with the plain client `raw`.
+async fn encryption_rule(
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+) -> aws_sdk_s3::types::ServerSideEncryptionRule {
+    let enc = raw
+        .get_bucket_encryption()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("the bucket's encryption");
+    let config = enc.server_side_encryption_configuration().unwrap();
+    config.rules()[0].clone()
 }
 
 /// An SQS queue made through LocalStack's query API; its ARN and URL.
@@ -96,9 +136,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         return;
     };
     let (buckets, counter) = server.buckets().await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let name = unique_name("ub-aws");
     let (queue_arn, queue_url) = queue(&server, &unique_name("ub-events")).await;
     let spec = json!({
@@ -157,13 +195,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
             .as_str(),
         "BucketOwnerEnforced"
     );
-    let enc = raw
-        .get_bucket_encryption()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
-    let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+    let rule = encryption_rule(&raw, &name).await;
     assert_eq!(
         rule.apply_server_side_encryption_by_default()
             .unwrap()
@@ -219,12 +251,7 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         policy["Statement"][0]["Resource"],
         format!("arn:aws:s3:::{name}/uploads/verified/*")
     );
-    let notify = raw
-        .get_bucket_notification_configuration()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
+    let notify = notifications(&raw, &name).await;
     assert_eq!(notify.queue_configurations()[0].queue_arn(), queue_arn);
 
     // An upload in the incoming area is delivered to the queue.
@@ -255,18 +282,11 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         .send()
         .await
         .expect("the bucket is still there");
-    raw.head_object()
-        .bucket(&name)
-        .key("uploads/incoming/a.jpg")
-        .send()
-        .await
-        .expect("its object too");
-    let notify = raw
-        .get_bucket_notification_configuration()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
+    assert!(
+        is_stored(&raw, &name, "uploads/incoming/a.jpg").await,
+        "its object too"
+    );
+    let notify = notifications(&raw, &name).await;
     assert!(notify.queue_configurations().is_empty(), "{notify:?}");
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
     put_jpeg(&raw, &name, "uploads/incoming/b.jpg").await;
@@ -283,6 +303,20 @@ const SIGNER: [(&str, &str); 3] = [
     ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
 ];
 
+/// A signer for `bucket` with LocalStack's keys and `env`: the process and its base URL.
+async fn signer(
+    server: &S3Server,
+    bucket: &str,
+    env: &[(&str, &str)],
+) -> (uploadbucket_tests::Child, String) {
+    let mut all = vec![
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+    ];
+    all.extend_from_slice(env);
+    uploadbucket_tests::start_sidecar_as(server, bucket, &all).await
+}
+
 /// A verifying bucket made by the operator's code on the AWS backend, and a signer for it
 /// with AWS's request shapes (`UPLOADBUCKET_S3_BACKEND` unset).
 async fn verifying(server: &S3Server) -> (String, aws_sdk_s3::Client) {
@@ -295,9 +329,7 @@ async fn verifying(server: &S3Server) -> (String, aws_sdk_s3::Client) {
     uploadbucket_tests::provision(&buckets, &ub, &uploadbucket_tests::defaults(server))
         .await
         .expect("provision");
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     (name, raw)
 }
 
@@ -313,76 +345,42 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
         return;
     };
     let (bucket, raw) = verifying(&server).await;
-    let mut env: Vec<(&str, &str)> = vec![
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-    ];
-    env.extend(SIGNER);
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &env).await;
+    let (_signer, base) = signer(&server, &bucket, &SIGNER).await;
     let http = reqwest::Client::new();
     const JPEG: &[u8] = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00";
 
     // Bob's upload, verified.
-    let bob = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": JPEG.len()}),
-    )
-    .await;
+    let bob = sign_jpeg(&http, &base, JPEG.len()).await;
     assert_eq!(put_signed(&http, &bob, JPEG.to_vec()).await.0, 200);
     // Alice's URL with a copy source, or with metadata: refused by the store.
-    let alice = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": JPEG.len()}),
-    )
-    .await;
-    for (header, value) in [
-        (
-            "x-amz-copy-source",
-            format!("{bucket}/{}", bob["key"].as_str().unwrap()),
-        ),
-        ("x-amz-meta-owner", "admin".to_owned()),
-        (
-            "x-amz-website-redirect-location",
-            "https://evil.example/".to_owned(),
-        ),
-    ] {
-        let mut req = http
-            .put(alice["uploadURL"].as_str().unwrap())
-            .body(JPEG.to_vec())
-            .header(header, value);
-        for (k, v) in alice["headers"].as_object().unwrap() {
-            req = req.header(k.as_str(), v.as_str().unwrap());
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
-        assert_eq!(status, 403, "{header}: {text}");
-        assert!(text.contains("not signed"), "{header}: {text}");
+    let alice = sign_jpeg(&http, &base, JPEG.len()).await;
+    let copy_source = format!("{bucket}/{}", bob["key"].as_str().unwrap());
+    let smuggled = [
+        ("x-amz-copy-source", copy_source.as_str()),
+        ("x-amz-meta-owner", "admin"),
+        ("x-amz-website-redirect-location", "https://evil.example/"),
+    ];
+    for (header, value) in smuggled {
+        let extra = [(header, value)];
+        let (status, text) = put_signed_with(&http, &alice, JPEG.to_vec(), &extra).await;
+        assert_row(header, status, &text, &[403]);
+        assert!(text.contains("not signed"), "row {header:?}: {text}");
     }
     // Standard headers it takes unsigned stay on the upload; the verified copy has its own.
-    let mut req = http
-        .put(alice["uploadURL"].as_str().unwrap())
-        .body(JPEG.to_vec())
-        .header("cache-control", "public, max-age=31536000, immutable")
-        .header(
+    let unsigned = [
+        ("cache-control", "public, max-age=31536000, immutable"),
+        (
             "content-disposition",
             "inline; filename=\"invoice.pdf.exe\"",
-        );
-    for (k, v) in alice["headers"].as_object().unwrap() {
-        req = req.header(k.as_str(), v.as_str().unwrap());
-    }
-    assert_eq!(req.send().await.unwrap().status().as_u16(), 200);
-    let verified = http
-        .post(format!("{base}/uploads/verify"))
-        .json(&json!({"key": alice["key"]}))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        ),
+    ];
+    let (status, text) = put_signed_with(&http, &alice, JPEG.to_vec(), &unsigned).await;
+    assert_eq!(status, 200, "{text}");
+    let verified = json_of(
+        http.post(format!("{base}/uploads/verify"))
+            .json(&json!({"key": alice["key"]})),
+    )
+    .await;
     let head = raw
         .head_object()
         .bucket(&bucket)
@@ -416,9 +414,7 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
     };
     let (buckets, _) = server.buckets().await;
     let defaults = uploadbucket_tests::defaults(&server);
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let put = |bucket: String, key: &'static str| {
         let raw = raw.clone();
         async move { put_bytes(&raw, &bucket, key, b"q1,1000\n").await }
@@ -433,44 +429,45 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
         ub
     };
 
-    // A bucket nobody manages.
+    // A bucket nobody manages, and another UploadBucket's bucket, each with an object.
     let unmanaged = unique_name("ub-aws-theirs");
     raw.create_bucket().bucket(&unmanaged).send().await.unwrap();
     put(unmanaged.clone(), "reports/q1.csv").await;
-    let before = BucketSnapshot::of(&raw, &unmanaged).await;
-    let ub = hostile(&unmanaged, "uid-hostile-1");
-    let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "BucketExists", "{err}");
-    let outcome =
-        uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
-            .await
-            .unwrap();
-    assert!(format!("{outcome:?}").starts_with("NotOurs"), "{outcome:?}");
-    assert_eq!(BucketSnapshot::of(&raw, &unmanaged).await, before);
-
-    // Another UploadBucket's bucket.
     let owned = unique_name("ub-aws-owned");
     let owner = object(&owned, json!({}));
     uploadbucket_tests::provision(&buckets, &owner, &defaults)
         .await
         .expect("the owner's bucket");
     put(owned.clone(), "uploads/a.jpg").await;
-    let before = BucketSnapshot::of(&raw, &owned).await;
-    let ub = hostile(&owned, "uid-hostile-2");
-    let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "BucketManagedByOther", "{err}");
-    assert!(
-        !err.to_string().contains("uid-"),
-        "never names the other: {err}"
-    );
-    uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
-        .await
-        .unwrap();
-    assert_eq!(BucketSnapshot::of(&raw, &owned).await, before);
+    // One row a hostile object: (bucket, its uid, the refusal's reason, how its clean-up
+    // with Delete and emptyOnDelete ends, where checked). The bucket is left as it was, and
+    // the error never names the other object.
+    let refusals = [
+        (&unmanaged, "uid-hostile-1", "BucketExists", Some("NotOurs")),
+        (&owned, "uid-hostile-2", "BucketManagedByOther", None),
+    ];
+    for (bucket, uid, reason, cleaned) in refusals {
+        let before = BucketSnapshot::of(&raw, bucket).await;
+        let ub = hostile(bucket, uid);
+        let err = uploadbucket_tests::provision(&buckets, &ub, &defaults)
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), reason, "row {uid:?}: {err}");
+        assert!(!err.to_string().contains("uid-"), "row {uid:?}: {err}");
+        let outcome =
+            uploadbucket_tests::clean_up(&buckets, &ub, &defaults, DeletionPolicy::Delete, true)
+                .await
+                .unwrap();
+        if let Some(cleaned) = cleaned {
+            let outcome = format!("{outcome:?}");
+            assert!(outcome.starts_with(cleaned), "row {uid:?}: {outcome}");
+        }
+        assert_eq!(
+            BucketSnapshot::of(&raw, bucket).await,
+            before,
+            "row {uid:?}"
+        );
+    }
 
     // Its own: Retain keeps the bucket and its objects...
     let outcome =
@@ -481,12 +478,7 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
         format!("{outcome:?}").starts_with("Retained"),
         "{outcome:?}"
     );
-    raw.head_object()
-        .bucket(&owned)
-        .key("uploads/a.jpg")
-        .send()
-        .await
-        .expect("kept");
+    assert!(is_stored(&raw, &owned, "uploads/a.jpg").await, "kept");
     // ...and, made again, Delete with emptyOnDelete removes both.
     let again = unique_name("ub-aws-gone");
     let owner = object(&again, json!({}));
@@ -518,24 +510,15 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     };
     let (bucket, raw) = verifying(&server).await;
     let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
         ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
         ("UPLOADBUCKET_MAX_SIZE_BYTES", "2000"),
         ("UPLOADBUCKET_VERIFY", "true"),
     ];
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &env).await;
+    let (_signer, base) = signer(&server, &bucket, &env).await;
     let http = reqwest::Client::new();
     let stored = |key: String| {
         let (raw, bucket) = (raw.clone(), bucket.clone());
-        async move {
-            raw.head_object()
-                .bucket(bucket)
-                .key(key)
-                .send()
-                .await
-                .is_ok()
-        }
+        async move { is_stored(&raw, &bucket, &key).await }
     };
     let put = |signed: &Value, ct: &'static str, body: Vec<u8>| {
         let mut req = http.put(signed["uploadURL"].as_str().unwrap()).body(body);
@@ -557,26 +540,25 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     };
 
     // PUT: another type, another size, then the right one, then a replay.
-    let signed = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": 100}),
-    )
-    .await;
+    let signed = sign_jpeg(&http, &base, 100).await;
     let key = signed["key"].as_str().unwrap().to_owned();
-    assert_eq!(put(&signed, "text/html", vec![1; 100]).await.0, 403, "type");
-    assert_ne!(
-        put(&signed, "image/jpeg", vec![1; 101]).await.0,
-        200,
-        "size"
-    );
+    // Refused rows: (label, content type, body size, statuses allowed; empty: any refusal).
+    let refusals: [(&str, &str, usize, &[u16]); 2] = [
+        ("another type", "text/html", 100, &[403]),
+        ("another size", "image/jpeg", 101, &[]),
+    ];
+    for (label, content_type, size, allowed) in refusals {
+        let (status, text) = put(&signed, content_type, vec![1; size]).await;
+        if allowed.is_empty() {
+            assert_refused(label, status, &text);
+        } else {
+            assert_row(label, status, &text, allowed);
+        }
+    }
     assert!(!stored(key.clone()).await);
     assert_eq!(put(&signed, "image/jpeg", vec![1; 100]).await.0, 200);
-    assert_eq!(
-        put(&signed, "image/jpeg", vec![2; 100]).await.0,
-        412,
-        "replay"
-    );
+    let (status, text) = put(&signed, "image/jpeg", vec![2; 100]).await;
+    assert_row("replay", status, &text, &[412]);
     // Signed digests: other bytes are refused and nothing is stored.
     let good = vec![7u8; 64];
     let sha = base64::engine::general_purpose::STANDARD
@@ -601,13 +583,8 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
     // Expired.
     let mut short = env.to_vec();
     short.push(("UPLOADBUCKET_EXPIRES_SECONDS", "1"));
-    let (_s2, base2) = uploadbucket_tests::start_sidecar_as(&server, &bucket, &short).await;
-    let signed = sign_upload(
-        &http,
-        &base2,
-        json!({"contentType": "image/jpeg", "size": 10}),
-    )
-    .await;
+    let (_s2, base2) = signer(&server, &bucket, &short).await;
+    let signed = sign_jpeg(&http, &base2, 10).await;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     assert_eq!(
         put(&signed, "image/jpeg", vec![1; 10]).await.0,
@@ -658,21 +635,10 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
         http.get(format!("{base}/s3/multipart/{id}/1?key={mkey}&size=100")),
     )
     .await;
-    let wrong = http
-        .put(part["url"].as_str().unwrap())
-        .body(vec![1u8; 150])
-        .send()
-        .await
-        .unwrap();
-    assert_ne!(wrong.status().as_u16(), 200, "a part of another size");
-    let right = http
-        .put(part["url"].as_str().unwrap())
-        .body(vec![1u8; 100])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(right.status().as_u16(), 200);
-    let etag = right.headers()["etag"].to_str().unwrap().to_owned();
+    let part_url = part["url"].as_str().unwrap();
+    let (status, text) = uploadbucket_tests::put_with(&http, part_url, &[], vec![1u8; 150]).await;
+    assert_refused("a part of another size", status, &text);
+    let etag = put_part(&http, part_url, vec![1u8; 100]).await;
     // The key taken meanwhile (a plain PUT with the store's keys): the completion's
     // if-none-match makes the store refuse, and the signer says so.
     raw.put_object()
@@ -682,14 +648,11 @@ async fn the_store_enforces_what_the_signer_signed_on_the_aws_backend() {
         .send()
         .await
         .unwrap();
-    let done = http
-        .post(format!("{base}/s3/multipart/{id}/complete?key={mkey}"))
-        .json(&json!({"parts": [{"PartNumber": 1, "ETag": etag}]}))
-        .send()
-        .await
-        .unwrap();
-    let status = done.status().as_u16();
-    let body: Value = done.json().await.unwrap();
+    let (status, body) = status_json(
+        http.post(format!("{base}/s3/multipart/{id}/complete?key={mkey}"))
+            .json(&json!({"parts": [{"PartNumber": 1, "ETag": etag}]})),
+    )
+    .await;
     assert_eq!(
         (status, &body["error"]["code"]),
         (409, &json!("KeyExists")),
@@ -710,7 +673,6 @@ fn md5_of(bytes: &[u8]) -> [u8; 16] {
 #[tokio::test]
 async fn the_upload_role_on_the_aws_backend() {
     use uploadbucket_operator::aws::BucketRef;
-    use uploadbucket_operator::aws::iam::IamRoles;
     use uploadbucket_operator::controller::role::{
         RoleCleanup, RoleSettings, apply_role, cleanup_role, desired_role,
     };
@@ -760,15 +722,7 @@ async fn the_upload_role_on_the_aws_backend() {
         name: name.clone(),
         region: "us-east-1".into(),
     };
-    let roles = IamRoles::from_conf(
-        aws_sdk_iam::config::Builder::from(
-            &server
-                .sdk_config(&server.access_key, &server.secret_key)
-                .await,
-        )
-        .endpoint_url(&server.endpoint)
-        .build(),
-    );
+    let roles = server.iam_roles().await;
     let role = desired_role(&ub, &bucket, &settings).unwrap();
     let report = apply_role(&roles, &role, &settings).await.expect("role");
     let got = iam.get_role().role_name(&role.name).send().await.unwrap();
@@ -851,17 +805,14 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
     else {
         return;
     };
-    let created: Value = reqwest::Client::new()
-        .post(&server.endpoint)
-        .header("x-amz-target", "TrentService.CreateKey")
-        .header("content-type", "application/x-amz-json-1.1")
-        .body("{}")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = json_of(
+        reqwest::Client::new()
+            .post(&server.endpoint)
+            .header("x-amz-target", "TrentService.CreateKey")
+            .header("content-type", "application/x-amz-json-1.1")
+            .body("{}"),
+    )
+    .await;
     let key_arn = created["KeyMetadata"]["Arn"]
         .as_str()
         .expect("a KMS key")
@@ -878,45 +829,27 @@ async fn sse_kms_buckets_take_uploads_and_verify_on_the_aws_backend() {
         .await
         .expect("provision");
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
-    let enc = raw
-        .get_bucket_encryption()
-        .bucket(&name)
-        .send()
-        .await
-        .unwrap();
-    let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+    let raw = server.admin_client().await;
+    let rule = encryption_rule(&raw, &name).await;
     let default = rule.apply_server_side_encryption_by_default().unwrap();
     assert_eq!(default.sse_algorithm().as_str(), "aws:kms");
     assert_eq!(default.kms_master_key_id(), Some(key_arn.as_str()));
     assert_eq!(rule.bucket_key_enabled(), Some(true));
 
     let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
         ("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", "image/jpeg"),
         ("UPLOADBUCKET_VERIFY", "true"),
     ];
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
+    let (_signer, base) = signer(&server, &name, &env).await;
     let http = reqwest::Client::new();
     let jpeg = uploadbucket_tests::RACE_JPEG.to_vec();
-    let signed = sign_upload(
-        &http,
-        &base,
-        json!({"contentType": "image/jpeg", "size": jpeg.len()}),
-    )
-    .await;
+    let signed = sign_jpeg(&http, &base, jpeg.len()).await;
     assert_eq!(put_signed(&http, &signed, jpeg.clone()).await.0, 200);
-    let resp = http
+    let verify = http
         .post(format!("{base}/uploads/verify"))
-        .json(&json!({"key": signed["key"]}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200);
-    let verified: Value = resp.json().await.unwrap();
+        .json(&json!({"key": signed["key"]}));
+    let (status, verified) = status_json(verify).await;
+    assert_eq!(status, 200, "{verified}");
     let got = raw
         .get_object()
         .bucket(&name)

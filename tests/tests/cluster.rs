@@ -8,16 +8,18 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    Operator, api_error, cluster, cluster_and_s3, create_upload_bucket, ensure_crd, is_local,
-    namespace, pod, start_operator, wait_for, wait_gone, wait_ready, webhook_certificate,
+    Operator, api_error, cluster, cluster_and_s3, cluster_s3_namespace, create_upload_bucket,
+    delete_and_wait, delete_namespace, ensure_crd, is_local, namespace, pod, start_operator,
+    wait_cors, wait_for, wait_ready, webhook_certificate,
 };
-use uploadbucket_tests::{s3_server, unique_name};
+use uploadbucket_tests::{assert_not_found, s3_server, unique_name};
 
 #[tokio::test]
 async fn the_api_server_enforces_the_schema_and_cel_rules() {
@@ -296,9 +298,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     .await;
     assert_eq!(restored.data.unwrap_or_default(), want);
 
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let cors = raw
         .get_bucket_cors()
         .bucket(&bucket)
@@ -316,28 +316,27 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
         .send()
         .await
         .expect("delete CORS");
-    wait_for("the running operator to restore CORS", 40, || {
-        let raw = raw.clone();
-        let bucket = bucket.clone();
-        async move {
-            let cors = raw.get_bucket_cors().bucket(&bucket).send().await.ok()?;
-            (cors.cors_rules().first()?.allowed_origins() == ["https://shop.example.com"])
-                .then_some(())
-        }
-    })
+    wait_cors(
+        &raw,
+        &bucket,
+        "https://shop.example.com",
+        "the running operator to restore CORS",
+        40,
+    )
     .await;
 
     // Inject.
     let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-    let created = pods
-        .create(
-            &PostParams::default(),
-            &pod(
-                "web-0",
-                json!({"uploadbucket.io/inject": "photos"}),
-                Some("web"),
-            ),
+    // Pods that ask for the signer of "photos".
+    let asking = |name: &str, service_account| {
+        pod(
+            name,
+            json!({"uploadbucket.io/inject": "photos"}),
+            service_account,
         )
+    };
+    let created = pods
+        .create(&PostParams::default(), &asking("web-0", Some("web")))
         .await
         .expect("an annotated pod is admitted");
     let spec = created.spec.as_ref().unwrap();
@@ -424,85 +423,57 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
                 dry_run: true,
                 ..Default::default()
             },
-            &pod(
-                "web-dry",
-                json!({"uploadbucket.io/inject": "photos"}),
-                Some("web"),
-            ),
+            &asking("web-dry", Some("web")),
         )
         .await
         .unwrap();
     assert!(dry.spec.unwrap().init_containers.is_some());
     assert!(pods.get_opt("web-dry").await.unwrap().is_none());
 
-    // Refuse, with the reason.
-    let refused = pods
-        .create(
-            &PostParams::default(),
-            &pod(
-                "intruder",
-                json!({"uploadbucket.io/inject": "photos"}),
-                None,
-            ),
-        )
-        .await
-        .map(|_| ())
-        .map_err(api_error)
-        .expect_err("a pod with a service account not allowed is refused");
-    assert!(
-        refused.contains("inject.uploadbucket.io")
-            && refused.contains("service account \"default\" may not use UploadBucket"),
-        "{refused}"
-    );
-    let refused = pods
-        .create(
-            &PostParams::default(),
-            &pod(
-                "typo",
-                json!({"uploadbucket.io/inject": "fotos"}),
-                Some("web"),
-            ),
-        )
-        .await
-        .map(|_| ())
-        .map_err(api_error)
-        .expect_err("a pod naming no UploadBucket is refused");
-    assert!(
-        refused.contains("has no UploadBucket \"fotos\""),
-        "{refused}"
-    );
-    // A pod on the node's network, and an app container reaching for the signer's token.
-    let mut on_host = pod(
-        "on-host",
-        json!({"uploadbucket.io/inject": "photos"}),
-        Some("web"),
-    );
+    // Refused, with the reason: one row a pod (the pod, what the refusal must say), and none
+    // of them stored. A service account not allowed, a name that is no UploadBucket, a pod on
+    // the node's network, and an app container reaching for the signer's token.
+    let mut on_host = asking("on-host", Some("web"));
     on_host.spec.as_mut().unwrap().host_network = Some(true);
-    let mut thief = pod(
-        "thief",
-        json!({"uploadbucket.io/inject": "photos"}),
-        Some("web"),
-    );
+    let mut thief = asking("thief", Some("web"));
     thief.spec.as_mut().unwrap().containers[0].volume_mounts = Some(vec![
         serde_json::from_value(json!({"name": "uploadbucket-token", "mountPath": "/stolen"}))
             .unwrap(),
     ]);
-    for (p, needle) in [
-        (on_host, "remove hostNetwork: true"),
+    let refusals: [(Pod, &[&str]); 4] = [
+        (
+            asking("intruder", None),
+            &[
+                "inject.uploadbucket.io",
+                "service account \"default\" may not use UploadBucket",
+            ],
+        ),
+        (
+            pod(
+                "typo",
+                json!({"uploadbucket.io/inject": "fotos"}),
+                Some("web"),
+            ),
+            &["has no UploadBucket \"fotos\""],
+        ),
+        (on_host, &["remove hostNetwork: true"]),
         (
             thief,
-            "container \"app\" mounts the volume \"uploadbucket-token\"",
+            &["container \"app\" mounts the volume \"uploadbucket-token\""],
         ),
-    ] {
+    ];
+    for (p, needles) in refusals {
         let name = p.metadata.name.clone().unwrap();
         let refused = pods
             .create(&PostParams::default(), &p)
             .await
             .map(|_| ())
             .map_err(api_error)
-            .expect_err(&name);
-        assert!(refused.contains(needle), "{name}: {refused}");
-        assert!(pods.get_opt(&name).await.unwrap().is_none());
+            .expect_err(&format!("row {name:?} must be refused"));
+        for needle in needles {
+            assert!(refused.contains(needle), "row {name:?}: {refused}");
+        }
+        assert!(pods.get_opt(&name).await.unwrap().is_none(), "row {name:?}");
     }
 
     // Pods that do not ask are not touched (matchConditions keep them from the webhook).
@@ -539,10 +510,7 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
     }
 
     // Clean up through the finalizer: the bucket goes, then the object.
-    ubs.delete("photos", &DeleteParams::default())
-        .await
-        .unwrap();
-    wait_gone(&ubs, "photos").await;
+    delete_and_wait(&ubs, "photos").await;
     assert!(
         config_maps
             .get_opt("photos-bucket")
@@ -551,38 +519,17 @@ async fn the_operator_provisions_injects_refuses_and_cleans_up() {
             .is_none(),
         "the outputs ConfigMap goes with it"
     );
-    let gone = raw
-        .head_bucket()
-        .bucket(&bucket)
-        .send()
-        .await
-        .expect_err("bucket deleted");
-    assert_eq!(
-        gone.raw_response().map(|r| r.status().as_u16()),
-        Some(404),
-        "bucket {bucket}: {gone:?}"
-    );
+    let gone = raw.head_bucket().bucket(&bucket).send().await;
+    assert_not_found(gone, &format!("bucket {bucket}"));
     let role_name = role_arn.rsplit('/').next().unwrap();
-    let role = server
-        .iam_client()
-        .await
-        .get_role()
-        .role_name(role_name)
-        .send()
-        .await
-        .expect_err("role deleted");
-    assert_eq!(
-        role.raw_response().map(|r| r.status().as_u16()),
-        Some(404),
-        "role {role_name}: {role:?}"
-    );
+    let iam = server.iam_client().await;
+    let role = iam.get_role().role_name(role_name).send().await;
+    assert_not_found(role, &format!("role {role_name}"));
     hooks
         .delete(&hook_name, &DeleteParams::default())
         .await
         .unwrap();
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
@@ -705,9 +652,44 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         );
     }
     assert!(stdout.contains("(server dry run)"), "{stdout}");
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
+}
+
+/// The spec of the operator's Lease in `ns`, once there is one.
+async fn lease_spec(client: &kube::Client, ns: &str) -> Option<LeaseSpec> {
+    Api::<Lease>::namespaced(client.clone(), ns)
+        .get_opt("uploadbucket-operator")
+        .await
+        .ok()??
+        .spec
+}
+
+/// Waits up to `secs` until `identity` holds the operator's Lease in `ns`; its spec then.
+async fn wait_leader(client: &kube::Client, ns: &str, identity: &str, secs: u64) -> LeaseSpec {
+    wait_for(&format!("{identity} to lead"), secs, || async {
+        let spec = lease_spec(client, ns).await?;
+        (spec.holder_identity.as_deref() == Some(identity)).then_some(spec)
+    })
+    .await
+}
+
+/// Creates the UploadBucket "docs" in `ns` (CORS for https://a.example.com, its bucket
+/// deleted with it); the namespace's UploadBuckets.
+async fn create_docs(client: &kube::Client, ns: &str) -> Api<UploadBucket> {
+    let ubs = Api::namespaced(client.clone(), ns);
+    let cors = json!({"allowedOrigins": ["https://a.example.com"]});
+    let spec = json!({"cors": cors, "deletionPolicy": "Delete"});
+    create_upload_bucket(&ubs, "docs", spec).await;
+    ubs
+}
+
+/// Changes the CORS origin of "docs" (see [`create_docs`]) to https://b.example.com.
+async fn move_docs_cors(ubs: &Api<UploadBucket>) {
+    let cors = json!({"allowedOrigins": ["https://b.example.com"]});
+    let patch = Patch::Merge(json!({"spec": {"cors": cors}}));
+    ubs.patch("docs", &PatchParams::default(), &patch)
+        .await
+        .expect("patch docs");
 }
 
 /// An operator replica with leader election (a Lease of `seconds` in `ns`).
@@ -759,10 +741,9 @@ async fn on_sigterm_the_webhook_answers_through_the_shutdown_delay() {
     /// How long before the delay ends the last webhook probe starts.
     const PROBE_MARGIN: Duration = Duration::from_secs(4);
     let test = "cluster::on_sigterm_the_webhook_answers_through_the_shutdown_delay";
-    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
+    let Some((client, kubeconfig, server, ns)) = cluster_s3_namespace(test, "ub-term").await else {
         return;
     };
-    let ns = namespace(&client, "ub-term").await;
     let work = std::env::temp_dir().join(unique_name("ub-term"));
     webhook_certificate(&work);
     let extra = [
@@ -776,16 +757,7 @@ async fn on_sigterm_the_webhook_answers_through_the_shutdown_delay() {
         ),
     ];
     let leader = operator_with_lease_and(&kubeconfig, &server, &ns, "term-a", 15, &extra);
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(client.clone(), &ns);
-    wait_for("term-a to lead", 30, || {
-        let leases = leases.clone();
-        async move {
-            let l = leases.get_opt("uploadbucket-operator").await.ok()??;
-            (l.spec?.holder_identity? == "term-a").then_some(())
-        }
-    })
-    .await;
+    wait_leader(&client, &ns, "term-a", 30).await;
     let standby = operator_with_lease_and(&kubeconfig, &server, &ns, "term-b", 15, &extra);
     uploadbucket_tests::wait_healthy(&standby.admin).await;
     let tls = reqwest::Client::builder()
@@ -844,9 +816,7 @@ async fn on_sigterm_the_webhook_answers_through_the_shutdown_delay() {
         );
     }
     let _ = std::fs::remove_dir_all(&work);
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }
 
 async fn reconciles(operator: &Operator) -> u64 {
@@ -856,40 +826,20 @@ async fn reconciles(operator: &Operator) -> u64 {
 #[tokio::test]
 async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() {
     let test = "cluster::with_leader_election_one_replica_reconciles_and_a_standby_takes_over";
-    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
+    let Some((client, kubeconfig, server, ns)) = cluster_s3_namespace(test, "ub-lease").await
+    else {
         return;
     };
-    let ns = namespace(&client, "ub-lease").await;
     // The default Lease (15 s): a renewal is due 3 s before expiry and the leader gives up
     // 1.5 s before it, margins a loaded machine keeps (with a 3 s Lease they were half a
     // second, and a late renewal handed the lead over before the kill).
     const LEASE: u32 = 15;
     let mut first = operator_with_lease(&kubeconfig, &server, &ns, "replica-a", LEASE);
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(client.clone(), &ns);
-    let holder = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
-        leases
-            .get_opt("uploadbucket-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec?.holder_identity)
-    };
-    wait_for("replica-a to lead", 30, || {
-        let leases = leases.clone();
-        async move { (holder(leases).await? == "replica-a").then_some(()) }
-    })
-    .await;
+    wait_leader(&client, &ns, "replica-a", 30).await;
     let second = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", LEASE);
     uploadbucket_tests::wait_healthy(&second.admin).await;
 
-    let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
-    create_upload_bucket(
-        &ubs,
-        "docs",
-        json!({"cors": {"allowedOrigins": ["https://a.example.com"]}, "deletionPolicy": "Delete"}),
-    )
-    .await;
+    let ubs = create_docs(&client, &ns).await;
     let ready = wait_ready(&ubs, "docs").await;
     let bucket = ready.status.unwrap().bucket_name.unwrap();
     assert!(reconciles(&first).await > 0, "the leader reconciles");
@@ -904,46 +854,29 @@ async fn with_leader_election_one_replica_reconciles_and_a_standby_takes_over() 
     // and picks up a change made meanwhile.
     first.child.0.kill().unwrap();
     let _ = first.child.0.wait();
-    ubs.patch(
-        "docs",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"cors": {"allowedOrigins": ["https://b.example.com"]}}})),
+    move_docs_cors(&ubs).await;
+    wait_leader(&client, &ns, "replica-b", u64::from(LEASE) + 30).await;
+    let raw = server.admin_client().await;
+    wait_cors(
+        &raw,
+        &bucket,
+        "https://b.example.com",
+        "the new leader to apply the CORS change",
+        30,
     )
-    .await
-    .unwrap();
-    wait_for("replica-b to lead", u64::from(LEASE) + 30, || {
-        let leases = leases.clone();
-        async move { (holder(leases).await? == "replica-b").then_some(()) }
-    })
-    .await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
-    wait_for("the new leader to apply the CORS change", 30, || {
-        let raw = raw.clone();
-        let bucket = bucket.clone();
-        async move {
-            let cors = raw.get_bucket_cors().bucket(&bucket).send().await.ok()?;
-            (cors.cors_rules()[0].allowed_origins() == ["https://b.example.com"]).then_some(())
-        }
-    })
     .await;
     assert!(reconciles(&second).await > 0);
 
-    ubs.delete("docs", &DeleteParams::default()).await.unwrap();
-    wait_gone(&ubs, "docs").await;
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_and_wait(&ubs, "docs").await;
+    delete_namespace(&client, &ns).await;
 }
 
 #[tokio::test]
 async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over() {
     let test = "cluster::a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over";
-    let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
+    let Some((client, kubeconfig, server, ns)) = cluster_s3_namespace(test, "ub-cut").await else {
         return;
     };
-    let ns = namespace(&client, "ub-cut").await;
     // Replica a reaches the API server through a proxy the test can cut.
     let text = std::fs::read_to_string(&kubeconfig).unwrap();
     let api = text
@@ -963,28 +896,12 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over(
         ),
     )
     .unwrap();
-    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
-        Api::namespaced(client.clone(), &ns);
-    let lease = |leases: Api<k8s_openapi::api::coordination::v1::Lease>| async move {
-        leases
-            .get_opt("uploadbucket-operator")
-            .await
-            .ok()
-            .flatten()?
-            .spec
-    };
     // A 30 s Lease: renewal due 6 s before expiry, the leader gives up 3 s before it (a tenth
     // of the Lease), so a loaded machine's scheduling delays fit in the margin that is
     // checked; the 10 s Lease this had left one second.
     const LEASE: u32 = 30;
     let leader = operator_with_lease(proxied.to_str().unwrap(), &server, &ns, "replica-a", LEASE);
-    wait_for("replica-a to lead", 30, || {
-        let leases = leases.clone();
-        async move {
-            (lease(leases).await?.holder_identity.as_deref() == Some("replica-a")).then_some(())
-        }
-    })
-    .await;
+    wait_leader(&client, &ns, "replica-a", 30).await;
     let _standby = operator_with_lease(&kubeconfig, &server, &ns, "replica-b", LEASE);
 
     proxy.cut();
@@ -997,14 +914,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over(
         )
         .await;
     assert!(!exited.0.success(), "{:?}", exited.0);
-    let taken = wait_for("replica-b to take the Lease", u64::from(LEASE) + 30, || {
-        let leases = leases.clone();
-        async move {
-            let spec = lease(leases).await?;
-            (spec.holder_identity.as_deref() == Some("replica-b")).then_some(spec)
-        }
-    })
-    .await;
+    let taken = wait_leader(&client, &ns, "replica-b", u64::from(LEASE) + 30).await;
     let acquired: std::time::SystemTime = taken.acquire_time.expect("acquireTime").0.into();
     let (stopped, led) = (
         exited.1.duration_since(cut).unwrap_or_default(),
@@ -1015,9 +925,7 @@ async fn a_leader_cut_off_from_the_api_server_stops_before_a_standby_takes_over(
         exited.1 <= acquired,
         "the old leader ran until {stopped:?} after the cut, the standby led from {led:?} after it"
     );
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }
 
 /// Actions of docs/operator-iam-policy.json that Ceph RGW 16's policy parser does not know
@@ -1149,13 +1057,7 @@ async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slo
             ("UPLOADBUCKET_RESYNC_SECONDS", "10".into()),
         ],
     );
-    let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
-    create_upload_bucket(
-        &ubs,
-        "docs",
-        json!({"cors": {"allowedOrigins": ["https://a.example.com"]}, "deletionPolicy": "Delete"}),
-    )
-    .await;
+    let ubs = create_docs(&client, &ns).await;
     let refused = uploadbucket_tests::cluster::wait_not_ready(&ubs, "docs", "AccessDenied").await;
     let message = refused.condition("Ready").unwrap().message.clone();
     assert!(message.contains("access denied"), "{message}");
@@ -1183,13 +1085,7 @@ async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slo
     put_policy(granted)
         .await
         .expect("the policy without the Deny");
-    ubs.patch(
-        "docs",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"cors": {"allowedOrigins": ["https://b.example.com"]}}})),
-    )
-    .await
-    .unwrap();
+    move_docs_cors(&ubs).await;
     let ready = wait_ready(&ubs, "docs").await;
     let bucket = ready.status.unwrap().bucket_name.unwrap();
     assert!(bucket.starts_with(&prefix), "{bucket}");
@@ -1201,19 +1097,10 @@ async fn a_denied_action_under_the_documented_policy_is_reported_and_retried_slo
         ["https://b.example.com"]
     );
 
-    ubs.delete("docs", &DeleteParams::default()).await.unwrap();
-    wait_gone(&ubs, "docs").await;
+    delete_and_wait(&ubs, "docs").await;
     let gone = raw.head_bucket().bucket(&bucket).send().await;
-    assert!(
-        gone.as_ref()
-            .err()
-            .and_then(|e| e.raw_response())
-            .is_some_and(|r| r.status().as_u16() == 404),
-        "the bucket is deleted: {gone:?}"
-    );
+    assert_not_found(gone, "the bucket");
     drop(operator);
     uploadbucket_tests::rgw_admin(&conf, &["user", "rm", "--uid", &user]);
-    let _ = Api::<Namespace>::all(client.clone())
-        .delete(&ns, &DeleteParams::default())
-        .await;
+    delete_namespace(&client, &ns).await;
 }

@@ -33,21 +33,7 @@ fn every_field_round_trips() {
             ],
             max_size_bytes: 5 * 1024 * 1024,
             expires_seconds: 600,
-            endpoint_url: None,
-            path_style: false,
-            allow_non_loopback: false,
-            allowed_metadata: Vec::new(),
-            allow_unsized_put: false,
-            public_read: false,
-            bucket_owner_full_control: false,
-            verify: false,
-            verify_quarantine: false,
-            s3_backend: Default::default(),
-            require_owner: false,
-            urls_per_minute: 0,
-            max_open_multipart: 0,
-            metrics_listen: None,
-            jwt: Default::default(),
+            ..Config::default()
         },
         Config {
             bucket: "b".repeat(3),
@@ -86,80 +72,117 @@ fn every_field_round_trips() {
     }
 }
 
-#[test]
-fn a_bad_value_names_the_variable() {
+/// Bucket `b` in eu-west-1 with `set` besides: what `parse_back` refuses, which must name
+/// each of `needles`. A row of a refusal table, named `label` in its failure.
+fn assert_refused(label: &str, set: &[(&'static str, &str)], needles: &[&str]) {
     let mut env = vec![
         ("UPLOADBUCKET_BUCKET", "b".to_owned()),
         ("AWS_REGION", "eu-west-1".to_owned()),
     ];
-    env.push(("UPLOADBUCKET_EXPIRES_SECONDS", "999999".to_owned()));
-    let err = parse_back(&env).unwrap_err();
-    assert!(
-        err.contains("UPLOADBUCKET_EXPIRES_SECONDS") && err.contains("604800"),
-        "{err}"
-    );
+    env.extend(set.iter().map(|(k, v)| (*k, (*v).to_owned())));
+    let err = match parse_back(&env) {
+        Ok(config) => panic!("row {label:?} must be refused, parsed {config:?}"),
+        Err(err) => err,
+    };
+    for needle in needles {
+        assert!(
+            err.contains(needle),
+            "row {label:?}: no {needle:?} in {err}"
+        );
+    }
+}
+
+/// A refused setting: (label, variables set, what the refusal must name).
+type RefusalRow = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [&'static str],
+);
+
+const ISSUER: (&str, &str) = ("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/");
+const AUDIENCES: (&str, &str) = ("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads");
+
+/// Each bad value, one row: the refusal names the variable and what it allows.
+const REFUSALS: &[RefusalRow] = &[
+    (
+        "expiry over a week",
+        &[("UPLOADBUCKET_EXPIRES_SECONDS", "999999")],
+        &["UPLOADBUCKET_EXPIRES_SECONDS", "604800"],
+    ),
+    // The metrics listener may not take the signing API's port.
+    (
+        "metrics on the API's port, all addresses",
+        &[("UPLOADBUCKET_METRICS_LISTEN", "0.0.0.0:8787")],
+        &["UPLOADBUCKET_METRICS_LISTEN", "another port"],
+    ),
+    (
+        "metrics on the API's port, loopback",
+        &[("UPLOADBUCKET_METRICS_LISTEN", "127.0.0.1:8787")],
+        &["UPLOADBUCKET_METRICS_LISTEN", "another port"],
+    ),
+    (
+        "issuer without a scheme",
+        &[("UPLOADBUCKET_JWT_ISSUER", "login.example.com")],
+        &["UPLOADBUCKET_JWT_ISSUER", "https://"],
+    ),
+    (
+        "issuer without an audience",
+        &[ISSUER],
+        &["UPLOADBUCKET_JWT_AUDIENCES", "at least one audience"],
+    ),
+    (
+        "audience without an issuer",
+        &[AUDIENCES],
+        &[
+            "UPLOADBUCKET_JWT_AUDIENCES",
+            "UPLOADBUCKET_JWT_ISSUER is not set",
+        ],
+    ),
+    (
+        "required claim without a value",
+        &[
+            ISSUER,
+            AUDIENCES,
+            ("UPLOADBUCKET_JWT_REQUIRED_CLAIMS", "scope"),
+        ],
+        &["UPLOADBUCKET_JWT_REQUIRED_CLAIMS", "name=value"],
+    ),
+    (
+        "JWKS URI not a URL",
+        &[ISSUER, AUDIENCES, ("UPLOADBUCKET_JWT_JWKS_URI", "/keys")],
+        &["UPLOADBUCKET_JWT_JWKS_URI", "URL"],
+    ),
+];
+
+/// Bad worker thread counts, refused naming the flag.
+const WORKER_REFUSALS: &[RefusalRow] = &[
+    (
+        "no worker threads",
+        &[("UPLOADBUCKET_WORKER_THREADS", "0")],
+        &["--worker-threads"],
+    ),
+    (
+        "too many worker threads",
+        &[("UPLOADBUCKET_WORKER_THREADS", "65")],
+        &["--worker-threads"],
+    ),
+    (
+        "worker threads not a number",
+        &[("UPLOADBUCKET_WORKER_THREADS", "two")],
+        &["--worker-threads"],
+    ),
+];
+
+#[test]
+fn a_bad_value_names_the_variable() {
+    for (label, set, needles) in REFUSALS {
+        assert_refused(label, set, needles);
+    }
     let err = parse_back(&[("AWS_REGION", "eu-west-1".to_owned())]).unwrap_err();
     assert!(
         err.contains("UPLOADBUCKET_BUCKET") || err.contains("--bucket"),
         "{err}"
     );
-    // The metrics listener may not take the signing API's port.
-    for clash in ["0.0.0.0:8787", "127.0.0.1:8787"] {
-        let mut env = vec![
-            ("UPLOADBUCKET_BUCKET", "b".to_owned()),
-            ("AWS_REGION", "eu-west-1".to_owned()),
-        ];
-        env.push(("UPLOADBUCKET_METRICS_LISTEN", clash.to_owned()));
-        let err = parse_back(&env).unwrap_err();
-        assert!(
-            err.contains("UPLOADBUCKET_METRICS_LISTEN") && err.contains("another port"),
-            "{err}"
-        );
-    }
-    // JWT settings: each bad one is named with what it allows.
-    for (set, var, says) in [
-        (
-            vec![("UPLOADBUCKET_JWT_ISSUER", "login.example.com")],
-            "UPLOADBUCKET_JWT_ISSUER",
-            "https://",
-        ),
-        (
-            vec![("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/")],
-            "UPLOADBUCKET_JWT_AUDIENCES",
-            "at least one audience",
-        ),
-        (
-            vec![("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads")],
-            "UPLOADBUCKET_JWT_AUDIENCES",
-            "UPLOADBUCKET_JWT_ISSUER is not set",
-        ),
-        (
-            vec![
-                ("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/"),
-                ("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads"),
-                ("UPLOADBUCKET_JWT_REQUIRED_CLAIMS", "scope"),
-            ],
-            "UPLOADBUCKET_JWT_REQUIRED_CLAIMS",
-            "name=value",
-        ),
-        (
-            vec![
-                ("UPLOADBUCKET_JWT_ISSUER", "https://login.example.com/"),
-                ("UPLOADBUCKET_JWT_AUDIENCES", "api://uploads"),
-                ("UPLOADBUCKET_JWT_JWKS_URI", "/keys"),
-            ],
-            "UPLOADBUCKET_JWT_JWKS_URI",
-            "URL",
-        ),
-    ] {
-        let mut env = vec![
-            ("UPLOADBUCKET_BUCKET", "b".to_owned()),
-            ("AWS_REGION", "eu-west-1".to_owned()),
-        ];
-        env.extend(set.iter().map(|(k, v)| (*k, (*v).to_owned())));
-        let err = parse_back(&env).unwrap_err();
-        assert!(err.contains(var) && err.contains(says), "{set:?}: {err}");
-    }
     // AWS_REGION is the region's fallback.
     let c = parse_back(&[
         ("UPLOADBUCKET_BUCKET", "b".to_owned()),
@@ -178,11 +201,8 @@ async fn worker_threads_follow_the_setting() {
         ("UPLOADBUCKET_BUCKET", "b".to_owned()),
         ("AWS_REGION", "eu-west-1".to_owned()),
     ];
-    for bad in ["0", "65", "two"] {
-        let mut env = base_env.to_vec();
-        env.push(("UPLOADBUCKET_WORKER_THREADS", bad.to_owned()));
-        let err = parse_back(&env).unwrap_err();
-        assert!(err.contains("--worker-threads"), "{bad}: {err}");
+    for (label, set, needles) in WORKER_REFUSALS {
+        assert_refused(label, set, needles);
     }
     for (setting, want) in [(None, 2), (Some("1"), 1), (Some("5"), 5)] {
         let mut cmd = std::process::Command::new(bin_path("uploadbucket-sidecar"));

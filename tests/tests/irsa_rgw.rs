@@ -23,7 +23,9 @@ use uploadbucket_operator::controller::role::{
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
 use uploadbucket_sidecar::credentials::{CachedCredentials, CredentialSource};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, PresignInput, Presigner};
-use uploadbucket_tests::{RequestCounter, S3Server, s3_server, unique_name};
+use uploadbucket_tests::{
+    RequestCounter, S3Server, assert_row, json_of, put_signed_with, s3_server, unique_name,
+};
 
 const B64URL: base64::engine::GeneralPurpose = base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
@@ -97,8 +99,7 @@ impl Issuer {
             .step_by(2)
             .map(|i| u8::from_str_radix(&hex_n[i..i + 2], 16).unwrap())
             .collect();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (listener, url) = uploadbucket_tests::local_listener().await;
         let discovery = json!({
             "issuer": url,
             "jwks_uri": format!("{url}/openid/v1/jwks"),
@@ -120,9 +121,7 @@ impl Issuer {
                 "/openid/v1/jwks",
                 get(move || async move { axum::Json(jwks.clone()) }),
             );
-        let server = tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
-        });
+        let server = uploadbucket_tests::serve(listener, router);
         Issuer {
             dir,
             url,
@@ -202,6 +201,20 @@ async fn assume(server: &S3Server, role_arn: &str, token: &str) -> Result<Creden
     };
     let cache = CachedCredentials::new(SharedCredentialsProvider::new(provider), Duration::ZERO);
     Ok(Credentials::clone(&*cache.credentials().await?))
+}
+
+/// The credentials of a session of `role_arn` for a token of shop/web (the service account
+/// the tests allow), which must be given; `what` names the step.
+async fn assume_shop_web(
+    server: &S3Server,
+    issuer: &Issuer,
+    role_arn: &str,
+    what: &str,
+) -> Credentials {
+    let token = issuer.token("shop", "web", "sts.amazonaws.com", 600);
+    assume(server, role_arn, &token)
+        .await
+        .unwrap_or_else(|e| panic!("{what}: {e}"))
 }
 
 /// An STS client of the server (no credentials: AssumeRoleWithWebIdentity needs none).
@@ -324,7 +337,7 @@ async fn bucket_and_role(
         region: "us-east-1".into(),
     };
     let role = desired_role(&ub, &bucket, settings).unwrap();
-    apply_role(&iam_client(server).await, &role, settings)
+    apply_role(&server.iam_roles().await, &role, settings)
         .await
         .expect("role")
 }
@@ -356,18 +369,6 @@ async fn signer_in_a_pod(
     env.extend_from_slice(extra);
     let (child, base) = uploadbucket_tests::start_sidecar_as(server, bucket, &env).await;
     (child, base, token_dir)
-}
-
-async fn iam_client(server: &S3Server) -> IamRoles {
-    IamRoles::from_conf(
-        aws_sdk_iam::config::Builder::from(
-            &server
-                .sdk_config(&server.access_key, &server.secret_key)
-                .await,
-        )
-        .endpoint_url(&server.endpoint)
-        .build(),
-    )
 }
 
 fn s3_as(server: &S3Server, c: &Credentials) -> aws_sdk_s3::Client {
@@ -455,13 +456,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     );
 
     // An allowed service account's token assumes the role.
-    let creds = assume(
-        &server,
-        &report.arn,
-        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .await
-    .expect("assume as shop/web");
+    let creds = assume_shop_web(&server, &issuer, &report.arn, "assume as shop/web").await;
     let s3 = s3_as(&server, &creds);
     s3.put_object()
         .bucket(&name)
@@ -571,9 +566,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
 
     // ... and is denied outside the prefix, on another bucket, and GET; the same requests
     // with the bucket owner's keys succeed (the refusals are the role's, not the objects').
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let put = |s3: &aws_sdk_s3::Client, bucket: &str, key: &str| {
         s3.put_object()
             .bucket(bucket)
@@ -656,13 +649,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     let role2 = desired_role(&ub2, &bucket, &settings).unwrap();
     let changed = apply_role(&iam, &role2, &settings).await.expect("update");
     assert_eq!(changed.changed, vec!["permissionPolicy"]);
-    let creds2 = assume(
-        &server,
-        &report.arn,
-        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .await
-    .expect("assume again");
+    let creds2 = assume_shop_web(&server, &issuer, &report.arn, "assume again").await;
     s3_as(&server, &creds2)
         .get_object()
         .bucket(&name)
@@ -719,20 +706,12 @@ async fn verification_widens_the_role_only_under_the_prefix() {
         name: name.clone(),
         region: "us-east-1".into(),
     };
-    let iam = iam_client(&server).await;
+    let iam = server.iam_roles().await;
     let role = desired_role(&ub, &bucket, &settings).unwrap();
     let report = apply_role(&iam, &role, &settings).await.expect("role");
-    let creds = assume(
-        &server,
-        &report.arn,
-        &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-    )
-    .await
-    .expect("assume");
+    let creds = assume_shop_web(&server, &issuer, &report.arn, "assume").await;
     let s3 = s3_as(&server, &creds);
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     for key in ["uploads/mine.jpg", "private/theirs.jpg"] {
         raw.put_object()
             .bucket(&name)
@@ -849,7 +828,7 @@ async fn signers_of_a_new_service_account_starting_at_once_all_get_credentials()
         region: "us-east-1".into(),
     };
     let role = desired_role(&ub, &bucket, &settings).unwrap();
-    let report = apply_role(&iam_client(&server).await, &role, &settings)
+    let report = apply_role(&server.iam_roles().await, &role, &settings)
         .await
         .expect("role");
     let token_file = issuer.dir.join(unique_name("replica-token"));
@@ -930,9 +909,7 @@ async fn upload_urls_cannot_become_copies() {
     )
     .await;
     let http = reqwest::Client::new();
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     let sign = |owner: &'static str, size: usize| {
         let (http, base) = (http.clone(), base.clone());
         async move {
@@ -983,21 +960,9 @@ async fn upload_urls_cannot_become_copies() {
     let attempt = |source: String, extra: Vec<(&'static str, &'static str)>| {
         let (http, alice) = (http.clone(), alice.clone());
         async move {
-            let mut req = http
-                .put(alice["uploadURL"].as_str().unwrap())
-                .body(SECRET_JPEG.to_vec());
-            for (k, v) in alice["headers"].as_object().unwrap() {
-                req = req.header(k.as_str(), v.as_str().unwrap());
-            }
-            req = req.header("x-amz-copy-source", source);
-            for (k, v) in extra {
-                req = req.header(k, v);
-            }
-            let resp = req.send().await.unwrap();
-            (
-                resp.status().as_u16(),
-                resp.text().await.unwrap_or_default(),
-            )
+            let mut headers = vec![("x-amz-copy-source", source.as_str())];
+            headers.extend(extra);
+            put_signed_with(&http, &alice, SECRET_JPEG.to_vec(), &headers).await
         }
     };
     for source in [&bob_verified, &bob_pending] {
@@ -1009,7 +974,12 @@ async fn upload_urls_cannot_become_copies() {
             ],
         ] {
             let (status, text) = attempt(format!("{name}/{source}"), extra.clone()).await;
-            assert_eq!(status, 403, "copy of {source} with {extra:?}: {text}");
+            assert_row(
+                &format!("copy of {source} with {extra:?}"),
+                status,
+                &text,
+                &[403],
+            );
         }
     }
     let head = raw.head_object().bucket(&name).key(&alice_key).send().await;
@@ -1042,19 +1012,11 @@ async fn upload_urls_cannot_become_copies() {
     // canned ACL breaks the signature), and the operator sets IgnorePublicAcls besides.
     assert_eq!(public(bob_pending.clone()).await.0, 403);
     let acl = sign("bob", SECRET_JPEG.len()).await;
-    let mut req = http
-        .put(acl["uploadURL"].as_str().unwrap())
-        .body(SECRET_JPEG.to_vec())
-        .header(
-            "x-amz-grant-read",
-            "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
-        );
-    for (k, v) in acl["headers"].as_object().unwrap() {
-        req = req.header(k.as_str(), v.as_str().unwrap());
-    }
-    let resp = req.send().await.unwrap();
-    let status = resp.status().as_u16();
-    let text = resp.text().await.unwrap_or_default();
+    let grant = [(
+        "x-amz-grant-read",
+        "uri=\"http://acs.amazonaws.com/groups/global/AllUsers\"",
+    )];
+    let (status, text) = put_signed_with(&http, &acl, SECRET_JPEG.to_vec(), &grant).await;
     assert_eq!(status, 400, "PUT with a public grant: {text}");
     assert_eq!(public(acl["key"].as_str().unwrap().to_owned()).await.0, 403);
 
@@ -1067,27 +1029,16 @@ async fn upload_urls_cannot_become_copies() {
     )
     .await;
     assert_eq!(ranged.0, 403, "ranged copy through a PUT URL: {}", ranged.1);
-    let create = http
-        .post(format!("{base}/s3/multipart"))
-        .json(&json!({"type": "image/jpeg", "owner": "alice"}))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let create = json_of(
+        http.post(format!("{base}/s3/multipart"))
+            .json(&json!({"type": "image/jpeg", "owner": "alice"})),
+    )
+    .await;
     let (key, id) = (
         create["key"].as_str().unwrap(),
         create["uploadId"].as_str().unwrap(),
     );
-    let part = http
-        .get(format!("{base}/s3/multipart/{id}/1?key={key}&owner=alice"))
-        .send()
-        .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+    let part = json_of(http.get(format!("{base}/s3/multipart/{id}/1?key={key}&owner=alice"))).await;
     let resp = http
         .put(part["url"].as_str().unwrap())
         .header("x-amz-copy-source", format!("{name}/{bob_pending}"))
@@ -1145,10 +1096,29 @@ async fn pod_identity_agent(
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1/credentials", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (listener, base) = uploadbucket_tests::local_listener().await;
+    uploadbucket_tests::serve(listener, app);
+    let url = format!("{base}/v1/credentials");
     (url, asked)
+}
+
+/// A signer for `bucket` whose credentials come from the Pod Identity agent at `agent`, with
+/// the token in `token_file`: the process and its base URL.
+async fn agent_signer(
+    server: &S3Server,
+    bucket: &str,
+    agent: &str,
+    token_file: &std::path::Path,
+) -> (uploadbucket_tests::Child, String) {
+    let env = [
+        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent),
+        (
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            token_file.to_str().unwrap(),
+        ),
+        ("AWS_REGION", "us-east-1"),
+    ];
+    uploadbucket_tests::start_sidecar_as(server, bucket, &env).await
 }
 
 /// EKS Pod Identity, the signer's side: with only the container credential variables EKS
@@ -1168,15 +1138,7 @@ async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
     let report = bucket_and_role(&server, &settings, &name, json!({})).await;
     let mut sessions = Vec::new();
     for _ in 0..2 {
-        sessions.push(
-            assume(
-                &server,
-                &report.arn,
-                &issuer.token("shop", "web", "sts.amazonaws.com", 600),
-            )
-            .await
-            .expect("a session"),
-        );
+        sessions.push(assume_shop_web(&server, &issuer, &report.arn, "a session").await);
     }
     assert_ne!(sessions[0].access_key_id, sessions[1].access_key_id);
     let dir = std::env::temp_dir().join(unique_name("ub-pod-identity"));
@@ -1190,15 +1152,7 @@ async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
         Duration::from_secs(20),
     )
     .await;
-    let env = [
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.as_str()),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            token_file.to_str().unwrap(),
-        ),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    let (_signer, base) = uploadbucket_tests::start_sidecar_as(&server, &name, &env).await;
+    let (_signer, base) = agent_signer(&server, &name, &agent, &token_file).await;
     let http = reqwest::Client::new();
     let ready = http.get(format!("{base}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 200, "credentials from the agent");
@@ -1236,15 +1190,7 @@ async fn the_signer_takes_its_credentials_from_the_pod_identity_agent() {
     // A token the agent does not know: no credentials, not ready.
     let wrong_token = dir.join("wrong");
     std::fs::write(&wrong_token, "someone-else").unwrap();
-    let wrong = [
-        ("AWS_CONTAINER_CREDENTIALS_FULL_URI", agent.as_str()),
-        (
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
-            wrong_token.to_str().unwrap(),
-        ),
-        ("AWS_REGION", "us-east-1"),
-    ];
-    let (_refused, refused) = uploadbucket_tests::start_sidecar_as(&server, &name, &wrong).await;
+    let (_refused, refused) = agent_signer(&server, &name, &agent, &wrong_token).await;
     let ready = http.get(format!("{refused}/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
     let _ = std::fs::remove_dir_all(&dir);

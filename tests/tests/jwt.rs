@@ -113,16 +113,12 @@ async fn the_token_decides_whose_folder_an_upload_lands_in() {
 
     // Multipart: started by ada, not continued by bob, whatever owner bob names.
     let http = reqwest::Client::new();
-    let created: Value = http
-        .post(format!("{base}/s3/multipart"))
-        .bearer_auth(&ada)
-        .json(&json!({"type": "image/jpeg", "filename": "a.jpg"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = uploadbucket_tests::json_of(
+        http.post(format!("{base}/s3/multipart"))
+            .bearer_auth(&ada)
+            .json(&json!({"type": "image/jpeg", "filename": "a.jpg"})),
+    )
+    .await;
     let (upload_id, mkey) = (
         created["uploadId"]
             .as_str()

@@ -29,11 +29,9 @@ async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/events", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        let _ = axum::serve(listener, app).await;
-    });
+    let (listener, base) = uploadbucket_tests::local_listener().await;
+    uploadbucket_tests::serve(listener, app);
+    let url = format!("{base}/events");
     (url, got)
 }
 
@@ -111,9 +109,7 @@ async fn the_app_hears_of_each_upload_under_the_prefix_until_the_object_goes() {
     // Read back as written: the second pass writes nothing.
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
 
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     // Outside the prefix, between two under it; then a marker under it.
     for key in [
         "uploads/a.jpg",

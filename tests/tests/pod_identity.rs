@@ -73,6 +73,10 @@ fn error(status: StatusCode, kind: &str, message: &str) -> (StatusCode, HeaderMa
     (status, h, json!({ "message": message }).to_string())
 }
 
+fn not_found(message: &str) -> (StatusCode, HeaderMap, String) {
+    error(StatusCode::NOT_FOUND, "ResourceNotFoundException", message)
+}
+
 fn ok(v: Value) -> (StatusCode, HeaderMap, String) {
     (StatusCode::OK, HeaderMap::new(), v.to_string())
 }
@@ -88,21 +92,10 @@ async fn start_eks() -> (String, Arc<Eks>) {
         headers: HeaderMap,
         body: String,
     ) -> Reply {
-        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        record(
-            &eks,
-            &method,
-            format!("/clusters/{cluster}/pod-identity-associations"),
-            &q,
-            &headers,
-            &body,
-        );
+        let path = format!("/clusters/{cluster}/pod-identity-associations");
+        let body = record(&eks, &method, path, &q, &headers, &body);
         if cluster != CLUSTER {
-            return error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                "No cluster found",
-            );
+            return not_found("No cluster found");
         }
         let mut all = eks.associations.lock().unwrap();
         if method == Method::GET {
@@ -151,22 +144,11 @@ async fn start_eks() -> (String, Arc<Eks>) {
         headers: HeaderMap,
         body: String,
     ) -> Reply {
-        let body: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        record(
-            &eks,
-            &method,
-            format!("/clusters/{cluster}/pod-identity-associations/{id}"),
-            &BTreeMap::new(),
-            &headers,
-            &body,
-        );
+        let path = format!("/clusters/{cluster}/pod-identity-associations/{id}");
+        let body = record(&eks, &method, path, &BTreeMap::new(), &headers, &body);
         let mut all = eks.associations.lock().unwrap();
         let Some(a) = all.get_mut(&id).filter(|_| cluster == CLUSTER) else {
-            return error(
-                StatusCode::NOT_FOUND,
-                "ResourceNotFoundException",
-                "No association",
-            );
+            return not_found("No association");
         };
         match method {
             Method::POST => {
@@ -177,14 +159,16 @@ async fn start_eks() -> (String, Arc<Eks>) {
             _ => ok(json!({ "association": a })),
         }
     }
+    /// Keeps the request as seen; its body as JSON (`null` when it is none).
     fn record(
         eks: &Eks,
         method: &Method,
         path: String,
         q: &BTreeMap<String, String>,
         headers: &HeaderMap,
-        body: &Value,
-    ) {
+        body: &str,
+    ) -> Value {
+        let body: Value = serde_json::from_str(body).unwrap_or(Value::Null);
         let query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
         eks.seen.lock().unwrap().push(Seen {
             method: method.to_string(),
@@ -200,6 +184,7 @@ async fn start_eks() -> (String, Arc<Eks>) {
                 .unwrap_or_default()
                 .to_owned(),
         });
+        body
     }
     let eks = Arc::new(Eks::default());
     let app = Router::new()
@@ -212,9 +197,8 @@ async fn start_eks() -> (String, Arc<Eks>) {
             get(member).post(member).delete(member),
         )
         .with_state(eks.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (listener, url) = uploadbucket_tests::local_listener().await;
+    uploadbucket_tests::serve(listener, app);
     (url, eks)
 }
 

@@ -9,7 +9,35 @@ use uploadbucket_operator::aws::{BucketApi, BucketRef, CorsRule, PublicAccessBlo
 use uploadbucket_operator::controller::cleanup::CleanupOutcome;
 use uploadbucket_operator::controller::desired::{Defaults, TAG_UID, desired, ownership_tags};
 use uploadbucket_operator::crd::{DeletionPolicy, UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::{S3Server, clean_up, provision, s3_server, unique_name};
+use uploadbucket_tests::{S3Server, clean_up, is_stored, provision, s3_server, unique_name};
+
+/// The arrangement of a test of the operator's bucket code: the server, the operator's S3
+/// client on it with its request counter, a plain client, and a new bucket name from
+/// `bucket_base`; `None` after a loud skip when there is no server.
+async fn arrange(
+    test: &str,
+    bucket_base: &str,
+) -> Option<(
+    S3Server,
+    uploadbucket_operator::aws::s3::S3Buckets,
+    uploadbucket_tests::RequestCounter,
+    aws_sdk_s3::Client,
+    String,
+)> {
+    let server = s3_server(test)?;
+    let (buckets, counter) = server.buckets().await;
+    let raw = server.admin_client().await;
+    Some((server, buckets, counter, raw, unique_name(bucket_base)))
+}
+
+/// Cleans `ub` up with `Delete` and `emptyOnDelete`.
+async fn delete_emptied(
+    buckets: &uploadbucket_operator::aws::s3::S3Buckets,
+    ub: &UploadBucket,
+    server: &S3Server,
+) -> Result<CleanupOutcome, uploadbucket_operator::controller::claim::ClaimError> {
+    clean_up(buckets, ub, &defaults(server), DeletionPolicy::Delete, true).await
+}
 
 const ALLOWED: &str = "http://app.allowed.test";
 const OTHER: &str = "http://evil.other.test";
@@ -64,15 +92,10 @@ async fn preflight(server: &S3Server, bucket: &str, origin: &str) -> (u16, Optio
 
 #[tokio::test]
 async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
-    let Some(server) = s3_server("apply_writes_exactly_the_spec_then_nothing_and_repairs_drift")
-    else {
+    let test = "apply_writes_exactly_the_spec_then_nothing_and_repairs_drift";
+    let Some((server, buckets, counter, raw, name)) = arrange(test, "ub-apply").await else {
         return;
     };
-    let (buckets, counter) = server.buckets().await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
-    let name = unique_name("ub-apply");
     let uid = "11111111-2222-3333-4444-555555555555";
     let ub = object(
         &name,
@@ -291,53 +314,30 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
     }
     assert_eq!(counter.writes(), w0, "{:?}", &counter.write_log()[w0..]);
     assert!(
-        raw.head_object()
-            .bucket(&name)
-            .key("uploads/a.jpg")
-            .send()
-            .await
-            .is_ok(),
+        is_stored(&raw, &name, "uploads/a.jpg").await,
         "the released bucket keeps its data"
     );
 
     // Tagged as ours again (as before the release), Delete with emptyOnDelete: gone; again:
     // already gone.
     provision_as_owner(&raw, &name, &ub).await;
-    let out = clean_up(
-        &buckets,
-        &ub,
-        &defaults(&server),
-        DeletionPolicy::Delete,
-        true,
-    )
-    .await
-    .expect("delete");
+    let out = delete_emptied(&buckets, &ub, &server)
+        .await
+        .expect("delete");
     assert_eq!(out, CleanupOutcome::Deleted { objects: 1 });
     assert!(!buckets.bucket_exists(&b).await.expect("exists"));
-    let out = clean_up(
-        &buckets,
-        &ub,
-        &defaults(&server),
-        DeletionPolicy::Delete,
-        true,
-    )
-    .await
-    .expect("delete again");
+    let out = delete_emptied(&buckets, &ub, &server)
+        .await
+        .expect("delete again");
     assert_eq!(out, CleanupOutcome::AlreadyGone);
     // An object that never got a bucket: nothing to do, and no S3 call.
     let mut never = ub.clone();
     never.spec.bucket_name = None;
     let calls = counter.total();
     assert_eq!(
-        clean_up(
-            &buckets,
-            &never,
-            &defaults(&server),
-            DeletionPolicy::Delete,
-            true
-        )
-        .await
-        .expect("none"),
+        delete_emptied(&buckets, &never, &server)
+            .await
+            .expect("none"),
         CleanupOutcome::NothingRecorded
     );
     assert_eq!(counter.total(), calls);
@@ -385,19 +385,15 @@ async fn a_name_taken_by_another_account_is_a_clear_error() {
 
 #[tokio::test]
 async fn public_read_serves_the_verified_area_only() {
-    let Some(server) = s3_server("public_read_serves_the_verified_area_only") else {
+    let test = "public_read_serves_the_verified_area_only";
+    let Some((server, buckets, counter, raw, name)) = arrange(test, "ub-public").await else {
         return;
     };
-    let (buckets, counter) = server.buckets().await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
-    let name = unique_name("ub-public");
-    let uid = "uid-public";
+    let uploads = serde_json::json!({"publicRead": true, "verification": {"enabled": true}});
     let ub = object(
         &name,
-        uid,
-        serde_json::json!({"uploads": {"publicRead": true, "verification": {"enabled": true}}}),
+        "uid-public",
+        serde_json::json!({ "uploads": uploads }),
     );
     let report = provision(&buckets, &ub, &defaults(&server))
         .await
@@ -424,18 +420,17 @@ async fn public_read_serves_the_verified_area_only() {
         let http = http.clone();
         async move { http.get(url).send().await.expect("get").status().as_u16() }
     };
-    assert_eq!(
-        anonymous("uploads/verified/pic.jpg").await,
-        200,
-        "anonymous GET in the verified area"
-    );
-    // Nothing unverified is served: the incoming area, the rest of the prefix, elsewhere.
-    for key in [
-        "uploads/incoming/unchecked.html",
-        "uploads/other.txt",
-        "private/secret.txt",
-    ] {
-        assert_eq!(anonymous(key).await, 403, "anonymous GET of {key}");
+    // Anonymous GETs, one row a key with the status it gets: the verified area is served,
+    // nothing unverified is (the incoming area, the rest of the prefix, elsewhere).
+    let gets = [
+        ("uploads/verified/pic.jpg", 200),
+        ("uploads/incoming/unchecked.html", 403),
+        ("uploads/other.txt", 403),
+        ("private/secret.txt", 403),
+    ];
+    for (key, status) in gets {
+        let got = anonymous(key).await;
+        uploadbucket_tests::assert_row(key, got, &"anonymous GET", &[status]);
     }
 
     let w0 = counter.writes();
@@ -457,13 +452,7 @@ async fn public_read_serves_the_verified_area_only() {
     assert!(report.changed.contains(&"policy"), "{report:?}");
     assert_eq!(anonymous("uploads/verified/pic.jpg").await, 403);
 
-    clean_up(
-        &buckets,
-        &ub,
-        &defaults(&server),
-        DeletionPolicy::Delete,
-        true,
-    )
-    .await
-    .expect("cleanup");
+    delete_emptied(&buckets, &ub, &server)
+        .await
+        .expect("cleanup");
 }

@@ -9,32 +9,36 @@
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types as s3t;
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::PostParams;
 use serde_json::json;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
-    cluster_and_s3, namespace, start_operator, wait_gone, wait_not_ready, wait_ready,
+    cluster_and_s3, delete_and_wait, namespace, start_operator, wait_not_ready, wait_ready,
 };
 use uploadbucket_tests::{BucketSnapshot, unique_name};
 
 /// A bucket of the account that no UploadBucket manages, with settings of its own (someone
 /// else's tag, lifecycle rule, CORS rule and policy statement), versioning on and objects.
 async fn foreign_bucket(raw: &aws_sdk_s3::Client, name: &str, objects: usize) {
-    raw.create_bucket()
-        .bucket(name)
-        .send()
+    foreign_settings(raw, name, objects)
         .await
-        .expect("create");
+        .unwrap_or_else(|e| panic!("the foreign bucket {name}: {e:?}"));
+}
+
+/// [`foreign_bucket`]'s writes, the first that fails as the error.
+async fn foreign_settings(
+    raw: &aws_sdk_s3::Client,
+    name: &str,
+    objects: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    raw.create_bucket().bucket(name).send().await?;
+    let enabled = s3t::BucketVersioningStatus::Enabled;
+    let versioning = s3t::VersioningConfiguration::builder().status(enabled);
     raw.put_bucket_versioning()
         .bucket(name)
-        .versioning_configuration(
-            s3t::VersioningConfiguration::builder()
-                .status(s3t::BucketVersioningStatus::Enabled)
-                .build(),
-        )
+        .versioning_configuration(versioning.build())
         .send()
-        .await
-        .expect("versioning");
+        .await?;
     for i in 0..objects {
         raw.put_object()
             .bucket(name)
@@ -42,67 +46,37 @@ async fn foreign_bucket(raw: &aws_sdk_s3::Client, name: &str, objects: usize) {
             .body(ByteStream::from(format!("q{i},1000\n").into_bytes()))
             .tagging("classification=internal")
             .send()
-            .await
-            .expect("object");
+            .await?;
     }
+    let tag = s3t::Tag::builder().key("team").value("finance").build()?;
+    let tagging = s3t::Tagging::builder().tag_set(tag).build()?;
     raw.put_bucket_tagging()
         .bucket(name)
-        .tagging(
-            s3t::Tagging::builder()
-                .tag_set(
-                    s3t::Tag::builder()
-                        .key("team")
-                        .value("finance")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
+        .tagging(tagging)
         .send()
-        .await
-        .expect("tags");
+        .await?;
+    let archive = s3t::LifecycleRuleFilter::builder().prefix("archive/");
+    let rule = s3t::LifecycleRule::builder()
+        .id("finance-archive")
+        .filter(archive.build())
+        .status(s3t::ExpirationStatus::Enabled)
+        .expiration(s3t::LifecycleExpiration::builder().days(365).build());
+    let lifecycle = s3t::BucketLifecycleConfiguration::builder().rules(rule.build()?);
     raw.put_bucket_lifecycle_configuration()
         .bucket(name)
-        .lifecycle_configuration(
-            s3t::BucketLifecycleConfiguration::builder()
-                .rules(
-                    s3t::LifecycleRule::builder()
-                        .id("finance-archive")
-                        .filter(
-                            s3t::LifecycleRuleFilter::builder()
-                                .prefix("archive/")
-                                .build(),
-                        )
-                        .status(s3t::ExpirationStatus::Enabled)
-                        .expiration(s3t::LifecycleExpiration::builder().days(365).build())
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
+        .lifecycle_configuration(lifecycle.build()?)
         .send()
-        .await
-        .expect("lifecycle");
+        .await?;
+    let cors = s3t::CorsRule::builder()
+        .id("finance-app")
+        .allowed_origins("https://finance.example")
+        .allowed_methods("GET");
+    let cors = s3t::CorsConfiguration::builder().cors_rules(cors.build()?);
     raw.put_bucket_cors()
         .bucket(name)
-        .cors_configuration(
-            s3t::CorsConfiguration::builder()
-                .cors_rules(
-                    s3t::CorsRule::builder()
-                        .id("finance-app")
-                        .allowed_origins("https://finance.example")
-                        .allowed_methods("GET")
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap(),
-        )
+        .cors_configuration(cors.build()?)
         .send()
-        .await
-        .expect("cors");
+        .await?;
     let policy = json!({"Version": "2012-10-17", "Statement": [{
         "Sid": "FinanceAuditorsRead", "Effect": "Allow",
         "Principal": {"AWS": ["arn:aws:iam:::user/uploadbucket-other"]},
@@ -112,23 +86,29 @@ async fn foreign_bucket(raw: &aws_sdk_s3::Client, name: &str, objects: usize) {
         .bucket(name)
         .policy(policy.to_string())
         .send()
-        .await
-        .expect("policy");
+        .await?;
     // A public-access block of its own: public ACLs ignored, public policies allowed.
+    let block = s3t::PublicAccessBlockConfiguration::builder()
+        .block_public_acls(false)
+        .ignore_public_acls(true)
+        .block_public_policy(false)
+        .restrict_public_buckets(false);
     raw.put_public_access_block()
         .bucket(name)
-        .public_access_block_configuration(
-            s3t::PublicAccessBlockConfiguration::builder()
-                .block_public_acls(false)
-                .ignore_public_acls(true)
-                .block_public_policy(false)
-                .restrict_public_buckets(false)
-                .build(),
-        )
+        .public_access_block_configuration(block.build())
         .send()
-        .await
-        .expect("public-access block");
+        .await?;
+    Ok(())
 }
+
+/// A refused object: (name, its namespace's API, spec, reason, what its message must name).
+type RefusalRow<'a> = (
+    &'a str,
+    &'a Api<UploadBucket>,
+    serde_json::Value,
+    &'a str,
+    &'a [&'a str],
+);
 
 fn object(name: &str, spec: serde_json::Value) -> UploadBucket {
     serde_json::from_value(json!({
@@ -154,21 +134,13 @@ fn hostile(name: &str, bucket: &str) -> UploadBucket {
     )
 }
 
-/// Deletes `name` and waits for its finalizer to let go, within a minute.
-async fn delete_and_wait(ubs: &Api<UploadBucket>, name: &str) {
-    ubs.delete(name, &DeleteParams::default()).await.unwrap();
-    wait_gone(ubs, name).await;
-}
-
 #[tokio::test]
 async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     let test = "tenancy::no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own";
     let Some((client, kubeconfig, server)) = cluster_and_s3(test).await else {
         return;
     };
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     // The admin's policy: every bucket name carries this prefix; `<prefix>legacy-*` may be
     // adopted.
     let prefix = format!("{}-", unique_name("tn"));
@@ -298,41 +270,50 @@ async fn no_namespace_can_take_over_or_wipe_a_bucket_that_is_not_its_own() {
     assert_eq!(ready.status, "True", "{ready:?}");
     assert_eq!(ready.last_transition_time, avatars_ready_since);
 
-    // Names outside the admin's prefix are refused before any S3 call.
-    create(
-        &evil_ubs,
-        object("outside", json!({"bucketName": unique_name("outside")})),
-    )
-    .await;
-    let refused = wait_not_ready(&evil_ubs, "outside", "InvalidSpec").await;
-    let message = refused.condition("Ready").unwrap().message.clone();
-    assert!(
-        message.contains("spec.bucketName") && message.contains(&format!("{prefix:?}")),
-        "{message}"
-    );
-    delete_and_wait(&evil_ubs, "outside").await;
-
     // Adoption. The admin lists `<prefix>legacy-*`; the spec must ask as well.
     let legacy = format!("{prefix}legacy-photos");
     foreign_bucket(&raw, &legacy, 2).await;
     let legacy_before = BucketSnapshot::of(&raw, &legacy).await;
-    create(
-        &shop_ubs,
-        object("not-asking", json!({"bucketName": legacy})),
-    )
-    .await;
-    wait_not_ready(&shop_ubs, "not-asking", "BucketExists").await;
-    delete_and_wait(&shop_ubs, "not-asking").await;
-    create(
-        &shop_ubs,
-        object(
-            "not-listed",
-            json!({"bucketName": finance, "adoptExistingBucket": true}),
+
+    // Refused objects, one row each: (name, namespace, spec, reason, what the message names).
+    // Names outside the admin's prefix are refused before any S3 call; an adoption needs
+    // both the spec's request and the admin's list.
+    let outside_prefix = format!("{prefix:?}");
+    let refusals: [RefusalRow; 3] = [
+        (
+            "outside",
+            &evil_ubs,
+            json!({"bucketName": unique_name("outside")}),
+            "InvalidSpec",
+            &["spec.bucketName", &outside_prefix],
         ),
-    )
-    .await;
-    wait_not_ready(&shop_ubs, "not-listed", "AdoptionNotAllowed").await;
-    delete_and_wait(&shop_ubs, "not-listed").await;
+        (
+            "not-asking",
+            &shop_ubs,
+            json!({"bucketName": legacy}),
+            "BucketExists",
+            &[],
+        ),
+        (
+            "not-listed",
+            &shop_ubs,
+            json!({"bucketName": finance, "adoptExistingBucket": true}),
+            "AdoptionNotAllowed",
+            &[],
+        ),
+    ];
+    for (name, ubs, spec, reason, names) in refusals {
+        create(ubs, object(name, spec)).await;
+        let refused = wait_not_ready(ubs, name, reason).await;
+        let message = &refused.condition("Ready").unwrap().message;
+        for wanted in names {
+            assert!(
+                message.contains(wanted),
+                "row {name:?}: {wanted:?} not in {message}"
+            );
+        }
+        delete_and_wait(ubs, name).await;
+    }
     assert_eq!(BucketSnapshot::of(&raw, &legacy).await, legacy_before);
     assert_eq!(BucketSnapshot::of(&raw, &finance).await, finance_before);
     let writes_after_attacks = writes().await;

@@ -49,9 +49,7 @@ async fn verifying_bucket_with(server: &S3Server, extra: Value) -> (String, aws_
         .expect("provision");
     // The incoming area's rule reads back as written: a second pass writes nothing.
     uploadbucket_tests::assert_second_pass_writes_nothing(&buckets, &ub, &defaults, &counter).await;
-    let raw = server
-        .raw_client(&server.access_key, &server.secret_key)
-        .await;
+    let raw = server.admin_client().await;
     (name, raw)
 }
 
