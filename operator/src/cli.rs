@@ -76,8 +76,8 @@ pub struct RunArgs {
     )]
     pub max_concurrent_reconciles: u16,
     /// Most of those slots one namespace may hold at once, so that one tenant's failing or
-    /// slow objects cannot stall every other namespace. 0: three quarters of
-    /// --max-concurrent-reconciles (at least 1).
+    /// slow objects cannot take them all. 0: three quarters of --max-concurrent-reconciles
+    /// (at least 1). The last quarter of the slots goes only to namespaces holding none.
     #[arg(
         long,
         env = "UPLOADBUCKET_MAX_CONCURRENT_RECONCILES_PER_NAMESPACE",
@@ -100,7 +100,9 @@ pub struct RunArgs {
     pub watch_namespace: Option<String>,
     /// Reconcile only the UploadBuckets whose labels match this selector (e.g.
     /// `shard=a`, `tier in (gold,silver)`), to split a cluster's objects between operators.
-    /// Objects outside it are left alone, finalizers included. Default: all of them.
+    /// Objects outside it are left alone, finalizers included. Not a boundary between
+    /// tenants: whoever may edit an object may change its labels (and so which operator, if
+    /// any, acts on it); use --watch-namespace for that. Default: all of them.
     #[arg(long, env = "UPLOADBUCKET_WATCH_SELECTOR")]
     pub watch_selector: Option<String>,
     /// Address of /healthz, /readyz and /metrics.

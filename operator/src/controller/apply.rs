@@ -10,8 +10,9 @@
 //! re-checks ownership right before it acts ([`guard`]), so a bucket retagged by someone else
 //! mid-reconcile gets nothing more.
 //!
-//! A bucket this pass created ([`Owned::created`]) is the exception: S3 answered our
-//! CreateBucket a moment ago, so it holds nothing but what this pass writes. Its settings are
+//! A bucket this pass created ([`Owned::created`]) under the object's derived name is the
+//! exception: S3 answered our CreateBucket a moment ago, and the name holds a hash of the
+//! object's uid, so it holds nothing but what this pass writes. Its settings are
 //! not read back (none exist yet: no CORS, lifecycle, policy, notifications; versioning off;
 //! encryption and the public-access block at the backend's defaults, which are written
 //! anyway) and its ownership is not re-checked between the writes. That takes a new object
@@ -60,8 +61,12 @@ pub async fn apply(
         report.changed.push("tags");
     }
 
-    // A bucket created by this pass: nothing to read back, nobody else's to guard against.
-    let fresh = owned.created;
+    // A bucket created by this pass under its derived name (which holds a hash of the
+    // object's uid, so no other object can create it too): nothing to read back, nobody
+    // else's to guard against. Not for a name chosen in the spec: two objects naming the same
+    // bucket may both be told "created" (us-east-1 and RGW answer 200 to the owner creating
+    // a bucket again), and the guard is what lets only one of them go on.
+    let fresh = owned.created && who.names.derived;
     let guard = async || {
         if fresh { Ok(()) } else { guard(api, who).await }
     };

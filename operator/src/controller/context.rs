@@ -129,7 +129,7 @@ pub struct Context {
     /// Last full successful pass of each object.
     pub(super) settled: Mutex<HashMap<String, Settled>>,
     /// Reconciles running per namespace.
-    running: Mutex<HashMap<String, u16>>,
+    pub(super) running: Mutex<HashMap<String, u16>>,
 }
 
 /// A reconcile slot held by a namespace; released on drop.
@@ -217,10 +217,19 @@ impl Context {
     }
 
     /// A slot for one reconcile in `namespace`, unless it holds its share already.
+    ///
+    /// Two rules: a namespace holds at most [`Context::namespace_share`] slots; and the last
+    /// quarter of the slots (the reserve) goes only to a namespace holding none, so that
+    /// several namespaces together cannot take them all either.
     pub(super) fn slot(&self, namespace: &str) -> Option<Slot<'_>> {
         let mut running = lock(&self.running);
+        let total: u16 = running.values().sum();
+        let reserve = self.concurrency / 4;
         let n = running.entry(namespace.to_owned()).or_default();
         if self.namespace_share != 0 && *n >= self.namespace_share {
+            return None;
+        }
+        if self.concurrency != 0 && *n > 0 && total >= self.concurrency - reserve {
             return None;
         }
         *n += 1;

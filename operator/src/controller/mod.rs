@@ -71,7 +71,10 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
     let unchanged_for = lock(&ctx.settled)
         .get(&key(&ub))
         .and_then(|s| s.covers(&ub, ctx.resync));
+    // Only with the finalizer in place: one removed (a `kubectl replace` without it) is put
+    // back by the full pass, or a delete before the resync would skip cleanup.
     if ub.metadata.deletion_timestamp.is_none()
+        && ub.finalizers().iter().any(|f| f == FINALIZER)
         && let Some(left) = unchanged_for
         && outputs_current(&ub, &ctx).await
     {

@@ -1533,3 +1533,114 @@ fn waits_are_spread() {
     assert_eq!(context::spread(d, JITTER, 7.0), Duration::from_secs(225));
     assert_eq!(context::spread(d, 0.0, 0.5), d);
 }
+
+/// With 16 slots: one namespace holds at most 12; the last 4 go only to namespaces holding
+/// none, so several namespaces together cannot take them all either; a slot comes back when
+/// its pass ends.
+#[tokio::test]
+async fn namespaces_share_the_slots_and_keep_a_reserve() {
+    let obj = ub(json!({}));
+    let (client, _) = mock_api(obj, Timeline::default(), ConfigMaps::default());
+    let defaults = Defaults {
+        region: "eu-west-1".into(),
+        backend: Backend::Aws,
+        bucket_name_prefix: String::new(),
+        adoptable_buckets: Vec::new(),
+    };
+    let ctx = Context::new(
+        client,
+        Arc::new(FakeS3::default()),
+        defaults,
+        Arc::new(Metrics::default()),
+        Duration::from_secs(300),
+    )
+    .with_concurrency(16, 0);
+    let a: Vec<_> = (0..12).map(|_| ctx.slot("a").expect("a's share")).collect();
+    assert!(ctx.slot("a").is_none(), "a 13th slot for one namespace");
+    let b = ctx
+        .slot("b")
+        .expect("a namespace holding none gets a reserve slot");
+    assert!(ctx.slot("b").is_none(), "a second reserve slot for b");
+    let c = ctx.slot("c").expect("c holds none");
+    drop(a);
+    let b2 = ctx.slot("b").expect("a's slots came back");
+    drop((b, b2, c));
+    assert!(
+        ctx.running.lock().unwrap().is_empty(),
+        "every slot given back"
+    );
+}
+
+/// The pass its own status write brings back costs no AWS call, but only while the object
+/// still has its finalizer: one removed (`kubectl replace` without it) is put back at once,
+/// not at the next resync, or a delete in between would skip cleanup.
+#[tokio::test]
+async fn an_unchanged_object_costs_nothing_but_a_removed_finalizer_is_put_back() {
+    let obj = ub(json!({}));
+    let h = harness(&obj, FakeS3::default());
+    reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .expect("first");
+    let mut provisioned = obj.clone();
+    let last = h.status_patches().pop().unwrap();
+    provisioned.status =
+        Some(serde_json::from_value::<UploadBucketStatus>(last["status"].clone()).unwrap());
+    let calls = h.timeline().len();
+    reconcile(Arc::new(provisioned.clone()), h.ctx.clone())
+        .await
+        .expect("echo");
+    assert_eq!(h.ctx.metrics.unchanged.get(), 1, "{:#?}", h.timeline());
+    assert!(
+        !h.timeline()[calls..].iter().any(|l| l.starts_with("s3")),
+        "no S3 call: {:#?}",
+        &h.timeline()[calls..]
+    );
+    provisioned.metadata.finalizers = None;
+    let action = reconcile(Arc::new(provisioned), h.ctx.clone())
+        .await
+        .expect("finalizer");
+    assert_eq!(action, Action::await_change());
+    assert_eq!(
+        h.ctx.metrics.unchanged.get(),
+        1,
+        "no shortcut without the finalizer"
+    );
+    let seen = h.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .any(|s| s.method == "PATCH" && s.body.to_string().contains(FINALIZER)),
+        "the finalizer is put back: {seen:#?}"
+    );
+}
+
+/// A bucket created under a name the spec chose is still guarded between writes: another
+/// object naming the same bucket may have been told "created" too (us-east-1 and RGW answer
+/// 200 to the owner creating a bucket again), and the guard lets only one of them go on.
+/// Only a derived name (a hash of the uid in it) skips the reads and the guards.
+#[tokio::test]
+async fn a_bucket_created_under_a_chosen_name_is_still_guarded() {
+    let obj = ub(
+        json!({"bucketName": "shop-chosen", "cors": {"allowedOrigins": ["https://shop.example.com"]}}),
+    );
+    let s3 = FakeS3::default();
+    *s3.retag_on_cors_read.lock().unwrap() = Some("someone-else".into());
+    let h = harness(&obj, s3);
+    let err = reconcile(Arc::new(obj), h.ctx.clone()).await.unwrap_err();
+    assert_eq!(err.reason(), "BucketManagedByOther", "{:#?}", h.timeline());
+    let timeline = h.timeline();
+    let retag = timeline
+        .iter()
+        .position(|l| l.starts_with("retagged shop-chosen"))
+        .expect("the settings were read back (and the bucket retagged meanwhile)");
+    assert!(
+        timeline[..retag]
+            .iter()
+            .any(|l| l.starts_with("s3 CreateBucket")),
+        "{timeline:#?}"
+    );
+    let after: Vec<&String> = timeline[retag..]
+        .iter()
+        .filter(|l| l.starts_with("s3 "))
+        .collect();
+    assert!(after.is_empty(), "writes after the retag: {after:#?}");
+}
