@@ -173,6 +173,22 @@ pub async fn create(
 ) -> Result<Owned, ClaimError> {
     let b = who.bucket();
     match api.create_bucket(b, tags).await? {
+        // A name the spec chose may be a bucket of this account that CreateBucket answered
+        // 200 for (us-east-1 and RGW do so for the owner), made a moment ago for another
+        // object naming it too: what it holds is judged before anything is written. Empty,
+        // it is taken as new (the guards before the later writes let one object go on).
+        Created::New if !who.names.derived => {
+            let held = api.get_tags(b).await?;
+            if held.is_empty() {
+                Ok(Owned {
+                    tags: held,
+                    adopted: false,
+                    created: true,
+                })
+            } else {
+                who.judge(held)
+            }
+        }
         Created::New => Ok(Owned {
             tags: BTreeMap::new(),
             adopted: false,

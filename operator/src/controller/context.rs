@@ -45,7 +45,9 @@ pub(super) struct Backoff {
     pub(super) failures: u32,
     /// No pass before this, unless the spec changes or the object is being deleted.
     pub(super) until: Instant,
-    /// The generation that failed.
+    /// The object (uid) and generation that failed: a recreated object or a spec change
+    /// starts over.
+    pub(super) uid: String,
     pub(super) generation: Option<i64>,
 }
 
@@ -204,7 +206,9 @@ impl Context {
         self.concurrency = n;
         self.namespace_share = match (n, per_namespace) {
             (0, share) => share,
-            (n, 0) => (n - n / 4).max(1),
+            // Leaves the reserve (see `slot`) to namespaces holding none.
+            (n, 0) if n >= 2 => n - (n / 4).max(1),
+            (n, 0) => n,
             (n, share) => share.min(n),
         };
         self
@@ -224,7 +228,11 @@ impl Context {
     pub(super) fn slot(&self, namespace: &str) -> Option<Slot<'_>> {
         let mut running = lock(&self.running);
         let total: u16 = running.values().sum();
-        let reserve = self.concurrency / 4;
+        let reserve = if self.concurrency >= 2 {
+            (self.concurrency / 4).max(1)
+        } else {
+            0
+        };
         let n = running.entry(namespace.to_owned()).or_default();
         if self.namespace_share != 0 && *n >= self.namespace_share {
             return None;

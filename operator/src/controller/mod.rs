@@ -55,8 +55,9 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
     // A failing object waits out its backoff even when an event (its own status write, a
     // resync) brings it back early; a spec change or a deletion does not wait.
     if ub.metadata.deletion_timestamp.is_none()
+        && ub.finalizers().iter().any(|f| f == FINALIZER)
         && let Some(wait) = ctx.failures().get(&key(&ub)).and_then(|b| {
-            (b.generation == ub.metadata.generation)
+            (b.generation == ub.metadata.generation && Some(&b.uid) == ub.uid().as_ref())
                 .then(|| b.until.checked_duration_since(Instant::now()))
                 .flatten()
         })
@@ -87,6 +88,7 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics.reconciles.inc();
     let started = Instant::now();
     let api: Api<UploadBucket> = Api::namespaced(ctx.client.clone(), &ns);
+    let (deleting, object_key) = (ub.metadata.deletion_timestamp.is_some(), key(&ub));
     let result = finalizer(&api, FINALIZER, ub, |event| async {
         match event {
             Finalized::Apply(ub) => apply_object(&ub, &ctx, &api).await,
@@ -100,6 +102,10 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
         other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.observe(started.elapsed());
+    if deleting && result.is_ok() {
+        // Cleaned up: nothing to remember of it.
+        ctx.failures().remove(&object_key);
+    }
     result
 }
 
@@ -130,7 +136,9 @@ pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> 
             // The count starts over when the spec changed since the last failure.
             let n = failures
                 .get(&key(&ub))
-                .filter(|b| b.generation == ub.metadata.generation)
+                .filter(|b| {
+                    b.generation == ub.metadata.generation && Some(&b.uid) == ub.uid().as_ref()
+                })
                 .map_or(0, |b| b.failures)
                 .saturating_add(1);
             let delay = Duration::from_secs(1u64 << (n - 1).min(16)).min(TRANSIENT_BACKOFF_CAP);
@@ -142,6 +150,7 @@ pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> 
         Backoff {
             failures: n,
             until: Instant::now() + delay,
+            uid: ub.uid().unwrap_or_default(),
             generation: ub.metadata.generation,
         },
     );

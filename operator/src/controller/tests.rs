@@ -51,6 +51,9 @@ struct FakeS3 {
     buckets: Mutex<HashMap<String, FakeBucket>>,
     taken: HashSet<String>,
     timeline: Timeline,
+    /// Buckets another object creates between the operator's HEAD and its CreateBucket, which
+    /// then answers 200 as for a new bucket (us-east-1 and RGW answer the owner so).
+    appears_on_create: Mutex<HashMap<String, FakeBucket>>,
     /// Someone else retags the bucket with this uid while the operator reads its CORS.
     retag_on_cors_read: Mutex<Option<String>>,
     /// The next CreateBucket makes the bucket (untagged, as on RGW) but its answer is lost.
@@ -115,6 +118,10 @@ impl BucketApi for FakeS3 {
                 code: "DispatchFailure".into(),
                 message: "connection reset before the answer".into(),
             });
+        }
+        if let Some(theirs) = self.appears_on_create.lock().unwrap().remove(&b.name) {
+            all.insert(b.name.clone(), theirs);
+            return Ok(Created::New);
         }
         if all.contains_key(&b.name) {
             return Ok(Created::AlreadyOwned);
@@ -1425,21 +1432,24 @@ async fn a_bucket_retagged_by_someone_else_mid_reconcile_gets_no_further_write()
     let s3 = s3_with("shop-bucket", 1);
     *s3.retag_on_cors_read.lock().unwrap() = Some("someone-else".into());
     let h = harness(&provisioned, s3);
-    let err = reconcile(Arc::new(provisioned), h.ctx.clone())
-        .await
-        .unwrap_err();
-    assert_eq!(err.reason(), "BucketManagedByOther");
-    let timeline = h.timeline();
     // Writes before the retag went through; none of any kind after it.
+    refused_after_retag(&h, provisioned, "shop-bucket", "s3 PutPublicAccessBlock").await;
+}
+
+/// Reconciles `obj`, whose bucket `bucket` the fake store retags to someone else when its
+/// CORS is read: the pass fails as not ours, `before` was written before the retag, and no
+/// S3 call of any kind came after it.
+async fn refused_after_retag(h: &Harness, obj: UploadBucket, bucket: &str, before: &str) {
+    let err = reconcile(Arc::new(obj), h.ctx.clone()).await.unwrap_err();
+    assert_eq!(err.reason(), "BucketManagedByOther", "{:#?}", h.timeline());
+    let timeline = h.timeline();
     let retag = timeline
         .iter()
-        .position(|l| l.starts_with("retagged shop-bucket"))
-        .expect("the bucket was retagged mid-reconcile");
+        .position(|l| l.starts_with(&format!("retagged {bucket}")))
+        .expect("the bucket was retagged mid-reconcile (its settings were read)");
     assert!(
-        timeline[..retag]
-            .iter()
-            .any(|l| l.starts_with("s3 PutPublicAccessBlock")),
-        "{timeline:#?}"
+        timeline[..retag].iter().any(|l| l.starts_with(before)),
+        "{before} before the retag: {timeline:#?}"
     );
     let after: Vec<&String> = timeline[retag..]
         .iter()
@@ -1625,22 +1635,45 @@ async fn a_bucket_created_under_a_chosen_name_is_still_guarded() {
     let s3 = FakeS3::default();
     *s3.retag_on_cors_read.lock().unwrap() = Some("someone-else".into());
     let h = harness(&obj, s3);
+    refused_after_retag(&h, obj, "shop-chosen", "s3 CreateBucket").await;
+}
+
+/// Two objects name the same bucket: the other one creates and tags it between this pass's
+/// HEAD and its CreateBucket, which answers 200 all the same (us-east-1, RGW). What the bucket
+/// holds is judged before anything is written: refused as another object's, no tag or
+/// setting written.
+#[tokio::test]
+async fn a_chosen_name_another_object_created_first_is_refused_before_any_write() {
+    let obj = ub(json!({"bucketName": "shop-shared"}));
+    let s3 = FakeS3::default();
+    s3.appears_on_create.lock().unwrap().insert(
+        "shop-shared".into(),
+        FakeBucket {
+            tags: BTreeMap::from([
+                (
+                    desired::TAG_UID.to_owned(),
+                    "the-other-objects-uid".to_owned(),
+                ),
+                (
+                    desired::TAG_MANAGED_BY.to_owned(),
+                    desired::MANAGED_BY.to_owned(),
+                ),
+            ]),
+            ..Default::default()
+        },
+    );
+    let h = harness(&obj, s3);
     let err = reconcile(Arc::new(obj), h.ctx.clone()).await.unwrap_err();
     assert_eq!(err.reason(), "BucketManagedByOther", "{:#?}", h.timeline());
-    let timeline = h.timeline();
-    let retag = timeline
-        .iter()
-        .position(|l| l.starts_with("retagged shop-chosen"))
-        .expect("the settings were read back (and the bucket retagged meanwhile)");
-    assert!(
-        timeline[..retag]
-            .iter()
-            .any(|l| l.starts_with("s3 CreateBucket")),
-        "{timeline:#?}"
-    );
-    let after: Vec<&String> = timeline[retag..]
-        .iter()
-        .filter(|l| l.starts_with("s3 "))
+    let writes: Vec<String> = h
+        .timeline()
+        .into_iter()
+        .filter(|l| l.starts_with("s3 ") && !l.starts_with("s3 CreateBucket"))
         .collect();
-    assert!(after.is_empty(), "writes after the retag: {after:#?}");
+    assert!(
+        writes.is_empty(),
+        "written to the other object's bucket: {writes:#?}"
+    );
+    let theirs = h.s3.buckets.lock().unwrap()["shop-shared"].tags.clone();
+    assert_eq!(theirs[desired::TAG_UID], "the-other-objects-uid");
 }
