@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 
 use super::desired::Defaults;
 use super::role::RoleSettings;
-use super::status::{self, READY};
+use super::status;
 
 /// Wait before retrying a failure a person must fix (a name taken, access denied).
 pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -77,10 +77,7 @@ impl Settled {
     /// How long `ub` can go without a full pass, if this record still describes it.
     pub(super) fn covers(&self, ub: &UploadBucket, resync: Duration) -> Option<Duration> {
         let ready = ub.status.as_ref().is_some_and(|s| {
-            s.observed_generation == ub.metadata.generation
-                && s.conditions
-                    .iter()
-                    .any(|c| c.type_ == READY && c.status == "True")
+            s.observed_generation == ub.metadata.generation && status::is_ready(s)
         });
         (ready
             && self.uid == ub.uid().unwrap_or_default()

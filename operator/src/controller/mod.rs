@@ -37,7 +37,6 @@ use crate::crd::UploadBucket;
 use cleanup::cleanup_object;
 use outcome::next_status;
 use provision::provision;
-use status::READY;
 
 pub use context::Context;
 use context::{
@@ -177,9 +176,7 @@ async fn apply_object(
     ctx.metrics.set_ready(
         &ub.namespace().unwrap_or_default(),
         &ub.name_any(),
-        st.conditions
-            .iter()
-            .any(|c| c.type_ == READY && c.status == "True"),
+        status::is_ready(&st),
     );
     if status::differs(current.as_ref(), &st)
         && let Err(e) = status::patch_status(api, ub, &st).await

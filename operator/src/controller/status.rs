@@ -99,6 +99,13 @@ pub fn truncate(s: &str, max: usize) -> String {
     format!("{}...", &s[..end])
 }
 
+/// Whether `st` says Ready=True.
+pub fn is_ready(st: &UploadBucketStatus) -> bool {
+    st.conditions
+        .iter()
+        .any(|c| c.type_ == READY && c.status == "True")
+}
+
 /// Whether a write is needed: anything but timestamps differs.
 pub fn differs(old: Option<&UploadBucketStatus>, new: &UploadBucketStatus) -> bool {
     old != Some(new)
