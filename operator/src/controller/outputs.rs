@@ -123,6 +123,15 @@ fn controlled_by(cm: &ConfigMap, ub: &UploadBucket) -> bool {
         .any(|r| r.uid == uid && r.controller == Some(true))
 }
 
+/// Whether `cm` holds `data` and carries `labels` (others' labels may stand beside them).
+fn holds(
+    cm: &ConfigMap,
+    data: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+) -> bool {
+    cm.data.as_ref() == Some(data) && labels.iter().all(|(k, v)| cm.labels().get(k) == Some(v))
+}
+
 /// Whether the ConfigMap exists, is this object's, and holds `data` and its labels (a read;
 /// an error counts as no).
 pub async fn is_current(
@@ -132,13 +141,7 @@ pub async fn is_current(
 ) -> bool {
     let api: Api<ConfigMap> = Api::namespaced(client.clone(), &ub.namespace().unwrap_or_default());
     match api.get_opt(&config_map_name(&ub.name_any())).await {
-        Ok(Some(cm)) => {
-            controlled_by(&cm, ub)
-                && cm.data.as_ref() == Some(data)
-                && labels(ub)
-                    .iter()
-                    .all(|(k, v)| cm.labels().get(k) == Some(v))
-        }
+        Ok(Some(cm)) => controlled_by(&cm, ub) && holds(&cm, data, &labels(ub)),
         _ => false,
     }
 }
@@ -177,8 +180,7 @@ pub async fn publish(
         }
         Some(cm) if !controlled_by(&cm, ub) => Err(OutputsError::Taken(name)),
         Some(mut cm) => {
-            let have_labels = labels.iter().all(|(k, v)| cm.labels().get(k) == Some(v));
-            if cm.data.as_ref() == Some(&data) && have_labels {
+            if holds(&cm, &data, &labels) {
                 return Ok(false);
             }
             // A replace carries the resourceVersion read: a concurrent edit makes it fail
