@@ -26,13 +26,13 @@ use crate::metrics::Metrics;
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct Cli {
     #[command(subcommand)]
-    command: Option<Command>,
+    pub(crate) command: Option<Command>,
     #[command(flatten)]
     run: RunArgs,
 }
 
 #[derive(Subcommand, Debug)]
-enum Command {
+pub(crate) enum Command {
     /// Run the controller (the default).
     Run(Box<RunArgs>),
     /// Print the UploadBucket CustomResourceDefinition as YAML.
@@ -501,7 +501,7 @@ fn eks_cluster_arn(arn: &str) -> anyhow::Result<()> {
 }
 
 /// How upload roles are made, from the flags: `None` when the operator makes none.
-async fn role_settings(
+pub(crate) async fn role_settings(
     args: &RunArgs,
     sdk: &aws_config::SdkConfig,
 ) -> anyhow::Result<Option<crate::controller::role::RoleSettings>> {

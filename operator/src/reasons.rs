@@ -57,6 +57,9 @@ reasons! {
     /// Deleting with `deletionPolicy: Delete`, the bucket still holds objects: empty it, or
     /// set `emptyOnDelete: true`.
     BucketNotEmpty;
+    /// Deleting with `deletionPolicy: Delete` and `emptyOnDelete: true`: the bucket is being
+    /// emptied, at most 10,000 objects per pass; deletion goes on by itself. Not a failure.
+    Emptying;
     /// The IAM role of that name exists and its `uploadbucket.io/uid` tag is not this
     /// object's: it is left alone.
     RoleManagedByOther;

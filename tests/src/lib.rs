@@ -1582,3 +1582,80 @@ pub fn sampled_metrics() -> (
     signer.credentials(false);
     (operator, signer)
 }
+
+/// Emptying goes batch by batch on a real server, so the controller can re-check ownership
+/// before each batch and give its slot back between passes: in a new versioned bucket
+/// `name`, unfinished multipart uploads go first, then pages of object versions and delete
+/// markers (two per batch here), `done` on the last page; the bucket can then be deleted.
+pub async fn empties_batch_by_batch(
+    buckets: &uploadbucket_operator::aws::s3::S3Buckets,
+    raw: &aws_sdk_s3::Client,
+    name: &str,
+) {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    use uploadbucket_operator::aws::{BucketApi, BucketRef, Deleted, Emptied};
+    raw.create_bucket()
+        .bucket(name)
+        .send()
+        .await
+        .expect("create");
+    raw.put_bucket_versioning()
+        .bucket(name)
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .expect("versioning");
+    // Five entries: a twice, b and c (versions), and the delete marker b's deletion leaves.
+    for key in ["a", "a", "b", "c"] {
+        raw.put_object()
+            .bucket(name)
+            .key(key)
+            .body(ByteStream::from_static(b"x"))
+            .send()
+            .await
+            .expect("put");
+    }
+    raw.delete_object()
+        .bucket(name)
+        .key("b")
+        .send()
+        .await
+        .expect("delete marker");
+    raw.create_multipart_upload()
+        .bucket(name)
+        .key("unfinished")
+        .send()
+        .await
+        .expect("multipart");
+    let b = BucketRef {
+        name: name.to_owned(),
+        region: "us-east-1".into(),
+    };
+    let mut batches = Vec::new();
+    while batches.len() < 10 {
+        let batch = buckets.empty_some(&b, 2).await.expect("batch");
+        batches.push(batch);
+        if batch.done {
+            break;
+        }
+    }
+    let batch = |objects, done| Emptied { objects, done };
+    assert_eq!(
+        batches,
+        [
+            batch(0, false),
+            batch(2, false),
+            batch(2, false),
+            batch(1, true)
+        ]
+    );
+    assert_eq!(
+        buckets.delete_bucket(&b).await.expect("delete"),
+        Deleted::Deleted
+    );
+}

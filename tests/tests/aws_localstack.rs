@@ -400,6 +400,17 @@ async fn urls_do_only_what_was_signed_and_verify_cannot_be_raced_on_the_aws_back
     assert!(race.landed > 0, "{race:?}");
 }
 
+/// Emptying goes batch by batch on the AWS backend too.
+#[tokio::test]
+async fn emptying_goes_batch_by_batch_on_the_aws_backend() {
+    let Some(server) = aws_server("emptying_goes_batch_by_batch_on_the_aws_backend") else {
+        return;
+    };
+    let (buckets, _) = server.buckets().await;
+    let raw = server.admin_client().await;
+    uploadbucket_tests::empties_batch_by_batch(&buckets, &raw, &unique_name("ub-aws-empty")).await;
+}
+
 /// Ownership on the AWS backend: a bucket nobody manages and another UploadBucket's bucket
 /// are refused and left exactly as they were, also when the hostile object is deleted with
 /// `Delete` and `emptyOnDelete`; the object's own bucket is kept with its objects under

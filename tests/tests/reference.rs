@@ -634,10 +634,10 @@ fn metrics() -> String {
 
     let (operator, signer) = uploadbucket_tests::sampled_metrics();
 
-    // Reconciles fail with any reason but the two of success.
+    // Reconciles fail with any reason but the two of success and the one of progress.
     let reasons: Vec<&str> = Reason::ALL
         .iter()
-        .filter(|r| ![Reason::Provisioning, Reason::Provisioned].contains(r))
+        .filter(|r| ![Reason::Provisioning, Reason::Provisioned, Reason::Emptying].contains(r))
         .map(|r| r.as_str())
         .collect();
     let outcomes: Vec<&str> = Review::ALL.iter().map(|r| r.label()).collect();

@@ -343,6 +343,17 @@ async fn apply_writes_exactly_the_spec_then_nothing_and_repairs_drift() {
     assert_eq!(counter.total(), calls);
 }
 
+/// Emptying goes batch by batch on RGW (see [`uploadbucket_tests::empties_batch_by_batch`]).
+#[tokio::test]
+async fn emptying_goes_batch_by_batch_uploads_first_then_versions_and_markers() {
+    let Some((_server, buckets, _counter, raw, name)) =
+        arrange("emptying_goes_batch_by_batch", "ub-empty").await
+    else {
+        return;
+    };
+    uploadbucket_tests::empties_batch_by_batch(&buckets, &raw, &name).await;
+}
+
 #[tokio::test]
 async fn a_name_taken_by_another_account_is_a_clear_error() {
     let Some(server) = s3_server("a_name_taken_by_another_account_is_a_clear_error") else {

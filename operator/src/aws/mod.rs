@@ -151,6 +151,15 @@ pub enum Created {
     AlreadyOwned,
 }
 
+/// What one [`BucketApi::empty_some`] removed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Emptied {
+    /// Object versions and delete markers deleted (aborted multipart uploads not counted).
+    pub objects: u64,
+    /// Nothing was left to remove when the batch ended (as far as the listing showed).
+    pub done: bool,
+}
+
 /// Result of a delete.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Deleted {
@@ -293,8 +302,23 @@ pub trait BucketApi: Send + Sync {
         notifications: &[Notification],
     ) -> Result<(), AwsError>;
 
-    /// Deletes every object, object version and unfinished multipart upload.
-    async fn empty_bucket(&self, bucket: &BucketRef) -> Result<u64, AwsError>;
+    /// Removes one batch of what keeps the bucket from being deleted: the unfinished
+    /// multipart uploads of one listing page while there are any, then one page (at most
+    /// `max_keys`) of object versions and delete markers. A caller that must stop when the
+    /// bucket stops being its own re-checks between batches.
+    async fn empty_some(&self, bucket: &BucketRef, max_keys: i32) -> Result<Emptied, AwsError>;
+    /// Every batch until nothing is left, without checking anything between them: for tools
+    /// and tests on buckets they made; the controller empties batch by batch.
+    async fn empty_bucket(&self, bucket: &BucketRef) -> Result<u64, AwsError> {
+        let mut objects = 0;
+        loop {
+            let batch = self.empty_some(bucket, 1000).await?;
+            objects += batch.objects;
+            if batch.done {
+                return Ok(objects);
+            }
+        }
+    }
     /// Deletes an empty bucket; [`AwsError::BucketNotEmpty`] otherwise.
     async fn delete_bucket(&self, bucket: &BucketRef) -> Result<Deleted, AwsError>;
 }

@@ -15,7 +15,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use super::rgw::Backend;
 use super::{
-    AwsError, BucketApi, BucketRef, CorsRule, Created, Deleted, Encryption, LifecycleRule,
+    AwsError, BucketApi, BucketRef, CorsRule, Created, Deleted, Emptied, Encryption, LifecycleRule,
     Notification, NotifyTarget, PublicAccessBlock, Versioning, is_own_id,
 };
 
@@ -929,20 +929,18 @@ impl BucketApi for S3Buckets {
         Ok(())
     }
 
-    async fn empty_bucket(&self, b: &BucketRef) -> Result<u64, AwsError> {
+    async fn empty_some(&self, b: &BucketRef, max_keys: i32) -> Result<Emptied, AwsError> {
         let client = self.client(&b.region);
-        let mut removed = 0u64;
-        // Unfinished multipart uploads hold storage too and block bucket deletion.
-        let (mut key_marker, mut id_marker) = (None::<String>, None::<String>);
-        loop {
-            let page = client
-                .list_multipart_uploads()
-                .bucket(&b.name)
-                .set_key_marker(key_marker.take())
-                .set_upload_id_marker(id_marker.take())
-                .send()
-                .await
-                .map_err(|e| classify("ListMultipartUploads", e))?;
+        // Unfinished multipart uploads hold storage too and block bucket deletion; aborted
+        // ones leave the listing, so each batch lists from the start.
+        let page = client
+            .list_multipart_uploads()
+            .bucket(&b.name)
+            .max_uploads(max_keys)
+            .send()
+            .await
+            .map_err(|e| classify("ListMultipartUploads", e))?;
+        if !page.uploads().is_empty() {
             for u in page.uploads() {
                 if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
                     client
@@ -955,67 +953,68 @@ impl BucketApi for S3Buckets {
                         .map_err(|e| classify("AbortMultipartUpload", e))?;
                 }
             }
-            if page.is_truncated() != Some(true) {
-                break;
-            }
-            key_marker = page.next_key_marker().map(str::to_owned);
-            id_marker = page.next_upload_id_marker().map(str::to_owned);
+            return Ok(Emptied {
+                objects: 0,
+                done: false,
+            });
         }
         // Versions cover both versioned and unversioned buckets (version id "null").
-        loop {
-            let page = client
-                .list_object_versions()
-                .bucket(&b.name)
-                .send()
-                .await
-                .map_err(|e| classify("ListObjectVersions", e))?;
-            let mut ids = Vec::new();
-            for v in page.versions() {
-                ids.push((v.key().unwrap_or_default(), v.version_id()));
-            }
-            for m in page.delete_markers() {
-                ids.push((m.key().unwrap_or_default(), m.version_id()));
-            }
-            if ids.is_empty() {
-                break;
-            }
-            let objects = ids
-                .into_iter()
-                .map(|(key, version)| {
-                    s3t::ObjectIdentifier::builder()
-                        .key(key)
-                        .set_version_id(version.map(str::to_owned))
-                        .build()
-                })
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| build_err("DeleteObjects", e))?;
-            let count = objects.len() as u64;
-            let delete = s3t::Delete::builder()
-                .set_objects(Some(objects))
-                .quiet(true)
-                .build()
-                .map_err(|e| build_err("DeleteObjects", e))?;
-            let out = client
-                .delete_objects()
-                .bucket(&b.name)
-                .delete(delete)
-                .send()
-                .await
-                .map_err(|e| classify("DeleteObjects", e))?;
-            if let Some(err) = out.errors().first() {
-                return Err(AwsError::Api {
-                    op: "DeleteObjects",
-                    code: err.code().unwrap_or("Unknown").to_owned(),
-                    message: format!(
-                        "{} ({} objects could not be deleted)",
-                        err.message().unwrap_or_default(),
-                        out.errors().len()
-                    ),
-                });
-            }
-            removed += count;
+        let page = client
+            .list_object_versions()
+            .bucket(&b.name)
+            .max_keys(max_keys)
+            .send()
+            .await
+            .map_err(|e| classify("ListObjectVersions", e))?;
+        let versions = page.versions().iter().map(|v| (v.key(), v.version_id()));
+        let markers = page
+            .delete_markers()
+            .iter()
+            .map(|m| (m.key(), m.version_id()));
+        let objects = versions
+            .chain(markers)
+            .map(|(key, version)| {
+                s3t::ObjectIdentifier::builder()
+                    .key(key.unwrap_or_default())
+                    .set_version_id(version.map(str::to_owned))
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| build_err("DeleteObjects", e))?;
+        if objects.is_empty() {
+            return Ok(Emptied {
+                objects: 0,
+                done: true,
+            });
         }
-        Ok(removed)
+        let count = objects.len() as u64;
+        let delete = s3t::Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| build_err("DeleteObjects", e))?;
+        let out = client
+            .delete_objects()
+            .bucket(&b.name)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| classify("DeleteObjects", e))?;
+        if let Some(err) = out.errors().first() {
+            return Err(AwsError::Api {
+                op: "DeleteObjects",
+                code: err.code().unwrap_or("Unknown").to_owned(),
+                message: format!(
+                    "{} ({} objects could not be deleted)",
+                    err.message().unwrap_or_default(),
+                    out.errors().len()
+                ),
+            });
+        }
+        Ok(Emptied {
+            objects: count,
+            done: page.is_truncated() != Some(true),
+        })
     }
 
     async fn delete_bucket(&self, b: &BucketRef) -> Result<Deleted, AwsError> {

@@ -22,6 +22,11 @@ pub enum Error {
     Outputs(#[from] outputs::OutputsError),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    /// Not a failure: deletion goes on in the next pass.
+    #[error(
+        "bucket {bucket} is being emptied before it is deleted ({objects} objects deleted in the last pass)"
+    )]
+    Emptying { bucket: String, objects: u64 },
 }
 
 impl Error {
@@ -34,6 +39,7 @@ impl Error {
             Error::Kube(_) => Reason::KubeApiError,
             Error::Outputs(e) => e.reason(),
             Error::Finalizer(_) => Reason::FinalizerError,
+            Error::Emptying { .. } => Reason::Emptying,
         }
     }
 
@@ -41,6 +47,7 @@ impl Error {
     pub(super) fn retry(&self) -> Option<Retry> {
         match self {
             Error::InvalidSpec(_) => None,
+            Error::Emptying { .. } => Some(Retry::Soon),
             // Not ours: check back rarely (reads only) in case the bucket is released.
             Error::Claim(e) if e.not_ours() => Some(Retry::Slow),
             // Someone else's ConfigMap under our name: a person must act.
@@ -54,6 +61,9 @@ impl Error {
 }
 
 pub(super) enum Retry {
+    /// Work in progress (a bucket being emptied): the next pass in about a second, not
+    /// counted as a failure.
+    Soon,
     /// A person has to act (name taken, permissions, bucket not empty): check back rarely.
     Slow,
     /// Exponential from 1 s to 5 min.

@@ -45,6 +45,9 @@ use context::{
 pub use error::Error;
 use error::Retry;
 
+/// Between two passes that empty a bucket being deleted.
+const EMPTYING_WAIT: Duration = Duration::from_secs(1);
+
 /// Finalizer that keeps the object until cleanup has run.
 pub const FINALIZER: &str = "uploadbucket.io/cleanup";
 
@@ -121,6 +124,11 @@ async fn outputs_current(ub: &UploadBucket, ctx: &Context) -> bool {
 
 /// Decides when a failed object is tried again. Every failure is counted.
 pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Some(Retry::Soon) = error.retry() {
+        // Progress, not a failure: no count, no backoff.
+        debug!(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any(), %error, "Continuing soon");
+        return Action::requeue(ctx.jittered(EMPTYING_WAIT));
+    }
     ctx.metrics.failure(error.reason().as_str());
     warn!(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any(), reason = %error.reason(), %error, "Reconcile failed");
     lock(&ctx.settled).remove(&key(&ub));
@@ -131,6 +139,7 @@ pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> 
             return Action::await_change();
         }
         Some(Retry::Slow) => (0, ctx.jittered(MAX_BACKOFF)),
+        Some(Retry::Soon) => (0, ctx.jittered(EMPTYING_WAIT)),
         Some(Retry::Backoff) => {
             // The count starts over when the spec changed since the last failure.
             let n = failures

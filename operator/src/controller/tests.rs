@@ -19,7 +19,7 @@ use super::*;
 use crate::aws::rgw::Backend;
 use crate::aws::{AwsError, BucketApi};
 use crate::aws::{
-    BucketRef, CorsRule, Created, Deleted, Encryption, LifecycleRule, Notification,
+    BucketRef, CorsRule, Created, Deleted, Emptied, Encryption, LifecycleRule, Notification,
     PublicAccessBlock, Versioning,
 };
 use crate::crd::{UploadBucketSpec, UploadBucketStatus};
@@ -54,8 +54,9 @@ struct FakeS3 {
     /// Buckets another object creates between the operator's HEAD and its CreateBucket, which
     /// then answers 200 as for a new bucket (us-east-1 and RGW answer the owner so).
     appears_on_create: Mutex<HashMap<String, FakeBucket>>,
-    /// Someone else retags the bucket with this uid while the operator reads its CORS.
-    retag_on_cors_read: Mutex<Option<String>>,
+    /// Someone else retags the bucket with this uid (`.1`) during the named call (`.0`:
+    /// `GetBucketCors`, `GetBucketNotification` or `EmptyBatch`), once.
+    retag_on: Mutex<Option<(&'static str, String)>>,
     /// The next CreateBucket makes the bucket (untagged, as on RGW) but its answer is lost.
     lose_create_answer: Mutex<bool>,
 }
@@ -79,6 +80,21 @@ impl FakeS3 {
             message: b.name.clone(),
         })?;
         Ok(f(bucket))
+    }
+    /// Someone else's retag, if one is due during `op` (see `retag_on`).
+    fn retag_during(&self, op: &str, b: &BucketRef) {
+        let mut due = self.retag_on.lock().unwrap();
+        if due.as_ref().is_some_and(|(when, _)| *when == op)
+            && let Some((_, uid)) = due.take()
+        {
+            self.timeline
+                .lock()
+                .unwrap()
+                .push(format!("retagged {} to {uid}", b.name));
+            if let Some(x) = self.buckets.lock().unwrap().get_mut(&b.name) {
+                x.tags.insert(desired::TAG_UID.to_owned(), uid);
+            }
+        }
     }
     /// Every S3 call, reads included.
     fn calls(&self) -> usize {
@@ -150,19 +166,8 @@ impl BucketApi for FakeS3 {
         Ok(self.buckets.lock().unwrap().contains_key(&b.name))
     }
     async fn get_cors(&self, b: &BucketRef) -> Result<Vec<CorsRule>, AwsError> {
-        let retag = self.retag_on_cors_read.lock().unwrap().take();
-        if let Some(uid) = &retag {
-            self.timeline
-                .lock()
-                .unwrap()
-                .push(format!("retagged {} to {uid}", b.name));
-        }
-        self.with(b, |x| {
-            if let Some(uid) = retag {
-                x.tags.insert(desired::TAG_UID.to_owned(), uid);
-            }
-            x.cors.clone()
-        })
+        self.retag_during("GetBucketCors", b);
+        self.with(b, |x| x.cors.clone())
     }
     async fn put_cors(&self, b: &BucketRef, rules: &[CorsRule]) -> Result<(), AwsError> {
         self.write("PutBucketCors", b);
@@ -239,6 +244,7 @@ impl BucketApi for FakeS3 {
         self.with(b, |x| x.policy = None)
     }
     async fn get_notifications(&self, b: &BucketRef) -> Result<Vec<Notification>, AwsError> {
+        self.retag_during("GetBucketNotification", b);
         self.with(b, |x| x.notifications.clone())
     }
     async fn put_notifications(
@@ -249,9 +255,17 @@ impl BucketApi for FakeS3 {
         self.write("PutBucketNotificationConfiguration", b);
         self.with(b, |x| x.notifications = notifications.to_vec())
     }
-    async fn empty_bucket(&self, b: &BucketRef) -> Result<u64, AwsError> {
-        self.write("EmptyBucket", b);
-        self.with(b, |x| std::mem::take(&mut x.objects))
+    async fn empty_some(&self, b: &BucketRef, max_keys: i32) -> Result<Emptied, AwsError> {
+        self.write("EmptyBatch", b);
+        self.retag_during("EmptyBatch", b);
+        self.with(b, |x| {
+            let objects = x.objects.min(max_keys as u64);
+            x.objects -= objects;
+            Emptied {
+                objects,
+                done: x.objects == 0,
+            }
+        })
     }
     async fn delete_bucket(&self, b: &BucketRef) -> Result<Deleted, AwsError> {
         let mut all = self.buckets.lock().unwrap();
@@ -821,6 +835,115 @@ async fn delete_policy_removes_the_recorded_bucket_then_the_finalizer() {
     );
 }
 
+/// A bucket too large for one pass is emptied over several, each at most
+/// `EMPTY_BATCHES_PER_PASS` batches: between them the finalizer stays, the object comes back
+/// within a second or so (its slot free meanwhile), and no failure is counted.
+#[tokio::test]
+async fn a_huge_bucket_is_emptied_over_several_passes_that_each_give_the_slot_back() {
+    use cleanup::{EMPTY_BATCH_KEYS, EMPTY_BATCHES_PER_PASS};
+    let per_pass = EMPTY_BATCH_KEYS as u64 * u64::from(EMPTY_BATCHES_PER_PASS);
+    let obj = deleting(
+        json!({"deletionPolicy": "Delete", "emptyOnDelete": true}),
+        "huge-bucket",
+    );
+    let h = harness(&obj, s3_with("huge-bucket", 2 * per_pass + 500));
+    for pass in 1..=2 {
+        let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "Emptying", "pass {pass}: {err}");
+        let left = h.s3.buckets.lock().unwrap()["huge-bucket"].objects;
+        assert_eq!(left, (2 - pass) * per_pass + 500, "pass {pass}");
+        assert_eq!(
+            error_policy(Arc::new(obj.clone()), &err, h.ctx.clone()),
+            Action::requeue(Duration::from_secs(1)),
+            "pass {pass}"
+        );
+    }
+    assert!(
+        !h.timeline().iter().any(|l| l == "kube PATCH object"),
+        "the finalizer stays while the bucket is emptied: {:#?}",
+        h.timeline()
+    );
+    assert!(
+        !h.ctx
+            .metrics
+            .encode()
+            .contains("uploadbucket_reconcile_failures_total{"),
+        "progress is not a failure"
+    );
+    reconcile(Arc::new(obj), h.ctx.clone())
+        .await
+        .expect("the last pass deletes the bucket");
+    assert!(!h.s3.buckets.lock().unwrap().contains_key("huge-bucket"));
+    let batches = h
+        .timeline()
+        .iter()
+        .filter(|l| l.starts_with("s3 EmptyBatch"))
+        .count();
+    assert_eq!(batches, 2 * EMPTY_BATCHES_PER_PASS as usize + 1);
+    // (The recorder folds the second, identical Emptying Event into the first.)
+    assert!(
+        h.events()
+            .iter()
+            .any(|(t, r, n)| t == "Normal" && r == "Emptying" && n.contains("10000 objects")),
+        "{:?}",
+        h.events()
+    );
+}
+
+/// The bucket is re-checked before every batch it loses: retagged by someone else before
+/// the first batch or between two, the emptying stops at once and nothing more is deleted,
+/// the bucket least of all; the next pass leaves it alone and lets the object go.
+#[tokio::test]
+async fn a_bucket_retagged_while_being_emptied_loses_no_further_batch_and_is_not_deleted() {
+    let obj = deleting(
+        json!({"deletionPolicy": "Delete", "emptyOnDelete": true}),
+        "shared-bucket",
+    );
+    // (the call during which it is retagged, batches that ran, objects left)
+    for (during, batches, left) in [("GetBucketNotification", 0, 2500), ("EmptyBatch", 1, 1500)] {
+        let s3 = s3_with("shared-bucket", 2500);
+        *s3.retag_on.lock().unwrap() = Some((during, "someone-else".into()));
+        let h = harness(&obj, s3);
+        let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+            .await
+            .unwrap_err();
+        assert_eq!(err.reason(), "BucketManagedByOther", "{during}: {err}");
+        let timeline = h.timeline();
+        let ran = timeline
+            .iter()
+            .filter(|l| l.starts_with("s3 EmptyBatch"))
+            .count();
+        assert_eq!(ran, batches, "{during}: {timeline:#?}");
+        assert!(
+            !timeline.iter().any(|l| l.starts_with("s3 DeleteBucket")),
+            "{during}"
+        );
+        assert_eq!(
+            h.s3.buckets.lock().unwrap()["shared-bucket"].objects,
+            left,
+            "{during}"
+        );
+        // The next pass: not ours, left alone, and the object may go.
+        reconcile(Arc::new(obj.clone()), h.ctx.clone())
+            .await
+            .expect("cleanup completes");
+        assert_eq!(
+            h.s3.buckets.lock().unwrap()["shared-bucket"].objects,
+            left,
+            "{during}"
+        );
+        assert!(
+            h.events()
+                .iter()
+                .any(|(t, r, _)| t == "Warning" && r == "LeftUntouched"),
+            "{during}: {:?}",
+            h.events()
+        );
+    }
+}
+
 #[tokio::test]
 async fn non_empty_bucket_blocks_deletion_with_a_condition() {
     let obj = deleting(json!({"deletionPolicy": "Delete"}), "full-bucket");
@@ -865,6 +988,8 @@ type FakeRole = (Value, BTreeMap<String, Value>, BTreeMap<String, String>);
 struct FakeIam {
     roles: Mutex<HashMap<String, FakeRole>>,
     timeline: Timeline,
+    /// Each CreateRole's role name and permissions boundary.
+    created: Mutex<Vec<(String, Option<String>)>>,
 }
 
 impl FakeIam {
@@ -895,6 +1020,10 @@ impl crate::aws::iam::IamApi for FakeIam {
         role: &crate::aws::iam::NewRole<'_>,
     ) -> Result<crate::aws::iam::Role, AwsError> {
         self.write("CreateRole", role.name);
+        self.created.lock().unwrap().push((
+            role.name.to_owned(),
+            role.permissions_boundary.map(str::to_owned),
+        ));
         self.roles.lock().unwrap().insert(
             role.name.to_owned(),
             (
@@ -972,14 +1101,34 @@ impl crate::aws::iam::IamApi for FakeIam {
 
 /// A harness whose operator manages IRSA roles, in the returned fake IAM.
 fn irsa_harness(obj: &UploadBucket, s3: FakeS3) -> (Harness, Arc<FakeIam>) {
+    iam_harness(obj, s3, irsa_settings(), [])
+}
+
+/// IRSA settings with roles tagged or (`tag_roles` false, as on RGW) not.
+fn irsa_tagged(tag_roles: bool) -> role::RoleSettings {
+    role::RoleSettings {
+        tag_roles,
+        ..irsa_settings()
+    }
+}
+
+/// A harness whose operator manages roles by `settings` in the returned fake IAM, which
+/// holds `roles` to begin with.
+fn iam_harness(
+    obj: &UploadBucket,
+    s3: FakeS3,
+    settings: role::RoleSettings,
+    roles: impl IntoIterator<Item = (String, FakeRole)>,
+) -> (Harness, Arc<FakeIam>) {
     let mut h = harness(obj, s3);
     let iam = Arc::new(FakeIam {
         timeline: h.timeline.clone(),
+        roles: Mutex::new(roles.into_iter().collect()),
         ..Default::default()
     });
     let ctx = Arc::into_inner(h.ctx)
         .expect("sole owner")
-        .with_roles(iam.clone(), irsa_settings());
+        .with_roles(iam.clone(), settings);
     h.ctx = Arc::new(ctx);
     (h, iam)
 }
@@ -1358,19 +1507,12 @@ async fn a_role_under_our_name_with_another_uid_is_neither_written_nor_deleted()
         [("theirs".to_owned(), json!({"Statement": []}))].into(),
         [(desired::TAG_UID.to_owned(), "someone-else".to_owned())].into(),
     );
-    let mut h = harness(&obj, FakeS3::default());
-    let iam = Arc::new(FakeIam {
-        timeline: h.timeline.clone(),
-        ..Default::default()
-    });
-    iam.roles
-        .lock()
-        .unwrap()
-        .insert(name.clone(), foreign.clone());
-    let ctx = Arc::into_inner(h.ctx)
-        .expect("sole owner")
-        .with_roles(iam.clone(), irsa_settings());
-    h.ctx = Arc::new(ctx);
+    let (h, iam) = iam_harness(
+        &obj,
+        FakeS3::default(),
+        irsa_settings(),
+        [(name.clone(), foreign.clone())],
+    );
     let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
         .await
         .unwrap_err();
@@ -1391,19 +1533,12 @@ async fn a_role_under_our_name_with_another_uid_is_neither_written_nor_deleted()
         role_name: Some(name.clone()),
         ..Default::default()
     });
-    let mut d = harness(&gone, FakeS3::default());
-    let iam2 = Arc::new(FakeIam {
-        timeline: d.timeline.clone(),
-        ..Default::default()
-    });
-    iam2.roles
-        .lock()
-        .unwrap()
-        .insert(name.clone(), foreign.clone());
-    let ctx = Arc::into_inner(d.ctx)
-        .expect("sole owner")
-        .with_roles(iam2.clone(), irsa_settings());
-    d.ctx = Arc::new(ctx);
+    let (d, iam2) = iam_harness(
+        &gone,
+        FakeS3::default(),
+        irsa_settings(),
+        [(name.clone(), foreign.clone())],
+    );
     reconcile(Arc::new(gone), d.ctx.clone())
         .await
         .expect("cleanup completes");
@@ -1420,6 +1555,93 @@ async fn a_role_under_our_name_with_another_uid_is_neither_written_nor_deleted()
     );
 }
 
+/// `--iam-permissions-boundary` reaches CreateRole: from the command line through the role
+/// settings to the role the operator makes.
+#[tokio::test]
+async fn the_permissions_boundary_flag_reaches_create_role() {
+    use clap::Parser;
+    let boundary = "arn:aws:iam::123456789012:policy/uploadbucket-upload-boundary";
+    let cli = crate::cli::Cli::try_parse_from([
+        "uploadbucket-operator",
+        "run",
+        "--oidc-provider-arn",
+        "arn:aws:iam::123456789012:oidc-provider/oidc.example.com/id/X",
+        "--iam-permissions-boundary",
+        boundary,
+    ])
+    .unwrap();
+    let Some(crate::cli::Command::Run(args)) = cli.command else {
+        panic!("run")
+    };
+    let settings = crate::cli::role_settings(&args, &aws_config::SdkConfig::builder().build())
+        .await
+        .unwrap()
+        .expect("IRSA roles");
+    let obj = ub(json!({"serviceAccountNames": ["web"]}));
+    let (h, iam) = iam_harness(&obj, FakeS3::default(), settings, []);
+    reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .expect("provisioned");
+    assert_eq!(
+        *iam.created.lock().unwrap(),
+        [(desired::derive_role_name(&obj), Some(boundary.to_owned()))]
+    );
+}
+
+/// Status forged to name another object's role: deleting the forger leaves that role as it
+/// was, whether roles carry the uid tag (AWS) or cannot (RGW, where the name derived from
+/// the object's own uid is the only proof).
+#[tokio::test]
+async fn a_role_name_forged_into_status_deletes_nothing_with_or_without_role_tags() {
+    let victim = ub(json!({"serviceAccountNames": ["web"]}));
+    let theirs = desired::derive_role_name(&victim);
+    let mut forged = hostile("evil-bucket");
+    forged.status = Some(UploadBucketStatus {
+        role_name: Some(theirs.clone()),
+        ..Default::default()
+    });
+    forged.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(Timestamp::now()),
+    );
+    assert_ne!(desired::derive_role_name(&forged), theirs);
+    for tag_roles in [true, false] {
+        let tags = if tag_roles {
+            desired::ownership_tags(&victim, false)
+        } else {
+            BTreeMap::new()
+        };
+        let role: FakeRole = (
+            json!({"Statement": []}),
+            [("uploadbucket-access".to_owned(), json!({"Statement": []}))].into(),
+            tags,
+        );
+        let (d, iam) = iam_harness(
+            &forged,
+            FakeS3::default(),
+            irsa_tagged(tag_roles),
+            [(theirs.clone(), role.clone())],
+        );
+        reconcile(Arc::new(forged.clone()), d.ctx.clone())
+            .await
+            .expect("cleanup completes");
+        assert_eq!(
+            iam.roles.lock().unwrap().get(&theirs),
+            Some(&role),
+            "tag_roles {tag_roles}: {:#?}",
+            d.timeline()
+        );
+        let iam_writes: Vec<String> = d
+            .timeline()
+            .into_iter()
+            .filter(|l| l.starts_with("iam "))
+            .collect();
+        assert!(
+            iam_writes.is_empty(),
+            "tag_roles {tag_roles}: {iam_writes:#?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_bucket_retagged_by_someone_else_mid_reconcile_gets_no_further_write() {
     let obj = ub(json!({"cors": {"allowedOrigins": ["https://shop.example.com"]}}));
@@ -1430,7 +1652,7 @@ async fn a_bucket_retagged_by_someone_else_mid_reconcile_gets_no_further_write()
         ..Default::default()
     });
     let s3 = s3_with("shop-bucket", 1);
-    *s3.retag_on_cors_read.lock().unwrap() = Some("someone-else".into());
+    *s3.retag_on.lock().unwrap() = Some(("GetBucketCors", "someone-else".into()));
     let h = harness(&provisioned, s3);
     // Writes before the retag went through; none of any kind after it.
     refused_after_retag(&h, provisioned, "shop-bucket", "s3 PutPublicAccessBlock").await;
@@ -1633,7 +1855,7 @@ async fn a_bucket_created_under_a_chosen_name_is_still_guarded() {
         json!({"bucketName": "shop-chosen", "cors": {"allowedOrigins": ["https://shop.example.com"]}}),
     );
     let s3 = FakeS3::default();
-    *s3.retag_on_cors_read.lock().unwrap() = Some("someone-else".into());
+    *s3.retag_on.lock().unwrap() = Some(("GetBucketCors", "someone-else".into()));
     let h = harness(&obj, s3);
     refused_after_retag(&h, obj, "shop-chosen", "s3 CreateBucket").await;
 }

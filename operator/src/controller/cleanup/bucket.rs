@@ -17,6 +17,11 @@ use crate::controller::apply;
 use crate::controller::claim::{ClaimError, Claimant, Owned, still_ours};
 use crate::controller::desired::RESERVED_TAG_PREFIX;
 
+/// Keys listed (and deleted) per emptying batch: S3's largest page and DeleteObjects' limit.
+pub const EMPTY_BATCH_KEYS: i32 = 1000;
+/// Batches per pass: a pass empties at most 10,000 objects, then gives its slot back.
+pub const EMPTY_BATCHES_PER_PASS: u32 = 10;
+
 /// What cleanup did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CleanupOutcome {
@@ -29,8 +34,11 @@ pub enum CleanupOutcome {
     /// An adopted bucket: the operator's own tags, rules and statements removed, the rest
     /// (and every object) kept.
     Released,
-    /// `Delete`: the bucket is gone (`objects` were deleted first).
+    /// `Delete`: the bucket is gone (`objects` were deleted first, in this pass).
     Deleted { objects: u64 },
+    /// `Delete` with `emptyOnDelete`: `objects` were deleted in this pass and more remain;
+    /// the next pass goes on (so a huge bucket does not hold a reconcile slot for long).
+    Emptying { objects: u64 },
     /// `Delete`: it was already gone.
     AlreadyGone,
 }
@@ -76,12 +84,27 @@ pub async fn cleanup(
             Ok(CleanupOutcome::Retained)
         }
         DeletionPolicy::Delete => {
-            let objects = if empty_on_delete {
-                api.empty_bucket(b).await?
-            } else {
-                0
-            };
-            // Emptying can take long; the bucket must still be ours when it goes.
+            let mut objects = 0;
+            if empty_on_delete {
+                let mut batches = 0;
+                loop {
+                    // Each batch the bucket loses, it loses as ours: a retag by anyone else
+                    // stops the emptying before the next one.
+                    if still_ours(api, who).await?.is_none() {
+                        return Ok(CleanupOutcome::AlreadyGone);
+                    }
+                    let batch = api.empty_some(b, EMPTY_BATCH_KEYS).await?;
+                    objects += batch.objects;
+                    if batch.done {
+                        break;
+                    }
+                    batches += 1;
+                    if batches == EMPTY_BATCHES_PER_PASS {
+                        return Ok(CleanupOutcome::Emptying { objects });
+                    }
+                }
+            }
+            // The bucket must still be ours when it goes.
             if still_ours(api, who).await?.is_none() {
                 return Ok(CleanupOutcome::AlreadyGone);
             }

@@ -11,7 +11,7 @@
 
 mod bucket;
 
-pub use bucket::{CleanupOutcome, cleanup};
+pub use bucket::{CleanupOutcome, EMPTY_BATCH_KEYS, EMPTY_BATCHES_PER_PASS, cleanup};
 
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
@@ -49,6 +49,17 @@ pub(super) async fn cleanup_object(
         .map(|n| n.bucket.name.as_str())
         .unwrap_or("-");
     match outcome {
+        Ok(outcome @ CleanupOutcome::Emptying { objects }) => {
+            // More to delete: the finalizer stays and the object comes back soon, its slot
+            // free for others meanwhile.
+            let (type_, reason, note) = bucket_event(&outcome, name);
+            publish(ctx, ub, type_, reason, "Cleanup", note).await;
+            let waiting = Error::Emptying {
+                bucket: name.to_owned(),
+                objects,
+            };
+            Err(set_waiting(ub, api, waiting).await)
+        }
         Ok(outcome) => {
             let (type_, reason, note) = bucket_event(&outcome, name);
             info!(bucket = name, "{note}");
@@ -190,7 +201,14 @@ fn bucket_event(outcome: &CleanupOutcome, name: &str) -> (EventType, &'static st
         CleanupOutcome::Deleted { objects } => (
             EventType::Normal,
             "Deleted",
-            format!("Deleted bucket {name} and {objects} objects in it"),
+            format!("Deleted bucket {name} and the {objects} objects it still held"),
+        ),
+        CleanupOutcome::Emptying { objects } => (
+            EventType::Normal,
+            "Emptying",
+            format!(
+                "Emptying bucket {name} before deleting it: deleted {objects} objects in this pass, more remain"
+            ),
         ),
         CleanupOutcome::AlreadyGone => (
             EventType::Normal,
@@ -207,6 +225,21 @@ async fn cleanup_failed(
     api: &Api<UploadBucket>,
     error: Error,
 ) -> Error {
+    let error = set_waiting(ub, api, error).await;
+    publish(
+        ctx,
+        ub,
+        EventType::Warning,
+        error.reason().as_str(),
+        "Cleanup",
+        error.to_string(),
+    )
+    .await;
+    error
+}
+
+/// The Ready condition says what deletion waits for: `error`, returned.
+async fn set_waiting(ub: &UploadBucket, api: &Api<UploadBucket>, error: Error) -> Error {
     let mut st = ub.status.clone().unwrap_or_default();
     let message = format!("Deletion is waiting: {error}");
     status::set_conditions(
@@ -220,15 +253,6 @@ async fn cleanup_failed(
     {
         warn!(error = %e, "Could not write status");
     }
-    publish(
-        ctx,
-        ub,
-        EventType::Warning,
-        error.reason().as_str(),
-        "Cleanup",
-        error.to_string(),
-    )
-    .await;
     error
 }
 
@@ -267,7 +291,13 @@ mod tests {
                 CleanupOutcome::Deleted { objects: 2 },
                 false,
                 "Deleted",
-                "Deleted bucket b and 2 objects in it",
+                "Deleted bucket b and the 2 objects it still held",
+            ),
+            (
+                CleanupOutcome::Emptying { objects: 10 },
+                false,
+                "Emptying",
+                "Emptying bucket b before deleting it: deleted 10 objects in this pass, more remain",
             ),
             (
                 CleanupOutcome::AlreadyGone,
