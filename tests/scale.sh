@@ -236,6 +236,10 @@ bench_objects() {
         printf "%d %d %d %d %d %.1f %d %d\n", rec, s3r, s3w, iamr, iamw, (f[14] + f[15]) / tck, rss, hwm
       }' <<<"$m"
   }
+  # The operator before any object: what the per-object figure is counted from.
+  sleep 2
+  local idle; idle=$(sample)
+  echo "  idle: $idle" >&2
   echo "== $n UploadBuckets at once" >&2
   for i in $(seq "$n"); do
     printf 'apiVersion: uploadbucket.io/v1alpha1\nkind: UploadBucket\nmetadata: {name: b%05d, namespace: %s}\nspec: {cors: {allowedOrigins: ["https://shop.example.com"]}, serviceAccountNames: [web], deletionPolicy: Delete}\n---\n' "$i" "$ns"
@@ -273,8 +277,8 @@ print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True"
     [ "$tries" -lt 6 ] && [ "$(cut -d' ' -f1-5 <<<"$prev")" != "$(cut -d' ' -f1-5 <<<"$at_ready")" ]; do :; done
   echo "  all Ready, settled: $at_ready" >&2
   # A full resync: every object reconciled once more, with nothing changed. Each object's
-  # resync comes up to a quarter early (jitter), so it may start 0.75 x resync after its
-  # Ready; the window it takes is measured. Deadline: twice the period.
+  # first resync comes at a point of the period its uid fixes (a tenth of it to all of it
+  # after its Ready); the window the resync takes is measured. Deadline: twice the period.
   local want=$(( $(cut -d' ' -f1 <<<"$at_ready") + n )) first="" last t_now rec
   local deadline=$(( $(date +%s) + 2 * resync + 60 ))
   while :; do
@@ -289,11 +293,12 @@ print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True"
   sleep 10  # the last passes finish
   local after; after=$(sample)
   echo "  after a resync: $after" >&2
-  python3 - "$n" "$t0" "$t_created" "$t_ready" "$at_ready" "$after" "$first" "$last" "$resync" <<'PY' || missed=1
+  python3 - "$n" "$t0" "$t_created" "$t_ready" "$at_ready" "$after" "$first" "$last" "$resync" "$idle" <<'PY' || missed=1
 import sys
 n = int(sys.argv[1]); t0, tc, tr = map(float, sys.argv[2:5])
 a = [float(x) for x in sys.argv[5].split()]; b = [float(x) for x in sys.argv[6].split()]
 first, last, resync = float(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9])
+idle = [float(x) for x in sys.argv[10].split()]
 rec, s3r, s3w, iamr, iamw, cpu, rss, hwm = range(8)
 d = [b[i] - a[i] for i in range(6)]
 s3_new, iam_new = (a[s3r] + a[s3w]) / n, (a[iamr] + a[iamw]) / n
@@ -313,7 +318,8 @@ print(f"| reconciles until Ready and settled | {a[rec]:.0f} ({a[rec] / n:.1f} pe
 print(f"| AWS requests per object until Ready and settled | S3 {a[s3r] / n:.1f} reads + {a[s3w] / n:.1f} writes, IAM {a[iamr] / n:.1f} reads + {a[iamw] / n:.1f} writes |")
 print(f"| operator CPU until then | {a[cpu]:.1f} s |")
 print(f"| operator RSS peak (VmHWM) | {b[hwm] / 1024:.1f} MiB |")
-print(f"| operator RSS settled (after the resync) | {settled:.1f} MiB ({b[rss] * 1024 / n:.0f} bytes per object, all of it counted) |")
+print(f"| operator RSS before any object | {idle[rss] / 1024:.1f} MiB |")
+print(f"| operator RSS settled (after the resync) | {settled:.1f} MiB ({(b[rss] - idle[rss]) * 1024 / n:.0f} bytes per object over the idle figure) |")
 print(f"| full resync: reconciles | {d[rec]:.0f}, spread over {last - first:.0f} s of the {resync} s period |")
 print(f"| full resync: writes | S3 {d[s3w]:.0f}, IAM {d[iamw]:.0f} |")
 print(f"| full resync: reads per object | S3 {d[s3r] / n:.1f}, IAM {d[iamr] / n:.1f} |")

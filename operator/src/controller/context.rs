@@ -27,8 +27,8 @@ pub(super) const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// outage ends.
 pub(super) const TRANSIENT_BACKOFF_CAP: Duration = Duration::from_secs(60);
 
-/// Waits (retries and resyncs) are spread by up to this fraction below their nominal length,
-/// so objects created or failing together do not come back together.
+/// Retry waits are spread by up to this fraction below their nominal length, so objects
+/// failing together do not come back together (resyncs spread by [`first_resync`]).
 pub(super) const JITTER: f64 = 0.25;
 /// When a namespace already holds its share of the reconcile slots, its next object waits
 /// about this long (jittered) and tries again.
@@ -61,21 +61,38 @@ pub(super) struct Settled {
     generation: Option<i64>,
     /// Hash of the labels and annotations: `kubectl annotate` forces a full pass.
     meta: u64,
-    at: Instant,
+    /// When the next full pass (the resync) is due.
+    due: Instant,
 }
 
 impl Settled {
-    pub(super) fn of(ub: &UploadBucket) -> Self {
-        Settled {
-            uid: ub.uid().unwrap_or_default(),
+    /// The record of a full, successful pass of `ub` just made; `previous`: the record of its
+    /// last one, if this process made one. The next full pass is due a resync period later;
+    /// the first one after the object was made or the operator started, at a point of the
+    /// period fixed by the uid ([`first_resync`]), so that objects made (or found) together
+    /// are re-checked spread over the whole period, not in a burst one period on.
+    /// Returns it with the wait until that next pass.
+    pub(super) fn after_pass(
+        ub: &UploadBucket,
+        previous: Option<&Settled>,
+        resync: Duration,
+    ) -> (Self, Duration) {
+        let uid = ub.uid().unwrap_or_default();
+        let wait = match previous {
+            Some(p) if p.uid == uid => resync,
+            _ => first_resync(&uid, resync),
+        };
+        let settled = Settled {
+            uid,
             generation: ub.metadata.generation,
             meta: meta_hash(ub),
-            at: Instant::now(),
-        }
+            due: Instant::now() + wait,
+        };
+        (settled, wait)
     }
 
     /// How long `ub` can go without a full pass, if this record still describes it.
-    pub(super) fn covers(&self, ub: &UploadBucket, resync: Duration) -> Option<Duration> {
+    pub(super) fn covers(&self, ub: &UploadBucket) -> Option<Duration> {
         let ready = ub.status.as_ref().is_some_and(|s| {
             s.observed_generation == ub.metadata.generation && status::is_ready(s)
         });
@@ -83,10 +100,20 @@ impl Settled {
             && self.uid == ub.uid().unwrap_or_default()
             && self.generation == ub.metadata.generation
             && self.meta == meta_hash(ub))
-        .then(|| resync.checked_sub(self.at.elapsed()))
+        .then(|| self.due.checked_duration_since(Instant::now()))
         .flatten()
         .filter(|left| !left.is_zero())
     }
+}
+
+/// Pure: the wait before an object's first resync: between a tenth of the period and the
+/// whole of it, at a point a hash of the uid fixes (the same on every replica and restart).
+pub(super) fn first_resync(uid: &str, resync: Duration) -> Duration {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    let point = (h.finish() % 10_000) as f64 / 10_000.0;
+    resync.mul_f64(0.1 + 0.9 * point)
 }
 
 fn meta_hash(ub: &UploadBucket) -> u64 {

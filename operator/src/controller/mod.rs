@@ -73,7 +73,7 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
     };
     let unchanged_for = lock(&ctx.settled)
         .get(&key(&ub))
-        .and_then(|s| s.covers(&ub, ctx.resync));
+        .and_then(|s| s.covers(&ub));
     // Only with the finalizer in place: one removed (a `kubectl replace` without it) is put
     // back by the full pass, or a delete before the resync would skip cleanup.
     if ub.metadata.deletion_timestamp.is_none()
@@ -201,9 +201,10 @@ async fn apply_object(
     match result {
         Ok(_) => {
             ctx.failures().remove(&key(ub));
-            lock(&ctx.settled).insert(key(ub), Settled::of(ub));
-            // Spread: objects made together are not re-checked together.
-            Ok(Action::requeue(ctx.jittered(ctx.resync)))
+            let mut settled = lock(&ctx.settled);
+            let (next, wait) = Settled::after_pass(ub, settled.get(&key(ub)), ctx.resync);
+            settled.insert(key(ub), next);
+            Ok(Action::requeue(wait))
         }
         Err(failure) => Err(failure.error),
     }

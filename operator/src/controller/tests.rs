@@ -493,7 +493,9 @@ async fn new_object_records_names_first_then_provisions_and_reports() {
     let action = reconcile(Arc::new(obj.clone()), h.ctx.clone())
         .await
         .expect("reconcile");
-    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    // Its first resync: at the point of the period its uid fixes.
+    let first = context::first_resync(obj.metadata.uid.as_deref().unwrap(), h.ctx.resync);
+    assert_eq!(action, Action::requeue(first));
 
     let timeline = h.timeline();
     let first_status = timeline
@@ -1756,7 +1758,33 @@ async fn the_outputs_config_map_is_ours_or_left_alone_and_repaired_when_edited()
     );
 }
 
-/// Retries and resyncs are spread below their nominal wait, never above it.
+/// An object's first resync falls at a point of the period its uid fixes, between a tenth
+/// of it and the whole: 1,000 objects made together come back spread evenly over the
+/// period (each tenth of it gets its share, within half), not in one burst.
+#[test]
+fn first_resyncs_spread_over_the_whole_period() {
+    let period = Duration::from_secs(120);
+    let mut tenths = [0u32; 10];
+    for i in 0..1000 {
+        let uid = format!("5a1b0a7e-0000-4000-8000-{i:012}");
+        let wait = context::first_resync(&uid, period);
+        assert!(wait >= period / 10 && wait < period, "{wait:?}");
+        assert_eq!(
+            wait,
+            context::first_resync(&uid, period),
+            "the same every time"
+        );
+        tenths[(wait.as_secs_f64() / 12.0) as usize] += 1;
+    }
+    assert_eq!(tenths[0], 0, "none within a tenth of the period");
+    // The other nine tenths get 1000 / 9 = 111 each, give or take half.
+    assert!(
+        tenths[1..].iter().all(|&n| (56..=167).contains(&n)),
+        "{tenths:?}"
+    );
+}
+
+/// Retries are spread below their nominal wait, never above it.
 #[test]
 fn waits_are_spread() {
     let d = Duration::from_secs(300);
