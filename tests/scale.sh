@@ -277,8 +277,8 @@ print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True"
     [ "$tries" -lt 6 ] && [ "$(cut -d' ' -f1-5 <<<"$prev")" != "$(cut -d' ' -f1-5 <<<"$at_ready")" ]; do :; done
   echo "  all Ready, settled: $at_ready" >&2
   # A full resync: every object reconciled once more, with nothing changed. Each object's
-  # first resync comes at a point of the period its uid fixes (a tenth of it to all of it
-  # after its Ready); the window the resync takes is measured. Deadline: twice the period.
+  # first resync comes at a point its uid fixes, half a period to one and a half after its
+  # Ready; the window the resync takes is measured. Deadline: twice the period.
   local want=$(( $(cut -d' ' -f1 <<<"$at_ready") + n )) first="" last t_now rec
   local deadline=$(( $(date +%s) + 2 * resync + 60 ))
   while :; do

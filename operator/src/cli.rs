@@ -65,8 +65,8 @@ pub struct RunArgs {
     #[arg(long, env = "UPLOADBUCKET_ADOPTABLE_BUCKETS", value_delimiter = ',', value_parser = adoptable_pattern)]
     pub adoptable_buckets: Vec<String>,
     /// Seconds between full re-checks of each bucket (repairs drift made behind our back).
-    /// An object's first re-check comes at a point of the period its uid fixes, so objects
-    /// made together are re-checked spread over the period.
+    /// An object's first re-check comes at a point its uid fixes, half a period to one and a
+    /// half after its first pass, so objects made together are re-checked spread out.
     #[arg(long, env = "UPLOADBUCKET_RESYNC_SECONDS", default_value_t = 300, value_parser = clap::value_parser!(u64).range(10..))]
     pub resync_seconds: u64,
     /// Most UploadBuckets reconciled at once (0: no limit). Each holds S3 and IAM

@@ -106,14 +106,16 @@ impl Settled {
     }
 }
 
-/// Pure: the wait before an object's first resync: between a tenth of the period and the
-/// whole of it, at a point a hash of the uid fixes (the same on every replica and restart).
+/// Pure: the wait before an object's first resync: from half a period to one and a half,
+/// at a point a hash of the uid fixes (the same on every replica and restart). Objects made
+/// or found together come back spread over a whole period, and none right after its first
+/// pass; from then on, every period.
 pub(super) fn first_resync(uid: &str, resync: Duration) -> Duration {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     uid.hash(&mut h);
     let point = (h.finish() % 10_000) as f64 / 10_000.0;
-    resync.mul_f64(0.1 + 0.9 * point)
+    resync.mul_f64(0.5 + point)
 }
 
 fn meta_hash(ub: &UploadBucket) -> u64 {
@@ -129,7 +131,10 @@ pub struct Context {
     pub client: Client,
     pub buckets: Arc<dyn BucketApi>,
     pub defaults: Defaults,
+    /// Publishes Warnings (and folds their repeats); Normal Events go out by [`publish`].
     pub recorder: Recorder,
+    /// Who publishes the Events.
+    pub reporter: Reporter,
     pub metrics: Arc<Metrics>,
     /// Periodic re-check of every bucket, which repairs drift made behind our back.
     pub resync: Duration,
@@ -193,7 +198,8 @@ impl Context {
             instance: std::env::var("POD_NAME").ok(),
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reporter,
             client,
             buckets,
             defaults,
@@ -308,7 +314,19 @@ pub(super) async fn publish(
         action: action.to_owned(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&ev, &ub.object_ref(&())).await {
+    // Warnings repeat while an object keeps failing: the recorder folds a repeat into the
+    // first Event's series, keeping each Event it sent for 6 minutes to do so. A Normal
+    // Event says what changed, once: sent by a recorder of its own, it is not kept, so
+    // 10,000 new objects do not leave their Events in the operator's memory.
+    let once;
+    let recorder = match type_ {
+        EventType::Warning => &ctx.recorder,
+        EventType::Normal => {
+            once = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+            &once
+        }
+    };
+    if let Err(e) = recorder.publish(&ev, &ub.object_ref(&())).await {
         debug!(error = %e, "Could not publish event");
     }
 }
