@@ -855,15 +855,27 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
             .expect("list")
             .key_count()
     };
+    // The same POST form as the one from http://shop.test above (same page, app and size),
+    // which was stored: only the origin differs. The app's own API (same origin) signs it;
+    // the browser's preflight of the form's POST to RGW is refused by the bucket's CORS
+    // rules, which upload.js reports as `Network` from the storage request (a failure of the
+    // app's API has the same code, hence the message: it names the storage).
     let before = count().await;
     let r = run_page_with(
         &chromium,
-        &page("other.test", "POST", 1000),
+        &page("other.test", "POST", 400_000),
         "journey-other-origin",
         &flags,
     )
     .await;
     assert_eq!(r["ok"], false, "an origin outside allowedOrigins: {r}");
+    assert_eq!(r["code"], "Network", "refused by CORS: {r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Could not reach the storage")),
+        "refused by the storage, not the app: {r}"
+    );
     assert_eq!(
         count().await,
         before,
