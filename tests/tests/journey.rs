@@ -962,6 +962,14 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
         holder = lease().await;
+        let other = holder
+            .holder_identity
+            .as_deref()
+            .filter(|h| *h != leader && *h != standby);
+        assert!(
+            other.is_none(),
+            "a replica started after the deletion leads, not the standby {standby}: {holder:?}"
+        );
     }
     let led = SystemTime::now();
     let took = led.duration_since(deleted).unwrap_or_default();
