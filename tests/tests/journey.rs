@@ -953,11 +953,18 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     ]);
     // Polled every 200 ms until well after the expiry, so a handover that waits for it is
     // measured and reported too, not only timed out.
+    let since_deletion = || {
+        SystemTime::now()
+            .duration_since(deleted)
+            .unwrap_or_default()
+    };
+    let expiry_after = expires.duration_since(deleted).unwrap_or_default();
     let mut holder = held;
     while holder.holder_identity.as_deref() != Some(standby.as_str()) {
         assert!(
             SystemTime::now() < expires + Duration::from_secs(30),
-            "the standby {standby} did not lead within 30 s of the Lease's expiry: {holder:?}\n{}",
+            "the standby {standby} did not lead within 30 s of the Lease's expiry \
+             ({expiry_after:?} after the deletion): {holder:?}\n{}",
             node.state()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -968,12 +975,14 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
             .filter(|h| *h != leader && *h != standby);
         assert!(
             other.is_none(),
-            "a replica started after the deletion leads, not the standby {standby}: {holder:?}"
+            "{:?} after the deletion (the Lease would have expired {expiry_after:?} after it), \
+             a replica started since leads, not the standby {standby}: {holder:?}\n{}",
+            since_deletion(),
+            node.state()
         );
     }
     let led = SystemTime::now();
-    let took = led.duration_since(deleted).unwrap_or_default();
-    let expiry_after = expires.duration_since(deleted).unwrap_or_default();
+    let took = since_deletion();
     eprintln!(
         "journey: leader {leader} deleted; {standby} led {took:?} later (seen; the Lease, \
          renewed {:?} before the deletion, would have expired {expiry_after:?} after it)",
