@@ -786,28 +786,45 @@ async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyh
         .unwrap_or_else(|| format!("uploadbucket-operator-{}", std::process::id()));
     let lease = &args.leader_election_lease;
     let seconds = args.leader_election_lease_seconds;
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(ctx.client.clone(), lease)
-        .with_namespace(&namespace)
-        .with_identity(&identity)
-        .with_duration(seconds)
-        .with_grace((seconds / 5).max(1))
-        .build()
-        .await
-        .with_context(|| {
-            format!(
-                "cannot use the leader Lease {namespace}/{lease} (coordination.k8s.io; check RBAC)"
-            )
-        })?;
-    let (mut leading, task) = manager.watch().await;
+    let contend = || async {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(ctx.client.clone(), lease)
+            .with_namespace(&namespace)
+            .with_identity(&identity)
+            .with_duration(seconds)
+            .with_grace((seconds / 5).max(1))
+            .build()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot use the leader Lease {namespace}/{lease} (coordination.k8s.io; check RBAC)"
+                )
+            })?;
+        anyhow::Ok(manager.watch().await)
+    };
+    let (mut leading, mut task) = contend().await?;
     // A standby serves the webhook, so it is ready too.
     ready.store(true, std::sync::atomic::Ordering::Relaxed);
     info!(%identity, lease = %format!("{namespace}/{lease}"), "Waiting to lead");
     // A standby stops on SIGTERM (a leader's controller stops on it by itself).
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("cannot handle SIGTERM")?;
+    // The lease manager of a standby reads the Lease only when the holder's last renewal
+    // expires, so it would not see a leader that gives the Lease up (SIGTERM) before then,
+    // and a replica started meanwhile (the leader's replacement) would lead instead. A
+    // standby watches the Lease, and on a release contends again with a new manager, whose
+    // first read finds the Lease free.
+    let leases: kube::Api<k8s_openapi::api::coordination::v1::Lease> =
+        kube::Api::namespaced(ctx.client.clone(), &namespace);
+    let mut release = std::pin::pin!(released(leases.clone(), lease));
     while !*leading.borrow_and_update() {
         tokio::select! {
             changed = leading.changed() => changed.context("leader election stopped")?,
+            () = &mut release => {
+                info!(%identity, "The leader released the Lease: contending for it now");
+                task.abort();
+                (leading, task) = contend().await?;
+                release.set(released(leases.clone(), lease));
+            }
             _ = term.recv() => {
                 info!("Stopping (SIGTERM) while waiting to lead");
                 drop(leading);
@@ -837,6 +854,26 @@ async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyh
         task.abort();
     }
     result
+}
+
+/// Resolves when the Lease `name` is given up: it had a holder and then none (as a leader's
+/// lease manager leaves it on release). A Lease that has no holder when the watch starts does
+/// not count: a manager contending now reads it as free by itself.
+async fn released(leases: kube::Api<k8s_openapi::api::coordination::v1::Lease>, name: &str) {
+    use futures::StreamExt;
+    use kube::runtime::{WatchStreamExt, watcher};
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut holders = std::pin::pin!(watcher(leases, config).default_backoff().applied_objects());
+    let mut held = false;
+    while let Some(lease) = holders.next().await {
+        let Ok(lease) = lease else { continue };
+        let holder = lease.spec.and_then(|s| s.holder_identity);
+        if held && holder.is_none() {
+            return;
+        }
+        held = holder.is_some();
+    }
+    std::future::pending().await
 }
 
 /// Resolves when this replica can no longer be sure it holds the Lease. The lease manager

@@ -15,7 +15,6 @@ use crate::{Child, bin_path, unique_name};
 /// A client for the test cluster, or `None` after a loud SKIPPED (a failure when servers
 /// are required).
 pub async fn cluster(test: &str) -> Option<(Client, String)> {
-    uploadbucket_operator::cli::install_crypto_provider();
     let path = std::env::var("UPLOADBUCKET_TEST_KUBECONFIG")
         .ok()
         .filter(|p| !p.is_empty());
@@ -26,11 +25,17 @@ pub async fn cluster(test: &str) -> Option<(Client, String)> {
             "tests/run.sh starts one; or point it at any cluster's kubeconfig",
         );
     };
-    let kubeconfig = kube::config::Kubeconfig::read_from(&path).expect("read kubeconfig");
+    Some((client_of(&path).await, path))
+}
+
+/// A client for the cluster of the kubeconfig at `path`.
+pub async fn client_of(path: &str) -> Client {
+    uploadbucket_operator::cli::install_crypto_provider();
+    let kubeconfig = kube::config::Kubeconfig::read_from(path).expect("read kubeconfig");
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
         .await
         .expect("kubeconfig");
-    Some((Client::try_from(config).expect("client"), path))
+    Client::try_from(config).expect("client")
 }
 
 pub async fn ensure_crd(client: &Client) {

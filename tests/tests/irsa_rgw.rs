@@ -258,6 +258,36 @@ async fn sts_refusal(server: &S3Server, role_arn: &str, token: &str, what: &str)
     panic!("STS answered BucketAlreadyExists five times for {what}")
 }
 
+/// Asserts that STS refuses AssumeRoleWithWebIdentity of `role_arn` for `token` (a token
+/// for `what`) with `AccessDenied`, and that RGW's log says why: RGW 16 answers every refusal
+/// alike, so the reason is a line logged since the call that holds each of `logged`.
+async fn assert_sts_refuses(
+    server: &S3Server,
+    log: &uploadbucket_tests::RgwLog,
+    role_arn: &str,
+    token: &str,
+    what: &str,
+    logged: &[&str],
+) {
+    let mark = log.end();
+    assert_eq!(
+        sts_refusal(server, role_arn, token, what).await,
+        "AccessDenied",
+        "STS's refusal of a token for {what}"
+    );
+    log.wait_for_line(mark, logged, &format!("STS refused a token for {what}"))
+        .await;
+}
+
+/// What RGW logs when a role's trust policy does not name a web identity's subject: the
+/// access line of the signed-in identity `system:serviceaccount:<namespace>:<sa>`, refused.
+fn untrusted_subject(namespace: &str, sa: &str) -> [String; 2] {
+    [
+        format!("$oidc$system:serviceaccount:{namespace}:{sa} "),
+        "\"POST / HTTP/1.1\" 403".to_owned(),
+    ]
+}
+
 /// Asserts that an S3 call was refused for want of permission (`AccessDenied`), not failed
 /// in some other way (a missing key, a transport error) that would pass for a refusal.
 fn assert_denied<T: std::fmt::Debug, E>(
@@ -314,8 +344,9 @@ impl ProvideCredentials for WebIdentity {
     }
 }
 
-/// An UploadBucket `shop/<name>` of `spec` (plus its bucket name and the service account
-/// `web`), its bucket and its role, made by the operator's code; the role.
+/// An UploadBucket `shop/<name>` of `spec` (plus its bucket name, and the service account
+/// `web` unless `spec` lists its own), its bucket and its role, made by the operator's code;
+/// the role.
 async fn bucket_and_role(
     server: &S3Server,
     settings: &RoleSettings,
@@ -323,7 +354,9 @@ async fn bucket_and_role(
     mut spec: serde_json::Value,
 ) -> uploadbucket_operator::controller::role::RoleReport {
     spec["bucketName"] = json!(name);
-    spec["serviceAccountNames"] = json!(["web"]);
+    if spec.get("serviceAccountNames").is_none() {
+        spec["serviceAccountNames"] = json!(["web"]);
+    }
     let spec: UploadBucketSpec = serde_json::from_value(spec).unwrap();
     let mut ub = UploadBucket::new("shared", spec);
     ub.metadata.namespace = Some("shop".into());
@@ -609,38 +642,32 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
         (
             "other service account",
             issuer.token("shop", "intruder", "sts.amazonaws.com", 600),
-            &[
-                "$oidc$system:serviceaccount:shop:intruder ",
-                "\"POST / HTTP/1.1\" 403",
-            ][..],
+            untrusted_subject("shop", "intruder").to_vec(),
         ),
         (
             "other namespace",
             issuer.token("other", "web", "sts.amazonaws.com", 600),
-            &[
-                "$oidc$system:serviceaccount:other:web ",
-                "\"POST / HTTP/1.1\" 403",
-            ],
+            untrusted_subject("other", "web").to_vec(),
         ),
         (
             "other audience",
             issuer.token("shop", "web", "https://kubernetes.default.svc", 600),
-            &[STS_LOG, "Client id in token doesn't match"],
+            vec![
+                STS_LOG.to_owned(),
+                "Client id in token doesn't match".into(),
+            ],
         ),
         (
             "expired",
             issuer.token("shop", "web", "sts.amazonaws.com", -120),
-            &[STS_LOG, "token verification failed: token expired"],
+            vec![
+                STS_LOG.to_owned(),
+                "token verification failed: token expired".into(),
+            ],
         ),
     ] {
-        let mark = log.end();
-        assert_eq!(
-            sts_refusal(&server, &report.arn, &token, what).await,
-            "AccessDenied",
-            "STS's refusal of a token for {what}"
-        );
-        log.wait_for_line(mark, logged, &format!("STS refused a token for {what}"))
-            .await;
+        let logged: Vec<&str> = logged.iter().map(String::as_str).collect();
+        assert_sts_refuses(&server, &log, &report.arn, &token, what, &logged).await;
     }
 
     // A spec change (downloads on) updates the policy in place, and GET then works.
@@ -674,6 +701,65 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
         cleanup_role(&iam, &role.name, uid).await.expect("again"),
         RoleCleanup::NotFound
     );
+    let _ = std::fs::remove_dir_all(&issuer.dir);
+}
+
+/// An UploadBucket with `serviceAccountNames: []` trusts every service account of its
+/// namespace and nothing outside it (trust `system:serviceaccount:shop:*`): a token of `web`
+/// and one of a service account named nowhere both assume the role, and their sessions
+/// upload under the prefix; tokens of other namespaces are refused, for the same service
+/// account names too, and for a namespace whose name only begins with `shop`.
+#[tokio::test]
+async fn an_empty_service_account_list_trusts_every_service_account_of_the_namespace_only() {
+    let test = "an_empty_service_account_list_trusts_every_service_account_of_the_namespace_only";
+    let Some(server) = s3_server(test) else {
+        return;
+    };
+    let Some(conf) = uploadbucket_tests::rgw_conf(test) else {
+        return;
+    };
+    let issuer = Issuer::start().await;
+    let settings = issuer.register(&server).await;
+    let name = unique_name("ub-irsa-any-sa");
+    let report = bucket_and_role(
+        &server,
+        &settings,
+        &name,
+        json!({"serviceAccountNames": []}),
+    )
+    .await;
+    // A service account no UploadBucket, spec or token of any test names.
+    let unnamed = unique_name("unnamed");
+    for sa in ["web", unnamed.as_str()] {
+        let token = issuer.token("shop", sa, "sts.amazonaws.com", 600);
+        let creds = assume(&server, &report.arn, &token)
+            .await
+            .unwrap_or_else(|e| panic!("assume as shop/{sa}: {e}"));
+        s3_as(&server, &creds)
+            .put_object()
+            .bucket(&name)
+            .key(format!("uploads/{sa}.jpg"))
+            .content_type("image/jpeg")
+            .body(ByteStream::from_static(b"jpeg"))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("PUT under the prefix as shop/{sa}: {e:?}"));
+    }
+    // Tokens of other namespaces, for the same service account names and for a namespace
+    // whose name begins with `shop`: each refused by the trust policy (the log names the
+    // subject), not for something wrong with the token.
+    let log = uploadbucket_tests::RgwLog::of(&conf);
+    for (namespace, sa) in [
+        ("other", "web"),
+        ("other", unnamed.as_str()),
+        ("shopping", "web"),
+    ] {
+        let token = issuer.token(namespace, sa, "sts.amazonaws.com", 600);
+        let logged = untrusted_subject(namespace, sa);
+        let logged: Vec<&str> = logged.iter().map(String::as_str).collect();
+        let what = format!("{namespace}/{sa}");
+        assert_sts_refuses(&server, &log, &report.arn, &token, &what, &logged).await;
+    }
     let _ = std::fs::remove_dir_all(&issuer.dir);
 }
 

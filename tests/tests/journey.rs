@@ -14,13 +14,16 @@
 
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
+use k8s_openapi::api::coordination::v1::Lease;
 use serde_json::{Value, json};
 use uploadbucket_tests::browser::{chromium, repo, run_page_with};
 use uploadbucket_tests::{helm, require_or_skip, s3_server};
 
 const RELEASE: &str = "uploadbucket-operator";
+/// The operator's leader Lease (in [`SYSTEM`]; the operator's default name).
+const LEASE: &str = "uploadbucket-operator";
 const SYSTEM: &str = "uploadbucket-system";
 const APP_NS: &str = "shop";
 /// What Pod Security "restricted" asks of every container (with the pod's `runAsNonRoot` and
@@ -855,38 +858,90 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
             .expect("list")
             .key_count()
     };
+    // The same POST form as the one from http://shop.test above (same page, app and size),
+    // which was stored: only the origin differs. The app's own API (same origin) signs it;
+    // the browser's preflight of the form's POST to RGW is refused by the bucket's CORS
+    // rules, which upload.js reports as `Network` from the storage request (a failure of the
+    // app's API has the same code, hence the message: it names the storage).
     let before = count().await;
     let r = run_page_with(
         &chromium,
-        &page("other.test", "POST", 1000),
+        &page("other.test", "POST", 400_000),
         "journey-other-origin",
         &flags,
     )
     .await;
     assert_eq!(r["ok"], false, "an origin outside allowedOrigins: {r}");
+    assert_eq!(r["code"], "Network", "refused by CORS: {r}");
+    assert!(
+        r["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Could not reach the storage")),
+        "refused by the storage, not the app: {r}"
+    );
     assert_eq!(
         count().await,
         before,
         "nothing stored from the other origin"
     );
     // The leader's pod is deleted (force, as `kubectl delete --force` does): it gets SIGTERM,
-    // gives up its Lease and the standby leads at once; pods are still injected meanwhile.
-    // (A leader killed with SIGKILL, whose Lease must expire first, is cluster.rs's test.)
-    let leader = node.kubectl(&[
-        "get",
-        "lease",
-        "uploadbucket-operator",
-        "-n",
+    // gives up its Lease and the standby leads at once, before the Lease could have expired;
+    // pods are still injected. (A leader killed with SIGKILL, whose Lease must expire first,
+    // is cluster.rs's test.)
+    let leases: kube::Api<Lease> = kube::Api::namespaced(
+        uploadbucket_tests::cluster::client_of(&node.kubeconfig).await,
         SYSTEM,
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert!(
-        operators
-            .iter()
-            .any(|p| p["metadata"]["name"] == leader.as_str()),
-        "the Lease names an operator pod: {leader:?}"
     );
+    let lease = || async {
+        leases
+            .get(LEASE)
+            .await
+            .expect("the operator's Lease")
+            .spec
+            .unwrap_or_default()
+    };
+    let held = lease().await;
+    let leader = held.holder_identity.clone().unwrap_or_default();
+    let names: Vec<&str> = operators
+        .iter()
+        .filter_map(|p| p["metadata"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&leader.as_str()),
+        "the Lease names an operator pod: {held:?}"
+    );
+    let standby = names
+        .iter()
+        .find(|n| **n != leader)
+        .expect("a standby")
+        .to_string();
+    // The Lease lasts the chart's leaderElection.leaseSeconds (as installed: the chart's
+    // default unless the values set it); without a release no replica may take it before
+    // `renewTime + leaseDurationSeconds`. The renewal read here is the latest or an earlier
+    // one, so the expiry computed from it is never later than the real one.
+    let values: Value = serde_json::from_str(
+        &node
+            .try_run(
+                &helm,
+                &[
+                    "get", "values", RELEASE, "-n", SYSTEM, "--all", "-o", "json",
+                ],
+                None,
+            )
+            .unwrap_or_else(|e| panic!("helm get values: {e}")),
+    )
+    .expect("helm get values -o json");
+    let lease_seconds = values["leaderElection"]["leaseSeconds"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("leaderElection.leaseSeconds in {values}"));
+    assert_eq!(
+        held.lease_duration_seconds.map(i64::from),
+        Some(lease_seconds as i64),
+        "the Lease's duration is the chart's: {held:?}"
+    );
+    let renewed: SystemTime = held.renew_time.clone().expect("renewTime").0.into();
+    let expires = renewed + Duration::from_secs(lease_seconds);
+    let deleted = SystemTime::now();
     node.kubectl(&[
         "delete",
         "pod",
@@ -896,7 +951,48 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
         "--grace-period=0",
         "--force",
     ]);
-    let killed = std::time::Instant::now();
+    // Polled every 200 ms until well after the expiry, so a handover that waits for it is
+    // measured and reported too, not only timed out.
+    let since_deletion = || {
+        SystemTime::now()
+            .duration_since(deleted)
+            .unwrap_or_default()
+    };
+    let expiry_after = expires.duration_since(deleted).unwrap_or_default();
+    let mut holder = held;
+    while holder.holder_identity.as_deref() != Some(standby.as_str()) {
+        assert!(
+            SystemTime::now() < expires + Duration::from_secs(30),
+            "the standby {standby} did not lead within 30 s of the Lease's expiry \
+             ({expiry_after:?} after the deletion): {holder:?}\n{}",
+            node.state()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        holder = lease().await;
+        let other = holder
+            .holder_identity
+            .as_deref()
+            .filter(|h| *h != leader && *h != standby);
+        assert!(
+            other.is_none(),
+            "{:?} after the deletion (the Lease would have expired {expiry_after:?} after it), \
+             a replica started since leads, not the standby {standby}: {holder:?}\n{}",
+            since_deletion(),
+            node.state()
+        );
+    }
+    let led = SystemTime::now();
+    let took = since_deletion();
+    eprintln!(
+        "journey: leader {leader} deleted; {standby} led {took:?} later (seen; the Lease, \
+         renewed {:?} before the deletion, would have expired {expiry_after:?} after it)",
+        deleted.duration_since(renewed).unwrap_or_default()
+    );
+    assert!(
+        led < expires,
+        "the standby led {took:?} after the leader's deletion, not before the Lease's expiry \
+         ({expiry_after:?} after it): it waited for the Lease to expire"
+    );
     // The webhook stays served by the other replica (once kube-proxy has dropped the dead
     // endpoint, which takes about a second).
     let injected = node
@@ -927,6 +1023,7 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
         )
         .await;
     assert!(signer_of(&injected).is_some(), "{injected}");
+    // The new leader reconciles: a new UploadBucket becomes Ready.
     node.apply(&upload_bucket("banners"));
     node.kubectl(&[
         "wait",
@@ -936,19 +1033,14 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
         "uploadbucket/banners",
         "--timeout=120s",
     ]);
-    let new_leader = node.kubectl(&[
-        "get",
-        "lease",
-        "uploadbucket-operator",
-        "-n",
-        SYSTEM,
-        "-o",
-        "jsonpath={.spec.holderIdentity}",
-    ]);
-    assert_ne!(new_leader, leader, "another replica leads");
+    assert_eq!(
+        lease().await.holder_identity.as_deref(),
+        Some(standby.as_str()),
+        "the standby still leads"
+    );
     eprintln!(
-        "journey: leader {leader} killed; {new_leader} leads, a new UploadBucket Ready after {:?}",
-        killed.elapsed()
+        "journey: a new UploadBucket Ready {:?} after the leader's deletion",
+        deleted.elapsed().unwrap_or_default()
     );
 
     // helm upgrade keeps the webhook's certificate.
