@@ -725,16 +725,14 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
         ok.then_some(())
     })
     .await;
-    let page = |origin: &str, method: &str, size: i64| {
-        format!("http://{origin}/harness.html?method={method}&size={size}")
+    // The test page on `origin` uploading `size` bytes by `method`; `shot` names its
+    // screenshot.
+    let upload = |origin: &str, method: &str, size: i64, shot: &'static str| {
+        let url = format!("http://{origin}/harness.html?method={method}&size={size}");
+        let (chromium, flags) = (&chromium, &flags);
+        async move { run_page_with(chromium, &url, shot, flags).await }
     };
-    let r = run_page_with(
-        &chromium,
-        &page("shop.test", "POST", 400_000),
-        "journey-POST",
-        &flags,
-    )
-    .await;
+    let r = upload("shop.test", "POST", 400_000, "journey-POST").await;
     assert_eq!(r["ok"], true, "POST form from the app's page: {r}");
     let key = r["key"].as_str().unwrap();
     // The app's backend (server.js) names the owner from its session cookie: the key sits in
@@ -747,25 +745,13 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     // (SignatureDoesNotMatch), although it answers the same preflight without the query by
     // the bucket's CORS rules and accepts the PUT itself: docs/concepts/backends.md says so,
     // and this fails the day RGW accepts them.
-    let r = run_page_with(
-        &chromium,
-        &page("shop.test", "PUT", 300_000),
-        "journey-PUT-rgw16",
-        &flags,
-    )
-    .await;
+    let r = upload("shop.test", "PUT", 300_000, "journey-PUT-rgw16").await;
     assert_eq!(
         r["code"], "Network",
         "RGW 16 refuses the preflight of a session-signed PUT URL: {r}"
     );
     // upload.js's default, `auto`, then falls back to a POST form, and the file lands.
-    let r = run_page_with(
-        &chromium,
-        &page("shop.test", "auto", 200_000),
-        "journey-auto",
-        &flags,
-    )
-    .await;
+    let r = upload("shop.test", "auto", 200_000, "journey-auto").await;
     assert_eq!(
         (&r["ok"], &r["method"]),
         (&json!(true), &json!("POST")),
@@ -864,13 +850,7 @@ Promise.all([tryConnect('{operator_ip}', 8443), tryConnect('{node_ip}', {rgw_por
     // rules, which upload.js reports as `Network` from the storage request (a failure of the
     // app's API has the same code, hence the message: it names the storage).
     let before = count().await;
-    let r = run_page_with(
-        &chromium,
-        &page("other.test", "POST", 400_000),
-        "journey-other-origin",
-        &flags,
-    )
-    .await;
+    let r = upload("other.test", "POST", 400_000, "journey-other-origin").await;
     assert_eq!(r["ok"], false, "an origin outside allowedOrigins: {r}");
     assert_eq!(r["code"], "Network", "refused by CORS: {r}");
     assert!(
