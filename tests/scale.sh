@@ -19,6 +19,7 @@
 #   SCALE_ONLY=webhook|objects|fairness tests/scale.sh
 #   SCALE_ONLY=objects SCALE_OBJECTS="1000 10000" tests/scale.sh   (the fleet figures)
 #
+# The operator runs as its image does (MALLOC_ARENA_MAX=1, set in the image).
 # Needs kube-apiserver + etcd (tests/scripts/kube.sh install), Ceph RGW
 # (tests/scripts/install-deps.sh), python3 with boto3, and wrk (installed if missing).
 set -euo pipefail
@@ -102,7 +103,7 @@ start_operator() {
     UPLOADBUCKET_LEADER_ELECTION=true UPLOADBUCKET_LEADER_ELECTION_NAMESPACE=bench POD_NAME="bench-$2" \
     UPLOADBUCKET_WEBHOOK_CERT_DIR="$work/certs" UPLOADBUCKET_WEBHOOK_LISTEN="127.0.0.1:$webhook" \
     UPLOADBUCKET_ADMIN_LISTEN="127.0.0.1:$admin" UPLOADBUCKET_SIDECAR_IMAGE=uploadbucket/sidecar:bench \
-    RUST_LOG=info "$1" run >"$work/operator-$2.log" 2>&1 &
+    MALLOC_ARENA_MAX=1 RUST_LOG=info "$1" run >"$work/operator-$2.log" 2>&1 &
   pids+=($!)
   for _ in $(seq 100); do
     curl -sfk "https://127.0.0.1:$webhook/healthz" >/dev/null 2>&1 && return 0
@@ -214,6 +215,7 @@ bench_objects() {
     UPLOADBUCKET_OIDC_PROVIDER_ARN="$provider" UPLOADBUCKET_IAM_ENDPOINT="$UPLOADBUCKET_TEST_S3_ENDPOINT" \
     UPLOADBUCKET_RESYNC_SECONDS="$resync" \
     UPLOADBUCKET_ADMIN_LISTEN="127.0.0.1:$admin" RUST_LOG=warn \
+    MALLOC_ARENA_MAX=1 \
     "$current" run >"$work/operator-objects-$n.log" 2>&1 &
   local op=$!
   pids+=("$op")

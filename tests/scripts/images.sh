@@ -31,7 +31,8 @@ if [ "$example" != --example-only ]; then
   python3 $mk --out "$out/sidecar.tar" --name "docker.io/uploadbucket/sidecar:$version" --ca-certificates \
     --binary "$target/release/uploadbucket-sidecar=/uploadbucket-sidecar" --entrypoint /uploadbucket-sidecar --cmd serve
   python3 $mk --out "$out/operator.tar" --name "docker.io/uploadbucket/operator:$version" --ca-certificates \
-    --binary "$target/release/uploadbucket-operator=/uploadbucket-operator" --entrypoint /uploadbucket-operator --cmd run
+    --binary "$target/release/uploadbucket-operator=/uploadbucket-operator" --env MALLOC_ARENA_MAX=1 \
+    --entrypoint /uploadbucket-operator --cmd run
 fi
 
 if [ -n "$example" ]; then
