@@ -702,6 +702,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let roles_on = ctx.roles.is_some().then_some(args.credential_mode);
     let ctx = Arc::new(ctx);
+    // One watch for the webhook and the controller (on standbys, the webhook's alone).
+    let objects = Arc::new(crate::watch::Objects::new(
+        ctx.client.clone(),
+        args.watch_namespace.as_deref(),
+        args.watch_selector.clone(),
+    ));
 
     if let Some(dir) = &args.webhook.webhook_cert_dir {
         let certs = Arc::new(
@@ -717,9 +723,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         let state = crate::webhook::WebhookState {
             settings: Arc::new(settings),
             // Watched on every replica, leader or not: standbys serve the webhook too.
-            lookup: Arc::new(crate::webhook::CachedLookup::start(
+            lookup: Arc::new(crate::webhook::CachedLookup::new(
+                objects.store(),
                 ctx.client.clone(),
-                args.watch_namespace.as_deref(),
             )),
             metrics: metrics.clone(),
         };
@@ -755,9 +761,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         }
     });
     let result = if args.leader_election {
-        lead(ctx, &args, ready.clone()).await
+        lead(ctx, &objects, &args, ready.clone()).await
     } else {
-        controller::run(ctx, args.watch_namespace.clone(), ready.clone()).await
+        controller::run(ctx, &objects, args.watch_namespace.clone(), ready.clone()).await
     };
     // Stopped by a signal (a failure exits at once): the webhook and the admin server keep
     // answering for the delay, not ready, while the endpoints drop this pod.
@@ -773,7 +779,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Waits for the leader Lease, then runs the controller for as long as it is held.
-async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyhow::Result<()> {
+async fn lead(
+    ctx: Arc<Context>,
+    objects: &crate::watch::Objects,
+    args: &RunArgs,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
     let namespace = args
         .leader_election_namespace
         .clone()
@@ -837,7 +848,7 @@ async fn lead(ctx: Arc<Context>, args: &RunArgs, ready: Arc<AtomicBool>) -> anyh
     let lost = async { while leading.changed().await.is_ok() && *leading.borrow() {} };
     let unsure = renewal_watchdog(ctx.client.clone(), &namespace, lease, &identity, seconds);
     let (result, release) = tokio::select! {
-        r = controller::run(ctx.clone(), args.watch_namespace.clone(), ready) => (r, true),
+        r = controller::run(ctx.clone(), objects, args.watch_namespace.clone(), ready) => (r, true),
         () = lost => (Err(anyhow::anyhow!(
             "lost the leader Lease {namespace}/{lease}; exiting so that only one replica reconciles"
         )), true),

@@ -8,4 +8,5 @@ pub mod controller;
 pub mod crd;
 pub mod metrics;
 pub mod reasons;
+pub mod watch;
 pub mod webhook;

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::finalizer::{self, Event as Finalized, finalizer};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Api, ResourceExt};
 use tracing::{debug, info, instrument, warn};
 
@@ -213,6 +213,7 @@ async fn apply_object(
 /// Runs the controller until a shutdown signal. `namespace`: watch one namespace, or all.
 pub async fn run(
     ctx: Arc<Context>,
+    objects: &crate::watch::Objects,
     namespace: Option<String>,
     ready: Arc<std::sync::atomic::AtomicBool>,
 ) -> anyhow::Result<()> {
@@ -249,18 +250,8 @@ pub async fn run(
         None => Api::all(ctx.client.clone()),
     };
     let managed = format!("{}={}", outputs::MANAGED_BY.0, outputs::MANAGED_BY.1);
-    // The objects, cached without what nothing here reads ([`crate::crd::slim`]).
-    let (reader, writer) = kube::runtime::reflector::store();
-    let mut selected = watcher::Config::default().any_semantic();
-    if let Some(selector) = &ctx.watch_selector {
-        selected = selected.labels(selector);
-    }
-    let objects = watcher(api, selected)
-        .default_backoff()
-        .modify(crate::crd::slim)
-        .reflect(writer)
-        .applied_objects();
-    Controller::for_stream(objects, reader)
+    // The objects, from the watch the webhook shares.
+    Controller::for_shared_stream(objects.changes(), objects.store())
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))
         .owns(
             config_maps,

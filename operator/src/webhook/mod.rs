@@ -46,40 +46,19 @@ impl BucketLookup for KubeLookup {
     }
 }
 
-/// [`BucketLookup`] from a watch of UploadBuckets (a reflector's store): no API call per
-/// review. An object the store does not hold (not yet seen, another namespace than the one
-/// watched) or holds as not Ready (a status update the watch has not brought yet) is read
-/// from the API, so a pod created right after its UploadBucket turns Ready is not refused
-/// for a stale copy.
+/// [`BucketLookup`] from the process's watch of UploadBuckets ([`crate::watch::Objects`]):
+/// no API call per review. An object the cache does not hold (not yet seen, another
+/// namespace than the one watched, outside `--watch-selector`) or holds as not Ready (a
+/// status update the watch has not brought yet) is read from the API, so a pod created right
+/// after its UploadBucket turns Ready is not refused for a stale copy.
 pub struct CachedLookup {
     store: kube::runtime::reflector::Store<UploadBucket>,
     api: KubeLookup,
 }
 
 impl CachedLookup {
-    /// Starts watching UploadBuckets (in `namespace`, or all) for the lookup; runs until the
-    /// process ends, retrying with backoff when the watch fails.
-    pub fn start(client: kube::Client, namespace: Option<&str>) -> Self {
-        use futures::StreamExt;
-        use kube::runtime::WatchStreamExt;
-        let api: Api<UploadBucket> = match namespace {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
-        let (store, writer) = kube::runtime::reflector::store();
-        let stream = kube::runtime::watcher(api, kube::runtime::watcher::Config::default())
-            .default_backoff()
-            .modify(crate::crd::slim)
-            .reflect(writer)
-            .applied_objects();
-        tokio::spawn(async move {
-            let mut stream = std::pin::pin!(stream);
-            while let Some(item) = stream.next().await {
-                if let Err(e) = item {
-                    warn!(error = %e, "UploadBucket watch for the webhook failed; retrying");
-                }
-            }
-        });
+    /// Looks objects up in `store`, or else through `client`.
+    pub fn new(store: kube::runtime::reflector::Store<UploadBucket>, client: kube::Client) -> Self {
         Self {
             store,
             api: KubeLookup(client),
