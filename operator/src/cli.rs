@@ -833,7 +833,18 @@ async fn lead(
             () = &mut release => {
                 info!(%identity, "The leader released the Lease: contending for it now");
                 task.abort();
-                (leading, task) = contend().await?;
+                // A blip of the API server at this moment must not end the standby.
+                let mut wait = Duration::from_millis(200);
+                (leading, task) = loop {
+                    match contend().await {
+                        Ok(contending) => break contending,
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "Cannot contend for the Lease yet; retrying");
+                            tokio::time::sleep(wait).await;
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
                 release.set(released(leases.clone(), lease));
             }
             _ = term.recv() => {

@@ -52,20 +52,15 @@ impl Objects {
         self.started().store.clone()
     }
 
-    /// Every cached object once the first list is in, then each object that changes (the
-    /// cached copy); all of them again if the reader fell [`CHANGES_BUFFER`] behind.
+    /// Every object the cache holds now, then each object that changes (the cached copy),
+    /// every object again after each (re-)list, and all of them again if the reader fell
+    /// [`CHANGES_BUFFER`] behind.
     pub fn changes(&self) -> impl Stream<Item = Arc<UploadBucket>> + Send + 'static {
         let started = self.started();
         // Subscribed before the cache is read: a change in between comes twice, none never.
         let live = started.changes.subscribe();
         let store = started.store.clone();
-        let first = store.clone();
-        let all = stream::once(async move {
-            // Only fails when the watch task is gone, and then there is nothing to give.
-            let _ = first.wait_until_ready().await;
-            stream::iter(first.state())
-        })
-        .flatten();
+        let now = stream::iter(store.state());
         let each = stream::unfold((live, store), |(mut live, store)| async move {
             let batch = match live.recv().await {
                 Ok(ub) => vec![ub],
@@ -75,7 +70,7 @@ impl Objects {
             Some((stream::iter(batch), (live, store)))
         })
         .flatten();
-        all.chain(each)
+        now.chain(each)
     }
 
     fn started(&self) -> &Started {
@@ -90,19 +85,17 @@ impl Objects {
         if let Some(selector) = &self.selector {
             config = config.labels(selector);
         }
-        let objects = watcher(self.api.clone(), config)
+        let events = watcher(self.api.clone(), config)
             .default_backoff()
             .modify(crate::crd::slim)
-            .reflect(writer)
-            .applied_objects();
+            .reflect(writer);
         let (cache, sender) = (store.clone(), changes.clone());
         tokio::spawn(async move {
-            let mut objects = std::pin::pin!(objects);
-            while let Some(item) = objects.next().await {
-                match item {
-                    // The copy the cache holds, shared rather than copied again.
-                    Ok(ub) => {
-                        if let Some(cached) = cache.get(&ObjectRef::from_obj(&ub)) {
+            let mut events = std::pin::pin!(events);
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(event) => {
+                        for cached in changed(&event, &cache) {
                             let _ = sender.send(cached);
                         }
                     }
@@ -111,5 +104,69 @@ impl Objects {
             }
         });
         Started { store, changes }
+    }
+}
+
+/// The objects a watch event, already applied to `cache`, brings to the controller (the
+/// cached copies): the object of an `Apply`; after a (re-)list, every object, since any may
+/// be new or changed while the watch was down (a list's objects are held apart until it
+/// ends); nothing for a list under way or a deletion (cleanup ran before the finalizer went).
+fn changed(
+    event: &watcher::Event<UploadBucket>,
+    cache: &Store<UploadBucket>,
+) -> Vec<Arc<UploadBucket>> {
+    match event {
+        watcher::Event::Apply(ub) => cache.get(&ObjectRef::from_obj(ub)).into_iter().collect(),
+        watcher::Event::InitDone => cache.state(),
+        watcher::Event::Init | watcher::Event::InitApply(_) | watcher::Event::Delete(_) => {
+            Vec::new()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn object(name: &str, generation: i64) -> UploadBucket {
+        let mut ub = UploadBucket::new(name, serde_json::from_str("{}").unwrap());
+        ub.metadata.namespace = Some("shop".into());
+        ub.metadata.generation = Some(generation);
+        ub
+    }
+
+    /// A re-list (the watch down, then listed again) brings every object to the controller
+    /// once it is in the cache, the new ones and the changed ones as the list found them; an
+    /// object created while the list ran is not lost.
+    #[test]
+    fn a_relist_brings_every_object_once_it_is_cached() {
+        let (cache, mut writer) = reflector::store::<UploadBucket>();
+        let mut apply = |event: watcher::Event<UploadBucket>| {
+            writer.apply_watcher_event(&event);
+            changed(&event, &cache)
+                .iter()
+                .map(|ub| {
+                    (
+                        ub.metadata.name.clone().unwrap(),
+                        ub.metadata.generation.unwrap(),
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        assert!(apply(watcher::Event::Init).is_empty());
+        assert!(apply(watcher::Event::InitApply(object("a", 1))).is_empty());
+        assert_eq!(apply(watcher::Event::InitDone), [("a".to_owned(), 1)]);
+        assert_eq!(
+            apply(watcher::Event::Apply(object("a", 2))),
+            [("a".to_owned(), 2)]
+        );
+        // The watch is lost; while it lists again, `b` is created and `a` changed.
+        assert!(apply(watcher::Event::Init).is_empty());
+        assert!(apply(watcher::Event::InitApply(object("a", 3))).is_empty());
+        assert!(apply(watcher::Event::InitApply(object("b", 1))).is_empty());
+        let mut after = apply(watcher::Event::InitDone);
+        after.sort();
+        assert_eq!(after, [("a".to_owned(), 3), ("b".to_owned(), 1)]);
+        assert!(apply(watcher::Event::Delete(object("b", 1))).is_empty());
     }
 }

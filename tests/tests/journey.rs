@@ -341,15 +341,11 @@ async fn multipart_through_app(http: &reqwest::Client, app: &str, size: usize) -
     let api = format!("{app}/uploads");
     const PART: usize = 5 * 1024 * 1024;
     let data = jpeg(size);
-    let created: Value = http
-        .post(format!("{api}/multipart"))
-        .json(&json!({"filename": "big.jpg", "type": "image/jpeg", "size": size}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let created = uploadbucket_tests::json_of(
+        http.post(format!("{api}/multipart"))
+            .json(&json!({"filename": "big.jpg", "type": "image/jpeg", "size": size})),
+    )
+    .await;
     let key = created["key"]
         .as_str()
         .unwrap_or_else(|| panic!("{created}"));
@@ -357,19 +353,15 @@ async fn multipart_through_app(http: &reqwest::Client, app: &str, size: usize) -
     let chunks: Vec<&[u8]> = data.chunks(PART).collect();
     let numbers: Vec<String> = (1..=chunks.len()).map(|n| n.to_string()).collect();
     let sizes: Vec<String> = chunks.iter().map(|c| c.len().to_string()).collect();
-    let batch: Value = http
-        .get(format!("{api}/multipart/{}/batch", enc(id)))
-        .query(&[
-            ("key", key),
-            ("partNumbers", &numbers.join(",")),
-            ("sizes", &sizes.join(",")),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let batch = uploadbucket_tests::json_of(
+        http.get(format!("{api}/multipart/{}/batch", enc(id)))
+            .query(&[
+                ("key", key),
+                ("partNumbers", &numbers.join(",")),
+                ("sizes", &sizes.join(",")),
+            ]),
+    )
+    .await;
     let mut parts = Vec::new();
     for (i, chunk) in chunks.iter().enumerate() {
         let n = i + 1;

@@ -930,17 +930,21 @@ impl BucketApi for S3Buckets {
     }
 
     async fn empty_some(&self, b: &BucketRef, max_keys: i32) -> Result<Emptied, AwsError> {
+        /// Unfinished uploads aborted per batch (one call each; DeleteObjects takes 1,000 at once).
+        const ABORTS_PER_BATCH: i32 = 100;
         let client = self.client(&b.region);
         // Unfinished multipart uploads hold storage too and block bucket deletion; aborted
         // ones leave the listing, so each batch lists from the start.
+        // One call each: fewer per batch than objects, so that a batch stays short.
         let page = client
             .list_multipart_uploads()
             .bucket(&b.name)
-            .max_uploads(max_keys)
+            .max_uploads(max_keys.min(ABORTS_PER_BATCH))
             .send()
             .await
             .map_err(|e| classify("ListMultipartUploads", e))?;
         if !page.uploads().is_empty() {
+            let mut aborted = 0;
             for u in page.uploads() {
                 if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
                     client
@@ -951,7 +955,19 @@ impl BucketApi for S3Buckets {
                         .send()
                         .await
                         .map_err(|e| classify("AbortMultipartUpload", e))?;
+                    aborted += 1;
                 }
+            }
+            // A listing that names nothing abortable would be listed again for ever.
+            if aborted == 0 {
+                return Err(AwsError::Api {
+                    op: "ListMultipartUploads",
+                    code: "NoProgress".into(),
+                    message: format!(
+                        "bucket {:?} lists unfinished uploads without a key or an id; nothing could be aborted",
+                        b.name
+                    ),
+                });
             }
             return Ok(Emptied {
                 objects: 0,

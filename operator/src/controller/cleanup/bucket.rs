@@ -55,15 +55,10 @@ pub async fn cleanup(
     let Some(who) = who else {
         return Ok(CleanupOutcome::NothingRecorded);
     };
-    let owned = match still_ours(api, who).await {
-        Ok(Some(owned)) => owned,
-        Ok(None) => return Ok(CleanupOutcome::AlreadyGone),
-        Err(e @ ClaimError::Aws(crate::aws::AwsError::AccessDenied { .. })) => {
-            warn!(error = %e, "Cannot prove the bucket is ours; leaving it untouched");
-            return Ok(CleanupOutcome::NotOurs(e.to_string()));
-        }
-        Err(e) if e.not_ours() => return Ok(CleanupOutcome::NotOurs(e.to_string())),
-        Err(e) => return Err(e),
+    let owned = match ours_now(api, who).await? {
+        Now::Ours(owned) => owned,
+        Now::Gone => return Ok(CleanupOutcome::AlreadyGone),
+        Now::NotOurs(why) => return Ok(CleanupOutcome::NotOurs(why)),
     };
     let b = &who.names.bucket;
     if owned.adopted {
@@ -89,9 +84,17 @@ pub async fn cleanup(
                 let mut batches = 0;
                 loop {
                     // Each batch the bucket loses, it loses as ours: a retag by anyone else
-                    // stops the emptying before the next one.
-                    if still_ours(api, who).await?.is_none() {
-                        return Ok(CleanupOutcome::AlreadyGone);
+                    // stops the emptying before the next one, and leaves the bucket be.
+                    match ours_now(api, who).await? {
+                        // Adopted meanwhile: an adopted bucket is never emptied, only
+                        // released.
+                        Now::Ours(owned) if owned.adopted => {
+                            release(api, who, spec_tag_keys).await?;
+                            return Ok(CleanupOutcome::Released);
+                        }
+                        Now::Ours(_) => {}
+                        Now::Gone => return Ok(CleanupOutcome::AlreadyGone),
+                        Now::NotOurs(why) => return Ok(CleanupOutcome::NotOurs(why)),
                     }
                     let batch = api.empty_some(b, EMPTY_BATCH_KEYS).await?;
                     objects += batch.objects;
@@ -105,14 +108,40 @@ pub async fn cleanup(
                 }
             }
             // The bucket must still be ours when it goes.
-            if still_ours(api, who).await?.is_none() {
-                return Ok(CleanupOutcome::AlreadyGone);
+            match ours_now(api, who).await? {
+                Now::Ours(_) => {}
+                Now::Gone => return Ok(CleanupOutcome::AlreadyGone),
+                Now::NotOurs(why) => return Ok(CleanupOutcome::NotOurs(why)),
             }
             match api.delete_bucket(b).await? {
                 Deleted::Deleted => Ok(CleanupOutcome::Deleted { objects }),
                 Deleted::NotFound => Ok(CleanupOutcome::AlreadyGone),
             }
         }
+    }
+}
+
+/// Whether the bucket is the object's own right now.
+enum Now {
+    Ours(Owned),
+    /// It does not exist (any more).
+    Gone,
+    /// Someone else's, or S3 will not tell (403): left untouched; why.
+    NotOurs(String),
+}
+
+/// The ownership check before each destructive step ([`still_ours`]), a bucket that is not
+/// the object's own (or that S3 will not show) being an outcome, not a failure.
+async fn ours_now(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<Now, ClaimError> {
+    match still_ours(api, who).await {
+        Ok(Some(owned)) => Ok(Now::Ours(owned)),
+        Ok(None) => Ok(Now::Gone),
+        Err(e @ ClaimError::Aws(crate::aws::AwsError::AccessDenied { .. })) => {
+            warn!(error = %e, "Cannot prove the bucket is ours; leaving it untouched");
+            Ok(Now::NotOurs(e.to_string()))
+        }
+        Err(e) if e.not_ours() => Ok(Now::NotOurs(e.to_string())),
+        Err(e) => Err(e),
     }
 }
 

@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::aws::AwsError;
 use crate::crd::UploadBucket;
+use crate::reasons::Reason;
 
 use super::claim::{ClaimError, Claimant};
 use super::context::{Context, key, publish};
@@ -51,9 +52,15 @@ pub(super) async fn cleanup_object(
     match outcome {
         Ok(outcome @ CleanupOutcome::Emptying { objects }) => {
             // More to delete: the finalizer stays and the object comes back soon, its slot
-            // free for others meanwhile.
-            let (type_, reason, note) = bucket_event(&outcome, name);
-            publish(ctx, ub, type_, reason, "Cleanup", note).await;
+            // free for others meanwhile. One Event when the emptying begins, not one a pass
+            // (a bucket of millions of objects takes hundreds).
+            let begun = ub
+                .condition(READY)
+                .is_some_and(|c| Reason::Emptying == c.reason.as_str());
+            if !begun {
+                let (type_, reason, note) = bucket_event(&outcome, name);
+                publish(ctx, ub, type_, reason, "Cleanup", note).await;
+            }
             let waiting = Error::Emptying {
                 bucket: name.to_owned(),
                 objects,
