@@ -61,7 +61,9 @@ pub struct RunArgs {
     /// Existing buckets an UploadBucket may adopt (with `spec.adoptExistingBucket: true`),
     /// comma-separated names or patterns with `*` (e.g. `legacy-photos,media-*`). Default:
     /// none. Any namespace that may create UploadBuckets can adopt a listed bucket that no
-    /// other UploadBucket manages, so list only buckets meant for tenants.
+    /// other UploadBucket manages, so list only buckets meant for tenants. A listed bucket
+    /// is never emptied or deleted, whatever its tags say: deleting its UploadBucket only
+    /// releases it.
     #[arg(long, env = "UPLOADBUCKET_ADOPTABLE_BUCKETS", value_delimiter = ',', value_parser = adoptable_pattern)]
     pub adoptable_buckets: Vec<String>,
     /// Seconds between full re-checks of each bucket (repairs drift made behind our back).
@@ -829,29 +831,47 @@ async fn lead(
     let mut release = std::pin::pin!(released(leases.clone(), lease));
     while !*leading.borrow_and_update() {
         tokio::select! {
-            changed = leading.changed() => changed.context("leader election stopped")?,
-            () = &mut release => {
-                info!(%identity, "The leader released the Lease: contending for it now");
-                task.abort();
-                // A blip of the API server at this moment must not end the standby.
-                let mut wait = Duration::from_millis(200);
-                (leading, task) = loop {
-                    match contend().await {
-                        Ok(contending) => break contending,
-                        Err(e) => {
-                            tracing::warn!(error = %format!("{e:#}"), "Cannot contend for the Lease yet; retrying");
-                            tokio::time::sleep(wait).await;
-                            wait = (wait * 2).min(Duration::from_secs(5));
-                        }
-                    }
-                };
-                release.set(released(leases.clone(), lease));
-            }
+            // A SIGTERM first: a standby told to stop never starts leading.
+            biased;
             _ = term.recv() => {
                 info!("Stopping (SIGTERM) while waiting to lead");
                 drop(leading);
                 task.abort();
                 return Ok(());
+            }
+            changed = leading.changed() => changed.context("leader election stopped")?,
+            () = &mut release => {
+                info!(%identity, "The leader released the Lease: contending for it now");
+                task.abort();
+                // A blip of the API server at this moment must not end the standby; a
+                // SIGTERM meanwhile does.
+                let mut wait = Duration::from_millis(200);
+                (leading, task) = loop {
+                    let attempt = tokio::select! {
+                        biased;
+                        _ = term.recv() => {
+                            info!("Stopping (SIGTERM) while waiting to lead");
+                            return Ok(());
+                        }
+                        attempt = contend() => attempt,
+                    };
+                    match attempt {
+                        Ok(contending) => break contending,
+                        Err(e) => {
+                            tracing::warn!(error = %format!("{e:#}"), "Cannot contend for the Lease yet; retrying");
+                            tokio::select! {
+                                biased;
+                                _ = term.recv() => {
+                                    info!("Stopping (SIGTERM) while waiting to lead");
+                                    return Ok(());
+                                }
+                                () = tokio::time::sleep(wait) => {}
+                            }
+                            wait = (wait * 2).min(Duration::from_secs(5));
+                        }
+                    }
+                };
+                release.set(released(leases.clone(), lease));
             }
         }
     }

@@ -1179,7 +1179,15 @@ pub async fn clean_up(
         .as_ref()
         .map(|n| Claimant::new(n, &uid, None, defaults));
     let spec_tag_keys: Vec<String> = ub.spec.tags.keys().cloned().collect();
-    cleanup::cleanup(api, who.as_ref(), policy, empty_on_delete, &spec_tag_keys).await
+    cleanup::cleanup(
+        api,
+        who.as_ref(),
+        policy,
+        empty_on_delete,
+        &spec_tag_keys,
+        false,
+    )
+    .await
 }
 
 /// Everything a bucket's owner would notice, read with a plain aws-sdk-s3 client (no operator

@@ -930,8 +930,9 @@ impl BucketApi for S3Buckets {
     }
 
     async fn empty_some(&self, b: &BucketRef, max_keys: i32) -> Result<Emptied, AwsError> {
-        /// Unfinished uploads aborted per batch (one call each; DeleteObjects takes 1,000 at once).
-        const ABORTS_PER_BATCH: i32 = 100;
+        /// Unfinished uploads aborted per batch (one call each, where DeleteObjects takes
+        /// 1,000 objects at once): the ownership check before each batch covers few calls.
+        const ABORTS_PER_BATCH: i32 = 50;
         let client = self.client(&b.region);
         // Unfinished multipart uploads hold storage too and block bucket deletion; aborted
         // ones leave the listing, so each batch lists from the start.
@@ -947,14 +948,20 @@ impl BucketApi for S3Buckets {
             let mut aborted = 0;
             for u in page.uploads() {
                 if let (Some(key), Some(id)) = (u.key(), u.upload_id()) {
-                    client
+                    match client
                         .abort_multipart_upload()
                         .bucket(&b.name)
                         .key(key)
                         .upload_id(id)
                         .send()
                         .await
-                        .map_err(|e| classify("AbortMultipartUpload", e))?;
+                    {
+                        // Completed or aborted meanwhile: gone all the same.
+                        Err(e) if code_is(&e, &["NoSuchUpload"]) => {}
+                        other => {
+                            other.map_err(|e| classify("AbortMultipartUpload", e))?;
+                        }
+                    }
                     aborted += 1;
                 }
             }

@@ -90,6 +90,9 @@ pub struct Claimant<'a> {
     pub intent: Option<&'a str>,
     /// The admin allows adopting this name.
     pub adoptable: bool,
+    /// The admin lists this name in `--adoptable-buckets` (whether or not the spec adopts):
+    /// such a bucket is never emptied or deleted.
+    pub listed: bool,
 }
 
 impl<'a> Claimant<'a> {
@@ -99,8 +102,10 @@ impl<'a> Claimant<'a> {
         intent: Option<&'a str>,
         defaults: &Defaults,
     ) -> Self {
+        let listed = defaults.may_adopt(&names.bucket.name);
         Self {
-            adoptable: names.adopt && defaults.may_adopt(&names.bucket.name),
+            adoptable: names.adopt && listed,
+            listed,
             names,
             uid,
             intent,
@@ -241,6 +246,7 @@ mod tests {
             uid: "u1",
             intent,
             adoptable,
+            listed: adoptable,
         }
     }
 

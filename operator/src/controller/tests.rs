@@ -988,6 +988,95 @@ async fn a_bucket_adopted_while_being_emptied_is_released_not_emptied_further() 
     );
 }
 
+/// Adopted during the last batch (the batch that found nothing left), or named in the
+/// admin's `--adoptable-buckets` ("legacy-*" here) whatever its tags say: never emptied
+/// further nor deleted, only released.
+#[tokio::test]
+async fn a_bucket_adopted_by_the_last_batch_or_listed_as_adoptable_is_never_deleted() {
+    // (bucket, objects, adopted during the first batch, batches that ran, objects left)
+    for (bucket, objects, adopt, batches, left) in [
+        ("last-batch", 500, true, 1, 0),
+        ("legacy-photos", 2500, false, 0, 2500),
+    ] {
+        let obj = deleting(
+            json!({"deletionPolicy": "Delete", "emptyOnDelete": true}),
+            bucket,
+        );
+        let s3 = s3_with(bucket, objects);
+        *s3.adopt_on_empty.lock().unwrap() = adopt;
+        let h = harness(&obj, s3);
+        reconcile(Arc::new(obj.clone()), h.ctx.clone())
+            .await
+            .expect("cleanup completes");
+        let timeline = h.timeline();
+        let ran = timeline
+            .iter()
+            .filter(|l| l.starts_with("s3 EmptyBatch"))
+            .count();
+        assert_eq!(ran, batches, "{bucket}: {timeline:#?}");
+        assert!(
+            !timeline.iter().any(|l| l.starts_with("s3 DeleteBucket")),
+            "{bucket}: {timeline:#?}"
+        );
+        let kept = h.s3.buckets.lock().unwrap()[bucket].clone();
+        assert_eq!(kept.objects, left, "{bucket}");
+        assert!(
+            !kept.tags.contains_key(desired::TAG_UID),
+            "{bucket}: released"
+        );
+        assert!(
+            h.events().iter().any(|(_, r, _)| r == "Released"),
+            "{bucket}: {:?}",
+            h.events()
+        );
+    }
+}
+
+/// S3 refusing to show the bucket (403): before anything proved it the object's own, the
+/// deletion completes and leaves it alone; once emptying has begun (status says
+/// `Emptying`), it is rather an expired credential or a skewed clock: the deletion waits and
+/// is retried, the finalizer kept, instead of orphaning a half-emptied bucket.
+#[tokio::test]
+async fn a_403_leaves_an_unproven_bucket_alone_but_is_retried_once_emptying_has_begun() {
+    for begun in [false, true] {
+        let mut obj = deleting(
+            json!({"deletionPolicy": "Delete", "emptyOnDelete": true}),
+            "hidden-bucket",
+        );
+        if begun {
+            let mut st = obj.status.clone().unwrap();
+            status::set_conditions(
+                &mut st,
+                &[status::CondSpec::new(
+                    status::READY,
+                    false,
+                    crate::reasons::Reason::Emptying,
+                    "emptying",
+                )],
+                obj.metadata.generation,
+                Timestamp::now(),
+            );
+            obj.status = Some(st);
+        }
+        let s3 = FakeS3 {
+            taken: ["hidden-bucket".to_owned()].into(),
+            ..s3_with("hidden-bucket", 10)
+        };
+        let h = harness(&obj, s3);
+        let result = reconcile(Arc::new(obj.clone()), h.ctx.clone()).await;
+        let finalizer_removed = h.timeline().iter().any(|l| l == "kube PATCH object");
+        if begun {
+            let err = result.expect_err("retried");
+            assert_eq!(err.reason(), "AccessDenied");
+            assert!(!finalizer_removed, "{:#?}", h.timeline());
+        } else {
+            result.expect("completes");
+            assert!(finalizer_removed, "{:#?}", h.timeline());
+        }
+        assert_eq!(h.s3.buckets.lock().unwrap()["hidden-bucket"].objects, 10);
+    }
+}
+
 #[tokio::test]
 async fn non_empty_bucket_blocks_deletion_with_a_condition() {
     let obj = deleting(json!({"deletionPolicy": "Delete"}), "full-bucket");

@@ -45,23 +45,26 @@ pub enum CleanupOutcome {
 
 /// Cleans up `who`'s bucket (`None`: status names no bucket and no intent). `spec_tag_keys`:
 /// the keys of `spec.tags` the operator wrote, removed when an adopted bucket is released.
+/// `begun`: an earlier pass proved the bucket ours and began emptying it, so S3 refusing to
+/// show it (403) is a failure to retry, not a reason to leave it.
 pub async fn cleanup(
     api: &dyn BucketApi,
     who: Option<&Claimant<'_>>,
     policy: DeletionPolicy,
     empty_on_delete: bool,
     spec_tag_keys: &[String],
+    begun: bool,
 ) -> Result<CleanupOutcome, ClaimError> {
     let Some(who) = who else {
         return Ok(CleanupOutcome::NothingRecorded);
     };
-    let owned = match ours_now(api, who).await? {
+    let owned = match ours_now(api, who, !begun).await? {
         Now::Ours(owned) => owned,
         Now::Gone => return Ok(CleanupOutcome::AlreadyGone),
         Now::NotOurs(why) => return Ok(CleanupOutcome::NotOurs(why)),
     };
     let b = &who.names.bucket;
-    if owned.adopted {
+    if kept(&owned, who) {
         release(api, who, spec_tag_keys).await?;
         return Ok(CleanupOutcome::Released);
     }
@@ -74,7 +77,8 @@ pub async fn cleanup(
     match policy {
         DeletionPolicy::Retain => {
             // Drop our ownership tags: the bucket is nobody's again (adopting it takes the
-            // cluster admin's allowlist).
+            // cluster admin's allowlist). The tags written are those just read.
+            let owned = recheck(api, who).await?;
             put_tags_without_ours(api, who, owned, &[]).await?;
             Ok(CleanupOutcome::Retained)
         }
@@ -85,16 +89,8 @@ pub async fn cleanup(
                 loop {
                     // Each batch the bucket loses, it loses as ours: a retag by anyone else
                     // stops the emptying before the next one, and leaves the bucket be.
-                    match ours_now(api, who).await? {
-                        // Adopted meanwhile: an adopted bucket is never emptied, only
-                        // released.
-                        Now::Ours(owned) if owned.adopted => {
-                            release(api, who, spec_tag_keys).await?;
-                            return Ok(CleanupOutcome::Released);
-                        }
-                        Now::Ours(_) => {}
-                        Now::Gone => return Ok(CleanupOutcome::AlreadyGone),
-                        Now::NotOurs(why) => return Ok(CleanupOutcome::NotOurs(why)),
+                    if let Some(stop) = before_destroying(api, who, spec_tag_keys).await? {
+                        return Ok(stop);
                     }
                     let batch = api.empty_some(b, EMPTY_BATCH_KEYS).await?;
                     objects += batch.objects;
@@ -107,11 +103,9 @@ pub async fn cleanup(
                     }
                 }
             }
-            // The bucket must still be ours when it goes.
-            match ours_now(api, who).await? {
-                Now::Ours(_) => {}
-                Now::Gone => return Ok(CleanupOutcome::AlreadyGone),
-                Now::NotOurs(why) => return Ok(CleanupOutcome::NotOurs(why)),
+            // The bucket must still be ours, and not adopted, when it goes.
+            if let Some(stop) = before_destroying(api, who, spec_tag_keys).await? {
+                return Ok(stop);
             }
             match api.delete_bucket(b).await? {
                 Deleted::Deleted => Ok(CleanupOutcome::Deleted { objects }),
@@ -119,6 +113,31 @@ pub async fn cleanup(
             }
         }
     }
+}
+
+/// Pure: a bucket only released, never emptied or deleted: adopted (its tag), or a name the
+/// cluster admin lists as adoptable (`--adoptable-buckets`), whatever its tags say now.
+fn kept(owned: &Owned, who: &Claimant<'_>) -> bool {
+    owned.adopted || who.listed
+}
+
+/// The check right before emptying a batch or deleting the bucket, ownership having been
+/// proven earlier in the pass: `Some` outcome when it must stop there (gone, someone
+/// else's, or adopted meanwhile: then released). A 403 now is a failure to retry.
+async fn before_destroying(
+    api: &dyn BucketApi,
+    who: &Claimant<'_>,
+    spec_tag_keys: &[String],
+) -> Result<Option<CleanupOutcome>, ClaimError> {
+    Ok(match ours_now(api, who, false).await? {
+        Now::Ours(owned) if kept(&owned, who) => {
+            release(api, who, spec_tag_keys).await?;
+            Some(CleanupOutcome::Released)
+        }
+        Now::Ours(_) => None,
+        Now::Gone => Some(CleanupOutcome::AlreadyGone),
+        Now::NotOurs(why) => Some(CleanupOutcome::NotOurs(why)),
+    })
 }
 
 /// Whether the bucket is the object's own right now.
@@ -131,12 +150,20 @@ enum Now {
 }
 
 /// The ownership check before each destructive step ([`still_ours`]), a bucket that is not
-/// the object's own (or that S3 will not show) being an outcome, not a failure.
-async fn ours_now(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<Now, ClaimError> {
+/// the object's own being an outcome, not a failure; so is one S3 will not show (403) when
+/// `denied_is_not_ours` (nothing proved it ours yet; afterwards a 403 is rather an expired
+/// credential or a skewed clock, retried).
+async fn ours_now(
+    api: &dyn BucketApi,
+    who: &Claimant<'_>,
+    denied_is_not_ours: bool,
+) -> Result<Now, ClaimError> {
     match still_ours(api, who).await {
         Ok(Some(owned)) => Ok(Now::Ours(owned)),
         Ok(None) => Ok(Now::Gone),
-        Err(e @ ClaimError::Aws(crate::aws::AwsError::AccessDenied { .. })) => {
+        Err(e @ ClaimError::Aws(crate::aws::AwsError::AccessDenied { .. }))
+            if denied_is_not_ours =>
+        {
             warn!(error = %e, "Cannot prove the bucket is ours; leaving it untouched");
             Ok(Now::NotOurs(e.to_string()))
         }

@@ -170,12 +170,16 @@ async fn clean_bucket(
     if let Some(st) = &ub.status {
         spec_tag_keys.extend(st.managed_tag_keys.iter().cloned());
     }
+    let begun = ub
+        .condition(READY)
+        .is_some_and(|c| Reason::Emptying == c.reason.as_str());
     cleanup(
         &*ctx.buckets,
         who.as_ref(),
         ub.spec.deletion_policy,
         ub.spec.empty_on_delete,
         &spec_tag_keys,
+        begun,
     )
     .await
 }
