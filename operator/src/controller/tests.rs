@@ -909,101 +909,57 @@ async fn a_huge_bucket_is_emptied_over_several_passes_that_each_give_the_slot_ba
     );
 }
 
-/// The bucket is re-checked before every batch it loses: retagged by someone else before
-/// the first batch or between two, the emptying stops at once and nothing more is deleted,
-/// the bucket least of all; the deletion completes, leaving the bucket alone.
+/// The bucket is re-checked before every batch it loses and before DeleteBucket: retagged by
+/// someone else before the first batch or between two, the emptying stops at once and the
+/// deletion completes leaving the bucket alone (Warning `LeftUntouched`); adopted between two
+/// batches or by the last one, or named in the admin's `--adoptable-buckets` ("legacy-*"
+/// here) whatever its tags say, it is never emptied further nor deleted, only released.
 #[tokio::test]
-async fn a_bucket_retagged_while_being_emptied_loses_no_further_batch_and_is_not_deleted() {
-    let obj = deleting(
-        json!({"deletionPolicy": "Delete", "emptyOnDelete": true}),
-        "shared-bucket",
-    );
-    // (the call during which it is retagged, batches that ran, objects left)
-    for (during, batches, left) in [("GetBucketNotification", 0, 2500), ("EmptyBatch", 1, 1500)] {
-        let s3 = s3_with("shared-bucket", 2500);
-        *s3.retag_on.lock().unwrap() = Some((during, "someone-else".into()));
-        let h = harness(&obj, s3);
-        reconcile(Arc::new(obj.clone()), h.ctx.clone())
-            .await
-            .expect("cleanup completes");
-        let timeline = h.timeline();
-        let ran = timeline
-            .iter()
-            .filter(|l| l.starts_with("s3 EmptyBatch"))
-            .count();
-        assert_eq!(ran, batches, "{during}: {timeline:#?}");
-        assert!(
-            !timeline.iter().any(|l| l.starts_with("s3 DeleteBucket")),
-            "{during}"
-        );
-        assert_eq!(
-            h.s3.buckets.lock().unwrap()["shared-bucket"].objects,
-            left,
-            "{during}"
-        );
-        assert!(
-            h.events()
-                .iter()
-                .any(|(t, r, _)| t == "Warning" && r == "LeftUntouched"),
-            "{during}: {:?}",
-            h.events()
-        );
+async fn an_emptying_stops_when_the_bucket_is_retagged_adopted_or_listed_as_adoptable() {
+    fn retag_during(op: &'static str) -> impl Fn(&FakeS3) {
+        move |s3| *s3.retag_on.lock().unwrap() = Some((op, "someone-else".into()))
     }
-}
-
-/// Adopted between two batches (the admin's allowlist and the spec): an adopted bucket is
-/// never emptied, so the emptying stops and the bucket is only released.
-#[tokio::test]
-async fn a_bucket_adopted_while_being_emptied_is_released_not_emptied_further() {
-    let obj = deleting(
-        json!({"deletionPolicy": "Delete", "emptyOnDelete": true}),
-        "adopted-bucket",
-    );
-    let s3 = s3_with("adopted-bucket", 2500);
-    *s3.adopt_on_empty.lock().unwrap() = true;
-    let h = harness(&obj, s3);
-    reconcile(Arc::new(obj.clone()), h.ctx.clone())
-        .await
-        .expect("cleanup completes");
-    let timeline = h.timeline();
-    assert_eq!(
-        timeline
-            .iter()
-            .filter(|l| l.starts_with("s3 EmptyBatch"))
-            .count(),
-        1,
-        "{timeline:#?}"
-    );
-    let bucket = h.s3.buckets.lock().unwrap()["adopted-bucket"].clone();
-    assert_eq!(bucket.objects, 1500);
-    assert!(
-        !bucket.tags.contains_key(desired::TAG_UID),
-        "released: {:?}",
-        bucket.tags
-    );
-    assert!(
-        h.events().iter().any(|(_, r, _)| r == "Released"),
-        "{:?}",
-        h.events()
-    );
-}
-
-/// Adopted during the last batch (the batch that found nothing left), or named in the
-/// admin's `--adoptable-buckets` ("legacy-*" here) whatever its tags say: never emptied
-/// further nor deleted, only released.
-#[tokio::test]
-async fn a_bucket_adopted_by_the_last_batch_or_listed_as_adoptable_is_never_deleted() {
-    // (bucket, objects, adopted during the first batch, batches that ran, objects left)
-    for (bucket, objects, adopt, batches, left) in [
-        ("last-batch", 500, true, 1, 0),
-        ("legacy-photos", 2500, false, 0, 2500),
-    ] {
+    let adopt_on_empty = |s3: &FakeS3| *s3.adopt_on_empty.lock().unwrap() = true;
+    let nothing = |_: &FakeS3| {};
+    let retag_first = retag_during("GetBucketNotification");
+    let retag_between = retag_during("EmptyBatch");
+    /// (bucket, objects, what happens meanwhile, batches that ran, objects left, the Event)
+    type Case<'a> = (&'a str, u64, &'a dyn Fn(&FakeS3), usize, u64, &'a str);
+    let cases: [Case; 5] = [
+        (
+            "retagged-first",
+            2500,
+            &retag_first,
+            0,
+            2500,
+            "LeftUntouched",
+        ),
+        (
+            "retagged-between",
+            2500,
+            &retag_between,
+            1,
+            1500,
+            "LeftUntouched",
+        ),
+        (
+            "adopted-between",
+            2500,
+            &adopt_on_empty,
+            1,
+            1500,
+            "Released",
+        ),
+        ("adopted-last", 500, &adopt_on_empty, 1, 0, "Released"),
+        ("legacy-photos", 2500, &nothing, 0, 2500, "Released"),
+    ];
+    for (bucket, objects, meanwhile, batches, left, event) in cases {
         let obj = deleting(
             json!({"deletionPolicy": "Delete", "emptyOnDelete": true}),
             bucket,
         );
         let s3 = s3_with(bucket, objects);
-        *s3.adopt_on_empty.lock().unwrap() = adopt;
+        meanwhile(&s3);
         let h = harness(&obj, s3);
         reconcile(Arc::new(obj.clone()), h.ctx.clone())
             .await
@@ -1020,12 +976,14 @@ async fn a_bucket_adopted_by_the_last_batch_or_listed_as_adoptable_is_never_dele
         );
         let kept = h.s3.buckets.lock().unwrap()[bucket].clone();
         assert_eq!(kept.objects, left, "{bucket}");
-        assert!(
-            !kept.tags.contains_key(desired::TAG_UID),
-            "{bucket}: released"
+        // Released: our uid tag removed; left untouched: someone else's in its place.
+        assert_ne!(
+            kept.tags.get(desired::TAG_UID).map(String::as_str),
+            obj.metadata.uid.as_deref(),
+            "{bucket}"
         );
         assert!(
-            h.events().iter().any(|(_, r, _)| r == "Released"),
+            h.events().iter().any(|(_, r, _)| r == event),
             "{bucket}: {:?}",
             h.events()
         );
