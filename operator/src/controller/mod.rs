@@ -139,6 +139,7 @@ pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> 
             return Action::await_change();
         }
         Some(Retry::Slow) => (0, ctx.jittered(MAX_BACKOFF)),
+        // Returned above, uncounted; here for the match alone.
         Some(Retry::Soon) => (0, ctx.jittered(EMPTYING_WAIT)),
         Some(Retry::Backoff) => {
             // The count starts over when the spec changed since the last failure.

@@ -1057,18 +1057,30 @@ async fn non_empty_bucket_blocks_deletion_with_a_condition() {
 
 #[tokio::test]
 async fn retain_keeps_the_bucket_and_releases_the_finalizer() {
-    let obj = deleting(json!({}), "kept-bucket");
-    let h = harness(&obj, s3_with("kept-bucket", 5));
-    reconcile(Arc::new(obj), h.ctx.clone())
-        .await
-        .expect("cleanup");
-    assert!(h.s3.buckets.lock().unwrap().contains_key("kept-bucket"));
-    assert!(h.timeline().iter().any(|l| l == "kube PATCH object"));
-    assert!(
-        h.events()
-            .iter()
-            .any(|(t, r, n)| t == "Normal" && r == "Retained" && n.contains("kept-bucket"))
-    );
+    // Also a bucket whose name the admin lists as adoptable ("legacy-*"): kept with its
+    // settings as any other, not released as an adopted one.
+    for bucket in ["kept-bucket", "legacy-kept"] {
+        let obj = deleting(
+            json!({"cors": {"allowedOrigins": ["https://shop.example.com"]}}),
+            bucket,
+        );
+        let s3 = s3_with(bucket, 5);
+        s3.buckets.lock().unwrap().get_mut(bucket).unwrap().cors = vec![CorsRule::default()];
+        let h = harness(&obj, s3);
+        reconcile(Arc::new(obj), h.ctx.clone())
+            .await
+            .expect("cleanup");
+        let kept = h.s3.buckets.lock().unwrap()[bucket].clone();
+        assert_eq!(kept.cors.len(), 1, "{bucket}: its CORS rule stays");
+        assert!(h.timeline().iter().any(|l| l == "kube PATCH object"));
+        assert!(
+            h.events()
+                .iter()
+                .any(|(t, r, n)| t == "Normal" && r == "Retained" && n.contains(bucket)),
+            "{bucket}: {:?}",
+            h.events()
+        );
+    }
 }
 
 /// A fake role: trust policy, inline policies by name, and tags.

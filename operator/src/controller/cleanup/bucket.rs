@@ -64,7 +64,7 @@ pub async fn cleanup(
         Now::NotOurs(why) => return Ok(CleanupOutcome::NotOurs(why)),
     };
     let b = &who.names.bucket;
-    if kept(&owned, who) {
+    if owned.adopted {
         release(api, who, spec_tag_keys).await?;
         return Ok(CleanupOutcome::Released);
     }
@@ -115,8 +115,9 @@ pub async fn cleanup(
     }
 }
 
-/// Pure: a bucket only released, never emptied or deleted: adopted (its tag), or a name the
-/// cluster admin lists as adoptable (`--adoptable-buckets`), whatever its tags say now.
+/// Pure: a bucket `Delete` only releases, never empties or deletes: adopted (its tag), or a
+/// name the cluster admin lists as adoptable (`--adoptable-buckets`), whatever its tags say
+/// now. (`Retain` keeps a listed bucket's settings as it keeps any other's.)
 fn kept(owned: &Owned, who: &Claimant<'_>) -> bool {
     owned.adopted || who.listed
 }

@@ -54,10 +54,7 @@ pub(super) async fn cleanup_object(
             // More to delete: the finalizer stays and the object comes back soon, its slot
             // free for others meanwhile. One Event when the emptying begins, not one a pass
             // (a bucket of millions of objects takes hundreds).
-            let begun = ub
-                .condition(READY)
-                .is_some_and(|c| Reason::Emptying == c.reason.as_str());
-            if !begun {
+            if !emptying_begun(ub) {
                 let (type_, reason, note) = bucket_event(&outcome, name);
                 publish(ctx, ub, type_, reason, "Cleanup", note).await;
             }
@@ -170,18 +167,21 @@ async fn clean_bucket(
     if let Some(st) = &ub.status {
         spec_tag_keys.extend(st.managed_tag_keys.iter().cloned());
     }
-    let begun = ub
-        .condition(READY)
-        .is_some_and(|c| Reason::Emptying == c.reason.as_str());
     cleanup(
         &*ctx.buckets,
         who.as_ref(),
         ub.spec.deletion_policy,
         ub.spec.empty_on_delete,
         &spec_tag_keys,
-        begun,
+        emptying_begun(ub),
     )
     .await
+}
+
+/// Pure: an earlier pass began emptying the object's bucket (status says `Emptying`).
+fn emptying_begun(ub: &UploadBucket) -> bool {
+    ub.condition(READY)
+        .is_some_and(|c| Reason::Emptying == c.reason.as_str())
 }
 
 /// Pure: the Event that says what cleanup did to bucket `name`.
