@@ -62,8 +62,8 @@ pub struct RunArgs {
     /// comma-separated names or patterns with `*` (e.g. `legacy-photos,media-*`). Default:
     /// none. Any namespace that may create UploadBuckets can adopt a listed bucket that no
     /// other UploadBucket manages, so list only buckets meant for tenants. A listed bucket
-    /// is never emptied or deleted, whatever its tags say: deleting its UploadBucket only
-    /// releases it.
+    /// is never emptied or deleted, whatever its tags say: with `deletionPolicy: Delete`,
+    /// deleting its UploadBucket only releases it.
     #[arg(long, env = "UPLOADBUCKET_ADOPTABLE_BUCKETS", value_delimiter = ',', value_parser = adoptable_pattern)]
     pub adoptable_buckets: Vec<String>,
     /// Seconds between full re-checks of each bucket (repairs drift made behind our back).
