@@ -187,20 +187,20 @@ pub fn endpoint(config: &Config) -> anyhow::Result<Endpoint> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
     let config = resolve(args.config)?;
-    let sdk = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new(config.region().to_owned()))
-        .load()
-        .await;
-    let provider = sdk
-        .credentials_provider()
-        .context("no AWS credentials provider (set AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, or AWS_ACCESS_KEY_ID)")?;
+    let region = aws_config::Region::new(config.region().to_owned());
+    let provider = crate::credentials::chain(&region);
     // Refresh early enough that a URL signed now lives its full lifetime (capped at half the
     // credentials' own lifetime; URLs are cut to their expiry instead).
     let margin = Duration::from_secs(config.expires_seconds + 60);
-    let credentials = Arc::new(CachedCredentials::new(provider, margin));
+    let credentials = Arc::new(CachedCredentials::new(provider.clone(), margin));
     let (path_style, endpoint_url) = (config.path_style, config.endpoint_url.clone());
+    // Built on the first call that needs the SDK (multipart, verify), not at start-up.
     let make_s3_config = move || {
-        let mut s3 = aws_sdk_s3::config::Builder::from(&sdk).force_path_style(path_style);
+        let mut s3 = aws_sdk_s3::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(region.clone())
+            .credentials_provider(provider.clone())
+            .force_path_style(path_style);
         if let Some(url) = &endpoint_url {
             s3 = s3.endpoint_url(url).request_checksum_calculation(
                 aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,

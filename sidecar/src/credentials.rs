@@ -1,7 +1,8 @@
 //! Credentials for signing, cached and refreshed ahead of expiry.
 //!
-//! In: aws-config's default chain (web identity from `AWS_ROLE_ARN` +
-//! `AWS_WEB_IDENTITY_TOKEN_FILE` in a pod, env or profile elsewhere). Out: [`Credentials`]
+//! In: the chain of [`chain`] (web identity from `AWS_ROLE_ARN` +
+//! `AWS_WEB_IDENTITY_TOKEN_FILE` or EKS Pod Identity in a pod, env or profile elsewhere).
+//! Out: [`Credentials`]
 //! that stay valid for at least the refresh margin, so a URL signed now keeps working for
 //! its whole lifetime whenever the identity provider allows it. The margin never exceeds half
 //! of what the credentials lived when loaded: a URL lifetime near or above the session's
@@ -16,6 +17,61 @@ use async_trait::async_trait;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 
 use crate::presign::Credentials;
+
+/// Where the signer's AWS credentials come from, tried in this order:
+///
+/// 1. `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` (/ `AWS_SESSION_TOKEN`);
+/// 2. web identity (IRSA): `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, through STS
+///    (`AWS_ENDPOINT_URL_STS` for an S3-compatible store's STS);
+/// 3. the container credentials endpoint (EKS Pod Identity):
+///    `AWS_CONTAINER_CREDENTIALS_FULL_URI` + `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`;
+/// 4. the shared config and credentials files (`AWS_PROFILE`), for a signer run by hand.
+///
+/// Built from its parts instead of aws-config's `defaults().load()`, which reads the
+/// profile files and resolves a dozen settings at start-up (code a pod runs once, whose
+/// pages then stay resident). The EC2 instance metadata service is never tried: the node's
+/// role is not the upload role (the webhook also sets `AWS_EC2_METADATA_DISABLED` in the
+/// signer). A pod has no profile files, so the profile comes last, after the sources a pod
+/// does use.
+pub fn chain(region: &aws_config::Region) -> SharedCredentialsProvider {
+    use aws_config::ecs::EcsCredentialsProvider;
+    use aws_config::environment::EnvironmentVariableCredentialsProvider;
+    use aws_config::meta::credentials::CredentialsProviderChain;
+    use aws_config::profile::ProfileFileCredentialsProvider;
+    use aws_config::provider_config::ProviderConfig;
+    use aws_config::web_identity_token::WebIdentityTokenCredentialsProvider;
+
+    let flag = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.eq_ignore_ascii_case("true"))
+    };
+    let conf = ProviderConfig::default()
+        .with_region(Some(region.clone()))
+        .with_use_fips(flag("AWS_USE_FIPS_ENDPOINT"))
+        .with_use_dual_stack(flag("AWS_USE_DUALSTACK_ENDPOINT"));
+    let chain = CredentialsProviderChain::first_try(
+        "Environment",
+        EnvironmentVariableCredentialsProvider::new(),
+    )
+    .or_else(
+        "WebIdentityToken",
+        WebIdentityTokenCredentialsProvider::builder()
+            .configure(&conf)
+            .build(),
+    )
+    .or_else(
+        "EcsContainer",
+        EcsCredentialsProvider::builder().configure(&conf).build(),
+    )
+    .or_else(
+        "Profile",
+        ProfileFileCredentialsProvider::builder()
+            .configure(&conf)
+            .build(),
+    );
+    SharedCredentialsProvider::new(chain)
+}
 
 /// A source of signing credentials. Shared, not copied: a request takes a reference count,
 /// not three strings (the session token is a kilobyte or so).

@@ -14,6 +14,7 @@ pub mod store_proxy;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use aws_credential_types::Credentials;
 use aws_sdk_s3::config::{Intercept, RuntimeComponents, SharedInterceptor};
@@ -1367,12 +1368,50 @@ impl BucketSnapshot {
 
 /// A TCP proxy on a loopback port to `target`, which can be cut: every open connection is
 /// dropped and new ones are refused, as when a process loses its network; or taken down for a
-/// while ([`CuttableProxy::down`]), as when the server behind it stops and starts again.
+/// while ([`CuttableProxy::down`]), as when the server behind it stops and starts again; or
+/// slowed ([`CuttableProxy::slow`]), so that a client's work between two calls stays in
+/// progress long enough for a test to catch it there.
 pub struct CuttableProxy {
     pub port: u16,
     tasks: Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>,
     accept: tokio::task::JoinHandle<()>,
     down: Arc<std::sync::atomic::AtomicBool>,
+    /// Milliseconds each chunk a client sends waits before it goes on.
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Copies what the client sends to the server, each chunk after the proxy's delay, and the
+/// server's answers back as they come.
+async fn forward(
+    inbound: tokio::net::TcpStream,
+    outbound: tokio::net::TcpStream,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = inbound.into_split();
+    let (mut server_read, mut server_write) = outbound.into_split();
+    let up = async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let delay = delay_ms.load(Ordering::SeqCst);
+            if delay > 0 {
+                tokio::time::sleep(Duration::from_millis(delay)).await;
+            }
+            if server_write.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    };
+    let down = async move {
+        let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+        let _ = client_write.shutdown().await;
+    };
+    tokio::join!(up, down);
 }
 
 impl CuttableProxy {
@@ -1388,19 +1427,21 @@ impl CuttableProxy {
         let port = listener.local_addr().unwrap().port();
         let tasks = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
         let down = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let delay_ms = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let spawned = tasks.clone();
         let is_down = down.clone();
+        let delay = delay_ms.clone();
         let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
+            while let Ok((inbound, _)) = listener.accept().await {
                 if is_down.load(Ordering::SeqCst) {
                     // Closed at once, as a stopped server's port would be.
                     drop(inbound);
                     continue;
                 }
-                let target = target.clone();
+                let (target, delay) = (target.clone(), delay.clone());
                 spawned.lock().unwrap().spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    if let Ok(outbound) = tokio::net::TcpStream::connect(&target).await {
+                        forward(inbound, outbound, delay).await;
                     }
                 });
             }
@@ -1410,7 +1451,15 @@ impl CuttableProxy {
             tasks,
             accept,
             down,
+            delay_ms,
         }
+    }
+
+    /// Holds each chunk a client sends for `delay` before passing it on (zero: none), on open
+    /// connections too: every call through the proxy takes at least that long.
+    pub fn slow(&self, delay: Duration) {
+        self.delay_ms
+            .store(delay.as_millis() as u64, Ordering::SeqCst);
     }
 
     /// `true`: drops every open connection and closes new ones at once, until `false`.

@@ -56,6 +56,9 @@ async fn an_rgw_outage_while_50_objects_reconcile_ends_with_each_ready_once() {
     let via = format!("http://127.0.0.1:{}", proxy.port);
     f.set("UPLOADBUCKET_S3_ENDPOINT", &via);
     f.set("UPLOADBUCKET_IAM_ENDPOINT", &via);
+    // Each call held 100 ms until the cut, so objects are caught with calls still to make
+    // after their CreateBucket, not only in their last status write (which needs no RGW).
+    proxy.slow(Duration::from_millis(100));
     let operator = f.operator();
     let ubs = f.ubs();
     const N: usize = 50;
@@ -82,6 +85,7 @@ async fn an_rgw_outage_while_50_objects_reconcile_ends_with_each_ready_once() {
     // Still down: what the outage caught (nothing can become Ready without RGW).
     let waiting = not_ready(&ubs).await.len();
     let half = half_made(&f).await.len();
+    proxy.slow(Duration::ZERO);
     proxy.down(false);
     let back = std::time::Instant::now();
     let metrics = operator.metrics().await;
@@ -134,25 +138,45 @@ async fn an_rgw_outage_while_50_objects_reconcile_ends_with_each_ready_once() {
 /// object: a bucket created just before a kill is recognised as the object's own afterwards
 /// (its name carries the uid's hash and status recorded the intent before CreateBucket), not
 /// refused as someone else's, nor made again under another name.
+///
+/// RGW is behind a proxy that holds each call 100 ms while the kills are due: an object then
+/// spends a second or more between its CreateBucket and Ready, and each kill waits until a
+/// bucket is seen half-made, so it lands there (at full speed a pass takes tens of
+/// milliseconds, and in a CI run (2026-12-06) kills at 5 and 25 Ready found none half-made).
 #[tokio::test]
 async fn sigkill_mid_creation_and_mid_deletion_leaves_one_bucket_and_role_per_object() {
     let test =
         "faults::sigkill_mid_creation_and_mid_deletion_leaves_one_bucket_and_role_per_object";
-    let Some(f) = Fleet::new(test, "ub-kill").await else {
+    let Some(mut f) = Fleet::new(test, "ub-kill").await else {
         return;
     };
+    let proxy =
+        CuttableProxy::start(f.server.endpoint.trim_start_matches("http://").to_owned()).await;
+    let via = format!("http://127.0.0.1:{}", proxy.port);
+    f.set("UPLOADBUCKET_S3_ENDPOINT", &via);
+    f.set("UPLOADBUCKET_IAM_ENDPOINT", &via);
     const N: usize = 50;
+    const SLOW: Duration = Duration::from_millis(100);
     let ubs = f.ubs();
     f.create(N).await;
+    proxy.slow(SLOW);
     let mut operator = f.operator();
     // Half-made at a kill: a bucket exists, its object is not Ready. Counted after the kill,
     // when nothing moves any more: Ready objects and buckets from the same moment.
     let mut half_made_at_kills = 0;
+    // Killed once at least `at` are Ready and a bucket is seen half-made: objects go through
+    // in waves as reconcile slots free up, and a count of Ready alone is often reached just
+    // as one wave ends and before the next begins.
+    let fleet = &f;
     for at in [5, 25] {
-        wait_for(&format!("{at} of {N} Ready"), 120, || {
-            let ubs = ubs.clone();
-            async move { (N - not_ready(&ubs).await.len() >= at).then_some(()) }
-        })
+        wait_for(
+            &format!("{at} of {N} Ready and a bucket half-made"),
+            120,
+            || async move {
+                let ready = N - not_ready(&fleet.ubs()).await.len();
+                (ready >= at && !half_made(fleet).await.is_empty()).then_some(())
+            },
+        )
         .await;
         drop(operator); // SIGKILL, and waited for
         let ready = N - not_ready(&ubs).await.len();
@@ -167,9 +191,11 @@ async fn sigkill_mid_creation_and_mid_deletion_leaves_one_bucket_and_role_per_ob
         half_made_at_kills > 0,
         "no kill landed between a CreateBucket and Ready"
     );
+    proxy.slow(Duration::ZERO);
     wait_all_ready(&ubs, 120).await;
     f.assert_owned_once(N).await;
 
+    proxy.slow(SLOW);
     ubs.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await
         .unwrap();
@@ -185,6 +211,7 @@ async fn sigkill_mid_creation_and_mid_deletion_leaves_one_bucket_and_role_per_ob
     let buckets = buckets_named(&f.server, &f.prefix).await.len();
     eprintln!("killed with {left} objects left and {buckets} buckets in RGW");
     assert!(left > 0, "the kill came after all {N} were deleted");
+    proxy.slow(Duration::ZERO);
     let operator = f.operator();
     wait_all_deleted(&ubs).await;
     f.assert_owned_once(0).await;

@@ -390,11 +390,14 @@ fn signer_env() -> String {
          named in each row) and the operator's flags when it injects the sidecar; each also \
          has a flag. `uploadbucket-sidecar config` validates them and prints the effective \
          settings as JSON; a bad value names the variable and what it allows.\n\n\
-         AWS credentials come from the AWS SDK's default chain, which the webhook sets up in \
-         the signer only: with IRSA `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`; with \
-         EKS Pod Identity `AWS_CONTAINER_CREDENTIALS_FULL_URI` and \
-         `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`; and `AWS_EC2_METADATA_DISABLED=true` \
-         ([IAM roles for pods](../concepts/irsa.md)). Hidden benchmark settings \
+         AWS credentials come, in this order, from `AWS_ACCESS_KEY_ID` and \
+         `AWS_SECRET_ACCESS_KEY`, web identity (IRSA: `AWS_ROLE_ARN` and \
+         `AWS_WEB_IDENTITY_TOKEN_FILE`, through STS or `AWS_ENDPOINT_URL_STS`), the container \
+         credentials endpoint (EKS Pod Identity: `AWS_CONTAINER_CREDENTIALS_FULL_URI` and \
+         `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`), then the shared config files \
+         (`AWS_PROFILE`); never from EC2 instance metadata (the node's role). The webhook \
+         sets up IRSA or Pod Identity in the signer only, with \
+         `AWS_EC2_METADATA_DISABLED=true` ([IAM roles for pods](../concepts/irsa.md)). Hidden benchmark settings \
          (`UPLOADBUCKET_BENCH_CEILING`, `UPLOADBUCKET_SIGNER`) are left out: the webhook and \
          the chart never set them ([Performance](../development/performance.md)).\n"
     )

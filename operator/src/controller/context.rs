@@ -56,8 +56,10 @@ pub(super) struct Backoff {
 /// outputs ConfigMap, the one output another party may change without touching the object.
 /// Such passes come from the operator's own writes (its status, the finalizer, the ConfigMap)
 /// and would otherwise re-read every setting in AWS right after writing it.
+///
+/// Kept for every object, so kept small: no strings; the map is keyed by the object's uid
+/// ([`uid_key`]), which also tells a recreated object (a new uid) from the one recorded.
 pub(super) struct Settled {
-    uid: String,
     generation: Option<i64>,
     /// Hash of the labels and annotations: `kubectl annotate` forces a full pass.
     meta: u64,
@@ -77,13 +79,11 @@ impl Settled {
         previous: Option<&Settled>,
         resync: Duration,
     ) -> (Self, Duration) {
-        let uid = ub.uid().unwrap_or_default();
         let wait = match previous {
-            Some(p) if p.uid == uid => resync,
-            _ => first_resync(&uid, resync),
+            Some(_) => resync,
+            None => first_resync(&ub.uid().unwrap_or_default(), resync),
         };
         let settled = Settled {
-            uid,
             generation: ub.metadata.generation,
             meta: meta_hash(ub),
             due: Instant::now() + wait,
@@ -96,13 +96,10 @@ impl Settled {
         let ready = ub.status.as_ref().is_some_and(|s| {
             s.observed_generation == ub.metadata.generation && status::is_ready(s)
         });
-        (ready
-            && self.uid == ub.uid().unwrap_or_default()
-            && self.generation == ub.metadata.generation
-            && self.meta == meta_hash(ub))
-        .then(|| self.due.checked_duration_since(Instant::now()))
-        .flatten()
-        .filter(|left| !left.is_zero())
+        (ready && self.generation == ub.metadata.generation && self.meta == meta_hash(ub))
+            .then(|| self.due.checked_duration_since(Instant::now()))
+            .flatten()
+            .filter(|left| !left.is_zero())
     }
 }
 
@@ -157,8 +154,8 @@ pub struct Context {
     pub jitter: f64,
     /// Retry schedules of failing objects.
     pub(super) failures: Mutex<HashMap<String, Backoff>>,
-    /// Last full successful pass of each object.
-    pub(super) settled: Mutex<HashMap<String, Settled>>,
+    /// Last full successful pass of each object, by [`uid_key`].
+    pub(super) settled: Mutex<HashMap<u128, Settled>>,
     /// Reconciles running per namespace.
     pub(super) running: Mutex<HashMap<String, u16>>,
 }
@@ -290,6 +287,24 @@ impl Context {
 
     pub(super) fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, Backoff>> {
         lock(&self.failures)
+    }
+}
+
+/// Pure: the object's uid as a number, the key of what the operator remembers of every
+/// object ([`Settled`]): 16 bytes where `namespace/name` and the uid as text took two
+/// allocations. Kubernetes uids are UUIDs, read as their 128 bits; any other text (a test's
+/// uid) is hashed.
+pub(super) fn uid_key(ub: &UploadBucket) -> u128 {
+    let uid = ub.metadata.uid.as_deref().unwrap_or_default();
+    let hex: String = uid.chars().filter(|c| *c != '-').collect();
+    match u128::from_str_radix(&hex, 16) {
+        Ok(n) if hex.len() == 32 && uid.len() == 36 => n,
+        _ => {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            uid.hash(&mut h);
+            u128::from(h.finish())
+        }
     }
 }
 

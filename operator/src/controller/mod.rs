@@ -40,7 +40,7 @@ use provision::provision;
 
 pub use context::Context;
 use context::{
-    Backoff, MAX_BACKOFF, SHARE_WAIT, Settled, TRANSIENT_BACKOFF_CAP, key, lock, publish,
+    Backoff, MAX_BACKOFF, SHARE_WAIT, Settled, TRANSIENT_BACKOFF_CAP, key, lock, publish, uid_key,
 };
 pub use error::Error;
 use error::Retry;
@@ -72,7 +72,7 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(ctx.jittered(SHARE_WAIT)));
     };
     let unchanged_for = lock(&ctx.settled)
-        .get(&key(&ub))
+        .get(&uid_key(&ub))
         .and_then(|s| s.covers(&ub));
     // Only with the finalizer in place: one removed (a `kubectl replace` without it) is put
     // back by the full pass, or a delete before the resync would skip cleanup.
@@ -85,7 +85,7 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(left));
     }
     if ub.metadata.deletion_timestamp.is_some() {
-        lock(&ctx.settled).remove(&key(&ub));
+        lock(&ctx.settled).remove(&uid_key(&ub));
     }
     ctx.metrics.reconciles.inc();
     let started = Instant::now();
@@ -131,7 +131,7 @@ pub fn error_policy(ub: Arc<UploadBucket>, error: &Error, ctx: Arc<Context>) -> 
     }
     ctx.metrics.failure(error.reason().as_str());
     warn!(namespace = %ub.namespace().unwrap_or_default(), name = %ub.name_any(), reason = %error.reason(), %error, "Reconcile failed");
-    lock(&ctx.settled).remove(&key(&ub));
+    lock(&ctx.settled).remove(&uid_key(&ub));
     let mut failures = ctx.failures();
     let (n, delay) = match error.retry() {
         None => {
@@ -203,8 +203,8 @@ async fn apply_object(
         Ok(_) => {
             ctx.failures().remove(&key(ub));
             let mut settled = lock(&ctx.settled);
-            let (next, wait) = Settled::after_pass(ub, settled.get(&key(ub)), ctx.resync);
-            settled.insert(key(ub), next);
+            let (next, wait) = Settled::after_pass(ub, settled.get(&uid_key(ub)), ctx.resync);
+            settled.insert(uid_key(ub), next);
             Ok(Action::requeue(wait))
         }
         Err(failure) => Err(failure.error),

@@ -1883,6 +1883,33 @@ fn first_resyncs_spread_over_a_whole_period() {
     );
 }
 
+/// What the operator remembers of every object is keyed by its uid's 128 bits: one
+/// Kubernetes uid is one key, uids that differ in any digit are different keys, and a uid
+/// that is not a UUID (a test's) still gets a key of its own.
+#[test]
+fn the_memory_of_an_object_is_keyed_by_its_uid() {
+    let with_uid = |uid: &str| {
+        let mut ub = UploadBucket::new("b", Default::default());
+        ub.metadata.uid = Some(uid.to_owned());
+        context::uid_key(&ub)
+    };
+    assert_eq!(
+        with_uid("5a1b0a7e-0000-4000-8000-00000000002a"),
+        0x5a1b0a7e_0000_4000_8000_00000000002a
+    );
+    let ids = [
+        "5a1b0a7e-0000-4000-8000-00000000002a",
+        "5a1b0a7e-0000-4000-8000-00000000002b",
+        "6a1b0a7e-0000-4000-8000-00000000002a",
+        "uid-1",
+        "uid-2",
+        "",
+    ];
+    let keys: HashSet<u128> = ids.iter().map(|u| with_uid(u)).collect();
+    assert_eq!(keys.len(), ids.len(), "{keys:?}");
+    assert_eq!(with_uid("uid-1"), with_uid("uid-1"));
+}
+
 /// Retries are spread below their nominal wait, never above it.
 #[test]
 fn waits_are_spread() {
