@@ -133,9 +133,11 @@ install_openapi_spec_validator
 
 need=()
 # The node (tests/scripts/node.sh): containerd, runc, CNI plugins, iptables (for kube-proxy);
-# gcc builds the static pause binary.
+# gcc builds the static pause binary. valgrind (callgrind) and nm list the functions the signer
+# runs up to its first URL (tests/scripts/startup-order.sh).
 for pair in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd uuidgen:uuid-runtime curl:curl chromium:chromium \
-  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables gcc:gcc; do
+  containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables gcc:gcc \
+  valgrind:valgrind nm:binutils; do
   cmd=${pair%%:*} pkg=${pair##*:}
   if [ "${cmd#/}" != "$cmd" ]; then [ -x "$cmd" ] || need+=("$pkg"); continue; fi
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
