@@ -26,10 +26,17 @@ if ! command -v wrk >/dev/null; then
   $sudo apt-get update -qq && $sudo apt-get install -y -qq wrk >/dev/null
 fi
 
+work=$(mktemp -d)
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+
 echo "== building (release, the pod build: no dev store)" >&2
 cargo build --release -q -p uploadbucket-sidecar --no-default-features --features server
 target=${CARGO_TARGET_DIR:-target}
-bin=$target/release/uploadbucket-sidecar
+# A copy: `cargo bench` below builds the package's binary too, with its default features (the
+# dev store), into the same path; the figures are the pod build's.
+bin=$work/uploadbucket-sidecar
+cp "$target/release/uploadbucket-sidecar" "$bin"
 
 echo "== criterion: presign" >&2
 cargo bench -q -p uploadbucket-sidecar --bench presign -- --noplot >/dev/null 2>&1
@@ -37,9 +44,6 @@ est() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mean'][
 fast_ns=$(est fast); limit_ns=$(est cached_key_limit); sdk_ns=$(est sdk)
 
 body='{"filename":"cat.jpg","contentType":"image/jpeg","size":1048576}'
-work=$(mktemp -d)
-pids=()
-trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 cat >"$work/post.lua" <<'LUA'
 wrk.method = "POST"
 wrk.headers["content-type"] = "application/json"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The functions the signer's pod build runs from its start to its first signed URL, which its
-# release link lays out side by side (sidecar/build.rs), so that an idle signer holds the pages
+# The functions the signer's pod build runs from its start to its first signed URL (with keys
+# in the environment, and with a web identity token exchanged at STS), which its release link
+# lays out side by side (sidecar/build.rs), so that an idle signer holds the pages
 # of that code only, not of most of the binary.
 #
 #   tests/scripts/startup-order.sh          builds the pod build, traces it, writes
@@ -25,47 +26,96 @@ for tool in valgrind nm curl python3; do
 done
 [ "$mode" = write ] && $build
 [ -x "$bin" ] || { echo "startup-order.sh: no $bin; build it: $build" >&2; exit 1; }
+# `cargo bench` and a plain `cargo build --release` put the build with the dev store there.
+if grep -q dev_store <(nm "$bin"); then
+  echo "startup-order.sh: $bin is not the pod build (it has the dev store); build it: $build" >&2
+  exit 1
+fi
 
 work=$(mktemp -d)
-pid=
-trap '[ -z "$pid" ] || kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-# As tests/bench.sh runs it: keys from the environment, one signed URL.
-env -i PATH="$PATH" UPLOADBUCKET_BUCKET=bench-bucket UPLOADBUCKET_REGION=eu-west-1 \
-  UPLOADBUCKET_LISTEN="127.0.0.1:$port" RUST_LOG=warn AWS_EC2_METADATA_DISABLED=true \
-  AWS_ACCESS_KEY_ID=AKIASTARTUPEXAMPLE00 AWS_SECRET_ACCESS_KEY=startupsecretstartupsecretstartupsecret0 \
-  valgrind --tool=callgrind --demangle=no --compress-strings=no --compress-pos=no \
-  --callgrind-out-file="$work/callgrind.out" "$bin" >"$work/sidecar.log" 2>&1 &
-pid=$!
-for _ in $(seq 1 600); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-  kill -0 "$pid" 2>/dev/null || { cat "$work/sidecar.log" >&2; echo "startup-order.sh: the signer exited" >&2; exit 1; }
-  sleep 0.1
-done
-curl -sf -o /dev/null -X POST -H 'content-type: application/json' \
-  -d '{"filename":"cat.jpg","contentType":"image/jpeg","size":1048576}' "http://127.0.0.1:$port/uploads" ||
-  { cat "$work/sidecar.log" >&2; echo "startup-order.sh: POST /uploads failed" >&2; exit 1; }
-kill -TERM "$pid"
-wait "$pid" || true
-pid=
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# An STS for the web identity run: every AssumeRoleWithWebIdentity gets the same session.
+sts_port=$(free_port)
+python3 - "$sts_port" <<'PY' &
+import datetime, http.server, sys
+until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+body = f"""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
+<AssumeRoleWithWebIdentityResult><AssumedRoleUser><Arn>arn:aws:sts::000000000000:assumed-role/upload/s</Arn>
+<AssumedRoleId>AROASTARTUPEXAMPLE:s</AssumedRoleId></AssumedRoleUser><Credentials>
+<AccessKeyId>ASIASTARTUPEXAMPLE00</AccessKeyId><SecretAccessKey>startupsecretstartupsecretstartupsecret0</SecretAccessKey>
+<SessionToken>startup-session</SessionToken><Expiration>{until}</Expiration></Credentials>
+</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>startup</RequestId></ResponseMetadata>
+</AssumeRoleWithWebIdentityResponse>""".encode()
+class Sts(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "text/xml")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Sts).serve_forever()
+PY
+pids+=($!)
+echo "startup.token.from-kubelet" >"$work/token"
+
+# One run under callgrind, from start to the first signed URL, with credentials from $1.
+trace() {
+  local name=$1 port pid; shift
+  port=$(free_port)
+  env -i PATH="$PATH" UPLOADBUCKET_BUCKET=bench-bucket UPLOADBUCKET_REGION=eu-west-1 \
+    UPLOADBUCKET_LISTEN="127.0.0.1:$port" RUST_LOG=warn AWS_EC2_METADATA_DISABLED=true "$@" \
+    valgrind --tool=callgrind --demangle=no --compress-strings=no --compress-pos=no \
+    --callgrind-out-file="$work/$name.callgrind" "$bin" >"$work/$name.log" 2>&1 &
+  pid=$!
+  pids+=("$pid")
+  for _ in $(seq 1 600); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+    kill -0 "$pid" 2>/dev/null || { cat "$work/$name.log" >&2; echo "startup-order.sh: the signer exited" >&2; exit 1; }
+    sleep 0.1
+  done
+  curl -sf -o /dev/null -X POST -H 'content-type: application/json' \
+    -d '{"filename":"cat.jpg","contentType":"image/jpeg","size":1048576}' "http://127.0.0.1:$port/uploads" ||
+    { cat "$work/$name.log" >&2; echo "startup-order.sh: POST /uploads failed ($name)" >&2; exit 1; }
+  kill -TERM "$pid"
+  wait "$pid" || true
+}
+# As tests/bench.sh runs it: keys in the environment.
+trace keys AWS_ACCESS_KEY_ID=AKIASTARTUPEXAMPLE00 AWS_SECRET_ACCESS_KEY=startupsecretstartupsecretstartupsecret0
+# As in a pod with IRSA: a web identity token exchanged at STS (plain HTTP here, so the TLS
+# code a pod runs against AWS's STS is not in the list).
+trace web-identity AWS_ROLE_ARN=arn:aws:iam::000000000000:role/upload \
+  AWS_WEB_IDENTITY_TOKEN_FILE="$work/token" AWS_ENDPOINT_URL_STS="http://127.0.0.1:$sts_port"
 nm -S --defined-only "$bin" >"$work/symbols"
 
-python3 - "$mode" "$work/callgrind.out" "$work/symbols" "$file" <<'PY'
+python3 - "$mode" "$work/symbols" "$file" "$work"/*.callgrind <<'PY'
 import sys
-mode, trace, symbols, path = sys.argv[1:]
-ran = {l[3:].strip() for l in open(trace) if l.startswith("fn=")}
+mode, symbols, path, *traces = sys.argv[1:]
 size = {}
 for line in open(symbols):
     parts = line.split()
     if len(parts) == 4 and parts[2] in "tTwW":
         size[parts[3]] = int(parts[1], 16)
-ran = {name for name in ran if name in size}
+# Each run's functions (of the binary's own code), in the order the runs were made.
+runs = [{l[3:].strip() for l in open(t) if l.startswith("fn=")} & size.keys() for t in traces]
+ran = set().union(*runs)
 total = sum(size[n] for n in ran)
 if not ran:
     sys.exit("startup-order.sh: callgrind saw none of the binary's functions (no symbols?)")
 if mode == "write":
+    # What every run ran first, then what only one did, run by run: each run's code is then
+    # one stretch, with at most the other runs' few own functions in between.
+    common = set.intersection(*runs)
+    order = sorted(common)
+    for run in runs:
+        order += sorted(run - common - set(order))
     with open(path, "w") as f:
-        f.writelines(n + "\n" for n in sorted(ran))
+        f.writelines(n + "\n" for n in order)
     print(f"startup-order.sh: {len(ran)} functions, {total / 1024:.0f} KiB, written to {path}")
     sys.exit(0)
 listed = set(open(path).read().split())
