@@ -8,7 +8,6 @@ use serde_json::Value;
 
 use crate::{require_or_skip, unique_name};
 
-/// The repository's root directory.
 /// How every test runs Chromium: headless, no sandbox (root in a container), nothing fetched
 /// in the background.
 const HEADLESS: [&str; 8] = [
@@ -22,6 +21,7 @@ const HEADLESS: [&str; 8] = [
     "--disable-sync",
 ];
 
+/// The repository's root directory.
 pub fn repo() -> PathBuf {
     crate::repo_root()
 }
@@ -46,6 +46,31 @@ pub fn chromium() -> Option<PathBuf> {
 /// and saves a screenshot of the final state.
 pub async fn run_page(chromium: &Path, url: &str, shot: &str) -> Value {
     run_page_with(chromium, url, shot, &[]).await
+}
+
+/// Runs the page at `url` ([`run_page`]), which must report success, and checks that the key
+/// it reports is a `.jpg` under `uploads/` holding `size` bytes of `image/jpeg` in `bucket`
+/// (read by `raw`). Returns the key.
+pub async fn page_stores_jpeg(
+    chromium: &Path,
+    url: &str,
+    shot: &str,
+    raw: &aws_sdk_s3::Client,
+    bucket: &str,
+    size: i64,
+) -> String {
+    let r = run_page(chromium, url, shot).await;
+    assert_eq!(r["ok"], true, "{shot}: {r}");
+    let key = r["key"]
+        .as_str()
+        .expect("the page reports the key")
+        .to_owned();
+    assert!(
+        key.starts_with("uploads/") && key.ends_with(".jpg"),
+        "{shot}: {key}"
+    );
+    crate::assert_stored(raw, bucket, &key, "image/jpeg", size).await;
+    key
 }
 
 /// [`run_page`] with extra Chromium flags (e.g. `--host-resolver-rules=...`).

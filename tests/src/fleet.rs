@@ -16,7 +16,7 @@ use crate::cluster::{
     start_operator, wait_for, wait_ready,
 };
 use crate::store_proxy::{Misbehaviour, StoreProxy};
-use crate::{S3Server, rgw_admin_output, unique_name};
+use crate::{CuttableProxy, S3Server, rgw_admin_output, unique_name};
 
 /// Waits until the UploadBuckets of `ubs` are all gone (their finalizers have run).
 pub async fn wait_all_deleted(ubs: &Api<UploadBucket>) {
@@ -238,6 +238,25 @@ impl Fleet {
         self.settings.push((key, value.to_owned()));
     }
 
+    /// The operator's S3 and IAM calls go to `endpoint` (a proxy in front of the store).
+    pub fn store_via(&mut self, endpoint: &str) {
+        self.set("UPLOADBUCKET_S3_ENDPOINT", endpoint);
+        self.set("UPLOADBUCKET_IAM_ENDPOINT", endpoint);
+    }
+
+    /// The operator's S3 and IAM calls go through a proxy the test can cut or slow.
+    pub async fn behind_cuttable_proxy(&mut self) -> CuttableProxy {
+        let proxy = CuttableProxy::start(
+            self.server
+                .endpoint
+                .trim_start_matches("http://")
+                .to_owned(),
+        )
+        .await;
+        self.store_via(&format!("http://127.0.0.1:{}", proxy.port));
+        proxy
+    }
+
     pub fn ubs(&self) -> Api<UploadBucket> {
         Api::namespaced(self.client.clone(), &self.ns)
     }
@@ -316,8 +335,7 @@ pub async fn fairness(
         },
     )
     .await;
-    f.set("UPLOADBUCKET_S3_ENDPOINT", &proxy.endpoint);
-    f.set("UPLOADBUCKET_IAM_ENDPOINT", &proxy.endpoint);
+    f.store_via(&proxy.endpoint);
     for (k, v) in settings {
         f.set(k, v);
     }

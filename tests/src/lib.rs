@@ -17,10 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use aws_credential_types::Credentials;
-use aws_sdk_s3::config::{Intercept, RuntimeComponents, SharedInterceptor};
-use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_sdk_s3::config::SharedInterceptor;
 use uploadbucket_operator::aws::rgw::Backend;
 use uploadbucket_operator::aws::s3::{S3Buckets, S3Options};
 
@@ -132,7 +129,7 @@ impl S3Server {
             S3Options {
                 endpoint_url: Some(self.endpoint.clone()),
                 force_path_style: true,
-                interceptors: vec![SharedInterceptor::new(counter.clone())],
+                interceptors: vec![counter.interceptor()],
                 backend: self.backend,
                 metrics: None,
             },
@@ -262,39 +259,26 @@ impl RequestCounter {
     pub fn write_log(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
-}
-
-impl Intercept for RequestCounter {
-    fn name(&self) -> &'static str {
-        "RequestCounter"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _rc: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), BoxError> {
-        let req = context.request();
-        // The operator's own classification (GET/HEAD; query-protocol Get*/List*/Describe*).
-        let body = req.body().bytes().unwrap_or_default();
-        match req.method() {
-            m if uploadbucket_operator::aws::calls::is_read(m, body) => {
-                self.reads.fetch_add(1, Ordering::SeqCst);
+    /// An interceptor for an SDK client's config that counts into this counter, with the
+    /// operator's own classification (GET/HEAD; query-protocol Get*/List*/Describe*).
+    pub fn interceptor(&self) -> SharedInterceptor {
+        let this = self.clone();
+        uploadbucket_operator::aws::calls::on_request("RequestCounter", move |req, read| {
+            if read {
+                this.reads.fetch_add(1, Ordering::SeqCst);
+                return;
             }
-            m => {
-                self.writes.fetch_add(1, Ordering::SeqCst);
-                if let Ok(mut log) = self.log.lock() {
-                    let action = String::from_utf8_lossy(body)
-                        .split('&')
-                        .next()
-                        .unwrap_or_default()
-                        .to_owned();
-                    log.push(format!("{m} {} {action}", req.uri()));
-                }
+            this.writes.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut log) = this.log.lock() {
+                let body = req.body().bytes().unwrap_or_default();
+                let action = String::from_utf8_lossy(body)
+                    .split('&')
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned();
+                log.push(format!("{} {} {action}", req.method(), req.uri()));
             }
-        }
-        Ok(())
+        })
     }
 }
 

@@ -16,10 +16,12 @@ use axum::routing::get;
 use serde_json::Value;
 use uploadbucket_operator::aws::BucketApi;
 use uploadbucket_operator::crd::{UploadBucket, UploadBucketSpec};
-use uploadbucket_tests::browser::{Cdp, chromium, dump_dom, repo, run_page, tempdir};
+use uploadbucket_tests::browser::{
+    Cdp, chromium, dump_dom, page_stores_jpeg, repo, run_page, tempdir,
+};
 use uploadbucket_tests::{
-    assert_stored, example_web_missing, json_of, put_signed, require_or_skip, s3_server,
-    sign_upload, start_dev, start_sidecar, unique_name,
+    example_web_missing, json_of, put_signed, require_or_skip, s3_server, sign_upload, start_dev,
+    start_sidecar, unique_name,
 };
 
 const MIB: usize = 1024 * 1024;
@@ -246,54 +248,20 @@ async fn browser_uploads_with_operator_cors(server: &uploadbucket_tests::S3Serve
             .len()
     };
 
-    // PUT from the allowed origin.
-    let r = run_page(
-        &chromium,
-        &format!("{allowed}/?method=PUT&size=200000"),
-        &format!("{store}-put-ok"),
-    )
-    .await;
-    assert_eq!(r["ok"], true, "{r}");
-    let key = r["key"].as_str().unwrap();
-    assert!(
-        key.starts_with("uploads/") && key.ends_with(".jpg"),
-        "{key}"
-    );
-    assert_stored(&raw, &name, key, "image/jpeg", 200_000).await;
-
-    // POST form from the allowed origin.
-    let r = run_page(
-        &chromium,
-        &format!("{allowed}/?method=POST&size=300000"),
-        &format!("{store}-post-ok"),
-    )
-    .await;
-    assert_eq!(r["ok"], true, "{r}");
-    assert_stored(
-        &raw,
-        &name,
-        r["key"].as_str().unwrap(),
-        "image/jpeg",
-        300_000,
-    )
-    .await;
-
-    // Multipart, 11 MiB in two parts: needs the ETag exposed by CORS.
-    let r = run_page(
-        &chromium,
-        &format!("{allowed}/?method=multipart&size={}", 11 * MIB),
-        &format!("{store}-multipart-ok"),
-    )
-    .await;
-    assert_eq!(r["ok"], true, "{r}");
-    assert_stored(
-        &raw,
-        &name,
-        r["key"].as_str().unwrap(),
-        "image/jpeg",
-        (11 * MIB) as i64,
-    )
-    .await;
+    // From the allowed origin: PUT, POST form, and multipart in two parts (11 MiB: needs the
+    // ETag exposed by CORS).
+    for (query, shot, size) in [
+        ("method=PUT&size=200000", "put-ok", 200_000),
+        ("method=POST&size=300000", "post-ok", 300_000),
+        (
+            &*format!("method=multipart&size={}", 11 * MIB),
+            "multipart-ok",
+            11 * MIB as i64,
+        ),
+    ] {
+        let (url, shot) = (format!("{allowed}/?{query}"), format!("{store}-{shot}"));
+        page_stores_jpeg(&chromium, &url, &shot, &raw, &name, size).await;
+    }
 
     // Another origin: the preflight is refused, nothing is stored.
     let before = count().await;
@@ -856,37 +824,19 @@ async fn uppy_uploads_held_to_the_rules(server: &uploadbucket_tests::S3Server, s
         (listed.contents().len(), open.uploads().len())
     };
 
-    // A single file: Uppy 6 asks /s3/params and posts the form it gets.
-    let r = run_page(
-        &chromium,
-        &format!("{app}/uppy?size=200000"),
-        &format!("{store}-uppy-single-ok"),
-    )
-    .await;
-    assert_eq!(r["ok"], true, "{r}");
-    let key = r["key"].as_str().unwrap();
-    assert!(
-        key.starts_with("uploads/") && key.ends_with(".jpg"),
-        "{key}"
-    );
-    assert_stored(&raw, &name, key, "image/jpeg", 200_000).await;
-
-    // Multipart, 11 MiB in 5 MiB parts.
-    let r = run_page(
-        &chromium,
-        &format!("{app}/uppy?multipart=1&size={}", 11 * MIB),
-        &format!("{store}-uppy-multipart-ok"),
-    )
-    .await;
-    assert_eq!(r["ok"], true, "{r}");
-    assert_stored(
-        &raw,
-        &name,
-        r["key"].as_str().unwrap(),
-        "image/jpeg",
-        (11 * MIB) as i64,
-    )
-    .await;
+    // A single file (Uppy 6 asks /s3/params and posts the form it gets), and 11 MiB as
+    // multipart in 5 MiB parts.
+    for (query, shot, size) in [
+        ("size=200000", "uppy-single-ok", 200_000),
+        (
+            &*format!("multipart=1&size={}", 11 * MIB),
+            "uppy-multipart-ok",
+            11 * MIB as i64,
+        ),
+    ] {
+        let (url, shot) = (format!("{app}/uppy?{query}"), format!("{store}-{shot}"));
+        page_stores_jpeg(&chromium, &url, &shot, &raw, &name, size).await;
+    }
     let before = stored().await;
     assert_eq!(before.1, 0, "no upload left open");
 

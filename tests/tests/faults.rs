@@ -9,7 +9,6 @@ use kube::ResourceExt;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use serde_json::json;
 use uploadbucket_operator::controller::FINALIZER;
-use uploadbucket_tests::CuttableProxy;
 use uploadbucket_tests::cluster::{Operator, wait_for, wait_ready};
 use uploadbucket_tests::fleet::{
     Fleet, buckets_named, not_ready, wait_all_deleted, wait_all_ready, wait_cors_max_age,
@@ -53,11 +52,7 @@ async fn an_rgw_outage_while_50_objects_reconcile_ends_with_each_ready_once() {
     let Some(mut f) = Fleet::new(test, "ub-outage").await else {
         return;
     };
-    let proxy =
-        CuttableProxy::start(f.server.endpoint.trim_start_matches("http://").to_owned()).await;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
-    f.set("UPLOADBUCKET_S3_ENDPOINT", &via);
-    f.set("UPLOADBUCKET_IAM_ENDPOINT", &via);
+    let proxy = f.behind_cuttable_proxy().await;
     // Each call held 100 ms until the cut, so objects are caught with calls still to make
     // after their CreateBucket, not only in their last status write (which needs no RGW).
     proxy.slow(Duration::from_millis(100));
@@ -170,11 +165,7 @@ async fn sigkill_mid_creation_and_mid_deletion_leaves_one_bucket_and_role_per_ob
     let Some(mut f) = Fleet::new(test, "ub-kill").await else {
         return;
     };
-    let proxy =
-        CuttableProxy::start(f.server.endpoint.trim_start_matches("http://").to_owned()).await;
-    let via = format!("http://127.0.0.1:{}", proxy.port);
-    f.set("UPLOADBUCKET_S3_ENDPOINT", &via);
-    f.set("UPLOADBUCKET_IAM_ENDPOINT", &via);
+    let proxy = f.behind_cuttable_proxy().await;
     const N: usize = 50;
     const SLOW: Duration = Duration::from_millis(100);
     let ubs = f.ubs();

@@ -460,7 +460,7 @@ async fn pods_assume_the_role_and_may_only_upload_under_the_prefix() {
     let counter = RequestCounter::default();
     let iam_conf = aws_sdk_iam::config::Builder::from(&sdk)
         .endpoint_url(&server.endpoint)
-        .interceptor(counter.clone())
+        .interceptor(counter.interceptor())
         .build();
     let iam = IamRoles::from_conf(iam_conf);
     let role = desired_role(&ub, &bucket, &settings).unwrap();

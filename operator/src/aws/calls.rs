@@ -9,19 +9,43 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::SharedInterceptor;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextRef;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_runtime_api::http::Request as HttpRequest;
 use aws_smithy_types::config_bag::ConfigBag;
 
 use crate::metrics::{CallLabels, Metrics};
 
-#[derive(Debug)]
-struct CallCounter {
-    service: &'static str,
-    metrics: Arc<Metrics>,
-}
-
 /// An interceptor counting `service`'s requests into `metrics` (one per attempt).
 pub fn counter(service: &'static str, metrics: Arc<Metrics>) -> SharedInterceptor {
-    SharedInterceptor::new(CallCounter { service, metrics })
+    on_request("UploadBucketCallCounter", move |_, read| {
+        let kind = if read { "read" } else { "write" };
+        metrics
+            .aws_requests
+            .get_or_create(&CallLabels { service, kind })
+            .inc();
+    })
+}
+
+/// An interceptor that shows `seen` each request as it goes out (one per attempt), with
+/// whether it only reads ([`is_read`]). The tests count through it too, so that they and the
+/// metric classify alike.
+pub fn on_request(
+    name: &'static str,
+    seen: impl Fn(&HttpRequest, bool) + Send + Sync + 'static,
+) -> SharedInterceptor {
+    SharedInterceptor::new(OnRequest { name, seen })
+}
+
+struct OnRequest<F> {
+    name: &'static str,
+    seen: F,
+}
+
+impl<F> std::fmt::Debug for OnRequest<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OnRequest")
+            .field("name", &self.name)
+            .finish()
+    }
 }
 
 /// Whether a request only reads: GET and HEAD (S3's REST API), or a query-protocol action
@@ -36,9 +60,9 @@ pub fn is_read(method: &str, body: &[u8]) -> bool {
     }
 }
 
-impl Intercept for CallCounter {
+impl<F: Fn(&HttpRequest, bool) + Send + Sync> Intercept for OnRequest<F> {
     fn name(&self) -> &'static str {
-        "UploadBucketCallCounter"
+        self.name
     }
 
     fn read_before_transmit(
@@ -48,19 +72,10 @@ impl Intercept for CallCounter {
         _cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let req = context.request();
-        let body = req.body().bytes().unwrap_or_default();
-        let kind = if is_read(req.method(), body) {
-            "read"
-        } else {
-            "write"
-        };
-        self.metrics
-            .aws_requests
-            .get_or_create(&CallLabels {
-                service: self.service,
-                kind,
-            })
-            .inc();
+        (self.seen)(
+            req,
+            is_read(req.method(), req.body().bytes().unwrap_or_default()),
+        );
         Ok(())
     }
 }

@@ -29,6 +29,15 @@ pub struct Association {
     pub tags: BTreeMap<String, String>,
 }
 
+/// An association to make: `namespace/service_account` to get `role_arn`, tagged `tags`.
+#[derive(Clone, Copy, Debug)]
+pub struct NewAssociation<'a> {
+    pub namespace: &'a str,
+    pub service_account: &'a str,
+    pub role_arn: &'a str,
+    pub tags: &'a BTreeMap<String, String>,
+}
+
 /// What CreatePodIdentityAssociation did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Made {
@@ -42,13 +51,7 @@ pub trait PodIdentityApi: Send + Sync {
     /// Every association in `namespace` (all pages).
     async fn list_associations(&self, namespace: &str) -> Result<Vec<AssociationRef>, AwsError>;
     async fn describe_association(&self, id: &str) -> Result<Option<Association>, AwsError>;
-    async fn create_association(
-        &self,
-        namespace: &str,
-        service_account: &str,
-        role_arn: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<Made, AwsError>;
+    async fn create_association(&self, new: NewAssociation<'_>) -> Result<Made, AwsError>;
     async fn update_association(&self, id: &str, role_arn: &str) -> Result<(), AwsError>;
     async fn delete_association(&self, id: &str) -> Result<Deleted, AwsError>;
 }
@@ -185,25 +188,22 @@ impl PodIdentityApi for EksAssociations {
         }
     }
 
-    async fn create_association(
-        &self,
-        namespace: &str,
-        service_account: &str,
-        role_arn: &str,
-        tags: &BTreeMap<String, String>,
-    ) -> Result<Made, AwsError> {
+    async fn create_association(&self, new: NewAssociation<'_>) -> Result<Made, AwsError> {
         let request = self
             .client
             .create_pod_identity_association()
             .cluster_name(&self.cluster)
-            .namespace(namespace)
-            .service_account(service_account)
-            .role_arn(role_arn)
+            .namespace(new.namespace)
+            .service_account(new.service_account)
+            .role_arn(new.role_arn)
             // The role's trust policy checks the namespace and service account in the
             // session tags: they must be on.
             .disable_session_tags(false)
             .set_tags(Some(
-                tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                new.tags
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect(),
             ));
         match request.send().await {
             Ok(out) => out

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 
 use kube::ResourceExt;
 
-use crate::aws::eks::{Association, AssociationRef, Made, PodIdentityApi};
+use crate::aws::eks::{Association, AssociationRef, Made, NewAssociation, PodIdentityApi};
 use crate::aws::{AwsError, Deleted};
 use crate::crd::UploadBucket;
 
@@ -92,7 +92,13 @@ pub async fn apply_associations(
     let mut report = AssociationReport::default();
     for sa in wanted {
         let Some(found) = listed.iter().find(|a| &a.service_account == sa) else {
-            match eks.create_association(&ns, sa, role_arn, &tags(ub)).await? {
+            let new = NewAssociation {
+                namespace: &ns,
+                service_account: sa,
+                role_arn,
+                tags: &tags(ub),
+            };
+            match eks.create_association(new).await? {
                 Made::Created(_) => report.created.push(sa.clone()),
                 // Made since the list: the next pass looks at whose it is.
                 Made::InUse => {
@@ -235,13 +241,13 @@ mod tests {
                 .find(|a| a.id == id)
                 .cloned())
         }
-        async fn create_association(
-            &self,
-            ns: &str,
-            sa: &str,
-            role: &str,
-            tags: &BTreeMap<String, String>,
-        ) -> Result<Made, AwsError> {
+        async fn create_association(&self, new: NewAssociation<'_>) -> Result<Made, AwsError> {
+            let NewAssociation {
+                namespace: ns,
+                service_account: sa,
+                role_arn: role,
+                tags,
+            } = new;
             let mut all = self.all.lock().unwrap();
             self.writes
                 .lock()
@@ -443,14 +449,8 @@ mod tests {
                 }
                 Ok(a)
             }
-            async fn create_association(
-                &self,
-                ns: &str,
-                sa: &str,
-                role: &str,
-                tags: &BTreeMap<String, String>,
-            ) -> Result<Made, AwsError> {
-                self.0.create_association(ns, sa, role, tags).await
+            async fn create_association(&self, new: NewAssociation<'_>) -> Result<Made, AwsError> {
+                self.0.create_association(new).await
             }
             async fn update_association(&self, id: &str, role: &str) -> Result<(), AwsError> {
                 self.0.update_association(id, role).await
