@@ -2,12 +2,16 @@
 //!
 //! In: reconcile outcomes. Out: the text exposition served on `/metrics`.
 
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
@@ -19,13 +23,6 @@ pub struct ReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub outcome: &'static str,
-}
-
-/// One UploadBucket.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ObjectLabels {
-    pub namespace: String,
-    pub name: String,
 }
 
 /// How the webhook answered a pod admission review (the `outcome` label).
@@ -83,8 +80,41 @@ pub struct Metrics {
     pub webhook_reviews: Family<OutcomeLabels, Counter>,
     pub webhook_duration: Histogram,
     pub aws_requests: Family<CallLabels, Counter>,
-    /// 1 when the object's Ready condition is True, else 0; only on the leader.
-    pub ready: Family<ObjectLabels, Gauge>,
+    /// `uploadbucket_ready`: no series until the controller names its objects
+    /// ([`Metrics::ready_from`]).
+    ready: ReadyGauge,
+}
+
+/// Shows `each` every UploadBucket as (namespace, name, whether its Ready condition is True),
+/// stopping at the first error `each` returns.
+pub type ReadySource =
+    Box<dyn Fn(&mut dyn FnMut(&str, &str, bool) -> fmt::Result) -> fmt::Result + Send + Sync>;
+
+const READY_HELP: &str = "1 when the UploadBucket's Ready condition is True, else 0 (the leader's view; gone once the object is deleted)";
+
+/// `uploadbucket_ready{namespace,name}`, read at each scrape from the objects the controller
+/// works from (the watch's cache): nothing is kept per object for it, where a gauge family
+/// held a map entry and two label strings per object.
+#[derive(Clone, Default)]
+struct ReadyGauge(Arc<OnceLock<ReadySource>>);
+
+impl fmt::Debug for ReadyGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadyGauge")
+    }
+}
+
+impl Collector for ReadyGauge {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
+        let mut family = encoder.encode_descriptor("ready", READY_HELP, None, MetricType::Gauge)?;
+        let Some(source) = self.0.get() else {
+            return Ok(());
+        };
+        source(&mut |namespace, name, ready| {
+            let labels = [("namespace", namespace), ("name", name)];
+            ConstGauge::new(i64::from(ready)).encode(family.encode_family(&labels)?)
+        })
+    }
 }
 
 impl Default for Metrics {
@@ -138,12 +168,8 @@ impl Default for Metrics {
             "Time taken to answer one pod admission review",
             webhook_duration.clone(),
         );
-        let ready = Family::<ObjectLabels, Gauge>::default();
-        registry.register(
-            "ready",
-            "1 when the UploadBucket's Ready condition is True, else 0 (the leader's view; gone once the object is deleted)",
-            ready.clone(),
-        );
+        let ready = ReadyGauge::default();
+        registry.register_collector(Box::new(ready.clone()));
         let aws_requests = Family::<CallLabels, Counter>::default();
         registry.register(
             "aws_requests",
@@ -188,22 +214,10 @@ impl Metrics {
             .inc();
     }
 
-    /// Records whether the object `namespace/name` is Ready.
-    pub fn set_ready(&self, namespace: &str, name: &str, ready: bool) {
-        self.ready
-            .get_or_create(&ObjectLabels {
-                namespace: namespace.to_owned(),
-                name: name.to_owned(),
-            })
-            .set(i64::from(ready));
-    }
-
-    /// Drops the series of a deleted object.
-    pub fn forget(&self, namespace: &str, name: &str) {
-        self.ready.remove(&ObjectLabels {
-            namespace: namespace.to_owned(),
-            name: name.to_owned(),
-        });
+    /// From now on `uploadbucket_ready` shows the objects `source` lists (the controller
+    /// calls this once it leads; a second call changes nothing).
+    pub fn ready_from(&self, source: ReadySource) {
+        let _ = self.ready.0.set(source);
     }
 
     pub fn observe(&self, took: Duration) {
@@ -239,14 +253,31 @@ mod tests {
             text.contains("uploadbucket_reconcile_duration_seconds_count 1"),
             "{text}"
         );
-        m.set_ready("shop", "photos", false);
-        m.set_ready("shop", "avatars", true);
+        // Before the controller leads: the family is described, with no series.
+        assert!(text.contains("# TYPE uploadbucket_ready gauge"), "{text}");
+        assert!(!text.contains("uploadbucket_ready{"), "{text}");
+        // Each scrape shows the objects as the source lists them then: one gone is gone.
+        let objects = Arc::new(std::sync::Mutex::new(vec![
+            ("shop", "avatars", true),
+            ("shop", "photos", false),
+        ]));
+        let listed = objects.clone();
+        m.ready_from(Box::new(move |each| {
+            for (ns, name, ready) in listed.lock().unwrap().iter() {
+                each(ns, name, *ready)?;
+            }
+            Ok(())
+        }));
         let text = m.encode();
         assert!(
             text.contains("uploadbucket_ready{namespace=\"shop\",name=\"photos\"} 0"),
             "{text}"
         );
-        m.forget("shop", "photos");
+        assert!(
+            text.contains("uploadbucket_ready{namespace=\"shop\",name=\"avatars\"} 1"),
+            "{text}"
+        );
+        objects.lock().unwrap().pop();
         let text = m.encode();
         assert!(!text.contains("name=\"photos\""), "{text}");
         assert!(text.contains("name=\"avatars\"} 1"), "{text}");

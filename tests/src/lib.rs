@@ -1613,7 +1613,7 @@ pub fn sampled_metrics() -> (
             kind: "read",
         })
         .inc();
-    operator.set_ready("shop", "photos", true);
+    operator.ready_from(Box::new(|each| each("shop", "photos", true)));
     let signer = uploadbucket_sidecar::metrics::Metrics::default();
     for route in uploadbucket_sidecar::metrics::Route::ALL {
         for status in [200, 404, 503] {

@@ -183,11 +183,6 @@ async fn apply_object(
         .unwrap_or_default()
         .or_else(|| ub.status.clone());
     let (st, events) = next_status(ub, current.clone(), &result);
-    ctx.metrics.set_ready(
-        &ub.namespace().unwrap_or_default(),
-        &ub.name_any(),
-        status::is_ready(&st),
-    );
     if status::differs(current.as_ref(), &st)
         && let Err(e) = status::patch_status(api, ub, &st).await
     {
@@ -251,6 +246,24 @@ pub async fn run(
         None => Api::all(ctx.client.clone()),
     };
     let managed = format!("{}={}", outputs::MANAGED_BY.0, outputs::MANAGED_BY.1);
+    // `uploadbucket_ready`, from the cached objects as each scrape finds them.
+    let cached = objects.store();
+    ctx.metrics.ready_from(Box::new(move |each| {
+        let mut all = cached.state();
+        all.sort_unstable_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        for ub in all {
+            let ready = ub.status.as_ref().is_some_and(status::is_ready);
+            each(
+                ub.metadata.namespace.as_deref().unwrap_or_default(),
+                ub.metadata.name.as_deref().unwrap_or_default(),
+                ready,
+            )?;
+        }
+        Ok(())
+    }));
     // The objects, from the watch the webhook shares.
     Controller::for_shared_stream(objects.changes(), objects.store())
         .with_config(kube::runtime::controller::Config::default().concurrency(ctx.concurrency))

@@ -74,8 +74,6 @@ pub(super) async fn cleanup_object(
                 warn!(error = %e, "Could not delete the outputs ConfigMap; the garbage collector will");
             }
             ctx.failures().remove(&key(ub));
-            ctx.metrics
-                .forget(&ub.namespace().unwrap_or_default(), &ub.name_any());
             Ok(Action::await_change())
         }
         Err(e) => Err(cleanup_failed(ctx, ub, api, Error::Claim(e)).await),
