@@ -67,6 +67,12 @@ pub struct CallLabels {
     pub kind: &'static str,
 }
 
+/// An AWS service (`s3`, `iam`, `sns`, `eks`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ServiceLabels {
+    pub service: &'static str,
+}
+
 /// The controller's and the webhook's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -80,6 +86,9 @@ pub struct Metrics {
     pub webhook_reviews: Family<OutcomeLabels, Counter>,
     pub webhook_duration: Histogram,
     pub aws_requests: Family<CallLabels, Counter>,
+    /// Those sent in passes of objects not Ready when the pass began: what objects cost
+    /// until they are Ready, apart from the resyncs of those that are.
+    pub aws_requests_until_ready: Family<ServiceLabels, Counter>,
     /// `uploadbucket_ready`: no series until the controller names its objects
     /// ([`Metrics::ready_from`]).
     ready: ReadyGauge,
@@ -168,6 +177,12 @@ impl Default for Metrics {
             "Time taken to answer one pod admission review",
             webhook_duration.clone(),
         );
+        let aws_requests_until_ready = Family::<ServiceLabels, Counter>::default();
+        registry.register(
+            "aws_requests_until_ready",
+            "Of uploadbucket_aws_requests_total, those sent in passes of UploadBuckets that were not Ready when the pass began (not being deleted): what objects cost until they are Ready, failed tries included, apart from the resyncs of Ready ones; by service",
+            aws_requests_until_ready.clone(),
+        );
         let ready = ReadyGauge::default();
         registry.register_collector(Box::new(ready.clone()));
         let aws_requests = Family::<CallLabels, Counter>::default();
@@ -186,6 +201,7 @@ impl Default for Metrics {
             webhook_reviews,
             webhook_duration,
             aws_requests,
+            aws_requests_until_ready,
             ready,
         }
     }

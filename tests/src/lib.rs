@@ -1613,6 +1613,10 @@ pub fn sampled_metrics() -> (
             kind: "read",
         })
         .inc();
+    operator
+        .aws_requests_until_ready
+        .get_or_create(&uploadbucket_operator::metrics::ServiceLabels { service: "s3" })
+        .inc();
     operator.ready_from(Box::new(|each| each("shop", "photos", true)));
     let signer = uploadbucket_sidecar::metrics::Metrics::default();
     for route in uploadbucket_sidecar::metrics::Route::ALL {

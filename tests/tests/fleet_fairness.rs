@@ -23,10 +23,20 @@ async fn requests(operator: &Operator, service: &str, kind: &str) -> u64 {
         .await
 }
 
+/// The operator's AWS requests to `service` made by passes of objects not Ready yet.
+async fn until_ready(operator: &Operator, service: &str) -> u64 {
+    operator
+        .metric(&format!(
+            "uploadbucket_aws_requests_until_ready_total{{service=\"{service}\"}}"
+        ))
+        .await
+}
+
 /// A new object (CORS, an IRSA role) costs at most 10 S3 and 4 IAM requests until it is
-/// Ready, reads and writes together; the passes its own writes bring back (its status, its
-/// outputs ConfigMap) cost none; an annotation forces a full pass, which reads and writes
-/// nothing.
+/// Ready, reads and writes together, all counted as made until Ready; the passes its own
+/// writes bring back (its status, its outputs ConfigMap) cost none; an annotation forces a
+/// full pass, which reads every setting and writes nothing, and, the object Ready, is not
+/// counted as made until Ready.
 #[tokio::test]
 async fn a_new_object_is_ready_within_ten_s3_and_four_iam_requests() {
     let test = "fleet_fairness::a_new_object_is_ready_within_ten_s3_and_four_iam_requests";
@@ -60,6 +70,9 @@ async fn a_new_object_is_ready_within_ten_s3_and_four_iam_requests() {
     );
     assert!(s3r + s3w <= 10, "S3: {s3r} reads + {s3w} writes");
     assert!(iamr + iamw <= 4, "IAM: {iamr} reads + {iamw} writes");
+    // The object's passes before Ready made every request so far.
+    assert_eq!(until_ready(&operator, "s3").await, s3r + s3w);
+    assert_eq!(until_ready(&operator, "iam").await, iamr + iamw);
     assert!(
         operator
             .metric_reaching("uploadbucket_reconciles_unchanged_total", 1)
@@ -90,6 +103,14 @@ async fn a_new_object_is_ready_within_ten_s3_and_four_iam_requests() {
         requests(&operator, "iam", "write").await,
         iamw,
         "no IAM write"
+    );
+    assert_eq!(
+        (
+            until_ready(&operator, "s3").await,
+            until_ready(&operator, "iam").await
+        ),
+        (s3r + s3w, iamr + iamw),
+        "the full pass of a Ready object is not counted as made until Ready"
     );
     f.cleanup(operator).await;
 }

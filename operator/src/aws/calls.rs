@@ -12,9 +12,21 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_runtime_api::http::Request as HttpRequest;
 use aws_smithy_types::config_bag::ConfigBag;
 
-use crate::metrics::{CallLabels, Metrics};
+use crate::metrics::{CallLabels, Metrics, ServiceLabels};
 
-/// An interceptor counting `service`'s requests into `metrics` (one per attempt).
+tokio::task_local! {
+    /// Set for the calls of one reconcile pass: whether its object was not Ready yet.
+    static UNTIL_READY: bool;
+}
+
+/// Runs `pass` (one reconcile of one object) with its calls counted as made `until_ready`
+/// (the object not Ready when the pass began) or not.
+pub async fn in_pass<F: Future>(until_ready: bool, pass: F) -> F::Output {
+    UNTIL_READY.scope(until_ready, pass).await
+}
+
+/// An interceptor counting `service`'s requests into `metrics` (one per attempt); also into
+/// `aws_requests_until_ready` when made by a pass of an object not Ready yet ([`in_pass`]).
 pub fn counter(service: &'static str, metrics: Arc<Metrics>) -> SharedInterceptor {
     on_request("UploadBucketCallCounter", move |_, read| {
         let kind = if read { "read" } else { "write" };
@@ -22,6 +34,12 @@ pub fn counter(service: &'static str, metrics: Arc<Metrics>) -> SharedIntercepto
             .aws_requests
             .get_or_create(&CallLabels { service, kind })
             .inc();
+        if UNTIL_READY.try_with(|until| *until).unwrap_or(false) {
+            metrics
+                .aws_requests_until_ready
+                .get_or_create(&ServiceLabels { service })
+                .inc();
+        }
     })
 }
 

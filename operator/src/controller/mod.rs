@@ -91,18 +91,24 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
     let started = Instant::now();
     let api: Api<UploadBucket> = Api::namespaced(ctx.client.clone(), &ns);
     let (deleting, object_key) = (ub.metadata.deletion_timestamp.is_some(), key(&ub));
-    let result = finalizer(&api, FINALIZER, ub, |event| async {
+    // Its calls are counted apart while the object is not Ready (what an object costs until
+    // it is, apart from the resyncs of those that are).
+    let until_ready = !deleting && !ub.status.as_ref().is_some_and(status::is_ready);
+    let pass = finalizer(&api, FINALIZER, ub, |event| async {
         match event {
             Finalized::Apply(ub) => apply_object(&ub, &ctx, &api).await,
             Finalized::Cleanup(ub) => cleanup_object(&ub, &ctx, &api).await,
         }
-    })
-    .await
-    .map_err(|e| match e {
-        finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
-        finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
-        other => Error::Finalizer(other.to_string()),
     });
+    let result = crate::aws::calls::in_pass(until_ready, pass)
+        .await
+        .map_err(|e| match e {
+            finalizer::Error::ApplyFailed(e) | finalizer::Error::CleanupFailed(e) => e,
+            finalizer::Error::AddFinalizer(e) | finalizer::Error::RemoveFinalizer(e) => {
+                Error::Kube(e)
+            }
+            other => Error::Finalizer(other.to_string()),
+        });
     ctx.metrics.observe(started.elapsed());
     if deleting && result.is_ok() {
         // Cleaned up: nothing to remember of it.
