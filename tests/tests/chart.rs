@@ -1220,8 +1220,8 @@ fn notes_manifest(notes: &str) -> serde_json::Value {
 /// The notes print an UploadBucket the CRD accepts (Artifact Hub's example, in a namespace to
 /// fill in, or the watched one) rather than a file the chart does not ship; say what a signer
 /// gets without upload roles (nothing: instance metadata is off); and warn about an empty
-/// region on AWS, an empty bucket-name prefix, and upload roles without a boundary, each only
-/// when it applies.
+/// region on AWS, an empty bucket-name prefix, upload roles without a boundary, and the
+/// finalizer policy turned off, each only when it applies.
 #[test]
 fn notes_describe_what_is_installed() {
     let Some(helm) = helm("chart::notes_describe_what_is_installed") else {
@@ -1292,12 +1292,26 @@ fn notes_describe_what_is_installed() {
             "aws.bucketNamePrefix is empty",
             false,
         ),
+        (
+            vec!["aws.region=eu-west-1", "finalizerPolicy.enabled=false"],
+            "finalizerPolicy.enabled=false",
+            true,
+        ),
+        (
+            vec!["aws.region=eu-west-1"],
+            "finalizerPolicy.enabled=false",
+            false,
+        ),
     ] {
         let text = notes(&helm, &sets);
         assert_eq!(warns(&text, warning), shown, "{sets:?}:\n{text}");
     }
     let text = notes(&helm, &["aws.region=eu-west-1", "watchNamespace=shop"]);
     assert_eq!(notes_manifest(&text)["metadata"]["namespace"], "shop");
+    assert!(
+        text.contains("uploadbucket.io/cleanup finalizer off an UploadBucket in shop"),
+        "{text}"
+    );
 }
 
 /// The operator's injection flags as the chart sets them: its `UPLOADBUCKET_SIDECAR_*` and

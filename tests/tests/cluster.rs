@@ -13,6 +13,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Pod, ServiceAccount};
 use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use serde_json::json;
+use uploadbucket_operator::controller::FINALIZER;
 use uploadbucket_operator::crd::UploadBucket;
 use uploadbucket_tests::cluster::{
     Operator, api_error, cluster, cluster_and_s3, cluster_s3_namespace, create_upload_bucket,
@@ -645,6 +646,8 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         "role.rbac.authorization.k8s.io/",
         "rolebinding.rbac.authorization.k8s.io/",
         "poddisruptionbudget.policy/",
+        "validatingadmissionpolicy.admissionregistration.k8s.io/",
+        "validatingadmissionpolicybinding.admissionregistration.k8s.io/",
     ] {
         assert!(
             stdout.lines().any(|l| l.starts_with(kind)),
@@ -652,6 +655,162 @@ async fn the_api_server_accepts_every_object_the_chart_renders() {
         );
     }
     assert!(stdout.contains("(server dry run)"), "{stdout}");
+    delete_namespace(&client, &ns).await;
+}
+
+/// The chart's finalizer policy, applied for real to one namespace (`watchNamespace`), on the
+/// real API server: dropping `uploadbucket.io/cleanup` is refused to anyone but the
+/// operator's service account (the admin included, and while the object is being deleted
+/// too); edits that keep it pass; the operator's service account (impersonated) removes it.
+/// Without the policy a delete right after a removal skips the cleanup
+/// (docs/concepts/guarantees.md).
+#[tokio::test]
+async fn only_the_operator_takes_the_cleanup_finalizer_off() {
+    let test = "cluster::only_the_operator_takes_the_cleanup_finalizer_off";
+    let Some((client, kubeconfig)) = cluster(test).await else {
+        return;
+    };
+    let Some(helm) = uploadbucket_tests::helm(test) else {
+        return;
+    };
+    ensure_crd(&client).await;
+    let ns = namespace(&client, "ub-final").await;
+    // Its own names (cluster-scoped objects), bound to this namespace alone: other tests'
+    // operators on this API server run as the admin and must keep removing finalizers.
+    let (fullname, watch) = (unique_name("ubfin"), format!("watchNamespace={ns}"));
+    let full = format!("fullnameOverride={fullname}");
+    let rendered = uploadbucket_tests::render_chart_with(
+        &helm,
+        &ns,
+        &[],
+        &["aws.region=eu-west-1", full.as_str(), watch.as_str()],
+    )
+    .expect("helm template");
+    let policy: Vec<&str> = rendered
+        .split("\n---")
+        .filter(|doc| doc.contains("kind: ValidatingAdmissionPolicy"))
+        .collect();
+    assert_eq!(policy.len(), 2, "the policy and its binding: {rendered}");
+    let file = std::env::temp_dir().join(format!("{ns}-policy.yaml"));
+    std::fs::write(&file, policy.join("\n---\n")).unwrap();
+    let kubectl = |args: &[&str]| {
+        std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .expect("kubectl")
+    };
+    let out = kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+
+    // The operator's service account may edit UploadBuckets here, as the chart's Role lets it.
+    let operator_sa = format!("system:serviceaccount:{ns}:{fullname}");
+    let rbac = [
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+               "metadata": {"name": "ub-edit", "namespace": ns},
+               "rules": [{"apiGroups": ["uploadbucket.io"], "resources": ["uploadbuckets"],
+                          "verbs": ["get", "patch", "update"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "ub-edit", "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "ub-edit"},
+               "subjects": [{"kind": "ServiceAccount", "name": fullname, "namespace": ns}]}),
+    ];
+    let rbac_file = std::env::temp_dir().join(format!("{ns}-rbac.json"));
+    std::fs::write(
+        &rbac_file,
+        json!({"apiVersion": "v1", "kind": "List", "items": rbac}).to_string(),
+    )
+    .unwrap();
+    let out = kubectl(&["apply", "-f", rbac_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let as_operator = {
+        let kc = kube::config::Kubeconfig::read_from(&kubeconfig).unwrap();
+        let mut config = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+            .await
+            .unwrap();
+        config.auth_info.impersonate = Some(operator_sa.clone());
+        kube::Client::try_from(config).unwrap()
+    };
+
+    let ubs: Api<UploadBucket> = Api::namespaced(client.clone(), &ns);
+    let mine: Api<UploadBucket> = Api::namespaced(as_operator, &ns);
+    let mut ub: UploadBucket = serde_json::from_value(json!({
+        "apiVersion": "uploadbucket.io/v1alpha1", "kind": "UploadBucket",
+        "metadata": {"name": "photos", "finalizers": [FINALIZER]},
+        "spec": {},
+    }))
+    .unwrap();
+    ub.metadata.namespace = Some(ns.clone());
+    ubs.create(&PostParams::default(), &ub).await.unwrap();
+    let drop_finalizer = |api: Api<UploadBucket>| async move {
+        api.patch(
+            "photos",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+    };
+    let put_back = || async {
+        ubs.patch(
+            "photos",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": [FINALIZER]}})),
+        )
+        .await
+        .unwrap();
+    };
+    // The policy takes a moment to reach the API server's admission: until the admin's
+    // removal is refused (put back each time it was not).
+    let refusal = wait_for("the admin's removal refused by the policy", 60, || async {
+        match drop_finalizer(ubs.clone()).await {
+            Ok(_) => {
+                put_back().await;
+                None
+            }
+            Err(e) => Some(e.to_string()),
+        }
+    })
+    .await;
+    assert!(
+        refusal.contains("removed only by the uploadbucket operator"),
+        "{refusal}"
+    );
+    // An edit that keeps the finalizer passes.
+    ubs.patch(
+        "photos",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"team": "shop"}}})),
+    )
+    .await
+    .expect("an edit that keeps the finalizer");
+    // Deleted: the object waits for its cleanup, and the finalizer still may not be dropped
+    // by anyone but the operator.
+    ubs.delete("photos", &DeleteParams::default())
+        .await
+        .unwrap();
+    let err = drop_finalizer(ubs.clone())
+        .await
+        .expect_err("removal while deleting");
+    assert!(
+        err.to_string()
+            .contains("removed only by the uploadbucket operator"),
+        "{err}"
+    );
+    assert!(
+        ubs.get_opt("photos").await.unwrap().is_some(),
+        "still there"
+    );
+    // The operator's service account takes it off: the object goes.
+    drop_finalizer(mine)
+        .await
+        .expect("the operator removes its finalizer");
+    wait_for("the object gone", 30, || async {
+        ubs.get_opt("photos").await.unwrap().is_none().then_some(())
+    })
+    .await;
+
+    let out = kubectl(&["delete", "-f", file.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
     delete_namespace(&client, &ns).await;
 }
 
