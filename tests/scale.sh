@@ -206,6 +206,22 @@ PY
 )
 }
 
+# CPU seconds (user + system) used so far by the processes whose pid files are given.
+cpu_of() {
+  local total=0 f s
+  for f in "$@"; do
+    [ -s "$f" ] || continue
+    s=$(awk -v tck="$(getconf CLK_TCK)" '{ printf "%.1f", ($14 + $15) / tck }' "/proc/$(cat "$f")/stat" 2>/dev/null) || continue
+    total=$(awk -v a="$total" -v b="${s:-0}" 'BEGIN { printf "%.1f", a + b }')
+  done
+  echo "$total"
+}
+# "store api": the CPU seconds of RGW (radosgw, its OSD and monitor) and of the API server
+# with etcd, to tell which of them limits the time to Ready.
+servers_cpu() {
+  echo "$(cpu_of "$work/rgw/rgw.pid" "$work/rgw/run/osd.0.pid" "$work/rgw/run/mon.a.pid") $(cpu_of "$work"/kube/*.pid)"
+}
+
 # One count: bench_objects N. A namespace and an operator of its own.
 bench_objects() {
   # The resync period grows with the count (60 s per 1,000 objects beyond 1,000): a resync
@@ -260,6 +276,7 @@ bench_objects() {
   for i in $(seq "$n"); do
     printf 'apiVersion: uploadbucket.io/v1alpha1\nkind: UploadBucket\nmetadata: {name: b%05d, namespace: %s}\nspec: {cors: {allowedOrigins: ["https://shop.example.com"]}, serviceAccountNames: [web], deletionPolicy: Delete}\n---\n' "$i" "$ns"
   done >"$work/objects-$n.yaml"
+  local servers0; servers0=$(servers_cpu)
   local t0; t0=$(date +%s.%N)
   kubectl create -f "$work/objects-$n.yaml" >/dev/null
   local t_created; t_created=$(date +%s.%N)
@@ -283,6 +300,7 @@ print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True"
     sleep 2
   done
   local t_ready; t_ready=$(date +%s.%N)
+  local servers1; servers1=$(servers_cpu)
   local api_ready; api_ready=$(ready_from_api)
   [ "$api_ready" -ge "$n" ] || { echo "scale.sh: the operator counts $n Ready, the API server $api_ready" >&2; exit 1; }
   # The passes brought back by the operator's own writes finish (they make no AWS call);
@@ -309,12 +327,13 @@ print(sum(1 for i in items if any(c["type"] == "Ready" and c["status"] == "True"
   sleep 10  # the last passes finish
   local after; after=$(sample)
   echo "  after a resync: $after" >&2
-  python3 - "$n" "$t0" "$t_created" "$t_ready" "$at_ready" "$after" "$first" "$last" "$resync" "$idle" <<'PY' || missed=1
+  python3 - "$n" "$t0" "$t_created" "$t_ready" "$at_ready" "$after" "$first" "$last" "$resync" "$idle" "$servers0" "$servers1" <<'PY' || missed=1
 import sys
 n = int(sys.argv[1]); t0, tc, tr = map(float, sys.argv[2:5])
 a = [float(x) for x in sys.argv[5].split()]; b = [float(x) for x in sys.argv[6].split()]
 first, last, resync = float(sys.argv[7]), float(sys.argv[8]), int(sys.argv[9])
 idle = [float(x) for x in sys.argv[10].split()]
+(store0, api0), (store1, api1) = ([float(x) for x in v.split()] for v in sys.argv[11:13])
 rec, s3r, s3w, iamr, iamw, cpu, rss, hwm, s3u, iamu = range(10)
 d = [b[i] - a[i] for i in range(6)]
 # Per new object: the requests of passes made while objects were not Ready (with many
@@ -336,6 +355,8 @@ print(f"| reconciles until Ready and settled | {a[rec]:.0f} ({a[rec] / n:.1f} pe
 print(f"| AWS requests per object until Ready and settled, all passes | S3 {a[s3r] / n:.1f} reads + {a[s3w] / n:.1f} writes, IAM {a[iamr] / n:.1f} reads + {a[iamw] / n:.1f} writes |")
 print(f"| AWS requests per new object: passes of objects not Ready yet | S3 {s3_new:.1f}, IAM {iam_new:.1f} |")
 print(f"| operator CPU until then | {a[cpu]:.1f} s |")
+window = tr - t0
+print(f"| CPU from create to all Ready ({window:.0f} s; the 2 cores give {2 * window:.0f} s) | operator {a[cpu]:.0f} s, RGW (radosgw, OSD, monitor) {store1 - store0:.0f} s, API server and etcd {api1 - api0:.0f} s |")
 print(f"| operator RSS peak (VmHWM) | {b[hwm] / 1024:.1f} MiB |")
 print(f"| operator RSS before any object | {idle[rss] / 1024:.1f} MiB |")
 print(f"| operator RSS settled (after the resync) | {settled:.1f} MiB ({(b[rss] - idle[rss]) * 1024 / n:.0f} bytes per object over the idle figure) |")
