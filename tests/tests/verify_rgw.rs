@@ -405,3 +405,124 @@ async fn pending_uploads_expire_by_lifecycle_and_verified_ones_stay() {
         "verified upload kept"
     );
 }
+
+/// The allowed types as wildcards (`text/*`, `application/*`, `image/*`), end to end on RGW.
+/// The signer refuses, before signing, the markup and script types a wildcard would otherwise
+/// cover; a URL signed for a type a wildcard admits is refused by RGW for any other type; and
+/// verify keeps only bytes that prove the type (UTF-8 text without markup for `text/*`, a
+/// file signature for the others), deleting the rest. A row that fails names its case.
+#[tokio::test]
+async fn wildcard_types_admit_no_markup_end_to_end() {
+    let Some(server) = s3_server("verify_rgw::wildcard_types_admit_no_markup_end_to_end") else {
+        return;
+    };
+    const WILDCARDS: &str = "text/*,application/*,image/*";
+    let (bucket, raw) = verifying_bucket_with(
+        &server,
+        json!({"uploads": {
+            "allowedContentTypes": WILDCARDS.split(',').collect::<Vec<_>>(),
+            "verification": {"enabled": true, "pendingExpirationDays": 1},
+        }}),
+    )
+    .await;
+    let mut env = ENV.to_vec();
+    env.retain(|(k, _)| *k != "UPLOADBUCKET_ALLOWED_CONTENT_TYPES");
+    env.push(("UPLOADBUCKET_ALLOWED_CONTENT_TYPES", WILDCARDS));
+    let (_signer, base) = start_sidecar(&server, &bucket, &env).await;
+    let http = reqwest::Client::new();
+
+    // Refused before anything is signed: what a browser would run or render as a page.
+    for ct in [
+        "text/html",
+        "text/xml",
+        "text/javascript",
+        "application/xhtml+xml",
+        "application/xml",
+        "application/javascript",
+        "application/octet-stream",
+        "image/svg+xml",
+    ] {
+        let (status, body) = uploadbucket_tests::status_json(
+            http.post(format!("{base}/uploads"))
+                .json(&json!({"contentType": ct, "size": 10})),
+        )
+        .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (400, &json!("ContentTypeNotAllowed")),
+            "{ct}: {body}"
+        );
+    }
+
+    // A URL for text/plain (admitted by text/*): RGW refuses the bytes under another type,
+    // and takes them under the signed one (the control).
+    let signed = sign_upload(
+        &http,
+        &base,
+        json!({"contentType": "text/plain", "size": HTML.len()}),
+    )
+    .await;
+    let url = signed["uploadURL"].as_str().unwrap();
+    let key = signed["key"].as_str().unwrap();
+    let headers = |ct: &'static str| -> Vec<(String, String)> {
+        let mut h: Vec<(String, String)> = signed["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| !k.eq_ignore_ascii_case("content-type"))
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        h.push(("content-type".into(), ct.into()));
+        h
+    };
+    for (ct, want) in [("text/html", 403), ("text/plain", 200)] {
+        let h = headers(ct);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let (status, text) = uploadbucket_tests::put_with(&http, url, &h, HTML.to_vec()).await;
+        assert_eq!(status, want, "PUT as {ct}: {text}");
+    }
+    // Stored as text/plain, the markup is still refused by verify, and deleted.
+    let (status, body) = verify(&http, &base, key).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (422, &json!("ContentMismatch")),
+        "markup as text/plain: {body}"
+    );
+    assert_eq!(state(&raw, &bucket, key).await, None, "deleted");
+
+    // Verify, one row a case: (type, bytes, kept). Through a wildcard the bytes must prove
+    // the type.
+    const PDF: &[u8] = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n";
+    let rows: [(&str, &[u8], bool); 6] = [
+        ("text/plain", b"name,qty\nbolts,12\n", true),
+        (
+            "text/csv",
+            b"name,comment\nalice,<script>alert(1)</script>\n",
+            false,
+        ),
+        ("text/plain", PNG, false),
+        ("application/pdf", PDF, true),
+        ("application/pdf", HTML, false),
+        ("image/png", PNG, true),
+    ];
+    for (ct, bytes, kept) in rows {
+        let key = upload(&http, &base, ct, bytes).await;
+        let (status, body) = verify(&http, &base, &key).await;
+        if kept {
+            assert_eq!(status, 200, "{ct} ({} bytes): {body}", bytes.len());
+            let verified = body["key"].as_str().unwrap();
+            assert_eq!(
+                state(&raw, &bucket, verified).await.as_deref(),
+                Some("verified"),
+                "{ct}"
+            );
+        } else {
+            assert_eq!(
+                (status, &body["error"]["code"]),
+                (422, &json!("ContentMismatch")),
+                "{ct}: {body}"
+            );
+            assert_eq!(state(&raw, &bucket, &key).await, None, "{ct}: deleted");
+        }
+    }
+}
