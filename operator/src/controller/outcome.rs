@@ -151,7 +151,8 @@ fn changes(p: &Provisioned) -> Vec<Event> {
 }
 
 /// Pure: a pass that stopped: what was proven ours recorded, but never a bucket found not to
-/// be ours; Ready false, and the stage's condition too; one Warning.
+/// be ours, and the intent to create kept (only a pass that went through spends it); Ready
+/// false, and the stage's condition too; one Warning.
 fn failed(
     ub: &UploadBucket,
     st: &mut UploadBucketStatus,
@@ -159,7 +160,12 @@ fn failed(
     now: Timestamp,
 ) -> Vec<Event> {
     if let Some(names) = &f.proven {
+        // A bucket this pass created may not carry its tags yet (the pass stopped between
+        // CreateBucket and PutBucketTagging, on a store that takes no tags with CreateBucket):
+        // the intent is then what lets the next pass know it as this object's.
+        let intent = st.creating_bucket.take();
         record(ub, st, names);
+        st.creating_bucket = intent;
     }
     if f.not_ours() {
         // Status names only buckets proven ours.
