@@ -609,9 +609,10 @@ pub struct UploadBucketStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_name: Option<String>,
     /// A bucket the operator is creating for this object under a name derived from its uid,
-    /// recorded just before CreateBucket so that a restart mid-create still recognizes it.
-    /// Never by itself a licence to write or delete: the name must also be this object's
-    /// derived name and the bucket untagged.
+    /// recorded just before CreateBucket and kept until a pass goes through (the bucket then
+    /// carries this object's tags), so that a restart or a failure mid-create still
+    /// recognizes it. Never by itself a licence to write or delete: the name must also be
+    /// this object's derived name and the bucket untagged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub creating_bucket: Option<String>,
     /// Keys of `spec.tags` the operator last wrote, so that a key dropped from the spec is

@@ -35,7 +35,8 @@ macro_rules! reasons {
 }
 
 reasons! {
-    /// The bucket is being created (`status.creatingBucket` names it until it exists).
+    /// The bucket is being created (`status.creatingBucket` names it until a pass has created
+    /// it and tagged it as this object's).
     Provisioning;
     /// The bucket (and the role, where there is one) is as the spec says.
     Provisioned;

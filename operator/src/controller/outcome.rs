@@ -282,6 +282,38 @@ mod tests {
     }
 
     #[test]
+    fn a_pass_stopped_after_proving_its_bucket_records_it_and_keeps_the_intent() {
+        let names = Names {
+            bucket: BucketRef {
+                name: "shop-photos-1".into(),
+                region: "eu-west-1".into(),
+            },
+            derived: true,
+            adopt: false,
+            role: "ub-shop-photos".into(),
+        };
+        let mut st = UploadBucketStatus {
+            creating_bucket: Some("shop-photos-1".into()),
+            ..Default::default()
+        };
+        let f = Failure {
+            stage: Stage::Bucket,
+            error: ClaimError::from(crate::aws::AwsError::Api {
+                op: "PutBucketTagging",
+                code: "DispatchFailure".into(),
+                message: "connection closed".into(),
+            })
+            .into(),
+            proven: Some(names),
+        };
+        failed(&object(), &mut st, &f, Timestamp::from_second(100).unwrap());
+        assert_eq!(st.bucket_name.as_deref(), Some("shop-photos-1"));
+        // The bucket may not carry its tags yet: only a pass that goes through spends it.
+        assert_eq!(st.creating_bucket.as_deref(), Some("shop-photos-1"));
+        assert_eq!(conditions(&st), [(READY, "False"), (BUCKET_READY, "False")]);
+    }
+
+    #[test]
     fn a_pass_stopped_by_a_bucket_not_ours_records_no_bucket_and_warns_once() {
         let mut st = UploadBucketStatus {
             bucket_name: Some("taken".into()),
