@@ -71,6 +71,22 @@ pub async fn reconcile(ub: Arc<UploadBucket>, ctx: Arc<Context>) -> Result<Actio
         ctx.metrics.deferred.inc();
         return Ok(Action::requeue(ctx.jittered(SHARE_WAIT)));
     };
+    // After a failure the next pass starts from the object as the API server holds it, not
+    // from the cache: the failed pass's last status write (with the intent it keeps) may not
+    // have reached the watch yet, and a status written from an older copy would drop it.
+    let failed_before = ctx.failures().contains_key(&key(&ub));
+    let ub = if failed_before {
+        let api: Api<UploadBucket> = Api::namespaced(ctx.client.clone(), &ns);
+        match api.get_opt(&ub.name_any()).await.map_err(Error::Kube)? {
+            Some(mut fresh) => {
+                crate::crd::slim(&mut fresh);
+                Arc::new(fresh)
+            }
+            None => return Ok(Action::await_change()),
+        }
+    } else {
+        ub
+    };
     let unchanged_for = lock(&ctx.settled)
         .get(&uid_key(&ub))
         .and_then(|s| s.covers(&ub));

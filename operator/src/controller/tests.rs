@@ -1387,6 +1387,36 @@ async fn stopped_before_the_tags(case: &str, s3: FakeS3) {
     assert!(last["status"].get("creatingBucket").is_none(), "{last}");
 }
 
+/// The pass after a failure starts from the object as the API server holds it. Here the
+/// cached copy the controller hands it is older than the failed pass's status write (the
+/// watch behind), and the untagged bucket is still claimed through the intent in the fresh
+/// copy. From the cached copy the pass would refuse the bucket as someone else's, and its
+/// status write would drop the intent for good (found by review, 2026-12-07).
+#[tokio::test]
+async fn the_pass_after_a_failure_reads_the_object_afresh() {
+    let obj = ub(json!({"serviceAccountNames": ["web"]}));
+    let name = desired::derive_bucket_name(&obj, "");
+    let s3 = FakeS3 {
+        untagged_then_tagging_fails: Mutex::new(true),
+        ..Default::default()
+    };
+    let (h, _) = irsa_harness(&obj, s3);
+    let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .unwrap_err();
+    // What the controller does with a failure: the object backs off (waited out here).
+    error_policy(Arc::new(obj.clone()), &err, h.ctx.clone());
+    h.ctx.failures().get_mut(&key(&obj)).unwrap().until = Instant::now();
+    // The watch has not delivered the failed pass's status: the cached copy is `obj` as it was.
+    reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .expect("claimed through the intent in the object as the API server holds it");
+    let tags = h.s3.buckets.lock().unwrap()[&name].tags.clone();
+    assert_eq!(tags.get(desired::TAG_UID), obj.metadata.uid.as_ref());
+    let last = h.status_patches().last().unwrap().clone();
+    assert_eq!(condition(&last, "Ready")["status"], "True", "{last}");
+}
+
 /// `obj` being deleted with `status`, against the S3 state `h` left behind.
 fn delete_after(
     h: &Harness,
