@@ -208,19 +208,24 @@ mod tests {
             .collect()
     }
 
+    /// The names of a bucket under the object's derived name.
+    fn derived_names() -> Names {
+        Names {
+            bucket: BucketRef {
+                name: "shop-photos-1".into(),
+                region: "eu-west-1".into(),
+            },
+            derived: true,
+            adopt: false,
+            role: "ub-shop-photos".into(),
+        }
+    }
+
     #[test]
     fn a_pass_that_went_through_records_what_is_ours_and_says_what_changed() {
         let role = "arn:aws:iam::123456789012:role/ub-shop-photos";
         let p = Provisioned {
-            names: Names {
-                bucket: BucketRef {
-                    name: "shop-photos-1".into(),
-                    region: "eu-west-1".into(),
-                },
-                derived: true,
-                adopt: false,
-                role: "ub-shop-photos".into(),
-            },
+            names: derived_names(),
             adopted: false,
             report: ApplyReport {
                 created: true,
@@ -283,15 +288,7 @@ mod tests {
 
     #[test]
     fn a_pass_stopped_after_proving_its_bucket_records_it_and_keeps_the_intent() {
-        let names = Names {
-            bucket: BucketRef {
-                name: "shop-photos-1".into(),
-                region: "eu-west-1".into(),
-            },
-            derived: true,
-            adopt: false,
-            role: "ub-shop-photos".into(),
-        };
+        let names = derived_names();
         let mut st = UploadBucketStatus {
             creating_bucket: Some("shop-photos-1".into()),
             ..Default::default()
