@@ -145,8 +145,10 @@ pub struct RunArgs {
         conflicts_with = "oidc_provider_arn"
     )]
     pub oidc_issuer: Option<String>,
-    /// AWS account id for --oidc-issuer. Default: asked of STS (GetCallerIdentity).
-    #[arg(long, env = "UPLOADBUCKET_AWS_ACCOUNT_ID")]
+    /// The operator's AWS account id (12 digits). With --s3-backend aws every bucket call
+    /// names it as the bucket's expected owner, so S3 refuses buckets of other accounts; also
+    /// the account of --oidc-issuer's provider ARN. Default: asked of STS (GetCallerIdentity).
+    #[arg(long, env = "UPLOADBUCKET_AWS_ACCOUNT_ID", value_parser = account_id)]
     pub aws_account_id: Option<String>,
     /// IAM path of the roles the operator creates.
     #[arg(
@@ -536,6 +538,7 @@ pub(crate) async fn role_settings(
         role_path: path.clone(),
         permissions_boundary: args.iam_permissions_boundary.clone(),
         tag_roles: args.s3_backend.has_role_tags(),
+        own_account_only: args.s3_backend.refuses_other_owners(),
     }))
 }
 
@@ -547,17 +550,7 @@ async fn irsa_trust(
     let arn = match (&args.oidc_provider_arn, &args.oidc_issuer) {
         (Some(arn), _) => arn.clone(),
         (None, Some(issuer)) => {
-            let account = match &args.aws_account_id {
-                Some(a) => a.clone(),
-                None => aws_sdk_sts::Client::new(sdk)
-                    .get_caller_identity()
-                    .send()
-                    .await
-                    .context("cannot discover the AWS account id (STS GetCallerIdentity); set --aws-account-id")?
-                    .account()
-                    .context("STS returned no account id; set --aws-account-id")?
-                    .to_owned(),
-            };
+            let account = discover_account(args, sdk, "the OIDC provider's ARN").await?;
             let host_path = issuer.trim_start_matches("https://").trim_end_matches('/');
             format!(
                 "arn:{}:iam::{account}:oidc-provider/{host_path}",
@@ -573,6 +566,38 @@ async fn irsa_trust(
         provider_arn: arn,
         issuer,
     }))
+}
+
+/// `--aws-account-id`: twelve digits, as AWS writes account ids.
+fn account_id(v: &str) -> Result<String, String> {
+    if v.len() == 12 && v.bytes().all(|b| b.is_ascii_digit()) {
+        Ok(v.to_owned())
+    } else {
+        Err(format!(
+            "{v:?} is not an AWS account id: twelve digits, e.g. 123456789012 (aws sts get-caller-identity --query Account)"
+        ))
+    }
+}
+
+/// The operator's AWS account id: `--aws-account-id`, else STS GetCallerIdentity (which
+/// needs no permission). `what` says what it is for, in the error.
+async fn discover_account(
+    args: &RunArgs,
+    sdk: &aws_config::SdkConfig,
+    what: &str,
+) -> anyhow::Result<String> {
+    if let Some(a) = &args.aws_account_id {
+        return Ok(a.clone());
+    }
+    let out = aws_sdk_sts::Client::new(sdk)
+        .get_caller_identity()
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!(aws_sdk_sts::error::DisplayErrorContext(e).to_string()))
+        .with_context(|| format!("cannot discover the AWS account id for {what} (STS GetCallerIdentity); set --aws-account-id (UPLOADBUCKET_AWS_ACCOUNT_ID; chart value irsa.accountId)"))?;
+    out.account().map(str::to_owned).with_context(|| {
+        format!("STS named no account id, needed for {what}; set --aws-account-id")
+    })
 }
 
 /// Makes ring rustls' process-wide provider. The binary links both ring (kube's client) and
@@ -638,6 +663,12 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .map(|r| r.to_string())
         .context("no AWS region: set --region / UPLOADBUCKET_REGION or AWS_REGION")?;
     let metrics = Arc::new(Metrics::default());
+    // On AWS every bucket call names the account as the bucket's expected owner.
+    let account_id = if args.s3_backend.refuses_other_owners() {
+        Some(discover_account(&args, &sdk, "the buckets' expected owner").await?)
+    } else {
+        None
+    };
     let buckets = S3Buckets::new(
         sdk.clone(),
         S3Options {
@@ -646,6 +677,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             interceptors: Vec::new(),
             backend: args.s3_backend,
             metrics: Some(metrics.clone()),
+            account_id,
         },
     );
     if args.eks_cluster_arn.is_some() && args.credential_mode != CredentialMode::PodIdentity {

@@ -43,8 +43,8 @@ reasons! {
     /// A spec value the operator cannot use; the message names the field. Retried when the
     /// spec changes.
     InvalidSpec;
-    /// Another AWS account owns the bucket name: set another `spec.bucketName`, or
-    /// `--bucket-name-prefix`.
+    /// Another AWS account (another user, on RGW) owns the bucket name, even where it lets the
+    /// operator in: set another `spec.bucketName`, or `--bucket-name-prefix`.
     BucketNameTaken;
     /// A bucket of that name exists in the operator's account and is not this object's; to
     /// take it over, the cluster admin allows adoption (see the UploadBucket guide).

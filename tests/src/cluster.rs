@@ -237,6 +237,8 @@ pub fn start_operator(
         .env("UPLOADBUCKET_S3_BACKEND", "rgw")
         .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
         .env("UPLOADBUCKET_S3_PATH_STYLE", "true")
+        // On the AWS backend the operator asks STS for its account (the buckets' owner).
+        .env("AWS_ENDPOINT_URL_STS", &server.endpoint)
         .envs((!ns.is_empty()).then_some(("UPLOADBUCKET_WATCH_NAMESPACE", ns)))
         .env("UPLOADBUCKET_ADMIN_LISTEN", "127.0.0.1:0")
         .env("UPLOADBUCKET_WEBHOOK_LISTEN", "127.0.0.1:0")

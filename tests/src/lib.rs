@@ -120,6 +120,13 @@ impl S3Server {
         loader.load().await
     }
 
+    /// The account the admin's keys act for on the AWS stand-in (LocalStack takes a key id
+    /// of twelve digits as the account, and any other, like "test", as 000000000000); `None`
+    /// on RGW, which has no account ids.
+    pub fn account_id(&self) -> Option<String> {
+        (self.backend == Backend::Aws).then(|| "000000000000".to_owned())
+    }
+
     /// The operator's [`S3Buckets`] against this server, with a request counter.
     pub async fn buckets(&self) -> (S3Buckets, RequestCounter) {
         let counter = RequestCounter::default();
@@ -132,6 +139,7 @@ impl S3Server {
                 interceptors: vec![counter.interceptor()],
                 backend: self.backend,
                 metrics: None,
+                account_id: self.account_id(),
             },
         );
         (buckets, counter)
@@ -242,7 +250,12 @@ pub struct RequestCounter {
     reads: Arc<AtomicUsize>,
     writes: Arc<AtomicUsize>,
     log: Arc<std::sync::Mutex<Vec<String>>>,
+    /// `METHOD path?query` of every request, with its `x-amz-expected-bucket-owner`.
+    owners: Arc<std::sync::Mutex<Vec<SentOwner>>>,
 }
+
+/// A request as it went out (`METHOD path?query`) and the bucket owner it named as expected.
+pub type SentOwner = (String, Option<String>);
 
 impl RequestCounter {
     pub fn writes(&self) -> usize {
@@ -259,11 +272,27 @@ impl RequestCounter {
     pub fn write_log(&self) -> Vec<String> {
         self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
+    /// `METHOD path?query` of every request so far, with the bucket owner it names as
+    /// expected (`x-amz-expected-bucket-owner`), as it went out.
+    pub fn expected_owners(&self) -> Vec<SentOwner> {
+        self.owners.lock().map(|l| l.clone()).unwrap_or_default()
+    }
     /// An interceptor for an SDK client's config that counts into this counter, with the
     /// operator's own classification (GET/HEAD; query-protocol Get*/List*/Describe*).
     pub fn interceptor(&self) -> SharedInterceptor {
         let this = self.clone();
         uploadbucket_operator::aws::calls::on_request("RequestCounter", move |req, read| {
+            if let Ok(mut owners) = this.owners.lock() {
+                let uri = req.uri();
+                let path = uri.split_once("://").map_or(uri, |(_, rest)| rest);
+                let path = path.find('/').map_or("/", |i| &path[i..]);
+                owners.push((
+                    format!("{} {path}", req.method()),
+                    req.headers()
+                        .get("x-amz-expected-bucket-owner")
+                        .map(str::to_owned),
+                ));
+            }
             if read {
                 this.reads.fetch_add(1, Ordering::SeqCst);
                 return;
@@ -1173,6 +1202,126 @@ pub async fn clean_up(
         false,
     )
     .await
+}
+
+/// Another account's bucket that lets the operator in is never the operator's, on `server`
+/// (each backend's test calls this): the other account makes a bucket, opens it to everyone
+/// in its bucket policy and makes it look like the operator's, as an object's bucket named in
+/// its spec and tagged with the object's uid, or as the object's derived name with the intent
+/// recorded. The operator's own keys can read it (the control: only the owner check stands in
+/// the way); the operator refuses it as `BucketNameTaken` ("another account"), and neither
+/// that nor deleting the object with `Delete` and `emptyOnDelete` changes anything in it.
+pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
+    use uploadbucket_operator::controller::desired;
+    use uploadbucket_operator::crd::{DeletionPolicy, UploadBucket, UploadBucketSpec};
+    let (buckets, _) = server.buckets().await;
+    let defaults = defaults(server);
+    let raw = server.admin_client().await;
+    let theirs = server
+        .raw_client(&server.other_access_key, &server.other_secret_key)
+        .await;
+    let object = |uid: &str, spec: serde_json::Value| {
+        let spec: UploadBucketSpec = serde_json::from_value(spec).expect("spec");
+        let mut ub = UploadBucket::new("photos", spec);
+        ub.metadata.namespace = Some("shop".into());
+        ub.metadata.uid = Some(uid.to_owned());
+        ub
+    };
+    let named = unique_name("ub-theirs");
+    let by_uid = object(
+        &unique_name("uid-forged"),
+        serde_json::json!({"bucketName": named, "deletionPolicy": "Delete", "emptyOnDelete": true}),
+    );
+    let mut by_intent = object(&unique_name("uid-intent"), serde_json::json!({}));
+    let derived = desired::derive_bucket_name(&by_intent, &defaults.bucket_name_prefix);
+    by_intent.status = Some(uploadbucket_operator::crd::UploadBucketStatus {
+        creating_bucket: Some(derived.clone()),
+        region: Some(defaults.region.clone()),
+        ..Default::default()
+    });
+    for (case, ub, bucket, tags) in [
+        (
+            "named in the spec, tagged with the object's uid",
+            &by_uid,
+            &named,
+            desired::ownership_tags(&by_uid, false),
+        ),
+        (
+            "the derived name, untagged, the intent recorded",
+            &by_intent,
+            &derived,
+            Default::default(),
+        ),
+    ] {
+        theirs
+            .create_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .expect("their bucket");
+        let open = serde_json::json!({"Version": "2012-10-17", "Statement": [{
+            "Sid": "Everyone", "Effect": "Allow", "Principal": "*", "Action": "s3:*",
+            "Resource": [format!("arn:aws:s3:::{bucket}"), format!("arn:aws:s3:::{bucket}/*")]}]});
+        theirs
+            .put_bucket_policy()
+            .bucket(bucket)
+            .policy(open.to_string())
+            .send()
+            .await
+            .expect("their policy");
+        if !tags.is_empty() {
+            use aws_sdk_s3::types::{Tag, Tagging};
+            let set = tags
+                .iter()
+                .map(|(k, v)| Tag::builder().key(k).value(v).build().unwrap())
+                .collect();
+            theirs
+                .put_bucket_tagging()
+                .bucket(bucket)
+                .tagging(Tagging::builder().set_tag_set(Some(set)).build().unwrap())
+                .send()
+                .await
+                .expect("their tags");
+        }
+        theirs
+            .put_object()
+            .bucket(bucket)
+            .key("reports/q1.csv")
+            .body(aws_sdk_s3::primitives::ByteStream::from_static(
+                b"q1,1000\n",
+            ))
+            .send()
+            .await
+            .expect("their object");
+        // The control: the operator's keys get in, and see the tags the other account wrote.
+        raw.head_bucket()
+            .bucket(bucket)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{case}: the operator's keys can see it: {e:?}"));
+        if !tags.is_empty() {
+            let seen = raw.get_bucket_tagging().bucket(bucket).send().await;
+            assert!(
+                seen.is_ok(),
+                "{case}: the operator's keys read its tags: {seen:?}"
+            );
+        }
+        let before = BucketSnapshot::of(&theirs, bucket).await;
+
+        let err = provision(&buckets, ub, &defaults).await.unwrap_err();
+        assert_eq!(err.reason(), "BucketNameTaken", "{case}: {err}");
+        assert!(err.to_string().contains("another account"), "{case}: {err}");
+        assert_eq!(BucketSnapshot::of(&theirs, bucket).await, before, "{case}");
+        let outcome = clean_up(&buckets, ub, &defaults, DeletionPolicy::Delete, true).await;
+        assert!(
+            matches!(
+                outcome,
+                Ok(uploadbucket_operator::controller::cleanup::CleanupOutcome::NotOurs(..))
+            ),
+            "{case}: {outcome:?}"
+        );
+        assert_eq!(BucketSnapshot::of(&theirs, bucket).await, before, "{case}");
+    }
 }
 
 /// Everything a bucket's owner would notice, read with a plain aws-sdk-s3 client (no operator

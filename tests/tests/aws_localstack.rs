@@ -295,6 +295,19 @@ async fn the_operator_keeps_a_bucket_in_shape_on_the_aws_backend() {
         !after.iter().any(|m| m.contains("uploads/incoming/b.jpg")),
         "{after:?}"
     );
+
+    // Every request of all the passes above named the account as the bucket's expected
+    // owner, as it went out, but the one CreateBucket (which has no owner to expect yet).
+    let sent = counter.expected_owners();
+    let create = format!("PUT /{name}/");
+    let creates: Vec<_> = sent.iter().filter(|(r, _)| *r == create).collect();
+    assert_eq!(creates, [&(create.clone(), None)], "{sent:#?}");
+    let without: Vec<_> = sent
+        .iter()
+        .filter(|(r, owner)| *r != create && owner.as_deref() != Some("000000000000"))
+        .collect();
+    assert!(without.is_empty(), "{without:#?}");
+    assert!(sent.len() > 20, "{sent:#?}");
 }
 
 const SIGNER: [(&str, &str); 3] = [
@@ -506,6 +519,20 @@ async fn only_its_own_bucket_is_written_or_deleted_on_the_aws_backend() {
         raw.head_bucket().bucket(&again).send().await.is_err(),
         "gone"
     );
+}
+
+/// Another account's bucket, opened to the operator by its policy and dressed as the
+/// object's, is refused and left as it was (see the shared test): LocalStack checks
+/// `ExpectedBucketOwner` on the bucket-policy calls (not on HEAD or the tags, as AWS does),
+/// and the operator's owner check asks one of those.
+#[tokio::test]
+async fn another_accounts_bucket_is_never_taken_or_touched_on_the_aws_backend() {
+    let Some(server) =
+        aws_server("another_accounts_bucket_is_never_taken_or_touched_on_the_aws_backend")
+    else {
+        return;
+    };
+    uploadbucket_tests::another_accounts_bucket_is_never_ours(&server).await;
 }
 
 /// What the signer signs, the AWS stand-in enforces by itself: the type, the exact size and
@@ -723,6 +750,7 @@ async fn the_upload_role_on_the_aws_backend() {
         role_path: "/uploadbucket/".into(),
         permissions_boundary: Some(boundary.clone()),
         tag_roles: true,
+        own_account_only: true,
     };
     let name = unique_name("ub-aws-role");
     let ub = object(

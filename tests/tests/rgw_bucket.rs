@@ -394,6 +394,17 @@ async fn a_name_taken_by_another_account_is_a_clear_error() {
     );
 }
 
+/// Another RGW user's bucket, opened to the operator by its policy and dressed as the
+/// object's, is refused and left as it was (see the shared test). RGW ignores
+/// `x-amz-expected-bucket-owner`, so the owner GetBucketAcl names is what refuses it.
+#[tokio::test]
+async fn another_accounts_bucket_is_never_taken_or_touched() {
+    let Some(server) = s3_server("another_accounts_bucket_is_never_taken_or_touched") else {
+        return;
+    };
+    uploadbucket_tests::another_accounts_bucket_is_never_ours(&server).await;
+}
+
 #[tokio::test]
 async fn public_read_serves_the_verified_area_only() {
     let test = "public_read_serves_the_verified_area_only";

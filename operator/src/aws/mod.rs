@@ -239,6 +239,14 @@ pub trait BucketApi: Send + Sync {
     ) -> Result<Created, AwsError>;
     /// Whether the bucket exists (and we can see it).
     async fn bucket_exists(&self, bucket: &BucketRef) -> Result<bool, AwsError>;
+    /// Whether the bucket belongs to the operator's own account (its own user, on RGW), not
+    /// merely lets the operator in: bucket names are global, and another account can make a
+    /// bucket under a name the operator wants and open it to the operator in its bucket
+    /// policy. On AWS every bucket call carries `ExpectedBucketOwner`, so S3 answers 403 to
+    /// all of them for another account's bucket; this asks GetBucketPolicy, which every
+    /// implementation of that header checks. RGW ignores the header, so there it compares
+    /// the owner GetBucketAcl names with the operator's own. One read either way.
+    async fn owned_by_us(&self, bucket: &BucketRef) -> Result<bool, AwsError>;
 
     /// The operator's own CORS rules (ids starting with [`OWN_ID_PREFIX`]).
     async fn get_cors(&self, bucket: &BucketRef) -> Result<Vec<CorsRule>, AwsError>;

@@ -261,6 +261,33 @@ pub fn role_policy(
     json!({ "Version": "2012-10-17", "Statement": statements })
 }
 
+/// Narrows every statement of `policy` that allows S3 actions to buckets of `account`
+/// (`s3:ResourceAccount`): bucket names are global, and a URL signed for a bucket name that
+/// another account holds (made after ours was deleted, say, and opened to everyone in its
+/// bucket policy) would otherwise upload there. AWS only (other stores do not know the key).
+/// Statements of other services (KMS) and denials are left as they are. Nothing is done
+/// without an account (`""`).
+pub fn own_account_only(policy: &mut Value, account: &str) {
+    if account.is_empty() {
+        return;
+    }
+    let Some(statements) = policy["Statement"].as_array_mut() else {
+        return;
+    };
+    for st in statements {
+        let s3_only = match &st["Action"] {
+            Value::String(a) => a.starts_with("s3:"),
+            Value::Array(all) => all
+                .iter()
+                .all(|a| a.as_str().is_some_and(|a| a.starts_with("s3:"))),
+            _ => false,
+        };
+        if st["Effect"] == "Allow" && s3_only {
+            st["Condition"]["StringEquals"]["s3:ResourceAccount"] = json!(account);
+        }
+    }
+}
+
 /// The KMS key of an SSE-KMS bucket, as the spec names it (key id, key ARN, `alias/...` or
 /// alias ARN), with the account that owns it when the spec gives no ARN.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -576,6 +603,39 @@ mod tests {
             Value::Array(items) => items.iter().flat_map(strings).collect(),
             _ => Vec::new(),
         }
+    }
+
+    #[test]
+    fn own_account_only_narrows_every_s3_grant_and_nothing_else() {
+        let kms = KmsKey {
+            key: "alias/x",
+            account: "123456789012",
+        };
+        let mut p = role_policy("eu-west-1", "b", "p/", true, true, true, Some(&kms));
+        let before = p.clone();
+        own_account_only(&mut p, "123456789012");
+        let (mut narrowed, mut kept) = (0, 0);
+        for (st, was) in statements(&p).iter().zip(statements(&before)) {
+            let s3_allow = st["Effect"] == "Allow"
+                && strings(&st["Action"]).iter().all(|a| a.starts_with("s3:"));
+            if s3_allow {
+                assert_eq!(
+                    st["Condition"]["StringEquals"]["s3:ResourceAccount"], "123456789012",
+                    "{st}"
+                );
+                narrowed += 1;
+            } else {
+                assert_eq!(st, &was, "KMS grants and denials are left as they are");
+                kept += 1;
+            }
+        }
+        // SignUploads, SignDownloads, VerifyUploads, CountOpenUploads; the KMS grant and the
+        // copy denial.
+        assert_eq!((narrowed, kept), (4, 2), "{p:#}");
+        // Without an account (RGW's provider ARNs have none) nothing changes.
+        let mut q = before.clone();
+        own_account_only(&mut q, "");
+        assert_eq!(q, before);
     }
 
     #[test]

@@ -18,6 +18,9 @@
 //! - A role with tags cannot be assumed unless its trust policy also allows `sts:TagSession`
 //!   (RGW treats role tags as session tags); roles are created untagged there.
 //! - IAM returns policy documents as plain JSON, not URL-encoded (`iam::decode_policy` takes both).
+//! - `x-amz-expected-bucket-owner` is ignored: another user's bucket whose policy lets the
+//!   operator in answers 200 whatever owner the request expects. The owner is read from
+//!   GetBucketAcl instead ([`Backend::refuses_other_owners`]).
 
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
@@ -48,6 +51,13 @@ impl Backend {
 
     /// Whether roles may carry tags without changing what their trust policy must allow.
     pub fn has_role_tags(self) -> bool {
+        self == Backend::Aws
+    }
+
+    /// Whether S3 itself refuses a call to a bucket of another account when the call names
+    /// the account expected (`ExpectedBucketOwner`, 403). Elsewhere the operator compares the
+    /// owner GetBucketAcl names with its own before it takes a bucket as its own.
+    pub fn refuses_other_owners(self) -> bool {
         self == Backend::Aws
     }
 

@@ -11,7 +11,12 @@ use async_trait::async_trait;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::types as s3t;
-use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::{Intercept, SharedInterceptor};
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
 
 use super::rgw::Backend;
 use super::{
@@ -34,6 +39,9 @@ pub struct S3Options {
     pub backend: Backend,
     /// Count every S3 and SNS request into these metrics.
     pub metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
+    /// The operator's AWS account id. On AWS every bucket call names it as the bucket's
+    /// expected owner, and [`BucketApi::owned_by_us`] refuses every bucket without it.
+    pub account_id: Option<String>,
 }
 
 /// aws-sdk-s3 clients, one per region, created on first use.
@@ -42,6 +50,8 @@ pub struct S3Buckets {
     options: S3Options,
     clients: Mutex<HashMap<String, Client>>,
     topics: Mutex<HashMap<String, aws_sdk_sns::Client>>,
+    /// RGW: the operator's own user id, as ListBuckets names the owner (learnt once).
+    own_id: std::sync::OnceLock<String>,
 }
 
 /// The topic the operator keeps for a bucket's notifications (S3-compatible stores): named
@@ -57,7 +67,32 @@ impl S3Buckets {
             options,
             clients: Mutex::new(HashMap::new()),
             topics: Mutex::new(HashMap::new()),
+            own_id: std::sync::OnceLock::new(),
         }
+    }
+
+    /// RGW: the operator's own user id, the owner ListBuckets names (one call per process;
+    /// RGW answers it whatever it is asked to leave out, so it lists every bucket of the user).
+    async fn own_id(&self, region: &str) -> Result<&str, AwsError> {
+        if let Some(id) = self.own_id.get() {
+            return Ok(id);
+        }
+        let out = self
+            .client(region)
+            .list_buckets()
+            .send()
+            .await
+            .map_err(|e| classify("ListBuckets", e))?;
+        let id = out
+            .owner()
+            .and_then(|o| o.id())
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| AwsError::Api {
+                op: "ListBuckets",
+                code: "NoOwner".to_owned(),
+                message: "the store named no owner, so the operator cannot tell its own buckets from other users'".to_owned(),
+            })?;
+        Ok(self.own_id.get_or_init(|| id.to_owned()))
     }
 
     /// The SNS-style topics API of the store (RGW serves it on its S3 endpoint).
@@ -194,9 +229,59 @@ impl S3Buckets {
                 if let Some(m) = &self.options.metrics {
                     b.push_interceptor(super::calls::counter("s3", m.clone()));
                 }
+                if let (true, Some(account)) = (
+                    self.options.backend.refuses_other_owners(),
+                    &self.options.account_id,
+                ) {
+                    b.push_interceptor(expect_owner(account));
+                }
                 Client::from_conf(b.build())
             })
             .clone()
+    }
+}
+
+/// The S3 calls that name no bucket of an owner to check: the bucket does not exist yet, or
+/// the call lists the caller's own buckets.
+const NO_EXPECTED_OWNER: [&str; 2] = ["CreateBucket", "ListBuckets"];
+
+/// An interceptor naming `account` as the expected owner (`x-amz-expected-bucket-owner`) on
+/// every S3 call but [`NO_EXPECTED_OWNER`]: AWS answers 403 when the bucket is another
+/// account's, whatever that account's bucket policy allows.
+fn expect_owner(account: &str) -> SharedInterceptor {
+    SharedInterceptor::new(ExpectOwner {
+        account: account.to_owned(),
+    })
+}
+
+#[derive(Debug)]
+struct ExpectOwner {
+    account: String,
+}
+
+impl Intercept for ExpectOwner {
+    fn name(&self) -> &'static str {
+        "UploadBucketExpectedBucketOwner"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Every operation names itself; one that did not would be sent with the header too.
+        let op = cfg
+            .load::<Metadata>()
+            .map(Metadata::name)
+            .unwrap_or_default();
+        if !NO_EXPECTED_OWNER.contains(&op) {
+            context
+                .request_mut()
+                .headers_mut()
+                .insert("x-amz-expected-bucket-owner", self.account.clone());
+        }
+        Ok(())
     }
 }
 
@@ -324,6 +409,45 @@ impl BucketApi for S3Buckets {
             Ok(_) => Ok(true),
             Err(e) if status_of(&e) == Some(404) => Ok(false),
             Err(e) => Err(classify("HeadBucket", e)),
+        }
+    }
+
+    async fn owned_by_us(&self, b: &BucketRef) -> Result<bool, AwsError> {
+        // A bucket that will not say who owns it is not taken as ours: a policy of our own
+        // bucket denying the call below makes it refused, never another's bucket written.
+        let refused = |e: AwsError| match e {
+            AwsError::AccessDenied { .. } => Ok(false),
+            other => Err(other),
+        };
+        if self.options.backend.refuses_other_owners() {
+            // Every call names the account as the expected owner, so S3 refuses them all for
+            // another account's bucket; asked once more here with one S3 answers only to the
+            // owner's account on every implementation of the header (the AWS stand-in too).
+            if self.options.account_id.is_none() {
+                return Ok(false);
+            }
+            return match self
+                .client(&b.region)
+                .get_bucket_policy()
+                .bucket(&b.name)
+                .send()
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if code_is(&e, &["NoSuchBucketPolicy"]) => Ok(true),
+                Err(e) => refused(classify("GetBucketPolicy", e)),
+            };
+        }
+        let me = self.own_id(&b.region).await?;
+        match self
+            .client(&b.region)
+            .get_bucket_acl()
+            .bucket(&b.name)
+            .send()
+            .await
+        {
+            Ok(acl) => Ok(acl.owner().and_then(|o| o.id()) == Some(me)),
+            Err(e) => refused(classify("GetBucketAcl", e)),
         }
     }
 

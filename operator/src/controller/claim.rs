@@ -12,6 +12,10 @@
 //!   operator was creating it: the window between CreateBucket and the first tag write, or
 //! - it is untagged, the spec asks to adopt it and the cluster admin allows that name.
 //!
+//! and in every case it belongs to the operator's own account ([`BucketApi::owned_by_us`]):
+//! another account can make a bucket under the name, tag it as ours and open it to the
+//! operator in its bucket policy, so neither the name nor the tags prove where it lives.
+//!
 //! A name from `spec.bucketName` or from status is never by itself a licence to write. Every
 //! destructive call re-checks with [`still_ours`] right before it acts.
 
@@ -53,6 +57,10 @@ pub enum ClaimError {
     )]
     ManagedByOther(String),
     #[error(
+        "bucket {0:?} belongs to another account (or hides its owner from the operator), though it lets the operator in; the operator never writes to a bucket outside its own account. Choose another spec.bucketName, or (for a derived name) delete this UploadBucket and create it again, which derives a new name"
+    )]
+    OtherAccount(String),
+    #[error(
         "bucket {0:?} may not be adopted: the cluster admin has not listed it in the operator's --adoptable-buckets"
     )]
     AdoptionNotAllowed(String),
@@ -69,6 +77,7 @@ impl ClaimError {
         match self {
             ClaimError::Exists(_) => Reason::BucketExists,
             ClaimError::ManagedByOther(_) => Reason::BucketManagedByOther,
+            ClaimError::OtherAccount(_) => Reason::BucketNameTaken,
             ClaimError::AdoptionNotAllowed(_) => Reason::AdoptionNotAllowed,
             ClaimError::NothingToAdopt(_) => Reason::NothingToAdopt,
             ClaimError::Aws(e) => e.reason(),
@@ -164,8 +173,21 @@ pub async fn inspect(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<Ownershi
             }
             Ok(Ownership::Absent)
         }
-        Ok(true) => Ok(Ownership::Ours(who.judge(api.get_tags(b).await?)?)),
+        Ok(true) => {
+            let owned = who.judge(api.get_tags(b).await?)?;
+            in_our_account(api, b).await?;
+            Ok(Ownership::Ours(owned))
+        }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// Refuses a bucket of another account ([`ClaimError::OtherAccount`]).
+async fn in_our_account(api: &dyn BucketApi, b: &BucketRef) -> Result<(), ClaimError> {
+    if api.owned_by_us(b).await? {
+        Ok(())
+    } else {
+        Err(ClaimError::OtherAccount(b.name.clone()))
     }
 }
 
@@ -214,7 +236,9 @@ pub async fn still_ours(
     if !api.bucket_exists(b).await? {
         return Ok(None);
     }
-    who.judge(api.get_tags(b).await?).map(Some)
+    let owned = who.judge(api.get_tags(b).await?)?;
+    in_our_account(api, b).await?;
+    Ok(Some(owned))
 }
 
 #[cfg(test)]

@@ -55,6 +55,9 @@ pub struct RoleSettings {
     pub permissions_boundary: Option<String>,
     /// Tag roles as managed (off where the backend cannot, see `aws::rgw`).
     pub tag_roles: bool,
+    /// Grant the role's S3 actions only on buckets of the roles' own account (the
+    /// `s3:ResourceAccount` condition, AWS only; see [`policy::own_account_only`]).
+    pub own_account_only: bool,
 }
 
 /// The role as it should be.
@@ -122,6 +125,18 @@ pub fn desired_role(
             ub.uid().unwrap_or_default(),
         );
     }
+    let mut permissions = policy::role_policy(
+        &bucket.region,
+        &bucket.name,
+        &ub.spec.uploads.key_prefix,
+        ub.spec.uploads.allow_downloads,
+        ub.spec.uploads.verification.enabled,
+        ub.spec.uploads.limits.open_multipart_uploads > 0,
+        kms.as_ref(),
+    );
+    if settings.own_account_only {
+        policy::own_account_only(&mut permissions, settings.trust.account());
+    }
     Ok(DesiredRole {
         name: derive_role_name(ub),
         trust_policy: match &settings.trust {
@@ -133,15 +148,7 @@ pub fn desired_role(
                 policy::pod_identity_trust_policy(cluster_arn, &ns, &ub.spec.service_account_names)
             }
         },
-        policy: policy::role_policy(
-            &bucket.region,
-            &bucket.name,
-            &ub.spec.uploads.key_prefix,
-            ub.spec.uploads.allow_downloads,
-            ub.spec.uploads.verification.enabled,
-            ub.spec.uploads.limits.open_multipart_uploads > 0,
-            kms.as_ref(),
-        ),
+        policy: permissions,
         tags,
     })
 }
@@ -302,6 +309,7 @@ mod tests {
             role_path: "/uploadbucket/".into(),
             permissions_boundary: None,
             tag_roles: true,
+            own_account_only: true,
         };
         let mut u = ub("shop", "avatars");
         u.spec.service_account_names = vec!["web".into()];
@@ -338,6 +346,7 @@ mod tests {
             role_path: "/uploadbucket/".into(),
             permissions_boundary: None,
             tag_roles: true,
+            own_account_only: true,
         };
         let mut u = ub("shop", "avatars");
         u.spec.encryption.kind = crate::crd::EncryptionType::SseKms;

@@ -43,6 +43,9 @@ struct FakeBucket {
     policy: Option<Value>,
     objects: u64,
     notifications: Vec<Notification>,
+    /// Another account's bucket that lets the operator in (its bucket policy), on a store
+    /// that ignores ExpectedBucketOwner (RGW): every call works, the owner is not us.
+    other_account: bool,
 }
 
 /// In-memory S3 that logs every write to the timeline.
@@ -150,8 +153,10 @@ impl BucketApi for FakeS3 {
             all.insert(b.name.clone(), theirs);
             return Ok(Created::New);
         }
-        if all.contains_key(&b.name) {
-            return Ok(Created::AlreadyOwned);
+        match all.get(&b.name) {
+            Some(x) if x.other_account => return Err(AwsError::BucketTaken(b.name.clone())),
+            Some(_) => return Ok(Created::AlreadyOwned),
+            None => {}
         }
         // As with --s3-backend aws: the tags come with the bucket.
         all.insert(
@@ -175,6 +180,13 @@ impl BucketApi for FakeS3 {
             });
         }
         Ok(self.buckets.lock().unwrap().contains_key(&b.name))
+    }
+    async fn owned_by_us(&self, b: &BucketRef) -> Result<bool, AwsError> {
+        self.timeline
+            .lock()
+            .unwrap()
+            .push(format!("s3-read-owner {}", b.name));
+        self.with(b, |x| !x.other_account)
     }
     async fn get_cors(&self, b: &BucketRef) -> Result<Vec<CorsRule>, AwsError> {
         self.retag_during("GetBucketCors", b);
@@ -1261,6 +1273,7 @@ fn irsa_settings() -> role::RoleSettings {
         role_path: "/uploadbucket/".into(),
         permissions_boundary: None,
         tag_roles: true,
+        own_account_only: true,
     }
 }
 
@@ -1438,6 +1451,37 @@ fn delete_after(
     (gone, next)
 }
 
+/// After a pass refused `obj`'s bucket as not its own with `err` (`reason`): nothing was
+/// written, status names no bucket, the retry is slow, and deleting the object with the
+/// status the operator wrote finishes (the finalizer patched off). The deletion's harness,
+/// to look at what it did.
+async fn refused_then_deleted(
+    h: &Harness,
+    obj: &UploadBucket,
+    err: &Error,
+    reason: &str,
+) -> Harness {
+    assert_eq!(err.reason(), reason, "{err}");
+    assert_eq!(h.s3.writes(), 0, "{:#?}", h.timeline());
+    let last = h.status_patches().pop().expect("status");
+    assert_eq!(condition(&last, "Ready")["reason"], reason);
+    assert_eq!(last["status"].get("bucketName"), None, "{last:#}");
+    assert_eq!(
+        error_policy(Arc::new(obj.clone()), err, h.ctx.clone()),
+        Action::requeue(MAX_BACKOFF)
+    );
+    let (gone, d) = delete_after(
+        h,
+        obj,
+        serde_json::from_value(last["status"].clone()).unwrap(),
+    );
+    reconcile(Arc::new(gone), d.ctx.clone())
+        .await
+        .expect("cleanup");
+    assert!(d.timeline().iter().any(|l| l == "kube PATCH object"));
+    d
+}
+
 /// A hostile object of another namespace, asking for the worst.
 fn hostile(bucket: &str) -> UploadBucket {
     let mut obj = ub(json!({
@@ -1460,34 +1504,72 @@ async fn an_unmanaged_bucket_named_in_the_spec_is_never_written_and_deletion_tou
     let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "BucketExists");
-    assert_eq!(h.s3.writes(), 0, "{:#?}", h.timeline());
-    let last = h.status_patches().pop().expect("status");
-    assert_eq!(condition(&last, "Ready")["reason"], "BucketExists");
+    let last = h.status_patches().last().cloned().expect("status");
     assert_eq!(condition(&last, "BucketReady")["status"], "False");
-    assert_eq!(last["status"].get("bucketName"), None, "{last:#}");
     assert_eq!(last["status"].get("creatingBucket"), None, "{last:#}");
-    assert_eq!(
-        error_policy(Arc::new(obj.clone()), &err, h.ctx.clone()),
-        Action::requeue(MAX_BACKOFF)
-    );
-
-    // Delete it with the status the operator wrote: done at once, no S3 call at all.
-    let (gone, d) = delete_after(
-        &h,
-        &obj,
-        serde_json::from_value(last["status"].clone()).unwrap(),
-    );
-    reconcile(Arc::new(gone), d.ctx.clone())
-        .await
-        .expect("cleanup");
+    // Deleting it with the status the operator wrote: done at once, no S3 call at all.
+    let d = refused_then_deleted(&h, &obj, &err, "BucketExists").await;
     assert_eq!(d.s3.calls(), 0, "{:#?}", d.timeline());
-    assert!(d.timeline().iter().any(|l| l == "kube PATCH object"));
     let after = d.s3.buckets.lock().unwrap()["finance-data"].clone();
     assert_eq!(after.tags, before.tags);
     assert_eq!(after.foreign_lifecycle, before.foreign_lifecycle);
     assert_eq!(after.policy, before.policy);
     assert_eq!(after.objects, 3);
+}
+
+/// A bucket of another account that lets the operator in (through its bucket policy, on a
+/// store that does not refuse calls naming another expected owner) is never ours, whatever
+/// its name and tags say: under the object's derived name with the intent recorded (made
+/// there between the intent and CreateBucket), or tagged with the object's own uid. Nothing
+/// is written to it, and deleting the object with Delete and emptyOnDelete leaves it as it
+/// was. The same bucket in the operator's own account is claimed (the control).
+#[tokio::test]
+async fn a_bucket_of_another_account_is_never_ours_whatever_its_name_and_tags_say() {
+    let base = ub(json!({"deletionPolicy": "Delete", "emptyOnDelete": true}));
+    let name = desired::derive_bucket_name(&base, "");
+    let mut obj = base.clone();
+    obj.status = Some(UploadBucketStatus {
+        creating_bucket: Some(name.clone()),
+        region: Some("eu-west-1".into()),
+        ..Default::default()
+    });
+    let s3 = |tags: &BTreeMap<String, String>, other_account: bool| FakeS3 {
+        buckets: Mutex::new(
+            [(
+                name.clone(),
+                FakeBucket {
+                    objects: 4,
+                    tags: tags.clone(),
+                    other_account,
+                    ..Default::default()
+                },
+            )]
+            .into(),
+        ),
+        ..Default::default()
+    };
+    for (case, tags) in [
+        ("untagged, the intent recorded", BTreeMap::new()),
+        (
+            "tagged with this object's uid",
+            desired::ownership_tags(&base, false),
+        ),
+    ] {
+        let control = harness(&obj, s3(&tags, false));
+        reconcile(Arc::new(obj.clone()), control.ctx.clone())
+            .await
+            .unwrap_or_else(|e| panic!("{case}: in our own account it is ours: {e}"));
+
+        let h = harness(&obj, s3(&tags, true));
+        let err = reconcile(Arc::new(obj.clone()), h.ctx.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("another account"), "{case}: {err}");
+        let d = refused_then_deleted(&h, &obj, &err, "BucketNameTaken").await;
+        assert_eq!(d.s3.writes(), 0, "{case}: {:#?}", d.timeline());
+        let after = d.s3.buckets.lock().unwrap()[&name].clone();
+        assert_eq!((after.objects, after.tags), (4, tags), "{case}");
+    }
 }
 
 #[tokio::test]
