@@ -147,7 +147,8 @@ pub struct RunArgs {
     pub oidc_issuer: Option<String>,
     /// The operator's AWS account id (12 digits). With --s3-backend aws every bucket call
     /// names it as the bucket's expected owner, so S3 refuses buckets of other accounts; also
-    /// the account of --oidc-issuer's provider ARN. Default: asked of STS (GetCallerIdentity).
+    /// the account of --oidc-issuer's provider ARN. Default: asked of STS (GetCallerIdentity);
+    /// when set, STS is still asked (once, 5 s) and start-up fails if it names another.
     #[arg(long, env = "UPLOADBUCKET_AWS_ACCOUNT_ID", value_parser = account_id)]
     pub aws_account_id: Option<String>,
     /// IAM path of the roles the operator creates.
@@ -507,9 +508,12 @@ fn eks_cluster_arn(arn: &str) -> anyhow::Result<()> {
 }
 
 /// How upload roles are made, from the flags: `None` when the operator makes none.
+/// How upload roles are made, from the flags; `bucket_account`: the operator's account on
+/// AWS (the roles' S3 grants reach only its buckets), `None` elsewhere.
 pub(crate) async fn role_settings(
     args: &RunArgs,
     sdk: &aws_config::SdkConfig,
+    bucket_account: Option<&str>,
 ) -> anyhow::Result<Option<crate::controller::role::RoleSettings>> {
     let path = &args.iam_role_path;
     anyhow::ensure!(
@@ -538,7 +542,7 @@ pub(crate) async fn role_settings(
         role_path: path.clone(),
         permissions_boundary: args.iam_permissions_boundary.clone(),
         tag_roles: args.s3_backend.has_role_tags(),
-        own_account_only: args.s3_backend.refuses_other_owners(),
+        bucket_account: bucket_account.map(str::to_owned),
     }))
 }
 
@@ -579,25 +583,50 @@ fn account_id(v: &str) -> Result<String, String> {
     }
 }
 
-/// The operator's AWS account id: `--aws-account-id`, else STS GetCallerIdentity (which
-/// needs no permission). `what` says what it is for, in the error.
+/// The operator's AWS account id, from STS GetCallerIdentity (which needs no permission).
+/// `--aws-account-id` stands in when STS cannot be reached (asked once, for at most 5 s),
+/// and must agree with it when it can: a wrong account would make every bucket call refused
+/// as another account's, and the operator's own buckets left behind. `what` says what the
+/// account is for, in the errors.
 async fn discover_account(
     args: &RunArgs,
     sdk: &aws_config::SdkConfig,
     what: &str,
 ) -> anyhow::Result<String> {
-    if let Some(a) = &args.aws_account_id {
-        return Ok(a.clone());
+    let mut config = aws_sdk_sts::config::Builder::from(sdk);
+    if args.aws_account_id.is_some() {
+        config = config
+            .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(1))
+            .timeout_config(
+                aws_config::timeout::TimeoutConfig::builder()
+                    .operation_timeout(Duration::from_secs(5))
+                    .build(),
+            );
     }
-    let out = aws_sdk_sts::Client::new(sdk)
+    let asked = aws_sdk_sts::Client::from_conf(config.build())
         .get_caller_identity()
         .send()
         .await
-        .map_err(|e| anyhow::anyhow!(aws_sdk_sts::error::DisplayErrorContext(e).to_string()))
-        .with_context(|| format!("cannot discover the AWS account id for {what} (STS GetCallerIdentity); set --aws-account-id (UPLOADBUCKET_AWS_ACCOUNT_ID; chart value irsa.accountId)"))?;
-    out.account().map(str::to_owned).with_context(|| {
-        format!("STS named no account id, needed for {what}; set --aws-account-id")
-    })
+        .map_err(|e| aws_sdk_sts::error::DisplayErrorContext(e).to_string());
+    let said = asked.as_ref().ok().and_then(|out| out.account());
+    match (&args.aws_account_id, said) {
+        (Some(given), Some(sts)) if given != sts => anyhow::bail!(
+            "--aws-account-id {given} is not the account of the operator's credentials: STS GetCallerIdentity names {sts} (the account is needed for {what}); correct the flag (UPLOADBUCKET_AWS_ACCOUNT_ID; chart value irsa.accountId) or leave it out"
+        ),
+        (Some(given), _) => {
+            if let Err(e) = &asked {
+                tracing::warn!(error = %e, account = %given, "STS GetCallerIdentity failed; taking --aws-account-id unchecked for {what}");
+            }
+            Ok(given.clone())
+        }
+        (None, Some(sts)) => Ok(sts.to_owned()),
+        (None, None) => anyhow::bail!(
+            "cannot discover the AWS account id for {what} (STS GetCallerIdentity: {}); set --aws-account-id (UPLOADBUCKET_AWS_ACCOUNT_ID; chart value irsa.accountId)",
+            asked
+                .err()
+                .unwrap_or_else(|| "no account in the answer".to_owned())
+        ),
+    }
 }
 
 /// Makes ring rustls' process-wide provider. The binary links both ring (kube's client) and
@@ -677,13 +706,13 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             interceptors: Vec::new(),
             backend: args.s3_backend,
             metrics: Some(metrics.clone()),
-            account_id,
+            account_id: account_id.clone(),
         },
     );
     if args.eks_cluster_arn.is_some() && args.credential_mode != CredentialMode::PodIdentity {
         anyhow::bail!("--eks-cluster-arn is for --credential-mode pod-identity");
     }
-    let roles = role_settings(&args, &sdk).await?;
+    let roles = role_settings(&args, &sdk, account_id.as_deref()).await?;
     let iam = roles.as_ref().map(|_| {
         crate::aws::iam::IamRoles::new(&sdk, args.iam_endpoint.as_deref(), metrics.clone())
     });

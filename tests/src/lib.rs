@@ -1208,9 +1208,10 @@ pub async fn clean_up(
 /// (each backend's test calls this): the other account makes a bucket, opens it to everyone
 /// in its bucket policy and makes it look like the operator's, as an object's bucket named in
 /// its spec and tagged with the object's uid, or as the object's derived name with the intent
-/// recorded. The operator's own keys can read it (the control: only the owner check stands in
-/// the way); the operator refuses it as `BucketNameTaken` ("another account"), and neither
-/// that nor deleting the object with `Delete` and `emptyOnDelete` changes anything in it.
+/// recorded (and, for the reason given, untagged or tagged as another object's). The
+/// operator's own keys can read it (the control: only the owner check stands in the way);
+/// the operator refuses it as `BucketNameTaken` ("another account"), and neither that nor
+/// deleting the object with `Delete` and `emptyOnDelete` changes anything in it.
 pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
     use uploadbucket_operator::controller::desired;
     use uploadbucket_operator::crd::{DeletionPolicy, UploadBucket, UploadBucketSpec};
@@ -1232,6 +1233,16 @@ pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
         &unique_name("uid-forged"),
         serde_json::json!({"bucketName": named, "deletionPolicy": "Delete", "emptyOnDelete": true}),
     );
+    let plain_name = unique_name("ub-theirs-plain");
+    let plain = object(
+        &unique_name("uid-plain"),
+        serde_json::json!({"bucketName": plain_name}),
+    );
+    let other_name = unique_name("ub-theirs-other");
+    let by_other = object(
+        &unique_name("uid-other"),
+        serde_json::json!({"bucketName": other_name}),
+    );
     let mut by_intent = object(&unique_name("uid-intent"), serde_json::json!({}));
     let derived = desired::derive_bucket_name(&by_intent, &defaults.bucket_name_prefix);
     by_intent.status = Some(uploadbucket_operator::crd::UploadBucketStatus {
@@ -1251,6 +1262,20 @@ pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
             &by_intent,
             &derived,
             Default::default(),
+        ),
+        // Whatever it wears, the reason is the owner's (its owner does not choose what the
+        // tenant is told): untagged, or tagged as another UploadBucket's.
+        (
+            "named in the spec, untagged",
+            &plain,
+            &plain_name,
+            Default::default(),
+        ),
+        (
+            "named in the spec, tagged as another object's",
+            &by_other,
+            &other_name,
+            desired::ownership_tags(&by_uid, false),
         ),
     ] {
         theirs

@@ -535,6 +535,46 @@ async fn another_accounts_bucket_is_never_taken_or_touched_on_the_aws_backend() 
     uploadbucket_tests::another_accounts_bucket_is_never_ours(&server).await;
 }
 
+/// A wrong `--aws-account-id` stops the operator at start-up, naming the account STS gives
+/// for its credentials: with it every bucket call would name the wrong expected owner, be
+/// refused, and leave the operator's own buckets behind. The right one gets past the check
+/// to the next thing the operator needs (here absent: a cluster).
+#[tokio::test]
+async fn a_wrong_account_id_stops_the_operator_at_start_up() {
+    let Some(server) = aws_server("a_wrong_account_id_stops_the_operator_at_start_up") else {
+        return;
+    };
+    let start = |account: &str| {
+        let out = std::process::Command::new(uploadbucket_tests::bin_path("uploadbucket-operator"))
+            .arg("run")
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AWS_ACCESS_KEY_ID", &server.access_key)
+            .env("AWS_SECRET_ACCESS_KEY", &server.secret_key)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL_STS", &server.endpoint)
+            .env("UPLOADBUCKET_REGION", "us-east-1")
+            .env("UPLOADBUCKET_S3_ENDPOINT", &server.endpoint)
+            .env("UPLOADBUCKET_AWS_ACCOUNT_ID", account)
+            .env("KUBECONFIG", "/nonexistent/kubeconfig")
+            .output()
+            .expect("the operator runs");
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let wrong = start("999999999999");
+    assert!(
+        wrong.contains("--aws-account-id 999999999999 is not the account")
+            && wrong.contains("names 000000000000"),
+        "{wrong}"
+    );
+    let right = start("000000000000");
+    assert!(
+        right.contains("no Kubernetes client configuration") && !right.contains("account"),
+        "{right}"
+    );
+}
+
 /// What the signer signs, the AWS stand-in enforces by itself: the type, the exact size and
 /// `if-none-match` of a PUT URL, its expiry, a signed SHA-256 or MD5 (400 BadDigest, nothing
 /// stored), a POST form's size range, type and tagging, a part's signed size, and a
@@ -750,7 +790,7 @@ async fn the_upload_role_on_the_aws_backend() {
         role_path: "/uploadbucket/".into(),
         permissions_boundary: Some(boundary.clone()),
         tag_roles: true,
-        own_account_only: true,
+        bucket_account: server.account_id(),
     };
     let name = unique_name("ub-aws-role");
     let ub = object(

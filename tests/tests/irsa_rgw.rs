@@ -144,7 +144,7 @@ impl Issuer {
             role_path: "/uploadbucket/".into(),
             permissions_boundary: None,
             tag_roles: server.backend.has_role_tags(),
-            own_account_only: server.backend.refuses_other_owners(),
+            bucket_account: server.account_id(),
         }
     }
 

@@ -77,20 +77,25 @@ impl S3Buckets {
         if let Some(id) = self.own_id.get() {
             return Ok(id);
         }
+        // Not knowing who we are is our own failure, retried: never an answer about the
+        // bucket (an AccessDenied here would read as "not ours" and end a deletion).
+        let unknown = |message: String| AwsError::Api {
+            op: "ListBuckets",
+            code: "OwnerUnknown".to_owned(),
+            message,
+        };
         let out = self
             .client(region)
             .list_buckets()
             .send()
             .await
-            .map_err(|e| classify("ListBuckets", e))?;
+            .map_err(|e| unknown(classify("ListBuckets", e).to_string()))?;
         let id = out
             .owner()
             .and_then(|o| o.id())
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| AwsError::Api {
-                op: "ListBuckets",
-                code: "NoOwner".to_owned(),
-                message: "the store named no owner, so the operator cannot tell its own buckets from other users'".to_owned(),
+            .ok_or_else(|| {
+                unknown("the store named no owner, so the operator cannot tell its own buckets from other users'".to_owned())
             })?;
         Ok(self.own_id.get_or_init(|| id.to_owned()))
     }

@@ -174,9 +174,10 @@ pub async fn inspect(api: &dyn BucketApi, who: &Claimant<'_>) -> Result<Ownershi
             Ok(Ownership::Absent)
         }
         Ok(true) => {
-            let owned = who.judge(api.get_tags(b).await?)?;
+            // The owner first: another account's bucket is refused as that whatever tags
+            // it wears (its owner would otherwise choose the reason the tenant is given).
             in_our_account(api, b).await?;
-            Ok(Ownership::Ours(owned))
+            Ok(Ownership::Ours(who.judge(api.get_tags(b).await?)?))
         }
         Err(e) => Err(e.into()),
     }
@@ -236,9 +237,8 @@ pub async fn still_ours(
     if !api.bucket_exists(b).await? {
         return Ok(None);
     }
-    let owned = who.judge(api.get_tags(b).await?)?;
     in_our_account(api, b).await?;
-    Ok(Some(owned))
+    who.judge(api.get_tags(b).await?).map(Some)
 }
 
 #[cfg(test)]

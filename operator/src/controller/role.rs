@@ -55,9 +55,10 @@ pub struct RoleSettings {
     pub permissions_boundary: Option<String>,
     /// Tag roles as managed (off where the backend cannot, see `aws::rgw`).
     pub tag_roles: bool,
-    /// Grant the role's S3 actions only on buckets of the roles' own account (the
-    /// `s3:ResourceAccount` condition, AWS only; see [`policy::own_account_only`]).
-    pub own_account_only: bool,
+    /// The account whose buckets alone the role's S3 grants reach (the `s3:ResourceAccount`
+    /// condition, AWS only; see [`policy::own_account_only`]): the operator's own, the one
+    /// its bucket calls name as the expected owner. `None` on RGW.
+    pub bucket_account: Option<String>,
 }
 
 /// The role as it should be.
@@ -134,8 +135,8 @@ pub fn desired_role(
         ub.spec.uploads.limits.open_multipart_uploads > 0,
         kms.as_ref(),
     );
-    if settings.own_account_only {
-        policy::own_account_only(&mut permissions, settings.trust.account());
+    if let Some(account) = &settings.bucket_account {
+        policy::own_account_only(&mut permissions, account);
     }
     Ok(DesiredRole {
         name: derive_role_name(ub),
@@ -309,7 +310,7 @@ mod tests {
             role_path: "/uploadbucket/".into(),
             permissions_boundary: None,
             tag_roles: true,
-            own_account_only: true,
+            bucket_account: Some("123456789012".into()),
         };
         let mut u = ub("shop", "avatars");
         u.spec.service_account_names = vec!["web".into()];
@@ -346,7 +347,7 @@ mod tests {
             role_path: "/uploadbucket/".into(),
             permissions_boundary: None,
             tag_roles: true,
-            own_account_only: true,
+            bucket_account: Some("123456789012".into()),
         };
         let mut u = ub("shop", "avatars");
         u.spec.encryption.kind = crate::crd::EncryptionType::SseKms;

@@ -1273,7 +1273,7 @@ fn irsa_settings() -> role::RoleSettings {
         role_path: "/uploadbucket/".into(),
         permissions_boundary: None,
         tag_roles: true,
-        own_account_only: true,
+        bucket_account: Some("123456789012".into()),
     }
 }
 
@@ -1828,10 +1828,11 @@ async fn the_permissions_boundary_flag_reaches_create_role() {
     let Some(crate::cli::Command::Run(args)) = cli.command else {
         panic!("run")
     };
-    let settings = crate::cli::role_settings(&args, &aws_config::SdkConfig::builder().build())
-        .await
-        .unwrap()
-        .expect("IRSA roles");
+    let settings =
+        crate::cli::role_settings(&args, &aws_config::SdkConfig::builder().build(), None)
+            .await
+            .unwrap()
+            .expect("IRSA roles");
     let obj = ub(json!({"serviceAccountNames": ["web"]}));
     let (h, iam) = iam_harness(&obj, FakeS3::default(), settings, []);
     reconcile(Arc::new(obj.clone()), h.ctx.clone())
