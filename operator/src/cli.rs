@@ -613,12 +613,14 @@ async fn discover_account(
         (Some(given), Some(sts)) if given != sts => anyhow::bail!(
             "--aws-account-id {given} is not the account of the operator's credentials: STS GetCallerIdentity names {sts} (the account is needed for {what}); correct the flag (UPLOADBUCKET_AWS_ACCOUNT_ID; chart value irsa.accountId) or leave it out"
         ),
-        (Some(given), _) => {
-            if let Err(e) = &asked {
-                tracing::warn!(error = %e, account = %given, "STS GetCallerIdentity failed; taking --aws-account-id unchecked for {what}");
-            }
+        (Some(given), None) => {
+            let why = asked
+                .err()
+                .unwrap_or_else(|| "no account in the answer".to_owned());
+            tracing::warn!(error = %why, account = %given, "STS GetCallerIdentity did not confirm the account; taking --aws-account-id unchecked for {what}");
             Ok(given.clone())
         }
+        (Some(given), Some(_)) => Ok(given.clone()),
         (None, Some(sts)) => Ok(sts.to_owned()),
         (None, None) => anyhow::bail!(
             "cannot discover the AWS account id for {what} (STS GetCallerIdentity: {}); set --aws-account-id (UPLOADBUCKET_AWS_ACCOUNT_ID; chart value irsa.accountId)",

@@ -277,6 +277,26 @@ impl RequestCounter {
     pub fn expected_owners(&self) -> Vec<SentOwner> {
         self.owners.lock().map(|l| l.clone()).unwrap_or_default()
     }
+    /// Every request so far named `account` as the bucket's expected owner, as it went out,
+    /// but the CreateBucket ones (`PUT /<bucket>/`, nothing to expect yet), which named none;
+    /// `creates` of those, and more than `at_least` requests in all.
+    pub fn assert_every_request_names(&self, account: &str, creates: usize, at_least: usize) {
+        let sent = self.expected_owners();
+        let is_create = |r: &str| {
+            r.strip_prefix("PUT /")
+                .and_then(|rest| rest.strip_suffix('/'))
+                .is_some_and(|bucket| !bucket.contains(['/', '?']))
+        };
+        let made: Vec<_> = sent.iter().filter(|(r, _)| is_create(r)).collect();
+        assert_eq!(made.len(), creates, "{sent:#?}");
+        assert!(made.iter().all(|(_, owner)| owner.is_none()), "{made:#?}");
+        let without: Vec<_> = sent
+            .iter()
+            .filter(|(r, owner)| !is_create(r) && owner.as_deref() != Some(account))
+            .collect();
+        assert!(without.is_empty(), "{without:#?}");
+        assert!(sent.len() > at_least, "{sent:#?}");
+    }
     /// An interceptor for an SDK client's config that counts into this counter, with the
     /// operator's own classification (GET/HEAD; query-protocol Get*/List*/Describe*).
     pub fn interceptor(&self) -> SharedInterceptor {
@@ -1210,8 +1230,10 @@ pub async fn clean_up(
 /// its spec and tagged with the object's uid, or as the object's derived name with the intent
 /// recorded (and, for the reason given, untagged or tagged as another object's). The
 /// operator's own keys can read it (the control: only the owner check stands in the way);
-/// the operator refuses it as `BucketNameTaken` ("another account"), and neither that nor
-/// deleting the object with `Delete` and `emptyOnDelete` changes anything in it.
+/// the operator refuses it (RGW: `BucketNameTaken`, "another account"; the AWS stand-in:
+/// `AccessDenied` from the owner check's GetBucketPolicy, whatever tags it wears), and
+/// neither that nor deleting the object with `Delete` and `emptyOnDelete` changes anything
+/// in it.
 pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
     use uploadbucket_operator::controller::desired;
     use uploadbucket_operator::crd::{DeletionPolicy, UploadBucket, UploadBucketSpec};
@@ -1333,9 +1355,35 @@ pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
         }
         let before = BucketSnapshot::of(&theirs, bucket).await;
 
+        // RGW: the control for the owner comparison, its ACL names an owner other than
+        // ours. (LocalStack names one canonical owner for every account.)
+        if server.backend == Backend::Rgw {
+            let me = raw.list_buckets().send().await.expect("our buckets");
+            let acl = raw
+                .get_bucket_acl()
+                .bucket(bucket)
+                .send()
+                .await
+                .expect("its ACL");
+            let (ours, its) = (
+                me.owner().and_then(|o| o.id()),
+                acl.owner().and_then(|o| o.id()),
+            );
+            assert!(
+                ours.is_some() && its.is_some() && ours != its,
+                "{case}: {ours:?} {its:?}"
+            );
+        }
+
+        // RGW: the owners compared; the AWS stand-in: GetBucketPolicy naming our account as
+        // the expected owner answered 403 (AWS itself refuses the first HEAD already).
         let err = provision(&buckets, ub, &defaults).await.unwrap_err();
-        assert_eq!(err.reason(), "BucketNameTaken", "{case}: {err}");
-        assert!(err.to_string().contains("another account"), "{case}: {err}");
+        let (reason, says) = match server.backend {
+            Backend::Rgw => ("BucketNameTaken", "another account"),
+            Backend::Aws => ("AccessDenied", "GetBucketPolicy"),
+        };
+        assert_eq!(err.reason(), reason, "{case}: {err}");
+        assert!(err.to_string().contains(says), "{case}: {err}");
         assert_eq!(BucketSnapshot::of(&theirs, bucket).await, before, "{case}");
         let outcome = clean_up(&buckets, ub, &defaults, DeletionPolicy::Delete, true).await;
         assert!(

@@ -244,7 +244,8 @@ pub trait BucketApi: Send + Sync {
     /// bucket under a name the operator wants and open it to the operator in its bucket
     /// policy. On AWS every bucket call carries `ExpectedBucketOwner`, so S3 answers 403 to
     /// all of them for another account's bucket; this asks GetBucketPolicy, which every
-    /// implementation of that header checks. RGW ignores the header, so there it compares
+    /// implementation of that header checks (a 403 is an error: it cannot tell another
+    /// account's bucket from a denied read). RGW ignores the header, so there it compares
     /// the owner GetBucketAcl names with the operator's own. One read either way.
     async fn owned_by_us(&self, bucket: &BucketRef) -> Result<bool, AwsError>;
 

@@ -418,12 +418,9 @@ impl BucketApi for S3Buckets {
     }
 
     async fn owned_by_us(&self, b: &BucketRef) -> Result<bool, AwsError> {
-        // A bucket that will not say who owns it is not taken as ours: a policy of our own
-        // bucket denying the call below makes it refused, never another's bucket written.
-        let refused = |e: AwsError| match e {
-            AwsError::AccessDenied { .. } => Ok(false),
-            other => Err(other),
-        };
+        // A 403 below stays an error: it proves nothing either way (another account's bucket
+        // on AWS, or a policy of our own bucket denying the read), so nothing is written and
+        // a deletion under way is retried rather than given up on our own bucket.
         if self.options.backend.refuses_other_owners() {
             // Every call names the account as the expected owner, so S3 refuses them all for
             // another account's bucket; asked once more here with one S3 answers only to the
@@ -440,7 +437,7 @@ impl BucketApi for S3Buckets {
             {
                 Ok(_) => Ok(true),
                 Err(e) if code_is(&e, &["NoSuchBucketPolicy"]) => Ok(true),
-                Err(e) => refused(classify("GetBucketPolicy", e)),
+                Err(e) => Err(classify("GetBucketPolicy", e)),
             };
         }
         let me = self.own_id(&b.region).await?;
@@ -452,7 +449,7 @@ impl BucketApi for S3Buckets {
             .await
         {
             Ok(acl) => Ok(acl.owner().and_then(|o| o.id()) == Some(me)),
-            Err(e) => refused(classify("GetBucketAcl", e)),
+            Err(e) => Err(classify("GetBucketAcl", e)),
         }
     }
 

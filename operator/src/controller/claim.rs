@@ -12,9 +12,11 @@
 //!   operator was creating it: the window between CreateBucket and the first tag write, or
 //! - it is untagged, the spec asks to adopt it and the cluster admin allows that name.
 //!
-//! and in every case it belongs to the operator's own account ([`BucketApi::owned_by_us`]):
-//! another account can make a bucket under the name, tag it as ours and open it to the
-//! operator in its bucket policy, so neither the name nor the tags prove where it lives.
+//! and in every case it belongs to the operator's own account: CreateBucket answered it
+//! new or already ours (S3 and RGW answer so to the owner only; another account's name is
+//! 409), or [`BucketApi::owned_by_us`] said so. Another account can make a bucket under the
+//! name, tag it as ours and open it to the operator in its bucket policy, so neither the
+//! name nor the tags prove where it lives.
 //!
 //! A name from `spec.bucketName` or from status is never by itself a licence to write. Every
 //! destructive call re-checks with [`still_ours`] right before it acts.
@@ -222,8 +224,12 @@ pub async fn create(
             adopted: false,
             created: true,
         }),
-        // Someone created it between our HEAD and CreateBucket, or HEAD was refused.
-        Created::AlreadyOwned => who.judge(api.get_tags(b).await?),
+        // Someone created it between our HEAD and CreateBucket, or HEAD was refused: S3
+        // says it is this account's, asked once more as elsewhere (one read, rarely).
+        Created::AlreadyOwned => {
+            in_our_account(api, b).await?;
+            who.judge(api.get_tags(b).await?)
+        }
     }
 }
 

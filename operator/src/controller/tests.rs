@@ -46,6 +46,9 @@ struct FakeBucket {
     /// Another account's bucket that lets the operator in (its bucket policy), on a store
     /// that ignores ExpectedBucketOwner (RGW): every call works, the owner is not us.
     other_account: bool,
+    /// The owner check answers 403 (on AWS: another account's bucket, or our own bucket's
+    /// policy denying the read).
+    owner_hidden: bool,
 }
 
 /// In-memory S3 that logs every write to the timeline.
@@ -186,7 +189,13 @@ impl BucketApi for FakeS3 {
             .lock()
             .unwrap()
             .push(format!("s3-read-owner {}", b.name));
-        self.with(b, |x| !x.other_account)
+        match self.with(b, |x| (x.other_account, x.owner_hidden))? {
+            (_, true) => Err(AwsError::AccessDenied {
+                op: "GetBucketPolicy",
+                message: "Access Denied".into(),
+            }),
+            (other, false) => Ok(!other),
+        }
     }
     async fn get_cors(&self, b: &BucketRef) -> Result<Vec<CorsRule>, AwsError> {
         self.retag_during("GetBucketCors", b);
@@ -639,6 +648,40 @@ async fn second_reconcile_of_a_provisioned_object_writes_nothing_anywhere() {
         "no status write, no event: {:#?}",
         h.timeline()
     );
+}
+
+/// A 403 from the owner check proves nothing either way: an error, retried, never "not
+/// ours". Status keeps the bucket it recorded (so a later deletion can still clean it up),
+/// and nothing is written.
+#[tokio::test]
+async fn a_refused_owner_check_is_an_error_not_a_verdict() {
+    let obj = ub(json!({}));
+    let first = harness(&obj, FakeS3::default());
+    reconcile(Arc::new(obj.clone()), first.ctx.clone())
+        .await
+        .expect("first");
+    let last = first.status_patches().pop().unwrap();
+    let mut provisioned = obj.clone();
+    provisioned.status = serde_json::from_value(last["status"].clone()).unwrap();
+    let mut buckets = first.s3.buckets.lock().unwrap().clone();
+    for b in buckets.values_mut() {
+        b.owner_hidden = true;
+    }
+    let h = harness(
+        &provisioned,
+        FakeS3 {
+            buckets: Mutex::new(buckets),
+            ..Default::default()
+        },
+    );
+    let err = reconcile(Arc::new(provisioned), h.ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "AccessDenied", "{err}");
+    assert_eq!(h.s3.writes(), 0, "{:#?}", h.timeline());
+    let now = h.status_patches().pop().expect("status");
+    assert_eq!(now["status"]["bucketName"], last["status"]["bucketName"]);
+    assert_eq!(condition(&now, "Ready")["reason"], "AccessDenied");
 }
 
 #[tokio::test]
