@@ -650,19 +650,26 @@ async fn second_reconcile_of_a_provisioned_object_writes_nothing_anywhere() {
     );
 }
 
+/// `obj` after one pass on an empty store: the harness of that pass (its store holds the
+/// bucket made) and the object as the API server then holds it (with the status written).
+async fn provisioned(obj: &UploadBucket) -> (Harness, UploadBucket) {
+    let h = harness(obj, FakeS3::default());
+    reconcile(Arc::new(obj.clone()), h.ctx.clone())
+        .await
+        .expect("first");
+    let last = h.status_patches().pop().unwrap();
+    let mut provisioned = obj.clone();
+    provisioned.status = Some(serde_json::from_value(last["status"].clone()).unwrap());
+    (h, provisioned)
+}
+
 /// A 403 from the owner check proves nothing either way: an error, retried, never "not
 /// ours". Status keeps the bucket it recorded (so a later deletion can still clean it up),
 /// and nothing is written.
 #[tokio::test]
 async fn a_refused_owner_check_is_an_error_not_a_verdict() {
-    let obj = ub(json!({}));
-    let first = harness(&obj, FakeS3::default());
-    reconcile(Arc::new(obj.clone()), first.ctx.clone())
-        .await
-        .expect("first");
+    let (first, provisioned) = provisioned(&ub(json!({}))).await;
     let last = first.status_patches().pop().unwrap();
-    let mut provisioned = obj.clone();
-    provisioned.status = serde_json::from_value(last["status"].clone()).unwrap();
     let mut buckets = first.s3.buckets.lock().unwrap().clone();
     for b in buckets.values_mut() {
         b.owner_hidden = true;
@@ -2158,15 +2165,7 @@ async fn namespaces_share_the_slots_and_keep_a_reserve() {
 /// not at the next resync, or a delete in between would skip cleanup.
 #[tokio::test]
 async fn an_unchanged_object_costs_nothing_but_a_removed_finalizer_is_put_back() {
-    let obj = ub(json!({}));
-    let h = harness(&obj, FakeS3::default());
-    reconcile(Arc::new(obj.clone()), h.ctx.clone())
-        .await
-        .expect("first");
-    let mut provisioned = obj.clone();
-    let last = h.status_patches().pop().unwrap();
-    provisioned.status =
-        Some(serde_json::from_value::<UploadBucketStatus>(last["status"].clone()).unwrap());
+    let (h, mut provisioned) = provisioned(&ub(json!({}))).await;
     let calls = h.timeline().len();
     reconcile(Arc::new(provisioned.clone()), h.ctx.clone())
         .await
