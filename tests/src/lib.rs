@@ -1237,7 +1237,7 @@ pub async fn clean_up(
 pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
     use uploadbucket_operator::controller::desired;
     use uploadbucket_operator::crd::{DeletionPolicy, UploadBucket, UploadBucketSpec};
-    let (buckets, _) = server.buckets().await;
+    let (buckets, counter) = server.buckets().await;
     let defaults = defaults(server);
     let raw = server.admin_client().await;
     let theirs = server
@@ -1394,6 +1394,20 @@ pub async fn another_accounts_bucket_is_never_ours(server: &S3Server) {
             "{case}: {outcome:?}"
         );
         assert_eq!(BucketSnapshot::of(&theirs, bucket).await, before, "{case}");
+    }
+    // Each backend's way is sent to it alone: the expected owner on every AWS request (no
+    // CreateBucket was sent), never to RGW; ListBuckets and the ACL only to RGW.
+    let sent = counter.expected_owners();
+    let rgw_only = |r: &str| r == "GET /" || r.ends_with("?acl");
+    match server.account_id() {
+        Some(account) => {
+            counter.assert_every_request_names(&account, 0, 5);
+            assert!(!sent.iter().any(|(r, _)| rgw_only(r)), "{sent:#?}");
+        }
+        None => {
+            assert!(sent.iter().all(|(_, owner)| owner.is_none()), "{sent:#?}");
+            assert!(sent.iter().any(|(r, _)| rgw_only(r)), "{sent:#?}");
+        }
     }
 }
 
