@@ -59,7 +59,7 @@ pub enum ClaimError {
     )]
     ManagedByOther(String),
     #[error(
-        "bucket {0:?} belongs to another account (or hides its owner from the operator), though it lets the operator in; the operator never writes to a bucket outside its own account. Choose another spec.bucketName, or (for a derived name) delete this UploadBucket and create it again, which derives a new name"
+        "bucket {0:?} belongs to another account, though it lets the operator in; the operator never writes to a bucket outside its own account. Choose another spec.bucketName, or (for a derived name) delete this UploadBucket and create it again, which derives a new name"
     )]
     OtherAccount(String),
     #[error(
