@@ -14,7 +14,11 @@
 use std::env;
 use std::path::Path;
 
+#[path = "../build/relr.rs"]
+mod relr;
+
 fn main() {
+    relr::pack_relative_relocs("uploadbucket-sidecar");
     println!("cargo:rerun-if-changed=startup-order.txt");
     println!("cargo:rerun-if-env-changed=UPLOADBUCKET_STARTUP_ORDER");
     let target = env::var("TARGET").unwrap_or_default();

@@ -6,7 +6,8 @@
 #     the HTTP ceilings on the fast sidecar at the same concurrencies: the unsigned exchange
 #     (POST /bench/ceiling: the same request body in, an answer of the same size out, nothing
 #     signed) and GET /healthz (no body in, 2 bytes out);
-#  3. resident memory of the sidecar idle and under load;
+#  3. resident memory of the sidecar idle (with keys in the environment, and as in a pod with
+#     IRSA: a web identity exchanged at an STS stand-in over HTTP and over TLS) and under load;
 #  4. user and system CPU time per request of the three routes with the sidecar alone on one
 #     core (informative: where a gap comes from).
 # Prints a markdown table (medians, with the spread of the rounds) and checks the targets
@@ -56,13 +57,15 @@ rss_kib() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 # Starts one sidecar in signer mode $1 on a free port, with further env from the other
 # arguments; sets port[$1] and pid[$1] and waits until it answers.
 start_sidecar() {
-  local mode=$1 signer=$1 pin=(); shift
+  local mode=$1 signer=$1 pin=() keys=(AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000
+    AWS_SECRET_ACCESS_KEY=benchsecretbenchsecretbenchsecret00000000); shift
   if [ "$mode" = pinned ]; then signer=fast pin=(taskset -c 1); fi
   if [ "$mode" = jwt ]; then signer=fast; fi
+  # As in a pod with IRSA: no keys, the caller passes the web identity's.
+  case $mode in irsa*) signer=fast keys=() ;; esac
   port[$mode]=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   env -i PATH="$PATH" UPLOADBUCKET_BUCKET=bench-bucket UPLOADBUCKET_REGION=eu-west-1 \
-    UPLOADBUCKET_LISTEN=127.0.0.1:${port[$mode]} UPLOADBUCKET_SIGNER="$signer" "$@" \
-    AWS_ACCESS_KEY_ID=AKIABENCHEXAMPLE0000 AWS_SECRET_ACCESS_KEY=benchsecretbenchsecretbenchsecret00000000 \
+    UPLOADBUCKET_LISTEN=127.0.0.1:${port[$mode]} UPLOADBUCKET_SIGNER="$signer" "$@" "${keys[@]}" \
     AWS_EC2_METADATA_DISABLED=true RUST_LOG=warn "${pin[@]}" "$bin" >"$work/$mode.log" 2>&1 &
   pid[$mode]=$!
   pids+=("${pid[$mode]}")
@@ -128,8 +131,28 @@ jwt_key=$(curl -sf -X POST -H 'content-type: application/json' -H "authorization
 case $jwt_key in uploads/bench-user/*) ;; *) echo "bench.sh: the jwt sidecar answered key $jwt_key" >&2; exit 1 ;; esac
 ceiling_bytes=$(post fast /bench/ceiling)
 [ "$ceiling_bytes" = "$answer_bytes" ] || { echo "bench.sh: /bench/ceiling answered $ceiling_bytes bytes, /uploads $answer_bytes" >&2; exit 1; }
+# Two more, as in a pod with IRSA: a web identity token exchanged at an STS stand-in
+# (tests/scripts/sts_stand_in.py) over plain HTTP, and over TLS with a chain to verify as at
+# AWS's STS; each warmed with one signed URL, measured idle, then stopped.
+sts=tests/scripts/sts_stand_in.py
+python3 $sts pki "$work/pki"
+echo "bench.token.from-kubelet" >"$work/token"
+for kind in irsa irsa-tls; do
+  sts_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  if [ $kind = irsa ]; then
+    python3 $sts serve "$sts_port" & sts_url=http://127.0.0.1:$sts_port
+  else
+    python3 $sts serve "$sts_port" "$work/pki" & sts_url=https://localhost:$sts_port
+  fi
+  pids+=($!)
+  sleep 0.5
+  start_sidecar $kind AWS_ROLE_ARN=arn:aws:iam::000000000000:role/upload \
+    AWS_WEB_IDENTITY_TOKEN_FILE="$work/token" AWS_ENDPOINT_URL_STS="$sts_url" SSL_CERT_FILE="$work/pki/roots.pem"
+  post $kind /uploads >/dev/null || { cat "$work/$kind.log" >&2; echo "bench.sh: the $kind sidecar signed nothing" >&2; exit 1; }
+done
 sleep 1
-for mode in fast sdk; do idle[$mode]=$(rss_kib "${pid[$mode]}"); done
+for mode in fast sdk irsa irsa-tls; do idle[$mode]=$(rss_kib "${pid[$mode]}"); done
+for mode in irsa irsa-tls; do kill "${pid[$mode]}"; done
 
 # One wrk run against one mode; prints req/s. RSS is sampled meanwhile into rss-<mode>.
 wrk_run() {
@@ -169,6 +192,7 @@ done
 for mode in fast sdk; do peak[$mode]=$(sort -n "$work/rss-$mode" | tail -1); done
 {
   echo "idle ${idle[fast]} ${idle[sdk]}"
+  echo "idle-irsa ${idle[irsa]} ${idle[irsa-tls]}"
   echo "peak ${peak[fast]} ${peak[sdk]}"
   for c in 1 16 64; do for k in "${kinds[@]}"; do echo "$k $c${runs[$k,$c]}"; done; done
 } >"$work/figures"
@@ -205,7 +229,7 @@ secs, rounds, answer = sys.argv[5:8]
 runs, pinned = {}, []
 for line in open(path):
     w = line.split()
-    if w[0] in ("idle", "peak"):
+    if w[0] in ("idle", "idle-irsa", "peak"):
         runs[w[0]] = [float(x) / 1024 for x in w[1:]]
     elif w[0] == "pinned":
         pinned.append(list(map(float, w[1:])))
@@ -262,7 +286,10 @@ for c in (1, 16, 64):
     e, eper = ratio("ceiling", "healthz", c)
     print(f"| POST /uploads vs GET /healthz ({fig('healthz', c)} req/s; the unsigned exchange: {e:.2f}x {eper}), concurrency {c} | | | {r:.2f}x {per} | - | - |")
 f_idle, s_idle = runs["idle"]
-print(f"| RSS idle | {f_idle:.2f} MiB | {s_idle:.2f} MiB | | <= 6 MiB | {check(f_idle <= 6)} |")
+print(f"| RSS idle (keys in the environment) | {f_idle:.2f} MiB | {s_idle:.2f} MiB | | <= 6 MiB | {check(f_idle <= 6)} |")
+i_http, i_tls = runs["idle-irsa"]
+print(f"| RSS idle, web identity (IRSA) exchanged at an STS over plain HTTP | {i_http:.2f} MiB | | | <= 6 MiB | {check(i_http <= 6)} |")
+print(f"| RSS idle, web identity (IRSA) exchanged at an STS over TLS, a chain verified (as at AWS) | {i_tls:.2f} MiB | | | <= 6 MiB | {check(i_tls <= 6)} |")
 f_peak, s_peak = runs["peak"]
 print(f"| RSS peak under load | {f_peak:.1f} MiB | {s_peak:.1f} MiB | | - | - |")
 print(f"\nThe unsigned exchange reads the same request body and answers {answer} bytes, the size of the /uploads answer.")

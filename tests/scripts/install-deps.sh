@@ -134,10 +134,10 @@ install_openapi_spec_validator
 need=()
 # The node (tests/scripts/node.sh): containerd, runc, CNI plugins, iptables (for kube-proxy);
 # gcc builds the static pause binary. valgrind (callgrind) and nm list the functions the signer
-# runs up to its first URL (tests/scripts/startup-order.sh).
+# runs up to its first URL (tests/scripts/startup-order.sh), openssl the certificates of its TLS run.
 for pair in radosgw:radosgw ceph-mon:ceph-mon ceph-osd:ceph-osd uuidgen:uuid-runtime curl:curl chromium:chromium \
   containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables gcc:gcc \
-  valgrind:valgrind nm:binutils; do
+  valgrind:valgrind nm:binutils openssl:openssl; do
   cmd=${pair%%:*} pkg=${pair##*:}
   if [ "${cmd#/}" != "$cmd" ]; then [ -x "$cmd" ] || need+=("$pkg"); continue; fi
   command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")

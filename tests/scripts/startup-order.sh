@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The functions the signer's pod build runs from its start to its first signed URL (with keys
-# in the environment, and with a web identity token exchanged at STS), which its release link
+# in the environment, and with a web identity token exchanged at STS, over plain HTTP as in the
+# suite and over TLS as at AWS), which its release link
 # lays out side by side (sidecar/build.rs), so that an idle signer holds the pages
 # of that code only, not of most of the binary.
 #
@@ -21,7 +22,7 @@ target=${CARGO_TARGET_DIR:-target}
 bin=$target/release/uploadbucket-sidecar
 file=sidecar/startup-order.txt
 build="cargo build --release --locked --quiet -p uploadbucket-sidecar --no-default-features --features server"
-for tool in valgrind nm curl python3; do
+for tool in valgrind nm curl python3 openssl; do
   command -v $tool >/dev/null || { echo "startup-order.sh: needs $tool (tests/scripts/install-deps.sh)" >&2; exit 1; }
 done
 [ "$mode" = write ] && $build
@@ -37,30 +38,14 @@ pids=()
 trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# An STS for the web identity run: every AssumeRoleWithWebIdentity gets the same session.
+# An STS for the web identity runs, over plain HTTP and over TLS (tests/scripts/sts_stand_in.py).
+sts=tests/scripts/sts_stand_in.py
+python3 $sts pki "$work/pki" || { echo "startup-order.sh: openssl failed" >&2; exit 1; }
 sts_port=$(free_port)
-python3 - "$sts_port" <<'PY' &
-import datetime, http.server, sys
-until = (datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-body = f"""<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
-<AssumeRoleWithWebIdentityResult><AssumedRoleUser><Arn>arn:aws:sts::000000000000:assumed-role/upload/s</Arn>
-<AssumedRoleId>AROASTARTUPEXAMPLE:s</AssumedRoleId></AssumedRoleUser><Credentials>
-<AccessKeyId>ASIASTARTUPEXAMPLE00</AccessKeyId><SecretAccessKey>startupsecretstartupsecretstartupsecret0</SecretAccessKey>
-<SessionToken>startup-session</SessionToken><Expiration>{until}</Expiration></Credentials>
-</AssumeRoleWithWebIdentityResult><ResponseMetadata><RequestId>startup</RequestId></ResponseMetadata>
-</AssumeRoleWithWebIdentityResponse>""".encode()
-class Sts(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200)
-        self.send_header("content-type", "text/xml")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Sts).serve_forever()
-PY
+python3 $sts serve "$sts_port" &
+pids+=($!)
+sts_tls_port=$(free_port)
+python3 $sts serve "$sts_tls_port" "$work/pki" &
 pids+=($!)
 echo "startup.token.from-kubelet" >"$work/token"
 
@@ -87,13 +72,17 @@ trace() {
 }
 # As tests/bench.sh runs it: keys in the environment.
 trace keys AWS_ACCESS_KEY_ID=AKIASTARTUPEXAMPLE00 AWS_SECRET_ACCESS_KEY=startupsecretstartupsecretstartupsecret0
-# As in a pod with IRSA: a web identity token exchanged at STS (plain HTTP here, so the TLS
-# code a pod runs against AWS's STS is not in the list).
+# As in a pod with IRSA: a web identity token exchanged at STS, over plain HTTP (as against
+# the suite's stand-ins), then over TLS with a chain to verify (as against AWS's STS).
 trace web-identity AWS_ROLE_ARN=arn:aws:iam::000000000000:role/upload \
   AWS_WEB_IDENTITY_TOKEN_FILE="$work/token" AWS_ENDPOINT_URL_STS="http://127.0.0.1:$sts_port"
+trace web-identity-tls AWS_ROLE_ARN=arn:aws:iam::000000000000:role/upload \
+  AWS_WEB_IDENTITY_TOKEN_FILE="$work/token" AWS_ENDPOINT_URL_STS="https://localhost:$sts_tls_port" \
+  SSL_CERT_FILE="$work/pki/roots.pem"
 nm -S --defined-only "$bin" >"$work/symbols"
 
-python3 - "$mode" "$work/symbols" "$file" "$work"/*.callgrind <<'PY'
+python3 - "$mode" "$work/symbols" "$file" "$work/keys.callgrind" "$work/web-identity.callgrind" \
+  "$work/web-identity-tls.callgrind" <<'PY'
 import sys
 mode, symbols, path, *traces = sys.argv[1:]
 size = {}
