@@ -1,5 +1,5 @@
-//! Command line: `uploadbucket-sidecar [serve]`, `config`, `probe URL` and (with the `dev`
-//! feature) `dev`.
+//! Command line: `uploadbucket-sidecar [serve]`, `config`, `probe URL`, (with the `dev`
+//! feature) `dev`, and `credentials`, the signer's own helper process.
 //!
 //! In: flags and the env contract. Out: a running signer, or the effective configuration.
 
@@ -48,6 +48,13 @@ enum Command {
     Probe {
         /// e.g. http://127.0.0.1:8787/healthz
         url: String,
+    },
+    /// Load credentials once and print them as `credential_process` JSON: what the signer
+    /// runs in a child process for each credentials load (see `credentials::HelperProcess`).
+    #[command(hide = true)]
+    Credentials {
+        #[arg(long)]
+        region: String,
     },
 }
 
@@ -99,6 +106,14 @@ impl Cli {
                 crate::dev::run(args).await
             }
             Some(Command::Probe { url }) => probe(&url).await,
+            Some(Command::Credentials { region }) => {
+                if let Err(message) = crate::credentials::print_once(&region).await {
+                    // The message alone: the signer passes it on as the load's error.
+                    eprintln!("{message}");
+                    std::process::exit(1);
+                }
+                Ok(())
+            }
             None => serve(self.serve).await,
         }
     }
@@ -188,7 +203,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     init_tracing(args.log_json);
     let config = resolve(args.config)?;
     let region = aws_config::Region::new(config.region().to_owned());
-    let provider = crate::credentials::chain(&region);
+    let provider = crate::credentials::provider(config.region());
     // Refresh early enough that a URL signed now lives its full lifetime (capped at half the
     // credentials' own lifetime; URLs are cut to their expiry instead).
     let margin = Duration::from_secs(config.expires_seconds + 60);

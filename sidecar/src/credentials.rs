@@ -1,8 +1,8 @@
 //! Credentials for signing, cached and refreshed ahead of expiry.
 //!
-//! In: the chain of [`chain`] (web identity from `AWS_ROLE_ARN` +
-//! `AWS_WEB_IDENTITY_TOKEN_FILE` or EKS Pod Identity in a pod, env or profile elsewhere).
-//! Out: [`Credentials`]
+//! In: the keys in the environment, or else the chain of [`chain`] (web identity from
+//! `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE` or EKS Pod Identity in a pod, the profile
+//! elsewhere) run by a helper process ([`HelperProcess`]). Out: [`Credentials`]
 //! that stay valid for at least the refresh margin, so a URL signed now keeps working for
 //! its whole lifetime whenever the identity provider allows it. The margin never exceeds half
 //! of what the credentials lived when loaded: a URL lifetime near or above the session's
@@ -71,6 +71,184 @@ pub fn chain(region: &aws_config::Region) -> SharedCredentialsProvider {
             .build(),
     );
     SharedCredentialsProvider::new(chain)
+}
+
+/// The signer's credentials: the keys in its environment when it has both, else [`chain`]
+/// run by a helper process ([`HelperProcess`]).
+pub fn provider(region: &str) -> SharedCredentialsProvider {
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
+        SharedCredentialsProvider::new(
+            aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
+        )
+    } else {
+        SharedCredentialsProvider::new(HelperProcess::new(region))
+    }
+}
+
+/// How long a helper process may take before it is stopped and the load fails.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// [`chain`] run in a child process, `uploadbucket-sidecar credentials --region R`, once per
+/// load (at start-up, then about once an hour with web identity).
+///
+/// Loading credentials from STS, the Pod Identity agent or the profile files runs the code
+/// of an SDK client, TLS and the system's root certificates once an hour, and its pages and
+/// allocations would then stay resident in the signer for the rest of its life (about
+/// 1.7 MiB of 6.6 MiB with IRSA, measured). The child does that work and exits. It prints the
+/// credentials on its standard output, a pipe only the signer reads, as `credential_process`
+/// JSON; a failure comes back as its standard error, the message the chain gave.
+#[derive(Debug)]
+pub struct HelperProcess {
+    program: std::path::PathBuf,
+    region: String,
+}
+
+impl HelperProcess {
+    /// Runs this very binary (its path as the system gives it, else `/proc/self/exe`).
+    pub fn new(region: &str) -> Self {
+        let program = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
+        Self::with_program(program, region)
+    }
+
+    /// Runs `program` instead (tests).
+    pub fn with_program(program: impl Into<std::path::PathBuf>, region: &str) -> Self {
+        Self {
+            program: program.into(),
+            region: region.to_owned(),
+        }
+    }
+
+    async fn load(&self) -> aws_credential_types::provider::Result {
+        use aws_credential_types::provider::error::CredentialsError;
+        let mut command = tokio::process::Command::new(&self.program);
+        command
+            .args(["credentials", "--region", &self.region])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
+        let run = tokio::time::timeout(HELPER_TIMEOUT, command.output());
+        let output = match run.await {
+            Ok(Ok(output)) => output,
+            Ok(Err(e)) => {
+                return Err(CredentialsError::provider_error(format!(
+                    "cannot run the credentials helper {}: {e}",
+                    self.program.display()
+                )));
+            }
+            Err(_) => {
+                return Err(CredentialsError::provider_error(format!(
+                    "the credentials helper gave no credentials within {}s",
+                    HELPER_TIMEOUT.as_secs()
+                )));
+            }
+        };
+        if !output.status.success() {
+            let said = String::from_utf8_lossy(&output.stderr);
+            let said = said.trim();
+            return Err(CredentialsError::provider_error(if said.is_empty() {
+                format!("the credentials helper failed ({})", output.status)
+            } else {
+                said.to_owned()
+            }));
+        }
+        from_process_json(&output.stdout).map_err(CredentialsError::provider_error)
+    }
+}
+
+impl ProvideCredentials for HelperProcess {
+    fn provide_credentials<'a>(
+        &'a self,
+    ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        aws_credential_types::provider::future::ProvideCredentials::new(self.load())
+    }
+}
+
+/// `credential_process` output: what the helper prints, and what [`from_process_json`] reads.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+struct ProcessCredentials {
+    version: u8,
+    access_key_id: String,
+    secret_access_key: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    session_token: Option<String>,
+    /// RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expiration: Option<String>,
+}
+
+/// The helper's side: loads credentials with [`chain`] once and prints them as
+/// `credential_process` JSON; on failure, the chain's message as the error.
+pub async fn print_once(region: &str) -> Result<(), String> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    let provider = chain(&aws_config::Region::new(region.to_owned()));
+    let c = provider
+        .provide_credentials()
+        .await
+        .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(e).to_string())?;
+    let expiration = match c.expiry() {
+        Some(at) => Some(
+            DateTime::from(at)
+                .fmt(Format::DateTime)
+                .map_err(|e| format!("the credentials' expiry: {e}"))?,
+        ),
+        None => None,
+    };
+    let out = ProcessCredentials {
+        version: 1,
+        access_key_id: c.access_key_id().to_owned(),
+        secret_access_key: c.secret_access_key().to_owned(),
+        session_token: c.session_token().map(str::to_owned),
+        expiration,
+    };
+    let json = serde_json::to_string(&out).map_err(|e| e.to_string())?;
+    println!("{json}");
+    Ok(())
+}
+
+/// The signer's side: the helper's standard output as credentials.
+fn from_process_json(stdout: &[u8]) -> Result<aws_credential_types::Credentials, String> {
+    use aws_smithy_types::date_time::{DateTime, Format};
+    // serde_json's message can quote what it read; the position alone says enough.
+    let p: ProcessCredentials = serde_json::from_slice(stdout).map_err(|e| {
+        format!(
+            "the credentials helper printed no credentials JSON ({:?} at line {}, column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    if p.version != 1 {
+        return Err(format!(
+            "the credentials helper printed Version {}; only 1 is read",
+            p.version
+        ));
+    }
+    let expiry = match &p.expiration {
+        Some(text) => Some(
+            DateTime::from_str(text, Format::DateTime)
+                .ok()
+                .and_then(|t| SystemTime::try_from(t).ok())
+                .ok_or_else(|| {
+                    format!(
+                        "the credentials helper printed Expiration {text:?}, not an RFC 3339 time"
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    Ok(aws_credential_types::Credentials::new(
+        p.access_key_id,
+        p.secret_access_key,
+        p.session_token,
+        expiry,
+        "UploadbucketCredentialsHelper",
+    ))
 }
 
 /// A source of signing credentials. Shared, not copied: a request takes a reference count,
@@ -384,5 +562,82 @@ mod tests {
         // A request that comes after the failure tries again.
         assert!(cache.credentials().await.is_err());
         assert_eq!(calls.load(Ordering::SeqCst), 6);
+    }
+
+    #[test]
+    fn the_helpers_json_reads_back_as_the_credentials_it_printed() {
+        let printed = serde_json::to_vec(&ProcessCredentials {
+            version: 1,
+            access_key_id: "ASIAHELPER".into(),
+            secret_access_key: "secret".into(),
+            session_token: Some("session".into()),
+            expiration: Some("2030-01-02T03:04:05Z".into()),
+        })
+        .unwrap();
+        let c = from_process_json(&printed).expect("reads");
+        assert_eq!(c.access_key_id(), "ASIAHELPER");
+        assert_eq!(c.secret_access_key(), "secret");
+        assert_eq!(c.session_token(), Some("session"));
+        assert_eq!(
+            c.expiry(),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(1_893_553_445))
+        );
+        // Long-lived keys: no token, no expiry.
+        let keys =
+            from_process_json(br#"{"Version":1,"AccessKeyId":"AKIAKEYS","SecretAccessKey":"s"}"#)
+                .expect("reads");
+        assert_eq!((keys.session_token(), keys.expiry()), (None, None));
+    }
+
+    #[test]
+    fn output_that_is_not_the_helpers_is_refused_without_quoting_it() {
+        for (out, names) in [
+            (
+                &br#"{"Version":2,"AccessKeyId":"a","SecretAccessKey":"s"}"#[..],
+                "Version 2",
+            ),
+            (
+                br#"{"Version":1,"AccessKeyId":"a","SecretAccessKey":"s","Expiration":"soon"}"#,
+                "Expiration \"soon\"",
+            ),
+            (br#"{"Version":1,"AccessKeyId":"a"}"#, "no credentials JSON"),
+            (b"AKIAQUOTED not json", "no credentials JSON"),
+            (br#"{"Version":"AKIAQUOTED"}"#, "no credentials JSON"),
+        ] {
+            let e = from_process_json(out).expect_err("refused");
+            assert!(e.contains(names), "{e}");
+            assert!(
+                !e.contains("AKIAQUOTED"),
+                "the message quotes the output: {e}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_helper_that_fails_gives_its_message_or_its_exit() {
+        let err = |r: aws_credential_types::provider::Result| {
+            aws_smithy_types::error::display::DisplayErrorContext(r.expect_err("fails")).to_string()
+        };
+        // sh reads `credentials` as a script to run, and says it has none.
+        let said = err(HelperProcess::with_program("/bin/sh", "eu-west-1")
+            .load()
+            .await);
+        assert!(said.contains("credentials"), "{said}");
+        let silent = err(HelperProcess::with_program("/bin/false", "eu-west-1")
+            .load()
+            .await);
+        assert!(
+            silent.contains("the credentials helper failed (exit status: 1)"),
+            "{silent}"
+        );
+        let missing = err(
+            HelperProcess::with_program("/nonexistent/helper", "eu-west-1")
+                .load()
+                .await,
+        );
+        assert!(
+            missing.contains("cannot run the credentials helper /nonexistent/helper"),
+            "{missing}"
+        );
     }
 }

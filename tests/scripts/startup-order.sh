@@ -73,7 +73,9 @@ trace() {
 # As tests/bench.sh runs it: keys in the environment.
 trace keys AWS_ACCESS_KEY_ID=AKIASTARTUPEXAMPLE00 AWS_SECRET_ACCESS_KEY=startupsecretstartupsecretstartupsecret0
 # As in a pod with IRSA: a web identity token exchanged at STS, over plain HTTP (as against
-# the suite's stand-ins), then over TLS with a chain to verify (as against AWS's STS).
+# the suite's stand-ins), then over TLS with a chain to verify (as against AWS's STS). The
+# exchange itself is the work of the signer's helper process (`credentials`), which valgrind
+# does not follow: what is traced is the signer's own part, running the helper and reading it.
 trace web-identity AWS_ROLE_ARN=arn:aws:iam::000000000000:role/upload \
   AWS_WEB_IDENTITY_TOKEN_FILE="$work/token" AWS_ENDPOINT_URL_STS="http://127.0.0.1:$sts_port"
 trace web-identity-tls AWS_ROLE_ARN=arn:aws:iam::000000000000:role/upload \
