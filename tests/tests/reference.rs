@@ -395,7 +395,10 @@ fn signer_env() -> String {
          `AWS_WEB_IDENTITY_TOKEN_FILE`, through STS or `AWS_ENDPOINT_URL_STS`), the container \
          credentials endpoint (EKS Pod Identity: `AWS_CONTAINER_CREDENTIALS_FULL_URI` and \
          `AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`), then the shared config files \
-         (`AWS_PROFILE`); never from EC2 instance metadata (the node's role). The webhook \
+         (`AWS_PROFILE`); never from EC2 instance metadata (the node's role). Every source \
+         but the keys is read by a helper process, the signer's own binary run as \
+         `uploadbucket-sidecar credentials` for each load; when it fails, its error is the \
+         load's. The webhook \
          sets up IRSA or Pod Identity in the signer only, with \
          `AWS_EC2_METADATA_DISABLED=true` ([IAM roles for pods](../concepts/irsa.md)). Hidden benchmark settings \
          (`UPLOADBUCKET_BENCH_CEILING`, `UPLOADBUCKET_SIGNER`) are left out: the webhook and \
