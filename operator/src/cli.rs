@@ -247,11 +247,13 @@ pub struct WebhookArgs {
     #[arg(long, env = "UPLOADBUCKET_SIDECAR_CPU_LIMIT", value_parser = cpu_quantity)]
     pub sidecar_cpu_limit: Option<String>,
     /// Memory request of the signer, a Kubernetes quantity such as 16Mi; at least 16Mi. The
-    /// signer idles at about 10 MiB of RSS (10.11 MiB in the README's benchmark of
-    /// 2026-12-06), mostly its code pages. A request under that has the kubelet see the signer
-    /// above its request from the start, which puts its pod first in line for eviction when
-    /// the node runs short of memory; 16Mi adds room for the page cache and socket buffers the
-    /// container is charged for.
+    /// signer idles at about 5 MiB of RSS (4.7-5.0 MiB in the benchmark of 2026-12-07, with
+    /// keys or IRSA), mostly the C library and its own code pages, and each credentials load
+    /// runs a helper process of about 11 MiB for some 50 ms in the same container. A request
+    /// under what the container uses has the kubelet see the signer above its request, which
+    /// puts its pod first in line for eviction when the node runs short of memory; 16Mi covers
+    /// the signer, a load's helper, and the page cache and socket buffers the container is
+    /// charged for.
     #[arg(
         long,
         env = "UPLOADBUCKET_SIDECAR_MEMORY_REQUEST",
@@ -261,8 +263,9 @@ pub struct WebhookArgs {
     pub sidecar_memory_request: String,
     /// Memory limit of the signer, a Kubernetes quantity such as 64Mi; at least 32Mi, and at
     /// least --sidecar-memory-request (the API server refuses a pod whose limit is under its
-    /// request). The floor: the signer's RSS peaks at 13.7-14.5 MiB under the benchmark's
-    /// load (POST /uploads at concurrency 64), which leaves out work that also takes memory
+    /// request). The floor: the signer's RSS peaks at 9.5 MiB under the benchmark's load
+    /// (POST /uploads at concurrency 64, 2026-12-07), a credentials load adds a helper process
+    /// of about 11 MiB for some 50 ms, and the benchmark leaves out work that also takes memory
     /// (JWKS documents of up to 1 MiB fetched over TLS, up to 1,024 remembered tokens,
     /// verification's reads); under about twice that peak an OOM kill would restart the signer
     /// while its pod's uploads fail. A limit such as 8Mi is under even the idle RSS, so the
@@ -371,7 +374,7 @@ fn memory_request(s: &str) -> Result<String, String> {
     memory_at_least(
         s,
         SIGNER_MIN_MEMORY_REQUEST,
-        "the least the signer asks for: it idles at about 10 MiB of RSS",
+        "the least the signer asks for: it idles at about 5 MiB of RSS, and each credentials load adds a helper process of about 11 MiB for a moment",
     )
 }
 
@@ -379,7 +382,7 @@ fn memory_limit(s: &str) -> Result<String, String> {
     memory_at_least(
         s,
         SIGNER_MIN_MEMORY_LIMIT,
-        "the least the signer runs in: its RSS reaches about 15 MiB under load, and a signer killed for memory fails its pod's uploads",
+        "the least the signer runs in: under load with a credentials load's helper beside it the container uses about 20 MiB, and a signer killed for memory fails its pod's uploads",
     )
 }
 

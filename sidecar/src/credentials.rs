@@ -73,11 +73,12 @@ pub fn chain(region: &aws_config::Region) -> SharedCredentialsProvider {
     SharedCredentialsProvider::new(chain)
 }
 
-/// The signer's credentials: the keys in its environment when it has both, else [`chain`]
-/// run by a helper process ([`HelperProcess`]).
-pub fn provider(region: &str) -> SharedCredentialsProvider {
+/// The signer's credentials: the keys in its environment when it has both (named as the
+/// SDK's environment provider reads them), else [`chain`] run by a helper process
+/// ([`HelperProcess`]).
+pub(crate) fn provider(region: &str) -> SharedCredentialsProvider {
     let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
-    if set("AWS_ACCESS_KEY_ID") && set("AWS_SECRET_ACCESS_KEY") {
+    if set("AWS_ACCESS_KEY_ID") && (set("AWS_SECRET_ACCESS_KEY") || set("SECRET_ACCESS_KEY")) {
         SharedCredentialsProvider::new(
             aws_config::environment::EnvironmentVariableCredentialsProvider::new(),
         )
@@ -86,44 +87,90 @@ pub fn provider(region: &str) -> SharedCredentialsProvider {
     }
 }
 
-/// How long a helper process may take before it is stopped and the load fails.
-const HELPER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a helper process may take before it is stopped and the attempt fails (a load
+/// makes three attempts, see [`BACKOFF`]). STS answers in well under a second.
+const HELPER_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// [`chain`] run in a child process, `uploadbucket-sidecar credentials --region R`, once per
-/// load (at start-up, then about once an hour with web identity).
+/// The most of a failed helper's standard error kept as the load's error.
+const HELPER_MESSAGE_BYTES: usize = 2048;
+
+/// An error and its sources, by their `Display` alone: the `Debug` form that
+/// `DisplayErrorContext` appends can hold a raw response body, and a body STS sent can hold
+/// a session's keys, which must not reach a log.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let next = e.to_string();
+        // Wrappers often repeat their source's text, or the source repeats theirs (a helper's
+        // message is a whole chain already).
+        if next.starts_with(&text) {
+            text = next;
+        } else if !text.ends_with(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = e.source();
+    }
+    text
+}
+
+/// [`chain`] run in a child process, `uploadbucket-sidecar credentials --region=R`, once per
+/// load attempt (at start-up, then about once an hour with web identity).
 ///
 /// Loading credentials from STS, the Pod Identity agent or the profile files runs the code
 /// of an SDK client, TLS and the system's root certificates once an hour, and its pages and
 /// allocations would then stay resident in the signer for the rest of its life (about
 /// 1.7 MiB of 6.6 MiB with IRSA, measured). The child does that work and exits. It prints the
 /// credentials on its standard output, a pipe only the signer reads, as `credential_process`
-/// JSON; a failure comes back as its standard error, the message the chain gave.
+/// JSON; a failure comes back as its standard error, the message the chain gave (its
+/// `Display` text only, at most [`HELPER_MESSAGE_BYTES`]).
+///
+/// An attempt that outlives [`HELPER_TIMEOUT`], or whose request goes away, kills the child.
 #[derive(Debug)]
-pub struct HelperProcess {
-    program: std::path::PathBuf,
+pub(crate) struct HelperProcess {
+    /// `None`: this very binary.
+    program: Option<std::path::PathBuf>,
     region: String,
 }
 
 impl HelperProcess {
-    /// Runs this very binary (its path as the system gives it, else `/proc/self/exe`).
-    pub fn new(region: &str) -> Self {
-        let program = std::env::current_exe().unwrap_or_else(|_| "/proc/self/exe".into());
-        Self::with_program(program, region)
+    pub(crate) fn new(region: &str) -> Self {
+        Self {
+            program: None,
+            region: region.to_owned(),
+        }
     }
 
     /// Runs `program` instead (tests).
-    pub fn with_program(program: impl Into<std::path::PathBuf>, region: &str) -> Self {
+    #[cfg(test)]
+    fn with_program(program: impl Into<std::path::PathBuf>, region: &str) -> Self {
         Self {
-            program: program.into(),
+            program: Some(program.into()),
             region: region.to_owned(),
+        }
+    }
+
+    /// This binary, looked up at each attempt: its path as the system gives it (so a signer
+    /// run by hand whose file was rebuilt runs the new one), or, once that file is gone,
+    /// `/proc/self/exe`, which is the running binary whatever became of its file.
+    fn program(&self) -> std::path::PathBuf {
+        if let Some(p) = &self.program {
+            return p.clone();
+        }
+        match std::env::current_exe() {
+            Ok(path) if path.exists() => path,
+            _ => "/proc/self/exe".into(),
         }
     }
 
     async fn load(&self) -> aws_credential_types::provider::Result {
         use aws_credential_types::provider::error::CredentialsError;
-        let mut command = tokio::process::Command::new(&self.program);
+        let program = self.program();
+        let mut command = tokio::process::Command::new(&program);
         command
-            .args(["credentials", "--region", &self.region])
+            .arg("credentials")
+            .arg(format!("--region={}", self.region))
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -134,7 +181,7 @@ impl HelperProcess {
             Ok(Err(e)) => {
                 return Err(CredentialsError::provider_error(format!(
                     "cannot run the credentials helper {}: {e}",
-                    self.program.display()
+                    program.display()
                 )));
             }
             Err(_) => {
@@ -150,7 +197,7 @@ impl HelperProcess {
             return Err(CredentialsError::provider_error(if said.is_empty() {
                 format!("the credentials helper failed ({})", output.status)
             } else {
-                said.to_owned()
+                truncate(said, HELPER_MESSAGE_BYTES).to_owned()
             }));
         }
         from_process_json(&output.stdout).map_err(CredentialsError::provider_error)
@@ -166,6 +213,45 @@ impl ProvideCredentials for HelperProcess {
     {
         aws_credential_types::provider::future::ProvideCredentials::new(self.load())
     }
+}
+
+/// The HTTP status and error code of a response the SDK could not model (Ceph RGW's STS
+/// errors, for one), as ` (HTTP 403, AccessDenied)`, found in the error's `Debug` form; the
+/// rest of that form, which can hold the whole response body, is left out. Empty when
+/// neither is there.
+fn response_hint(debug: &str) -> String {
+    let status = debug
+        .split_once("StatusCode(")
+        .map(|(_, rest)| {
+            rest.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .filter(|s| s.len() == 3);
+    let code = debug
+        .split_once("<Code>")
+        .and_then(|(_, rest)| rest.split_once("</Code>"))
+        .map(|(code, _)| code)
+        .filter(|c| {
+            (1..=64).contains(&c.len())
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_')
+        });
+    match (status, code) {
+        (Some(s), Some(c)) => format!(" (HTTP {s}, {c})"),
+        (Some(s), None) => format!(" (HTTP {s})"),
+        (None, Some(c)) => format!(" ({c})"),
+        (None, None) => String::new(),
+    }
+}
+
+/// `text` cut to at most `bytes` bytes, on a character boundary.
+fn truncate(text: &str, bytes: usize) -> &str {
+    let mut end = text.len().min(bytes);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// `credential_process` output: what the helper prints, and what [`from_process_json`] reads.
@@ -184,13 +270,26 @@ struct ProcessCredentials {
 
 /// The helper's side: loads credentials with [`chain`] once and prints them as
 /// `credential_process` JSON; on failure, the chain's message as the error.
+///
+/// Only for the signer that spawned it: a process whose parent is outside its PID namespace
+/// (parent id 0), as one that `kubectl exec` starts in the signer's container is, is refused
+/// before anything is loaded. Someone allowed to exec into the pod gets no keys this way.
 pub async fn print_once(region: &str) -> Result<(), String> {
     use aws_smithy_types::date_time::{DateTime, Format};
+    if std::os::unix::process::parent_id() == 0 {
+        return Err(
+            "uploadbucket-sidecar credentials runs only as the signer's own helper \
+                    process; it prints nothing for a process started from outside the \
+                    container (kubectl exec)"
+                .into(),
+        );
+    }
     let provider = chain(&aws_config::Region::new(region.to_owned()));
-    let c = provider
-        .provide_credentials()
-        .await
-        .map_err(|e| aws_smithy_types::error::display::DisplayErrorContext(e).to_string())?;
+    let c = provider.provide_credentials().await.map_err(|e| {
+        let mut text = error_chain(&e);
+        text.push_str(&response_hint(&format!("{e:?}")));
+        text
+    })?;
     let expiration = match c.expiry() {
         Some(at) => Some(
             DateTime::from(at)
@@ -349,7 +448,7 @@ impl CachedCredentials {
             match self.provider.provide_credentials().await {
                 Ok(c) => return Ok(c),
                 Err(e) => {
-                    let e = aws_smithy_types::error::display::DisplayErrorContext(e).to_string();
+                    let e = error_chain(&e);
                     let Some(pause) = pauses.next() else {
                         return Err(e);
                     };
@@ -590,6 +689,16 @@ mod tests {
     }
 
     #[test]
+    fn a_response_the_sdk_could_not_read_is_named_by_its_status_and_code_alone() {
+        let debug = r#"ServiceError { raw: Response { status: StatusCode(403), body: SdkBody { inner: Once(Some(b"<Error><Code>AccessDenied</Code><SecretAccessKey>LEAKED</SecretAccessKey></Error>")) } } }"#;
+        assert_eq!(response_hint(debug), " (HTTP 403, AccessDenied)");
+        let odd =
+            r#"raw: Response { status: StatusCode(200), body: b"<Code>has spaces LEAKED</Code>" }"#;
+        assert_eq!(response_hint(odd), " (HTTP 200)");
+        assert_eq!(response_hint("DispatchFailure(timed out)"), "");
+    }
+
+    #[test]
     fn output_that_is_not_the_helpers_is_refused_without_quoting_it() {
         for (out, names) in [
             (
@@ -615,14 +724,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_helper_that_fails_gives_its_message_or_its_exit() {
-        let err = |r: aws_credential_types::provider::Result| {
-            aws_smithy_types::error::display::DisplayErrorContext(r.expect_err("fails")).to_string()
-        };
-        // sh reads `credentials` as a script to run, and says it has none.
-        let said = err(HelperProcess::with_program("/bin/sh", "eu-west-1")
+        let err = |r: aws_credential_types::provider::Result| error_chain(&r.expect_err("fails"));
+        let once = err(Err(
+            aws_credential_types::provider::error::CredentialsError::provider_error(
+                "an error occurred while loading credentials: the helper's own chain",
+            ),
+        ));
+        assert_eq!(
+            once,
+            "an error occurred while loading credentials: the helper's own chain"
+        );
+        // ls knows no --region and says so on its standard error.
+        let said = err(HelperProcess::with_program("/bin/ls", "eu-west-1")
             .load()
             .await);
-        assert!(said.contains("credentials"), "{said}");
+        assert!(said.contains("--region=eu-west-1"), "{said}");
         let silent = err(HelperProcess::with_program("/bin/false", "eu-west-1")
             .load()
             .await);
