@@ -15,6 +15,19 @@ fn helper(env: &[(&str, &str)]) -> Output {
     cmd.output().expect("runs")
 }
 
+/// Asserts that the helper failed (exit 1) and printed nothing on its standard output;
+/// returns what it said on its standard error.
+fn failed_saying(out: &Output) -> String {
+    let said = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        out.stdout.is_empty(),
+        "printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    said
+}
+
 #[test]
 fn prints_the_credentials_it_loaded_as_credential_process_json() {
     let out = helper(&[
@@ -46,14 +59,7 @@ fn prints_the_credentials_it_loaded_as_credential_process_json() {
 
 #[test]
 fn with_no_source_it_fails_saying_why_and_prints_nothing() {
-    let out = helper(&[]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    let said = String::from_utf8_lossy(&out.stderr);
+    let said = failed_saying(&helper(&[]));
     assert!(said.contains("no credentials found in chain"), "{said}");
     assert!(
         said.contains("WebIdentityToken"),
@@ -74,13 +80,7 @@ fn started_from_outside_the_container_it_prints_nothing() {
         .env("AWS_SECRET_ACCESS_KEY", "helpersecret")
         .output()
         .expect("unshare (util-linux) runs");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let said = failed_saying(&out);
     assert!(
         said.contains("runs only as the signer's own helper"),
         "{said}"
@@ -132,13 +132,7 @@ fn keys_in_an_sts_answer_it_cannot_read_are_never_in_its_error() {
         ("AWS_ENDPOINT_URL_STS", &sts),
     ]);
     let _ = std::fs::remove_file(&token);
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(
-        out.stdout.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    let said = failed_saying(&out);
     assert!(!said.is_empty());
     for secret in ["LEAKEDSECRETKEY", "LEAKEDSESSIONTOKEN"] {
         assert!(!said.contains(secret), "{said}");
