@@ -2,16 +2,21 @@
 //! - `fast`: this crate's signer (URL building, canonical request, cached signing key);
 //! - `cached_key_limit`: only the cryptography any SigV4 query signer with a cached key must
 //!   do (SHA-256 of an equal canonical request, one HMAC, hex) — the ceiling;
-//! - `sdk`: aws-sdk-s3's `presigned()` for the same request.
+//! - `sdk`: aws-sdk-s3's `presigned()` for the same request;
+//! - `fast_two_threads` and `credentials_two_threads`: the fast signer, and the credentials
+//!   cache's read (`ready`), on two threads at once, time per call on each: against `fast`
+//!   and `credentials`, what sharing costs the sidecar's worker threads (a lock or reference
+//!   count written on every call bounces its cache line between the cores).
 //!
 //! `cargo bench -p uploadbucket-sidecar --bench presign`; tests/bench.sh prints the ratios.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use aws_sdk_s3::presigning::PresigningConfig;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use uploadbucket_sidecar::credentials::{CachedCredentials, CredentialSource};
 use uploadbucket_sidecar::presign::{Credentials, Endpoint, PresignInput, Presigner};
 
 fn creds() -> Credentials {
@@ -47,6 +52,13 @@ fn bench(c: &mut Criterion) {
 
     group.bench_function("fast", |b| {
         b.iter(|| presigner.presign(&creds, when, std::hint::black_box(&input)))
+    });
+    group.bench_function("fast_two_threads", |b| {
+        b.iter_custom(|iters| {
+            on_two_threads(iters, || {
+                presigner.presign(&creds, when, std::hint::black_box(&input))
+            })
+        })
     });
 
     // The ceiling: hash a canonical request of the same size, HMAC the string to sign with
@@ -89,6 +101,26 @@ fn bench(c: &mut Criterion) {
             )
             .build(),
     );
+    // The credentials cache the signer reads on every request, loaded once (keys that do
+    // not expire).
+    let cache = CachedCredentials::new(
+        aws_credential_types::provider::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(
+                &creds.access_key_id,
+                &creds.secret_access_key,
+                creds.session_token.clone(),
+                None,
+                "bench",
+            ),
+        ),
+        Duration::from_secs(360),
+    );
+    rt.block_on(cache.credentials()).unwrap();
+    group.bench_function("credentials", |b| b.iter(|| cache.ready()));
+    group.bench_function("credentials_two_threads", |b| {
+        b.iter_custom(|iters| on_two_threads(iters, || cache.ready()))
+    });
+
     group.bench_function("sdk", |b| {
         b.iter(|| {
             rt.block_on(async {
@@ -112,6 +144,21 @@ fn bench(c: &mut Criterion) {
         })
     });
     group.finish();
+}
+
+/// Runs `f` `iters` times on each of two threads at once; the time until both are done.
+fn on_two_threads<R>(iters: u64, f: impl Fn() -> R + Sync) -> Duration {
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                for _ in 0..iters {
+                    std::hint::black_box(f());
+                }
+            });
+        }
+    });
+    start.elapsed()
 }
 
 criterion_group! {

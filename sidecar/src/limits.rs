@@ -35,8 +35,17 @@ impl RateLimiter {
         }
     }
 
-    /// Takes one start for `owner`; `Err(wait)` until one is available.
-    pub fn take(&self, owner: &str, now: Instant) -> Result<(), Duration> {
+    /// Takes one start for `owner` now; `Err(wait)` until one is available. Without a limit,
+    /// not even the clock is read (this is on every request's path).
+    pub fn take(&self, owner: &str) -> Result<(), Duration> {
+        if self.per_minute == 0 {
+            return Ok(());
+        }
+        self.take_at(owner, Instant::now())
+    }
+
+    /// [`RateLimiter::take`] at `now`.
+    pub fn take_at(&self, owner: &str, now: Instant) -> Result<(), Duration> {
         if self.per_minute == 0 {
             return Ok(());
         }
@@ -168,19 +177,19 @@ mod tests {
         let limiter = RateLimiter::new(6); // one every 10 s
         let t0 = Instant::now();
         for _ in 0..6 {
-            assert_eq!(limiter.take("alice", t0), Ok(()));
+            assert_eq!(limiter.take_at("alice", t0), Ok(()));
         }
-        let wait = limiter.take("alice", t0).unwrap_err();
+        let wait = limiter.take_at("alice", t0).unwrap_err();
         assert!((9.9..=10.0).contains(&wait.as_secs_f64()), "{wait:?}");
         // Another owner is not held back by alice.
-        assert_eq!(limiter.take("bob", t0), Ok(()));
+        assert_eq!(limiter.take_at("bob", t0), Ok(()));
         // After the wait, one more; never more than a minute's worth saved up.
-        assert_eq!(limiter.take("alice", t0 + wait), Ok(()));
+        assert_eq!(limiter.take_at("alice", t0 + wait), Ok(()));
         let later = t0 + Duration::from_secs(3600);
         for _ in 0..6 {
-            assert_eq!(limiter.take("alice", later), Ok(()));
+            assert_eq!(limiter.take_at("alice", later), Ok(()));
         }
-        assert!(limiter.take("alice", later).is_err());
-        assert_eq!(RateLimiter::new(0).take("x", t0), Ok(()));
+        assert!(limiter.take_at("alice", later).is_err());
+        assert_eq!(RateLimiter::new(0).take_at("x", t0), Ok(()));
     }
 }

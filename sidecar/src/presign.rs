@@ -687,6 +687,50 @@ mod tests {
         );
     }
 
+    /// The cached signing key is used only for its own credentials and day: two presigners,
+    /// two sets of credentials and two days in turns, on two threads, sign exactly as a new
+    /// presigner does (which derives its key afresh). Each turn changes one of the three.
+    #[test]
+    fn the_cached_signing_key_is_never_used_for_other_credentials_or_days() {
+        let regions = ["eu-west-1", "us-east-1"];
+        let presigners = regions.map(|r| Presigner::new("b", r, Endpoint::aws(r)));
+        let credentials = [
+            creds(None),
+            Credentials {
+                secret_access_key: "rotated".into(),
+                ..creds(None)
+            },
+        ];
+        let day = UNIX_EPOCH + Duration::from_secs(1_700_006_399);
+        let times = [day, day + Duration::from_secs(1)];
+        let input = PresignInput {
+            method: "PUT",
+            key: "k",
+            expires: Duration::from_secs(300),
+            ..PresignInput::default()
+        };
+        // (presigner, credentials, time) as a Gray code: one changes per turn.
+        let order = [0b000, 0b001, 0b011, 0b010, 0b110, 0b111, 0b101, 0b100];
+        let expected: Vec<String> = order
+            .iter()
+            .map(|&i| {
+                let fresh = Presigner::new("b", regions[i >> 2], Endpoint::aws(regions[i >> 2]));
+                fresh.presign(&credentials[i >> 1 & 1], times[i & 1], &input)
+            })
+            .collect();
+        let turns = || {
+            for _ in 0..2 {
+                for (&i, want) in order.iter().zip(&expected) {
+                    let url =
+                        presigners[i >> 2].presign(&credentials[i >> 1 & 1], times[i & 1], &input);
+                    assert_eq!(&url, want, "turn {i:03b}");
+                }
+            }
+        };
+        turns();
+        std::thread::scope(|s| s.spawn(turns).join().unwrap());
+    }
+
     #[test]
     fn post_policy_pins_key_type_and_size() {
         let p = Presigner::new(

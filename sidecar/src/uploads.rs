@@ -297,7 +297,7 @@ fn take_start(state: &AppState, owner: Option<&str>) -> Result<(), AppError> {
     let owner = owner.unwrap_or_default();
     state
         .limiter
-        .take(owner, tokio::time::Instant::now())
+        .take(owner)
         .map_err(|wait| AppError::Throttled {
             code: ErrorCode::TooManyUploads,
             message: format!(
