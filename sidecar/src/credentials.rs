@@ -384,14 +384,16 @@ impl CredentialSource for StaticCredentials {
 }
 
 /// The SDK's provider behind a cache that refreshes `margin` before expiry.
-pub struct CachedCredentials {
+pub struct CachedCredentials(Arc<Cache>);
+
+struct Cache {
     provider: SharedCredentialsProvider,
     margin: Duration,
     /// The credentials, and the margin that applies to them.
     cached: RwLock<Option<(Arc<Credentials>, Duration)>>,
     /// Held by the one load in progress; keeps the last load's error. A request that waited
     /// through a failed load takes its error instead of calling STS once more.
-    refresh: tokio::sync::Mutex<Option<String>>,
+    refresh: Arc<tokio::sync::Mutex<Option<String>>>,
     /// Loads ended, failed or not.
     loads: AtomicU64,
     now: fn() -> SystemTime,
@@ -409,30 +411,38 @@ const BACKOFF: &[Duration] = &[Duration::from_millis(100), Duration::from_millis
 impl CachedCredentials {
     /// `margin`: refresh when fewer than this remain (use at least the URL lifetime).
     pub fn new(provider: SharedCredentialsProvider, margin: Duration) -> Self {
-        Self {
+        Self(Arc::new(Cache {
             provider,
             margin,
             cached: RwLock::new(None),
-            refresh: tokio::sync::Mutex::new(None),
+            refresh: Arc::default(),
             loads: AtomicU64::new(0),
             now: SystemTime::now,
             backoff: BACKOFF,
-        }
+        }))
+    }
+
+    /// Settings changed before the cache is shared (the builders below).
+    fn cache_mut(&mut self) -> &mut Cache {
+        Arc::get_mut(&mut self.0).expect("set before the cache is used")
     }
 
     /// Pauses between attempts other than [`BACKOFF`] (tests).
     pub fn with_backoff(mut self, backoff: &'static [Duration]) -> Self {
-        self.backoff = backoff;
+        self.cache_mut().backoff = backoff;
         self
     }
 
     /// Reads the time from `now` instead of the system clock (tests).
     pub fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
-        self.now = now;
+        self.cache_mut().now = now;
         self
     }
+}
 
-    fn fresh(&self, now: SystemTime) -> Option<Arc<Credentials>> {
+impl Cache {
+    fn fresh(&self) -> Option<Arc<Credentials>> {
+        let now = (self.now)();
         let guard = self.cached.read().ok()?;
         let (c, margin) = guard.as_ref()?;
         match c.expiry {
@@ -458,35 +468,13 @@ impl CachedCredentials {
             }
         }
     }
-}
 
-/// The margin for credentials loaded at `now` that expire at `expiry`: the configured one, at
-/// most half their lifetime.
-fn margin_for(configured: Duration, now: SystemTime, expiry: Option<SystemTime>) -> Duration {
-    match expiry {
-        Some(exp) => configured.min(exp.duration_since(now).unwrap_or_default() / 2),
-        None => configured,
-    }
-}
-
-#[async_trait]
-impl CredentialSource for CachedCredentials {
-    async fn credentials(&self) -> Result<Arc<Credentials>, String> {
-        if let Some(c) = self.fresh((self.now)()) {
-            return Ok(c);
-        }
-        // One refresh at a time; the others wait and then take its result, or its error.
-        let before = self.loads.load(Ordering::Acquire);
-        let mut last_error = self.refresh.lock().await;
-        if let Some(c) = self.fresh((self.now)()) {
-            return Ok(c);
-        }
-        if let Some(e) = last_error.as_ref()
-            && self.loads.load(Ordering::Acquire) != before
-        {
-            // A load ended while this request waited, and it failed.
-            return Err(e.clone());
-        }
+    /// Loads, and keeps what was loaded (or the error), holding the turn `last_error` until
+    /// done.
+    async fn load_into(
+        self: Arc<Self>,
+        mut last_error: tokio::sync::OwnedMutexGuard<Option<String>>,
+    ) -> Result<Arc<Credentials>, String> {
         let loaded = self.load().await;
         *last_error = loaded.as_ref().err().cloned();
         self.loads.fetch_add(1, Ordering::Release);
@@ -504,9 +492,46 @@ impl CredentialSource for CachedCredentials {
         }
         Ok(creds)
     }
+}
+
+/// The margin for credentials loaded at `now` that expire at `expiry`: the configured one, at
+/// most half their lifetime.
+fn margin_for(configured: Duration, now: SystemTime, expiry: Option<SystemTime>) -> Duration {
+    match expiry {
+        Some(exp) => configured.min(exp.duration_since(now).unwrap_or_default() / 2),
+        None => configured,
+    }
+}
+
+#[async_trait]
+impl CredentialSource for CachedCredentials {
+    async fn credentials(&self) -> Result<Arc<Credentials>, String> {
+        let cache = &self.0;
+        if let Some(c) = cache.fresh() {
+            return Ok(c);
+        }
+        // One load at a time; the others wait and then take its result, or its error.
+        let before = cache.loads.load(Ordering::Acquire);
+        let last_error = cache.refresh.clone().lock_owned().await;
+        if let Some(c) = cache.fresh() {
+            return Ok(c);
+        }
+        if let Some(e) = last_error.as_ref()
+            && cache.loads.load(Ordering::Acquire) != before
+        {
+            // A load ended while this request waited, and it failed.
+            return Err(e.clone());
+        }
+        // The load is a task of its own, holding the turn: a request that goes away while it
+        // runs (its client gone, a timeout) leaves it to finish and fill the cache for the
+        // next one, instead of stopping it and making the next one start over.
+        tokio::spawn(cache.clone().load_into(last_error))
+            .await
+            .unwrap_or_else(|e| Err(format!("loading credentials stopped: {e}")))
+    }
 
     fn ready(&self) -> Option<Arc<Credentials>> {
-        self.fresh((self.now)())
+        self.0.fresh()
     }
 }
 
@@ -612,6 +637,55 @@ mod tests {
             2,
             "refreshed at half its life"
         );
+    }
+
+    /// A provider that takes `delay` to answer, as STS on a slow day.
+    #[derive(Debug)]
+    struct Slow {
+        calls: Arc<AtomicUsize>,
+        delay: Duration,
+    }
+
+    impl ProvideCredentials for Slow {
+        fn provide_credentials<'a>(
+            &'a self,
+        ) -> aws_credential_types::provider::future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let delay = self.delay;
+            aws_credential_types::provider::future::ProvideCredentials::new(async move {
+                tokio::time::sleep(delay).await;
+                Ok(aws_credential_types::Credentials::new(
+                    "AKIDSLOW", "s", None, None, "test",
+                ))
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_load_outlives_the_request_that_started_it() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let cache = CachedCredentials::new(
+            SharedCredentialsProvider::new(Slow {
+                calls: calls.clone(),
+                delay: Duration::from_millis(300),
+            }),
+            Duration::from_secs(360),
+        );
+        // The first request goes away while its load runs (its client gone, a timeout).
+        let first = tokio::time::timeout(Duration::from_millis(50), cache.credentials()).await;
+        assert!(first.is_err(), "the load takes 300 ms");
+        assert!(cache.ready().is_none());
+        // The next one waits for that load instead of starting another.
+        assert_eq!(cache.credentials().await.unwrap().access_key_id, "AKIDSLOW");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            1,
+            "one load for both requests"
+        );
+        assert!(cache.ready().is_some());
     }
 
     const PAUSES: &[Duration] = &[Duration::from_millis(20), Duration::from_millis(20)];
