@@ -126,7 +126,8 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
 /// JSON; a failure comes back as its standard error, the message the chain gave (its
 /// `Display` text only, at most [`HELPER_MESSAGE_BYTES`]).
 ///
-/// An attempt that outlives [`HELPER_TIMEOUT`], or whose request goes away, kills the child.
+/// An attempt that outlives [`HELPER_TIMEOUT`] kills the child (a load goes on when the
+/// request that started it goes away; see [`CachedCredentials`]).
 #[derive(Debug)]
 pub(crate) struct HelperProcess {
     /// `None`: this very binary.
