@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Signer benchmarks, all figures from one run on this machine:
 #  1. criterion: the fast presigner vs the cached-key ceiling vs aws-sdk-s3's presigner, and
-#     the presigner and the credentials read on two threads at once (as the two workers);
+#     the presigner and the credentials read on two threads at once (as the two workers),
+#     and the router called in-process (no sockets): POST /uploads vs the unsigned exchange;
 #  2. wrk: POST /uploads req/s at concurrency 1, 16, 64, fast signer vs `--signer sdk` vs the
 #     fast signer requiring an end user's JWT (RS256, the key cached; `jwt`), and
 #     the HTTP ceilings on the fast sidecar at the same concurrencies: the unsigned exchange
@@ -40,12 +41,14 @@ target=${CARGO_TARGET_DIR:-target}
 bin=$work/uploadbucket-sidecar
 cp "$target/release/uploadbucket-sidecar" "$bin"
 
-echo "== criterion: presign" >&2
-cargo bench -q -p uploadbucket-sidecar --bench presign -- --noplot >/dev/null 2>&1
-est() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mean']['point_estimate'])" "$target/criterion/presign/$1/new/estimates.json"; }
-fast_ns=$(est fast); limit_ns=$(est cached_key_limit); sdk_ns=$(est sdk)
+echo "== criterion: presign, handler" >&2
+cargo bench -q -p uploadbucket-sidecar --bench presign --bench handler -- --noplot >/dev/null 2>&1
+est() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['mean']['point_estimate'])" "$target/criterion/$1/new/estimates.json"; }
+fast_ns=$(est presign/fast); limit_ns=$(est presign/cached_key_limit); sdk_ns=$(est presign/sdk)
 # Two threads at once, as the sidecar's two workers: time per call on each, against alone.
-shared="$(est fast_two_threads) $(est credentials) $(est credentials_two_threads)"
+shared="$(est presign/fast_two_threads) $(est presign/credentials) $(est presign/credentials_two_threads)"
+# The router called in-process, no sockets: what the handler adds to the exchange on its own.
+in_process="$(est handler/uploads) $(est handler/exchange)"
 
 body='{"filename":"cat.jpg","contentType":"image/jpeg","size":1048576}'
 cat >"$work/post.lua" <<'LUA'
@@ -225,11 +228,11 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   done >>"$work/figures"
 fi
 
-python3 - "$work/figures" "$fast_ns" "$limit_ns" "$sdk_ns" "$secs" "$rounds" "$answer_bytes" $shared <<'PY'
+python3 - "$work/figures" "$fast_ns" "$limit_ns" "$sdk_ns" "$secs" "$rounds" "$answer_bytes" $shared $in_process <<'PY'
 import statistics as st, sys
 path, fast, limit, sdk = sys.argv[1], *map(float, sys.argv[2:5])
 secs, rounds, answer = sys.argv[5:8]
-fast2, creds, creds2 = map(float, sys.argv[8:11])
+fast2, creds, creds2, h_uploads, h_exchange = map(float, sys.argv[8:13])
 runs, pinned = {}, []
 for line in open(path):
     w = line.split()
@@ -268,6 +271,7 @@ r = limit / fast
 print(f"| fast signer vs cached-key ceiling ({1e9/limit:,.0f}/s) | | | {r:.2f}x | >= 0.7x | {check(r >= 0.7)} |")
 print(f"| fast signer on two threads at once, ns per URL on each (criterion; alone: {fast:,.0f} ns) | {fast2:,.0f} | | {fast2/fast:.2f}x of alone | - | - |")
 print(f"| credentials read (the cache's `ready`) on two threads at once, ns per call on each (alone: {creds:.1f} ns) | {creds2:.1f} | | {creds2/creds:.2f}x of alone | - | - |")
+print(f"| the router called in-process (criterion, no sockets), µs per request: POST /uploads vs the unsigned exchange ({h_exchange/1e3:.2f} µs) | {h_uploads/1e3:.2f} | | {h_exchange/h_uploads:.2f}x: the handler adds {(h_uploads-h_exchange)/1e3:.2f} µs | - | - |")
 # At concurrency 1 the loopback round trip, which both builds pay, caps the ratio (the SDK
 # build at half the exchange's speed allows 2x at most): judged instead on what each adds to
 # the unsigned exchange's time per request, the fast build's added time at most a third of

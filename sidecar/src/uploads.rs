@@ -414,8 +414,10 @@ pub async fn create(
         headers.push((name, v));
     }
     let url = match &state.sdk_signer {
+        // Boxed: the SDK's presign future is kilobytes, and inline it would make every
+        // request's future that large (axum moves it into its box on each call).
         Some(_) => {
-            sdk_presign_put(
+            Box::pin(sdk_presign_put(
                 &state,
                 &key,
                 &content_type,
@@ -424,7 +426,7 @@ pub async fn create(
                 &headers,
                 now,
                 expires,
-            )
+            ))
             .await?
         }
         None => state.presigner.presign(
@@ -695,5 +697,38 @@ mod tests {
         );
         // Sized right: no growth while writing.
         assert!(body.capacity() >= body.len() && body.capacity() < body.len() + 128);
+    }
+
+    /// axum moves a handler's future into a box on every request: what the rare paths hold
+    /// across their awaits (the SDK baseline's presign future is kilobytes) stays out of it.
+    #[test]
+    fn the_request_future_of_post_uploads_stays_small() {
+        use crate::config::{Config, S3Backend};
+        use crate::credentials::StaticCredentials;
+        use crate::presign::{Endpoint, Presigner};
+        let config = Config {
+            bucket: "b".into(),
+            ..Config::default()
+        };
+        let creds = StaticCredentials::new(Credentials {
+            access_key_id: "AKIA".into(),
+            secret_access_key: "s".into(),
+            session_token: None,
+            expiry: None,
+        });
+        let store = crate::store::S3Store::new(|| unreachable!(), "b", S3Backend::default());
+        let state = AppState::new(
+            config,
+            Presigner::new("b", "eu-west-1", Endpoint::aws("eu-west-1")),
+            Arc::new(creds),
+            Arc::new(store),
+        );
+        let future = create(
+            State(state),
+            Caller(None),
+            JsonBody(axum::body::Bytes::new()),
+        );
+        let size = std::mem::size_of_val(&future);
+        assert!(size <= 2048, "POST /uploads' future is {size} bytes");
     }
 }
