@@ -700,12 +700,16 @@ mod tests {
     }
 
     /// axum moves a handler's future into a box on every request: what the rare paths hold
-    /// across their awaits (the SDK baseline's presign future is kilobytes) stays out of it.
+    /// across their awaits (the SDK baseline's presign future is kilobytes) stays out of the
+    /// futures of the routes that sign.
     #[test]
-    fn the_request_future_of_post_uploads_stays_small() {
+    fn the_futures_of_the_signing_routes_stay_small() {
         use crate::config::{Config, S3Backend};
         use crate::credentials::StaticCredentials;
+        use crate::multipart;
         use crate::presign::{Endpoint, Presigner};
+        use axum::extract::Path;
+        use axum::http::Uri;
         let config = Config {
             bucket: "b".into(),
             ..Config::default()
@@ -723,12 +727,44 @@ mod tests {
             Arc::new(creds),
             Arc::new(store),
         );
-        let future = create(
-            State(state),
-            Caller(None),
-            JsonBody(axum::body::Bytes::new()),
-        );
-        let size = std::mem::size_of_val(&future);
-        assert!(size <= 2048, "POST /uploads' future is {size} bytes");
+        let uri: Uri = "/?key=uploads/k&partNumbers=1&contentType=image/jpeg"
+            .parse()
+            .unwrap();
+        let s = || State(state.clone());
+        let sizes = [
+            (
+                "POST /uploads",
+                std::mem::size_of_val(&create(s(), Caller(None), JsonBody(Default::default()))),
+            ),
+            (
+                "GET /uploads",
+                std::mem::size_of_val(&legacy(s(), Caller(None), Query::try_from_uri(&uri))),
+            ),
+            (
+                "GET /s3/params",
+                std::mem::size_of_val(&uppy_params(s(), Caller(None), Query::try_from_uri(&uri))),
+            ),
+            (
+                "GET /s3/multipart/{id}/{part}",
+                std::mem::size_of_val(&multipart::sign_one(
+                    s(),
+                    Caller(None),
+                    Path(("id".into(), "1".into())),
+                    Query::try_from_uri(&uri),
+                )),
+            ),
+            (
+                "GET /s3/multipart/{id}/batch",
+                std::mem::size_of_val(&multipart::sign_batch(
+                    s(),
+                    Caller(None),
+                    Path("id".into()),
+                    Query::try_from_uri(&uri),
+                )),
+            ),
+        ];
+        for (route, size) in sizes {
+            assert!(size <= 2048, "the future of {route} is {size} bytes");
+        }
     }
 }
