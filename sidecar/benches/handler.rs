@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use axum::Router;
 use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -51,46 +52,31 @@ fn bench(c: &mut Criterion) {
         .build()
         .expect("a runtime");
     let state = state();
-    let answer = rt.block_on(call(&state, "/uploads")).len();
-    let state = state.with_bench_ceiling(answer);
-    let router = app(state);
-    let call_router = |path: &'static str| {
-        let router = router.clone();
-        async move {
-            let request = Request::post(path)
-                .header("content-type", "application/json")
-                .body(Body::from(BODY))
-                .expect("a request");
-            let response = router.oneshot(request).await.expect("infallible");
-            assert_eq!(response.status(), StatusCode::CREATED, "{path}");
-            response.into_body()
-        }
-    };
+    // The exchange answers as many bytes as `/uploads` does.
+    let answer = rt.block_on(async {
+        let body = post(app(state.clone()), "/uploads").await;
+        to_bytes(body, usize::MAX).await.expect("the answer").len()
+    });
+    let router = app(state.with_bench_ceiling(answer));
     let mut group = c.benchmark_group("handler");
     group.bench_function("uploads", |b| {
-        b.iter(|| rt.block_on(call_router("/uploads")))
+        b.iter(|| rt.block_on(post(router.clone(), "/uploads")))
     });
     group.bench_function("exchange", |b| {
-        b.iter(|| rt.block_on(call_router("/bench/ceiling")))
+        b.iter(|| rt.block_on(post(router.clone(), "/bench/ceiling")))
     });
     group.finish();
 }
 
-/// One `POST path` through a fresh router: the answer's bytes.
-async fn call(state: &AppState, path: &str) -> Vec<u8> {
+/// The benchmark's body POSTed to `path` through `router`: the answer's body (201 checked).
+async fn post(router: Router, path: &'static str) -> Body {
     let request = Request::post(path)
         .header("content-type", "application/json")
         .body(Body::from(BODY))
         .expect("a request");
-    let response = app(state.clone())
-        .oneshot(request)
-        .await
-        .expect("infallible");
+    let response = router.oneshot(request).await.expect("infallible");
     assert_eq!(response.status(), StatusCode::CREATED, "{path}");
-    to_bytes(response.into_body(), usize::MAX)
-        .await
-        .expect("the answer")
-        .to_vec()
+    response.into_body()
 }
 
 criterion_group!(benches, bench);
