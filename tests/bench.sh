@@ -252,10 +252,12 @@ for line in open(path):
         runs[w[0], int(w[1])] = list(map(float, w[2:]))
 med = lambda k, c: st.median(runs[k, c])
 fig = lambda k, c: f"{med(k, c):,.0f} [{min(runs[k, c]):.0f}-{max(runs[k, c]):.0f}]"
+# Each round's own ratio of `a` to `b`.
+own = lambda a, b, c: [x / y for x, y in zip(runs[a, c], runs[b, c])]
 def ratio(a, b, c):
     # Median over median, and the range of the rounds' own ratios: the runs of one round
     # are seconds apart, so a round's ratio drifts less than its figures.
-    per = [x / y for x, y in zip(runs[a, c], runs[b, c])]
+    per = own(a, b, c)
     return med(a, c) / med(b, c), f"[{min(per):.2f}-{max(per):.2f}]"
 def overhead_target(kind, c):
     """What `kind` and the SDK build each add to the unsigned exchange's time per request
@@ -299,7 +301,7 @@ for c in (1, 16, 64):
 # a median over medians can set a run at one of the VM's two speeds against one at the other.
 for c in (1, 16, 64):
     r, per = ratio("fast", "ceiling", c)
-    paired = st.median(x / y for x, y in zip(runs["fast", c], runs["ceiling", c]))
+    paired = st.median(own("fast", "ceiling", c))
     target, met = ("-", "-") if c == 1 else (">= 0.8x, paired", check(paired >= 0.8))
     print(f"| POST /uploads vs the unsigned exchange (POST /bench/ceiling, {fig('ceiling', c)} req/s), concurrency {c}: the rounds' own ratios, run back to back, median {paired:.3f}x | | | {r:.2f}x {per} | {target} | {met} |")
 for c in (1, 16, 64):
