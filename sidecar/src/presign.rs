@@ -17,6 +17,10 @@ use smallvec::SmallVec;
 thread_local! {
     /// Scratch space for canonical requests (a few hundred bytes; grows once per thread).
     static CANONICAL: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The last two seconds formatted by [`amz_date_bytes`], the latest first: a request
+    /// formats its signing time and its expiry, and the next requests the same two.
+    static DATES: std::cell::Cell<[(u64, [u8; 16]); 2]> =
+        const { std::cell::Cell::new([(u64::MAX, [0; 16]); 2]) };
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -124,6 +128,8 @@ pub struct Presigner {
     origin: String,
     /// What precedes the encoded key in the path: `/bucket/` (path style) or `/`.
     path_prefix: String,
+    /// Nothing in the origin needs escaping in a JSON string, so neither does any URL.
+    json_plain: bool,
     key: RwLock<Option<Arc<SigningKey>>>,
 }
 
@@ -134,7 +140,9 @@ pub struct PresignInput<'a> {
     pub key: &'a str,
     /// Operation parameters, in the SDK's order (e.g. `x-id=PutObject`).
     pub params: &'a [(&'a str, &'a str)],
-    /// Headers to sign besides `host`: lowercase names. The client must send exactly these.
+    /// Headers to sign besides `host`: lowercase names of letters, digits, `-` and `_` (as
+    /// metadata keys are held to), which the URL carries as they are. The client must send
+    /// exactly these.
     pub headers: &'a [(&'a str, &'a str)],
     pub expires: Duration,
 }
@@ -179,9 +187,35 @@ const fn plain_bytes(keep_slash: bool) -> [bool; 256] {
 static PLAIN: [bool; 256] = plain_bytes(false);
 static PLAIN_PATH: [bool; 256] = plain_bytes(true);
 
+/// Where ASCII text is appended: a `String`, or the byte buffer of an answer being written.
+pub trait AsciiSink {
+    fn push_ascii(&mut self, s: &str);
+    /// `b` must be ASCII.
+    fn push_ascii_byte(&mut self, b: u8);
+}
+
+impl AsciiSink for String {
+    fn push_ascii(&mut self, s: &str) {
+        self.push_str(s);
+    }
+    fn push_ascii_byte(&mut self, b: u8) {
+        self.push(char::from(b));
+    }
+}
+
+impl AsciiSink for Vec<u8> {
+    fn push_ascii(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+    fn push_ascii_byte(&mut self, b: u8) {
+        self.push(b);
+    }
+}
+
 /// SigV4 URI encoding into `out`; `/` kept when `keep_slash`. Runs of bytes that stay as
-/// they are (all of a typical key) are copied whole.
-pub fn uri_encode_into(out: &mut String, s: &str, keep_slash: bool) {
+/// they are (all of a typical key) are copied whole. Only unreserved characters, `%` and
+/// `/` are written, none of which JSON escapes.
+pub fn uri_encode_into(out: &mut impl AsciiSink, s: &str, keep_slash: bool) {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let plain = if keep_slash { &PLAIN_PATH } else { &PLAIN };
     let bytes = s.as_bytes();
@@ -192,15 +226,15 @@ pub fn uri_encode_into(out: &mut String, s: &str, keep_slash: bool) {
         }
         // `run..i` holds only plain (ASCII) bytes, so both ends are character boundaries.
         if run < i {
-            out.push_str(&s[run..i]);
+            out.push_ascii(&s[run..i]);
         }
-        out.push('%');
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 15)]));
+        out.push_ascii_byte(b'%');
+        out.push_ascii_byte(HEX[usize::from(b >> 4)]);
+        out.push_ascii_byte(HEX[usize::from(b & 15)]);
         run = i + 1;
     }
     if run < bytes.len() {
-        out.push_str(&s[run..]);
+        out.push_ascii(&s[run..]);
     }
 }
 
@@ -234,12 +268,33 @@ fn hex_bytes(bytes: &[u8]) -> [u8; 64] {
     out
 }
 
-/// `20231114T221320Z` and `20231114` without allocating.
+/// `20231114T221320Z` and `20231114` without allocating, and without formatting again a
+/// second this thread formatted last or the time before.
 fn amz_date_bytes(t: SystemTime) -> ([u8; 16], [u8; 8]) {
     let secs = t
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
+    let out = DATES.with(|dates| {
+        let [latest, older] = dates.get();
+        if latest.0 == secs {
+            return latest.1;
+        }
+        let out = if older.0 == secs {
+            older.1
+        } else {
+            format_amz_date(secs)
+        };
+        dates.set([(secs, out), latest]);
+        out
+    });
+    let mut date = [0u8; 8];
+    date.copy_from_slice(&out[..8]);
+    (out, date)
+}
+
+/// `20231114T221320Z` for a Unix time.
+fn format_amz_date(secs: u64) -> [u8; 16] {
     let (y, m, d, hh, mm, ss) = civil(secs);
     let y = y.clamp(0, 9999) as u64;
     let mut out = *b"00000000T000000Z";
@@ -250,9 +305,7 @@ fn amz_date_bytes(t: SystemTime) -> ([u8; 16], [u8; 8]) {
     two_digits(&mut out[9..11], hh);
     two_digits(&mut out[11..13], mm);
     two_digits(&mut out[13..15], ss);
-    let mut date = [0u8; 8];
-    date.copy_from_slice(&out[..8]);
-    (out, date)
+    out
 }
 
 /// `v` (below 100) as two ASCII digits.
@@ -263,18 +316,24 @@ fn two_digits(out: &mut [u8], v: u64) {
 
 /// RFC 3339 UTC (`2023-11-14T22:13:20Z`).
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut out = String::with_capacity(20);
+    rfc3339_into(&mut out, t);
+    out
+}
+
+/// [`rfc3339`] appended to `out` (an answer being written): 20 ASCII bytes, none of which
+/// JSON escapes.
+pub fn rfc3339_into(out: &mut impl AsciiSink, t: SystemTime) {
     // From the SigV4 form, without the formatting machinery (every answer carries one).
     let (b, _) = amz_date_bytes(t);
-    let mut out = String::with_capacity(20);
     for (i, &c) in b.iter().enumerate() {
         match i {
-            4 | 6 => out.push('-'),
-            11 | 13 => out.push(':'),
+            4 | 6 => out.push_ascii_byte(b'-'),
+            11 | 13 => out.push_ascii_byte(b':'),
             _ => {}
         }
-        out.push(char::from(c));
+        out.push_ascii_byte(c);
     }
-    out
 }
 
 /// Calendar date and time of a Unix time (UTC), by the days-from-civil inverse.
@@ -309,8 +368,10 @@ impl Presigner {
         } else {
             (format!("{bucket}.{}", endpoint.authority), "/".to_owned())
         };
+        let origin = format!("{}://{host}", endpoint.scheme);
         Self {
-            origin: format!("{}://{host}", endpoint.scheme),
+            json_plain: crate::json::plain(origin.as_bytes()),
+            origin,
             bucket: bucket.to_owned(),
             region: region.to_owned(),
             endpoint,
@@ -377,8 +438,40 @@ impl Presigner {
         now: SystemTime,
         input: &PresignInput<'_>,
     ) -> String {
+        let mut url = Vec::with_capacity(self.url_capacity(creds, input.key));
+        self.presign_into(&mut url, creds, now, input);
+        // ASCII by construction.
+        String::from_utf8(url).unwrap_or_default()
+    }
+
+    /// Room for a URL for `key` signed with `creds`, with up to 8 signed headers and 4 short
+    /// parameters.
+    pub fn url_capacity(&self, creds: &Credentials, key: &str) -> usize {
+        self.origin.len()
+            + self.path_prefix.len()
+            + key.len() * 3
+            + (creds.access_key_id.len() + self.region.len()) * 3
+            + creds.session_token.as_ref().map_or(0, |t| t.len() * 3 + 24)
+            + 400
+    }
+
+    /// Whether the URLs [`Presigner::presign_into`] writes are JSON-plain (nothing in them
+    /// is escaped in a JSON string), so an answer can take one in place between quotes.
+    /// Everything in a URL but the origin is percent-encoded or fixed ASCII; the origin is
+    /// checked once.
+    pub fn json_plain(&self) -> bool {
+        self.json_plain
+    }
+
+    /// [`Presigner::presign`], the URL appended to `out` (an answer being written).
+    pub fn presign_into(
+        &self,
+        url: &mut Vec<u8>,
+        creds: &Credentials,
+        now: SystemTime,
+        input: &PresignInput<'_>,
+    ) {
         let (amz_date, date) = amz_date_bytes(now);
-        let amz_date = std::str::from_utf8(&amz_date).unwrap_or_default();
         let date = std::str::from_utf8(&date).unwrap_or_default();
         let sk = self.signing_key(creds, date);
 
@@ -388,19 +481,13 @@ impl Presigner {
         headers.extend(input.headers.iter().copied());
         headers.sort_unstable_by(|a, b| a.0.cmp(b.0));
 
-        let mut url = String::with_capacity(
-            self.origin.len()
-                + input.key.len() * 3
-                + sk.credential_query.len()
-                + sk.token_query.as_ref().map_or(0, String::len)
-                + 320,
-        );
-        url.push_str(&self.origin);
+        url.reserve(self.url_capacity(creds, input.key));
+        url.extend_from_slice(self.origin.as_bytes());
         let path_start = url.len();
-        url.push_str(&self.path_prefix);
-        uri_encode_into(&mut url, input.key, true);
+        url.extend_from_slice(self.path_prefix.as_bytes());
+        uri_encode_into(url, input.key, true);
         let path_end = url.len();
-        url.push('?');
+        url.push(b'?');
 
         // Operation parameters first in the URL, as the SDK orders them; in the canonical
         // query they sort after every X-Amz-* name (lowercase initials sort after 'X').
@@ -412,27 +499,35 @@ impl Presigner {
                 "operation parameter {k} would sort among X-Amz-*"
             );
             let ks = url.len();
-            uri_encode_into(&mut url, k, false);
+            uri_encode_into(url, k, false);
             let ke = url.len();
-            url.push('=');
-            uri_encode_into(&mut url, v, false);
+            url.push(b'=');
+            uri_encode_into(url, v, false);
             params.push((ks, ke, url.len()));
-            url.push('&');
+            url.push(b'&');
         }
         let params_end = url.len();
-        url.push_str("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
-        url.push_str(&sk.credential_query);
-        url.push_str("&X-Amz-Date=");
-        url.push_str(amz_date);
-        url.push_str("&X-Amz-Expires=");
-        url.push_str(itoa::Buffer::new().format(input.expires.as_secs()));
+        url.extend_from_slice(b"X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=");
+        url.extend_from_slice(sk.credential_query.as_bytes());
+        url.extend_from_slice(b"&X-Amz-Date=");
+        url.extend_from_slice(&amz_date);
+        url.extend_from_slice(b"&X-Amz-Expires=");
+        url.extend_from_slice(
+            itoa::Buffer::new()
+                .format(input.expires.as_secs())
+                .as_bytes(),
+        );
         let sh_start = url.len();
-        url.push_str("&X-Amz-SignedHeaders=");
+        url.extend_from_slice(b"&X-Amz-SignedHeaders=");
         for (i, (name, _)) in headers.iter().enumerate() {
             if i > 0 {
-                url.push_str("%3B");
+                url.extend_from_slice(b"%3B");
             }
-            url.push_str(name);
+            debug_assert!(
+                name.bytes().all(|b| PLAIN[usize::from(b)]),
+                "header name {name} needs encoding"
+            );
+            url.extend_from_slice(name.as_bytes());
         }
         let sh_end = url.len();
 
@@ -442,15 +537,15 @@ impl Presigner {
             h.clear();
             h.extend_from_slice(input.method.as_bytes());
             h.extend_from_slice(b"\n");
-            h.extend_from_slice(&url.as_bytes()[path_start..path_end]);
+            h.extend_from_slice(&url[path_start..path_end]);
             h.extend_from_slice(b"\n");
             // X-Amz-Algorithm .. X-Amz-Expires, then the token, then SignedHeaders.
-            h.extend_from_slice(&url.as_bytes()[params_end..sh_start]);
+            h.extend_from_slice(&url[params_end..sh_start]);
             if let Some(tq) = &sk.token_query {
                 h.extend_from_slice(b"&X-Amz-Security-Token=");
                 h.extend_from_slice(tq.as_bytes());
             }
-            h.extend_from_slice(&url.as_bytes()[sh_start..sh_end]);
+            h.extend_from_slice(&url[sh_start..sh_end]);
             params.sort_unstable_by(|a, b| {
                 url[a.0..a.1]
                     .cmp(&url[b.0..b.1])
@@ -458,7 +553,7 @@ impl Presigner {
             });
             for (ks, _, ve) in &params {
                 h.extend_from_slice(b"&");
-                h.extend_from_slice(&url.as_bytes()[*ks..*ve]);
+                h.extend_from_slice(&url[*ks..*ve]);
             }
             h.extend_from_slice(b"\n");
             for (name, value) in &headers {
@@ -478,21 +573,20 @@ impl Presigner {
             debug_assert!(params_start <= params_end);
             Sha256::digest(&h[..])
         });
-        let signature = self.sign(&sk, amz_date, &canonical_hash);
-        url.push_str("&X-Amz-Signature=");
-        url.push_str(std::str::from_utf8(&signature).unwrap_or_default());
+        let signature = self.sign(&sk, &amz_date, &canonical_hash);
+        url.extend_from_slice(b"&X-Amz-Signature=");
+        url.extend_from_slice(&signature);
         if let Some(tq) = &sk.token_query {
-            url.push_str("&X-Amz-Security-Token=");
-            url.push_str(tq);
+            url.extend_from_slice(b"&X-Amz-Security-Token=");
+            url.extend_from_slice(tq.as_bytes());
         }
-        url
     }
 
     /// Hex HMAC of the string to sign, fed straight into the keyed MAC.
-    fn sign(&self, sk: &SigningKey, amz_date: &str, canonical_hash: &[u8]) -> [u8; 64] {
+    fn sign(&self, sk: &SigningKey, amz_date: &[u8], canonical_hash: &[u8]) -> [u8; 64] {
         let mut mac = sk.mac.clone();
         mac.update(b"AWS4-HMAC-SHA256\n");
-        mac.update(amz_date.as_bytes());
+        mac.update(amz_date);
         mac.update(b"\n");
         mac.update(sk.scope.as_bytes());
         mac.update(b"\n");

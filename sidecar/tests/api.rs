@@ -201,6 +201,69 @@ async fn put_url_signs_type_and_size_under_the_prefix() {
     assert_eq!(body["expiresAt"], "2023-11-14T22:18:20Z");
 }
 
+/// The benchmark's baseline (`--signer sdk`: aws-sdk-s3 presigns `POST /uploads`) signs
+/// what the fast signer signs, for every header a bucket or a client can add: otherwise the
+/// benchmark would compare unlike work.
+#[tokio::test]
+async fn the_sdk_baseline_signs_the_same_headers() {
+    let config = Config {
+        public_read: true,
+        verify: true,
+        bucket_owner_full_control: true,
+        allowed_content_types: vec!["application/pdf".into()],
+        ..config()
+    };
+    let c = creds(None);
+    let sdk = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::Config::builder()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                c.access_key_id.clone(),
+                c.secret_access_key.clone(),
+                c.session_token.clone(),
+                None,
+                "test",
+            ))
+            .build(),
+    );
+    let fast = state_from(config.clone());
+    let baseline = state_from(config).with_sdk_signer(sdk);
+    let request = upload(json!({
+        "contentType": "application/pdf",
+        "size": 999,
+        "metadata": {"user-id": "u1"},
+        "contentMD5": "1B2M2Y8AsgTpgAmY7PhCfg==",
+        "checksumSHA256": "47DEQpj8BCSw+YlxqUOiWzaN4Xd24f/iBqM+kaRBj9o=",
+    }));
+    let (a, b) = (
+        expect(&fast, &request, 201).await,
+        expect(&baseline, &request, 201).await,
+    );
+    assert_eq!(
+        signed_headers(&a["uploadURL"]),
+        "content-disposition%3Bcontent-length%3Bcontent-md5%3Bcontent-type%3Bhost%3Bif-none-match%3Bx-amz-acl%3Bx-amz-checksum-sha256%3Bx-amz-meta-user-id%3Bx-amz-tagging"
+    );
+    assert_eq!(
+        signed_headers(&a["uploadURL"]),
+        signed_headers(&b["uploadURL"])
+    );
+    for name in [
+        "X-Amz-Credential",
+        "X-Amz-Date",
+        "X-Amz-Expires",
+        "X-Amz-Security-Token",
+    ] {
+        let url = |v: &Value| v["uploadURL"].as_str().unwrap().to_owned();
+        assert_eq!(
+            query_param(&url(&a), name),
+            query_param(&url(&b), name),
+            "{name}"
+        );
+    }
+    assert_eq!(a["headers"], b["headers"]);
+}
+
 #[tokio::test]
 async fn expiry_is_cut_to_the_credentials_lifetime() {
     let expiring = creds(Some(now() + Duration::from_secs(100)));
