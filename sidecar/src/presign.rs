@@ -3,11 +3,10 @@
 //!
 //! In: credentials, the time, the object key and what to sign. Out: URLs byte-identical to
 //! aws-sdk-s3's presigner for the same inputs (a test proves it), and POST form fields.
-//! The derived signing key (four HMACs) is cached per worker thread, day, credentials and
-//! region, and the keyed HMAC state with it, so one presign is two SHA-256 passes and one
-//! HMAC.
+//! The derived signing key (four HMACs) is cached per day, credentials and region, and the
+//! keyed HMAC state with it, so one presign is two SHA-256 passes and one HMAC.
 
-use std::rc::Rc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -22,12 +21,6 @@ thread_local! {
     /// formats its signing time and its expiry, and the next requests the same two.
     static DATES: std::cell::Cell<[(u64, [u8; 16]); 2]> =
         const { std::cell::Cell::new([(u64::MAX, [0; 16]); 2]) };
-    /// The signing key this thread derived last. Each worker derives its own once a day (and
-    /// per credentials and region), and then signs without writing to memory another worker
-    /// writes too: a shared cache's lock and reference count cost a cross-core transfer on
-    /// nearly every URL while both workers sign.
-    static SIGNING_KEY: std::cell::RefCell<Option<Rc<SigningKey>>> =
-        const { std::cell::RefCell::new(None) };
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -112,7 +105,6 @@ impl Endpoint {
 /// A cached signing key for one day, region and set of credentials.
 struct SigningKey {
     date: String,
-    region: String,
     access_key_id: String,
     secret: String,
     /// HMAC already keyed with the derived key: cloning it skips two compression rounds.
@@ -138,6 +130,7 @@ pub struct Presigner {
     path_prefix: String,
     /// Nothing in the origin needs escaping in a JSON string, so neither does any URL.
     json_plain: bool,
+    key: RwLock<Option<Arc<SigningKey>>>,
 }
 
 /// One request to presign.
@@ -384,6 +377,7 @@ impl Presigner {
             endpoint,
             host,
             path_prefix,
+            key: RwLock::new(None),
         }
     }
 
@@ -391,27 +385,17 @@ impl Presigner {
         &self.bucket
     }
 
-    /// The signing key for this day, region and these credentials: this thread's cached one,
-    /// derived when it is for anything else.
-    fn signing_key(&self, creds: &Credentials, date: &str) -> Rc<SigningKey> {
-        SIGNING_KEY.with_borrow_mut(|cached| {
-            if let Some(k) = cached.as_ref()
-                && k.date == date
-                && k.region == self.region
-                && k.access_key_id == creds.access_key_id
-                && k.secret == creds.secret_access_key
-                && k.token == creds.session_token
-            {
-                return k.clone();
-            }
-            let key = Rc::new(self.derive_key(creds, date));
-            *cached = Some(key.clone());
-            key
-        })
-    }
-
-    /// The SigV4 signing key and what a URL says of it, for `date` (`20231114`).
-    fn derive_key(&self, creds: &Credentials, date: &str) -> SigningKey {
+    /// The cached signing key for this day and these credentials, derived when missing.
+    fn signing_key(&self, creds: &Credentials, date: &str) -> Arc<SigningKey> {
+        if let Ok(guard) = self.key.read()
+            && let Some(k) = guard.as_ref()
+            && k.date == date
+            && k.access_key_id == creds.access_key_id
+            && k.secret == creds.secret_access_key
+            && k.token == creds.session_token
+        {
+            return k.clone();
+        }
         let k_date = hmac(
             format!("AWS4{}", creds.secret_access_key).as_bytes(),
             date.as_bytes(),
@@ -420,9 +404,8 @@ impl Presigner {
         let k_service = hmac(&k_region, b"s3");
         let k_signing = hmac(&k_service, b"aws4_request");
         let scope = format!("{date}/{}/s3/aws4_request", self.region);
-        SigningKey {
+        let key = Arc::new(SigningKey {
             date: date.to_owned(),
-            region: self.region.clone(),
             access_key_id: creds.access_key_id.clone(),
             secret: creds.secret_access_key.clone(),
             mac: HmacSha256::new_from_slice(&k_signing).expect("HMAC takes any key length"),
@@ -430,7 +413,11 @@ impl Presigner {
             scope,
             token: creds.session_token.clone(),
             token_query: creds.session_token.as_deref().map(|t| uri_encode(t, false)),
+        });
+        if let Ok(mut guard) = self.key.write() {
+            *guard = Some(key.clone());
         }
+        key
     }
 
     /// The URL to POST forms to.
