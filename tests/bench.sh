@@ -16,14 +16,17 @@
 # (signer >= 0.7x the cached-key ceiling, /uploads >= 3x the SDK build at concurrency 16 and
 # 64, and at 1, where the round trip both pay caps the ratio, 3x on the time each adds to the
 # unsigned exchange; also with a JWT checked; /uploads >= 0.8x
-# the unsigned exchange at concurrency 16 and 64, the median of rounds that run the two back
+# the unsigned exchange at concurrency 16 and 64, the median of 30 short pairs of runs back
 # to back; RSS idle <= 6 MiB); exits 1 if missed.
-#   tests/bench.sh            (about 6 minutes after the release build)
+#   tests/bench.sh            (about 8 minutes after the release build)
 #   BENCH_SECONDS=10 BENCH_ROUNDS=5 tests/bench.sh   (seconds per wrk run, runs per figure)
+#   BENCH_PAIRS=60 BENCH_PAIR_SECONDS=1 tests/bench.sh   (the pairs judged against the exchange)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-3}
+pairs=${BENCH_PAIRS:-30}
+pair_secs=${BENCH_PAIR_SECONDS:-1}
 
 if ! command -v wrk >/dev/null; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
@@ -163,7 +166,7 @@ for mode in irsa irsa-tls; do kill "${pid[$mode]}"; done
 
 # One wrk run against one mode; prints req/s. RSS is sampled meanwhile into rss-<mode>.
 wrk_run() {
-  local mode=$1 c=$2 rps out sampler script=post.lua path=/uploads
+  local mode=$1 c=$2 d=${3:-$secs} rps out sampler script=post.lua path=/uploads
   case $mode in
     healthz) mode=fast script=get.lua path=/healthz ;;
     ceiling) mode=fast path=/bench/ceiling ;;
@@ -172,7 +175,7 @@ wrk_run() {
   esac
   ( while kill -0 "${pid[$mode]}" 2>/dev/null; do rss_kib "${pid[$mode]}"; sleep 0.2; done ) >>"$work/rss-$mode" &
   sampler=$!
-  out=$(wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${secs}s" -s "$work/$script" "http://127.0.0.1:${port[$mode]}$path")
+  out=$(wrk -t "$(( c < 2 ? 1 : 2 ))" -c "$c" -d "${d}s" -s "$work/$script" "http://127.0.0.1:${port[$mode]}$path")
   # A run with any answer that is not 2xx measured something else: stop.
   if grep -q "Non-2xx" <<<"$out"; then echo "bench.sh: $mode at concurrency $c: $(grep Non-2xx <<<"$out")" >&2; kill $$; exit 1; fi
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
@@ -203,12 +206,28 @@ for c in 1 16 64; do
   done
   for k in "${kinds[@]}"; do echo "   $k:${runs[$k,$c]}" >&2; done
 done
+
+# The target on the unsigned exchange is judged on many short pairs: `/uploads` and the
+# exchange back to back for ${pair_secs}s each, $pairs times per concurrency, which goes first
+# alternating. The VM's speed moves in steps that last seconds, so a short pair's two halves
+# run at the same speed far more often than a 5 s pair's (30 pairs of 1 s: quartiles 0.81x and
+# 0.85x; the 5 s rounds': 0.78x and 0.92x), and the median of 30 pairs moves by about 0.01
+# from one run to the next instead of 0.04.
+for c in 16 64; do
+  echo "== pairs: concurrency $c, $pairs pairs of ${pair_secs}s runs of /uploads and the unsigned exchange" >&2
+  for i in $(seq 1 "$pairs"); do
+    if [ $((i % 2)) = 1 ]; then u=$(wrk_run fast "$c" "$pair_secs"); e=$(wrk_run ceiling "$c" "$pair_secs")
+    else e=$(wrk_run ceiling "$c" "$pair_secs"); u=$(wrk_run fast "$c" "$pair_secs"); fi
+    echo "pair $c $u $e"
+  done >>"$work/pairs"
+done
 for mode in fast sdk; do peak[$mode]=$(sort -n "$work/rss-$mode" | tail -1); done
 {
   echo "idle ${idle[fast]} ${idle[sdk]}"
   echo "idle-irsa ${idle[irsa]} ${idle[irsa-tls]}"
   echo "peak ${peak[fast]} ${peak[sdk]}"
   for c in 1 16 64; do for k in "${kinds[@]}"; do echo "$k $c${runs[$k,$c]}"; done; done
+  cat "$work/pairs"
 } >"$work/figures"
 
 # Where a POST /uploads' time goes, without wrk competing for the same core: a third sidecar
@@ -236,18 +255,20 @@ if [ "$(nproc)" -ge 2 ] && command -v taskset >/dev/null; then
   done >>"$work/figures"
 fi
 
-python3 - "$work/figures" "$fast_ns" "$limit_ns" "$sdk_ns" "$secs" "$rounds" "$answer_bytes" $shared $in_process <<'PY'
+python3 - "$work/figures" "$fast_ns" "$limit_ns" "$sdk_ns" "$secs" "$rounds" "$answer_bytes" "$pair_secs" $shared $in_process <<'PY'
 import statistics as st, sys
 path, fast, limit, sdk = sys.argv[1], *map(float, sys.argv[2:5])
-secs, rounds, answer = sys.argv[5:8]
-fast2, creds, creds2, h_uploads, h_exchange = map(float, sys.argv[8:13])
-runs, pinned = {}, []
+secs, rounds, answer, pair_secs = sys.argv[5:9]
+fast2, creds, creds2, h_uploads, h_exchange = map(float, sys.argv[9:14])
+runs, pinned, pairs = {}, [], {}
 for line in open(path):
     w = line.split()
     if w[0] in ("idle", "idle-irsa", "peak"):
         runs[w[0]] = [float(x) / 1024 for x in w[1:]]
     elif w[0] == "pinned":
         pinned.append(list(map(float, w[1:])))
+    elif w[0] == "pair":
+        pairs.setdefault(int(w[1]), []).append(float(w[2]) / float(w[3]))
     else:
         runs[w[0], int(w[1])] = list(map(float, w[2:]))
 med = lambda k, c: st.median(runs[k, c])
@@ -297,13 +318,19 @@ for c in (1, 16, 64):
     r, per = ratio("jwt-new", "sdk", c)
     cost, cper = ratio("jwt-new", "fast", c)
     print(f"| POST /uploads with a JWT, 2,000 tokens in turn (each signature checked, RS256, the key cached) req/s, concurrency {c}: {cost:.2f}x {cper} of without | {fig('jwt-new', c)} | {fig('sdk', c)} | {r:.2f}x {per} | - | - |")
-# Judged on the median of the rounds' own ratios: each round runs the two back to back, and
-# a median over medians can set a run at one of the VM's two speeds against one at the other.
+# Judged at 16 and 64 on the median of the short pairs' own ratios (see the pairs above): a
+# median over medians can set a run at one of the VM's two speeds against one at the other.
 for c in (1, 16, 64):
     r, per = ratio("fast", "ceiling", c)
     paired = st.median(own("fast", "ceiling", c))
-    target, met = ("-", "-") if c == 1 else (">= 0.8x, paired", check(paired >= 0.8))
-    print(f"| POST /uploads vs the unsigned exchange (POST /bench/ceiling, {fig('ceiling', c)} req/s), concurrency {c}: the rounds' own ratios, run back to back, median {paired:.3f}x | | | {r:.2f}x {per} | {target} | {met} |")
+    target, met = "-", "-"
+    if c in pairs:
+        ps = sorted(pairs[c])
+        q = st.quantiles(ps, n=4)
+        m = st.median(ps)
+        share = sum(x >= 0.8 for x in ps) / len(ps)
+        target, met = f">= 0.8x: {len(ps)} pairs of {pair_secs}s runs back to back, median {m:.3f}x (quartiles {q[0]:.3f}x and {q[2]:.3f}x; {share:.0%} of pairs at 0.8x or more)", check(m >= 0.8)
+    print(f"| POST /uploads vs the unsigned exchange (POST /bench/ceiling, {fig('ceiling', c)} req/s), concurrency {c}; the rounds' own ratios, median {paired:.3f}x | | | {r:.2f}x {per} | {target} | {met} |")
 for c in (1, 16, 64):
     r, per = ratio("fast", "healthz", c)
     e, eper = ratio("ceiling", "healthz", c)
