@@ -16,16 +16,16 @@
 # (signer >= 0.7x the cached-key ceiling, /uploads >= 3x the SDK build at concurrency 16 and
 # 64, and at 1, where the round trip both pay caps the ratio, 3x on the time each adds to the
 # unsigned exchange; also with a JWT checked; /uploads >= 0.8x
-# the unsigned exchange at concurrency 16 and 64, the median of 30 short pairs of runs back
+# the unsigned exchange at concurrency 16 and 64, the median of 50 short pairs of runs back
 # to back; RSS idle <= 6 MiB); exits 1 if missed.
-#   tests/bench.sh            (about 8 minutes after the release build)
+#   tests/bench.sh            (about 10 minutes after the release build)
 #   BENCH_SECONDS=10 BENCH_ROUNDS=5 tests/bench.sh   (seconds per wrk run, runs per figure)
 #   BENCH_PAIRS=60 BENCH_PAIR_SECONDS=1 tests/bench.sh   (the pairs judged against the exchange)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${BENCH_SECONDS:-5}
 rounds=${BENCH_ROUNDS:-3}
-pairs=${BENCH_PAIRS:-30}
+pairs=${BENCH_PAIRS:-50}
 pair_secs=${BENCH_PAIR_SECONDS:-1}
 
 if ! command -v wrk >/dev/null; then
@@ -209,10 +209,10 @@ done
 
 # The target on the unsigned exchange is judged on many short pairs: `/uploads` and the
 # exchange back to back for ${pair_secs}s each, $pairs times per concurrency, which goes first
-# alternating. The VM's speed moves in steps that last seconds, so a short pair's two halves
-# run at the same speed far more often than a 5 s pair's (30 pairs of 1 s: quartiles 0.81x and
-# 0.85x; the 5 s rounds': 0.78x and 0.92x), and the median of 30 pairs moves by about 0.01
-# from one run to the next instead of 0.04.
+# alternating. The VM's speed moves in steps, so any pair can compare two speeds; many
+# pairs put those at either end of the sorted ratios, and the median of 50 sits where most
+# pairs agree. The 5 s rounds alone gave 8-10 ratios a run, whose median moved by 0.04-0.07
+# between runs of one build (see docs/development/performance.md, 2026-12-07).
 for c in 16 64; do
   echo "== pairs: concurrency $c, $pairs pairs of ${pair_secs}s runs of /uploads and the unsigned exchange" >&2
   for i in $(seq 1 "$pairs"); do
