@@ -653,14 +653,12 @@ async fn mutate_answers_with_the_golden_patch() {
     assert_eq!(response["uid"], "705ab4f5-6393-11e8-b7cc-42010a800002");
     assert_eq!(response["allowed"], true);
     assert_eq!(response["patchType"], "JSONPatch");
-    // kube serializes the patch bytes as a JSON array of numbers, which the API server's
-    // Go decoder reads into []byte as it would a base64 string; accept either.
+    // A base64 string, as Go writes []byte (kube's own type writes an array of numbers).
     let patch: Vec<u8> = match &response["patch"] {
         Value::String(b64) => base64::engine::general_purpose::STANDARD
             .decode(b64)
             .unwrap(),
-        Value::Array(bytes) => bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect(),
-        other => panic!("patch is {other}"),
+        other => panic!("patch is not a base64 string: {other}"),
     };
     let golden: Value = serde_json::from_str(
         &std::fs::read_to_string(testdata().join("pod-basic.patch.json")).unwrap(),
@@ -673,6 +671,37 @@ async fn mutate_answers_with_the_golden_patch() {
             .encode()
             .contains("uploadbucket_webhook_reviews_total{outcome=\"injected\"} 1")
     );
+}
+
+/// The answer is kube's AdmissionReview field for field, but for the patch's encoding: every
+/// outcome (injected, denied, skipped, with warnings) written both ways and compared.
+#[tokio::test]
+async fn the_answer_is_kubes_review_with_a_base64_patch() {
+    for (stem, operation) in [
+        ("pod-basic", "CREATE"),
+        ("pod-wrong-service-account", "CREATE"),
+        ("pod-not-requested", "CREATE"),
+        ("pod-basic", "UPDATE"),
+    ] {
+        let (state, _) = state(false);
+        let review: AdmissionReview<Pod> =
+            serde_json::from_value(review(&pod(stem), operation)).unwrap();
+        let request: AdmissionRequest<Pod> = review.try_into().unwrap();
+        let mut response = review_pod(&state, &request).await;
+        response.warnings = Some(vec!["a warning".into()]);
+        response
+            .audit_annotations
+            .insert("uploadbucket.io/note".into(), "kept".into());
+        let mut kubes = serde_json::to_value(response.clone().into_review()).unwrap();
+        if let Some(Value::Array(bytes)) = kubes["response"].get("patch") {
+            let bytes: Vec<u8> = bytes.iter().map(|b| b.as_u64().unwrap() as u8).collect();
+            kubes["response"]["patch"] = base64::engine::general_purpose::STANDARD
+                .encode(bytes)
+                .into();
+        }
+        let ours = serde_json::to_value(Answer::from(response)).unwrap();
+        assert_eq!(ours, kubes, "{stem} {operation}");
+    }
 }
 
 #[tokio::test]
@@ -746,6 +775,8 @@ async fn garbage_is_answered_invalid() {
     assert_eq!(status, 200);
     assert_eq!(body["response"]["allowed"], false);
     assert_eq!(body["response"]["status"]["reason"], "InvalidRequest");
+    assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(body["kind"], "AdmissionReview");
     let (_, body) = post(
         state,
         json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview"}).to_string(),
