@@ -68,7 +68,7 @@ cleanup() {
   if [ $status -ne 0 ]; then
     echo "tests/run.sh: failed; server logs are in $work" >&2
   elif [ "$temporary" = 1 ]; then
-    rm -rf "$work"
+    rm -rf "$work" || echo "tests/run.sh: passed, but could not remove $work" >&2
   fi
   exit $status
 }
