@@ -211,7 +211,7 @@ done
 # exchange back to back for ${pair_secs}s each, $pairs times per concurrency, which goes first
 # alternating. The VM's speed moves in steps, so any pair can compare two speeds; many
 # pairs put those at either end of the sorted ratios, and the median of 50 sits where most
-# pairs agree. The 5 s rounds alone gave 8-10 ratios a run, whose median moved by 0.04-0.07
+# pairs agree. The 5 s rounds alone gave 8-10 ratios a run, whose median moved by 0.04-0.08
 # between runs of one build (see docs/development/performance.md, 2026-12-07).
 for c in 16 64; do
   echo "== pairs: concurrency $c, $pairs pairs of ${pair_secs}s runs of /uploads and the unsigned exchange" >&2
