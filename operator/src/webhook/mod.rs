@@ -128,8 +128,9 @@ async fn mutate(State(state): State<WebhookState>, body: axum::body::Bytes) -> J
 
 /// The AdmissionReview answered, its patch a base64 string as the API server's Go types
 /// write `[]byte`. kube's `AdmissionReview` writes the patch as an array of numbers, one per
-/// byte, which the API server reads too, but at 2.5 times the bytes, with a number written
-/// here and parsed there for every byte of the patch.
+/// byte, which the API server reads too, but at about 2.6 times the bytes (the test pod's
+/// patch: 7,531 bytes against 2,902), with a number written here and parsed there for every
+/// byte of the patch.
 #[derive(serde::Serialize)]
 pub struct Answer {
     #[serde(flatten)]
@@ -153,8 +154,10 @@ impl From<AdmissionResponse> for Answer {
             .patch
             .take()
             .map(|p| base64::engine::general_purpose::STANDARD.encode(p));
+        // Not serialized with the response (kube skips it there): moved, not copied.
+        let types = std::mem::take(&mut response.types);
         Answer {
-            types: response.types.clone(),
+            types,
             response: AnswerResponse { response, patch },
         }
     }
